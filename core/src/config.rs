@@ -1,0 +1,295 @@
+//! Validation of directive values, shared by the nginx glue (at `nginx -t` time) and the CLI.
+//!
+//! Each function returns a message that names what is wrong with the value; the glue adds the
+//! directive name and the file:line.
+
+use std::fmt;
+
+/// A directive value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// `on` / `off` (case-insensitive, as nginx's own flag directives).
+pub fn parse_switch(value: &str) -> Result<bool, ConfigError> {
+    if value.eq_ignore_ascii_case("on") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("off") {
+        Ok(false)
+    } else {
+        Err(err("it must be \"on\" or \"off\""))
+    }
+}
+
+/// URL schemes `ism_proxy_pass` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `http://`
+    Http,
+    /// `https://`
+    Https,
+}
+
+impl Scheme {
+    /// The scheme's default port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// A parsed `ism_proxy_pass` URL: where remote manifests and media under a location come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyPassUrl {
+    /// http or https.
+    pub scheme: Scheme,
+    /// Host name, IPv4 address, or IPv6 address without brackets.
+    pub host: String,
+    /// Explicit port, if given.
+    pub port: Option<u16>,
+    /// Path prefix, always starting with `/`.
+    pub path: String,
+}
+
+impl ProxyPassUrl {
+    /// Parses `http[s]://host[:port][/path]`. No user info, query or fragment: they have no
+    /// meaning for an origin's upstream and usually mean a pasted URL went wrong.
+    pub fn parse(url: &str) -> Result<ProxyPassUrl, ConfigError> {
+        let (scheme, rest) = if let Some(r) = strip_prefix_ci(url, "http://") {
+            (Scheme::Http, r)
+        } else if let Some(r) = strip_prefix_ci(url, "https://") {
+            (Scheme::Https, r)
+        } else {
+            return Err(err("the URL must start with http:// or https://"));
+        };
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err("the URL contains whitespace or control characters"));
+        }
+        if url.contains('?') || url.contains('#') {
+            return Err(err("the URL must not have a query or fragment"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return Err(err("the URL must not carry user credentials"));
+        }
+        let (host, port) = split_host_port(authority)?;
+        Ok(ProxyPassUrl {
+            scheme,
+            host,
+            port,
+            path: path.to_string(),
+        })
+    }
+
+    /// The port to connect to.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(self.scheme.default_port())
+    }
+}
+
+impl fmt::Display for ProxyPassUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match self.port {
+            Some(p) => write!(f, "{scheme}://{host}:{p}{}", self.path),
+            None => write!(f, "{scheme}://{host}{}", self.path),
+        }
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+fn split_host_port(authority: &str) -> Result<(String, Option<u16>), ConfigError> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or_else(|| err("unterminated [IPv6] host"))?;
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(err(format!("\"{v6}\" is not an IPv6 address")));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| err("junk after [IPv6] host"))?,
+            ),
+        };
+        (v6.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(err("the URL has no host"));
+    }
+    if !host.contains(':') {
+        validate_host_name(&host)?;
+    }
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n: u32 = (!p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse().ok())
+                .flatten()
+                .ok_or_else(|| err(format!("invalid port \"{p}\"")))?;
+            if n == 0 || n > 65535 {
+                return Err(err(format!("invalid port \"{p}\"")));
+            }
+            Some(n as u16)
+        }
+    };
+    Ok((host, port))
+}
+
+fn validate_host_name(host: &str) -> Result<(), ConfigError> {
+    if host.len() > 253 {
+        return Err(err("the host name is too long"));
+    }
+    for label in host.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(err(format!("invalid host name \"{host}\"")));
+        }
+    }
+    Ok(())
+}
+
+/// An S3 region: lowercase letters, digits and dashes (`us-east-1`, `eu-central-2`).
+pub fn validate_s3_region(region: &str) -> Result<(), ConfigError> {
+    let ok = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !region.starts_with('-')
+        && !region.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            "a region holds only lowercase letters, digits and dashes (e.g. \"us-east-1\")",
+        ))
+    }
+}
+
+/// An S3 credential (access key, secret key or session token): printable ASCII without spaces,
+/// which SigV4 puts into headers and string-to-sign verbatim.
+pub fn validate_s3_credential(value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(err("it must not be empty"));
+    }
+    if value.len() > 4096 {
+        return Err(err("it is longer than 4096 characters"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err("it must be printable ASCII without spaces"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches() {
+        assert_eq!(parse_switch("on"), Ok(true));
+        assert_eq!(parse_switch("OFF"), Ok(false));
+        assert!(parse_switch("yes").is_err());
+        assert!(parse_switch("").is_err());
+    }
+
+    #[test]
+    fn proxy_pass_urls() {
+        let u = ProxyPassUrl::parse("http://other-server/").unwrap();
+        assert_eq!(u.scheme, Scheme::Http);
+        assert_eq!(u.host, "other-server");
+        assert_eq!(u.port, None);
+        assert_eq!(u.path, "/");
+        assert_eq!(u.effective_port(), 80);
+        let u = ProxyPassUrl::parse("https://media.example.com:8443/vod/prefix").unwrap();
+        assert_eq!(u.scheme, Scheme::Https);
+        assert_eq!(u.port, Some(8443));
+        assert_eq!(u.path, "/vod/prefix");
+        assert_eq!(u.to_string(), "https://media.example.com:8443/vod/prefix");
+        let u = ProxyPassUrl::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(u.path, "/");
+        assert_eq!(u.effective_port(), 9000);
+        let u = ProxyPassUrl::parse("HTTP://[::1]:81/x").unwrap();
+        assert_eq!(u.host, "::1");
+        assert_eq!(u.to_string(), "http://[::1]:81/x");
+    }
+
+    #[test]
+    fn proxy_pass_rejects() {
+        for bad in [
+            "other-server/",
+            "ftp://x/",
+            "http://",
+            "http:///path",
+            "http://host:0/",
+            "http://host:65536/",
+            "http://host:/",
+            "http://host:abc/",
+            "http://user:pw@host/",
+            "http://host/?a=1",
+            "http://host/#frag",
+            "http://ho st/",
+            "http://-host/",
+            "http://host..com/",
+            "http://[::1/",
+            "http://[zz]/",
+            "http://[::1]x/",
+        ] {
+            assert!(ProxyPassUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn regions() {
+        for ok in ["us-east-1", "eu-central-2", "local"] {
+            assert!(validate_s3_region(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "US-EAST-1", "us_east_1", "us east", "-us", "us-", "a/b"] {
+            assert!(validate_s3_region(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials() {
+        assert!(validate_s3_credential("AKIAIOSFODNN7EXAMPLE").is_ok());
+        assert!(validate_s3_credential("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").is_ok());
+        assert!(validate_s3_credential("").is_err());
+        assert!(validate_s3_credential("a b").is_err());
+        assert!(validate_s3_credential("é").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! origin-core: the nginx-free heart of ngx-origin.
+//!
+//! Routing ([`url`]), directive-value validation ([`config`]) and, in later layers, the media
+//! index and packagers. Nothing here sees an nginx type: where the core needs I/O it names a
+//! trait that the glue implements, so every function is testable with byte slices.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod url;

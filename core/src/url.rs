@@ -1,0 +1,288 @@
+//! Routing: from a request path and query string to a typed [`Route`].
+//!
+//! Everything after `name.ism/` (or `.isml/`, or a bare `video.mp4/`) is virtual: it names a
+//! format, a track or variant and a time or number, and the packagers answer it from the media
+//! index. The grammar is the commercial origin's (see COMPAT.md §2), including the legacy
+//! `Manifest(format=…)` forms that its internal rewrite rules accept unless `usp_skip_rewrite`.
+//!
+//! The path handed in is the request path as nginx decoded it (`r->uri`): it is never
+//! percent-decoded a second time here, so `%252e%252e` cannot turn into `..`. The query string is
+//! raw (`r->args`) and each value is decoded exactly once.
+
+mod query;
+mod virtual_path;
+
+use std::fmt;
+
+pub use query::{MpdSegmentTemplate, QueryOptions, TimePoint};
+pub use virtual_path::{
+    DashTarget, HdsTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, LiveTarget, SegmentIndex,
+    SmoothTarget, Target, TrackRef, Variant,
+};
+
+/// Longest request path (bytes) the router accepts; longer ones are answered with 414.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest query string (bytes) the router accepts.
+pub const MAX_QUERY_LEN: usize = 8192;
+
+/// What kind of server manifest the path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// `.ism`: a VOD presentation described by a SMIL server manifest.
+    Vod,
+    /// `.isml`: a live publishing point.
+    Live,
+    /// A bare progressive MP4 used in place of a server manifest (`video.mp4/.mpd`).
+    Mp4,
+}
+
+impl ManifestKind {
+    fn from_extension(ext: &str) -> Option<Self> {
+        if ext.eq_ignore_ascii_case("ism") {
+            Some(ManifestKind::Vod)
+        } else if ext.eq_ignore_ascii_case("isml") {
+            Some(ManifestKind::Live)
+        } else if ext.eq_ignore_ascii_case("mp4") {
+            Some(ManifestKind::Mp4)
+        } else {
+            None
+        }
+    }
+}
+
+/// A fully parsed request: which presentation, what to produce from it, and with which options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// The server manifest's path within the location (decoded, starts with `/`, never contains
+    /// `.` or `..` segments).
+    pub manifest_path: String,
+    /// The kind of server manifest.
+    pub kind: ManifestKind,
+    /// What the virtual path asks for.
+    pub target: Target,
+    /// Options from the query string.
+    pub options: QueryOptions,
+}
+
+/// How the router treats URL forms that only the internal rewrite rules know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// Accept the legacy `Manifest(format=…)` / `Fragments(…,format=…)` forms (`usp_skip_rewrite`
+    /// off, the default).
+    pub legacy_forms: bool,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        RouteOptions { legacy_forms: true }
+    }
+}
+
+/// Why a request could not be routed; each maps to one HTTP status in the glue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The path is longer than [`MAX_PATH_LEN`] or the query longer than [`MAX_QUERY_LEN`].
+    #[error("request path or query is too long ({0} bytes)")]
+    TooLong(usize),
+    /// The path holds bytes no server-manifest path may hold (NUL, control characters, invalid
+    /// UTF-8) or does not start with `/`.
+    #[error("malformed request path: {0}")]
+    MalformedPath(&'static str),
+    /// A `.` or `..` segment: the path would leave the location's root.
+    #[error("request path escapes its root")]
+    PathEscapes,
+    /// No `.ism`, `.isml` or `.mp4` segment in the path.
+    #[error("no server manifest in the request path")]
+    NoServerManifest,
+    /// The virtual path after the server manifest is not one the URL scheme knows.
+    #[error("unknown virtual path {0:?}")]
+    UnknownVirtualPath(String),
+    /// The virtual path has the right shape but a bad value (unbalanced parentheses, a number out
+    /// of range, …).
+    #[error("malformed virtual path {path:?}: {reason}")]
+    MalformedVirtualPath { path: String, reason: &'static str },
+    /// A query option has a value it cannot take.
+    #[error("bad query option {name}={value:?}: {reason}")]
+    BadQuery {
+        name: String,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+impl RouteError {
+    /// The HTTP status a client gets for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RouteError::TooLong(_) => 414,
+            RouteError::MalformedPath(_) | RouteError::BadQuery { .. } => 400,
+            RouteError::PathEscapes => 403,
+            RouteError::NoServerManifest
+            | RouteError::UnknownVirtualPath(_)
+            | RouteError::MalformedVirtualPath { .. } => 404,
+        }
+    }
+}
+
+impl Route {
+    /// Routes a request: `path` is the decoded request path (nginx's `r->uri`), `query` the raw
+    /// query string without `?` (nginx's `r->args`).
+    pub fn parse(path: &[u8], query: &[u8], opts: RouteOptions) -> Result<Route, RouteError> {
+        if path.len() > MAX_PATH_LEN {
+            return Err(RouteError::TooLong(path.len()));
+        }
+        if query.len() > MAX_QUERY_LEN {
+            return Err(RouteError::TooLong(query.len()));
+        }
+        let path =
+            std::str::from_utf8(path).map_err(|_| RouteError::MalformedPath("not valid UTF-8"))?;
+        check_path(path)?;
+
+        let (manifest_path, kind, virtual_path) = split_manifest(path)?;
+        let options = QueryOptions::parse(query)?;
+        let target = Target::parse(kind, virtual_path, opts)?;
+        Ok(Route {
+            manifest_path: manifest_path.to_string(),
+            kind,
+            target,
+            options,
+        })
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.manifest_path, self.target)
+    }
+}
+
+/// Rejects paths that could name something outside the location's root or that no file name
+/// holds. nginx already refuses most of these; the router does not rely on it.
+fn check_path(path: &str) -> Result<(), RouteError> {
+    if !path.starts_with('/') {
+        return Err(RouteError::MalformedPath("does not start with '/'"));
+    }
+    if path.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(RouteError::MalformedPath("control character"));
+    }
+    if path.contains('\\') {
+        return Err(RouteError::MalformedPath("backslash"));
+    }
+    if path.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(RouteError::PathEscapes);
+    }
+    Ok(())
+}
+
+/// Splits at the first segment that names a server manifest (`*.ism`, `*.isml`, `*.mp4`):
+/// returns the manifest path, its kind and the virtual path after it (without the leading `/`).
+fn split_manifest(path: &str) -> Result<(&str, ManifestKind, &str), RouteError> {
+    let mut start = 0;
+    for seg in path.split('/') {
+        let end = start + seg.len();
+        if let Some((stem, ext)) = seg.rsplit_once('.') {
+            if !stem.is_empty() {
+                if let Some(kind) = ManifestKind::from_extension(ext) {
+                    let rest = &path[end..];
+                    let virtual_path = rest.strip_prefix('/').unwrap_or(rest);
+                    return Ok((&path[..end], kind, virtual_path));
+                }
+            }
+        }
+        start = end + 1;
+    }
+    Err(RouteError::NoServerManifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str) -> Result<Route, RouteError> {
+        Route::parse(path.as_bytes(), b"", RouteOptions::default())
+    }
+
+    #[test]
+    fn splits_at_first_manifest_segment() {
+        let r = route("/vod/a/video.ism/Manifest").unwrap();
+        assert_eq!(r.manifest_path, "/vod/a/video.ism");
+        assert_eq!(r.kind, ManifestKind::Vod);
+        let r = route("/live/ch1.isml/Streams(video)").unwrap();
+        assert_eq!(r.manifest_path, "/live/ch1.isml");
+        assert_eq!(r.kind, ManifestKind::Live);
+        let r = route("/v/video.mp4/.mpd").unwrap();
+        assert_eq!(r.kind, ManifestKind::Mp4);
+        assert_eq!(r.manifest_path, "/v/video.mp4");
+        let r = route("/v/VIDEO.ISM/manifest").unwrap();
+        assert_eq!(r.kind, ManifestKind::Vod);
+    }
+
+    #[test]
+    fn directory_named_like_a_manifest_is_not_confused_by_extension_only_names() {
+        // A segment that is only an extension (".ism") is not a manifest name.
+        assert_eq!(route("/.ism/Manifest"), Err(RouteError::NoServerManifest));
+        // A directory called x.ism.d is not a manifest.
+        assert_eq!(route("/x.ism.d/y"), Err(RouteError::NoServerManifest));
+    }
+
+    #[test]
+    fn rejects_escapes_and_bad_bytes() {
+        assert_eq!(route("/a/../b.ism/Manifest"), Err(RouteError::PathEscapes));
+        assert_eq!(route("/a/./b.ism/Manifest"), Err(RouteError::PathEscapes));
+        assert_eq!(
+            route("/b.ism/../../etc/passwd"),
+            Err(RouteError::PathEscapes)
+        );
+        assert_eq!(route("/b.ism/.."), Err(RouteError::PathEscapes));
+        assert!(matches!(
+            route("/b.ism/Manif\0est"),
+            Err(RouteError::MalformedPath(_))
+        ));
+        assert!(matches!(
+            route("/b.ism/Mani\nfest"),
+            Err(RouteError::MalformedPath(_))
+        ));
+        assert!(matches!(
+            route("b.ism/Manifest"),
+            Err(RouteError::MalformedPath(_))
+        ));
+        assert!(matches!(
+            route("/a\\..\\b.ism/Manifest"),
+            Err(RouteError::MalformedPath(_))
+        ));
+        assert!(matches!(
+            Route::parse(b"/a\xff.ism/Manifest", b"", RouteOptions::default()),
+            Err(RouteError::MalformedPath(_))
+        ));
+    }
+
+    #[test]
+    fn percent_sequences_in_the_path_stay_literal() {
+        // nginx has decoded the path once already; a second decode would let %2e%2e become "..".
+        let r = route("/a/%2e%2e/v.ism/Manifest").unwrap();
+        assert_eq!(r.manifest_path, "/a/%2e%2e/v.ism");
+        let r = route("/a%2Fb.ism/Manifest").unwrap();
+        assert_eq!(r.manifest_path, "/a%2Fb.ism");
+    }
+
+    #[test]
+    fn overlong_input_is_refused() {
+        let long = format!("/{}.ism/Manifest", "a".repeat(MAX_PATH_LEN));
+        assert!(matches!(route(&long), Err(RouteError::TooLong(_))));
+        assert_eq!(route(&long).unwrap_err().http_status(), 414);
+        let q = "a=".to_string() + &"b".repeat(MAX_QUERY_LEN);
+        assert!(matches!(
+            Route::parse(b"/v.ism/Manifest", q.as_bytes(), RouteOptions::default()),
+            Err(RouteError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(route("/a/../v.ism/x").unwrap_err().http_status(), 403);
+        assert_eq!(route("/v.ism/nonsense").unwrap_err().http_status(), 404);
+        assert_eq!(route("/v.txt").unwrap_err().http_status(), 404);
+        let bad_query = Route::parse(b"/v.ism/.mpd", b"max_bitrate=x", RouteOptions::default());
+        assert_eq!(bad_query.unwrap_err().http_status(), 400);
+    }
+}
