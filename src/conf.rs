@@ -1,0 +1,473 @@
+//! Directives (COMPAT.md §1) and their typed configuration.
+//!
+//! Every directive goes through one shim, [`set_directive`], which hands the arguments to a safe
+//! setter. Unset values stay `None` until [`merge_loc_conf`]; defaults exist only there. Values are
+//! checked while the configuration is read, so `nginx -t` names the directive, the value and the
+//! file:line of every mistake.
+
+use std::ffi::{c_char, c_void};
+use std::fs;
+use std::ptr;
+
+use ngx::core::Pool;
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_int_t, ngx_log_error_core, ngx_str_t, ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+    NGX_LOG_EMERG,
+};
+use ngx::http::HttpModuleConfExt;
+use ngx::ngx_string;
+use origin_core::config::{parse_switch, validate_s3_credential, validate_s3_region, ProxyPassUrl};
+
+use crate::entry;
+
+/// Where a directive was written, for errors found after its block was read (merge time).
+#[derive(Debug, Clone, Default)]
+pub struct Position {
+    pub file: String,
+    pub line: usize,
+}
+
+/// A value together with where it was configured.
+#[derive(Debug, Clone)]
+pub struct Setting<T> {
+    pub value: T,
+    pub at: Position,
+}
+
+/// `http`-level configuration.
+#[derive(Debug, Default)]
+pub struct MainConf {
+    /// `usp_license_key`: the key file's full path. Accepted for compatibility; not enforced.
+    pub license_key: Option<String>,
+}
+
+/// S3 request signing for sources under a location.
+#[derive(Debug, Clone, Default)]
+pub struct S3Conf {
+    pub access_key: Option<Setting<String>>,
+    pub secret_key: Option<Setting<String>>,
+    pub region: Option<Setting<String>>,
+    pub security_token: Option<Setting<String>>,
+}
+
+/// The S3 region signed for when `s3_region` is not given (the one AWS treats as global).
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+
+/// `location`-level configuration. After merge every switch is `Some`.
+#[derive(Debug, Clone, Default)]
+pub struct LocConf {
+    pub handle_ism: Option<bool>,
+    pub iss_pass_through: Option<bool>,
+    pub prefer_static: Option<bool>,
+    pub skip_rewrite: Option<bool>,
+    pub handle_f4f: Option<bool>,
+    pub handle_api: Option<bool>,
+    pub disable_mmap: Option<bool>,
+    pub dynamic_time_shift_buffer_depth: Option<bool>,
+    pub proxy_pass: Option<Setting<ProxyPassUrl>>,
+    pub s3: S3Conf,
+}
+
+impl LocConf {
+    /// A switch's merged value (`false` when never set anywhere).
+    pub fn on(flag: Option<bool>) -> bool {
+        flag.unwrap_or(false)
+    }
+
+    fn switch_mut(&mut self, name: &str) -> Option<&mut Option<bool>> {
+        Some(match name {
+            "usp_handle_ism" => &mut self.handle_ism,
+            "usp_iss_pass_through" => &mut self.iss_pass_through,
+            "usp_prefer_static" => &mut self.prefer_static,
+            "usp_skip_rewrite" => &mut self.skip_rewrite,
+            "usp_handle_f4f" => &mut self.handle_f4f,
+            "usp_handle_api" => &mut self.handle_api,
+            "usp_disable_mmap" => &mut self.disable_mmap,
+            "usp_dynamic_time_shift_buffer_depth" => &mut self.dynamic_time_shift_buffer_depth,
+            _ => return None,
+        })
+    }
+
+    fn s3_mut(&mut self, name: &str) -> Option<&mut Option<Setting<String>>> {
+        Some(match name {
+            "s3_access_key" => &mut self.s3.access_key,
+            "s3_secret_key" => &mut self.s3.secret_key,
+            "s3_region" => &mut self.s3.region,
+            "s3_security_token" => &mut self.s3.security_token,
+            _ => return None,
+        })
+    }
+
+    /// Applies one directive of this location. `args` excludes the directive name.
+    fn set(&mut self, name: &str, args: &[&str], at: Position) -> Result<(), String> {
+        if let Some(slot) = self.switch_mut(name) {
+            if slot.is_some() {
+                return Err(duplicate(name));
+            }
+            let value = match args {
+                [] => true,
+                [v] => parse_switch(v).map_err(|e| invalid(name, v, &e.to_string()))?,
+                _ => {
+                    return Err(format!(
+                        "invalid number of arguments in \"{name}\" directive"
+                    ))
+                }
+            };
+            *slot = Some(value);
+            return Ok(());
+        }
+        let [value] = args else {
+            return Err(format!(
+                "invalid number of arguments in \"{name}\" directive"
+            ));
+        };
+        if name == "ism_proxy_pass" {
+            if self.proxy_pass.is_some() {
+                return Err(duplicate(name));
+            }
+            let url = ProxyPassUrl::parse(value).map_err(|e| invalid(name, value, &e.0))?;
+            self.proxy_pass = Some(Setting { value: url, at });
+            return Ok(());
+        }
+        let Some(slot) = self.s3_mut(name) else {
+            return Err(format!("unknown directive \"{name}\""));
+        };
+        if slot.is_some() {
+            return Err(duplicate(name));
+        }
+        let checked = if name == "s3_region" {
+            validate_s3_region(value)
+        } else {
+            validate_s3_credential(value)
+        };
+        // Secrets are never echoed into logs.
+        let shown = if name == "s3_region" { value } else { "…" };
+        checked.map_err(|e| invalid(name, shown, &e.0))?;
+        *slot = Some(Setting {
+            value: value.to_string(),
+            at,
+        });
+        Ok(())
+    }
+
+    /// Inherits unset values from the enclosing level and checks the combination.
+    fn merge(&mut self, prev: &LocConf) -> Result<(), (String, Position)> {
+        for (this, parent) in [
+            (&mut self.handle_ism, prev.handle_ism),
+            (&mut self.iss_pass_through, prev.iss_pass_through),
+            (&mut self.prefer_static, prev.prefer_static),
+            (&mut self.skip_rewrite, prev.skip_rewrite),
+            (&mut self.handle_f4f, prev.handle_f4f),
+            (&mut self.handle_api, prev.handle_api),
+            (&mut self.disable_mmap, prev.disable_mmap),
+            (
+                &mut self.dynamic_time_shift_buffer_depth,
+                prev.dynamic_time_shift_buffer_depth,
+            ),
+        ] {
+            *this = Some(this.or(parent).unwrap_or(false));
+        }
+        if self.proxy_pass.is_none() {
+            self.proxy_pass.clone_from(&prev.proxy_pass);
+        }
+        // S3 credentials travel as a set: a location that sets any of them does not inherit the
+        // others, so keys from two places are never mixed into one signature.
+        let s3 = &self.s3;
+        let sets_any = s3.access_key.is_some()
+            || s3.secret_key.is_some()
+            || s3.region.is_some()
+            || s3.security_token.is_some();
+        if !sets_any {
+            self.s3 = prev.s3.clone();
+        }
+        let s3 = &self.s3;
+        match (&s3.access_key, &s3.secret_key) {
+            (Some(a), None) => {
+                return Err((
+                    "\"s3_access_key\" is set without \"s3_secret_key\"".into(),
+                    a.at.clone(),
+                ))
+            }
+            (None, Some(s)) => {
+                return Err((
+                    "\"s3_secret_key\" is set without \"s3_access_key\"".into(),
+                    s.at.clone(),
+                ))
+            }
+            (None, None) => {
+                if let Some(t) = &s3.security_token {
+                    return Err((
+                        "\"s3_security_token\" is set without \"s3_access_key\" and \"s3_secret_key\""
+                            .into(),
+                        t.at.clone(),
+                    ));
+                }
+            }
+            (Some(_), Some(_)) => {}
+        }
+        Ok(())
+    }
+
+    /// The S3 region to sign for.
+    #[allow(dead_code)]
+    pub fn s3_region(&self) -> &str {
+        self.s3
+            .region
+            .as_ref()
+            .map_or(DEFAULT_S3_REGION, |r| r.value.as_str())
+    }
+}
+
+fn duplicate(name: &str) -> String {
+    format!("\"{name}\" directive is duplicate")
+}
+
+fn invalid(name: &str, value: &str, why: &str) -> String {
+    format!("invalid value \"{value}\" in \"{name}\" directive, {why}")
+}
+
+/// Every directive of the module, terminated by nginx's empty command.
+pub static mut COMMANDS: [ngx_command_t; 15] = [
+    loc_switch(ngx_string!("usp_handle_ism")),
+    loc_switch(ngx_string!("usp_iss_pass_through")),
+    loc_switch(ngx_string!("usp_prefer_static")),
+    loc_switch(ngx_string!("usp_skip_rewrite")),
+    loc_switch(ngx_string!("usp_handle_f4f")),
+    loc_switch(ngx_string!("usp_handle_api")),
+    loc_switch(ngx_string!("usp_disable_mmap")),
+    loc_value(ngx_string!("usp_dynamic_time_shift_buffer_depth")),
+    loc_value(ngx_string!("ism_proxy_pass")),
+    loc_value(ngx_string!("s3_access_key")),
+    loc_value(ngx_string!("s3_secret_key")),
+    loc_value(ngx_string!("s3_region")),
+    loc_value(ngx_string!("s3_security_token")),
+    ngx_command_t {
+        name: ngx_string!("usp_license_key"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_license_key),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t::empty(),
+];
+
+/// A location switch: `name;` (on) or `name on|off;`.
+const fn loc_switch(name: ngx_str_t) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_directive),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    }
+}
+
+/// A location directive with exactly one value.
+const fn loc_value(name: ngx_str_t) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_directive),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    }
+}
+
+/// The directive's arguments as UTF-8 (`args[0]` is the directive name).
+fn conf_args(cf: &ngx_conf_t) -> Result<Vec<&str>, String> {
+    // SAFETY: while a directive is being handled, cf->args is nginx's array of ngx_str_t
+    // holding the directive name and its arguments.
+    let args: &[ngx_str_t] = unsafe { (*cf.args).as_slice() };
+    args.iter()
+        .map(|a| {
+            let bytes = a.as_bytes();
+            std::str::from_utf8(bytes).map_err(|_| {
+                format!(
+                    "invalid value \"{}\": not valid UTF-8",
+                    String::from_utf8_lossy(bytes)
+                )
+            })
+        })
+        .collect()
+}
+
+fn conf_position(cf: &ngx_conf_t) -> Position {
+    // SAFETY: while the configuration is read, conf_file points at the file being parsed.
+    unsafe {
+        let Some(file) = cf.conf_file.as_ref() else {
+            return Position::default();
+        };
+        Position {
+            file: String::from_utf8_lossy(file.file.name.as_bytes()).into_owned(),
+            line: file.line,
+        }
+    }
+}
+
+/// Logs a configuration error at the current file:line and returns NGX_CONF_ERROR.
+fn conf_error(cf: *mut ngx_conf_t, message: &str) -> *mut c_char {
+    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
+    ngx::core::NGX_CONF_ERROR
+}
+
+unsafe extern "C" fn set_directive(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    entry::guard_conf(cf, || {
+        // SAFETY: nginx passes the configuration being parsed and our location conf (created by
+        // create_loc_conf) for NGX_HTTP_LOC_CONF_OFFSET directives.
+        let (cfr, conf) = unsafe { (&mut *cf, &mut *(conf as *mut LocConf)) };
+        let args = match conf_args(cfr) {
+            Ok(a) => a,
+            Err(e) => return conf_error(cf, &e),
+        };
+        let Some((name, values)) = args.split_first() else {
+            return conf_error(cf, "directive without a name");
+        };
+        if let Err(e) = conf.set(name, values, conf_position(cfr)) {
+            return conf_error(cf, &e);
+        }
+        let installs_handler = matches!(
+            *name,
+            "usp_handle_ism" | "usp_handle_f4f" | "usp_handle_api"
+        ) && conf.switch_mut(name).is_some_and(|v| *v == Some(true));
+        if installs_handler {
+            // SAFETY: in a location block the core module's location conf exists.
+            let clcf = unsafe {
+                cfr.http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(&*ptr::addr_of!(
+                    ngx_http_core_module
+                ))
+            };
+            let Some(mut clcf) = clcf else {
+                return conf_error(cf, "no http core location configuration");
+            };
+            // SAFETY: the pointer came from nginx's configuration context and is valid.
+            unsafe { clcf.as_mut().handler = Some(crate::handler::content_handler) };
+        }
+        ngx::core::NGX_CONF_OK
+    })
+}
+
+unsafe extern "C" fn set_license_key(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    entry::guard_conf(cf, || {
+        // SAFETY: nginx passes the configuration being parsed and our main conf.
+        let (cfr, conf) = unsafe { (&mut *cf, &mut *(conf as *mut MainConf)) };
+        if conf.license_key.is_some() {
+            return conf_error(cf, &duplicate("usp_license_key"));
+        }
+        // SAFETY: cf->args holds the name and one argument (NGX_CONF_TAKE1).
+        let mut name: ngx_str_t = unsafe { (*cfr.args).as_slice::<ngx_str_t>()[1] };
+        // Relative names are relative to the configuration prefix, as for nginx's own files.
+        // SAFETY: cycle is valid during configuration; name lives in the conf pool.
+        if unsafe { ngx_conf_full_name(cfr.cycle, &mut name, 1) } != 0 {
+            return conf_error(cf, "could not resolve the \"usp_license_key\" path");
+        }
+        let path = String::from_utf8_lossy(name.as_bytes()).into_owned();
+        match check_license_file(&path) {
+            Ok(()) => {
+                conf.license_key = Some(path);
+                ngx::core::NGX_CONF_OK
+            }
+            Err(why) => conf_error(
+                cf,
+                &format!("invalid value \"{path}\" in \"usp_license_key\" directive, {why}"),
+            ),
+        }
+    })
+}
+
+/// The license file must be a readable, non-empty regular file. Its content is not enforced.
+fn check_license_file(path: &str) -> Result<(), String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let content = fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if content.iter().all(u8::is_ascii_whitespace) {
+        return Err("the file is empty".into());
+    }
+    Ok(())
+}
+
+pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    entry::guard_conf_ptr(cf, || {
+        // SAFETY: cf is valid while the configuration is read; its pool outlives the conf.
+        let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+        pool.allocate(MainConf::default()) as *mut c_void
+    })
+}
+
+pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    entry::guard_conf_ptr(cf, || {
+        // SAFETY: as in create_main_conf.
+        let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+        pool.allocate(LocConf::default()) as *mut c_void
+    })
+}
+
+pub unsafe extern "C" fn merge_loc_conf(
+    cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    entry::guard_conf(cf, || {
+        // SAFETY: both pointers are location confs created by create_loc_conf.
+        let (prev, conf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
+        match conf.merge(prev) {
+            Ok(()) => ngx::core::NGX_CONF_OK,
+            Err((message, at)) => {
+                let text = format!("{message} in {}:{}", at.file, at.line);
+                // SAFETY: cf->log is valid during configuration. The position is the
+                // directive's own, not the end of the block merge runs at.
+                unsafe {
+                    ngx_log_error_core(
+                        NGX_LOG_EMERG as ngx_uint_t,
+                        (*cf).log,
+                        0,
+                        c"%*s".as_ptr(),
+                        text.len(),
+                        text.as_ptr(),
+                    )
+                };
+                ngx::core::NGX_CONF_ERROR
+            }
+        }
+    })
+}
+
+pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    entry::guard_conf_status(cf, || {
+        crate::log::install();
+        ngx::ffi::NGX_OK as ngx_int_t
+    })
+}
+
+/// The location configuration of a request.
+pub fn loc_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&LocConf> {
+    // SAFETY: our module's slot in the request's loc_conf array holds a LocConf.
+    unsafe {
+        r.http_location_conf_unchecked::<LocConf>(crate::module())
+            .map(|p| &*p.as_ptr())
+    }
+}
+
+/// The main configuration of a request.
+#[allow(dead_code)]
+pub fn main_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&MainConf> {
+    // SAFETY: our module's slot in the request's main_conf array holds a MainConf.
+    unsafe {
+        r.http_main_conf_unchecked::<MainConf>(crate::module())
+            .map(|p| &*p.as_ptr())
+    }
+}

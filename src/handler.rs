@@ -1,0 +1,165 @@
+//! The content handler installed by `usp_handle_ism` (and `usp_handle_f4f` / `usp_handle_api`).
+//!
+//! URL → route (core) → server manifest on disk → the target's producer → response. Each step
+//! returns `Result`; errors become a status and a log line in `status::fail`.
+
+use std::fs::File;
+
+use ngx::ffi::{
+    ngx_http_discard_request_body, ngx_http_map_uri_to_path, ngx_http_request_t, ngx_int_t,
+    ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_OK,
+};
+use origin_core::url::{ManifestKind, Route, RouteOptions, Target};
+
+use crate::conf::{self, LocConf};
+use crate::response;
+use crate::status::{fail, OriginError};
+
+/// Content handler: the `extern "C"` shim over [`handle`].
+pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    crate::entry::guard_request(r, || {
+        // SAFETY: nginx hands the content handler a valid request it owns for this call.
+        let r = unsafe { &mut *r };
+        // SAFETY: the connection and its log live as long as the request.
+        let log = unsafe { (*r.connection).log };
+        crate::log::with_log(log, || match handle(r) {
+            Ok(rc) => rc,
+            Err(e) => fail(r, &e),
+        })
+    })
+}
+
+fn ngx_bytes(s: &ngx_str_t) -> &[u8] {
+    if s.len == 0 || s.data.is_null() {
+        return &[];
+    }
+    // SAFETY: nginx strings point at `len` valid bytes for the request's lifetime.
+    unsafe { std::slice::from_raw_parts(s.data, s.len) }
+}
+
+fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
+    #[cfg(feature = "test-hooks")]
+    if ngx_bytes(&r.uri).ends_with(b"/__origin_test_panic") {
+        panic!("forced panic for the crash-safety test");
+    }
+
+    let lcf = conf::loc_conf(r)
+        .ok_or(OriginError::Internal("no location configuration"))?
+        .clone();
+    let method = r.method as u32;
+    let reads = method & (NGX_HTTP_GET | NGX_HTTP_HEAD) != 0;
+    if reads {
+        // SAFETY: r is the main request being handled; discarding an unread body is what
+        // every GET handler does so keepalive stays usable.
+        let rc = unsafe { ngx_http_discard_request_body(r) };
+        if rc != NGX_OK as ngx_int_t {
+            return Ok(rc);
+        }
+    }
+
+    let options = RouteOptions {
+        legacy_forms: !LocConf::on(lcf.skip_rewrite),
+    };
+    let route = Route::parse(ngx_bytes(&r.uri), ngx_bytes(&r.args), options)?;
+    tracing::debug!(manifest = %route.manifest_path, target = ?route.target, "routed");
+
+    if LocConf::on(lcf.prefer_static) && reads {
+        if let Some(rc) = serve_static_if_present(r)? {
+            return Ok(rc);
+        }
+    }
+
+    if let Target::Live(_) = route.target {
+        return Err(OriginError::NotImplemented(
+            "live ingest and the publishing-point API",
+        ));
+    }
+    if method & (NGX_HTTP_POST | NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0 || !reads {
+        return Err(OriginError::MethodNotAllowed);
+    }
+    if lcf.proxy_pass.is_some() {
+        return Err(OriginError::NotImplemented("ism_proxy_pass remote sources"));
+    }
+
+    let manifest_file = map_to_path(r, route.manifest_path.len())?;
+    let file = File::open(&manifest_file).map_err(|e| OriginError::from_io(&manifest_file, e))?;
+
+    match (&route.target, route.kind) {
+        (Target::Presentation, ManifestKind::Mp4) => {
+            response::send_file(r, file, &manifest_file, "video/mp4")
+        }
+        (Target::Presentation, _) => Err(OriginError::Route(
+            origin_core::url::RouteError::UnknownVirtualPath(String::new()),
+        )),
+        (Target::Smooth(_), _) => Err(OriginError::NotImplemented("Smooth Streaming packaging")),
+        (Target::Dash(_), _) => Err(OriginError::NotImplemented("MPEG-DASH packaging")),
+        (Target::Hls(_), _) => Err(OriginError::NotImplemented("HLS packaging")),
+        (Target::Hds(_), _) if !LocConf::on(lcf.handle_f4f) => Err(OriginError::Route(
+            origin_core::url::RouteError::UnknownVirtualPath("HDS (usp_handle_f4f is off)".into()),
+        )),
+        (Target::Hds(_), _) => Err(OriginError::NotImplemented("HDS packaging")),
+        (Target::Live(_), _) => Err(OriginError::NotImplemented("live")),
+    }
+}
+
+/// Maps the first `prefix_len` bytes of the request path (the server manifest) to a file name
+/// under the location's `root` or `alias`, as nginx's static module would map that path.
+fn map_to_path(r: &mut ngx_http_request_t, prefix_len: usize) -> Result<String, OriginError> {
+    if prefix_len > r.uri.len {
+        return Err(OriginError::Internal(
+            "manifest path longer than the request path",
+        ));
+    }
+    let full_len = r.uri.len;
+    r.uri.len = prefix_len;
+    let mut path = ngx_str_t {
+        len: 0,
+        data: std::ptr::null_mut(),
+    };
+    let mut root_len = 0usize;
+    // SAFETY: r is valid; the temporary shortening of r->uri is undone before anything else can
+    // observe it (nginx is single-threaded per worker and this call does not re-enter us).
+    let last = unsafe { ngx_http_map_uri_to_path(r, &mut path, &mut root_len, 0) };
+    r.uri.len = full_len;
+    if last.is_null() {
+        return Err(OriginError::Internal(
+            "could not map the URI to a file name",
+        ));
+    }
+    // SAFETY: on success `path.data .. last` holds the mapped name (NUL at `last`).
+    let len = unsafe { last.offset_from(path.data) } as usize;
+    let bytes = unsafe { std::slice::from_raw_parts(path.data, len) };
+    String::from_utf8(bytes.to_vec()).map_err(|_| OriginError::Internal("file name is not UTF-8"))
+}
+
+/// `usp_prefer_static`: when a file exists at the requested path itself, serve it as nginx's
+/// static module would instead of generating the response.
+fn serve_static_if_present(r: &mut ngx_http_request_t) -> Result<Option<ngx_int_t>, OriginError> {
+    let path = map_to_path(r, r.uri.len)?;
+    let Ok(file) = File::open(&path) else {
+        return Ok(None);
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        _ => return Ok(None),
+    }
+    let content_type = content_type_for(&path);
+    response::send_file(r, file, &path, content_type).map(Some)
+}
+
+/// Content types of the files a presentation's directory holds.
+fn content_type_for(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("mpd") => "application/dash+xml",
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/MP2T",
+        Some("m4s") | Some("dash") | Some("mp4") | Some("ismv") | Some("cmfv") => "video/mp4",
+        Some("isma") | Some("cmfa") | Some("m4a") => "audio/mp4",
+        Some("aac") => "audio/aac",
+        Some("vtt") | Some("webvtt") => "text/vtt",
+        Some("f4m") => "application/f4m+xml",
+        Some("xml") | Some("ism") | Some("isml") => "application/xml",
+        _ => "application/octet-stream",
+    }
+}

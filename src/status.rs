@@ -1,0 +1,91 @@
+//! The one place errors become HTTP statuses and error-log lines.
+
+use std::io;
+
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_LOG_ERR, NGX_LOG_INFO};
+use origin_core::url::RouteError;
+
+/// Everything a request can fail with, across layers.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// The URL is not one the scheme knows, or is malformed.
+    #[error("{0}")]
+    Route(#[from] RouteError),
+    /// The server manifest or media file does not exist.
+    #[error("{path}: not found")]
+    NotFound { path: String },
+    /// The file exists but the worker may not read it.
+    #[error("{path}: permission denied")]
+    Forbidden { path: String },
+    /// A method the target does not take.
+    #[error("method not allowed for this URL")]
+    MethodNotAllowed,
+    /// A capability that this build does not have yet.
+    #[error("{0} is not supported by this build yet")]
+    NotImplemented(&'static str),
+    /// A local file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// nginx could not allocate or set up the response.
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+impl OriginError {
+    /// A file error: not-found and permission errors keep their meaning for the client.
+    pub fn from_io(path: &str, source: io::Error) -> OriginError {
+        match source.kind() {
+            io::ErrorKind::NotFound => OriginError::NotFound {
+                path: path.to_string(),
+            },
+            io::ErrorKind::PermissionDenied => OriginError::Forbidden {
+                path: path.to_string(),
+            },
+            _ => OriginError::Io {
+                path: path.to_string(),
+                source,
+            },
+        }
+    }
+
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            OriginError::Route(e) => e.http_status(),
+            OriginError::NotFound { .. } => 404,
+            OriginError::Forbidden { .. } => 403,
+            OriginError::MethodNotAllowed => 405,
+            OriginError::NotImplemented(_) => 501,
+            OriginError::Io { .. } | OriginError::Internal(_) => 500,
+        }
+    }
+}
+
+/// Logs `err` on the request's log and returns its status for the content handler to return,
+/// so nginx sends its error page (and `error_page` and header filters apply as for any status).
+/// Client mistakes are logged at `info`, server faults at `error`.
+pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
+    let status = err.http_status();
+    let level = if status >= 500 {
+        NGX_LOG_ERR
+    } else {
+        NGX_LOG_INFO
+    };
+    let text = format!("ngx_origin: {err}");
+    // SAFETY: the request and its connection log are valid while it is being handled.
+    unsafe {
+        let log = (*r.connection).log;
+        if (*log).log_level >= level as ngx_uint_t {
+            ngx::log::log_error(level as ngx_uint_t, log, 0, text.as_bytes());
+        }
+    }
+    if status == 405 {
+        // nginx's error page for 405 needs an Allow header to be correct.
+        let _ = crate::response::add_header(r, "Allow", "GET, HEAD");
+    }
+    status as ngx_int_t
+}
