@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything the build, the demo and the tests need on Debian 12, idempotently:
+# apt packages (only when one is missing), the Rust components, and a Python virtualenv with
+# the test clients in build/venv. Safe to run again and again.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+apt_packages=(
+  build-essential pkg-config libclang-dev libpcre2-dev libssl-dev zlib1g-dev  # module + nginx
+  dpkg-dev nginx                                    # make debian: Debian's nginx and its source
+  ffmpeg                                            # test media, frame-exact checks
+  curl wrk python3-venv                             # load tests, test harness
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing apt packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+
+venv="$root/build/venv"
+stamp="$venv/.requirements"
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  mkdir -p "$root/build"
+  python3 -m venv "$venv"
+fi
+if ! cmp -s tests/requirements.txt "$stamp"; then
+  say "installing Python test requirements"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt "$stamp"
+fi
