@@ -1,0 +1,260 @@
+"""A real nginx with the module loaded, on a free 127.0.0.1 port, always stopped.
+
+Builds come from build/nginx-<version>/ (scripts/build.sh). Each Nginx gets its own prefix
+directory with a generated nginx.conf; `start()` waits until the port answers and `stop()`
+shuts down gracefully, then kills whatever is left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+MODULE_NAME = "ngx_http_origin_module.so"
+
+
+@dataclass(frozen=True)
+class Build:
+    """One nginx and the module built for it."""
+
+    version: str
+    nginx: Path
+    module: Path
+    test_module: Path | None
+
+    @property
+    def name(self) -> str:
+        return f"nginx-{self.version}"
+
+    def module_for_tests(self) -> Path:
+        """The test-hooks build when there is one (it can be made to panic on purpose)."""
+        return self.test_module if self.test_module else self.module
+
+
+def builds() -> list[Build]:
+    """Every build under build/ that has a module and an nginx binary; ORIGIN_NGINX_VERSIONS
+    (space separated) narrows the list."""
+    wanted = os.environ.get("ORIGIN_NGINX_VERSIONS", "").split()
+    found = []
+    for d in sorted(BUILD.glob("nginx-*")):
+        version = d.name.removeprefix("nginx-")
+        nginx = d / "sbin" / "nginx"
+        module = d / "modules" / MODULE_NAME
+        test_module = d / "test-modules" / MODULE_NAME
+        if not (nginx.exists() and (module.exists() or test_module.exists())):
+            continue
+        if wanted and version not in wanted:
+            continue
+        found.append(
+            Build(
+                version=version,
+                nginx=nginx,
+                module=module if module.exists() else test_module,
+                test_module=test_module if test_module.exists() else None,
+            )
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def world_readable_dir(prefix: str) -> Path:
+    """A temp dir that nginx workers (nobody, when the tests run as root) can traverse."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    return d
+
+
+def nobody_can_read(path: Path) -> bool:
+    """True when every directory up to `path` is traversable by others and `path` readable."""
+    p = path.resolve()
+    for parent in [p, *p.parents]:
+        mode = parent.stat().st_mode
+        if parent == p and p.is_file():
+            if not mode & 0o004:
+                return False
+        elif not mode & 0o001:
+            return False
+    return True
+
+
+class Nginx:
+    """An nginx process with a generated configuration.
+
+    `http` is the body of the http{} block's server{} (locations and server-level directives);
+    `http_extra` goes into http{} itself; `main_extra` into the main context.
+    """
+
+    def __init__(self, build: Build, *, workers: int = 1, module: Path | None = None):
+        self.build = build
+        self.workers = workers
+        self.module = module or build.module_for_tests()
+        self.prefix = world_readable_dir(f"origin-{build.name}-")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        for sub in ("logs", "conf", "html", "tmp"):
+            (self.prefix / sub).mkdir(mode=0o755)
+        self.root = self.prefix / "html"
+        self.error_log = self.prefix / "logs" / "error.log"
+
+    # ---------------------------------------------------------------- configuration
+    def user_directive(self) -> str:
+        if os.geteuid() != 0:
+            return ""
+        # Workers of a root master run as nobody; if they could not read the test files the
+        # tests would measure permissions, not the module.
+        return "" if nobody_can_read(self.root) else "user root;"
+
+    def config(self, server: str, *, http_extra: str = "", main_extra: str = "",
+               log_level: str = "info") -> str:
+        p = self.prefix
+        return f"""
+load_module {self.module};
+{self.user_directive()}
+daemon off;
+master_process on;
+worker_processes {self.workers};
+pid {p}/logs/nginx.pid;
+error_log {self.error_log} {log_level};
+{main_extra}
+events {{ worker_connections 1024; }}
+http {{
+    access_log {p}/logs/access.log;
+    client_body_temp_path {p}/tmp/client_body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    default_type application/octet-stream;
+    {http_extra}
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.root};
+        {server}
+    }}
+}}
+"""
+
+    def write_config(self, text: str, name: str = "nginx.conf") -> Path:
+        path = self.prefix / "conf" / name
+        path.write_text(text)
+        path.chmod(0o644)
+        return path
+
+    # ---------------------------------------------------------------- process
+    def test_config(self, text: str) -> subprocess.CompletedProcess:
+        """`nginx -t` on a full configuration text; returns the finished process."""
+        conf = self.write_config(text, "test.conf")
+        return subprocess.run(
+            [str(self.build.nginx), "-p", str(self.prefix), "-c", str(conf), "-e",
+             str(self.error_log), "-t"],
+            capture_output=True, text=True, timeout=60,
+        )
+
+    def start(self, server: str, **kw) -> "Nginx":
+        conf = self.write_config(self.config(server, **kw))
+        self.proc = subprocess.Popen(
+            [str(self.build.nginx), "-p", str(self.prefix), "-c", str(conf), "-e",
+             str(self.error_log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"nginx exited at start: {err}\n{self.log_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not start listening")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+        # Workers are in the master's process group only by inheritance; make sure none is left.
+        for pid in self.worker_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def master_pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def worker_pids(self) -> list[int]:
+        master = self.master_pid()
+        if master is None:
+            return []
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)],
+                             capture_output=True, text=True)
+        return sorted(int(x) for x in out.stdout.split())
+
+    # ---------------------------------------------------------------- client helpers
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", 30)
+        return requests.get(self.url(path), **kw)
+
+    def head(self, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", 30)
+        return requests.head(self.url(path), **kw)
+
+    def raw_request(self, request: bytes) -> bytes:
+        """Sends bytes as they are (for paths requests would normalise) and returns the reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(request)
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        return b"".join(chunks)
+
+    def raw_status(self, path: bytes) -> int:
+        reply = self.raw_request(b"GET " + path + b" HTTP/1.0\r\nHost: t\r\n\r\n")
+        return int(reply.split(b" ", 2)[1])
+
+    def log_text(self) -> str:
+        return self.error_log.read_text(errors="replace") if self.error_log.exists() else ""
+
+    def log_lines(self, needle: str) -> list[str]:
+        return [line for line in self.log_text().splitlines() if needle in line]
+
+    def crashes(self) -> list[str]:
+        """Error-log lines that mean a worker died."""
+        return [line for line in self.log_text().splitlines() if "exited on signal" in line]
