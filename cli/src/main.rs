@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use origin_core::url::{Route, RouteOptions};
 
 #[derive(Parser)]
-#[command(name = "ismtool", version, about = "ngx-origin server-manifest and media tool")]
+#[command(
+    name = "ismtool",
+    version,
+    about = "ngx-origin server-manifest and media tool"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
