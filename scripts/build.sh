@@ -81,7 +81,10 @@ configure_source() {
     return
   fi
   say "configuring $src (--with-compat)"
-  (cd "$src" && ./configure --with-compat --with-threads --with-http_ssl_module \
+  # Release tarballs have ./configure; a checkout of nginx's repository has auto/configure.
+  local configure=./configure
+  [ -x "$src/configure" ] || configure=auto/configure
+  (cd "$src" && $configure --with-compat --with-threads --with-http_ssl_module \
       --with-http_v2_module --with-http_realip_module --with-http_slice_module)
 }
 

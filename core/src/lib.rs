@@ -6,4 +6,6 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod ism;
+pub mod mp4;
 pub mod url;

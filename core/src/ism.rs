@@ -1,0 +1,1 @@
+//! Server manifests (.ism / .isml) (filled in by the server-manifest work).

@@ -1,0 +1,1 @@
+//! Sample descriptions and codec strings (filled in by the codec work).
