@@ -4,6 +4,8 @@
 //! descriptions (avcC, hvcC, esds, dac3/dec3, …) and codec strings.
 
 pub mod codec;
+pub mod fragment;
+pub mod moov;
 pub mod reader;
 
 pub use reader::{BoxHeader, FourCC, Reader};

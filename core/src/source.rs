@@ -1,0 +1,329 @@
+//! Where media bytes come from. A [`Source`] is a file-like object with a length, positional
+//! reads and an identity for caching. Local files are memory-mapped ([`MmapSource`]) or read
+//! with pread ([`PreadSource`], `usp_disable_mmap`); remote sources (HTTP, S3) implement the same
+//! trait in the glue.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+/// What identifies one version of a source's bytes: the index cache is keyed by it, so a
+/// changed file is never served from a stale index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SourceIdentity {
+    /// A local file: device, inode, size and modification time (ns).
+    File {
+        dev: u64,
+        ino: u64,
+        size: u64,
+        mtime_ns: i128,
+    },
+    /// A remote object: URL plus the server's ETag (or Last-Modified) and size.
+    Remote {
+        url: String,
+        version: String,
+        size: u64,
+    },
+    /// Bytes in memory (tests, tools).
+    Memory { name: String, size: u64 },
+}
+
+/// Why bytes could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{name}: {source}")]
+    Io {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{name}: read of {len} bytes at offset {offset} is past the end ({size} bytes)")]
+    OutOfRange {
+        name: String,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
+}
+
+/// A readable, immutable byte source.
+pub trait Source {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+
+    /// True when the source holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A name for error messages (the file name or URL).
+    fn name(&self) -> &str;
+
+    /// The identity of this version of the bytes.
+    fn identity(&self) -> &SourceIdentity;
+
+    /// Fills `buf` from `offset`; the whole range must exist.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError>;
+
+    /// `len` bytes at `offset`, borrowed where the source can (mmap), copied otherwise.
+    fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
+        self.check_range(offset, len as u64)?;
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(offset, &mut buf)?;
+        Ok(Cow::Owned(buf))
+    }
+
+    /// Errors unless `[offset, offset + len)` lies within the source.
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), SourceError> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len()) {
+            return Err(SourceError::OutOfRange {
+                name: self.name().to_string(),
+                offset,
+                len,
+                size: self.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn file_identity(file: &File) -> io::Result<SourceIdentity> {
+    let m = file.metadata()?;
+    Ok(SourceIdentity::File {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// A local file read with pread.
+pub struct PreadSource {
+    file: File,
+    name: String,
+    identity: SourceIdentity,
+    len: u64,
+}
+
+impl PreadSource {
+    /// Opens `path`.
+    pub fn open(path: &Path) -> Result<PreadSource, SourceError> {
+        let name = path.display().to_string();
+        let io_err = |source| SourceError::Io {
+            name: name.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        PreadSource::from_file(file, name)
+    }
+
+    /// Wraps an open file.
+    pub fn from_file(file: File, name: String) -> Result<PreadSource, SourceError> {
+        let identity = file_identity(&file).map_err(|source| SourceError::Io {
+            name: name.clone(),
+            source,
+        })?;
+        let len = match identity {
+            SourceIdentity::File { size, .. } => size,
+            _ => 0,
+        };
+        Ok(PreadSource {
+            file,
+            name,
+            identity,
+            len,
+        })
+    }
+}
+
+impl Source for PreadSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn identity(&self) -> &SourceIdentity {
+        &self.identity
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
+        self.check_range(offset, buf.len() as u64)?;
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|source| SourceError::Io {
+                name: self.name.clone(),
+                source,
+            })
+    }
+}
+
+/// A local file, memory-mapped.
+pub struct MmapSource {
+    map: mmap::Mapping,
+    name: String,
+    identity: SourceIdentity,
+}
+
+impl MmapSource {
+    /// Opens and maps `path`.
+    pub fn open(path: &Path) -> Result<MmapSource, SourceError> {
+        let name = path.display().to_string();
+        let io_err = |source| SourceError::Io {
+            name: name.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let identity = file_identity(&file).map_err(io_err)?;
+        let map = mmap::Mapping::new(&file).map_err(io_err)?;
+        Ok(MmapSource {
+            map,
+            name,
+            identity,
+        })
+    }
+
+    /// The whole file.
+    pub fn as_slice(&self) -> &[u8] {
+        self.map.as_slice()
+    }
+}
+
+impl Source for MmapSource {
+    fn len(&self) -> u64 {
+        self.map.as_slice().len() as u64
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn identity(&self) -> &SourceIdentity {
+        &self.identity
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
+        let b = self.bytes(offset, buf.len())?;
+        buf.copy_from_slice(&b);
+        Ok(())
+    }
+    fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
+        self.check_range(offset, len as u64)?;
+        let start = offset as usize;
+        Ok(Cow::Borrowed(&self.map.as_slice()[start..start + len]))
+    }
+}
+
+/// Bytes in memory.
+pub struct MemorySource {
+    data: Vec<u8>,
+    name: String,
+    identity: SourceIdentity,
+}
+
+impl MemorySource {
+    pub fn new(name: &str, data: Vec<u8>) -> MemorySource {
+        let identity = SourceIdentity::Memory {
+            name: name.to_string(),
+            size: data.len() as u64,
+        };
+        MemorySource {
+            data,
+            name: name.to_string(),
+            identity,
+        }
+    }
+}
+
+impl Source for MemorySource {
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn identity(&self) -> &SourceIdentity {
+        &self.identity
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
+        let b = self.bytes(offset, buf.len())?;
+        buf.copy_from_slice(&b);
+        Ok(())
+    }
+    fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
+        self.check_range(offset, len as u64)?;
+        let start = offset as usize;
+        Ok(Cow::Borrowed(&self.data[start..start + len]))
+    }
+}
+
+/// The one place the core uses `unsafe`: mapping a file.
+#[allow(unsafe_code)]
+mod mmap {
+    use std::fs::File;
+    use std::io;
+
+    /// A read-only mapping of a whole file.
+    pub struct Mapping(Option<memmap2::Mmap>);
+
+    impl Mapping {
+        pub fn new(file: &File) -> io::Result<Mapping> {
+            if file.metadata()?.len() == 0 {
+                // mmap of length 0 fails; an empty file is simply empty.
+                return Ok(Mapping(None));
+            }
+            // SAFETY: the mapping is read-only and private to this process. The hazard of any
+            // file mapping remains: if another process truncates the file while it is mapped,
+            // touching the lost pages raises SIGBUS. Origins serve published media that is
+            // replaced by rename, not rewritten in place; operators who cannot guarantee that
+            // (network file systems, in-place rewrites) set `usp_disable_mmap` to read with
+            // pread instead. The identity check (inode, size, mtime) makes a replaced file get
+            // a new mapping.
+            let map = unsafe { memmap2::Mmap::map(file)? };
+            Ok(Mapping(Some(map)))
+        }
+
+        pub fn as_slice(&self) -> &[u8] {
+            self.0.as_deref().unwrap_or(&[])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn pread_and_mmap_agree() {
+        let dir = std::env::temp_dir().join(format!("origin-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.bin");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        File::create(&path).unwrap().write_all(&data).unwrap();
+        let p = PreadSource::open(&path).unwrap();
+        let m = MmapSource::open(&path).unwrap();
+        assert_eq!(p.len(), 10_000);
+        assert_eq!(m.len(), 10_000);
+        assert_eq!(p.identity(), m.identity());
+        assert_eq!(&*p.bytes(100, 50).unwrap(), &data[100..150]);
+        assert_eq!(&*m.bytes(100, 50).unwrap(), &data[100..150]);
+        assert!(p.bytes(9_990, 11).is_err());
+        assert!(m.bytes(9_990, 11).is_err());
+        assert!(m.bytes(u64::MAX, 1).is_err());
+        let mut buf = [0u8; 4];
+        m.read_exact_at(9_996, &mut buf).unwrap();
+        assert_eq!(buf, data[9_996..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn empty_file_maps() {
+        let dir = std::env::temp_dir().join(format!("origin-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.bin");
+        File::create(&path).unwrap();
+        let m = MmapSource::open(&path).unwrap();
+        assert!(m.is_empty());
+        assert!(m.bytes(0, 1).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
