@@ -6,6 +6,8 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod index;
 pub mod ism;
 pub mod mp4;
+pub mod source;
 pub mod url;
