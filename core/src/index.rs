@@ -105,11 +105,118 @@ enum Sizes {
     PerSample(Vec<u32>),
 }
 
-/// Contiguous samples in the file.
+/// A run of chunks holding the same number of samples (an `stsc` entry, or consecutive
+/// `trun`s of equal length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Chunk {
+struct ChunkRun {
+    first_chunk: u32,
     first_sample: u32,
-    offset: u64,
+    samples_per_chunk: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChunkOffsets {
+    /// Files under 4 GiB: 4 bytes per chunk.
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+/// Where each sample's bytes are: chunks (runs of contiguous samples) described by runs of
+/// equal sample counts plus one offset per chunk. Interleaved files often have one sample per
+/// chunk, so the offsets are kept at 4 bytes where the file allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChunkMap {
+    runs: Vec<ChunkRun>,
+    offsets: ChunkOffsets,
+    /// Samples covered so far.
+    samples: u32,
+}
+
+impl ChunkMap {
+    fn new() -> ChunkMap {
+        ChunkMap {
+            runs: Vec::new(),
+            offsets: ChunkOffsets::Narrow(Vec::new()),
+            samples: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match &self.offsets {
+            ChunkOffsets::Narrow(v) => v.len(),
+            ChunkOffsets::Wide(v) => v.len(),
+        }
+    }
+
+    fn reserve(&mut self, n: usize, name: &str) -> Result<(), IndexError> {
+        let oom = |_| IndexError::OutOfMemory {
+            name: name.to_string(),
+        };
+        match &mut self.offsets {
+            ChunkOffsets::Narrow(v) => v.try_reserve_exact(n).map_err(oom),
+            ChunkOffsets::Wide(v) => v.try_reserve_exact(n).map_err(oom),
+        }
+    }
+
+    /// Appends a chunk of `count` samples (count > 0) at `offset`.
+    fn push(&mut self, count: u32, offset: u64) {
+        let chunk = self.len() as u32;
+        match self.runs.last() {
+            Some(r) if r.samples_per_chunk == count => {}
+            _ => self.runs.push(ChunkRun {
+                first_chunk: chunk,
+                first_sample: self.samples,
+                samples_per_chunk: count,
+            }),
+        }
+        self.samples += count;
+        match &mut self.offsets {
+            ChunkOffsets::Narrow(v) => match u32::try_from(offset) {
+                Ok(o) => v.push(o),
+                Err(_) => {
+                    let mut wide: Vec<u64> = v.iter().map(|&o| u64::from(o)).collect();
+                    wide.push(offset);
+                    self.offsets = ChunkOffsets::Wide(wide);
+                }
+            },
+            ChunkOffsets::Wide(v) => v.push(offset),
+        }
+    }
+
+    fn offset(&self, chunk: usize) -> u64 {
+        match &self.offsets {
+            ChunkOffsets::Narrow(v) => u64::from(v[chunk]),
+            ChunkOffsets::Wide(v) => v[chunk],
+        }
+    }
+
+    /// The chunk holding sample `i` and that chunk's first sample.
+    fn chunk_of(&self, i: u32) -> (usize, u32) {
+        let k = self.runs.partition_point(|r| r.first_sample <= i) - 1;
+        let r = &self.runs[k];
+        let n = (i - r.first_sample) / r.samples_per_chunk;
+        (
+            (r.first_chunk + n) as usize,
+            r.first_sample + n * r.samples_per_chunk,
+        )
+    }
+
+    /// Samples in chunk `chunk`.
+    fn chunk_len(&self, chunk: usize) -> u32 {
+        let k = self
+            .runs
+            .partition_point(|r| r.first_chunk as usize <= chunk)
+            - 1;
+        self.runs[k].samples_per_chunk
+    }
+
+    fn heap_size(&self) -> usize {
+        self.runs.capacity() * std::mem::size_of::<ChunkRun>()
+            + match &self.offsets {
+                ChunkOffsets::Narrow(v) => v.capacity() * 4,
+                ChunkOffsets::Wide(v) => v.capacity() * 8,
+            }
+    }
 }
 
 /// Where a fragment of an fMP4 source starts.
@@ -162,7 +269,7 @@ pub struct TrackIndex {
     sizes: Sizes,
     times: Vec<TimeRun>,
     ctos: Ctos,
-    chunks: Vec<Chunk>,
+    chunks: ChunkMap,
     /// 0-based sync samples; `None` when every sample is a sync sample.
     sync: Option<Vec<u32>>,
     pub fragments: Vec<FragmentRef>,
@@ -236,11 +343,26 @@ impl TrackIndex {
                 Sizes::Constant(_) => 0,
                 Sizes::PerSample(v) => v.capacity() * 4,
             }
-            + self.chunks.capacity() * size_of::<Chunk>()
+            + self.chunks.heap_size()
             + self.sync.as_ref().map_or(0, |s| s.capacity() * 4)
             + self.fragments.capacity() * size_of::<FragmentRef>()
             + self.language.capacity()
             + self.handler_name.capacity()
+    }
+
+    /// Table sizes, for diagnostics: (time runs, cto entries, chunks, sync samples).
+    pub fn table_lengths(&self) -> (usize, usize, usize, usize) {
+        let ctos = match &self.ctos {
+            Ctos::Zero => 0,
+            Ctos::Runs(r) => r.len(),
+            Ctos::PerSample(v) => v.len(),
+        };
+        (
+            self.times.len(),
+            ctos,
+            self.chunks.len(),
+            self.sync.as_ref().map_or(0, Vec::len),
+        )
     }
 
     /// True when sample `i` is a sync (random-access) sample.
@@ -301,10 +423,9 @@ impl TrackIndex {
 
     /// File offset of sample `i`.
     pub fn offset(&self, i: u32) -> u64 {
-        let k = self.chunks.partition_point(|c| c.first_sample <= i);
-        let c = &self.chunks[k - 1];
-        let mut off = c.offset;
-        for s in c.first_sample..i {
+        let (chunk, first) = self.chunks.chunk_of(i);
+        let mut off = self.chunks.offset(chunk);
+        for s in first..i {
             off += u64::from(self.size(s));
         }
         off
@@ -345,12 +466,13 @@ impl TrackIndex {
     pub fn samples(&self, range: std::ops::Range<u32>) -> SampleIter<'_> {
         let start = range.start.min(self.sample_count);
         let end = range.end.min(self.sample_count);
-        let (time_run, chunk, offset) = if start < end {
+        let (time_run, chunk, chunk_left, offset) = if start < end {
             let tr = self.times.partition_point(|r| r.first_sample <= start) - 1;
-            let ch = self.chunks.partition_point(|c| c.first_sample <= start) - 1;
-            (tr, ch, self.offset(start))
+            let (ch, first) = self.chunks.chunk_of(start);
+            let left = self.chunks.chunk_len(ch) - (start - first);
+            (tr, ch, left, self.offset(start))
         } else {
-            (0, 0, 0)
+            (0, 0, 0, 0)
         };
         SampleIter {
             track: self,
@@ -358,6 +480,7 @@ impl TrackIndex {
             end,
             time_run,
             chunk,
+            chunk_left,
             offset,
         }
     }
@@ -370,6 +493,8 @@ pub struct SampleIter<'a> {
     end: u32,
     time_run: usize,
     chunk: usize,
+    /// Samples left in the current chunk, this one included.
+    chunk_left: u32,
     offset: u64,
 }
 
@@ -385,10 +510,12 @@ impl Iterator for SampleIter<'_> {
         while self.time_run + 1 < t.times.len() && t.times[self.time_run + 1].first_sample <= i {
             self.time_run += 1;
         }
-        if self.chunk + 1 < t.chunks.len() && t.chunks[self.chunk + 1].first_sample <= i {
+        if self.chunk_left == 0 {
             self.chunk += 1;
-            self.offset = t.chunks[self.chunk].offset;
+            self.offset = t.chunks.offset(self.chunk);
+            self.chunk_left = t.chunks.chunk_len(self.chunk);
         }
+        self.chunk_left -= 1;
         let r = &t.times[self.time_run];
         let size = t.size(i);
         let sample = Sample {
@@ -467,7 +594,8 @@ pub fn build_index(source: &dyn Source) -> Result<MediaIndex, IndexError> {
         }
         match &header.fourcc.0 {
             b"ftyp" | b"styp" if brands.0.is_none() => {
-                let body = source.bytes(header.body_offset(), header.body_size().min(4096) as usize)?;
+                let body =
+                    source.bytes(header.body_offset(), header.body_size().min(4096) as usize)?;
                 let mut r = Reader::new(&body, header.body_offset()).with_context(header.fourcc);
                 brands.0 = Some(r.fourcc().map_err(mp4)?);
                 r.skip(4).map_err(mp4)?;
@@ -519,12 +647,19 @@ pub fn build_index(source: &dyn Source) -> Result<MediaIndex, IndexError> {
     for trak in &moov.traks {
         let mut t = track_from_moov(trak, &name, file_len)?;
         if moov.fragmented {
-            let trex = moov.trex_for(trak.tkhd.track_id).copied().unwrap_or_default();
+            let trex = moov
+                .trex_for(trak.tkhd.track_id)
+                .copied()
+                .unwrap_or_default();
             let mut builder = FragmentTrackBuilder::new(&mut t, trex);
             for &(moof_offset, moof_size, header_size) in &moof_boxes {
-                let body = source.bytes(moof_offset + header_size, (moof_size - header_size) as usize)?;
+                let body = source.bytes(
+                    moof_offset + header_size,
+                    (moof_size - header_size) as usize,
+                )?;
                 let moof = Moof::parse(
-                    Reader::new(&body, moof_offset + header_size).with_context(FourCC::new(b"moof")),
+                    Reader::new(&body, moof_offset + header_size)
+                        .with_context(FourCC::new(b"moof")),
                     moof_offset,
                     moof_size,
                 )
@@ -593,14 +728,33 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             .ok_or_else(|| err("decode time overflows 64 bits"))?;
     }
     if covered < u64::from(sample_count) {
-        return Err(track_error(name, trak, format!(
-            "stts covers {covered} samples, stsz has {sample_count}"
-        )));
+        return Err(track_error(
+            name,
+            trak,
+            format!("stts covers {covered} samples, stsz has {sample_count}"),
+        ));
     }
 
     // Composition offsets.
     let ctos = match &stbl.ctts {
         None => Ctos::Zero,
+        Some((_, table))
+            if table.len() * std::mem::size_of::<CtoRun>() > sample_count as usize * 4 =>
+        {
+            // Alternating offsets (B-frames): one i32 per sample, written directly.
+            let mut v = try_vec::<i32>(sample_count as usize, name)?;
+            for i in 0..table.len() {
+                let left = sample_count as usize - v.len();
+                let count = (table.u32_at(i, 0) as usize).min(left);
+                v.extend(std::iter::repeat_n(table.u32_at(i, 1) as i32, count));
+            }
+            v.resize(sample_count as usize, 0);
+            if v.iter().all(|&o| o == 0) {
+                Ctos::Zero
+            } else {
+                Ctos::PerSample(v)
+            }
+        }
         Some((_, table)) => {
             let mut runs = try_vec::<CtoRun>(table.len().min(sample_count as usize), name)?;
             let mut covered = 0u64;
@@ -629,10 +783,19 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             total_bytes = u64::from(size) * u64::from(count);
             Sizes::Constant(size)
         }
-        _ => {
+        TableSizes::Table(table) => {
+            let mut v = try_vec::<u32>(sample_count as usize, name)?;
+            v.extend(table.all_bytes().chunks_exact(4).map(|b| {
+                let s = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                total_bytes += u64::from(s);
+                s
+            }));
+            Sizes::PerSample(v)
+        }
+        compact => {
             let mut v = try_vec::<u32>(sample_count as usize, name)?;
             for i in 0..sample_count as usize {
-                let s = sizes_table.get(i);
+                let s = compact.get(i);
                 total_bytes += u64::from(s);
                 v.push(s);
             }
@@ -640,9 +803,10 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
         }
     };
 
-    // Chunks: expand stsc over the chunk offsets.
+    // Chunks: expand stsc over the chunk offsets, checking that each chunk's bytes lie within
+    // the file.
     let chunk_count = stbl.chunk_offsets.len();
-    let wide = stbl.chunk_offsets.len() > 0 && stbl.chunk_offsets.raw(0).len() == 8;
+    let wide = !stbl.chunk_offsets.is_empty() && stbl.chunk_offsets.raw(0).len() == 8;
     let chunk_offset = |c: usize| {
         if wide {
             stbl.chunk_offsets.u64_at(c)
@@ -650,8 +814,9 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             u64::from(stbl.chunk_offsets.u32_at(c, 0))
         }
     };
-    let mut chunks = try_vec::<Chunk>(chunk_count.min(sample_count as usize), name)?;
-    let mut next_sample = 0u64;
+    let mut chunks = ChunkMap::new();
+    chunks.reserve(chunk_count.min(sample_count as usize), name)?;
+    let mut next_sample = 0u32;
     let stsc = &stbl.stsc;
     let mut prev_first = 0u32;
     for e in 0..stsc.len() {
@@ -661,45 +826,50 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             return Err(err("stsc entries out of order"));
         }
         prev_first = first_chunk;
+        if first_chunk as usize > chunk_count {
+            break;
+        }
         let last_chunk = if e + 1 < stsc.len() {
             (stsc.u32_at(e + 1, 0).saturating_sub(1) as usize).min(chunk_count)
         } else {
             chunk_count
         };
-        if first_chunk as usize > chunk_count {
-            break;
+        if per_chunk == 0 {
+            continue;
         }
         for c in (first_chunk as usize - 1)..last_chunk {
-            if per_chunk == 0 || next_sample >= u64::from(sample_count) {
-                continue;
+            if next_sample >= sample_count {
+                break;
             }
-            let first = next_sample as u32;
-            let n = u64::from(per_chunk).min(u64::from(sample_count) - next_sample);
+            let n = per_chunk.min(sample_count - next_sample);
             let offset = chunk_offset(c);
             let bytes: u64 = match &sizes {
-                Sizes::Constant(s) => u64::from(*s) * n,
-                Sizes::PerSample(v) => v[first as usize..(first as u64 + n) as usize]
+                Sizes::Constant(s) => u64::from(*s) * u64::from(n),
+                Sizes::PerSample(v) => v[next_sample as usize..(next_sample + n) as usize]
                     .iter()
                     .map(|&s| u64::from(s))
                     .sum(),
             };
             if offset.checked_add(bytes).is_none_or(|end| end > file_len) {
-                return Err(track_error(name, trak, format!(
-                    "chunk {} at offset {offset} ({bytes} bytes) extends past the end of the file ({file_len} bytes)",
-                    c + 1
-                )));
+                return Err(track_error(
+                    name,
+                    trak,
+                    format!(
+                        "chunk {} at offset {offset} ({bytes} bytes) extends past the end of the file ({file_len} bytes)",
+                        c + 1
+                    ),
+                ));
             }
-            chunks.push(Chunk {
-                first_sample: first,
-                offset,
-            });
+            chunks.push(n, offset);
             next_sample += n;
         }
     }
-    if next_sample < u64::from(sample_count) {
-        return Err(track_error(name, trak, format!(
-            "chunks hold {next_sample} samples, stsz has {sample_count}"
-        )));
+    if next_sample < sample_count {
+        return Err(track_error(
+            name,
+            trak,
+            format!("chunks hold {next_sample} samples, stsz has {sample_count}"),
+        ));
     }
 
     // Sync samples.
@@ -711,7 +881,11 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             for i in 0..table.len() {
                 let n = table.u32_at(i, 0);
                 if n == 0 || n > sample_count {
-                    return Err(track_error(name, trak, format!("sync sample {n} out of range 1..={sample_count}")));
+                    return Err(track_error(
+                        name,
+                        trak,
+                        format!("sync sample {n} out of range 1..={sample_count}"),
+                    ));
                 }
                 if n <= prev {
                     return Err(err("sync samples out of order"));
@@ -905,10 +1079,7 @@ impl<'t> FragmentTrackBuilder<'t> {
                 None => cursor,
             };
             if ours && trun.sample_count > 0 {
-                t.chunks.push(Chunk {
-                    first_sample: t.sample_count,
-                    offset: pos,
-                });
+                t.chunks.push(trun.sample_count, pos);
             }
             for i in 0..trun.sample_count as usize {
                 let s = trun.sample(i);

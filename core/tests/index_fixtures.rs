@@ -22,8 +22,12 @@ struct Packet {
 }
 
 fn packets(file: &str) -> Vec<Packet> {
-    let csv = std::fs::read_to_string(fixtures().join("expected").join(format!("{file}.packets.csv")))
-        .expect("expected packet list");
+    let csv = std::fs::read_to_string(
+        fixtures()
+            .join("expected")
+            .join(format!("{file}.packets.csv")),
+    )
+    .expect("expected packet list");
     csv.lines()
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -57,7 +61,11 @@ fn check_track(file: &str, stream: usize, track: &TrackIndex, expected: &[&Packe
         // the codec's frame length for a trimmed last sample; the file's own values are what
         // the index keeps, so allow one tick and skip the last sample.
         if let (Some(d), false) = (p.duration, i + 1 == samples.len()) {
-            assert!((i64::from(s.duration) - d).abs() <= 1, "{at}: duration {} vs {d}", s.duration);
+            assert!(
+                (i64::from(s.duration) - d).abs() <= 1,
+                "{at}: duration {} vs {d}",
+                s.duration
+            );
         }
         // ffprobe folds edit lists and negative-offset shifts into its timestamps; the offsets
         // relative to the first sample's are what the file says.
@@ -69,12 +77,19 @@ fn check_track(file: &str, stream: usize, track: &TrackIndex, expected: &[&Packe
         if i > 0 {
             let step = s.dts as i64 - samples[i - 1].dts as i64;
             let expected_step = p.dts - expected[i - 1].dts;
-            assert!((step - expected_step).abs() <= 1, "{at}: decode time step {step} vs {expected_step}");
+            assert!(
+                (step - expected_step).abs() <= 1,
+                "{at}: decode time step {step} vs {expected_step}"
+            );
         }
         // Random access agrees with sequential iteration.
         assert_eq!(track.dts(s.index), s.dts, "{at}: dts lookup");
         assert_eq!(track.offset(s.index), s.offset, "{at}: offset lookup");
-        assert_eq!(track.sample_at_or_after(s.dts), s.index, "{at}: time lookup");
+        assert_eq!(
+            track.sample_at_or_after(s.dts),
+            s.index,
+            "{at}: time lookup"
+        );
     }
 }
 
@@ -83,7 +98,11 @@ fn check_file(file: &str) {
     let mmap = MmapSource::open(&path).unwrap();
     let index = build_index(&mmap).unwrap_or_else(|e| panic!("{file}: {e}"));
     let pread = PreadSource::open(&path).unwrap();
-    assert_eq!(build_index(&pread).unwrap(), index, "{file}: mmap and pread agree");
+    assert_eq!(
+        build_index(&pread).unwrap(),
+        index,
+        "{file}: mmap and pread agree"
+    );
     assert_eq!(index.file_size, mmap.len());
     let expected = packets(file);
     let streams = expected.iter().map(|p| p.stream).max().map_or(0, |m| m + 1);

@@ -125,6 +125,11 @@ impl<'a> Table<'a> {
         u64::from_be_bytes(b)
     }
 
+    /// All entries' bytes.
+    pub fn all_bytes(&self) -> &'a [u8] {
+        self.data
+    }
+
     /// The raw bytes of entry `i`.
     pub fn raw(&self, i: usize) -> &'a [u8] {
         self.entry(i)
@@ -392,7 +397,10 @@ fn parse_hdlr(r: &mut Reader<'_>) -> Result<(FourCC, String), Mp4Error> {
 fn parse_elng(r: &mut Reader<'_>) -> Result<String, Mp4Error> {
     r.full_box()?;
     let tag = r.c_string()?;
-    if tag.is_empty() || tag.len() > 64 || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if tag.is_empty()
+        || tag.len() > 64
+        || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(r.error("extended language tag is not BCP 47"));
     }
     Ok(tag)
@@ -468,7 +476,11 @@ fn parse_mdia<'a>(mut r: Reader<'a>, trak: &mut Trak<'a>) -> Result<(), Mp4Error
             _ => {}
         }
     }
-    for (ok, missing) in [(have_mdhd, b"mdhd"), (have_hdlr, b"hdlr"), (have_minf, b"stbl")] {
+    for (ok, missing) in [
+        (have_mdhd, b"mdhd"),
+        (have_hdlr, b"hdlr"),
+        (have_minf, b"stbl"),
+    ] {
         if !ok {
             return Err(Mp4Error::Missing {
                 missing: fc(missing),
@@ -514,7 +526,10 @@ fn parse_stbl<'a>(mut r: Reader<'a>, offset: u64) -> Result<SampleTables<'a>, Mp
             b"ctts" => {
                 let (version, _) = body.full_box()?;
                 let n = body.u32()?;
-                t.ctts = Some((version, Table::read(&mut body, u64::from(n), 8, "ctts entry count")?));
+                t.ctts = Some((
+                    version,
+                    Table::read(&mut body, u64::from(n), 8, "ctts entry count")?,
+                ));
             }
             b"stss" => {
                 body.full_box()?;
@@ -529,7 +544,12 @@ fn parse_stbl<'a>(mut r: Reader<'a>, offset: u64) -> Result<SampleTables<'a>, Mp
                 t.sizes = Some(if size != 0 {
                     SampleSizes::Constant { size, count }
                 } else {
-                    SampleSizes::Table(Table::read(&mut body, u64::from(count), 4, "stsz sample count")?)
+                    SampleSizes::Table(Table::read(
+                        &mut body,
+                        u64::from(count),
+                        4,
+                        "stsz sample count",
+                    )?)
                 });
             }
             b"stz2" => {
@@ -539,7 +559,7 @@ fn parse_stbl<'a>(mut r: Reader<'a>, offset: u64) -> Result<SampleTables<'a>, Mp
                 let count = body.u32()?;
                 check_sample_count(&body, count)?;
                 let bytes = match field_size {
-                    4 => (u64::from(count) + 1) / 2,
+                    4 => u64::from(count).div_ceil(2),
                     8 => u64::from(count),
                     16 => u64::from(count) * 2,
                     _ => return Err(body.error("stz2 field size is not 4, 8 or 16")),

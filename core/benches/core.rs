@@ -1,0 +1,65 @@
+//! Core benchmarks: index build for the 2-hour title, lookups, fragment plans.
+//!
+//! The long-form file is made by `scripts/make-test-media.sh DIR --long`; point ORIGIN_LONG_MP4
+//! at it (default: build/media/long-2h.mp4). Without it only the fixture benchmarks run.
+
+use std::path::PathBuf;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use origin_core::index::build_index;
+use origin_core::source::MmapSource;
+
+fn long_file() -> Option<PathBuf> {
+    let p = std::env::var_os("ORIGIN_LONG_MP4")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/media/long-2h.mp4")
+        });
+    p.exists().then_some(p)
+}
+
+fn bench_index(c: &mut Criterion) {
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/progressive.mp4");
+    let src = MmapSource::open(&fixture).unwrap();
+    c.bench_function("index build: 4 s fixture", |b| {
+        b.iter(|| build_index(black_box(&src)).unwrap())
+    });
+
+    if let Some(path) = long_file() {
+        let src = MmapSource::open(&path).unwrap();
+        let index = build_index(&src).unwrap();
+        let samples = index.sample_count();
+        eprintln!(
+            "2-hour index: {} samples, {} heap bytes, {:.2} bytes/sample",
+            samples,
+            index.heap_size(),
+            index.heap_size() as f64 / samples as f64
+        );
+        for t in &index.tracks {
+            eprintln!(
+                "  track {} {:?}: {} samples, {} heap bytes, (time runs, ctos, chunks, syncs) = {:?}",
+                t.track_id,
+                t.kind,
+                t.sample_count(),
+                t.heap_size(),
+                t.table_lengths()
+            );
+        }
+        c.bench_function("index build: 2-hour title", |b| {
+            b.iter(|| build_index(black_box(&src)).unwrap())
+        });
+        let video = &index.tracks[0];
+        let end = video.end_time();
+        c.bench_function("time -> sample lookup (2-hour video track)", |b| {
+            let mut t = 0u64;
+            b.iter(|| {
+                t = (t + 7_777_777) % end;
+                black_box(video.sample_at_or_after(black_box(t)))
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench_index);
+criterion_main!(benches);

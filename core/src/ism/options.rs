@@ -1,0 +1,153 @@
+//! Typed access to the metas an operator sets with `mp4split --<fmt>.<opt>=v` (stored as
+//! `<meta name="<fmt>_<opt>" content="v"/>`, COMPAT.md §3).
+
+use super::{parse_decimal, parse_decimal_u32, Decimal, IsmError, Meta};
+
+/// The presentation options of a server manifest. `None` / empty means "not set": defaults
+/// are the packagers' business.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PresentationOptions {
+    /// `hls_client_manifest_version`: HLS playlist `EXT-X-VERSION`.
+    pub hls_client_manifest_version: Option<u32>,
+    /// `hls_fmp4`: HLS with fMP4 (CMAF) segments instead of MPEG-TS.
+    pub hls_fmp4: Option<bool>,
+    /// `mpd_segment_template`: DASH addressing (`time`, `number`, …); not validated here.
+    pub mpd_segment_template: Option<String>,
+    /// `dvr_window_length`, seconds.
+    pub dvr_window_length: Option<u64>,
+    /// `archive_length`, seconds.
+    pub archive_length: Option<u64>,
+    /// `archiving`.
+    pub archiving: Option<bool>,
+    /// `archive_segment_length`, seconds.
+    pub archive_segment_length: Option<u64>,
+    /// `restart_on_encoder_reconnect`.
+    pub restart_on_encoder_reconnect: Option<bool>,
+    /// Every `<fmt>_minimum_fragment_length` meta, as (`<fmt>`, length), in document order;
+    /// `<fmt>` is written as in the meta name (`hls`, `mpd`, `iss`, `hds`).
+    pub minimum_fragment_lengths: Vec<(String, FragmentLength)>,
+}
+
+/// A duration in seconds written as an integer (`4`) or a fraction (`48/25`, so that fragment
+/// boundaries can follow a frame rate exactly, as mp4split accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentLength {
+    /// Numerator, seconds.
+    pub numerator: u64,
+    /// Denominator, never 0.
+    pub denominator: u64,
+}
+
+impl FragmentLength {
+    /// The length as floating-point seconds.
+    pub fn as_secs_f64(self) -> f64 {
+        self.numerator as f64 / self.denominator as f64
+    }
+
+    /// Parses `n` or `n/d` (ASCII digits, `d` > 0).
+    pub fn parse(s: &str) -> Option<FragmentLength> {
+        let (numerator, denominator) = match s.split_once('/') {
+            Some((n, d)) => (decimal(n)?, decimal(d)?),
+            None => (decimal(s)?, 1),
+        };
+        if denominator == 0 {
+            return None;
+        }
+        Some(FragmentLength {
+            numerator,
+            denominator,
+        })
+    }
+}
+
+const MINIMUM_FRAGMENT_LENGTH_SUFFIX: &str = "_minimum_fragment_length";
+
+pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError> {
+    let find = |name: &str| metas.iter().find(|m| m.name.eq_ignore_ascii_case(name));
+    let mut options = PresentationOptions {
+        hls_client_manifest_version: find("hls_client_manifest_version")
+            .map(|m| {
+                typed(
+                    m,
+                    parse_decimal_u32,
+                    "it must be a decimal integer below 2^32",
+                )
+            })
+            .transpose()?,
+        hls_fmp4: find("hls_fmp4").map(boolean).transpose()?,
+        mpd_segment_template: find("mpd_segment_template").map(|m| m.content.clone()),
+        dvr_window_length: find("dvr_window_length").map(seconds).transpose()?,
+        archive_length: find("archive_length").map(seconds).transpose()?,
+        archiving: find("archiving").map(boolean).transpose()?,
+        archive_segment_length: find("archive_segment_length").map(seconds).transpose()?,
+        restart_on_encoder_reconnect: find("restart_on_encoder_reconnect")
+            .map(boolean)
+            .transpose()?,
+        minimum_fragment_lengths: Vec::new(),
+    };
+    for meta in metas {
+        let Some(format) = strip_suffix_ignore_case(&meta.name, MINIMUM_FRAGMENT_LENGTH_SUFFIX)
+        else {
+            continue;
+        };
+        if format.is_empty() {
+            continue;
+        }
+        let length = typed(
+            meta,
+            FragmentLength::parse,
+            "it must be seconds as an integer or a fraction like 48/25",
+        )?;
+        options
+            .minimum_fragment_lengths
+            .push((format.to_owned(), length));
+    }
+    Ok(options)
+}
+
+fn typed<T>(
+    meta: &Meta,
+    parse: impl FnOnce(&str) -> Option<T>,
+    reason: &'static str,
+) -> Result<T, IsmError> {
+    parse(&meta.content).ok_or_else(|| IsmError::BadMeta {
+        name: meta.name.clone(),
+        value: meta.content.clone(),
+        reason,
+    })
+}
+
+fn seconds(meta: &Meta) -> Result<u64, IsmError> {
+    typed(meta, decimal, "it must be a whole number of seconds")
+}
+
+/// `true` / `false` / `1` / `0` (ASCII case-insensitive); an empty content is a bare flag, so
+/// true.
+fn boolean(meta: &Meta) -> Result<bool, IsmError> {
+    typed(
+        meta,
+        |s| {
+            if s.is_empty() || s == "1" || s.eq_ignore_ascii_case("true") {
+                Some(true)
+            } else if s == "0" || s.eq_ignore_ascii_case("false") {
+                Some(false)
+            } else {
+                None
+            }
+        },
+        "it must be true, false, 1 or 0",
+    )
+}
+
+fn decimal(s: &str) -> Option<u64> {
+    match parse_decimal(s) {
+        Decimal::Value(v) => Some(v),
+        Decimal::NotANumber | Decimal::Overflow => None,
+    }
+}
+
+fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
+    let split = s.len().checked_sub(suffix.len())?;
+    let (head, tail) = (s.get(..split)?, s.get(split..)?);
+    tail.eq_ignore_ascii_case(suffix).then_some(head)
+}

@@ -1,0 +1,78 @@
+//! Writing a server manifest: one layout, so that parse → write is a normal form.
+
+use super::{ServerManifest, TrackEntry};
+
+const PROLOG: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+                      <!--Created with ngx-origin-->\n\
+                      <smil xmlns=\"http://www.w3.org/2001/SMIL20/Language\">\n";
+
+pub(super) fn write(manifest: &ServerManifest) -> String {
+    let mut out =
+        String::with_capacity(512 + 128 * manifest.metas.len() + 1024 * manifest.tracks.len());
+    out.push_str(PROLOG);
+    out.push_str("  <head>\n");
+    for meta in &manifest.metas {
+        out.push_str("    <meta");
+        attribute(&mut out, "name", &meta.name);
+        attribute(&mut out, "content", &meta.content);
+        out.push_str(" />\n");
+    }
+    out.push_str("  </head>\n  <body>\n    <switch>\n");
+    for track in &manifest.tracks {
+        write_track(&mut out, track);
+    }
+    out.push_str("    </switch>\n  </body>\n</smil>\n");
+    out
+}
+
+fn write_track(out: &mut String, track: &TrackEntry) {
+    let element = track.kind.element_name();
+    out.push_str("      <");
+    out.push_str(element);
+    attribute(out, "src", &track.src);
+    if let Some(bitrate) = track.system_bitrate {
+        attribute(out, "systemBitrate", &bitrate.to_string());
+    }
+    if let Some(language) = &track.system_language {
+        attribute(out, "systemLanguage", language);
+    }
+    if track.params.is_empty() {
+        out.push_str(" />\n");
+        return;
+    }
+    out.push_str(">\n");
+    for param in &track.params {
+        out.push_str("        <param");
+        attribute(out, "name", &param.name);
+        attribute(out, "value", &param.value);
+        out.push_str(" valueType=\"data\" />\n");
+    }
+    out.push_str("      </");
+    out.push_str(element);
+    out.push_str(">\n");
+}
+
+/// ` name="value"` with the value escaped for a double-quoted attribute. Control characters
+/// (including tab and newline, which a parser would otherwise normalise to spaces) become
+/// character references; NUL has none in XML 1.0 and is dropped.
+fn attribute(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\0' => {}
+            c if c.is_control() => {
+                out.push_str("&#");
+                out.push_str(&u32::from(c).to_string());
+                out.push(';');
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
