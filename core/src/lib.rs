@@ -6,8 +6,10 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod fragment;
 pub mod index;
 pub mod ism;
 pub mod mp4;
+pub mod segment;
 pub mod source;
 pub mod url;

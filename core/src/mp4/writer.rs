@@ -1,0 +1,268 @@
+//! Writing boxes: a byte sink with size backfilling for small header boxes, and the
+//! initialization segment (ftyp + moov with mvex) of one track.
+
+use super::reader::FourCC;
+use crate::index::{TrackIndex, TrackKind};
+
+/// A growing buffer of boxes. `begin` writes a placeholder size, `end` backfills it.
+#[derive(Debug, Default)]
+pub struct BoxWriter {
+    pub buf: Vec<u8>,
+    open: Vec<usize>,
+}
+
+impl BoxWriter {
+    pub fn new() -> BoxWriter {
+        BoxWriter::default()
+    }
+
+    pub fn with_capacity(n: usize) -> BoxWriter {
+        BoxWriter {
+            buf: Vec::with_capacity(n),
+            open: Vec::new(),
+        }
+    }
+
+    /// Opens a box.
+    pub fn begin(&mut self, fourcc: &[u8; 4]) {
+        self.open.push(self.buf.len());
+        self.buf.extend_from_slice(&[0, 0, 0, 0]);
+        self.buf.extend_from_slice(fourcc);
+    }
+
+    /// Opens a full box with version and flags.
+    pub fn begin_full(&mut self, fourcc: &[u8; 4], version: u8, flags: u32) {
+        self.begin(fourcc);
+        self.u32(u32::from(version) << 24 | (flags & 0x00ff_ffff));
+    }
+
+    /// Closes the innermost open box, writing its size.
+    pub fn end(&mut self) {
+        let start = self.open.pop().expect("end() without begin()");
+        let size = (self.buf.len() - start) as u32;
+        self.buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    }
+
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    pub fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+    pub fn fourcc(&mut self, f: FourCC) {
+        self.buf.extend_from_slice(&f.0);
+    }
+    pub fn zeros(&mut self, n: usize) {
+        self.buf.resize(self.buf.len() + n, 0);
+    }
+
+    /// The finished bytes.
+    pub fn finish(self) -> Vec<u8> {
+        debug_assert!(self.open.is_empty(), "unclosed boxes");
+        self.buf
+    }
+}
+
+const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
+
+/// Packs an ISO-639-2/T code into `mdhd`'s 15 bits (`und` for anything else).
+pub fn pack_language(lang: &str) -> u16 {
+    let b = lang.as_bytes();
+    if b.len() != 3 || !b.iter().all(u8::is_ascii_lowercase) {
+        return pack_language("und");
+    }
+    (u16::from(b[0] - 0x60) << 10) | (u16::from(b[1] - 0x60) << 5) | u16::from(b[2] - 0x60)
+}
+
+/// Brands of the initialization and media segments (CMAF, ISO/IEC 23000-19 §7.2).
+pub const CMAF_BRANDS: [&[u8; 4]; 4] = [b"iso6", b"cmfc", b"mp41", b"dash"];
+
+/// The initialization segment of one track: `ftyp` + `moov` (`mvhd`, `trak` with an empty
+/// sample table and the track's own sample entry, `mvex`/`trex`). `track_id` is the ID used in
+/// the output (1 for single-track CMAF).
+pub fn init_segment(track: &TrackIndex, track_id: u32) -> Vec<u8> {
+    let mut w = BoxWriter::with_capacity(track.sample_entry.len() + 768);
+    w.begin(b"ftyp");
+    w.bytes(CMAF_BRANDS[0]);
+    w.u32(0);
+    for b in CMAF_BRANDS {
+        w.bytes(b);
+    }
+    w.end();
+
+    w.begin(b"moov");
+    w.begin_full(b"mvhd", 0, 0);
+    w.u32(0); // creation
+    w.u32(0); // modification
+    w.u32(track.timescale);
+    w.u32(0); // duration: fragmented
+    w.u32(0x0001_0000); // rate
+    w.u16(0x0100); // volume
+    w.zeros(10);
+    for m in MATRIX {
+        w.u32(m);
+    }
+    w.zeros(24);
+    w.u32(track_id + 1);
+    w.end();
+
+    w.begin(b"trak");
+    w.begin_full(b"tkhd", 0, 0x3); // enabled, in movie
+    w.u32(0);
+    w.u32(0);
+    w.u32(track_id);
+    w.u32(0);
+    w.u32(0); // duration
+    w.zeros(8);
+    w.u16(0); // layer
+    w.u16(0); // alternate group
+    w.u16(if track.kind == TrackKind::Audio {
+        0x0100
+    } else {
+        0
+    });
+    w.u16(0);
+    for m in MATRIX {
+        w.u32(m);
+    }
+    let (width, height) = if track.kind == TrackKind::Video {
+        (track.width, track.height)
+    } else {
+        (0, 0)
+    };
+    w.u32(width << 16);
+    w.u32(height << 16);
+    w.end();
+
+    w.begin(b"mdia");
+    w.begin_full(b"mdhd", 0, 0);
+    w.u32(0);
+    w.u32(0);
+    w.u32(track.timescale);
+    w.u32(0);
+    let iso639 = if track.language.len() == 3 {
+        track.language.as_str()
+    } else {
+        "und"
+    };
+    w.u16(pack_language(iso639));
+    w.u16(0);
+    w.end();
+    if track.language.len() != 3 && !track.language.is_empty() {
+        w.begin_full(b"elng", 0, 0);
+        w.bytes(track.language.as_bytes());
+        w.u8(0);
+        w.end();
+    }
+    let (handler, name): (&[u8; 4], &str) = match track.kind {
+        TrackKind::Video => (b"vide", "VideoHandler"),
+        TrackKind::Audio => (b"soun", "SoundHandler"),
+        TrackKind::Text if &track.sample_entry_fourcc.0 == b"wvtt" => (b"text", "TextHandler"),
+        TrackKind::Text => (b"subt", "SubtitleHandler"),
+        TrackKind::Other => (b"meta", "MetaHandler"),
+    };
+    w.begin_full(b"hdlr", 0, 0);
+    w.u32(0);
+    w.bytes(handler);
+    w.zeros(12);
+    w.bytes(name.as_bytes());
+    w.u8(0);
+    w.end();
+
+    w.begin(b"minf");
+    match handler {
+        b"vide" => {
+            w.begin_full(b"vmhd", 0, 1);
+            w.zeros(8);
+            w.end();
+        }
+        b"soun" => {
+            w.begin_full(b"smhd", 0, 0);
+            w.zeros(4);
+            w.end();
+        }
+        b"subt" => {
+            w.begin_full(b"sthd", 0, 0);
+            w.end();
+        }
+        _ => {
+            w.begin_full(b"nmhd", 0, 0);
+            w.end();
+        }
+    }
+    w.begin(b"dinf");
+    w.begin_full(b"dref", 0, 0);
+    w.u32(1);
+    w.begin_full(b"url ", 0, 1); // media data in the same file
+    w.end();
+    w.end();
+    w.end();
+    w.begin(b"stbl");
+    w.begin_full(b"stsd", 0, 0);
+    w.u32(1);
+    w.bytes(&track.sample_entry);
+    w.end();
+    for empty in [b"stts", b"stsc", b"stco"] {
+        w.begin_full(empty, 0, 0);
+        w.u32(0);
+        w.end();
+    }
+    w.begin_full(b"stsz", 0, 0);
+    w.u32(0);
+    w.u32(0);
+    w.end();
+    w.end(); // stbl
+    w.end(); // minf
+    w.end(); // mdia
+    w.end(); // trak
+
+    w.begin(b"mvex");
+    w.begin_full(b"trex", 0, 0);
+    w.u32(track_id);
+    w.u32(1);
+    w.u32(0);
+    w.u32(0);
+    w.u32(0);
+    w.end();
+    w.end();
+    w.end(); // moov
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_packing() {
+        assert_eq!(pack_language("und"), 0x55c4);
+        assert_eq!(pack_language("eng"), 0x15c7);
+        assert_eq!(pack_language("EN"), pack_language("und"));
+    }
+
+    #[test]
+    fn nested_sizes() {
+        let mut w = BoxWriter::new();
+        w.begin(b"moov");
+        w.begin_full(b"mvhd", 1, 0x10);
+        w.u8(7);
+        w.end();
+        w.end();
+        let b = w.finish();
+        assert_eq!(&b[..8], &[0, 0, 0, 21, b'm', b'o', b'o', b'v']);
+        assert_eq!(&b[8..16], &[0, 0, 0, 13, b'm', b'v', b'h', b'd']);
+        assert_eq!(&b[16..20], &[1, 0, 0, 0x10]);
+    }
+}

@@ -1,0 +1,225 @@
+//! Segmentation: cutting a presentation into segments of a target duration, aligned to the
+//! reference (video) track's sync samples, with every other track cut at the same instants.
+//!
+//! Boundaries are sample indexes. Times are compared across timescales by exact integer
+//! cross-multiplication (u128), so nothing drifts over hours of media.
+
+use std::ops::Range;
+
+use crate::index::{TrackIndex, TrackKind};
+
+/// A track's segments: the first sample of each segment, then the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentTable {
+    /// `starts[k]` is the first sample of segment k; `starts.len()` segments.
+    starts: Vec<u32>,
+    end: u32,
+}
+
+impl SegmentTable {
+    /// Number of segments.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// True without segments (an empty track).
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// The samples of segment `k` (0-based).
+    pub fn samples(&self, k: usize) -> Option<Range<u32>> {
+        let start = *self.starts.get(k)?;
+        let end = self.starts.get(k + 1).copied().unwrap_or(self.end);
+        Some(start..end)
+    }
+
+    /// The segment whose first sample has decode time `t` exactly.
+    pub fn by_start_time(&self, track: &TrackIndex, t: u64) -> Option<usize> {
+        let k = self.starts.partition_point(|&s| track.dts(s) < t);
+        (k < self.starts.len() && track.dts(self.starts[k]) == t).then_some(k)
+    }
+
+    /// The segment containing decode time `t`.
+    pub fn containing(&self, track: &TrackIndex, t: u64) -> Option<usize> {
+        if self.starts.is_empty() || t >= track.end_time() {
+            return None;
+        }
+        let k = self.starts.partition_point(|&s| track.dts(s) <= t);
+        k.checked_sub(1)
+    }
+
+    /// First samples of all segments.
+    pub fn starts(&self) -> &[u32] {
+        &self.starts
+    }
+}
+
+/// Picks the track the others align to: the first video track, else the first track.
+pub fn reference_track(tracks: &[&TrackIndex]) -> Option<usize> {
+    tracks
+        .iter()
+        .position(|t| t.kind == TrackKind::Video)
+        .or(if tracks.is_empty() { None } else { Some(0) })
+}
+
+/// Segment starts of the reference track: a new segment begins at the first sync sample at
+/// least `target` seconds (`target_num / target_den`) after the current segment's start (with
+/// half a sample of tolerance, so 2-second GOPs at 29.97 fps still give 2-second segments).
+pub fn reference_segments(track: &TrackIndex, target_num: u64, target_den: u64) -> SegmentTable {
+    let count = track.sample_count();
+    let mut starts = Vec::new();
+    if count == 0 {
+        return SegmentTable { starts, end: 0 };
+    }
+    // Target in track ticks, rounded down; exact enough at any real timescale.
+    let target = (u128::from(target_num) * u128::from(track.timescale)
+        / u128::from(target_den.max(1)))
+    .max(1) as u64;
+    starts.push(0);
+    let mut seg_start = track.dts(0);
+    let cut = |dts: u64, seg_start: u64, half: u64| dts.saturating_sub(seg_start) + half >= target;
+    match track.sync_samples() {
+        Some(sync) => {
+            for &s in sync {
+                if s == 0 {
+                    continue;
+                }
+                let dts = track.dts(s);
+                let half = u64::from(track.samples(s..s + 1).next().map_or(0, |x| x.duration)) / 2;
+                if cut(dts, seg_start, half) {
+                    starts.push(s);
+                    seg_start = dts;
+                }
+            }
+        }
+        None => {
+            // Every sample is a sync sample (audio, text): cut at the first sample that reaches
+            // the target, found by time rather than by walking every sample.
+            loop {
+                let next = track.sample_at_or_after(seg_start + target);
+                if next >= count {
+                    break;
+                }
+                let prev = next.saturating_sub(1).max(*starts.last().unwrap_or(&0) + 1);
+                // Prefer the sample closest to the target instant.
+                let pick = if prev < next
+                    && seg_start + target - track.dts(prev) < track.dts(next) - (seg_start + target)
+                {
+                    prev
+                } else {
+                    next
+                };
+                // A remainder shorter than half the target joins the last segment rather than
+                // becoming a sliver of its own.
+                if pick <= *starts.last().unwrap_or(&0)
+                    || track.end_time().saturating_sub(track.dts(pick)) < target / 2
+                {
+                    break;
+                }
+                starts.push(pick);
+                seg_start = track.dts(pick);
+            }
+        }
+    }
+    SegmentTable { starts, end: count }
+}
+
+/// Cuts `track` at the instants where `reference`'s segments start: each boundary is the first
+/// sample of `track` whose decode time is at or after the reference boundary.
+pub fn aligned_segments(
+    track: &TrackIndex,
+    reference: &TrackIndex,
+    reference_table: &SegmentTable,
+) -> SegmentTable {
+    let count = track.sample_count();
+    let mut starts = Vec::with_capacity(reference_table.len());
+    if count == 0 {
+        return SegmentTable { starts, end: 0 };
+    }
+    let ref_origin = reference.dts(0);
+    let origin = track.dts(0);
+    for (k, &s) in reference_table.starts.iter().enumerate() {
+        if k == 0 {
+            starts.push(0);
+            continue;
+        }
+        // Boundary relative to each track's own start, in the track's timescale, rounded up.
+        let rel = reference.dts(s) - ref_origin;
+        let num = u128::from(rel) * u128::from(track.timescale);
+        let den = u128::from(reference.timescale);
+        let t = origin + num.div_ceil(den) as u64;
+        let first = track.sample_at_or_after(t);
+        if first >= count {
+            break;
+        }
+        if first > *starts.last().unwrap_or(&0) {
+            starts.push(first);
+        }
+    }
+    SegmentTable { starts, end: count }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::build_index;
+    use crate::source::MmapSource;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> crate::index::MediaIndex {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name);
+        build_index(&MmapSource::open(&p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn two_second_gops_give_two_second_segments() {
+        let idx = fixture("progressive.mp4");
+        let video = &idx.tracks[0];
+        let table = reference_segments(video, 2, 1);
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.samples(0), Some(0..50));
+        assert_eq!(table.samples(1), Some(50..100));
+        assert_eq!(table.samples(2), None);
+        let audio = &idx.tracks[1];
+        let a = aligned_segments(audio, video, &table);
+        assert_eq!(a.len(), 2);
+        // 2 s at 48 kHz is 93.75 AAC frames: the cut is the first frame at or after 2 s.
+        assert_eq!(a.samples(0), Some(0..94));
+        assert!(audio.dts(94) - audio.dts(0) >= 96_000);
+        assert!(audio.dts(93) - audio.dts(0) < 96_000);
+    }
+
+    #[test]
+    fn longer_targets_merge_gops() {
+        let idx = fixture("progressive.mp4");
+        let table = reference_segments(&idx.tracks[0], 4, 1);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.samples(0), Some(0..100));
+    }
+
+    #[test]
+    fn audio_only_cuts_by_time() {
+        let idx = fixture("ladder-audio-eng.mp4");
+        let audio = &idx.tracks[0];
+        let table = reference_segments(audio, 2, 1);
+        assert_eq!(table.len(), 2);
+        let first = table.samples(0).unwrap();
+        let d = audio.dts(first.end) - audio.dts(0);
+        assert!((95_000..=97_000).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn lookups_by_time() {
+        let idx = fixture("progressive.mp4");
+        let video = &idx.tracks[0];
+        let table = reference_segments(video, 2, 1);
+        let t1 = video.dts(50);
+        assert_eq!(table.by_start_time(video, t1), Some(1));
+        assert_eq!(table.by_start_time(video, t1 + 1), None);
+        assert_eq!(table.containing(video, t1 + 1), Some(1));
+        assert_eq!(table.containing(video, video.end_time()), None);
+    }
+}
