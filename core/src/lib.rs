@@ -5,6 +5,7 @@
 //! trait that the glue implements, so every function is testable with byte slices.
 #![deny(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod fragment;
 pub mod index;

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod fragment;
 pub mod moov;
 pub mod reader;
+pub mod stream;
 pub mod writer;
 
 pub use reader::{BoxHeader, FourCC, Reader};

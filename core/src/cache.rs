@@ -1,0 +1,190 @@
+//! A bounded, least-recently-used cache of parsed objects (media indexes, server manifests),
+//! keyed by what identifies one version of a source. Each nginx worker keeps its own; a changed
+//! file has a new identity, so stale entries are never returned and age out.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+/// Something whose memory the cache accounts for.
+pub trait Weighted {
+    /// Approximate heap bytes held.
+    fn weight(&self) -> usize;
+}
+
+impl Weighted for crate::index::MediaIndex {
+    fn weight(&self) -> usize {
+        self.heap_size()
+    }
+}
+
+struct Entry<V> {
+    value: Arc<V>,
+    weight: usize,
+    last_used: u64,
+}
+
+/// LRU cache with a byte budget.
+pub struct LruCache<K, V> {
+    entries: HashMap<K, Entry<V>>,
+    budget: usize,
+    used: usize,
+    clock: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl<K: Hash + Eq + Clone, V: Weighted> LruCache<K, V> {
+    /// A cache holding at most `budget` bytes (one entry larger than the budget is still kept
+    /// while it is the only one, so a huge title does not have to be re-indexed per request).
+    pub fn new(budget: usize) -> Self {
+        LruCache {
+            entries: HashMap::new(),
+            budget,
+            used: 0,
+            clock: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// The cached value for `key`, if any.
+    pub fn get(&mut self, key: &K) -> Option<Arc<V>> {
+        self.clock += 1;
+        match self.entries.get_mut(key) {
+            Some(e) => {
+                e.last_used = self.clock;
+                self.hits += 1;
+                Some(e.value.clone())
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Returns the cached value or builds, stores and returns it.
+    pub fn get_or_try_insert<E>(
+        &mut self,
+        key: &K,
+        build: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
+        if let Some(v) = self.get(key) {
+            return Ok(v);
+        }
+        let value = Arc::new(build()?);
+        self.insert(key.clone(), value.clone());
+        Ok(value)
+    }
+
+    /// Stores `value`, evicting the least recently used entries beyond the budget.
+    pub fn insert(&mut self, key: K, value: Arc<V>) {
+        self.clock += 1;
+        let weight = value.weight();
+        if let Some(old) = self.entries.insert(
+            key,
+            Entry {
+                value,
+                weight,
+                last_used: self.clock,
+            },
+        ) {
+            self.used -= old.weight;
+        }
+        self.used += weight;
+        while self.used > self.budget && self.entries.len() > 1 {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = self.entries.remove(&oldest) {
+                self.used -= e.weight;
+            }
+        }
+    }
+
+    /// Drops every entry matching `pred` (e.g. all versions of one path).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        let used = &mut self.used;
+        self.entries.retain(|k, e| {
+            let k_keep = keep(k);
+            if !k_keep {
+                *used -= e.weight;
+            }
+            k_keep
+        });
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes accounted.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// (hits, misses) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Blob(usize);
+    impl Weighted for Blob {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn evicts_least_recently_used_within_budget() {
+        let mut c: LruCache<&str, Blob> = LruCache::new(100);
+        c.insert("a", Arc::new(Blob(40)));
+        c.insert("b", Arc::new(Blob(40)));
+        assert!(c.get(&"a").is_some()); // a is now newer than b
+        c.insert("c", Arc::new(Blob(40)));
+        assert!(c.get(&"b").is_none());
+        assert!(c.get(&"a").is_some());
+        assert!(c.get(&"c").is_some());
+        assert_eq!(c.used(), 80);
+        // One oversized entry stays alone.
+        c.insert("huge", Arc::new(Blob(1000)));
+        assert_eq!(c.len(), 1);
+        assert!(c.get(&"huge").is_some());
+    }
+
+    #[test]
+    fn build_once() {
+        let mut c: LruCache<u32, Blob> = LruCache::new(100);
+        let mut builds = 0;
+        for _ in 0..3 {
+            c.get_or_try_insert::<()>(&1, || {
+                builds += 1;
+                Ok(Blob(1))
+            })
+            .unwrap();
+        }
+        assert_eq!(builds, 1);
+        assert!(c.get_or_try_insert(&2, || Err::<Blob, _>("bad")).is_err());
+        assert_eq!(c.len(), 1);
+        c.retain(|_| false);
+        assert!(c.is_empty());
+        assert_eq!(c.used(), 0);
+    }
+}
