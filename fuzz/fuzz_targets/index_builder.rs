@@ -1,0 +1,31 @@
+//! Builds the media index of arbitrary bytes and, when that succeeds, exercises every lookup
+//! and the fragment writer over the whole track.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use origin_core::fragment::{plan_fragment, FragmentOptions};
+use origin_core::index::build_index;
+use origin_core::segment::reference_segments;
+use origin_core::source::MemorySource;
+
+fuzz_target!(|data: &[u8]| {
+    let src = MemorySource::new("fuzz", data.to_vec());
+    let Ok(index) = build_index(&src) else {
+        return;
+    };
+    for track in &index.tracks {
+        let n = track.sample_count().min(10_000);
+        for s in track.samples(0..n) {
+            let _ = track.dts(s.index);
+            let _ = track.offset(s.index);
+            let _ = track.sample_at_or_after(s.dts);
+        }
+        let _ = track.sample_at_or_before(u64::MAX / 2);
+        let table = reference_segments(track, 2, 1);
+        for k in 0..table.len().min(64) {
+            if let Some(range) = table.samples(k) {
+                let _ = plan_fragment(track, range, &FragmentOptions::default());
+            }
+        }
+        let _ = origin_core::mp4::writer::init_segment(track, 1);
+    }
+});

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for SECONDS each (default 600), seeded from the test fixtures,
+# and prints the executions libFuzzer reports. Installs cargo-fuzz if missing. Stable Rust
+# builds the sanitizer flags with RUSTC_BOOTSTRAP=1.
+#
+# usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root/fuzz"
+secs=${1:-600}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route)
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+
+seed() { # TARGET FILES...
+  local dir="corpus/$1"; shift
+  mkdir -p "$dir"
+  for f in "$@"; do cp -n "$f" "$dir/" 2>/dev/null || true; done
+}
+media=("$root"/tests/fixtures/*.mp4 "$root"/tests/fixtures/*.ismv "$root"/tests/fixtures/*.isma \
+       "$root"/tests/fixtures/*.cmfv "$root"/tests/fixtures/*.cmfa)
+seed box_reader "${media[@]}"
+seed index_builder "${media[@]}"
+seed ingest_stream "${media[@]}"
+seed ism_parser "$root"/fuzz/seeds/*.ism*
+seed url_route "$root"/fuzz/seeds/*.url
+
+cargo fuzz build -O
+for t in "${targets[@]}"; do
+  log="$root/fuzz/$t.log"
+  cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=262144 \
+    -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || { echo "$t: FAILED (see $log)"; tail -30 "$log"; exit 1; }
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+  echo "$t: ${secs}s, $execs executions, no crash"
+done
