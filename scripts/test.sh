@@ -30,5 +30,8 @@ step "module for Debian's nginx"
 make debian TEST_HOOKS=1
 make debian
 
+step "ismtool (release)"
+cargo build --release -p origin-cli
+
 step "integration tests"
 exec build/venv/bin/pytest tests "$@"

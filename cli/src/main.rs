@@ -1,12 +1,18 @@
 //! ismtool: the operator's companion to ngx-origin.
 //!
-//! `ismtool route URL` shows how the origin reads a request URL: which server manifest, which
-//! format and target, which options, or why it is refused and with which status.
+//! - `ismtool create -o out.ism in1.ismv in2.isma [--<fmt>.<opt>=v …]` writes a server manifest
+//!   the way mp4split does (live: `-o ch.isml [--archiving=1 …]` with no inputs);
+//! - `ismtool inspect FILE [--json]` shows boxes, tracks, codecs, durations and counts;
+//! - `ismtool route URL` shows how the origin reads a request URL.
+
+mod create;
+mod inspect;
+mod media;
+mod route;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use origin_core::url::{Route, RouteOptions};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +27,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a server manifest (.ism for VOD, .isml for a live publishing point).
+    ///
+    /// ismtool create -o video.ism video.ismv audio.isma --hls.client_manifest_version=4
+    /// ismtool create -o channel.isml --archiving=1 --archive_length=3600 --dvr_window_length=30
+    #[command(disable_help_flag = true)]
+    Create {
+        /// -o OUTPUT, input files and --<fmt>.<option>=<value> options, in any order.
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Show the box tree, tracks, codecs, durations and sample counts of an MP4 / fMP4 file.
+    Inspect {
+        file: std::path::PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Leave out the box tree.
+        #[arg(long)]
+        no_boxes: bool,
+    },
     /// Show how the origin routes a request URL (path and optional ?query).
     Route {
         /// The request path as a client sends it, e.g. /vod/video.ism/QualityLevels(800000)/Fragments(video=0)
@@ -33,51 +59,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Route { url, skip_rewrite } => route(&url, skip_rewrite),
-    }
-}
-
-fn route(url: &str, skip_rewrite: bool) -> ExitCode {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    // nginx decodes the path once before the module sees it; do the same here.
-    let Some(path) = percent_decode(path) else {
-        eprintln!("ismtool: {url}: malformed percent-encoding in the path (nginx answers 400)");
-        return ExitCode::FAILURE;
+    let result = match cli.command {
+        Command::Create { args } => create::run(&args),
+        Command::Inspect {
+            file,
+            json,
+            no_boxes,
+        } => inspect::run(&file, json, !no_boxes),
+        Command::Route { url, skip_rewrite } => route::run(&url, skip_rewrite),
     };
-    let opts = RouteOptions {
-        legacy_forms: !skip_rewrite,
-    };
-    match Route::parse(&path, query.as_bytes(), opts) {
-        Ok(r) => {
-            println!("server manifest: {} ({:?})", r.manifest_path, r.kind);
-            println!("target:          {:?}", r.target);
-            println!("options:         {:?}", r.options);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("ismtool: {url}: {e} (HTTP {})", e.http_status());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ismtool: {message}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
