@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use origin_core::fragment::{plan_fragment, FragmentOptions};
 use origin_core::index::build_index;
+use origin_core::segment::{aligned_segments, reference_segments};
 use origin_core::source::MmapSource;
 
 fn long_file() -> Option<PathBuf> {
@@ -51,6 +53,34 @@ fn bench_index(c: &mut Criterion) {
         });
         let video = &index.tracks[0];
         let end = video.end_time();
+        let table = reference_segments(video, 2, 1);
+        let audio = &index.tracks[1];
+        let audio_table = aligned_segments(audio, video, &table);
+        eprintln!("  {} two-second segments", table.len());
+        c.bench_function("segmentation: 2-hour video + aligned audio", |b| {
+            b.iter(|| {
+                let t = reference_segments(black_box(video), 2, 1);
+                black_box(aligned_segments(audio, video, &t))
+            })
+        });
+        c.bench_function("segment lookup by start time (2-hour video)", |b| {
+            let mut k = 0usize;
+            b.iter(|| {
+                k = (k + 997) % table.len();
+                let t = video.dts(table.starts()[k]);
+                black_box(table.by_start_time(video, black_box(t)))
+            })
+        });
+        let mid = table.len() / 2;
+        c.bench_function("fragment plan: 2 s video segment (50 samples)", |b| {
+            b.iter(|| plan_fragment(video, table.samples(mid).unwrap(), black_box(&FragmentOptions::default())).unwrap())
+        });
+        c.bench_function("fragment plan: 2 s audio segment (94 samples)", |b| {
+            b.iter(|| {
+                plan_fragment(audio, audio_table.samples(mid).unwrap(), black_box(&FragmentOptions::default()))
+                    .unwrap()
+            })
+        });
         c.bench_function("time -> sample lookup (2-hour video track)", |b| {
             let mut t = 0u64;
             b.iter(|| {

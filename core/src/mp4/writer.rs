@@ -253,6 +253,43 @@ mod tests {
     }
 
     #[test]
+    fn init_segment_parses_back() {
+        use crate::index::build_index;
+        use crate::mp4::moov::Moov;
+        use crate::mp4::{FourCC, Reader};
+        use crate::source::MmapSource;
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        for (file, track_no, handler) in [
+            ("progressive.mp4", 0, b"vide"),
+            ("progressive.mp4", 1, b"soun"),
+            ("hevc.mp4", 0, b"vide"),
+            ("subtitles-eng.mp4", 0, b"subt"),
+        ] {
+            let idx = build_index(&MmapSource::open(&dir.join(file)).unwrap()).unwrap();
+            let track = &idx.tracks[track_no];
+            let init = init_segment(track, 7);
+            let mut r = Reader::new(&init, 0);
+            let (ftyp, _) = r.next_box_body().unwrap().unwrap();
+            assert_eq!(ftyp.fourcc, FourCC::new(b"ftyp"));
+            let (moov_h, moov_body) = r.next_box_body().unwrap().unwrap();
+            assert_eq!(moov_h.fourcc, FourCC::new(b"moov"));
+            assert!(r.is_empty());
+            let moov = Moov::parse(moov_body).unwrap();
+            assert!(moov.fragmented);
+            assert_eq!(moov.trex_for(7).map(|t| t.default_sample_description_index), Some(1));
+            let trak = &moov.traks[0];
+            assert_eq!(trak.tkhd.track_id, 7);
+            assert_eq!(trak.mdhd.timescale, track.timescale);
+            assert_eq!(trak.handler, FourCC::new(handler));
+            assert_eq!(trak.stbl.sample_entries[0].1, &track.sample_entry[..]);
+            assert_eq!(trak.stbl.sizes.map(|s| s.count()), Some(0));
+            if track.language.len() == 3 {
+                assert_eq!(trak.mdhd.language(), track.language);
+            }
+        }
+    }
+
+    #[test]
     fn nested_sizes() {
         let mut w = BoxWriter::new();
         w.begin(b"moov");
