@@ -82,23 +82,21 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     }
 
     let manifest_file = map_to_path(r, route.manifest_path.len())?;
-    let file = File::open(&manifest_file).map_err(|e| OriginError::from_io(&manifest_file, e))?;
 
     match (&route.target, route.kind) {
         (Target::Presentation, ManifestKind::Mp4) => {
+            let file =
+                File::open(&manifest_file).map_err(|e| OriginError::from_io(&manifest_file, e))?;
             response::send_file(r, file, &manifest_file, "video/mp4")
         }
         (Target::Presentation, _) => Err(OriginError::Route(
             origin_core::url::RouteError::UnknownVirtualPath(String::new()),
         )),
-        (Target::Smooth(_), _) => Err(OriginError::NotImplemented("Smooth Streaming packaging")),
-        (Target::Dash(_), _) => Err(OriginError::NotImplemented("MPEG-DASH packaging")),
-        (Target::Hls(_), _) => Err(OriginError::NotImplemented("HLS packaging")),
         (Target::Hds(_), _) if !LocConf::on(lcf.handle_f4f) => Err(OriginError::Route(
             origin_core::url::RouteError::UnknownVirtualPath("HDS (usp_handle_f4f is off)".into()),
         )),
-        (Target::Hds(_), _) => Err(OriginError::NotImplemented("HDS packaging")),
         (Target::Live(_), _) => Err(OriginError::NotImplemented("live")),
+        _ => crate::serve::serve(r, &route, &manifest_file, LocConf::on(lcf.disable_mmap)),
     }
 }
 

@@ -12,6 +12,7 @@ mod entry;
 mod handler;
 mod log;
 mod response;
+mod serve;
 mod status;
 
 use std::ptr::addr_of;

@@ -33,7 +33,7 @@ fn pool_str(r: &mut ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t> {
     }
 }
 
-/// Adds a response header.
+/// Adds a response header; an `ETag` also becomes the one nginx's conditional filter checks.
 pub fn add_header(r: &mut ngx_http_request_t, name: &str, value: &str) -> Result<(), OriginError> {
     let key = pool_str(r, name.as_bytes()).ok_or(OriginError::Internal("out of memory"))?;
     let value = pool_str(r, value.as_bytes()).ok_or(OriginError::Internal("out of memory"))?;
@@ -48,6 +48,9 @@ pub fn add_header(r: &mut ngx_http_request_t, name: &str, value: &str) -> Result
         (*h).hash = 1;
         (*h).key = key;
         (*h).value = value;
+        if name.eq_ignore_ascii_case("ETag") {
+            r.headers_out.etag = h;
+        }
     }
     Ok(())
 }

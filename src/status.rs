@@ -33,6 +33,18 @@ pub enum OriginError {
     /// nginx could not allocate or set up the response.
     #[error("{0}")]
     Internal(&'static str),
+    /// A source or server manifest that cannot be read as media (names file and offset).
+    #[error("{0}")]
+    Media(String),
+    /// The presentation cannot be assembled from its server manifest.
+    #[error("{0}")]
+    Presentation(String),
+    /// A track without samples (`FMP4_MISSING_TFRA`).
+    #[error("FMP4_MISSING_TFRA: track {0} has no samples")]
+    EmptyTrack(String),
+    /// A request form this build cannot package.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl OriginError {
@@ -59,8 +71,12 @@ impl OriginError {
             OriginError::NotFound { .. } => 404,
             OriginError::Forbidden { .. } => 403,
             OriginError::MethodNotAllowed => 405,
-            OriginError::NotImplemented(_) => 501,
-            OriginError::Io { .. } | OriginError::Internal(_) => 500,
+            OriginError::NotImplemented(_) | OriginError::Unsupported(_) => 501,
+            OriginError::EmptyTrack(_) => 415,
+            OriginError::Io { .. }
+            | OriginError::Internal(_)
+            | OriginError::Media(_)
+            | OriginError::Presentation(_) => 500,
         }
     }
 }

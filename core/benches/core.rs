@@ -73,12 +73,23 @@ fn bench_index(c: &mut Criterion) {
         });
         let mid = table.len() / 2;
         c.bench_function("fragment plan: 2 s video segment (50 samples)", |b| {
-            b.iter(|| plan_fragment(video, table.samples(mid).unwrap(), black_box(&FragmentOptions::default())).unwrap())
+            b.iter(|| {
+                plan_fragment(
+                    video,
+                    table.samples(mid).unwrap(),
+                    black_box(&FragmentOptions::default()),
+                )
+                .unwrap()
+            })
         });
         c.bench_function("fragment plan: 2 s audio segment (94 samples)", |b| {
             b.iter(|| {
-                plan_fragment(audio, audio_table.samples(mid).unwrap(), black_box(&FragmentOptions::default()))
-                    .unwrap()
+                plan_fragment(
+                    audio,
+                    audio_table.samples(mid).unwrap(),
+                    black_box(&FragmentOptions::default()),
+                )
+                .unwrap()
             })
         });
         c.bench_function("time -> sample lookup (2-hour video track)", |b| {

@@ -36,6 +36,9 @@ pub struct FragmentOptions {
     pub tfxd: bool,
     /// Added to every decode time written (to rebase a timeline; 0 keeps the source's).
     pub time_offset: i64,
+    /// Added to every composition offset: applies an edit list inside the fragment (CMAF
+    /// writes negative offsets in a version 1 `trun` rather than an edit list).
+    pub composition_shift: i32,
 }
 
 impl Default for FragmentOptions {
@@ -47,6 +50,7 @@ impl Default for FragmentOptions {
             tfdt: true,
             tfxd: false,
             time_offset: 0,
+            composition_shift: 0,
         }
     }
 }
@@ -98,7 +102,14 @@ pub fn plan_fragment(
     range: Range<u32>,
     opts: &FragmentOptions,
 ) -> Result<FragmentPlan, FragmentError> {
-    let samples: Vec<Sample> = track.samples(range).collect();
+    let shift = opts.composition_shift;
+    let samples: Vec<Sample> = track
+        .samples(range)
+        .map(|mut s| {
+            s.cto = s.cto.saturating_add(shift);
+            s
+        })
+        .collect();
     let (first, last) = match (samples.first(), samples.last()) {
         (Some(f), Some(l)) => (*f, *l),
         _ => return Err(FragmentError::Empty),
@@ -118,7 +129,13 @@ pub fn plan_fragment(
     let uniform_rest = rest_flags.is_none_or(|f| samples[1..].iter().all(|s| sample_flags(s) == f));
     let use_first_flags = uniform_rest;
 
-    let mut tfhd_flags = TFHD_DEFAULT_BASE_IS_MOOF;
+    // Smooth clients predate default-base-is-moof; with one traf the implicit base is the moof
+    // anyway (ISO/IEC 14496-12 §8.8.7.1), so leave the flag out for them.
+    let mut tfhd_flags = if opts.tfxd {
+        0
+    } else {
+        TFHD_DEFAULT_BASE_IS_MOOF
+    };
     if constant_duration {
         tfhd_flags |= TFHD_DEFAULT_DURATION;
     }

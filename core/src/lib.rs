@@ -11,6 +11,8 @@ pub mod fragment;
 pub mod index;
 pub mod ism;
 pub mod mp4;
+pub mod package;
+pub mod presentation;
 pub mod segment;
 pub mod source;
 pub mod url;

@@ -66,7 +66,11 @@ fn samples_past_four_gibibytes() {
     );
     let moov = bx(
         b"moov",
-        &[fbx(b"mvhd", &mvhd), bx(b"trak", &[fbx(b"tkhd", &tkhd), mdia].concat())].concat(),
+        &[
+            fbx(b"mvhd", &mvhd),
+            bx(b"trak", &[fbx(b"tkhd", &tkhd), mdia].concat()),
+        ]
+        .concat(),
     );
     let ftyp = bx(b"ftyp", b"isom\0\0\0\0isom");
     let mdat_start = (ftyp.len() + moov.len()) as u64;

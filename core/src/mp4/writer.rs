@@ -276,7 +276,10 @@ mod tests {
             assert!(r.is_empty());
             let moov = Moov::parse(moov_body).unwrap();
             assert!(moov.fragmented);
-            assert_eq!(moov.trex_for(7).map(|t| t.default_sample_description_index), Some(1));
+            assert_eq!(
+                moov.trex_for(7).map(|t| t.default_sample_description_index),
+                Some(1)
+            );
             let trak = &moov.traks[0];
             assert_eq!(trak.tkhd.track_id, 7);
             assert_eq!(trak.mdhd.timescale, track.timescale);

@@ -126,8 +126,13 @@ pub enum HlsSegmentFormat {
 pub enum HlsTarget {
     /// `<any>.m3u8`: the master (multivariant) playlist.
     Master,
-    /// `<variant>.m3u8` or `keyframes/<variant>.m3u8`.
-    Playlist { variant: Variant, kind: HlsPlaylist },
+    /// `<variant>.m3u8`, `hls/<variant>.m3u8` (fMP4) or `keyframes/<variant>.m3u8`.
+    Playlist {
+        variant: Variant,
+        kind: HlsPlaylist,
+        /// Asked under `hls/`: the fMP4 (CMAF) rendition of the playlist.
+        fmp4: bool,
+    },
     /// `hls/<variant>.m4s`: the fMP4 initialization segment (`EXT-X-MAP`).
     Init { variant: Variant },
     /// `<variant>-<n>.ts` and the other segment forms.
@@ -390,6 +395,7 @@ fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteE
                             }],
                         },
                         kind: HlsPlaylist::Media,
+                        fmp4: false,
                     }))),
                     _ => Err(malformed(path, "unknown format")),
                 };
@@ -498,6 +504,7 @@ fn parse_hls(path: &str) -> Result<Option<HlsTarget>, RouteError> {
                 } else {
                     HlsPlaylist::Media
                 },
+                fmp4: dir == Some("hls"),
             },
             None if dir == Some("keyframes") => {
                 return Err(malformed(path, "an I-frame playlist names a variant"))
@@ -676,7 +683,8 @@ mod tests {
             target("/v.ism/QualityLevels(128000)/Manifest(audio,format=m3u8-aapl)"),
             Ok(Target::Hls(HlsTarget::Playlist {
                 variant: variant(&[("audio", 128000)]),
-                kind: HlsPlaylist::Media
+                kind: HlsPlaylist::Media,
+                fmp4: false
             }))
         );
         assert_eq!(
@@ -786,14 +794,16 @@ mod tests {
             target("/v.ism/v-audio_eng=128000-video=800000.m3u8"),
             Ok(Target::Hls(HlsTarget::Playlist {
                 variant: variant(&[("v-audio_eng", 128000), ("video", 800000)]),
-                kind: HlsPlaylist::Media
+                kind: HlsPlaylist::Media,
+                fmp4: false
             }))
         );
         assert_eq!(
             target("/v.ism/keyframes/v-video=800000.m3u8"),
             Ok(Target::Hls(HlsTarget::Playlist {
                 variant: variant(&[("v-video", 800000)]),
-                kind: HlsPlaylist::IFrames
+                kind: HlsPlaylist::IFrames,
+                fmp4: false
             }))
         );
         assert_eq!(

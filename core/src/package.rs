@@ -1,0 +1,126 @@
+//! Packagers: pure functions from a [`Presentation`] and the request's options to manifest text
+//! or fragment plans. One module per protocol; the segmentation they share is here.
+
+pub mod dash;
+pub mod hls;
+pub mod mss;
+
+use crate::index::TrackKind;
+use crate::presentation::{Presentation, Track};
+use crate::segment::{aligned_segments, reference_segments, SegmentTable};
+
+/// Default target segment duration, seconds.
+pub const DEFAULT_SEGMENT_SECONDS: u64 = 2;
+
+/// Why a packager could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackageError {
+    /// The URL names a track the presentation does not have.
+    #[error("no track {0} in the presentation")]
+    NoSuchTrack(String),
+    /// The URL names a segment or time the track does not have.
+    #[error("no segment {0}")]
+    NoSuchSegment(String),
+    /// A track with no samples.
+    #[error("track {0} is empty")]
+    EmptyTrack(String),
+    /// The request cannot be packaged in this format.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Fragment(#[from] crate::fragment::FragmentError),
+}
+
+/// The segments of `track`: video tracks are cut at their own sync samples every
+/// `target_secs`; audio and text tracks at the instants the reference (first video) track is
+/// cut, so every format's segment N covers the same time in every track.
+pub fn segments(p: &Presentation, track: &Track, target_secs: u64) -> SegmentTable {
+    let reference = p.reference();
+    if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
+        return reference_segments(track.index(), target_secs, 1);
+    }
+    let ref_table = reference_segments(reference.index(), target_secs, 1);
+    aligned_segments(track.index(), reference.index(), &ref_table)
+}
+
+/// Seconds as ISO 8601 (`PT1H2M3.500S`), for MPD durations.
+pub fn iso8601_duration(secs: f64) -> String {
+    let ms = (secs * 1000.0).round() as u64;
+    let (h, rem) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rem) = (rem / 60_000, rem % 60_000);
+    let s = rem as f64 / 1000.0;
+    let mut out = String::from("PT");
+    if h > 0 {
+        out += &format!("{h}H");
+    }
+    if m > 0 {
+        out += &format!("{m}M");
+    }
+    out += &format!("{s:.3}S");
+    out
+}
+
+/// `num/den` reduced, or `num` when den divides it: frame rates as DASH and HLS write them.
+pub fn rational(num: u64, den: u64) -> (u64, u64) {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let g = gcd(num, den).max(1);
+    (num / g, den / g)
+}
+
+/// A video track's frame rate from its most common sample duration.
+pub fn frame_rate(track: &Track) -> Option<(u64, u64)> {
+    let t = track.index();
+    let n = t.sample_count().min(100);
+    if n == 0 {
+        return None;
+    }
+    let mut counts: Vec<(u32, u32)> = Vec::new();
+    for s in t.samples(0..n) {
+        match counts.iter_mut().find(|(d, _)| *d == s.duration) {
+            Some(c) => c.1 += 1,
+            None => counts.push((s.duration, 1)),
+        }
+    }
+    let (delta, _) = counts.into_iter().max_by_key(|&(_, c)| c)?;
+    (delta > 0).then(|| rational(u64::from(t.timescale), u64::from(delta)))
+}
+
+/// XML attribute escaping.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(iso8601_duration(4.0), "PT4.000S");
+        assert_eq!(iso8601_duration(7200.152), "PT2H0.152S");
+        assert_eq!(iso8601_duration(3725.5), "PT1H2M5.500S");
+    }
+
+    #[test]
+    fn rationals() {
+        assert_eq!(rational(12800, 512), (25, 1));
+        assert_eq!(rational(30000, 1001), (30000, 1001));
+    }
+}

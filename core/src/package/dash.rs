@@ -1,0 +1,315 @@
+//! MPEG-DASH (ISO/IEC 23009-1): a static MPD with the isoff-live profile, SegmentTemplate +
+//! SegmentTimeline, and CMAF initialization and media segments.
+
+use std::fmt::Write as _;
+
+use super::{frame_rate, iso8601_duration, segments, xml_escape, PackageError};
+use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
+use crate::index::TrackKind;
+use crate::mp4::codec::MediaInfo;
+use crate::presentation::{Presentation, Track};
+use crate::url::{MpdSegmentTemplate, SegmentIndex, TrackRef};
+
+/// How to write the MPD and find segments.
+#[derive(Debug, Clone)]
+pub struct DashOptions {
+    pub template: MpdSegmentTemplate,
+    pub target_secs: u64,
+    /// Name prefix of segment URLs (`<name>-$RepresentationID$…`): the server manifest's name.
+    pub name: String,
+}
+
+/// The composition-offset shift that applies a track's edit list inside the fragments, so that
+/// its first frame is presented at its decode time (CMAF's negative composition offsets).
+/// Without an edit list, a video track whose first frame has a composition offset (B-frames,
+/// as Smooth encoders write) is shifted the same way, so every track starts presenting at its
+/// first decode time and the tracks of a presentation line up.
+pub fn composition_shift(track: &Track) -> i32 {
+    let t = track.index();
+    let limit = i64::from(t.timescale) * 10;
+    match t.edit {
+        Some(e) if e.media_time > 0 && e.media_time <= limit => -(e.media_time as i32),
+        Some(_) => 0,
+        None if t.kind == TrackKind::Video && t.sample_count() > 0 => {
+            let first = i64::from(t.cto(0));
+            if first > 0 && first <= limit {
+                -(first as i32)
+            } else {
+                0
+            }
+        }
+        None => 0,
+    }
+}
+
+/// The MIME type a track's segments carry.
+pub fn mime_type(kind: TrackKind) -> &'static str {
+    match kind {
+        TrackKind::Video => "video/mp4",
+        TrackKind::Audio => "audio/mp4",
+        _ => "application/mp4",
+    }
+}
+
+/// Codec family (adaptation sets never mix families: players cannot switch between them).
+fn family(t: &Track) -> String {
+    t.entry
+        .codec_string()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Groups tracks into adaptation sets: video by codec family; audio and text by language,
+/// codec family (and role, later).
+fn adaptation_sets(p: &Presentation) -> Vec<Vec<&Track>> {
+    let mut sets: Vec<Vec<&Track>> = Vec::new();
+    for kind in [TrackKind::Video, TrackKind::Audio, TrackKind::Text] {
+        for t in p.of_kind(kind) {
+            let key = (family(t), t.language.clone());
+            match sets
+                .iter_mut()
+                .find(|s| s[0].kind == kind && (family(s[0]), s[0].language.clone()) == key)
+            {
+                Some(s) => s.push(t),
+                None => sets.push(vec![t]),
+            }
+        }
+    }
+    for s in &mut sets {
+        s.sort_by_key(|t| t.bitrate);
+    }
+    sets
+}
+
+/// A `<SegmentTimeline>` entry: start, duration, repeat count.
+type TimelineEntry = (u64, u64, u32);
+
+/// `<SegmentTimeline>` entries of a track.
+fn timeline(p: &Presentation, t: &Track, target: u64) -> Vec<TimelineEntry> {
+    let idx = t.index();
+    let table = segments(p, t, target);
+    let mut out: Vec<TimelineEntry> = Vec::new();
+    for k in 0..table.len() {
+        let Some(r) = table.samples(k) else { break };
+        let start = idx.dts(r.start);
+        let d = idx.dts(r.end) - start;
+        match out.last_mut() {
+            Some(last) if last.1 == d && last.0 + last.1 * (u64::from(last.2) + 1) == start => {
+                last.2 += 1
+            }
+            _ => out.push((start, d, 0)),
+        }
+    }
+    out
+}
+
+/// The MPD.
+pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
+    let mut x = String::with_capacity(4096);
+    let duration = iso8601_duration(p.duration_secs());
+    let _ = write!(
+        x,
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+         xsi:schemaLocation=\"urn:mpeg:dash:schema:mpd:2011 DASH-MPD.xsd\" \
+         type=\"static\" mediaPresentationDuration=\"{duration}\" maxSegmentDuration=\"PT{}S\" \
+         minBufferTime=\"PT10S\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\">\n\
+         \x20 <Period id=\"1\" start=\"PT0S\">\n\
+         \x20   <BaseURL>dash/</BaseURL>\n",
+        opts.target_secs * 2
+    );
+    let name = xml_escape(&opts.name);
+    for (set_id, set) in adaptation_sets(p).iter().enumerate() {
+        let first = set[0];
+        let kind = first.kind;
+        let content = match kind {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+            _ => "text",
+        };
+        let _ = write!(
+            x,
+            "    <AdaptationSet id=\"{}\" group=\"{}\" contentType=\"{content}\" mimeType=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\"",
+            set_id + 1,
+            match kind {
+                TrackKind::Video => 2,
+                TrackKind::Audio => 1,
+                _ => 3,
+            },
+            mime_type(kind)
+        );
+        if let Some(lang) = &first.language {
+            let _ = write!(x, " lang=\"{}\"", xml_escape(lang));
+        }
+        if kind == TrackKind::Video {
+            let (w, h) = set
+                .iter()
+                .filter_map(|t| match t.entry.media {
+                    MediaInfo::Video { width, height, .. } => Some((width, height)),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or((0, 0));
+            let _ = write!(x, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
+            if let Some((n, d)) = frame_rate(first) {
+                if d == 1 {
+                    let _ = write!(x, " frameRate=\"{n}\"");
+                } else {
+                    let _ = write!(x, " frameRate=\"{n}/{d}\"");
+                }
+            }
+        }
+        if let MediaInfo::Audio { sample_rate, .. } = first.entry.media {
+            let _ = write!(x, " audioSamplingRate=\"{sample_rate}\"");
+        }
+        x.push_str(">\n");
+        if let MediaInfo::Audio { channels, .. } = first.entry.media {
+            let _ = writeln!(
+                x,
+                "      <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{channels}\"/>"
+            );
+        }
+        let role = if kind == TrackKind::Text {
+            "subtitle"
+        } else {
+            "main"
+        };
+        let _ = writeln!(
+            x,
+            "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>"
+        );
+
+        // One SegmentTemplate for the set when every representation shares timescale and
+        // timeline (the usual, aligned ladder); else one per representation.
+        let timelines: Vec<(u32, Vec<TimelineEntry>)> = set
+            .iter()
+            .map(|t| (t.index().timescale, timeline(p, t, opts.target_secs)))
+            .collect();
+        let shared = timelines.windows(2).all(|w| w[0] == w[1]);
+        if shared {
+            write_template(&mut x, "      ", &name, &timelines[0], opts);
+        }
+        for (i, t) in set.iter().enumerate() {
+            let _ = write!(
+                x,
+                "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\"",
+                xml_escape(&t.id()),
+                t.bitrate,
+                xml_escape(&t.entry.codec_string())
+            );
+            if let MediaInfo::Video { width, height, par } = t.entry.media {
+                let (sw, sh) = par.unwrap_or((1, 1));
+                let _ = write!(
+                    x,
+                    " width=\"{width}\" height=\"{height}\" sar=\"{sw}:{sh}\" scanType=\"progressive\""
+                );
+            }
+            if shared {
+                x.push_str("/>\n");
+            } else {
+                x.push_str(">\n");
+                write_template(&mut x, "        ", &name, &timelines[i], opts);
+                x.push_str("      </Representation>\n");
+            }
+        }
+        x.push_str("    </AdaptationSet>\n");
+    }
+    x.push_str("  </Period>\n</MPD>\n");
+    x
+}
+
+fn write_template(
+    x: &mut String,
+    indent: &str,
+    name: &str,
+    (timescale, timeline): &(u32, Vec<TimelineEntry>),
+    opts: &DashOptions,
+) {
+    let media = match opts.template {
+        MpdSegmentTemplate::Time => format!("{name}-$RepresentationID$-$Time$.dash"),
+        _ => format!("{name}-$RepresentationID$-$Number$.dash"),
+    };
+    let _ = write!(
+        x,
+        "{indent}<SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}-$RepresentationID$.dash\" media=\"{media}\""
+    );
+    if opts.template == MpdSegmentTemplate::Number {
+        // Nominal duration; segments follow the GOPs, so the last may be shorter.
+        let d = timeline.first().map_or(0, |e| e.1);
+        let _ = writeln!(x, " startNumber=\"1\" duration=\"{d}\"/>");
+        return;
+    }
+    if opts.template == MpdSegmentTemplate::NumberTimeline {
+        x.push_str(" startNumber=\"1\"");
+    }
+    let _ = writeln!(x, ">\n{indent}  <SegmentTimeline>");
+    for (i, &(t, d, r)) in timeline.iter().enumerate() {
+        let _ = write!(x, "{indent}    <S");
+        if i == 0 || opts.template == MpdSegmentTemplate::Time {
+            let _ = write!(x, " t=\"{t}\"");
+        }
+        let _ = write!(x, " d=\"{d}\"");
+        if r > 0 {
+            let _ = write!(x, " r=\"{r}\"");
+        }
+        x.push_str("/>\n");
+    }
+    let _ = writeln!(
+        x,
+        "{indent}  </SegmentTimeline>\n{indent}</SegmentTemplate>"
+    );
+}
+
+/// The track a representation ID names.
+pub fn find_track<'p>(p: &'p Presentation, r: &TrackRef) -> Result<&'p Track, PackageError> {
+    p.find(r)
+        .ok_or_else(|| PackageError::NoSuchTrack(format!("{}={}", r.name, r.bitrate)))
+}
+
+/// The initialization segment of a representation.
+pub fn init_segment(p: &Presentation, r: &TrackRef) -> Result<Vec<u8>, PackageError> {
+    let t = find_track(p, r)?;
+    Ok(crate::mp4::writer::init_segment(t.index(), 1))
+}
+
+/// The media segment a URL names (by `$Time$` or `$Number$`, per the template in use).
+pub fn media_segment<'p>(
+    p: &'p Presentation,
+    r: &TrackRef,
+    index: SegmentIndex,
+    opts: &DashOptions,
+) -> Result<(&'p Track, FragmentPlan), PackageError> {
+    let t = find_track(p, r)?;
+    let table = segments(p, t, opts.target_secs);
+    let idx = t.index();
+    let k = match (index, opts.template) {
+        (SegmentIndex::Time(time), _)
+        | (SegmentIndex::Templated(time), MpdSegmentTemplate::Time) => {
+            table.by_start_time(idx, time)
+        }
+        (SegmentIndex::Number(n), _) | (SegmentIndex::Templated(n), _) => n
+            .checked_sub(1)
+            .map(|k| k as usize)
+            .filter(|&k| k < table.len()),
+    }
+    .ok_or_else(|| PackageError::NoSuchSegment(format!("{index:?} of {}", t.id())))?;
+    let range = table
+        .samples(k)
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("{k}")))?;
+    let plan = plan_fragment(
+        idx,
+        range,
+        &FragmentOptions {
+            sequence_number: k as u32 + 1,
+            track_id: 1,
+            styp: true,
+            tfdt: true,
+            tfxd: false,
+            time_offset: 0,
+            composition_shift: composition_shift(t),
+        },
+    )?;
+    Ok((t, plan))
+}

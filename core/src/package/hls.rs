@@ -1,0 +1,228 @@
+//! Apple HLS (RFC 8216): the master playlist with audio groups, media playlists and fMP4
+//! (CMAF) segments with `EXT-X-MAP`. Segment N covers the same time as DASH segment N.
+
+use std::fmt::Write as _;
+
+use super::dash::composition_shift;
+use super::{frame_rate, segments, PackageError};
+use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
+use crate::index::TrackKind;
+use crate::mp4::codec::MediaInfo;
+use crate::presentation::{Presentation, Track};
+use crate::url::Variant;
+
+/// How to write playlists.
+#[derive(Debug, Clone)]
+pub struct HlsOptions {
+    pub target_secs: u64,
+    /// Name prefix of variant URLs: the server manifest's name.
+    pub name: String,
+    /// fMP4 (CMAF) segments; MPEG-TS otherwise.
+    pub fmp4: bool,
+    /// `hls_client_manifest_version`.
+    pub version: u32,
+}
+
+fn quote(s: &str) -> String {
+    s.replace('"', "'")
+}
+
+fn variant_name(opts: &HlsOptions, tracks: &[&Track]) -> String {
+    let ids: Vec<String> = tracks.iter().map(|t| t.id()).collect();
+    format!("{}-{}", opts.name, ids.join("-"))
+}
+
+fn audio_group(t: &Track) -> String {
+    let codec = t.entry.smooth_fourcc().to_ascii_lowercase();
+    format!("audio-{}", if codec.is_empty() { "aac" } else { &codec })
+}
+
+/// The master (multivariant) playlist.
+pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageError> {
+    if !opts.fmp4 {
+        return Err(PackageError::Unsupported(
+            "HLS with MPEG-TS segments is not built yet; ask with ?hls_fmp4 for fMP4 segments"
+                .into(),
+        ));
+    }
+    let mut x = String::with_capacity(2048);
+    let _ = writeln!(
+        x,
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+    );
+    let audio: Vec<&Track> = p.of_kind(TrackKind::Audio).collect();
+    let mut groups: Vec<(String, u64, String)> = Vec::new(); // (group, max bitrate, codecs)
+    for a in &audio {
+        let group = audio_group(a);
+        let first_of_group = !groups.iter().any(|g| g.0 == group);
+        let name = a.language.clone().unwrap_or_else(|| a.name.clone());
+        let channels = match a.entry.media {
+            MediaInfo::Audio { channels, .. } => format!(",CHANNELS=\"{channels}\""),
+            _ => String::new(),
+        };
+        let lang = a
+            .language
+            .as_ref()
+            .map(|l| format!(",LANGUAGE=\"{}\"", quote(l)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            x,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{group}\",NAME=\"{}\"{lang},AUTOSELECT=YES,DEFAULT={}{channels},URI=\"hls/{}.m3u8\"",
+            quote(&name),
+            if first_of_group { "YES" } else { "NO" },
+            quote(&variant_name(opts, &[a]))
+        );
+        match groups.iter_mut().find(|g| g.0 == group) {
+            Some(g) => g.1 = g.1.max(a.bitrate),
+            None => groups.push((group, a.bitrate, a.entry.codec_string())),
+        }
+    }
+    if !audio.is_empty() {
+        x.push('\n');
+    }
+    let video: Vec<&Track> = p.of_kind(TrackKind::Video).collect();
+    if video.is_empty() {
+        // Audio-only: each audio track is a variant of its own.
+        for a in &audio {
+            let _ = writeln!(
+                x,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\nhls/{}.m3u8",
+                a.bitrate,
+                a.bitrate,
+                a.entry.codec_string(),
+                quote(&variant_name(opts, &[a]))
+            );
+        }
+        return Ok(x);
+    }
+    let mut video = video;
+    video.sort_by_key(|t| t.bitrate);
+    for v in video {
+        let mut line = String::new();
+        let (group, audio_bitrate, audio_codec) =
+            groups
+                .first()
+                .cloned()
+                .unwrap_or((String::new(), 0, String::new()));
+        let peak = v.bitrate + audio_bitrate;
+        let mut codecs = v.entry.codec_string();
+        if !audio_codec.is_empty() {
+            codecs = format!("{codecs},{audio_codec}");
+        }
+        let _ = write!(
+            line,
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={peak},CODECS=\"{codecs}\""
+        );
+        if let MediaInfo::Video { width, height, .. } = v.entry.media {
+            let _ = write!(line, ",RESOLUTION={width}x{height}");
+        }
+        if let Some((n, d)) = frame_rate(v) {
+            let _ = write!(line, ",FRAME-RATE={:.3}", n as f64 / d as f64);
+        }
+        if !group.is_empty() {
+            let _ = write!(line, ",AUDIO=\"{group}\"");
+        }
+        let _ = writeln!(x, "{line}\nhls/{}.m3u8", quote(&variant_name(opts, &[v])));
+    }
+    Ok(x)
+}
+
+/// The tracks a variant URL names.
+pub fn variant_tracks<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+) -> Result<Vec<&'p Track>, PackageError> {
+    v.tracks
+        .iter()
+        .map(|r| {
+            p.find(r)
+                .ok_or_else(|| PackageError::NoSuchTrack(format!("{}={}", r.name, r.bitrate)))
+        })
+        .collect()
+}
+
+fn single<'p>(p: &'p Presentation, v: &Variant) -> Result<&'p Track, PackageError> {
+    let tracks = variant_tracks(p, v)?;
+    match tracks.as_slice() {
+        [t] => Ok(t),
+        _ => Err(PackageError::Unsupported(
+            "an fMP4 HLS playlist or segment carries exactly one track".into(),
+        )),
+    }
+}
+
+/// A media playlist (fMP4).
+pub fn media_playlist(
+    p: &Presentation,
+    v: &Variant,
+    opts: &HlsOptions,
+) -> Result<String, PackageError> {
+    let t = single(p, v)?;
+    let idx = t.index();
+    let table = segments(p, t, opts.target_secs);
+    if table.is_empty() {
+        return Err(PackageError::EmptyTrack(t.id()));
+    }
+    let ts = f64::from(idx.timescale.max(1));
+    let durations: Vec<f64> = (0..table.len())
+        .filter_map(|k| table.samples(k))
+        .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
+        .collect();
+    let target = durations
+        .iter()
+        .cloned()
+        .fold(0.0, f64::max)
+        .round()
+        .max(1.0) as u64;
+    let name = variant_name(opts, &[t]);
+    let mut x = String::with_capacity(64 + durations.len() * 48);
+    let _ = writeln!(
+        x,
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s\"",
+        quote(&name)
+    );
+    for (k, d) in durations.iter().enumerate() {
+        let _ = writeln!(x, "#EXTINF:{d:.6},\n{}-{}.m4s", quote(&name), k + 1);
+    }
+    x.push_str("#EXT-X-ENDLIST\n");
+    Ok(x)
+}
+
+/// The fMP4 initialization segment of a variant.
+pub fn init_segment(p: &Presentation, v: &Variant) -> Result<Vec<u8>, PackageError> {
+    let t = single(p, v)?;
+    Ok(crate::mp4::writer::init_segment(t.index(), 1))
+}
+
+/// Media segment `n` (1-based) of a variant, fMP4.
+pub fn fmp4_segment<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    n: u64,
+    opts: &HlsOptions,
+) -> Result<(&'p Track, FragmentPlan), PackageError> {
+    let t = single(p, v)?;
+    let table = segments(p, t, opts.target_secs);
+    let k = n
+        .checked_sub(1)
+        .map(|k| k as usize)
+        .filter(|&k| k < table.len())
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
+    let range = table
+        .samples(k)
+        .ok_or_else(|| PackageError::NoSuchSegment(n.to_string()))?;
+    let plan = plan_fragment(
+        t.index(),
+        range,
+        &FragmentOptions {
+            sequence_number: n as u32,
+            track_id: 1,
+            styp: true,
+            tfdt: true,
+            tfxd: false,
+            time_offset: 0,
+            composition_shift: composition_shift(t),
+        },
+    )?;
+    Ok((t, plan))
+}

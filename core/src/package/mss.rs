@@ -1,0 +1,180 @@
+//! Microsoft Smooth Streaming (MS-SSTR): the client manifest and fragments with `tfxd`.
+//! Each StreamIndex carries its track's own TimeScale, so fragment URLs hold the source's
+//! decode times exactly.
+
+use std::fmt::Write as _;
+
+use super::{segments, xml_escape, PackageError};
+use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
+use crate::index::TrackKind;
+use crate::mp4::codec::MediaInfo;
+use crate::presentation::{Presentation, Track};
+
+/// Presentation timescale of the manifest's Duration.
+pub const TIMESCALE: u64 = 10_000_000;
+
+fn stream_type(kind: TrackKind) -> &'static str {
+    match kind {
+        TrackKind::Video => "video",
+        TrackKind::Audio => "audio",
+        _ => "text",
+    }
+}
+
+/// Groups tracks into StreamIndexes: tracks of one kind sharing a trackName.
+fn stream_indexes(p: &Presentation) -> Vec<Vec<&Track>> {
+    let mut groups: Vec<Vec<&Track>> = Vec::new();
+    for kind in [TrackKind::Video, TrackKind::Audio, TrackKind::Text] {
+        for t in p.of_kind(kind) {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].kind == kind && g[0].name == t.name)
+            {
+                Some(g) => g.push(t),
+                None => groups.push(vec![t]),
+            }
+        }
+    }
+    for g in &mut groups {
+        g.sort_by_key(|t| t.bitrate);
+    }
+    groups
+}
+
+/// The client manifest.
+pub fn manifest(p: &Presentation, target_secs: u64) -> Result<String, PackageError> {
+    let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
+    let mut x = String::with_capacity(4096);
+    let _ = writeln!(
+        x,
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"{duration}\">"
+    );
+    for group in stream_indexes(p) {
+        let first = group[0];
+        let idx = first.index();
+        let table = segments(p, first, target_secs);
+        if table.is_empty() {
+            return Err(PackageError::EmptyTrack(first.id()));
+        }
+        let kind = stream_type(first.kind);
+        let name = xml_escape(&first.name);
+        let _ = write!(
+            x,
+            "  <StreamIndex Type=\"{kind}\" Name=\"{name}\" QualityLevels=\"{}\" Chunks=\"{}\" TimeScale=\"{}\" Url=\"QualityLevels({{bitrate}})/Fragments({name}={{start time}})\"",
+            group.len(),
+            table.len(),
+            idx.timescale
+        );
+        if let Some(lang) = &first.language {
+            let _ = write!(x, " Language=\"{}\"", xml_escape(lang));
+        }
+        if first.kind == TrackKind::Text {
+            x.push_str(" Subtype=\"SUBT\"");
+        }
+        if let MediaInfo::Video { width, height, .. } = first.entry.media {
+            let (w, h) = group
+                .iter()
+                .filter_map(|t| match t.entry.media {
+                    MediaInfo::Video { width, height, .. } => Some((width, height)),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or((width, height));
+            let _ = write!(
+                x,
+                " MaxWidth=\"{w}\" MaxHeight=\"{h}\" DisplayWidth=\"{w}\" DisplayHeight=\"{h}\""
+            );
+        }
+        x.push_str(">\n");
+        for (i, t) in group.iter().enumerate() {
+            let _ = write!(
+                x,
+                "    <QualityLevel Index=\"{i}\" Bitrate=\"{}\" FourCC=\"{}\" CodecPrivateData=\"{}\"",
+                t.bitrate,
+                t.entry.smooth_fourcc(),
+                t.entry.smooth_codec_private_data()
+            );
+            match t.entry.media {
+                MediaInfo::Video { width, height, .. } => {
+                    let _ = write!(x, " MaxWidth=\"{width}\" MaxHeight=\"{height}\"");
+                }
+                MediaInfo::Audio {
+                    channels,
+                    sample_size,
+                    sample_rate,
+                } => {
+                    let tag = if t.entry.smooth_fourcc().starts_with("AAC") {
+                        255
+                    } else {
+                        65534
+                    };
+                    let _ = write!(
+                        x,
+                        " SamplingRate=\"{sample_rate}\" Channels=\"{channels}\" BitsPerSample=\"{sample_size}\" PacketSize=\"{}\" AudioTag=\"{tag}\"",
+                        u32::from(channels) * u32::from(sample_size) / 8
+                    );
+                }
+                _ => {}
+            }
+            x.push_str("/>\n");
+        }
+        // Chunks, run-length coded with r (MinorVersion 2).
+        let mut runs: Vec<(u64, u64, u32)> = Vec::new();
+        for k in 0..table.len() {
+            let Some(r) = table.samples(k) else { break };
+            let (start, d) = (idx.dts(r.start), idx.dts(r.end) - idx.dts(r.start));
+            match runs.last_mut() {
+                Some(l) if l.1 == d && l.0 + l.1 * (u64::from(l.2) + 1) == start => l.2 += 1,
+                _ => runs.push((start, d, 0)),
+            }
+        }
+        for (i, (t, d, r)) in runs.iter().enumerate() {
+            x.push_str("    <c");
+            if i == 0 || runs[i - 1].0 + runs[i - 1].1 * (u64::from(runs[i - 1].2) + 1) != *t {
+                let _ = write!(x, " t=\"{t}\"");
+            }
+            let _ = write!(x, " d=\"{d}\"");
+            if *r > 0 {
+                let _ = write!(x, " r=\"{}\"", r + 1);
+            }
+            x.push_str("/>\n");
+        }
+        x.push_str("  </StreamIndex>\n");
+    }
+    x.push_str("</SmoothStreamingMedia>\n");
+    Ok(x)
+}
+
+/// The fragment `QualityLevels(bitrate)/Fragments(name=time)`.
+pub fn fragment<'p>(
+    p: &'p Presentation,
+    bitrate: u64,
+    name: &str,
+    time: u64,
+    target_secs: u64,
+) -> Result<(&'p Track, FragmentPlan), PackageError> {
+    let t = p
+        .find_smooth(name, bitrate)
+        .ok_or_else(|| PackageError::NoSuchTrack(format!("{name} at {bitrate}")))?;
+    let table = segments(p, t, target_secs);
+    let k = table
+        .by_start_time(t.index(), time)
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("{name}={time}")))?;
+    let range = table
+        .samples(k)
+        .ok_or_else(|| PackageError::NoSuchSegment(time.to_string()))?;
+    let plan = plan_fragment(
+        t.index(),
+        range,
+        &FragmentOptions {
+            sequence_number: k as u32 + 1,
+            track_id: t.index().track_id,
+            styp: false,
+            tfdt: true,
+            tfxd: true,
+            time_offset: 0,
+            composition_shift: 0,
+        },
+    )?;
+    Ok((t, plan))
+}

@@ -1,0 +1,260 @@
+//! A presentation: the tracks a server manifest (or a bare MP4) offers, each tied to its
+//! source's index, with the names, bitrates and languages the URLs use, after the request's
+//! track selection (`filter=`, `max_bitrate=`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::index::{MediaIndex, TrackIndex, TrackKind};
+use crate::ism::{resolve_src, ServerManifest, SourceRef, TrackKind as IsmKind};
+use crate::mp4::codec::{parse_sample_entry, SampleEntry};
+use crate::mp4::Reader;
+
+/// One track of a presentation.
+#[derive(Debug, Clone)]
+pub struct Track {
+    /// `trackName` (`video`, `audio_eng`, …).
+    pub name: String,
+    /// `systemBitrate`.
+    pub bitrate: u64,
+    pub kind: TrackKind,
+    /// Language (`systemLanguage`, or the track's own), `None` when undetermined.
+    pub language: Option<String>,
+    /// Source path relative to the server manifest's directory (`""`: the manifest itself is
+    /// the MP4).
+    pub source: String,
+    /// The source's index.
+    pub media: Arc<MediaIndex>,
+    /// Position of the track in `media.tracks`.
+    pub track_no: usize,
+    /// The parsed sample description.
+    pub entry: SampleEntry,
+}
+
+impl Track {
+    /// The track's index.
+    pub fn index(&self) -> &TrackIndex {
+        &self.media.tracks[self.track_no]
+    }
+
+    /// `<trackName>=<bitrate>`, the DASH representation ID and HLS variant part.
+    pub fn id(&self) -> String {
+        format!("{}={}", self.name, self.bitrate)
+    }
+}
+
+/// A presentation's tracks and options.
+#[derive(Debug, Clone)]
+pub struct Presentation {
+    pub tracks: Vec<Track>,
+    pub manifest: ServerManifest,
+}
+
+/// Why a presentation could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum PresentationError {
+    #[error("server manifest: {0}")]
+    Manifest(#[from] crate::ism::IsmError),
+    #[error("{src}: {what}")]
+    Source { src: String, what: String },
+    #[error("{0} sources are not supported by this build yet")]
+    Remote(String),
+    #[error("the presentation has no playable track")]
+    NoTracks,
+}
+
+/// Loads a source (relative to the server manifest's directory) and returns its index.
+pub trait SourceLoader {
+    fn load(&mut self, relative_path: &str) -> Result<Arc<MediaIndex>, PresentationError>;
+}
+
+/// Parses a track's stored sample description.
+pub fn sample_entry_of(track: &TrackIndex) -> Option<SampleEntry> {
+    let mut r = Reader::new(&track.sample_entry, 0);
+    let (h, body) = r.next_box_body().ok()??;
+    parse_sample_entry(h.fourcc, body).ok()
+}
+
+/// The name mp4split gives a track: `video`, `audio[_<lang>]`, `textstream[_<lang>]`.
+pub fn default_track_name(kind: TrackKind, language: Option<&str>) -> String {
+    let base = match kind {
+        TrackKind::Video => return "video".to_string(),
+        TrackKind::Audio => "audio",
+        TrackKind::Text => "textstream",
+        TrackKind::Other => "data",
+    };
+    match language {
+        Some(l) => format!("{base}_{l}"),
+        None => base.to_string(),
+    }
+}
+
+/// Average payload bitrate of a track in bit/s, rounded to the nearest 1000 (at least 1000).
+pub fn average_bitrate(track: &TrackIndex) -> u64 {
+    let secs = track.duration() as f64 / f64::from(track.timescale.max(1));
+    if secs <= 0.0 {
+        return 1000;
+    }
+    let bps = track.total_bytes() as f64 * 8.0 / secs;
+    (((bps / 1000.0).round() as u64) * 1000).max(1000)
+}
+
+fn own_language(t: &TrackIndex) -> Option<String> {
+    (t.language != "und" && !t.language.is_empty()).then(|| t.language.clone())
+}
+
+impl Presentation {
+    /// A bare MP4 used as a server manifest: every audio, video and text track, named as
+    /// mp4split would.
+    pub fn from_mp4(media: Arc<MediaIndex>) -> Result<Presentation, PresentationError> {
+        let mut tracks = Vec::new();
+        let mut taken = HashSet::new();
+        for (track_no, t) in media.tracks.iter().enumerate() {
+            if t.kind == TrackKind::Other || t.sample_count() == 0 {
+                continue;
+            }
+            let Some(entry) = sample_entry_of(t) else {
+                continue;
+            };
+            let language = own_language(t);
+            let name = default_track_name(t.kind, language.as_deref());
+            let mut bitrate = average_bitrate(t);
+            while !taken.insert((name.clone(), bitrate)) {
+                bitrate += 1;
+            }
+            tracks.push(Track {
+                name,
+                bitrate,
+                kind: t.kind,
+                language,
+                source: String::new(),
+                media: media.clone(),
+                track_no,
+                entry,
+            });
+        }
+        if tracks.is_empty() {
+            return Err(PresentationError::NoTracks);
+        }
+        Ok(Presentation {
+            tracks,
+            manifest: ServerManifest::default(),
+        })
+    }
+
+    /// The tracks a server manifest lists, each loaded through `loader`.
+    pub fn from_manifest(
+        manifest: ServerManifest,
+        loader: &mut dyn SourceLoader,
+    ) -> Result<Presentation, PresentationError> {
+        manifest.options()?;
+        let mut tracks = Vec::new();
+        for entry in &manifest.tracks {
+            let rel = match resolve_src(&entry.src)? {
+                SourceRef::Relative(p) => p,
+                SourceRef::Http(u) | SourceRef::S3(u) => return Err(PresentationError::Remote(u)),
+            };
+            let media = loader.load(&rel)?;
+            let want = match entry.kind {
+                IsmKind::Video => TrackKind::Video,
+                IsmKind::Audio => TrackKind::Audio,
+                IsmKind::Text => TrackKind::Text,
+            };
+            let track_no = match entry.track_id() {
+                Some(id) => media.tracks.iter().position(|t| t.track_id == id),
+                None => media.tracks.iter().position(|t| t.kind == want),
+            }
+            .ok_or_else(|| PresentationError::Source {
+                src: entry.src.clone(),
+                what: format!(
+                    "no {} track{}",
+                    want.as_str(),
+                    entry
+                        .track_id()
+                        .map(|id| format!(" with ID {id}"))
+                        .unwrap_or_default()
+                ),
+            })?;
+            let t = &media.tracks[track_no];
+            let sample_entry = sample_entry_of(t).ok_or_else(|| PresentationError::Source {
+                src: entry.src.clone(),
+                what: format!("track {}: unreadable sample description", t.track_id),
+            })?;
+            let language = entry.system_language.clone().or_else(|| own_language(t));
+            let name = entry
+                .track_name()
+                .map(str::to_string)
+                .unwrap_or_else(|| default_track_name(t.kind, language.as_deref()));
+            let bitrate = entry.system_bitrate.unwrap_or_else(|| average_bitrate(t));
+            tracks.push(Track {
+                name,
+                bitrate,
+                kind: t.kind,
+                language,
+                source: rel,
+                media: media.clone(),
+                track_no,
+                entry: sample_entry,
+            });
+        }
+        if tracks.is_empty() {
+            return Err(PresentationError::NoTracks);
+        }
+        Ok(Presentation { tracks, manifest })
+    }
+
+    /// Drops tracks above `max_bitrate` (keeping at least the lowest of each kind, so a
+    /// too-low limit still plays).
+    pub fn limit_bitrate(&mut self, max_bitrate: u64) {
+        let mut keep = vec![false; self.tracks.len()];
+        for (i, t) in self.tracks.iter().enumerate() {
+            let lowest_of_kind = self
+                .tracks
+                .iter()
+                .filter(|o| o.kind == t.kind)
+                .map(|o| o.bitrate)
+                .min()
+                == Some(t.bitrate);
+            keep[i] = t.bitrate <= max_bitrate || lowest_of_kind;
+        }
+        let mut i = 0;
+        self.tracks.retain(|_| {
+            let k = keep[i];
+            i += 1;
+            k
+        });
+    }
+
+    /// Tracks of one kind.
+    pub fn of_kind(&self, kind: TrackKind) -> impl Iterator<Item = &Track> {
+        self.tracks.iter().filter(move |t| t.kind == kind)
+    }
+
+    /// The track a URL names as `<trackName>=<bitrate>`.
+    pub fn find(&self, r: &crate::url::TrackRef) -> Option<&Track> {
+        self.tracks.iter().find(|t| r.matches(&t.name, t.bitrate))
+    }
+
+    /// The track a Smooth URL names: `QualityLevels(<bitrate>)/Fragments(<name>=…)`.
+    pub fn find_smooth(&self, name: &str, bitrate: u64) -> Option<&Track> {
+        self.tracks
+            .iter()
+            .find(|t| t.name == name && t.bitrate == bitrate)
+    }
+
+    /// The reference track segments align to: the first video track, else the first.
+    pub fn reference(&self) -> &Track {
+        self.tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Video)
+            .unwrap_or(&self.tracks[0])
+    }
+
+    /// The presentation's duration in seconds: the longest track.
+    pub fn duration_secs(&self) -> f64 {
+        self.tracks
+            .iter()
+            .map(|t| t.index().duration() as f64 / f64::from(t.index().timescale.max(1)))
+            .fold(0.0, f64::max)
+    }
+}

@@ -1,0 +1,475 @@
+//! Serving a presentation: load the server manifest and the indexes of its sources (cached per
+//! worker, keyed by file identity), ask the packager, and send the answer: manifests from
+//! memory, fragments as generated header bytes followed by file ranges (sendfile).
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::hash::{Hash, Hasher};
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_file_t, ngx_http_output_filter,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc, ngx_pool_cleanup_add,
+    ngx_pool_cleanup_file, ngx_pool_cleanup_file_t, NGX_ERROR, NGX_HTTP_OK, NGX_OK,
+};
+use origin_core::cache::{LruCache, Weighted};
+use origin_core::fragment::FragmentPlan;
+use origin_core::index::{build_index, MediaIndex};
+use origin_core::ism::{join_relative, ServerManifest};
+use origin_core::package::dash::{self, DashOptions};
+use origin_core::package::hls::{self, HlsOptions};
+use origin_core::package::{mss, PackageError, DEFAULT_SEGMENT_SECONDS};
+use origin_core::presentation::{Presentation, PresentationError, SourceLoader, Track};
+use origin_core::source::{MmapSource, PreadSource, Source, SourceIdentity};
+use origin_core::url::{
+    DashTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, ManifestKind, MpdSegmentTemplate, Route,
+    SegmentIndex, SmoothTarget, Target,
+};
+
+use crate::response::{add_header, set_content_type};
+use crate::status::OriginError;
+
+/// Bytes of indexes a worker keeps.
+const INDEX_CACHE_BYTES: usize = 64 << 20;
+/// Largest server manifest read.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+struct Manifest(ServerManifest);
+
+impl Weighted for Manifest {
+    fn weight(&self) -> usize {
+        self.0.tracks.len() * 512 + self.0.metas.len() * 64 + 256
+    }
+}
+
+thread_local! {
+    static INDEXES: RefCell<LruCache<SourceIdentity, MediaIndex>> =
+        RefCell::new(LruCache::new(INDEX_CACHE_BYTES));
+    static MANIFESTS: RefCell<LruCache<SourceIdentity, Manifest>> =
+        RefCell::new(LruCache::new(8 << 20));
+}
+
+fn open_source(path: &Path, disable_mmap: bool) -> Result<Box<dyn Source>, OriginError> {
+    let shown = path.display().to_string();
+    let result: Result<Box<dyn Source>, _> = if disable_mmap {
+        PreadSource::open(path).map(|s| Box::new(s) as Box<dyn Source>)
+    } else {
+        MmapSource::open(path).map(|s| Box::new(s) as Box<dyn Source>)
+    };
+    result.map_err(|e| match e {
+        origin_core::source::SourceError::Io { source, .. } => OriginError::from_io(&shown, source),
+        other => OriginError::Media(other.to_string()),
+    })
+}
+
+/// The index of a local file, from the worker's cache when the file is unchanged.
+fn index_of(path: &Path, disable_mmap: bool) -> Result<Arc<MediaIndex>, OriginError> {
+    let src = open_source(path, disable_mmap)?;
+    INDEXES.with(|c| {
+        c.borrow_mut().get_or_try_insert(src.identity(), || {
+            build_index(src.as_ref()).map_err(|e| OriginError::Media(e.to_string()))
+        })
+    })
+}
+
+struct FileLoader<'a> {
+    dir: &'a Path,
+    disable_mmap: bool,
+    error: Option<OriginError>,
+}
+
+impl SourceLoader for FileLoader<'_> {
+    fn load(&mut self, relative_path: &str) -> Result<Arc<MediaIndex>, PresentationError> {
+        let path = self.dir.join(relative_path);
+        index_of(&path, self.disable_mmap).map_err(|e| {
+            let what = e.to_string();
+            self.error = Some(e);
+            PresentationError::Source {
+                src: relative_path.to_string(),
+                what,
+            }
+        })
+    }
+}
+
+/// Loads the presentation a route names. Returns it with the manifest's mtime.
+fn load(route: &Route, file: &str, disable_mmap: bool) -> Result<(Presentation, i64), OriginError> {
+    let path = PathBuf::from(file);
+    let meta = std::fs::metadata(&path).map_err(|e| OriginError::from_io(file, e))?;
+    if !meta.is_file() {
+        return Err(OriginError::NotFound {
+            path: file.to_string(),
+        });
+    }
+    let mtime = meta.mtime();
+    if route.kind == ManifestKind::Mp4 {
+        let index = index_of(&path, disable_mmap)?;
+        let p =
+            Presentation::from_mp4(index).map_err(|e| OriginError::Presentation(e.to_string()))?;
+        return Ok((p, mtime));
+    }
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(OriginError::Media(format!(
+            "{file}: server manifest larger than 4 MiB"
+        )));
+    }
+    let identity = SourceIdentity::File {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    };
+    let manifest = MANIFESTS.with(|c| {
+        c.borrow_mut().get_or_try_insert(&identity, || {
+            let bytes = std::fs::read(&path).map_err(|e| OriginError::from_io(file, e))?;
+            ServerManifest::parse(&bytes)
+                .map(Manifest)
+                .map_err(|e| OriginError::Media(format!("{file}: {e}")))
+        })
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut loader = FileLoader {
+        dir,
+        disable_mmap,
+        error: None,
+    };
+    match Presentation::from_manifest(manifest.0.clone(), &mut loader) {
+        Ok(p) => Ok((p, mtime)),
+        Err(e) => Err(loader
+            .error
+            .take()
+            .unwrap_or_else(|| OriginError::Presentation(format!("{file}: {e}")))),
+    }
+}
+
+/// The stem of the server manifest's file name: segment URL prefix.
+fn presentation_name(route: &Route) -> String {
+    let file = route.manifest_path.rsplit('/').next().unwrap_or("");
+    file.rsplit_once('.')
+        .map_or(file, |(stem, _)| stem)
+        .to_string()
+}
+
+fn package_error(e: PackageError) -> OriginError {
+    match e {
+        PackageError::NoSuchTrack(s) | PackageError::NoSuchSegment(s) => {
+            OriginError::NotFound { path: s }
+        }
+        PackageError::EmptyTrack(s) => OriginError::EmptyTrack(s),
+        PackageError::Unsupported(s) => OriginError::Unsupported(s),
+        PackageError::Fragment(f) => OriginError::Media(f.to_string()),
+    }
+}
+
+/// What a packager produced.
+enum Answer<'p> {
+    Text(String, &'static str),
+    Bytes(Vec<u8>, &'static str),
+    Fragment(&'p Track, FragmentPlan),
+}
+
+/// Serves a routed request for a presentation stored as `file`.
+pub fn serve(
+    r: &mut ngx_http_request_t,
+    route: &Route,
+    file: &str,
+    disable_mmap: bool,
+) -> Result<ngx_int_t, OriginError> {
+    let (mut p, mtime) = load(route, file, disable_mmap)?;
+    if let Some(max) = route.options.max_bitrate {
+        p.limit_bitrate(max);
+    }
+    let opts = p
+        .manifest
+        .options()
+        .map_err(|e| OriginError::Media(e.to_string()))?;
+    let name = presentation_name(route);
+    let target_secs = DEFAULT_SEGMENT_SECONDS;
+    let template = route
+        .options
+        .mpd_segment_template
+        .or_else(|| {
+            opts.mpd_segment_template
+                .as_deref()
+                .and_then(MpdSegmentTemplate::parse)
+        })
+        .unwrap_or(MpdSegmentTemplate::Time);
+    let dash_opts = DashOptions {
+        template,
+        target_secs,
+        name: name.clone(),
+    };
+    let hls_fmp4 = route.options.hls_fmp4.or(opts.hls_fmp4).unwrap_or(false);
+    let hls_version = route
+        .options
+        .hls_client_manifest_version
+        .or(opts.hls_client_manifest_version)
+        .unwrap_or(4);
+    let hls_opts = |fmp4: bool| HlsOptions {
+        target_secs,
+        name: name.clone(),
+        fmp4,
+        version: hls_version,
+    };
+
+    let answer =
+        match &route.target {
+            Target::Smooth(SmoothTarget::Manifest) => Answer::Text(
+                mss::manifest(&p, target_secs).map_err(package_error)?,
+                "application/vnd.ms-sstr+xml",
+            ),
+            Target::Smooth(SmoothTarget::Fragment {
+                bitrate,
+                track,
+                time,
+            }) => {
+                let (t, plan) = mss::fragment(&p, *bitrate, track, *time, target_secs)
+                    .map_err(package_error)?;
+                Answer::Fragment(t, plan)
+            }
+            Target::Dash(DashTarget::Manifest) => {
+                Answer::Text(dash::mpd(&p, &dash_opts), "application/dash+xml")
+            }
+            Target::Dash(DashTarget::Init { track }) => {
+                let t = dash::find_track(&p, track).map_err(package_error)?;
+                Answer::Bytes(
+                    dash::init_segment(&p, track).map_err(package_error)?,
+                    dash::mime_type(t.kind),
+                )
+            }
+            Target::Dash(DashTarget::Media { track, index }) => {
+                let (t, plan) =
+                    dash::media_segment(&p, track, *index, &dash_opts).map_err(package_error)?;
+                Answer::Fragment(t, plan)
+            }
+            Target::Hls(HlsTarget::Master) => Answer::Text(
+                hls::master(&p, &hls_opts(hls_fmp4)).map_err(package_error)?,
+                "application/vnd.apple.mpegurl",
+            ),
+            Target::Hls(HlsTarget::Playlist {
+                variant,
+                kind: HlsPlaylist::Media,
+                fmp4,
+            }) => {
+                if !*fmp4 {
+                    return Err(OriginError::Unsupported(
+                        "HLS with MPEG-TS segments is not built yet".into(),
+                    ));
+                }
+                Answer::Text(
+                    hls::media_playlist(&p, variant, &hls_opts(true)).map_err(package_error)?,
+                    "application/vnd.apple.mpegurl",
+                )
+            }
+            Target::Hls(HlsTarget::Init { variant }) => {
+                let t = hls::variant_tracks(&p, variant).map_err(package_error)?;
+                let kind = t
+                    .first()
+                    .map(|t| t.kind)
+                    .unwrap_or(origin_core::index::TrackKind::Video);
+                Answer::Bytes(
+                    hls::init_segment(&p, variant).map_err(package_error)?,
+                    dash::mime_type(kind),
+                )
+            }
+            Target::Hls(HlsTarget::Segment {
+                variant,
+                index: SegmentIndex::Number(n),
+                format: HlsSegmentFormat::Fmp4,
+            }) => {
+                let (t, plan) =
+                    hls::fmp4_segment(&p, variant, *n, &hls_opts(true)).map_err(package_error)?;
+                Answer::Fragment(t, plan)
+            }
+            Target::Hls(_) => return Err(OriginError::Unsupported(
+                "this HLS form (MPEG-TS, packed audio, WebVTT, I-frame playlists) is not built yet"
+                    .into(),
+            )),
+            Target::Hds(_) => {
+                return Err(OriginError::Unsupported(
+                    "HDS packaging is not built yet".into(),
+                ))
+            }
+            Target::Presentation | Target::Live(_) => {
+                return Err(OriginError::Route(
+                    origin_core::url::RouteError::UnknownVirtualPath(String::new()),
+                ))
+            }
+        };
+
+    match answer {
+        Answer::Text(text, content_type) => send_bytes(r, text.into_bytes(), content_type, mtime),
+        Answer::Bytes(bytes, content_type) => send_bytes(r, bytes, content_type, mtime),
+        Answer::Fragment(track, plan) => {
+            let source = if track.source.is_empty() {
+                PathBuf::from(file)
+            } else {
+                PathBuf::from(join_relative(file, &track.source))
+            };
+            send_plan(r, &plan, &source, dash::mime_type(track.kind), mtime)
+        }
+    }
+}
+
+fn etag(parts: &[&[u8]]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    format!("\"{:016x}\"", h.finish())
+}
+
+/// Sets the headers every generated answer has; returns the send_header result and whether
+/// to stop (HEAD, 304, error).
+fn send_headers(
+    r: &mut ngx_http_request_t,
+    len: u64,
+    content_type: &'static str,
+    mtime: i64,
+    tag: &str,
+) -> Result<Option<ngx_int_t>, OriginError> {
+    r.headers_out.status = NGX_HTTP_OK as _;
+    r.headers_out.content_length_n = len as i64;
+    r.headers_out.last_modified_time = mtime;
+    set_content_type(r, content_type);
+    add_header(r, "ETag", tag)?;
+    r.set_allow_ranges(1);
+    // SAFETY: r is the request being handled; headers are set.
+    let rc = unsafe { ngx_http_send_header(r) };
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+        return Ok(Some(rc));
+    }
+    Ok(None)
+}
+
+fn memory_buf(r: &mut ngx_http_request_t, bytes: &[u8]) -> Result<*mut ngx_buf_t, OriginError> {
+    // SAFETY: the buffer comes from the request pool and lives as long as the request.
+    unsafe {
+        let b = ngx_create_temp_buf(r.pool, bytes.len().max(1));
+        if b.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        ptr::copy_nonoverlapping(bytes.as_ptr(), (*b).last, bytes.len());
+        (*b).last = (*b).last.add(bytes.len());
+        Ok(b)
+    }
+}
+
+fn chain_link(
+    r: &mut ngx_http_request_t,
+    buf: *mut ngx_buf_t,
+) -> Result<*mut ngx_chain_t, OriginError> {
+    // SAFETY: pool allocation, zeroed.
+    let cl = unsafe { ngx_pcalloc(r.pool, std::mem::size_of::<ngx_chain_t>()) } as *mut ngx_chain_t;
+    if cl.is_null() {
+        return Err(OriginError::Internal("out of memory"));
+    }
+    // SAFETY: cl was just allocated.
+    unsafe { (*cl).buf = buf };
+    Ok(cl)
+}
+
+fn finish_last(r: &ngx_http_request_t, b: *mut ngx_buf_t) {
+    let is_main = ptr::eq(r as *const _, r.main as *const _);
+    // SAFETY: b is a valid buffer of this request.
+    unsafe {
+        (*b).set_last_buf(u32::from(is_main));
+        (*b).set_last_in_chain(1);
+    }
+}
+
+/// Sends generated bytes.
+fn send_bytes(
+    r: &mut ngx_http_request_t,
+    bytes: Vec<u8>,
+    content_type: &'static str,
+    mtime: i64,
+) -> Result<ngx_int_t, OriginError> {
+    let tag = etag(&[&bytes]);
+    if let Some(rc) = send_headers(r, bytes.len() as u64, content_type, mtime, &tag)? {
+        return Ok(rc);
+    }
+    let b = memory_buf(r, &bytes)?;
+    finish_last(r, b);
+    let cl = chain_link(r, b)?;
+    // SAFETY: the chain and buffer live in the request pool.
+    Ok(unsafe { ngx_http_output_filter(r, cl) })
+}
+
+/// Sends a fragment: the header bytes, then the payload ranges straight from the file.
+fn send_plan(
+    r: &mut ngx_http_request_t,
+    plan: &FragmentPlan,
+    source: &Path,
+    content_type: &'static str,
+    mtime: i64,
+) -> Result<ngx_int_t, OriginError> {
+    let shown = source.display().to_string();
+    let file = File::open(source).map_err(|e| OriginError::from_io(&shown, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| OriginError::from_io(&shown, e))?
+        .len();
+    if plan.payload.iter().any(|p| p.offset + p.len > size) {
+        return Err(OriginError::Media(format!(
+            "{shown}: changed while being served"
+        )));
+    }
+    let tag = etag(&[
+        &plan.header,
+        shown.as_bytes(),
+        &size.to_le_bytes(),
+        &mtime.to_le_bytes(),
+    ]);
+    if let Some(rc) = send_headers(r, plan.total_len(), content_type, mtime, &tag)? {
+        return Ok(rc);
+    }
+    let name = shown.as_bytes();
+    // SAFETY: every allocation is from the request pool; the cleanup closes the descriptor
+    // when the request is freed, after the last buffer was sent.
+    unsafe {
+        let cln = ngx_pool_cleanup_add(r.pool, std::mem::size_of::<ngx_pool_cleanup_file_t>());
+        let f = ngx_pcalloc(r.pool, std::mem::size_of::<ngx_file_t>()) as *mut ngx_file_t;
+        let name_buf = ngx::ffi::ngx_pnalloc(r.pool, name.len() + 1) as *mut u8;
+        if cln.is_null() || f.is_null() || name_buf.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        ptr::copy_nonoverlapping(name.as_ptr(), name_buf, name.len());
+        *name_buf.add(name.len()) = 0;
+        let fd = file.into_raw_fd();
+        (*cln).handler = Some(ngx_pool_cleanup_file);
+        let clnf = (*cln).data as *mut ngx_pool_cleanup_file_t;
+        (*clnf).fd = fd;
+        (*clnf).name = name_buf;
+        (*clnf).log = (*r.connection).log;
+        (*f).fd = fd;
+        (*f).name.len = name.len();
+        (*f).name.data = name_buf;
+        (*f).log = (*r.connection).log;
+
+        let head = memory_buf(r, &plan.header)?;
+        let first = chain_link(r, head)?;
+        let mut last_link = first;
+        let mut last_buf = head;
+        for range in &plan.payload {
+            let b = ngx_pcalloc(r.pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
+            if b.is_null() {
+                return Err(OriginError::Internal("out of memory"));
+            }
+            (*b).file = f;
+            (*b).file_pos = range.offset as i64;
+            (*b).file_last = (range.offset + range.len) as i64;
+            (*b).set_in_file(1);
+            let cl = chain_link(r, b)?;
+            (*last_link).next = cl;
+            last_link = cl;
+            last_buf = b;
+        }
+        finish_last(r, last_buf);
+        Ok(ngx_http_output_filter(r, first))
+    }
+}
