@@ -27,11 +27,15 @@ seed ingest_stream "${media[@]}"
 seed ism_parser "$root"/fuzz/seeds/*.ism*
 seed url_route "$root"/fuzz/seeds/*.url
 
+# Build every target once, then run the binaries: edits made while a long run goes on do not
+# change what is being fuzzed half-way.
 cargo fuzz build -O
+bin="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
 for t in "${targets[@]}"; do
   log="$root/fuzz/$t.log"
-  cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=262144 \
-    -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || { echo "$t: FAILED (see $log)"; tail -30 "$log"; exit 1; }
+  "$bin/$t" "corpus/$t" -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="$root/fuzz/artifacts/" >"$log" 2>&1 ||
+    { echo "$t: FAILED (see $log)"; tail -30 "$log"; exit 1; }
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
   echo "$t: ${secs}s, $execs executions, no crash"
 done
