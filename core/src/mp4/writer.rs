@@ -93,6 +93,16 @@ pub const CMAF_BRANDS: [&[u8; 4]; 4] = [b"iso6", b"cmfc", b"mp41", b"dash"];
 /// sample table and the track's own sample entry, `mvex`/`trex`). `track_id` is the ID used in
 /// the output (1 for single-track CMAF).
 pub fn init_segment(track: &TrackIndex, track_id: u32) -> Vec<u8> {
+    init_segment_with_edit(track, track_id, None)
+}
+
+/// [`init_segment`] with an edit list that starts presentation at `media_time` (track
+/// timescale): how audio priming (AAC encoder delay) is signalled in CMAF.
+pub fn init_segment_with_edit(
+    track: &TrackIndex,
+    track_id: u32,
+    media_time: Option<i64>,
+) -> Vec<u8> {
     let mut w = BoxWriter::with_capacity(track.sample_entry.len() + 768);
     w.begin(b"ftyp");
     w.bytes(CMAF_BRANDS[0]);
@@ -145,6 +155,18 @@ pub fn init_segment(track: &TrackIndex, track_id: u32) -> Vec<u8> {
     w.u32(width << 16);
     w.u32(height << 16);
     w.end();
+
+    if let Some(media_time) = media_time {
+        // One edit over the whole (fragmented, so unknown) duration: segment_duration 0.
+        w.begin(b"edts");
+        w.begin_full(b"elst", 1, 0);
+        w.u32(1);
+        w.u64(0);
+        w.u64(media_time as u64);
+        w.u32(0x0001_0000);
+        w.end();
+        w.end();
+    }
 
     w.begin(b"mdia");
     w.begin_full(b"mdhd", 0, 0);

@@ -27,6 +27,11 @@ pub struct DashOptions {
 pub fn composition_shift(track: &Track) -> i32 {
     let t = track.index();
     let limit = i64::from(t.timescale) * 10;
+    if t.kind != TrackKind::Video {
+        // Audio priming stays an edit list in the init segment (CMAF §7.5.13): a negative
+        // composition offset would not make players drop the primed samples.
+        return 0;
+    }
     match t.edit {
         Some(e) if e.media_time > 0 && e.media_time <= limit => -(e.media_time as i32),
         Some(_) => 0,
@@ -270,8 +275,17 @@ pub fn find_track<'p>(p: &'p Presentation, r: &TrackRef) -> Result<&'p Track, Pa
 
 /// The initialization segment of a representation.
 pub fn init_segment(p: &Presentation, r: &TrackRef) -> Result<Vec<u8>, PackageError> {
-    let t = find_track(p, r)?;
-    Ok(crate::mp4::writer::init_segment(t.index(), 1))
+    Ok(init_for(find_track(p, r)?))
+}
+
+/// A track's CMAF initialization segment, with the audio priming edit when there is one.
+pub fn init_for(t: &Track) -> Vec<u8> {
+    let idx = t.index();
+    let priming = match idx.edit {
+        Some(e) if t.kind != TrackKind::Video && e.media_time > 0 => Some(e.media_time),
+        _ => None,
+    };
+    crate::mp4::writer::init_segment_with_edit(idx, 1, priming)
 }
 
 /// The media segment a URL names (by `$Time$` or `$Number$`, per the template in use).

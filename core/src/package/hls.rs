@@ -190,8 +190,7 @@ pub fn media_playlist(
 
 /// The fMP4 initialization segment of a variant.
 pub fn init_segment(p: &Presentation, v: &Variant) -> Result<Vec<u8>, PackageError> {
-    let t = single(p, v)?;
-    Ok(crate::mp4::writer::init_segment(t.index(), 1))
+    Ok(super::dash::init_for(single(p, v)?))
 }
 
 /// Media segment `n` (1-based) of a variant, fMP4.
