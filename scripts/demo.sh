@@ -28,6 +28,12 @@ make >/dev/null
 cargo build --release -q -p origin-cli
 say "making sample media in build/media"
 scripts/make-test-media.sh "$root/build/media"
+media="$root/build/media"
+if [ ! -s "$media/demo.ism" ]; then
+  (cd "$media" && "$root/target/release/ismtool" create -o demo.ism \
+    ladder-video-360.ismv ladder-video-480.ismv ladder-video-720.ismv \
+    ladder-audio-eng.isma ladder-audio-fra.isma)
+fi
 
 port=${PORT:-8080}
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -40,16 +46,15 @@ mkdir -p "$demo/logs" "$demo/tmp" "$demo/html"
 chmod -R a+rX "$root/build/media" "$demo"
 ln -sfn "$root/build/media" "$demo/html/media"
 
-# The page lists what this build serves; players for the packaged formats join it with them.
-{
-  echo '<!doctype html><meta charset="utf-8"><title>ngx-origin demo</title>'
-  echo '<style>body{font:15px system-ui;margin:2em}video{width:480px;display:block;margin:.5em 0 1.5em}</style>'
-  echo '<h1>ngx-origin demo</h1>'
-  echo '<p>Progressive MP4 served by the module (HEAD, Range, ETag, 304):</p>'
-  for f in progressive.mp4 ladder-video-720.mp4 hevc.mp4; do
-    echo "<h3>$f</h3><video controls muted src=\"/media/$f\"></video>"
-  done
-} > "$demo/html/index.html"
+# The player page and the players it loads (installed by setup.sh from npm).
+cp "$root/demo/index.html" "$demo/html/index.html"
+mkdir -p "$demo/html/players"
+web="$root/tests/web/node_modules"
+for f in "$web/hls.js/dist/hls.min.js" "$web/dashjs/dist/modern/umd/dash.all.min.js" \
+         "$web/dashjs/dist/modern/umd/dash.mss.min.js"; do
+  [ -f "$f" ] && cp "$f" "$demo/html/players/"
+done
+chmod -R a+rX "$demo/html"
 
 user_line=""
 [ "$(id -u)" = 0 ] && user_line="user root;"
@@ -67,7 +72,7 @@ http {
     fastcgi_temp_path $demo/tmp/fastcgi;
     uwsgi_temp_path $demo/tmp/uwsgi;
     scgi_temp_path $demo/tmp/scgi;
-    types { text/html html; text/vtt vtt; }
+    types { text/html html; application/javascript js; text/vtt vtt; }
     sendfile on;
     server {
         listen 127.0.0.1:$port;
@@ -84,11 +89,13 @@ cat <<MSG
 
 ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/.*: //'), logs in build/demo/logs):
 
-  player page        $base/
+  player page        $base/                       (DASH, HLS fMP4, Smooth, progressive)
+  MPEG-DASH          $base/media/demo.ism/.mpd
+  HLS (fMP4)         $base/media/demo.ism/.m3u8?hls_fmp4
+  Smooth Streaming   $base/media/demo.ism/Manifest
   progressive MP4    $base/media/progressive.mp4
-  720p rendition     $base/media/ladder-video-720.mp4
-  H.265              $base/media/hevc.mp4
-  how a URL routes   target/release/ismtool route '/media/video.ism/QualityLevels(800000)/Fragments(video=0)'
+  bare MP4 as DASH   $base/media/progressive.mp4/.mpd
+  the server manifest   build/media/demo.ism   (ismtool inspect / create / route)
 
 stop it with: scripts/demo.sh stop
 MSG

@@ -45,3 +45,15 @@ if ! cmp -s tests/requirements.txt "$stamp"; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt "$stamp"
 fi
+
+# Browser players (demo page, headless-Chromium tests), pinned in tests/web/package.json.
+web="$root/tests/web"
+if command -v npm >/dev/null; then
+  if ! cmp -s "$web/package.json" "$web/node_modules/.package.json.installed" 2>/dev/null; then
+    say "installing browser players (npm)"
+    (cd "$web" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$web/package.json" "$web/node_modules/.package.json.installed"
+  fi
+else
+  say "npm not found: the demo page's players will be missing (apt-get install npm)"
+fi
