@@ -22,7 +22,7 @@ use origin_core::index::{build_index, MediaIndex};
 use origin_core::ism::{join_relative, ServerManifest};
 use origin_core::package::dash::{self, DashOptions};
 use origin_core::package::hls::{self, HlsOptions};
-use origin_core::package::{mss, PackageError, DEFAULT_SEGMENT_SECONDS};
+use origin_core::package::{mss, ts, PackageError, DEFAULT_SEGMENT_SECONDS};
 use origin_core::presentation::{Presentation, PresentationError, SourceLoader, Track};
 use origin_core::source::{MmapSource, PreadSource, Source, SourceIdentity};
 use origin_core::url::{
@@ -255,15 +255,24 @@ pub fn serve(
                 kind: HlsPlaylist::Media,
                 fmp4,
             }) => {
-                if !*fmp4 {
-                    return Err(OriginError::Unsupported(
-                        "HLS with MPEG-TS segments is not built yet".into(),
-                    ));
-                }
+                let text = if *fmp4 {
+                    hls::media_playlist(&p, variant, &hls_opts(true))
+                } else {
+                    hls::ts_playlist(&p, variant, &hls_opts(false))
+                };
                 Answer::Text(
-                    hls::media_playlist(&p, variant, &hls_opts(true)).map_err(package_error)?,
+                    text.map_err(package_error)?,
                     "application/vnd.apple.mpegurl",
                 )
+            }
+            Target::Hls(HlsTarget::Segment {
+                variant,
+                index: SegmentIndex::Number(n),
+                format: HlsSegmentFormat::Ts,
+            }) => {
+                let parts = hls::ts_segment_samples(&p, variant, *n, &hls_opts(false))
+                    .map_err(package_error)?;
+                Answer::Bytes(ts_segment(&parts, file, disable_mmap)?, "video/MP2T")
             }
             Target::Hls(HlsTarget::Init { variant }) => {
                 let t = hls::variant_tracks(&p, variant).map_err(package_error)?;
@@ -304,15 +313,57 @@ pub fn serve(
     match answer {
         Answer::Text(text, content_type) => send_bytes(r, text.into_bytes(), content_type, mtime),
         Answer::Bytes(bytes, content_type) => send_bytes(r, bytes, content_type, mtime),
-        Answer::Fragment(track, plan) => {
-            let source = if track.source.is_empty() {
-                PathBuf::from(file)
-            } else {
-                PathBuf::from(join_relative(file, &track.source))
-            };
-            send_plan(r, &plan, &source, dash::mime_type(track.kind), mtime)
-        }
+        Answer::Fragment(track, plan) => send_plan(
+            r,
+            &plan,
+            &source_path(file, track),
+            dash::mime_type(track.kind),
+            mtime,
+        ),
     }
+}
+
+/// Where a track's bytes are.
+fn source_path(manifest_file: &str, track: &Track) -> PathBuf {
+    if track.source.is_empty() {
+        PathBuf::from(manifest_file)
+    } else {
+        PathBuf::from(join_relative(manifest_file, &track.source))
+    }
+}
+
+/// Muxes an MPEG-TS segment from the samples of each track (the payload is rewritten into
+/// 188-byte packets, so it is read, not sent from the file).
+fn ts_segment(
+    parts: &[(&Track, std::ops::Range<u32>)],
+    file: &str,
+    disable_mmap: bool,
+) -> Result<Vec<u8>, OriginError> {
+    let mut sources = Vec::with_capacity(parts.len());
+    for (t, _) in parts {
+        sources.push(open_source(&source_path(file, t), disable_mmap)?);
+    }
+    let mut data = Vec::with_capacity(parts.len());
+    for ((t, range), src) in parts.iter().zip(&sources) {
+        let samples = t
+            .index()
+            .samples(range.clone())
+            .map(|s| Ok((s, src.bytes(s.offset, s.size as usize)?)))
+            .collect::<Result<Vec<_>, origin_core::source::SourceError>>()
+            .map_err(|e| OriginError::Media(e.to_string()))?;
+        data.push(samples);
+    }
+    let inputs: Vec<ts::TsInput<'_>> = parts
+        .iter()
+        .zip(&data)
+        .map(|((t, _), d)| ts::TsInput {
+            entry: &t.entry,
+            kind: t.kind,
+            timescale: t.index().timescale,
+            samples: d.iter().map(|(s, b)| (*s, &b[..])).collect(),
+        })
+        .collect();
+    ts::mux(&inputs).map_err(|e| OriginError::Media(e.to_string()))
 }
 
 fn etag(parts: &[&[u8]]) -> String {

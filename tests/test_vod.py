@@ -196,8 +196,9 @@ def test_errors(origin):
                  "/v/ladder.ism/hls/ladder-video=165000-99.m4s",
                  "/v/missing.ism/.mpd"]:
         assert origin.get(path).status_code == 404, path
-    # MPEG-TS HLS is not built yet: an honest 501, never a wrong answer.
-    assert origin.get("/v/ladder.ism/.m3u8").status_code == 501
+    # Forms not built yet answer an honest 501, never a wrong answer.
+    assert origin.get("/v/ladder.ism/keyframes/ladder-video=165000.m3u8").status_code == 501
+    assert origin.get("/v/ladder.ism/ladder-video=165000.f4m").status_code == 404  # usp_handle_f4f off
     assert origin.crashes() == []
 
 
@@ -214,3 +215,31 @@ def test_changed_source_is_reindexed(origin):
 def test_max_bitrate(origin):
     mpd = origin.get("/v/ladder.ism/.mpd?max_bitrate=300000").text
     assert "video=165000" in mpd and "video=273000" in mpd and "video=432000" not in mpd
+
+
+def test_hls_ts_is_frame_exact(origin):
+    master = origin.get("/v/ladder.ism/.m3u8")
+    assert master.status_code == 200
+    text = master.text
+    # Version 4 (the default): audio in EXT-X-MEDIA groups, video-only variants.
+    assert '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="eng",LANGUAGE="eng"' in text
+    variants = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert variants == ["ladder-video=165000.m3u8", "ladder-video=273000.m3u8",
+                        "ladder-video=432000.m3u8"]
+    for uri, src in zip(variants, ["ladder-video-360.ismv", "ladder-video-480.ismv",
+                                   "ladder-video-720.ismv"]):
+        assert frame_hashes(origin.url(f"/v/ladder.ism/{uri}"), "0:v") == \
+            frame_hashes(str(FIXTURES / src), "0:v"), uri
+    audio = origin.url("/v/ladder.ism/ladder-audio_fra=128000.m3u8")
+    assert frame_hashes(audio, "0:a") == frame_hashes(str(FIXTURES / "ladder-audio-fra.isma"), "0:a")
+    # Version 3: audio and video muxed in one variant.
+    v3 = origin.get("/v/ladder.ism/.m3u8?hls_client_manifest_version=3").text
+    muxed = [line for line in v3.splitlines() if line and not line.startswith("#")]
+    assert muxed[0] == "ladder-audio_eng=128000-video=165000.m3u8"
+    url = origin.url(f"/v/ladder.ism/{muxed[2]}")
+    assert frame_hashes(url, "0:v") == frame_hashes(str(FIXTURES / "ladder-video-720.ismv"), "0:v")
+    assert frame_hashes(url, "0:a") == frame_hashes(str(FIXTURES / "ladder-audio-eng.isma"), "0:a")
+    seg = origin.get("/v/ladder.ism/ladder-audio_eng=128000-video=432000-1.ts")
+    assert seg.status_code == 200 and seg.headers["Content-Type"] == "video/MP2T"
+    assert len(seg.content) % 188 == 0 and seg.content[0] == 0x47
+    assert all(seg.content[i] == 0x47 for i in range(0, len(seg.content), 188))

@@ -4,6 +4,7 @@
 pub mod dash;
 pub mod hls;
 pub mod mss;
+pub mod ts;
 
 use crate::index::TrackKind;
 use crate::presentation::{Presentation, Track};

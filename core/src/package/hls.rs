@@ -40,10 +40,7 @@ fn audio_group(t: &Track) -> String {
 /// The master (multivariant) playlist.
 pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageError> {
     if !opts.fmp4 {
-        return Err(PackageError::Unsupported(
-            "HLS with MPEG-TS segments is not built yet; ask with ?hls_fmp4 for fMP4 segments"
-                .into(),
-        ));
+        return Ok(master_ts(p, opts));
     }
     let mut x = String::with_capacity(2048);
     let _ = writeln!(
@@ -224,4 +221,168 @@ pub fn fmp4_segment<'p>(
         },
     )?;
     Ok((t, plan))
+}
+
+/// The variants of MPEG-TS HLS: with `hls_client_manifest_version` below 4 each video track
+/// muxed with the default audio track; from 4 on, audio in `EXT-X-MEDIA` groups of audio-only
+/// streams and video-only variants.
+pub fn ts_variants<'p>(p: &'p Presentation, opts: &HlsOptions) -> Vec<Vec<&'p Track>> {
+    let audio: Vec<&Track> = p.of_kind(TrackKind::Audio).collect();
+    let mut video: Vec<&Track> = p.of_kind(TrackKind::Video).collect();
+    video.sort_by_key(|t| t.bitrate);
+    if video.is_empty() {
+        return audio.into_iter().map(|a| vec![a]).collect();
+    }
+    video
+        .into_iter()
+        .map(|v| match (opts.version < 4, audio.first()) {
+            (true, Some(a)) => vec![*a, v],
+            _ => vec![v],
+        })
+        .collect()
+}
+
+fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
+    let mut x = String::with_capacity(2048);
+    let version = opts.version.clamp(3, 7);
+    let _ = writeln!(
+        x,
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+    );
+    let audio: Vec<&Track> = p.of_kind(TrackKind::Audio).collect();
+    let grouped = opts.version >= 4 && p.of_kind(TrackKind::Video).next().is_some();
+    let mut audio_bitrate = 0;
+    let mut audio_codec = String::new();
+    if grouped {
+        for (i, a) in audio.iter().enumerate() {
+            let name = a.language.clone().unwrap_or_else(|| a.name.clone());
+            let lang = a
+                .language
+                .as_ref()
+                .map(|l| format!(",LANGUAGE=\"{}\"", quote(l)))
+                .unwrap_or_default();
+            let channels = match a.entry.media {
+                MediaInfo::Audio { channels, .. } => format!(",CHANNELS=\"{channels}\""),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                x,
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{}\"{lang},AUTOSELECT=YES,DEFAULT={}{channels},URI=\"{}.m3u8\"",
+                quote(&name),
+                if i == 0 { "YES" } else { "NO" },
+                quote(&variant_name(opts, &[a]))
+            );
+            audio_bitrate = audio_bitrate.max(a.bitrate);
+            if audio_codec.is_empty() {
+                audio_codec = a.entry.codec_string();
+            }
+        }
+        if !audio.is_empty() {
+            x.push('\n');
+        }
+    }
+    for variant in ts_variants(p, opts) {
+        let bitrate: u64 = variant.iter().map(|t| t.bitrate).sum::<u64>()
+            + if grouped { audio_bitrate } else { 0 };
+        // TS overhead (packet headers, PES headers, parameter sets) is about 5 %.
+        let peak = bitrate + bitrate / 20;
+        let mut codecs: Vec<String> = variant.iter().map(|t| t.entry.codec_string()).collect();
+        if grouped && !audio_codec.is_empty() {
+            codecs.push(audio_codec.clone());
+        }
+        let mut line = format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={bitrate},CODECS=\"{}\"",
+            codecs.join(",")
+        );
+        if let Some(v) = variant.iter().find(|t| t.kind == TrackKind::Video) {
+            if let MediaInfo::Video { width, height, .. } = v.entry.media {
+                let _ = write!(line, ",RESOLUTION={width}x{height}");
+            }
+            if let Some((n, d)) = frame_rate(v) {
+                let _ = write!(line, ",FRAME-RATE={:.3}", n as f64 / d as f64);
+            }
+            if grouped && !audio.is_empty() {
+                line.push_str(",AUDIO=\"audio\"");
+            }
+        }
+        let _ = writeln!(x, "{line}\n{}.m3u8", quote(&variant_name(opts, &variant)));
+    }
+    x
+}
+
+/// The track that numbers a variant's segments: its video track, else its first.
+fn variant_reference<'a>(tracks: &[&'a Track]) -> &'a Track {
+    tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Video)
+        .copied()
+        .unwrap_or(tracks[0])
+}
+
+/// A media playlist of MPEG-TS segments.
+pub fn ts_playlist(
+    p: &Presentation,
+    v: &Variant,
+    opts: &HlsOptions,
+) -> Result<String, PackageError> {
+    let tracks = variant_tracks(p, v)?;
+    let reference = variant_reference(&tracks);
+    let idx = reference.index();
+    let table = segments(p, reference, opts.target_secs);
+    if table.is_empty() {
+        return Err(PackageError::EmptyTrack(reference.id()));
+    }
+    let ts = f64::from(idx.timescale.max(1));
+    let durations: Vec<f64> = (0..table.len())
+        .filter_map(|k| table.samples(k))
+        .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
+        .collect();
+    let target = durations
+        .iter()
+        .cloned()
+        .fold(0.0, f64::max)
+        .round()
+        .max(1.0) as u64;
+    let name = variant_name(opts, &tracks);
+    let version = opts.version.clamp(3, 7);
+    let mut x = String::with_capacity(64 + durations.len() * 48);
+    let _ = writeln!(
+        x,
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS"
+    );
+    for (k, d) in durations.iter().enumerate() {
+        let _ = writeln!(x, "#EXTINF:{d:.6},\n{}-{}.ts", quote(&name), k + 1);
+    }
+    x.push_str("#EXT-X-ENDLIST\n");
+    Ok(x)
+}
+
+/// The samples of TS segment `n` (1-based): for each track of the variant, its sample range.
+pub fn ts_segment_samples<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    n: u64,
+    opts: &HlsOptions,
+) -> Result<Vec<(&'p Track, std::ops::Range<u32>)>, PackageError> {
+    let tracks = variant_tracks(p, v)?;
+    let k = n
+        .checked_sub(1)
+        .map(|k| k as usize)
+        .ok_or_else(|| PackageError::NoSuchSegment(n.to_string()))?;
+    let reference = variant_reference(&tracks);
+    let count = segments(p, reference, opts.target_secs).len();
+    if k >= count {
+        return Err(PackageError::NoSuchSegment(format!(
+            "{n} of {}",
+            reference.id()
+        )));
+    }
+    let mut out = Vec::with_capacity(tracks.len());
+    for t in tracks {
+        let table = segments(p, t, opts.target_secs);
+        // A shorter track contributes nothing to the segments past its end.
+        let range = table.samples(k).unwrap_or(0..0);
+        out.push((t, range));
+    }
+    Ok(out)
 }
