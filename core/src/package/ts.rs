@@ -328,18 +328,17 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
     section_packet(&mut out, PMT_PID, &mut pmt_cc, &pmt(&streams));
 
     let mut es = Vec::new();
-    loop {
-        // Next access unit in decode-time order across streams.
-        let Some(si) = (0..streams.len())
+    // Access units in decode-time order across streams.
+    let next_stream = |streams: &[Stream<'_>]| {
+        (0..streams.len())
             .filter(|&i| streams[i].next < streams[i].input.samples.len())
             .min_by_key(|&i| {
                 let s = &streams[i];
                 let (sample, _) = &s.input.samples[s.next];
                 i128::from(sample.dts) * 90_000 / i128::from(s.input.timescale.max(1))
             })
-        else {
-            break;
-        };
+    };
+    while let Some(si) = next_stream(&streams) {
         let st = &mut streams[si];
         let (sample, data) = st.input.samples[st.next];
         st.next += 1;
