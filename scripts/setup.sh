@@ -13,6 +13,9 @@ apt_packages=(
   dpkg-dev nginx                                    # make debian: Debian's nginx and its source
   ffmpeg                                            # test media, frame-exact checks
   curl wrk python3-venv                             # load tests, test harness
+  chromium                                          # browser players (headless)
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-libav       # GStreamer playbin3 (DASH, HLS, Smooth)
 )
 
 missing=()
@@ -46,7 +49,14 @@ if ! cmp -s tests/requirements.txt "$stamp"; then
   cp tests/requirements.txt "$stamp"
 fi
 
-# Browser players (demo page, headless-Chromium tests), pinned in tests/web/package.json.
+# Browser players (demo page, headless-Chromium tests), pinned in tests/web/package.json. The
+# machine image ships Node.js with npm; only where it does not, take Debian's.
+if ! command -v npm >/dev/null; then
+  say "installing Node.js and npm from Debian"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 web="$root/tests/web"
 if command -v npm >/dev/null; then
   if ! cmp -s "$web/package.json" "$web/node_modules/.package.json.installed" 2>/dev/null; then

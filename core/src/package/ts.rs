@@ -153,7 +153,7 @@ fn pat() -> Vec<u8> {
 
 fn pmt(streams: &[Stream<'_>]) -> Vec<u8> {
     let pcr_pid = streams.first().map_or(0x1fff, |s| s.pid);
-    let mut s = vec![0x02, 0xb0, 0, 0];
+    let mut s = vec![0x02, 0xb0, 0];
     s.extend_from_slice(&PROGRAM.to_be_bytes());
     s.extend_from_slice(&[0xc1, 0, 0]);
     s.extend_from_slice(&(0xe000 | pcr_pid).to_be_bytes());
@@ -403,6 +403,20 @@ mod tests {
             0,
             "a section with its CRC appended checks to 0"
         );
+    }
+
+    #[test]
+    fn pmt_layout() {
+        // table_id, length, program_number, version, section numbers, PCR PID, info length,
+        // then one 5-byte entry per stream, then the CRC.
+        let p = pmt(&[]);
+        assert_eq!(p[0], 0x02);
+        let len = (usize::from(p[1] & 0x0f) << 8) | usize::from(p[2]);
+        assert_eq!(len, p.len() - 3);
+        assert_eq!(&p[3..5], &PROGRAM.to_be_bytes());
+        assert_eq!(p[5], 0xc1);
+        assert_eq!(p.len(), 3 + 9 + 4);
+        assert_eq!(crc32_mpeg2(&p), 0);
     }
 
     #[test]

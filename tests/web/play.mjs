@@ -1,0 +1,50 @@
+// Plays one format of the demo page in headless Chromium and reports what happened as JSON:
+//   node play.mjs PAGE_URL KIND [SECONDS]
+// KIND is dash | hls | smooth | mp4 (the page's buttons). Exit code 0 when playback advanced
+// at least SECONDS (default 5) of media time without a fatal player error.
+import puppeteer from "puppeteer-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [pageUrl, kind, secondsArg] = process.argv.slice(2);
+const seconds = Number(secondsArg || 5);
+const profile = mkdtempSync(join(tmpdir(), "origin-chromium-"));
+const browser = await puppeteer.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  userDataDir: profile,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+         "--autoplay-policy=no-user-gesture-required"],
+});
+const result = { kind, ok: false, currentTime: 0, errors: [], console: [] };
+try {
+  const page = await browser.newPage();
+  page.on("console", (m) => result.console.push(m.text()));
+  page.on("pageerror", (e) => result.errors.push(String(e)));
+  await page.goto(pageUrl, { waitUntil: "load", timeout: 30000 });
+  await page.evaluate((k) => document.querySelector(`button[data-kind="${k}"]`).click(), kind);
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline) {
+    const state = await page.evaluate(() => ({
+      t: document.getElementById("video").currentTime,
+      status: document.getElementById("status").textContent,
+      error: document.getElementById("video").error && document.getElementById("video").error.message,
+    }));
+    result.currentTime = state.t;
+    result.status = state.status;
+    if (state.error) result.errors.push("media error: " + state.error);
+    if (/error/i.test(state.status)) result.errors.push(state.status);
+    if (result.errors.length || state.t >= seconds) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  result.ok = result.errors.length === 0 && result.currentTime >= seconds;
+} catch (e) {
+  result.errors.push(String(e));
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
