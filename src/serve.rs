@@ -9,6 +9,7 @@ use std::os::fd::IntoRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use ngx::ffi::{
@@ -23,7 +24,9 @@ use origin_core::ism::{join_relative, ServerManifest};
 use origin_core::package::dash::{self, DashOptions};
 use origin_core::package::hls::{self, HlsOptions};
 use origin_core::package::{mss, ts, PackageError, DEFAULT_SEGMENT_SECONDS};
-use origin_core::presentation::{Presentation, PresentationError, SourceLoader, Track};
+use origin_core::presentation::{
+    Presentation, PresentationError, SegmentCache, SourceLoader, Track,
+};
 use origin_core::source::{MmapSource, PreadSource, Source, SourceIdentity};
 use origin_core::url::{
     DashTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, ManifestKind, MpdSegmentTemplate, Route,
@@ -47,23 +50,55 @@ impl Weighted for Manifest {
 }
 
 thread_local! {
+    /// Open sources (at most this many files mapped or open per worker).
+    static OPEN_SOURCES: RefCell<LruCache<(PathBuf, bool), OpenSource>> =
+        RefCell::new(LruCache::new(64));
+    static SEGMENTS: std::rc::Rc<SegmentCache> = std::rc::Rc::new(SegmentCache::new(16 << 20));
     static INDEXES: RefCell<LruCache<SourceIdentity, MediaIndex>> =
         RefCell::new(LruCache::new(INDEX_CACHE_BYTES));
     static MANIFESTS: RefCell<LruCache<SourceIdentity, Manifest>> =
         RefCell::new(LruCache::new(8 << 20));
 }
 
-fn open_source(path: &Path, disable_mmap: bool) -> Result<Box<dyn Source>, OriginError> {
+/// An open source kept between requests (its mapping or descriptor), valid while the file's
+/// identity is unchanged.
+struct OpenSource(Rc<dyn Source>);
+
+impl Weighted for OpenSource {
+    fn weight(&self) -> usize {
+        1
+    }
+}
+
+/// Opens (or reuses) a source: one `stat` per request decides whether the open mapping still
+/// shows the file's current version, so a replaced file is never read through a stale one.
+fn open_source(path: &Path, disable_mmap: bool) -> Result<Rc<dyn Source>, OriginError> {
     let shown = path.display().to_string();
-    let result: Result<Box<dyn Source>, _> = if disable_mmap {
-        PreadSource::open(path).map(|s| Box::new(s) as Box<dyn Source>)
+    let meta = std::fs::metadata(path).map_err(|e| OriginError::from_io(&shown, e))?;
+    if !meta.is_file() {
+        return Err(OriginError::NotFound { path: shown });
+    }
+    let identity = SourceIdentity::of_metadata(&meta);
+    let key = (path.to_path_buf(), disable_mmap);
+    if let Some(open) = OPEN_SOURCES.with(|c| c.borrow_mut().get(&key)) {
+        if open.0.identity() == &identity {
+            return Ok(open.0.clone());
+        }
+    }
+    let result: Result<Rc<dyn Source>, _> = if disable_mmap {
+        PreadSource::open(path).map(|s| Rc::new(s) as Rc<dyn Source>)
     } else {
-        MmapSource::open(path).map(|s| Box::new(s) as Box<dyn Source>)
+        MmapSource::open(path).map(|s| Rc::new(s) as Rc<dyn Source>)
     };
-    result.map_err(|e| match e {
+    let source = result.map_err(|e| match e {
         origin_core::source::SourceError::Io { source, .. } => OriginError::from_io(&shown, source),
         other => OriginError::Media(other.to_string()),
-    })
+    })?;
+    OPEN_SOURCES.with(|c| {
+        c.borrow_mut()
+            .insert(key, Arc::new(OpenSource(source.clone())))
+    });
+    Ok(source)
 }
 
 /// The index of a local file, from the worker's cache when the file is unchanged.
@@ -71,7 +106,7 @@ fn index_of(path: &Path, disable_mmap: bool) -> Result<Arc<MediaIndex>, OriginEr
     let src = open_source(path, disable_mmap)?;
     INDEXES.with(|c| {
         c.borrow_mut().get_or_try_insert(src.identity(), || {
-            build_index(src.as_ref()).map_err(|e| OriginError::Media(e.to_string()))
+            build_index(&*src).map_err(|e| OriginError::Media(e.to_string()))
         })
     })
 }
@@ -180,6 +215,7 @@ pub fn serve(
     disable_mmap: bool,
 ) -> Result<ngx_int_t, OriginError> {
     let (mut p, mtime) = load(route, file, disable_mmap)?;
+    p.segment_cache = Some(SEGMENTS.with(|c| c.clone()));
     if let Some(max) = route.options.max_bitrate {
         p.limit_bitrate(max);
     }
@@ -319,6 +355,7 @@ pub fn serve(
             &source_path(file, track),
             dash::mime_type(track.kind),
             mtime,
+            disable_mmap,
         ),
     }
 }
@@ -451,6 +488,63 @@ fn send_bytes(
     Ok(unsafe { ngx_http_output_filter(r, cl) })
 }
 
+/// Above this many payload ranges a fragment is copied rather than sent range by range: an
+/// interleaved progressive file puts every video sample in a chunk of its own, and one
+/// sendfile per sample costs far more than copying the samples from the page cache.
+const SENDFILE_MAX_RANGES: usize = 4;
+/// Largest fragment payload copied into memory (bigger ones are sent from the file).
+const COPY_MAX_BYTES: u64 = 32 << 20;
+
+/// Sends a fragment as one memory buffer: header, then each payload range read from the
+/// (cached, usually memory-mapped) source.
+fn send_plan_copied(
+    r: &mut ngx_http_request_t,
+    plan: &FragmentPlan,
+    source: &Path,
+    content_type: &'static str,
+    mtime: i64,
+    disable_mmap: bool,
+) -> Result<ngx_int_t, OriginError> {
+    let src = open_source(source, disable_mmap)?;
+    let shown = source.display().to_string();
+    if plan.payload.iter().any(|p| p.offset + p.len > src.len()) {
+        return Err(OriginError::Media(format!(
+            "{shown}: changed while being served"
+        )));
+    }
+    let total = plan.total_len() as usize;
+    let tag = etag(&[
+        &plan.header,
+        shown.as_bytes(),
+        &src.len().to_le_bytes(),
+        &mtime.to_le_bytes(),
+    ]);
+    if let Some(rc) = send_headers(r, total as u64, content_type, mtime, &tag)? {
+        return Ok(rc);
+    }
+    // SAFETY: the buffer is allocated from the request pool with room for `total` bytes; it is
+    // filled completely below before nginx sees it.
+    unsafe {
+        let b = ngx_create_temp_buf(r.pool, total.max(1));
+        if b.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        let buf = std::slice::from_raw_parts_mut((*b).last, total);
+        buf[..plan.header.len()].copy_from_slice(&plan.header);
+        let mut at = plan.header.len();
+        for range in &plan.payload {
+            let len = range.len as usize;
+            src.read_exact_at(range.offset, &mut buf[at..at + len])
+                .map_err(|e| OriginError::Media(e.to_string()))?;
+            at += len;
+        }
+        (*b).last = (*b).last.add(total);
+        finish_last(r, b);
+        let cl = chain_link(r, b)?;
+        Ok(ngx_http_output_filter(r, cl))
+    }
+}
+
 /// Sends a fragment: the header bytes, then the payload ranges straight from the file.
 fn send_plan(
     r: &mut ngx_http_request_t,
@@ -458,8 +552,12 @@ fn send_plan(
     source: &Path,
     content_type: &'static str,
     mtime: i64,
+    disable_mmap: bool,
 ) -> Result<ngx_int_t, OriginError> {
     let shown = source.display().to_string();
+    if plan.payload.len() > SENDFILE_MAX_RANGES && plan.payload_len <= COPY_MAX_BYTES {
+        return send_plan_copied(r, plan, source, content_type, mtime, disable_mmap);
+    }
     let file = File::open(source).map_err(|e| OriginError::from_io(&shown, e))?;
     let size = file
         .metadata()

@@ -100,7 +100,8 @@ class Nginx:
     `http_extra` goes into http{} itself; `main_extra` into the main context.
     """
 
-    def __init__(self, build: Build, *, workers: int = 1, module: Path | None = None):
+    def __init__(self, build: Build, *, workers: int = 1, module: Path | None = None,
+                 wrapper: list[str] | None = None):
         self.build = build
         self.workers = workers
         self.module = module or build.module_for_tests()
@@ -111,6 +112,8 @@ class Nginx:
             (self.prefix / sub).mkdir(mode=0o755)
         self.root = self.prefix / "html"
         self.error_log = self.prefix / "logs" / "error.log"
+        # A command the nginx binary runs under (e.g. taskset for benchmarks).
+        self.wrapper = wrapper or []
 
     # ---------------------------------------------------------------- configuration
     def user_directive(self) -> str:
@@ -169,7 +172,7 @@ http {{
     def start(self, server: str, **kw) -> "Nginx":
         conf = self.write_config(self.config(server, **kw))
         self.proc = subprocess.Popen(
-            [str(self.build.nginx), "-p", str(self.prefix), "-c", str(conf), "-e",
+            [*self.wrapper, str(self.build.nginx), "-p", str(self.prefix), "-c", str(conf), "-e",
              str(self.error_log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )

@@ -7,7 +7,9 @@ pub mod mss;
 pub mod ts;
 
 use crate::index::TrackKind;
-use crate::presentation::{Presentation, Track};
+use std::sync::Arc;
+
+use crate::presentation::{Presentation, SegmentKey, Track};
 use crate::segment::{aligned_segments, reference_segments, SegmentTable};
 
 /// Default target segment duration, seconds.
@@ -35,13 +37,26 @@ pub enum PackageError {
 /// The segments of `track`: video tracks are cut at their own sync samples every
 /// `target_secs`; audio and text tracks at the instants the reference (first video) track is
 /// cut, so every format's segment N covers the same time in every track.
-pub fn segments(p: &Presentation, track: &Track, target_secs: u64) -> SegmentTable {
+pub fn segments(p: &Presentation, track: &Track, target_secs: u64) -> Arc<SegmentTable> {
     let reference = p.reference();
-    if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
-        return reference_segments(track.index(), target_secs, 1);
+    let build = || {
+        if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
+            return reference_segments(track.index(), target_secs, 1);
+        }
+        let ref_table = reference_segments(reference.index(), target_secs, 1);
+        aligned_segments(track.index(), reference.index(), &ref_table)
+    };
+    match &p.segment_cache {
+        Some(cache) => cache.get_or_build(
+            SegmentKey {
+                reference: (reference.media.identity.clone(), reference.track_no),
+                track: (track.media.identity.clone(), track.track_no),
+                target_secs,
+            },
+            build,
+        ),
+        None => Arc::new(build()),
     }
-    let ref_table = reference_segments(reference.index(), target_secs, 1);
-    aligned_segments(track.index(), reference.index(), &ref_table)
 }
 
 /// Seconds as ISO 8601 (`PT1H2M3.500S`), for MPD durations.

@@ -2,8 +2,14 @@
 //! source's index, with the names, bitrates and languages the URLs use, after the request's
 //! track selection (`filter=`, `max_bitrate=`).
 
+use std::cell::RefCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::sync::Arc;
+
+use crate::cache::{LruCache, Weighted};
+use crate::segment::SegmentTable;
+use crate::source::SourceIdentity;
 
 use crate::index::{MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{resolve_src, ServerManifest, SourceRef, TrackKind as IsmKind};
@@ -48,6 +54,54 @@ impl Track {
 pub struct Presentation {
     pub tracks: Vec<Track>,
     pub manifest: ServerManifest,
+    /// Where segment tables are kept between requests (the glue's per-worker cache); without
+    /// one they are computed per call.
+    pub segment_cache: Option<Rc<SegmentCache>>,
+}
+
+/// Identifies one segmentation: the reference track, the track, and the target duration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SegmentKey {
+    pub reference: (SourceIdentity, usize),
+    pub track: (SourceIdentity, usize),
+    pub target_secs: u64,
+}
+
+impl Weighted for SegmentTable {
+    fn weight(&self) -> usize {
+        self.starts().len() * 4 + 64
+    }
+}
+
+/// Segment tables computed for earlier requests, keyed by what they depend on: the files'
+/// identities (so a changed file is segmented anew), the tracks and the target.
+pub struct SegmentCache(RefCell<LruCache<SegmentKey, SegmentTable>>);
+
+impl std::fmt::Debug for SegmentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.0.borrow();
+        write!(f, "SegmentCache({} tables, {} bytes)", c.len(), c.used())
+    }
+}
+
+impl SegmentCache {
+    /// A cache holding at most `budget` bytes of tables.
+    pub fn new(budget: usize) -> SegmentCache {
+        SegmentCache(RefCell::new(LruCache::new(budget)))
+    }
+
+    /// The table for `key`, computed by `build` when missing.
+    pub fn get_or_build(
+        &self,
+        key: SegmentKey,
+        build: impl FnOnce() -> SegmentTable,
+    ) -> Arc<SegmentTable> {
+        let mut c = self.0.borrow_mut();
+        match c.get_or_try_insert::<std::convert::Infallible>(&key, || Ok(build())) {
+            Ok(t) => t,
+            Err(never) => match never {},
+        }
+    }
 }
 
 /// Why a presentation could not be assembled.
@@ -139,6 +193,7 @@ impl Presentation {
         Ok(Presentation {
             tracks,
             manifest: ServerManifest::default(),
+            segment_cache: None,
         })
     }
 
@@ -200,7 +255,11 @@ impl Presentation {
         if tracks.is_empty() {
             return Err(PresentationError::NoTracks);
         }
-        Ok(Presentation { tracks, manifest })
+        Ok(Presentation {
+            tracks,
+            manifest,
+            segment_cache: None,
+        })
     }
 
     /// Drops tracks above `max_bitrate` (keeping at least the lowest of each kind, so a

@@ -90,13 +90,19 @@ pub trait Source {
 }
 
 fn file_identity(file: &File) -> io::Result<SourceIdentity> {
-    let m = file.metadata()?;
-    Ok(SourceIdentity::File {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-    })
+    Ok(SourceIdentity::of_metadata(&file.metadata()?))
+}
+
+impl SourceIdentity {
+    /// The identity of a local file from its metadata (`stat`).
+    pub fn of_metadata(m: &std::fs::Metadata) -> SourceIdentity {
+        SourceIdentity::File {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
 }
 
 /// A local file read with pread.

@@ -408,6 +408,20 @@ impl Parser<'_> {
                         String::from_utf8_lossy(key.as_ref())
                     ),
                 })?;
+            // XML 1.0 (§2.2) allows no NUL and no C0 control other than tab, LF and CR, raw
+            // or as a character reference; such a value could not be written back either.
+            if value
+                .chars()
+                .any(|c| (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(IsmError::Xml {
+                    position,
+                    message: format!(
+                        "<{element}> attribute {}: control character not allowed in XML",
+                        String::from_utf8_lossy(key.as_ref())
+                    ),
+                });
+            }
             *slot = Some(value.into_owned());
         }
         Ok(found)

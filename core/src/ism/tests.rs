@@ -174,7 +174,7 @@ fn write_parse_write_is_byte_identical() {
 
 #[test]
 fn hostile_values_survive_a_round_trip() {
-    let nasty = "a&b<c>d\"e'f\tg\nh\ri\u{1}j\u{7f}k\u{85}l é 日本 &amp; ]]> <!-- -->  x ";
+    let nasty = "a&b<c>d\"e'f\tg\nh\rij\u{7f}k\u{85}l é 日本 &amp; ]]> <!-- -->  x ";
     let mut track = TrackEntry::new(TrackKind::Audio, nasty);
     track.system_language = Some(nasty.to_owned());
     track.set_param(nasty, nasty);
@@ -192,11 +192,15 @@ fn hostile_values_survive_a_round_trip() {
 }
 
 #[test]
-fn nul_is_dropped_by_the_writer() {
+fn forbidden_controls_are_dropped_by_the_writer_and_refused_by_the_parser() {
     let mut m = ServerManifest::default();
-    m.set_meta("a\0b", "c\0");
+    m.set_meta("a\0b", "c\0\u{1}\u{1f}");
     let reparsed = ServerManifest::parse(m.to_xml().as_bytes()).unwrap();
     assert_eq!(reparsed.meta("ab"), Some("c"));
+    // Found by the ism_parser fuzz target: raw NUL inside an attribute value.
+    let raw = b"<smil><head><meta name=\"a\0b\" content=\"x\"/></head></smil>";
+    assert!(ServerManifest::parse(raw).is_err());
+    xml_error("<smil><head><meta name=\"&#1;\"/></head></smil>");
 }
 
 #[test]

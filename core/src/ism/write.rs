@@ -52,9 +52,11 @@ fn write_track(out: &mut String, track: &TrackEntry) {
     out.push_str(">\n");
 }
 
-/// ` name="value"` with the value escaped for a double-quoted attribute. Control characters
-/// (including tab and newline, which a parser would otherwise normalise to spaces) become
-/// character references; NUL has none in XML 1.0 and is dropped.
+/// ` name="value"` with the value escaped for a double-quoted attribute. Tab, newline and
+/// carriage return (which a parser would otherwise normalise to spaces) and the other control
+/// characters XML 1.0 allows become character references; the C0 controls XML 1.0 forbids
+/// (NUL, U+0001..U+001F but those three) cannot be written at all and are dropped, as the
+/// parser refuses them.
 fn attribute(out: &mut String, name: &str, value: &str) {
     out.push(' ');
     out.push_str(name);
@@ -65,7 +67,7 @@ fn attribute(out: &mut String, name: &str, value: &str) {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\0' => {}
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
             c if c.is_control() => {
                 out.push_str("&#");
                 out.push_str(&u32::from(c).to_string());

@@ -1,0 +1,170 @@
+"""End-to-end benchmark: worker CPU per request of the module against nginx serving the same
+bytes as static files, measured in the same run.
+
+nginx runs one worker pinned to CPU 0, wrk is pinned to CPU 1. The figure that counts is the
+worker's CPU time (utime + stime from /proc) per request, since the load generator shares the
+machine; req/s is printed too. Usage (from scripts/bench.sh):
+
+    python scripts/bench.py [--seconds 10] [--media build/media/long-2h.mp4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import Nginx, builds  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def wrk(url_list: list[str], seconds: int, base: str) -> tuple[int, float]:
+    script = Path("/tmp/origin-bench.lua")
+    paths = ",".join(f'"{u}"' for u in url_list)
+    script.write_text(f"""
+local paths = {{{paths}}}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i % #paths) + 1])
+end
+""")
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t", "1", "-c", "8", "-d", f"{seconds}s", "-s", str(script), base],
+        capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if "Non-2xx" in out:
+        raise SystemExit(f"benchmark saw errors:\n{out}")
+    return requests, rps
+
+
+def measure(n: Nginx, urls: list[str], seconds: int) -> tuple[float, float, int]:
+    worker = n.worker_pids()[0]
+    before = cpu_seconds(worker)
+    requests, rps = wrk(urls, seconds, n.url("/"))
+    used = cpu_seconds(worker) - before
+    return used / requests * 1e6, rps, requests
+
+
+def first_request_ms(n: Nginx, path: str) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", n.url(path)],
+                       capture_output=True, text=True, check=True).stdout.split()
+    assert r[0] == "200", r
+    return float(r[1]) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--media", default=str(ROOT / "build" / "media" / "long-2h.mp4"))
+    ap.add_argument("--segments", type=int, default=300, help="distinct segments to rotate over")
+    args = ap.parse_args()
+    media = Path(args.media)
+    build = next(b for b in builds() if b.version.startswith("1.28"))
+    n = Nginx(build, workers=1, module=build.module, wrapper=["taskset", "-c", "0"])
+    try:
+        (n.root / "v").mkdir(mode=0o755)
+        os.link(media, n.root / "v" / "long.mp4") if media.stat().st_dev == n.root.stat().st_dev \
+            else shutil.copy(media, n.root / "v" / "long.mp4")
+        (n.root / "v" / "long.mp4").chmod(0o644)
+        n.start(r"""
+            location /static/ { }
+            location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }
+        """, http_extra="sendfile on; tcp_nopush on; access_log off;")
+        rows = []
+        # Manifests: the first request after start builds the index (cold), then warm.
+        rows.append(("first MPD after start (2-hour title)", f"{first_request_ms(n, '/v/long.mp4/.mpd'):.2f} ms", ""))
+        mpd = subprocess.run(["curl", "-s", n.url("/v/long.mp4/.mpd")], capture_output=True, text=True).stdout
+        times = []
+        t = 0
+        for m in re.finditer(r'<S (?:t="(\d+)" )?d="(\d+)"(?: r="(\d+)")?/>', mpd.split("contentType=\"audio\"")[0]):
+            if m.group(1):
+                t = int(m.group(1))
+            for _ in range(int(m.group(3) or 0) + 1):
+                times.append(t)
+                t += int(m.group(2))
+        step = max(1, len(times) // args.segments)
+        picks = times[::step][: args.segments]
+        rep = re.search(r'Representation id="(video=\d+)"', mpd).group(1)
+        dash_urls = [f"/v/long.mp4/dash/long-{rep}-{t}.dash" for t in picks]
+        numbers = [times.index(t) + 1 for t in picks]
+        hls_urls = [f"/v/long.mp4/hls/long-{rep}-{k}.m4s" for k in numbers]
+        ts_urls = [f"/v/long.mp4/long-{rep}-{k}.ts" for k in numbers]
+        mss_urls = [f"/v/long.mp4/QualityLevels({rep.split('=')[1]})/Fragments(video={t})" for t in picks]
+
+        # Static baseline: the very bytes of the DASH segments, as files.
+        static = n.root / "static"
+        static.mkdir(mode=0o755)
+        static_urls = []
+        for i, u in enumerate(dash_urls):
+            body = subprocess.run(["curl", "-s", n.url(u)], capture_output=True, check=True).stdout
+            f = static / f"seg-{i}.m4s"
+            f.write_bytes(body)
+            f.chmod(0o644)
+            static_urls.append(f"/static/seg-{i}.m4s")
+        ts_static = static / "ts"
+        ts_static.mkdir(mode=0o755)
+        ts_static_urls = []
+        for i, u in enumerate(ts_urls):
+            body = subprocess.run(["curl", "-s", n.url(u)], capture_output=True, check=True).stdout
+            f = ts_static / f"seg-{i}.ts"
+            f.write_bytes(body)
+            f.chmod(0o644)
+            ts_static_urls.append(f"/static/ts/seg-{i}.ts")
+
+        base_us, base_rps, _ = measure(n, static_urls, args.seconds)
+        ts_base_us, ts_base_rps, _ = measure(n, ts_static_urls, args.seconds)
+        rows.append(("static 2 s fMP4 segment (baseline)", f"{base_us:.0f} µs", f"{base_rps:.0f} req/s, 1.00x"))
+        for name, urls, base in [("DASH 2 s video segment", dash_urls, base_us),
+                                 ("HLS fMP4 2 s video segment", hls_urls, base_us),
+                                 ("Smooth 2 s video fragment", mss_urls, base_us)]:
+            us, rps, _ = measure(n, urls, args.seconds)
+            rows.append((name, f"{us:.0f} µs", f"{rps:.0f} req/s, {us / base:.2f}x"))
+        rows.append(("static TS segment (baseline)", f"{ts_base_us:.0f} µs", f"{ts_base_rps:.0f} req/s, 1.00x"))
+        us, rps, _ = measure(n, ts_urls, args.seconds)
+        rows.append(("HLS TS 2 s video segment", f"{us:.0f} µs",
+                     f"{rps:.0f} req/s, {us / ts_base_us:.2f}x"))
+        for name, path in [("warm MPD (2-hour title)", "/v/long.mp4/.mpd"),
+                           ("warm HLS media playlist (2-hour title)", f"/v/long.mp4/long-{rep}.m3u8"),
+                           ("warm Smooth manifest (2-hour title)", "/v/long.mp4/Manifest")]:
+            body = subprocess.run(["curl", "-s", n.url(path)], capture_output=True).stdout
+            us, rps, _ = measure(n, [path], max(3, args.seconds // 2))
+            rows.append((name, f"{us:.0f} µs", f"{rps:.0f} req/s, {len(body) // 1024} KB"))
+        # Every segment of the title in every format, then the worker's RSS.
+        every = [f"/v/long.mp4/dash/long-{rep}-{t}.dash" for t in times] + \
+                [f"/v/long.mp4/hls/long-{rep}-{k + 1}.m4s" for k in range(len(times))]
+        measure(n, every, max(5, args.seconds))
+        rows.append(("worker RSS after serving segments of the 2-hour title", f"{rss_kb(n.worker_pids()[0]) / 1024:.1f} MB", ""))
+        print("| measurement | worker CPU / time | notes |")
+        print("|---|---|---|")
+        for r in rows:
+            print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    finally:
+        n.cleanup()
+
+
+if __name__ == "__main__":
+    main()
