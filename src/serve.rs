@@ -9,7 +9,6 @@ use std::os::fd::IntoRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use ngx::ffi::{
@@ -62,7 +61,7 @@ thread_local! {
 
 /// An open source kept between requests (its mapping or descriptor), valid while the file's
 /// identity is unchanged.
-struct OpenSource(Rc<dyn Source>);
+struct OpenSource(Arc<dyn Source + Send + Sync>);
 
 impl Weighted for OpenSource {
     fn weight(&self) -> usize {
@@ -72,7 +71,10 @@ impl Weighted for OpenSource {
 
 /// Opens (or reuses) a source: one `stat` per request decides whether the open mapping still
 /// shows the file's current version, so a replaced file is never read through a stale one.
-fn open_source(path: &Path, disable_mmap: bool) -> Result<Rc<dyn Source>, OriginError> {
+fn open_source(
+    path: &Path,
+    disable_mmap: bool,
+) -> Result<Arc<dyn Source + Send + Sync>, OriginError> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| OriginError::from_io(&shown, e))?;
     if !meta.is_file() {
@@ -85,10 +87,10 @@ fn open_source(path: &Path, disable_mmap: bool) -> Result<Rc<dyn Source>, Origin
             return Ok(open.0.clone());
         }
     }
-    let result: Result<Rc<dyn Source>, _> = if disable_mmap {
-        PreadSource::open(path).map(|s| Rc::new(s) as Rc<dyn Source>)
+    let result: Result<Arc<dyn Source + Send + Sync>, _> = if disable_mmap {
+        PreadSource::open(path).map(|s| Arc::new(s) as Arc<dyn Source + Send + Sync>)
     } else {
-        MmapSource::open(path).map(|s| Rc::new(s) as Rc<dyn Source>)
+        MmapSource::open(path).map(|s| Arc::new(s) as Arc<dyn Source + Send + Sync>)
     };
     let source = result.map_err(|e| match e {
         origin_core::source::SourceError::Io { source, .. } => OriginError::from_io(&shown, source),
