@@ -243,3 +243,18 @@ def test_hls_ts_is_frame_exact(origin):
     assert seg.status_code == 200 and seg.headers["Content-Type"] == "video/MP2T"
     assert len(seg.content) % 188 == 0 and seg.content[0] == 0x47
     assert all(seg.content[i] == 0x47 for i in range(0, len(seg.content), 188))
+
+
+def test_filter_expressions(origin):
+    q = "filter=" + requests.utils.quote('(type=="video"&&systemBitrate<300000)||type!="video"')
+    mpd = origin.get(f"/v/ladder.ism/.mpd?{q}").text
+    assert "video=165000" in mpd and "video=273000" in mpd and "video=432000" not in mpd
+    assert "audio_eng=128000" in mpd and "audio_fra=128000" in mpd
+    q = "filter=" + requests.utils.quote('systemLanguage=="fra"||type=="video"')
+    m3u8 = origin.get(f"/v/ladder.ism/.m3u8?{q}").text
+    assert "fra" in m3u8 and 'LANGUAGE="eng"' not in m3u8
+    for bad in ['type==video', '(type=="video"', 'bogus==1']:
+        r = origin.get("/v/ladder.ism/.mpd?filter=" + requests.utils.quote(bad))
+        assert r.status_code == 400, bad
+    none = origin.get("/v/ladder.ism/.mpd?filter=" + requests.utils.quote('type=="nothing"'))
+    assert none.status_code == 404

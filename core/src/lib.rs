@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod filter;
 pub mod fragment;
 pub mod index;
 pub mod ism;

@@ -284,6 +284,11 @@ impl Presentation {
         });
     }
 
+    /// Keeps the tracks an expression selects.
+    pub fn apply_filter(&mut self, filter: &crate::filter::Filter) {
+        self.tracks.retain(|t| filter.matches(t));
+    }
+
     /// Tracks of one kind.
     pub fn of_kind(&self, kind: TrackKind) -> impl Iterator<Item = &Track> {
         self.tracks.iter().filter(move |t| t.kind == kind)
@@ -315,5 +320,39 @@ impl Presentation {
             .iter()
             .map(|t| t.index().duration() as f64 / f64::from(t.index().timescale.max(1)))
             .fold(0.0, f64::max)
+    }
+}
+
+impl crate::filter::Attributes for Track {
+    fn attribute(&self, name: &str) -> Option<crate::filter::Value> {
+        use crate::filter::Value;
+        use crate::mp4::codec::MediaInfo;
+        Some(match name {
+            "type" => Value::Text(self.kind.as_str().to_string()),
+            "systemBitrate" => Value::Number(self.bitrate),
+            "systemLanguage" => Value::Text(self.language.clone()?),
+            "FourCC" => Value::Text(self.entry.smooth_fourcc().to_string()),
+            "trackName" => Value::Text(self.name.clone()),
+            "trackID" => Value::Number(u64::from(self.index().track_id)),
+            "MaxWidth" | "MaxHeight" => match self.entry.media {
+                MediaInfo::Video { width, height, .. } => {
+                    Value::Number(u64::from(if name == "MaxWidth" { width } else { height }))
+                }
+                _ => return None,
+            },
+            "SamplingRate" | "Channels" => match self.entry.media {
+                MediaInfo::Audio {
+                    sample_rate,
+                    channels,
+                    ..
+                } => Value::Number(if name == "SamplingRate" {
+                    u64::from(sample_rate)
+                } else {
+                    u64::from(channels)
+                }),
+                _ => return None,
+            },
+            _ => return None,
+        })
     }
 }

@@ -113,6 +113,7 @@ impl QueryOptions {
                 if v.is_empty() {
                     return Err(bad(&name, v, "empty filter expression"));
                 }
+                crate::filter::Filter::parse(v).map_err(|e| bad(&name, v, e.what))?;
                 self.filter = Some(v.to_string());
             }
             "max_bitrate" => self.max_bitrate = Some(number()?),
@@ -349,7 +350,10 @@ mod tests {
             o.filter.as_deref(),
             Some("(type==\"video\"&&systemBitrate<800000)||type!=\"video\"")
         );
-        assert_eq!(q("filter=a+b").unwrap().filter.as_deref(), Some("a b"));
+        assert_eq!(
+            q("filter=type+%3D%3D+%22video%22").unwrap().filter.as_deref(),
+            Some("type == \"video\"")
+        );
     }
 
     #[test]
@@ -378,6 +382,8 @@ mod tests {
             "hls_client_manifest_version=99999999999",
             "mpd_segment_template=foo",
             "filter=",
+            "filter=type%3D%3Dvideo",
+            "filter=(type%3D%3D%22video%22",
             "vbegin=abc",
             "vbegin=10&vend=5",
             "vbegin=10&vend=2024-01-01T00:00:00Z",
