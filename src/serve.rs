@@ -194,6 +194,58 @@ fn load(route: &Route, file: &str, disable_mmap: bool) -> Result<(Presentation, 
     }
 }
 
+/// Restricts the presentation to `vbegin`..`vend`: the reference (video) file is cut at its
+/// sync samples and every other file at the same instants; clips are cached like indexes.
+fn subclip(p: &mut Presentation, route: &Route) -> Result<(), OriginError> {
+    use origin_core::url::TimePoint;
+    let offset = |t: Option<TimePoint>, name: &str| match t {
+        None => Ok(None),
+        Some(TimePoint::Offset(us)) => Ok(Some(us)),
+        Some(TimePoint::Utc(_)) => {
+            Err(OriginError::Route(origin_core::url::RouteError::BadQuery {
+                name: name.into(),
+                value: String::new(),
+                reason: "wall-clock times apply to live presentations",
+            }))
+        }
+    };
+    let begin = offset(route.options.vbegin, "vbegin")?.unwrap_or(0);
+    let end = offset(route.options.vend, "vend")?;
+    let span = p
+        .reference()
+        .media
+        .clip_span(begin, end)
+        .ok_or_else(|| OriginError::NotFound {
+            path: format!("{} (vbegin is past the end)", route.manifest_path),
+        })?;
+    p.map_media(|m| {
+        let key = SourceIdentity::Subclip {
+            base: Box::new(m.identity.clone()),
+            begin_us: span.0,
+            end_us: span.1,
+        };
+        INDEXES.with(|c| {
+            c.borrow_mut()
+                .get_or_try_insert(&key, || m.subclip(span.0, span.1).ok_or(()))
+                .ok()
+        })
+    });
+    if p.tracks.is_empty() {
+        return Err(OriginError::NotFound {
+            path: format!("{} (empty subclip)", route.manifest_path),
+        });
+    }
+    Ok(())
+}
+
+fn ngx_str(s: &ngx::ffi::ngx_str_t) -> &[u8] {
+    if s.len == 0 || s.data.is_null() {
+        return &[];
+    }
+    // SAFETY: nginx strings point at `len` bytes that live as long as the request.
+    unsafe { std::slice::from_raw_parts(s.data, s.len) }
+}
+
 /// The stem of the server manifest's file name: segment URL prefix.
 fn presentation_name(route: &Route) -> String {
     let file = route.manifest_path.rsplit('/').next().unwrap_or("");
@@ -247,6 +299,9 @@ pub fn serve(
     if let Some(max) = route.options.max_bitrate {
         p.limit_bitrate(max);
     }
+    if route.options.vbegin.is_some() || route.options.vend.is_some() {
+        subclip(&mut p, route)?;
+    }
     let opts = p
         .manifest
         .options()
@@ -262,10 +317,17 @@ pub fn serve(
                 .and_then(MpdSegmentTemplate::parse)
         })
         .unwrap_or(MpdSegmentTemplate::Time);
+    // Child URLs repeat the request's query, so subclips and addressing options reach them.
+    let query = if r.args.len > 0 {
+        format!("?{}", String::from_utf8_lossy(ngx_str(&r.args)))
+    } else {
+        String::new()
+    };
     let dash_opts = DashOptions {
         template,
         target_secs,
         name: name.clone(),
+        query: query.clone(),
     };
     let hls_fmp4 = route.options.hls_fmp4.or(opts.hls_fmp4).unwrap_or(false);
     let hls_version = route
@@ -278,6 +340,7 @@ pub fn serve(
         name: name.clone(),
         fmp4,
         version: hls_version,
+        query: query.clone(),
     };
 
     // Manifests are pure functions of the request and the files' versions: a worker answers a
@@ -305,7 +368,7 @@ pub fn serve(
     let answer =
         match &route.target {
             Target::Smooth(SmoothTarget::Manifest) => Answer::Text(
-                mss::manifest(&p, target_secs).map_err(package_error)?,
+                mss::manifest(&p, target_secs, &query).map_err(package_error)?,
                 "application/vnd.ms-sstr+xml",
             ),
             Target::Smooth(SmoothTarget::Fragment {

@@ -258,3 +258,18 @@ def test_filter_expressions(origin):
         assert r.status_code == 400, bad
     none = origin.get("/v/ladder.ism/.mpd?filter=" + requests.utils.quote('type=="nothing"'))
     assert none.status_code == 404
+
+
+def test_vbegin_vend_subclips(origin):
+    mpd = origin.get("/v/ladder.ism/.mpd?vbegin=2").text
+    assert 'mediaPresentationDuration="PT2.' in mpd
+    got = frame_hashes(origin.url("/v/ladder.ism/.mpd?vbegin=2"), "0:v:2")
+    want = frame_hashes(str(FIXTURES / "ladder-video-720.ismv"), "0:v")
+    assert got == want[50:]
+    # vend cuts at the first keyframe at or after it; vbegin at the one at or before it.
+    got = frame_hashes(origin.url("/v/ladder.ism/.m3u8?vbegin=0.5&vend=1.5"), "0:v:0")
+    assert got == frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")[:50]
+    smooth = origin.get("/v/ladder.ism/Manifest?vbegin=2").text
+    assert 'Chunks="1"' in smooth
+    assert origin.get("/v/ladder.ism/.mpd?vbegin=100").status_code == 404
+    assert origin.get("/v/ladder.ism/.mpd?vbegin=2020-01-01T00:00:00Z").status_code == 400

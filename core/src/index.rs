@@ -1185,3 +1185,230 @@ fn push_cto(ctos: &mut Vec<CtoRun>, index: u32, offset: i32) {
         offset,
     });
 }
+
+impl TrackIndex {
+    /// The samples `range` as a track of their own, decode times rebased by `rebase` (track
+    /// ticks). Offsets still point into the same file.
+    fn slice(&self, range: std::ops::Range<u32>, rebase: u64) -> TrackIndex {
+        let mut out = TrackIndex {
+            sample_count: 0,
+            sizes: Sizes::PerSample(Vec::with_capacity((range.end - range.start) as usize)),
+            times: Vec::new(),
+            ctos: Ctos::Zero,
+            chunks: ChunkMap::new(),
+            sync: Some(Vec::new()),
+            fragments: Vec::new(),
+            total_bytes: 0,
+            edit: None,
+            ..self.clone_header()
+        };
+        let mut sizes = Vec::with_capacity((range.end - range.start) as usize);
+        let mut ctos: Vec<CtoRun> = Vec::new();
+        let mut sync = Vec::new();
+        let mut chunk: Option<(u32, u64, u64)> = None; // (count, offset, next offset)
+        for s in self.samples(range) {
+            let i = out.sample_count;
+            push_time(&mut out.times, i, s.duration, s.dts - rebase);
+            if s.cto != 0 || !ctos.is_empty() {
+                push_cto(&mut ctos, i, s.cto);
+            }
+            if s.sync {
+                sync.push(i);
+            }
+            match &mut chunk {
+                Some((count, _, next)) if *next == s.offset => {
+                    *count += 1;
+                    *next += u64::from(s.size);
+                }
+                _ => {
+                    if let Some((count, offset, _)) = chunk {
+                        out.chunks.push(count, offset);
+                    }
+                    chunk = Some((1, s.offset, s.offset + u64::from(s.size)));
+                }
+            }
+            sizes.push(s.size);
+            out.total_bytes += u64::from(s.size);
+            out.sample_count += 1;
+        }
+        if let Some((count, offset, _)) = chunk {
+            out.chunks.push(count, offset);
+        }
+        out.sync = if sync.len() == out.sample_count as usize {
+            None
+        } else {
+            Some(sync)
+        };
+        out.sizes = Sizes::PerSample(sizes);
+        out.ctos = compact_ctos(ctos, out.sample_count, "").unwrap_or(Ctos::Zero);
+        out
+    }
+
+    /// Everything but the sample tables.
+    fn clone_header(&self) -> TrackIndex {
+        TrackIndex {
+            track_id: self.track_id,
+            kind: self.kind,
+            timescale: self.timescale,
+            language: self.language.clone(),
+            handler_name: self.handler_name.clone(),
+            width: self.width,
+            height: self.height,
+            sample_entry: self.sample_entry.clone(),
+            sample_entry_fourcc: self.sample_entry_fourcc,
+            edit: self.edit,
+            sample_count: 0,
+            sizes: Sizes::Constant(0),
+            times: Vec::new(),
+            ctos: Ctos::Zero,
+            chunks: ChunkMap::new(),
+            sync: None,
+            fragments: Vec::new(),
+            total_bytes: 0,
+        }
+    }
+}
+
+impl MediaIndex {
+    /// The media between `begin_us` and `end_us` (microseconds from the start; `None`: to the
+    /// end) as an index of its own, timed from 0. The first video track is cut at its sync
+    /// sample at or before `begin` and at the first sync sample at or after `end`, so the clip
+    /// decodes; the other tracks are cut at the same instants. `None` when nothing is left.
+    pub fn subclip(&self, begin_us: u64, end_us: Option<u64>) -> Option<MediaIndex> {
+        let (reference, first, last) = self.clip_samples(begin_us, end_us)?;
+        let r = &self.tracks[reference];
+        let origin = r.dts(0);
+        // The clip's time span in microseconds, relative to the reference's start.
+        let span_begin = u128::from(r.dts(first) - origin) * 1_000_000 / u128::from(r.timescale);
+        let span_end = u128::from(r.dts(last) - origin) * 1_000_000 / u128::from(r.timescale);
+        let tracks = self
+            .tracks
+            .iter()
+            .map(|t| {
+                if t.sample_count() == 0 {
+                    return t.clone_header();
+                }
+                let o = t.dts(0);
+                let ticks = |us: u128| (us * u128::from(t.timescale) / 1_000_000) as u64;
+                let (a, b) = if std::ptr::eq(t, r) {
+                    (first, last)
+                } else {
+                    (
+                        t.sample_at_or_after(o + ticks(span_begin)),
+                        if last >= r.sample_count() {
+                            t.sample_count()
+                        } else {
+                            t.sample_at_or_after(o + ticks(span_end))
+                        },
+                    )
+                };
+                let rebase = t.dts(a.min(t.sample_count()));
+                t.slice(a..b, rebase)
+            })
+            .collect();
+        Some(MediaIndex {
+            identity: SourceIdentity::Subclip {
+                base: Box::new(self.identity.clone()),
+                begin_us,
+                end_us,
+            },
+            tracks,
+            ..self.clone_without_tracks()
+        })
+    }
+
+    /// The reference track and its sample range for a clip (see [`MediaIndex::subclip`]).
+    fn clip_samples(&self, begin_us: u64, end_us: Option<u64>) -> Option<(usize, u32, u32)> {
+        let reference = self
+            .tracks
+            .iter()
+            .position(|t| t.kind == TrackKind::Video && t.sample_count() > 0)
+            .or_else(|| self.tracks.iter().position(|t| t.sample_count() > 0))?;
+        let r = &self.tracks[reference];
+        let to_ticks = |us: u64, ts: u32| (u128::from(us) * u128::from(ts) / 1_000_000) as u64;
+        let origin = r.dts(0);
+        if to_ticks(begin_us, r.timescale) >= r.duration() {
+            return None;
+        }
+        let mut first = r.sample_at_or_before(origin + to_ticks(begin_us, r.timescale));
+        let mut last = match end_us {
+            Some(e) => r.sample_at_or_after(origin + to_ticks(e, r.timescale)),
+            None => r.sample_count(),
+        };
+        if r.kind == TrackKind::Video {
+            if let Some(sync) = r.sync_samples() {
+                let k = sync.partition_point(|&s| s <= first);
+                first = if k == 0 { 0 } else { sync[k - 1] };
+                if last < r.sample_count() {
+                    let k = sync.partition_point(|&s| s < last);
+                    last = sync.get(k).copied().unwrap_or(r.sample_count());
+                }
+            }
+        }
+        (first < last).then_some((reference, first, last))
+    }
+
+    /// The time span (microseconds from the start; `None`: to the end) a clip of this media
+    /// really covers once cut at its reference track's sync samples. Clipping the other files
+    /// of a presentation to this span keeps them aligned.
+    pub fn clip_span(&self, begin_us: u64, end_us: Option<u64>) -> Option<(u64, Option<u64>)> {
+        let (reference, first, last) = self.clip_samples(begin_us, end_us)?;
+        let r = &self.tracks[reference];
+        let us =
+            |s: u32| (u128::from(r.dts(s) - r.dts(0)) * 1_000_000 / u128::from(r.timescale)) as u64;
+        Some((us(first), (last < r.sample_count()).then(|| us(last))))
+    }
+
+    fn clone_without_tracks(&self) -> MediaIndex {
+        MediaIndex {
+            identity: self.identity.clone(),
+            major_brand: self.major_brand,
+            compatible_brands: self.compatible_brands.clone(),
+            movie_timescale: self.movie_timescale,
+            fragmented: self.fragmented,
+            tracks: Vec::new(),
+            file_size: self.file_size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod subclip_tests {
+    use super::*;
+    use crate::source::MmapSource;
+
+    #[test]
+    fn subclip_cuts_at_sync_samples_and_rebases() {
+        let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/progressive.mp4");
+        let idx = build_index(&MmapSource::open(&p).unwrap()).unwrap();
+        // 1.5 s .. 3 s: video starts at the keyframe at or before 1.5 s (0 s) and ends at the
+        // first keyframe at or after 3 s (none: the end, 4 s).
+        let clip = idx.subclip(1_500_000, Some(3_000_000)).unwrap();
+        let v = &clip.tracks[0];
+        assert_eq!(v.sample_count(), 100);
+        let clip = idx.subclip(2_000_000, None).unwrap();
+        let v = &clip.tracks[0];
+        assert_eq!(v.sample_count(), 50);
+        assert_eq!(v.dts(0), 0);
+        assert!(v.is_sync(0));
+        let orig = &idx.tracks[0];
+        for (a, b) in v.samples(0..50).zip(orig.samples(50..100)) {
+            assert_eq!(
+                (a.size, a.offset, a.cto, a.duration),
+                (b.size, b.offset, b.cto, b.duration)
+            );
+        }
+        let a = &clip.tracks[1];
+        assert_eq!(a.dts(0), 0);
+        assert!(
+            a.sample_count() >= 93 && a.sample_count() <= 96,
+            "{}",
+            a.sample_count()
+        );
+        assert_ne!(clip.identity, idx.identity);
+        assert!(idx.subclip(10_000_000, None).is_none());
+        let first_half = idx.subclip(0, Some(1_000_000)).unwrap();
+        assert_eq!(first_half.tracks[0].sample_count(), 50);
+    }
+}

@@ -284,6 +284,30 @@ impl Presentation {
         });
     }
 
+    /// Replaces every source's index by `f`'s (a subclip), dropping tracks left empty.
+    pub fn map_media(&mut self, mut f: impl FnMut(&Arc<MediaIndex>) -> Option<Arc<MediaIndex>>) {
+        let mut done: Vec<(*const MediaIndex, Option<Arc<MediaIndex>>)> = Vec::new();
+        for t in &mut self.tracks {
+            let key = Arc::as_ptr(&t.media);
+            let mapped = match done.iter().find(|(k, _)| *k == key) {
+                Some((_, m)) => m.clone(),
+                None => {
+                    let m = f(&t.media);
+                    done.push((key, m.clone()));
+                    m
+                }
+            };
+            if let Some(m) = mapped {
+                t.media = m;
+            }
+        }
+        self.tracks.retain(|t| {
+            done.iter()
+                .any(|(_, m)| m.as_ref().is_some_and(|m| Arc::ptr_eq(m, &t.media)))
+                && t.index().sample_count() > 0
+        });
+    }
+
     /// Keeps the tracks an expression selects.
     pub fn apply_filter(&mut self, filter: &crate::filter::Filter) {
         self.tracks.retain(|t| filter.matches(t));

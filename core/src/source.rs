@@ -28,6 +28,12 @@ pub enum SourceIdentity {
     },
     /// Bytes in memory (tests, tools).
     Memory { name: String, size: u64 },
+    /// A time range of another source's media (a `vbegin`/`vend` subclip), in microseconds.
+    Subclip {
+        base: Box<SourceIdentity>,
+        begin_us: u64,
+        end_us: Option<u64>,
+    },
 }
 
 /// Why bytes could not be read.

@@ -17,6 +17,9 @@ pub struct DashOptions {
     pub target_secs: u64,
     /// Name prefix of segment URLs (`<name>-$RepresentationID$…`): the server manifest's name.
     pub name: String,
+    /// The request's query (`?vbegin=…`, or empty), repeated on every segment URL: options
+    /// such as subclips and the addressing scheme must reach the segment requests too.
+    pub query: String,
 }
 
 /// The composition-offset shift that applies a track's edit list inside the fragments, so that
@@ -232,13 +235,14 @@ fn write_template(
     (timescale, timeline): &(u32, Vec<TimelineEntry>),
     opts: &DashOptions,
 ) {
+    let query = xml_escape(&opts.query);
     let media = match opts.template {
-        MpdSegmentTemplate::Time => format!("{name}-$RepresentationID$-$Time$.dash"),
-        _ => format!("{name}-$RepresentationID$-$Number$.dash"),
+        MpdSegmentTemplate::Time => format!("{name}-$RepresentationID$-$Time$.dash{query}"),
+        _ => format!("{name}-$RepresentationID$-$Number$.dash{query}"),
     };
     let _ = write!(
         x,
-        "{indent}<SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}-$RepresentationID$.dash\" media=\"{media}\""
+        "{indent}<SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}-$RepresentationID$.dash{query}\" media=\"{media}\""
     );
     if opts.template == MpdSegmentTemplate::Number {
         // Nominal duration; segments follow the GOPs, so the last may be shorter.

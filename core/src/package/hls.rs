@@ -21,6 +21,8 @@ pub struct HlsOptions {
     pub fmp4: bool,
     /// `hls_client_manifest_version`.
     pub version: u32,
+    /// The request's query (`?vbegin=…`, or empty), repeated on every URL the playlists hold.
+    pub query: String,
 }
 
 fn quote(s: &str) -> String {
@@ -64,10 +66,11 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
             .unwrap_or_default();
         let _ = writeln!(
             x,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{group}\",NAME=\"{}\"{lang},AUTOSELECT=YES,DEFAULT={}{channels},URI=\"hls/{}.m3u8\"",
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{group}\",NAME=\"{}\"{lang},AUTOSELECT=YES,DEFAULT={}{channels},URI=\"hls/{}.m3u8{}\"",
             quote(&name),
             if first_of_group { "YES" } else { "NO" },
-            quote(&variant_name(opts, &[a]))
+            quote(&variant_name(opts, &[a])),
+            quote(&opts.query)
         );
         match groups.iter_mut().find(|g| g.0 == group) {
             Some(g) => g.1 = g.1.max(a.bitrate),
@@ -83,11 +86,12 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
         for a in &audio {
             let _ = writeln!(
                 x,
-                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\nhls/{}.m3u8",
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\nhls/{}.m3u8{}",
                 a.bitrate,
                 a.bitrate,
                 a.entry.codec_string(),
-                quote(&variant_name(opts, &[a]))
+                quote(&variant_name(opts, &[a])),
+                opts.query
             );
         }
         return Ok(x);
@@ -119,7 +123,12 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
         if !group.is_empty() {
             let _ = write!(line, ",AUDIO=\"{group}\"");
         }
-        let _ = writeln!(x, "{line}\nhls/{}.m3u8", quote(&variant_name(opts, &[v])));
+        let _ = writeln!(
+            x,
+            "{line}\nhls/{}.m3u8{}",
+            quote(&variant_name(opts, &[v])),
+            opts.query
+        );
     }
     Ok(x)
 }
@@ -175,11 +184,18 @@ pub fn media_playlist(
     let mut x = String::with_capacity(64 + durations.len() * 48);
     let _ = writeln!(
         x,
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s\"",
-        quote(&name)
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s{}\"",
+        quote(&name),
+        quote(&opts.query)
     );
     for (k, d) in durations.iter().enumerate() {
-        let _ = writeln!(x, "#EXTINF:{d:.6},\n{}-{}.m4s", quote(&name), k + 1);
+        let _ = writeln!(
+            x,
+            "#EXTINF:{d:.6},\n{}-{}.m4s{}",
+            quote(&name),
+            k + 1,
+            opts.query
+        );
     }
     x.push_str("#EXT-X-ENDLIST\n");
     Ok(x)
@@ -267,10 +283,11 @@ fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
             };
             let _ = writeln!(
                 x,
-                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{}\"{lang},AUTOSELECT=YES,DEFAULT={}{channels},URI=\"{}.m3u8\"",
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{}\"{lang},AUTOSELECT=YES,DEFAULT={}{channels},URI=\"{}.m3u8{}\"",
                 quote(&name),
                 if i == 0 { "YES" } else { "NO" },
-                quote(&variant_name(opts, &[a]))
+                quote(&variant_name(opts, &[a])),
+                quote(&opts.query)
             );
             audio_bitrate = audio_bitrate.max(a.bitrate);
             if audio_codec.is_empty() {
@@ -305,7 +322,12 @@ fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
                 line.push_str(",AUDIO=\"audio\"");
             }
         }
-        let _ = writeln!(x, "{line}\n{}.m3u8", quote(&variant_name(opts, &variant)));
+        let _ = writeln!(
+            x,
+            "{line}\n{}.m3u8{}",
+            quote(&variant_name(opts, &variant)),
+            opts.query
+        );
     }
     x
 }
@@ -351,7 +373,13 @@ pub fn ts_playlist(
         "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS"
     );
     for (k, d) in durations.iter().enumerate() {
-        let _ = writeln!(x, "#EXTINF:{d:.6},\n{}-{}.ts", quote(&name), k + 1);
+        let _ = writeln!(
+            x,
+            "#EXTINF:{d:.6},\n{}-{}.ts{}",
+            quote(&name),
+            k + 1,
+            opts.query
+        );
     }
     x.push_str("#EXT-X-ENDLIST\n");
     Ok(x)

@@ -42,7 +42,8 @@ fn stream_indexes(p: &Presentation) -> Vec<Vec<&Track>> {
 }
 
 /// The client manifest.
-pub fn manifest(p: &Presentation, target_secs: u64) -> Result<String, PackageError> {
+/// `query` (`?vbegin=…` or empty) is repeated on the fragment URL template.
+pub fn manifest(p: &Presentation, target_secs: u64, query: &str) -> Result<String, PackageError> {
     let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
     let mut x = String::with_capacity(4096);
     let _ = writeln!(
@@ -60,10 +61,11 @@ pub fn manifest(p: &Presentation, target_secs: u64) -> Result<String, PackageErr
         let name = xml_escape(&first.name);
         let _ = write!(
             x,
-            "  <StreamIndex Type=\"{kind}\" Name=\"{name}\" QualityLevels=\"{}\" Chunks=\"{}\" TimeScale=\"{}\" Url=\"QualityLevels({{bitrate}})/Fragments({name}={{start time}})\"",
+            "  <StreamIndex Type=\"{kind}\" Name=\"{name}\" QualityLevels=\"{}\" Chunks=\"{}\" TimeScale=\"{}\" Url=\"QualityLevels({{bitrate}})/Fragments({name}={{start time}}){}\"",
             group.len(),
             table.len(),
-            idx.timescale
+            idx.timescale,
+            xml_escape(query)
         );
         if let Some(lang) = &first.language {
             let _ = write!(x, " Language=\"{}\"", xml_escape(lang));

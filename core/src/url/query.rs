@@ -351,7 +351,10 @@ mod tests {
             Some("(type==\"video\"&&systemBitrate<800000)||type!=\"video\"")
         );
         assert_eq!(
-            q("filter=type+%3D%3D+%22video%22").unwrap().filter.as_deref(),
+            q("filter=type+%3D%3D+%22video%22")
+                .unwrap()
+                .filter
+                .as_deref(),
             Some("type == \"video\"")
         );
     }
