@@ -281,6 +281,9 @@ pub fn serve(
 ) -> Result<ngx_int_t, OriginError> {
     let (mut p, mtime) = load(route, file, disable_mmap)?;
     p.segment_cache = Some(SEGMENTS.with(|c| c.clone()));
+    if let Some(t) = p.empty_track() {
+        return Err(OriginError::EmptyTrack(t.id()));
+    }
     if let Some(text) = &route.options.filter {
         let filter = origin_core::filter::Filter::parse(text).map_err(|e| {
             OriginError::Route(origin_core::url::RouteError::BadQuery {

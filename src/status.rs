@@ -99,6 +99,9 @@ pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
             ngx::log::log_error(level as ngx_uint_t, log, 0, text.as_bytes());
         }
     }
+    if let OriginError::EmptyTrack(_) = err {
+        let _ = crate::response::add_header(r, "X-Origin-Error", "FMP4_MISSING_TFRA");
+    }
     if status == 405 {
         // nginx's error page for 405 needs an Allow header to be correct.
         let _ = crate::response::add_header(r, "Allow", "GET, HEAD");

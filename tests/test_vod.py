@@ -274,3 +274,39 @@ def test_vbegin_vend_subclips(origin):
     assert 'Chunks="1"' in smooth
     assert origin.get("/v/ladder.ism/.mpd?vbegin=100").status_code == 404
     assert origin.get("/v/ladder.ism/.mpd?vbegin=2020-01-01T00:00:00Z").status_code == 400
+
+
+def test_empty_track_is_415(make_nginx):
+    n = make_nginx()
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    for f in ["empty-video.cmfv", "ladder-audio-eng.isma"]:
+        shutil.copy(FIXTURES / f, media / f)
+    # A CMAF header without fragments (a live track never fed), listed in a server manifest.
+    (media / "e.ism").write_text("""<?xml version="1.0" encoding="utf-8"?>
+<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head/><body><switch>
+<video src="empty-video.cmfv" systemBitrate="400000"/>
+<audio src="ladder-audio-eng.isma" systemBitrate="128000"/>
+</switch></body></smil>""")
+    for p in media.iterdir():
+        p.chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+    for path in ["/v/e.ism/Manifest", "/v/e.ism/.mpd", "/v/e.ism/.m3u8"]:
+        r = n.get(path)
+        assert r.status_code == 415, path
+        assert r.headers.get("X-Origin-Error") == "FMP4_MISSING_TFRA"
+    assert n.log_lines("FMP4_MISSING_TFRA")
+
+
+def test_pread_sources(make_nginx):
+    """usp_disable_mmap: the same answers, read with pread."""
+    n = make_nginx()
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    shutil.copy(FIXTURES / "progressive.mp4", media / "a.mp4")
+    (media / "a.mp4").chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; usp_disable_mmap; }")
+    assert frame_hashes(n.url("/v/a.mp4/.mpd"), "0:v:0") == \
+        frame_hashes(str(FIXTURES / "progressive.mp4"), "0:v")
+    assert frame_hashes(n.url("/v/a.mp4/.m3u8"), "0:v:0") == \
+        frame_hashes(str(FIXTURES / "progressive.mp4"), "0:v")

@@ -164,7 +164,7 @@ impl Presentation {
         let mut tracks = Vec::new();
         let mut taken = HashSet::new();
         for (track_no, t) in media.tracks.iter().enumerate() {
-            if t.kind == TrackKind::Other || t.sample_count() == 0 {
+            if t.kind == TrackKind::Other {
                 continue;
             }
             let Some(entry) = sample_entry_of(t) else {
@@ -336,6 +336,12 @@ impl Presentation {
             .iter()
             .find(|t| t.kind == TrackKind::Video)
             .unwrap_or(&self.tracks[0])
+    }
+
+    /// The first track without samples (a live track never fed, a CMAF header without
+    /// fragments): manifests cannot describe it.
+    pub fn empty_track(&self) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.index().sample_count() == 0)
     }
 
     /// The presentation's duration in seconds: the longest track.
