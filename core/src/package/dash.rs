@@ -313,11 +313,20 @@ pub fn media_segment<'p>(
             .filter(|&k| k < table.len()),
     }
     .ok_or_else(|| PackageError::NoSuchSegment(format!("{index:?} of {}", t.id())))?;
+    Ok((t, cmaf_fragment(t, &table, k)?))
+}
+
+/// CMAF media segment `k` (0-based) of a track: what DASH and fMP4 HLS both send.
+pub fn cmaf_fragment(
+    t: &Track,
+    table: &crate::segment::SegmentTable,
+    k: usize,
+) -> Result<FragmentPlan, PackageError> {
     let range = table
         .samples(k)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{k}")))?;
-    let plan = plan_fragment(
-        idx,
+    Ok(plan_fragment(
+        t.index(),
         range,
         &FragmentOptions {
             sequence_number: k as u32 + 1,
@@ -328,6 +337,5 @@ pub fn media_segment<'p>(
             time_offset: 0,
             composition_shift: composition_shift(t),
         },
-    )?;
-    Ok((t, plan))
+    )?)
 }

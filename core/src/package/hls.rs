@@ -3,9 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::dash::composition_shift;
 use super::{frame_rate, segments, PackageError};
-use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
+use crate::fragment::FragmentPlan;
 use crate::index::TrackKind;
 use crate::mp4::codec::MediaInfo;
 use crate::presentation::{Presentation, Track};
@@ -164,22 +163,7 @@ pub fn media_playlist(
     opts: &HlsOptions,
 ) -> Result<String, PackageError> {
     let t = single(p, v)?;
-    let idx = t.index();
-    let table = segments(p, t, opts.target_secs);
-    if table.is_empty() {
-        return Err(PackageError::EmptyTrack(t.id()));
-    }
-    let ts = f64::from(idx.timescale.max(1));
-    let durations: Vec<f64> = (0..table.len())
-        .filter_map(|k| table.samples(k))
-        .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
-        .collect();
-    let target = durations
-        .iter()
-        .cloned()
-        .fold(0.0, f64::max)
-        .round()
-        .max(1.0) as u64;
+    let (durations, target) = segment_durations(p, t, opts)?;
     let name = variant_name(opts, &[t]);
     let mut x = String::with_capacity(64 + durations.len() * 48);
     let _ = writeln!(
@@ -220,23 +204,7 @@ pub fn fmp4_segment<'p>(
         .map(|k| k as usize)
         .filter(|&k| k < table.len())
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
-    let range = table
-        .samples(k)
-        .ok_or_else(|| PackageError::NoSuchSegment(n.to_string()))?;
-    let plan = plan_fragment(
-        t.index(),
-        range,
-        &FragmentOptions {
-            sequence_number: n as u32,
-            track_id: 1,
-            styp: true,
-            tfdt: true,
-            tfxd: false,
-            time_offset: 0,
-            composition_shift: composition_shift(t),
-        },
-    )?;
-    Ok((t, plan))
+    Ok((t, super::dash::cmaf_fragment(t, &table, k)?))
 }
 
 /// The variants of MPEG-TS HLS: with `hls_client_manifest_version` below 4 each video track
@@ -349,22 +317,7 @@ pub fn ts_playlist(
 ) -> Result<String, PackageError> {
     let tracks = variant_tracks(p, v)?;
     let reference = variant_reference(&tracks);
-    let idx = reference.index();
-    let table = segments(p, reference, opts.target_secs);
-    if table.is_empty() {
-        return Err(PackageError::EmptyTrack(reference.id()));
-    }
-    let ts = f64::from(idx.timescale.max(1));
-    let durations: Vec<f64> = (0..table.len())
-        .filter_map(|k| table.samples(k))
-        .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
-        .collect();
-    let target = durations
-        .iter()
-        .cloned()
-        .fold(0.0, f64::max)
-        .round()
-        .max(1.0) as u64;
+    let (durations, target) = segment_durations(p, reference, opts)?;
     let name = variant_name(opts, &tracks);
     let version = opts.version.clamp(3, 7);
     let mut x = String::with_capacity(64 + durations.len() * 48);
@@ -413,4 +366,29 @@ pub fn ts_segment_samples<'p>(
         out.push((t, range));
     }
     Ok(out)
+}
+
+/// Each segment's duration in seconds and the playlist's `EXT-X-TARGETDURATION`.
+fn segment_durations(
+    p: &Presentation,
+    t: &Track,
+    opts: &HlsOptions,
+) -> Result<(Vec<f64>, u64), PackageError> {
+    let idx = t.index();
+    let table = segments(p, t, opts.target_secs);
+    if table.is_empty() {
+        return Err(PackageError::EmptyTrack(t.id()));
+    }
+    let ts = f64::from(idx.timescale.max(1));
+    let durations: Vec<f64> = (0..table.len())
+        .filter_map(|k| table.samples(k))
+        .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
+        .collect();
+    let target = durations
+        .iter()
+        .cloned()
+        .fold(0.0, f64::max)
+        .round()
+        .max(1.0) as u64;
+    Ok((durations, target))
 }
