@@ -310,3 +310,26 @@ def test_pread_sources(make_nginx):
         frame_hashes(str(FIXTURES / "progressive.mp4"), "0:v")
     assert frame_hashes(n.url("/v/a.mp4/.m3u8"), "0:v:0") == \
         frame_hashes(str(FIXTURES / "progressive.mp4"), "0:v")
+
+
+def test_malformed_source_is_500_and_logged(make_nginx):
+    n = make_nginx()
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    data = (FIXTURES / "progressive.mp4").read_bytes()
+    (media / "cut.mp4").write_bytes(data[:3000])      # moov cut short
+    junk = bytearray(data)
+    junk[1530:1700] = b"\xff" * 170                  # sample sizes overwritten
+    (media / "junk.mp4").write_bytes(bytes(junk))
+    for p in media.iterdir():
+        p.chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+    workers = n.worker_pids()
+    for path in ["/v/cut.mp4/.mpd", "/v/junk.mp4/.mpd", "/v/junk.mp4/Manifest",
+                 "/v/cut.mp4/dash/cut-video=1000-0.dash"]:
+        r = n.get(path)
+        assert r.status_code == 500, path
+    lines = n.log_lines("cut.mp4")
+    assert lines and "offset" in lines[0], n.log_text()
+    assert n.get("/v/cut.mp4").status_code == 200  # the file itself still downloads
+    assert n.worker_pids() == workers and n.crashes() == []

@@ -167,9 +167,15 @@ impl Presentation {
             if t.kind == TrackKind::Other {
                 continue;
             }
-            let Some(entry) = sample_entry_of(t) else {
-                continue;
-            };
+            // A track the file declares but whose description cannot be read is an error,
+            // not a track to leave out silently.
+            let entry = sample_entry_of(t).ok_or_else(|| PresentationError::Source {
+                src: String::new(),
+                what: format!(
+                    "track {}: unreadable {} sample description",
+                    t.track_id, t.sample_entry_fourcc
+                ),
+            })?;
             let language = own_language(t);
             let name = default_track_name(t.kind, language.as_deref());
             let mut bitrate = average_bitrate(t);
