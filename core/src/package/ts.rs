@@ -85,13 +85,33 @@ fn packet(
     random_access: bool,
     payload: &[u8],
 ) -> usize {
-    // Adaptation field content after its length byte.
-    let mut af: Vec<u8> = Vec::new();
-    let mut has_af = pcr.is_some() || random_access;
+    // Adaptation field bytes after its length byte: flags, then the 6-byte PCR.
+    let flagged = pcr.is_some() || random_access;
+    let fields = if flagged { 1 + if pcr.is_some() { 6 } else { 0 } } else { 0 };
+    let room = 184 - if flagged { 1 + fields } else { 0 };
+    let take = payload.len().min(room);
+    let short = room - take;
+    // Stuffing: an absent adaptation field grows to hold it (length byte, then flags).
+    let (has_af, af_len) = match (flagged, short) {
+        (true, s) => (true, fields + s),
+        (false, 0) => (false, 0),
+        (false, s) => (true, s - 1),
+    };
+    out.extend_from_slice(&[
+        0x47,
+        (pid >> 8) as u8 | if start { 0x40 } else { 0 },
+        pid as u8,
+        if has_af { 0x30 } else { 0x10 } | (*cc & 0x0f),
+    ]);
     if has_af {
-        af.push(if random_access { 0x40 } else { 0 } | if pcr.is_some() { 0x10 } else { 0 });
+        out.push(af_len as u8);
+        let mut written = 0;
+        if af_len > 0 {
+            out.push(if random_access { 0x40 } else { 0 } | if pcr.is_some() { 0x10 } else { 0 });
+            written = 1;
+        }
         if let Some(base) = pcr {
-            af.extend_from_slice(&[
+            out.extend_from_slice(&[
                 (base >> 25) as u8,
                 (base >> 17) as u8,
                 (base >> 9) as u8,
@@ -99,30 +119,9 @@ fn packet(
                 ((base & 1) << 7) as u8 | 0x7e,
                 0,
             ]);
+            written += 6;
         }
-    }
-    let room = 184 - if has_af { 1 + af.len() } else { 0 };
-    let take = payload.len().min(room);
-    let mut stuffing = room - take;
-    if stuffing > 0 && !has_af {
-        has_af = true;
-        stuffing -= 1; // the length byte
-        if stuffing > 0 {
-            af.push(0); // flags
-            stuffing -= 1;
-        }
-    }
-    af.extend(std::iter::repeat_n(0xffu8, stuffing));
-    let control = if has_af { 0x30 } else { 0x10 };
-    out.extend_from_slice(&[
-        0x47,
-        (pid >> 8) as u8 | if start { 0x40 } else { 0 },
-        pid as u8,
-        control | (*cc & 0x0f),
-    ]);
-    if has_af {
-        out.push(af.len() as u8);
-        out.extend_from_slice(&af);
+        out.resize(out.len() + (af_len - written), 0xff);
     }
     out.extend_from_slice(&payload[..take]);
     *cc = (*cc + 1) & 0x0f;
@@ -328,6 +327,7 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
     section_packet(&mut out, PMT_PID, &mut pmt_cc, &pmt(&streams));
 
     let mut es = Vec::new();
+    let mut pes = Vec::new();
     // Access units in decode-time order across streams.
     let next_stream = |streams: &[Stream<'_>]| {
         (0..streams.len())
@@ -347,7 +347,7 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
         let ts = st.input.timescale;
         let dts = to_90k(sample.dts as i64, ts);
         let pts = to_90k(sample.dts as i64 + i64::from(sample.cto), ts);
-        let mut pes = Vec::with_capacity(19 + es.len());
+        pes.clear();
         pes.extend_from_slice(&[0, 0, 1, st.stream_id]);
         let header_len: usize = if pts != dts { 10 } else { 5 };
         let pes_len = 3 + header_len + es.len();
