@@ -475,3 +475,189 @@ impl Emsg {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fbx(fourcc: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 12) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(fourcc);
+        v.push(version);
+        v.extend_from_slice(&flags.to_be_bytes()[1..]);
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn be(v: &[u32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_be_bytes()).collect()
+    }
+
+    fn body(b: &[u8]) -> Reader<'_> {
+        let mut r = Reader::new(b, 0);
+        r.skip(8).unwrap();
+        r
+    }
+
+    #[test]
+    fn tfhd_every_flag() {
+        let flags = TFHD_BASE_DATA_OFFSET
+            | TFHD_SAMPLE_DESCRIPTION_INDEX
+            | TFHD_DEFAULT_DURATION
+            | TFHD_DEFAULT_SIZE
+            | TFHD_DEFAULT_FLAGS
+            | TFHD_DURATION_IS_EMPTY;
+        let mut b = be(&[7]);
+        b.extend(5u64.to_be_bytes());
+        b.extend(be(&[2, 1000, 300, 0x0101_0000]));
+        let bx = fbx(b"tfhd", 0, flags, &b);
+        let t = Tfhd::parse(&mut body(&bx)).unwrap();
+        assert_eq!(t.track_id, 7);
+        assert_eq!(t.base_data_offset, Some(5));
+        assert_eq!(t.sample_description_index, Some(2));
+        assert_eq!(t.default_sample_duration, Some(1000));
+        assert_eq!(t.default_sample_size, Some(300));
+        assert_eq!(t.default_sample_flags, Some(0x0101_0000));
+        let bare = fbx(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, &be(&[1]));
+        let t = Tfhd::parse(&mut body(&bare)).unwrap();
+        assert_eq!(t.default_sample_size, None);
+        assert!(Tfhd::parse(&mut body(&fbx(
+            b"tfhd",
+            0,
+            TFHD_BASE_DATA_OFFSET,
+            &be(&[1])
+        )))
+        .is_err());
+    }
+
+    #[test]
+    fn trun_flag_combinations() {
+        for flags in 0u32..16 {
+            let mut f = TRUN_DATA_OFFSET;
+            let fields = [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTO];
+            for (i, bit) in fields.iter().enumerate() {
+                if flags & (1 << i) != 0 {
+                    f |= bit;
+                }
+            }
+            let mut b = be(&[2]);
+            b.extend((-8i32).to_be_bytes());
+            for s in 0..2u32 {
+                for (i, _) in fields.iter().enumerate() {
+                    if flags & (1 << i) != 0 {
+                        b.extend(be(&[100 * (i as u32 + 1) + s]));
+                    }
+                }
+            }
+            let bx = fbx(b"trun", 1, f, &b);
+            let t = Trun::parse(&mut body(&bx)).unwrap();
+            assert_eq!(t.sample_count, 2);
+            assert_eq!(t.data_offset, Some(-8));
+            let s1 = t.sample(1);
+            assert_eq!(s1.duration, (flags & 1 != 0).then_some(101));
+            assert_eq!(s1.size, (flags & 2 != 0).then_some(201));
+            assert_eq!(s1.flags, (flags & 4 != 0).then_some(301));
+            assert_eq!(s1.cto, (flags & 8 != 0).then_some(401));
+        }
+        // first_sample_flags overrides sample 0's flags only.
+        let mut b = be(&[2, 0x0200_0000]);
+        b.extend(be(&[10, 20]));
+        let bx = fbx(b"trun", 0, TRUN_FIRST_SAMPLE_FLAGS | TRUN_SIZE, &b);
+        let t = Trun::parse(&mut body(&bx)).unwrap();
+        assert_eq!(t.sample(0).flags, Some(0x0200_0000));
+        assert_eq!(t.sample(1).flags, None);
+        // Counts that do not fit the box.
+        let bx = fbx(b"trun", 0, TRUN_SIZE, &be(&[1000, 1]));
+        assert!(Trun::parse(&mut body(&bx)).is_err());
+    }
+
+    #[test]
+    fn sidx_tfra_mfra_emsg() {
+        let mut b = be(&[1, 90000]);
+        b.extend(1u64.to_be_bytes());
+        b.extend(2u64.to_be_bytes());
+        b.extend([0, 0, 0, 2]);
+        b.extend(be(&[1000, 180000, 0x9000_0000, 0x8000_0500, 180000, 0]));
+        let bx = fbx(b"sidx", 1, 0, &b);
+        let s = Sidx::parse(&mut body(&bx)).unwrap();
+        assert_eq!(
+            (s.timescale, s.earliest_presentation_time, s.first_offset),
+            (90000, 1, 2)
+        );
+        assert_eq!(s.references.len(), 2);
+        assert!(s.references[0].starts_with_sap && !s.references[0].reference_type);
+        assert!(s.references[1].reference_type);
+        assert_eq!(s.references[1].referenced_size, 0x500);
+
+        // tfra version 1, one-byte traf/trun/sample numbers.
+        let mut t = be(&[3, 0, 2]);
+        for k in 0..2u64 {
+            t.extend((k * 100).to_be_bytes());
+            t.extend((k * 5000 + 40).to_be_bytes());
+            t.extend([1, 1, 1]);
+        }
+        let tfra = fbx(b"tfra", 1, 0, &t);
+        let mut mfra = ((tfra.len() + 8) as u32).to_be_bytes().to_vec();
+        mfra.extend(b"mfra");
+        mfra.extend(&tfra);
+        let tables = parse_mfra(body(&mfra)).unwrap();
+        assert_eq!(tables[0].track_id, 3);
+        assert_eq!(tables[0].entries[1].time, 100);
+        assert_eq!(tables[0].entries[1].moof_offset, 5040);
+        let bad = fbx(b"tfra", 0, 0, &be(&[3, 0, 1000]));
+        assert!(Tfra::parse(&mut body(&bad)).is_err());
+
+        let mut e = b"urn:scte:scte35:2013:bin\0\0".to_vec();
+        e.extend(be(&[90000, 10, 20, 7]));
+        e.extend(b"payload");
+        let emsg = fbx(b"emsg", 0, 0, &e);
+        let m = Emsg::parse(&mut body(&emsg)).unwrap();
+        assert_eq!(m.scheme_id_uri, "urn:scte:scte35:2013:bin");
+        assert_eq!(
+            (m.timescale, m.presentation_time, m.event_duration, m.id),
+            (90000, 10, 20, 7)
+        );
+        assert_eq!(m.message_data, b"payload");
+        assert!(Emsg::parse(&mut body(&fbx(b"emsg", 2, 0, &[]))).is_err());
+    }
+
+    #[test]
+    fn smooth_tfxd_tfrf_and_tfdt_in_traf() {
+        let mut traf = fbx(b"tfhd", 0, 0, &be(&[1]));
+        let mut tfdt = fbx(b"tfdt", 1, 0, &[]);
+        tfdt.truncate(12);
+        tfdt.extend((1u64 << 40).to_be_bytes());
+        tfdt[3] = 20;
+        traf.extend(&tfdt);
+        let mut tfxd = vec![0, 0, 0, 44];
+        tfxd.extend(b"uuid");
+        tfxd.extend(UUID_TFXD);
+        tfxd.extend([1, 0, 0, 0]);
+        tfxd.extend(5u64.to_be_bytes());
+        tfxd.extend(6u64.to_be_bytes());
+        traf.extend(&tfxd);
+        let mut tfrf = vec![0, 0, 0, 0];
+        tfrf.extend(b"uuid");
+        tfrf.extend(UUID_TFRF);
+        tfrf.extend([1, 0, 0, 0, 1]);
+        tfrf.extend(7u64.to_be_bytes());
+        tfrf.extend(8u64.to_be_bytes());
+        let len = tfrf.len() as u32;
+        tfrf[..4].copy_from_slice(&len.to_be_bytes());
+        traf.extend(&tfrf);
+        let traf_box = [
+            ((traf.len() + 8) as u32).to_be_bytes().to_vec(),
+            b"traf".to_vec(),
+            traf,
+        ]
+        .concat();
+        let mfhd = fbx(b"mfhd", 0, 0, &be(&[9]));
+        let moof_body = [mfhd, traf_box].concat();
+        let moof = Moof::parse(Reader::new(&moof_body, 8), 0, moof_body.len() as u64 + 8).unwrap();
+        assert_eq!(moof.sequence_number, 9);
+        let t = &moof.trafs[0];
+        assert_eq!(t.base_decode_time, Some(1 << 40));
+        assert_eq!(t.tfxd, Some((5, 6)));
+        assert_eq!(t.tfrf, vec![(7, 8)]);
+    }
+}

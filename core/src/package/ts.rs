@@ -87,7 +87,11 @@ fn packet(
 ) -> usize {
     // Adaptation field bytes after its length byte: flags, then the 6-byte PCR.
     let flagged = pcr.is_some() || random_access;
-    let fields = if flagged { 1 + if pcr.is_some() { 6 } else { 0 } } else { 0 };
+    let fields = if flagged {
+        1 + if pcr.is_some() { 6 } else { 0 }
+    } else {
+        0
+    };
     let room = 184 - if flagged { 1 + fields } else { 0 };
     let take = payload.len().min(room);
     let short = room - take;
