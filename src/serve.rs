@@ -446,10 +446,28 @@ pub fn serve(
                     hls::fmp4_segment(&p, variant, *n, &hls_opts(true)).map_err(package_error)?;
                 Answer::Fragment(t, plan)
             }
-            Target::Hls(_) => return Err(OriginError::Unsupported(
-                "this HLS form (MPEG-TS, packed audio, WebVTT, I-frame playlists) is not built yet"
-                    .into(),
-            )),
+            Target::Hls(HlsTarget::Playlist {
+                variant,
+                kind: HlsPlaylist::IFrames,
+                fmp4: false,
+            }) => {
+                let mut key_frame_bytes = |t: &Track, sample: u32| {
+                    key_frame_bytes(file, disable_mmap, t, sample).map_err(|e| {
+                        PackageError::Unsupported(format!("reading the key frame: {e}"))
+                    })
+                };
+                Answer::Text(
+                    hls::iframe_playlist(&p, variant, &hls_opts(false), &mut key_frame_bytes)
+                        .map_err(package_error)?,
+                    "application/vnd.apple.mpegurl",
+                )
+            }
+            Target::Hls(_) => {
+                return Err(OriginError::Unsupported(
+                    "this HLS form (packed audio, WebVTT, fMP4 I-frame playlists, segments by time) is not built yet"
+                        .into(),
+                ))
+            }
             Target::Hds(_) => {
                 return Err(OriginError::Unsupported(
                     "HDS packaging is not built yet".into(),
@@ -493,6 +511,31 @@ fn source_path(manifest_file: &str, track: &Track) -> PathBuf {
     } else {
         PathBuf::from(join_relative(manifest_file, &track.source))
     }
+}
+
+/// Bytes of a TS segment through its key frame, when the segment starts at `sample`.
+fn key_frame_bytes(
+    file: &str,
+    disable_mmap: bool,
+    t: &Track,
+    sample: u32,
+) -> Result<usize, OriginError> {
+    let src = open_source(&source_path(file, t), disable_mmap)?;
+    let s = t
+        .index()
+        .samples(sample..sample + 1)
+        .next()
+        .ok_or_else(|| OriginError::Media(format!("track {}: no sample {sample}", t.id())))?;
+    let data = src
+        .bytes(s.offset, s.size as usize)
+        .map_err(|e| OriginError::Media(e.to_string()))?;
+    ts::key_frame_bytes(&ts::TsInput {
+        entry: &t.entry,
+        kind: t.kind,
+        timescale: t.index().timescale,
+        samples: vec![(s, &data[..])],
+    })
+    .map_err(|e| OriginError::Media(e.to_string()))
 }
 
 /// Muxes an MPEG-TS segment from the samples of each track (the payload is rewritten into

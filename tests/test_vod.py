@@ -197,7 +197,8 @@ def test_errors(origin):
                  "/v/missing.ism/.mpd"]:
         assert origin.get(path).status_code == 404, path
     # Forms not built yet answer an honest 501, never a wrong answer.
-    assert origin.get("/v/ladder.ism/keyframes/ladder-video=165000.m3u8").status_code == 501
+    assert origin.get("/v/ladder.ism/hls/ladder-video=165000-1.m4s?x=1").status_code == 200
+    assert origin.get("/v/ladder.ism/ladder-audio_eng=128000-1.aac").status_code == 501
     assert origin.get("/v/ladder.ism/ladder-video=165000.f4m").status_code == 404  # usp_handle_f4f off
     assert origin.crashes() == []
 
@@ -333,3 +334,27 @@ def test_malformed_source_is_500_and_logged(make_nginx):
     assert lines and "offset" in lines[0], n.log_text()
     assert n.get("/v/cut.mp4").status_code == 200  # the file itself still downloads
     assert n.worker_pids() == workers and n.crashes() == []
+
+
+def test_hls_iframe_playlists(origin, tmp_path):
+    master = origin.get("/v/ladder.ism/.m3u8").text
+    uris = [line.split('URI="')[1].rstrip('"') for line in master.splitlines()
+            if line.startswith("#EXT-X-I-FRAME-STREAM-INF")]
+    assert uris == ["keyframes/ladder-video=165000.m3u8", "keyframes/ladder-video=273000.m3u8",
+                    "keyframes/ladder-video=432000.m3u8"]
+    playlist = origin.get("/v/ladder.ism/keyframes/ladder-video=432000.m3u8").text
+    assert "#EXT-X-I-FRAMES-ONLY" in playlist
+    lines = playlist.splitlines()
+    entries = [(lines[i + 1], lines[i + 2]) for i, l in enumerate(lines) if l.startswith("#EXTINF")]
+    assert len(entries) == 2
+    source = frame_hashes(str(FIXTURES / "ladder-video-720.ismv"), "0:v")
+    for k, (byterange, uri) in enumerate(entries):
+        length, offset = byterange.split(":")[1].split("@")
+        assert uri.startswith("../")
+        r = origin.get(f"/v/ladder.ism/{uri[3:]}",
+                       headers={"Range": f"bytes={offset}-{int(offset) + int(length) - 1}"})
+        assert r.status_code == 206
+        part = tmp_path / f"kf{k}.ts"
+        part.write_bytes(r.content)
+        # The range holds exactly the key frame: it decodes to the source's frame.
+        assert frame_hashes(str(part), "0:v") == [source[k * 50]]

@@ -297,6 +297,27 @@ fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
             opts.query
         );
     }
+    if opts.version >= 4 {
+        for variant in ts_variants(p, opts) {
+            let Some(v) = variant.iter().find(|t| t.kind == TrackKind::Video) else {
+                continue;
+            };
+            let mut line = format!(
+                "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+                v.bitrate,
+                v.entry.codec_string()
+            );
+            if let MediaInfo::Video { width, height, .. } = v.entry.media {
+                let _ = write!(line, ",RESOLUTION={width}x{height}");
+            }
+            let _ = writeln!(
+                x,
+                "{line},URI=\"keyframes/{}.m3u8{}\"",
+                quote(&variant_name(opts, &variant)),
+                quote(&opts.query)
+            );
+        }
+    }
     x
 }
 
@@ -391,4 +412,45 @@ fn segment_durations(
         .round()
         .max(1.0) as u64;
     Ok((durations, target))
+}
+
+/// The I-frame playlist (`keyframes/<variant>.m3u8`) of a TS variant: one entry per segment,
+/// the byte range of the segment's key frame (PAT, PMT and the key frame's PES, which the muxer
+/// writes first). `key_frame_bytes` gives that length for a video sample; the caller reads the
+/// sample to know it.
+pub fn iframe_playlist(
+    p: &Presentation,
+    v: &Variant,
+    opts: &HlsOptions,
+    key_frame_bytes: &mut dyn FnMut(&Track, u32) -> Result<usize, PackageError>,
+) -> Result<String, PackageError> {
+    let tracks = variant_tracks(p, v)?;
+    let video = tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Video)
+        .copied()
+        .ok_or_else(|| {
+            PackageError::NoSuchTrack("an I-frame playlist needs a video track".into())
+        })?;
+    let (durations, target) = segment_durations(p, video, opts)?;
+    let table = segments(p, video, opts.target_secs);
+    let name = variant_name(opts, &tracks);
+    let mut x = String::with_capacity(96 + durations.len() * 64);
+    let _ = writeln!(
+        x,
+        "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-I-FRAMES-ONLY"
+    );
+    for (k, d) in durations.iter().enumerate() {
+        let Some(range) = table.samples(k) else { break };
+        let len = key_frame_bytes(video, range.start)?;
+        let _ = writeln!(
+            x,
+            "#EXTINF:{d:.6},\n#EXT-X-BYTERANGE:{len}@0\n../{}-{}.ts{}",
+            quote(&name),
+            k + 1,
+            opts.query
+        );
+    }
+    x.push_str("#EXT-X-ENDLIST\n");
+    Ok(x)
 }

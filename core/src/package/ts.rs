@@ -333,7 +333,14 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
     let mut es = Vec::new();
     let mut pes = Vec::new();
     // Access units in decode-time order across streams.
+    // The segment opens with the video key frame (PAT, PMT, then its PES), so an I-frame
+    // playlist can point at the first bytes of the segment; after it, decode-time order.
     let next_stream = |streams: &[Stream<'_>]| {
+        if let Some(v) = streams.first() {
+            if v.input.kind == TrackKind::Video && v.next == 0 && !v.input.samples.is_empty() {
+                return Some(0);
+            }
+        }
         (0..streams.len())
             .filter(|&i| streams[i].next < streams[i].input.samples.len())
             .min_by_key(|&i| {
@@ -469,4 +476,16 @@ mod tests {
         assert_eq!(t[2] & 1, 1);
         assert_eq!(t[4] & 1, 1);
     }
+}
+
+/// Bytes from the start of a segment through its first video access unit (PAT, PMT and the
+/// key frame's PES): the `EXT-X-BYTERANGE` of an I-frame playlist entry.
+pub fn key_frame_bytes(input: &TsInput<'_>) -> Result<usize, TsError> {
+    let single = TsInput {
+        entry: input.entry,
+        kind: input.kind,
+        timescale: input.timescale,
+        samples: input.samples.iter().take(1).copied().collect(),
+    };
+    Ok(mux(std::slice::from_ref(&single))?.len())
 }
