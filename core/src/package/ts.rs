@@ -401,6 +401,18 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
     Ok(out)
 }
 
+/// Bytes from the start of a segment through its first video access unit (PAT, PMT and the
+/// key frame's PES): the `EXT-X-BYTERANGE` of an I-frame playlist entry.
+pub fn key_frame_bytes(input: &TsInput<'_>) -> Result<usize, TsError> {
+    let single = TsInput {
+        entry: input.entry,
+        kind: input.kind,
+        timescale: input.timescale,
+        samples: input.samples.iter().take(1).copied().collect(),
+    };
+    Ok(mux(std::slice::from_ref(&single))?.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,16 +488,4 @@ mod tests {
         assert_eq!(t[2] & 1, 1);
         assert_eq!(t[4] & 1, 1);
     }
-}
-
-/// Bytes from the start of a segment through its first video access unit (PAT, PMT and the
-/// key frame's PES): the `EXT-X-BYTERANGE` of an I-frame playlist entry.
-pub fn key_frame_bytes(input: &TsInput<'_>) -> Result<usize, TsError> {
-    let single = TsInput {
-        entry: input.entry,
-        kind: input.kind,
-        timescale: input.timescale,
-        samples: input.samples.iter().take(1).copied().collect(),
-    };
-    Ok(mux(std::slice::from_ref(&single))?.len())
 }
