@@ -245,8 +245,9 @@ fn write_template(
         "{indent}<SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}-$RepresentationID$.dash{query}\" media=\"{media}\""
     );
     if opts.template == MpdSegmentTemplate::Number {
-        // Nominal duration; segments follow the GOPs, so the last may be shorter.
-        let d = timeline.first().map_or(0, |e| e.1);
+        // Nominal duration: the target, the same for every track so segment N means the same
+        // instant everywhere; segments follow the GOPs, so real ones differ by a frame or so.
+        let d = opts.target_secs * u64::from(*timescale);
         let _ = writeln!(x, " startNumber=\"1\" duration=\"{d}\"/>");
         return;
     }
