@@ -51,7 +51,7 @@ cp "$root/demo/index.html" "$demo/html/index.html"
 mkdir -p "$demo/html/players"
 web="$root/tests/web/node_modules"
 for f in "$web/hls.js/dist/hls.min.js" "$web/dashjs/dist/modern/umd/dash.all.min.js" \
-         "$web/dashjs/dist/modern/umd/dash.mss.min.js"; do
+         "$web/dashjs/dist/modern/umd/dash.mss.min.js" "$web/shaka-player/dist/shaka-player.compiled.js"; do
   [ -f "$f" ] && cp "$f" "$demo/html/players/"
 done
 chmod -R a+rX "$demo/html"
