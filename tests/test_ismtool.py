@@ -47,12 +47,14 @@ def test_inspect_agrees_with_ffprobe(name):
     info = inspect(path)
     assert len(info["tracks"]) == len(probe)
     for mine, theirs in zip(info["tracks"], probe):
-        assert mine["sample_count"] == int(theirs["nb_read_packets"]), name
+        assert mine["sample_count"] == int(theirs.get("nb_read_packets", 0)), name
         prefix = CODEC_PREFIX.get(theirs.get("codec_name", ""))
         if prefix:
             assert mine["codec"].startswith(prefix), (name, mine["codec"])
         else:
             assert mine["fourcc"] == theirs["codec_tag_string"]
+        if mine["sample_count"] == 0:
+            continue  # a header without fragments: nothing to time
         num, den = map(int, theirs["time_base"].split("/"))
         ff_seconds = int(theirs["duration_ts"]) * num / den
         # ffprobe trims AAC priming via the edit list; allow two audio frames.
