@@ -52,9 +52,6 @@ pub struct S3Conf {
     pub security_token: Option<Setting<String>>,
 }
 
-/// The S3 region signed for when `s3_region` is not given (the one AWS treats as global).
-pub const DEFAULT_S3_REGION: &str = "us-east-1";
-
 /// `location`-level configuration. After merge every switch is `Some`.
 #[derive(Debug, Clone, Default)]
 pub struct LocConf {
@@ -208,15 +205,6 @@ impl LocConf {
             (Some(_), Some(_)) => {}
         }
         Ok(())
-    }
-
-    /// The S3 region to sign for.
-    #[allow(dead_code)]
-    pub fn s3_region(&self) -> &str {
-        self.s3
-            .region
-            .as_ref()
-            .map_or(DEFAULT_S3_REGION, |r| r.value.as_str())
     }
 }
 
@@ -458,16 +446,6 @@ pub fn loc_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&LocConf> {
     // SAFETY: our module's slot in the request's loc_conf array holds a LocConf.
     unsafe {
         r.http_location_conf_unchecked::<LocConf>(crate::module())
-            .map(|p| &*p.as_ptr())
-    }
-}
-
-/// The main configuration of a request.
-#[allow(dead_code)]
-pub fn main_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&MainConf> {
-    // SAFETY: our module's slot in the request's main_conf array holds a MainConf.
-    unsafe {
-        r.http_main_conf_unchecked::<MainConf>(crate::module())
             .map(|p| &*p.as_ptr())
     }
 }

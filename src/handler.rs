@@ -77,8 +77,11 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     if method & (NGX_HTTP_POST | NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0 || !reads {
         return Err(OriginError::MethodNotAllowed);
     }
-    if lcf.proxy_pass.is_some() {
-        return Err(OriginError::NotImplemented("ism_proxy_pass remote sources"));
+    if let Some(upstream) = &lcf.proxy_pass {
+        return Err(OriginError::Unsupported(format!(
+            "ism_proxy_pass remote sources ({}) are not supported by this build yet",
+            upstream.value
+        )));
     }
 
     let manifest_file = map_to_path(r, route.manifest_path.len())?;
