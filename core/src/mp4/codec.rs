@@ -581,17 +581,23 @@ fn looks_like_boxes(mut data: &[u8]) -> bool {
     data.iter().all(|&b| b == 0)
 }
 
+/// Helpers shared by the codec tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
+pub(crate) mod test_util {
+    /// Bytes from hex text, whitespace ignored.
+    pub fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::hex;
+    use super::*;
 
     fn bx(fourcc: &[u8; 4], body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

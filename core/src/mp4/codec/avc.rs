@@ -441,15 +441,8 @@ pub(super) fn reduce(num: u64, den: u64) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::super::bits::BitWriter;
+    use super::super::test_util::hex;
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     fn sps(s: &str) -> SpsInfo {
         parse_sps(&hex(s), AVCC, 0).unwrap()

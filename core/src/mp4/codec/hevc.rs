@@ -410,15 +410,8 @@ fn parse_profile_tier_level(
 #[cfg(test)]
 mod tests {
     use super::super::bits::BitWriter;
+    use super::super::test_util::hex;
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     fn sps(s: &str) -> HevcSpsInfo {
         parse_hevc_sps(&hex(s), HVCC, 0).unwrap()
