@@ -213,15 +213,34 @@ impl Source for MmapSource {
         &self.identity
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
-        let b = self.bytes(offset, buf.len())?;
-        buf.copy_from_slice(&b);
-        Ok(())
+        copy_from(self, self.map.as_slice(), offset, buf)
     }
     fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
-        self.check_range(offset, len as u64)?;
-        let start = offset as usize;
-        Ok(Cow::Borrowed(&self.map.as_slice()[start..start + len]))
+        borrow_from(self, self.map.as_slice(), offset, len)
     }
+}
+
+/// `bytes` for sources whose whole content is one slice in memory.
+fn borrow_from<'a>(
+    src: &dyn Source,
+    data: &'a [u8],
+    offset: u64,
+    len: usize,
+) -> Result<Cow<'a, [u8]>, SourceError> {
+    src.check_range(offset, len as u64)?;
+    let start = offset as usize;
+    Ok(Cow::Borrowed(&data[start..start + len]))
+}
+
+/// `read_exact_at` for sources whose whole content is one slice in memory.
+fn copy_from(
+    src: &dyn Source,
+    data: &[u8],
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), SourceError> {
+    buf.copy_from_slice(&borrow_from(src, data, offset, buf.len())?);
+    Ok(())
 }
 
 /// Bytes in memory.
@@ -256,14 +275,10 @@ impl Source for MemorySource {
         &self.identity
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
-        let b = self.bytes(offset, buf.len())?;
-        buf.copy_from_slice(&b);
-        Ok(())
+        copy_from(self, &self.data, offset, buf)
     }
     fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
-        self.check_range(offset, len as u64)?;
-        let start = offset as usize;
-        Ok(Cow::Borrowed(&self.data[start..start + len]))
+        borrow_from(self, &self.data, offset, len)
     }
 }
 
