@@ -117,25 +117,22 @@ def main() -> None:
         ts_urls = [f"/v/long.mp4/long-{rep}-{k}.ts" for k in numbers]
         mss_urls = [f"/v/long.mp4/QualityLevels({rep.split('=')[1]})/Fragments(video={t})" for t in picks]
 
-        # Static baseline: the very bytes of the DASH segments, as files.
-        static = n.root / "static"
-        static.mkdir(mode=0o755)
-        static_urls = []
-        for i, u in enumerate(dash_urls):
-            body = subprocess.run(["curl", "-s", n.url(u)], capture_output=True, check=True).stdout
-            f = static / f"seg-{i}.m4s"
-            f.write_bytes(body)
-            f.chmod(0o644)
-            static_urls.append(f"/static/seg-{i}.m4s")
-        ts_static = static / "ts"
-        ts_static.mkdir(mode=0o755)
-        ts_static_urls = []
-        for i, u in enumerate(ts_urls):
-            body = subprocess.run(["curl", "-s", n.url(u)], capture_output=True, check=True).stdout
-            f = ts_static / f"seg-{i}.ts"
-            f.write_bytes(body)
-            f.chmod(0o644)
-            ts_static_urls.append(f"/static/ts/seg-{i}.ts")
+        # Static baseline: the very bytes of the module's segments, as files.
+        def snapshot(urls: list[str], sub: str, ext: str) -> list[str]:
+            d = n.root / "static" / sub
+            d.mkdir(mode=0o755, parents=True)
+            out = []
+            for i, u in enumerate(urls):
+                body = subprocess.run(["curl", "-s", n.url(u)], capture_output=True, check=True).stdout
+                f = d / f"seg-{i}.{ext}"
+                f.write_bytes(body)
+                f.chmod(0o644)
+                out.append(f"/static/{sub}/seg-{i}.{ext}")
+            return out
+
+        (n.root / "static").mkdir(mode=0o755)
+        static_urls = snapshot(dash_urls, "fmp4", "m4s")
+        ts_static_urls = snapshot(ts_urls, "ts", "ts")
 
         base_us, base_rps, _ = measure(n, static_urls, args.seconds)
         ts_base_us, ts_base_rps, _ = measure(n, ts_static_urls, args.seconds)

@@ -34,6 +34,12 @@ impl SegmentTable {
         Some(start..end)
     }
 
+    /// The 0-based segment a 1-based segment number (HLS, DASH `$Number$`) names.
+    pub fn by_number(&self, n: u64) -> Option<usize> {
+        let k = usize::try_from(n.checked_sub(1)?).ok()?;
+        (k < self.starts.len()).then_some(k)
+    }
+
     /// The segment whose first sample has decode time `t` exactly.
     pub fn by_start_time(&self, track: &TrackIndex, t: u64) -> Option<usize> {
         let k = self.starts.partition_point(|&s| track.dts(s) < t);
@@ -221,5 +227,10 @@ mod tests {
         assert_eq!(table.by_start_time(video, t1 + 1), None);
         assert_eq!(table.containing(video, t1 + 1), Some(1));
         assert_eq!(table.containing(video, video.end_time()), None);
+        assert_eq!(table.by_number(1), Some(0));
+        assert_eq!(table.by_number(2), Some(1));
+        assert_eq!(table.by_number(0), None);
+        assert_eq!(table.by_number(3), None);
+        assert_eq!(table.by_number(u64::MAX), None);
     }
 }

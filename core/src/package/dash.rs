@@ -308,10 +308,7 @@ pub fn media_segment<'p>(
         | (SegmentIndex::Templated(time), MpdSegmentTemplate::Time) => {
             table.by_start_time(idx, time)
         }
-        (SegmentIndex::Number(n), _) | (SegmentIndex::Templated(n), _) => n
-            .checked_sub(1)
-            .map(|k| k as usize)
-            .filter(|&k| k < table.len()),
+        (SegmentIndex::Number(n), _) | (SegmentIndex::Templated(n), _) => table.by_number(n),
     }
     .ok_or_else(|| PackageError::NoSuchSegment(format!("{index:?} of {}", t.id())))?;
     Ok((t, cmaf_fragment(t, &table, k)?))

@@ -199,10 +199,8 @@ pub fn fmp4_segment<'p>(
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
     let t = single(p, v)?;
     let table = segments(p, t, opts.target_secs);
-    let k = n
-        .checked_sub(1)
-        .map(|k| k as usize)
-        .filter(|&k| k < table.len())
+    let k = table
+        .by_number(n)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
     Ok((t, super::dash::cmaf_fragment(t, &table, k)?))
 }
@@ -367,18 +365,10 @@ pub fn ts_segment_samples<'p>(
     opts: &HlsOptions,
 ) -> Result<Vec<(&'p Track, std::ops::Range<u32>)>, PackageError> {
     let tracks = variant_tracks(p, v)?;
-    let k = n
-        .checked_sub(1)
-        .map(|k| k as usize)
-        .ok_or_else(|| PackageError::NoSuchSegment(n.to_string()))?;
     let reference = variant_reference(&tracks);
-    let count = segments(p, reference, opts.target_secs).len();
-    if k >= count {
-        return Err(PackageError::NoSuchSegment(format!(
-            "{n} of {}",
-            reference.id()
-        )));
-    }
+    let k = segments(p, reference, opts.target_secs)
+        .by_number(n)
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", reference.id())))?;
     let mut out = Vec::with_capacity(tracks.len());
     for t in tracks {
         let table = segments(p, t, opts.target_secs);
