@@ -16,4 +16,5 @@ pub mod package;
 pub mod presentation;
 pub mod segment;
 pub mod source;
+pub mod text;
 pub mod url;
