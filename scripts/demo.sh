@@ -29,11 +29,10 @@ cargo build --release -q -p origin-cli
 say "making sample media in build/media"
 scripts/make-test-media.sh "$root/build/media"
 media="$root/build/media"
-if [ ! -s "$media/demo.ism" ]; then
-  (cd "$media" && "$root/target/release/ismtool" create -o demo.ism \
-    ladder-video-360.ismv ladder-video-480.ismv ladder-video-720.ismv \
-    ladder-audio-eng.isma ladder-audio-fra.isma)
-fi
+# Rewritten every run: the sample set grows between versions.
+(cd "$media" && "$root/target/release/ismtool" create -o demo.ism \
+  ladder-video-360.ismv ladder-video-480.ismv ladder-video-720.ismv \
+  ladder-audio-eng.isma ladder-audio-fra.isma subtitles-eng.mp4)
 
 port=${PORT:-8080}
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

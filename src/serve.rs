@@ -18,7 +18,7 @@ use ngx::ffi::{
 };
 use origin_core::cache::{LruCache, Weighted};
 use origin_core::fragment::FragmentPlan;
-use origin_core::index::{build_index, MediaIndex};
+use origin_core::index::{build_index, MediaIndex, Sample};
 use origin_core::ism::{join_relative, ServerManifest};
 use origin_core::package::dash::{self, DashOptions};
 use origin_core::package::hls::{self, HlsOptions};
@@ -262,6 +262,7 @@ fn package_error(e: PackageError) -> OriginError {
         PackageError::EmptyTrack(s) => OriginError::EmptyTrack(s),
         PackageError::Unsupported(s) => OriginError::Unsupported(s),
         PackageError::Fragment(f) => OriginError::Media(f.to_string()),
+        PackageError::Media(s) => OriginError::Media(s),
     }
 }
 
@@ -462,9 +463,18 @@ pub fn serve(
                     "application/vnd.apple.mpegurl",
                 )
             }
+            Target::Hls(HlsTarget::Segment {
+                variant,
+                index: SegmentIndex::Number(n),
+                format: HlsSegmentFormat::WebVtt,
+            }) => {
+                let plan = hls::webvtt_segment_plan(&p, variant, *n, &hls_opts(hls_fmp4))
+                    .map_err(package_error)?;
+                Answer::Text(webvtt_segment(&plan, file, disable_mmap)?, "text/vtt")
+            }
             Target::Hls(_) => {
                 return Err(OriginError::Unsupported(
-                    "this HLS form (packed audio, WebVTT, fMP4 I-frame playlists, segments by time) is not built yet"
+                    "this HLS form (packed audio, fMP4 I-frame playlists, segments by time) is not built yet"
                         .into(),
                 ))
             }
@@ -570,6 +580,24 @@ fn ts_segment(
         })
         .collect();
     ts::mux(&inputs).map_err(|e| OriginError::Media(e.to_string()))
+}
+
+/// A WebVTT segment: the text track's samples read and converted.
+fn webvtt_segment(
+    plan: &hls::TextSegment<'_>,
+    file: &str,
+    disable_mmap: bool,
+) -> Result<String, OriginError> {
+    let src = open_source(&source_path(file, plan.track), disable_mmap)?;
+    let samples = plan
+        .track
+        .index()
+        .samples(plan.samples.clone())
+        .map(|s| Ok((s, src.bytes(s.offset, s.size as usize)?)))
+        .collect::<Result<Vec<_>, origin_core::source::SourceError>>()
+        .map_err(|e| OriginError::Media(e.to_string()))?;
+    let refs: Vec<(Sample, &[u8])> = samples.iter().map(|(s, b)| (*s, &b[..])).collect();
+    hls::webvtt_segment(plan, &refs).map_err(package_error)
 }
 
 fn etag(parts: &[&[u8]]) -> String {

@@ -1,7 +1,8 @@
 """Real players in headless Chromium: hls.js (HLS fMP4), dash.js (DASH), dash.js with its
 Smooth plugin (Smooth Streaming), shaka (DASH and HLS TS) and the browser itself (progressive
 MP4) each play at least 5 s of the multi-bitrate, two-language presentation with no fatal
-error; GStreamer plays every format to the end."""
+error, and the adaptive players show its subtitles (TTML for DASH and Smooth, WebVTT for HLS);
+GStreamer plays every format to the end."""
 
 import json
 import shutil
@@ -33,10 +34,11 @@ def site(make_nginx, media):
     n = make_nginx()
     root = n.root
     (root / "media").mkdir(mode=0o755)
-    for f in LADDER + ["progressive.mp4"]:
+    for f in LADDER + ["progressive.mp4", "subtitles-eng.mp4"]:
         shutil.copy(media / f, root / "media" / f)
     subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / "demo.ism"),
-                    *[str(root / "media" / f) for f in LADDER]], check=True, capture_output=True)
+                    *[str(root / "media" / f) for f in LADDER + ["subtitles-eng.mp4"]]],
+                   check=True, capture_output=True)
     players = root / "players"
     players.mkdir(mode=0o755)
     for f in [WEB / "node_modules/hls.js/dist/hls.min.js",
@@ -56,11 +58,16 @@ def site(make_nginx, media):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dash", "hls", "smooth", "mp4", "shaka-dash", "shaka-hls"])
 def test_plays_in_chromium(site, kind):
-    out = subprocess.run(["node", str(WEB / "play.mjs"), site.url("/index.html"), kind, "5"],
+    with_subtitles = kind != "mp4"
+    out = subprocess.run(["node", str(WEB / "play.mjs"), site.url("/index.html"), kind, "5",
+                          "cues" if with_subtitles else "-"],
                          capture_output=True, text=True, timeout=120)
     result = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
     assert out.returncode == 0, f"{kind}: {result or out.stderr}"
     assert result["currentTime"] >= 5
+    if with_subtitles:
+        # The fixture's cues read "Cue <n>: seconds <a> to <b>".
+        assert any(c.startswith("Cue ") for c in result["cues"]), result["cues"]
     assert site.crashes() == []
 
 

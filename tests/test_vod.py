@@ -26,8 +26,12 @@ def origin(make_nginx, request):
     media = n.root / "v"
     media.mkdir(mode=0o755)
     for f in LADDER + ["progressive.mp4", "smooth.ismv", "ladder-video-360.mp4",
-                       "ladder-audio-eng.mp4"]:
+                       "ladder-audio-eng.mp4", "subtitles-eng.mp4"]:
         shutil.copy(FIXTURES / f, media / f)
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "subs.ism"),
+                    *[str(media / f) for f in ["ladder-video-360.ismv", "ladder-audio-eng.isma",
+                                               "subtitles-eng.mp4"]]],
+                   check=True, capture_output=True)
     subprocess.run([str(ISMTOOL), "create", "-o", str(media / "ladder.ism"),
                     *[str(media / f) for f in LADDER]], check=True, capture_output=True)
     subprocess.run([str(ISMTOOL), "create", "-o", str(media / "mp4s.ism"),
@@ -136,6 +140,47 @@ def boxes(data: bytes):
             break
         pos += size
     return out
+
+
+def webvtt_cues(text: str) -> list[tuple[str, str, str]]:
+    """(start, end, text) of each cue of a WebVTT document, as ffmpeg writes them."""
+    cues = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        lines = [line for line in block.split("\n") if line]
+        for i, line in enumerate(lines):
+            if "-->" in line:
+                start, end = (t.strip().split()[0] for t in line.split("-->"))
+                cues.append((start, end, "\n".join(lines[i + 1:])))
+                break
+    return cues
+
+
+@pytest.mark.parametrize("master", [".m3u8", ".m3u8?hls_fmp4"], ids=["ts", "fmp4"])
+def test_hls_webvtt_subtitles(origin, master):
+    """The TTML track is offered as a WebVTT rendition; ffmpeg's HLS reader gets the cues of the
+    source subtitle file back, with their times."""
+    text = origin.get(f"/v/subs.ism/{master}").text
+    media = [line for line in text.splitlines() if line.startswith("#EXT-X-MEDIA:TYPE=SUBTITLES")]
+    assert len(media) == 1, text
+    assert 'LANGUAGE="eng"' in media[0] and 'GROUP-ID="textstream"' in media[0]
+    assert all('SUBTITLES="textstream"' in line for line in text.splitlines()
+               if line.startswith("#EXT-X-STREAM-INF"))
+    uri = media[0].split('URI="')[1].split('"')[0]
+    playlist = origin.get(f"/v/subs.ism/{uri}")
+    assert playlist.status_code == 200
+    segments = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
+    video = text.split("#EXT-X-STREAM-INF")[1].splitlines()[1]
+    assert len(segments) == origin.get(f"/v/subs.ism/{video}").text.count("#EXTINF")
+    first = origin.get(f"/v/subs.ism/{uri.rsplit('/', 1)[0] + '/' if '/' in uri else ''}"
+                       f"{segments[0]}")
+    assert first.headers["Content-Type"] == "text/vtt"
+    assert first.text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:")
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", origin.url(f"/v/subs.ism/{uri}"),
+                          "-f", "webvtt", "-"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    source = subprocess.run(["ffmpeg", "-v", "error", "-i", str(FIXTURES / "subtitles-eng.vtt"),
+                             "-f", "webvtt", "-"], capture_output=True, text=True, timeout=60)
+    assert webvtt_cues(out.stdout) == webvtt_cues(source.stdout) != []
 
 
 def test_smooth_manifest_and_fragments(origin):

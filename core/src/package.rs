@@ -32,6 +32,9 @@ pub enum PackageError {
     Unsupported(String),
     #[error("{0}")]
     Fragment(#[from] crate::fragment::FragmentError),
+    /// The source's samples cannot be read as their format says.
+    #[error("{0}")]
+    Media(String),
 }
 
 /// The segments of `track`: video tracks are cut at their own sync samples every

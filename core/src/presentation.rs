@@ -336,11 +336,13 @@ impl Presentation {
             .find(|t| t.name == name && t.bitrate == bitrate)
     }
 
-    /// The reference track segments align to: the first video track, else the first.
+    /// The reference track segments align to: the first video track, else the first audio
+    /// track (a sparse text track makes a poor clock), else the first.
     pub fn reference(&self) -> &Track {
         self.tracks
             .iter()
             .find(|t| t.kind == TrackKind::Video)
+            .or_else(|| self.tracks.iter().find(|t| t.kind == TrackKind::Audio))
             .unwrap_or(&self.tracks[0])
     }
 

@@ -115,7 +115,11 @@ mod tests {
 
     #[test]
     fn clipping_keeps_overlaps_only() {
-        let cues = vec![cue(0, 2000, "a"), cue(1500, 4000, "b"), cue(4000, 5000, "c")];
+        let cues = vec![
+            cue(0, 2000, "a"),
+            cue(1500, 4000, "b"),
+            cue(4000, 5000, "c"),
+        ];
         assert_eq!(
             clip(cues, 1800, 4000),
             vec![cue(1800, 2000, "a"), cue(1800, 4000, "b")]

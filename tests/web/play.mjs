@@ -1,13 +1,14 @@
 // Plays one format of the demo page in headless Chromium and reports what happened as JSON:
-//   node play.mjs PAGE_URL KIND [SECONDS]
-// KIND is dash | hls | smooth | mp4 (the page's buttons). Exit code 0 when playback advanced
-// at least SECONDS (default 5) of media time without a fatal player error.
+//   node play.mjs PAGE_URL KIND [SECONDS] [cues]
+// KIND is a data-kind of the page's buttons. Exit code 0 when playback advanced at least
+// SECONDS (default 5) of media time without a fatal player error, and, with `cues`, when the
+// player also put at least one subtitle cue on the video's text tracks.
 import puppeteer from "puppeteer-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [pageUrl, kind, secondsArg] = process.argv.slice(2);
+const [pageUrl, kind, secondsArg, wantCues] = process.argv.slice(2);
 const seconds = Number(secondsArg || 5);
 const profile = mkdtempSync(join(tmpdir(), "origin-chromium-"));
 const browser = await puppeteer.launch({
@@ -18,7 +19,7 @@ const browser = await puppeteer.launch({
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
          "--autoplay-policy=no-user-gesture-required"],
 });
-const result = { kind, ok: false, currentTime: 0, errors: [], console: [] };
+const result = { kind, ok: false, currentTime: 0, cues: [], errors: [], console: [] };
 try {
   const page = await browser.newPage();
   page.on("console", (m) => result.console.push(m.text()));
@@ -31,15 +32,19 @@ try {
       t: document.getElementById("video").currentTime,
       status: document.getElementById("status").textContent,
       error: document.getElementById("video").error && document.getElementById("video").error.message,
+      cues: window.cuesSeen || [],
     }));
     result.currentTime = state.t;
+    result.cues = state.cues;
     result.status = state.status;
     if (state.error) result.errors.push("media error: " + state.error);
     if (/error/i.test(state.status)) result.errors.push(state.status);
-    if (result.errors.length || state.t >= seconds) break;
+    const cuesDone = wantCues !== "cues" || state.cues.length > 0;
+    if (result.errors.length || (state.t >= seconds && cuesDone)) break;
     await new Promise((r) => setTimeout(r, 250));
   }
-  result.ok = result.errors.length === 0 && result.currentTime >= seconds;
+  result.ok = result.errors.length === 0 && result.currentTime >= seconds &&
+    (wantCues !== "cues" || result.cues.length > 0);
 } catch (e) {
   result.errors.push(String(e));
 } finally {

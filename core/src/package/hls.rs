@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::{frame_rate, segments, PackageError};
 use crate::fragment::FragmentPlan;
-use crate::index::TrackKind;
+use crate::index::{Sample, TrackIndex, TrackKind};
 use crate::mp4::codec::MediaInfo;
 use crate::presentation::{Presentation, Track};
 use crate::url::Variant;
@@ -79,13 +79,14 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
     if !audio.is_empty() {
         x.push('\n');
     }
+    let subtitles = subtitle_media(p, opts, "hls/", &mut x);
     let video: Vec<&Track> = p.of_kind(TrackKind::Video).collect();
     if video.is_empty() {
         // Audio-only: each audio track is a variant of its own.
         for a in &audio {
             let _ = writeln!(
                 x,
-                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\nhls/{}.m3u8{}",
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"{subtitles}\nhls/{}.m3u8{}",
                 a.bitrate,
                 a.bitrate,
                 a.entry.codec_string(),
@@ -122,6 +123,7 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
         if !group.is_empty() {
             let _ = write!(line, ",AUDIO=\"{group}\"");
         }
+        line.push_str(&subtitles);
         let _ = writeln!(
             x,
             "{line}\nhls/{}.m3u8{}",
@@ -163,6 +165,9 @@ pub fn media_playlist(
     opts: &HlsOptions,
 ) -> Result<String, PackageError> {
     let t = single(p, v)?;
+    if t.kind == TrackKind::Text {
+        return subtitle_playlist(p, t, opts);
+    }
     let (durations, target) = segment_durations(p, t, opts)?;
     let name = variant_name(opts, &[t]);
     let mut x = String::with_capacity(64 + durations.len() * 48);
@@ -264,6 +269,7 @@ fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
             x.push('\n');
         }
     }
+    let subtitles = subtitle_media(p, opts, "", &mut x);
     for variant in ts_variants(p, opts) {
         let bitrate: u64 = variant.iter().map(|t| t.bitrate).sum::<u64>()
             + if grouped { audio_bitrate } else { 0 };
@@ -288,6 +294,7 @@ fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
                 line.push_str(",AUDIO=\"audio\"");
             }
         }
+        line.push_str(&subtitles);
         let _ = writeln!(
             x,
             "{line}\n{}.m3u8{}",
@@ -335,6 +342,11 @@ pub fn ts_playlist(
     opts: &HlsOptions,
 ) -> Result<String, PackageError> {
     let tracks = variant_tracks(p, v)?;
+    if let [t] = tracks.as_slice() {
+        if t.kind == TrackKind::Text {
+            return subtitle_playlist(p, t, opts);
+        }
+    }
     let reference = variant_reference(&tracks);
     let (durations, target) = segment_durations(p, reference, opts)?;
     let name = variant_name(opts, &tracks);
@@ -443,4 +455,195 @@ pub fn iframe_playlist(
     }
     x.push_str("#EXT-X-ENDLIST\n");
     Ok(x)
+}
+
+/// The group every WebVTT rendition belongs to.
+const SUBTITLE_GROUP: &str = "textstream";
+
+/// Text tracks HLS can offer: TTML (`stpp`) and WebVTT (`wvtt`), both sent as WebVTT.
+fn subtitle_tracks(p: &Presentation) -> impl Iterator<Item = &Track> {
+    p.of_kind(TrackKind::Text)
+        .filter(|t| matches!(&t.entry.fourcc.0, b"stpp" | b"wvtt"))
+}
+
+/// Writes the `EXT-X-MEDIA` subtitle renditions (playlists under `prefix`) and returns the
+/// attribute the variants carry to name their group (empty without text tracks).
+fn subtitle_media(p: &Presentation, opts: &HlsOptions, prefix: &str, x: &mut String) -> String {
+    let mut any = false;
+    for t in subtitle_tracks(p) {
+        let name = t.language.clone().unwrap_or_else(|| t.name.clone());
+        let lang = t
+            .language
+            .as_ref()
+            .map(|l| format!(",LANGUAGE=\"{}\"", quote(l)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            x,
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"{SUBTITLE_GROUP}\",NAME=\"{}\"{lang},AUTOSELECT=YES,DEFAULT=NO,FORCED=NO,URI=\"{prefix}{}.m3u8{}\"",
+            quote(&name),
+            quote(&variant_name(opts, &[t])),
+            quote(&opts.query)
+        );
+        any = true;
+    }
+    if any {
+        x.push('\n');
+        format!(",SUBTITLES=\"{SUBTITLE_GROUP}\"")
+    } else {
+        String::new()
+    }
+}
+
+/// The track whose segments time a text track's: the presentation's reference (video, else
+/// audio), so subtitle segment N covers the same time as the media's segment N.
+fn text_clock<'p>(p: &'p Presentation, text: &'p Track) -> &'p Track {
+    let reference = p.reference();
+    if reference.kind == TrackKind::Text {
+        text
+    } else {
+        reference
+    }
+}
+
+/// A WebVTT media playlist: one segment per segment of the media.
+fn subtitle_playlist(
+    p: &Presentation,
+    t: &Track,
+    opts: &HlsOptions,
+) -> Result<String, PackageError> {
+    if !matches!(&t.entry.fourcc.0, b"stpp" | b"wvtt") {
+        return Err(PackageError::Unsupported(format!(
+            "{}: {} text cannot be sent as WebVTT",
+            t.id(),
+            t.entry.fourcc
+        )));
+    }
+    let (durations, target) = segment_durations(p, text_clock(p, t), opts)?;
+    let name = variant_name(opts, &[t]);
+    let mut x = String::with_capacity(64 + durations.len() * 48);
+    let _ = writeln!(
+        x,
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD"
+    );
+    for (k, d) in durations.iter().enumerate() {
+        let _ = writeln!(
+            x,
+            "#EXTINF:{d:.6},\n{}-{}.vtt{}",
+            quote(&name),
+            k + 1,
+            opts.query
+        );
+    }
+    x.push_str("#EXT-X-ENDLIST\n");
+    Ok(x)
+}
+
+/// What a WebVTT segment is made of: the text track's samples that overlap the segment's
+/// time, the segment's time in milliseconds, and the 90 kHz media timestamp of time 0.
+#[derive(Debug, Clone)]
+pub struct TextSegment<'p> {
+    pub track: &'p Track,
+    pub samples: std::ops::Range<u32>,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub mpegts: u64,
+}
+
+/// The samples of `idx` presented during `[t0, t1)` (track timescale).
+fn samples_overlapping(idx: &TrackIndex, t0: u64, t1: u64) -> std::ops::Range<u32> {
+    let n = idx.sample_count();
+    let first = partition(n, |i| idx.dts(i + 1) <= t0);
+    let end = partition(n, |i| idx.dts(i) < t1);
+    first..end.max(first)
+}
+
+/// The first `i` in `0..n` for which `below(i)` is false (`below` is monotone).
+fn partition(n: u32, below: impl Fn(u32) -> bool) -> u32 {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// WebVTT segment `n` (1-based) of a text variant.
+pub fn webvtt_segment_plan<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    n: u64,
+    opts: &HlsOptions,
+) -> Result<TextSegment<'p>, PackageError> {
+    let tracks = variant_tracks(p, v)?;
+    let t = match tracks.as_slice() {
+        [t] if t.kind == TrackKind::Text => *t,
+        _ => {
+            return Err(PackageError::Unsupported(
+                "a WebVTT segment carries exactly one text track".into(),
+            ))
+        }
+    };
+    let clock = text_clock(p, t);
+    let table = segments(p, clock, opts.target_secs);
+    let k = table
+        .by_number(n)
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
+    let range = table
+        .samples(k)
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
+    let c = clock.index();
+    let ms = |t: u64| (u128::from(t) * 1000 / u128::from(c.timescale.max(1))) as u64;
+    let (start_ms, end_ms) = (ms(c.dts(range.start)), ms(c.dts(range.end)));
+    let idx = t.index();
+    let to_text = |ms: u64| (u128::from(ms) * u128::from(idx.timescale) / 1000) as u64;
+    // The media timestamp of presentation time 0: CMAF segments present the first frame at
+    // time 0; our TS segments keep the source's composition offsets, so there the first frame
+    // is at the video's edit (its composition shift).
+    let mpegts = if opts.fmp4 {
+        0
+    } else {
+        p.of_kind(TrackKind::Video)
+            .next()
+            .map(|v| {
+                let shift = u64::from(super::dash::composition_shift(v).unsigned_abs());
+                shift * 90_000 / u64::from(v.index().timescale.max(1))
+            })
+            .unwrap_or(0)
+    };
+    Ok(TextSegment {
+        track: t,
+        samples: samples_overlapping(idx, to_text(start_ms), to_text(end_ms).max(1)),
+        start_ms,
+        end_ms,
+        mpegts,
+    })
+}
+
+/// The WebVTT text of a segment from its samples' bytes (`samples` as listed by the plan).
+pub fn webvtt_segment(
+    seg: &TextSegment<'_>,
+    samples: &[(Sample, &[u8])],
+) -> Result<String, PackageError> {
+    let ts = u128::from(seg.track.index().timescale.max(1));
+    let ms = |t: u64| (u128::from(t) * 1000 / ts) as u64;
+    let mut cues = Vec::new();
+    for (s, data) in samples {
+        let (start, end) = (ms(s.dts), ms(s.dts + u64::from(s.duration)));
+        let read = match &seg.track.entry.fourcc.0 {
+            b"wvtt" => crate::text::wvtt::cues(data, start, end),
+            _ => crate::text::ttml::cues(data, start, end),
+        };
+        let found = read.map_err(|e| {
+            PackageError::Media(format!("{} sample {}: {e}", seg.track.id(), s.index))
+        })?;
+        cues.extend(found);
+    }
+    // A cue that spans segments goes into each with its full timing, as RFC 8216 §3.5 asks;
+    // players drop the repeats.
+    cues.retain(|c| c.start_ms < seg.end_ms && c.end_ms > seg.start_ms);
+    Ok(crate::text::webvtt::write(&cues, Some(seg.mpegts)))
 }

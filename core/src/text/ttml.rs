@@ -133,8 +133,8 @@ pub fn cues(doc: &[u8], sample_start_ms: u64, sample_end_ms: u64) -> Result<Vec<
                 let (parent_begin, parent_end) =
                     parent.map_or((0.0, f64::INFINITY), |p| (p.begin, p.end));
                 let in_paragraph = parent.is_some_and(|p| p.paragraph);
-                let ignored = parent.is_some_and(|p| p.ignored)
-                    || matches!(name, b"head" | b"metadata");
+                let ignored =
+                    parent.is_some_and(|p| p.ignored) || matches!(name, b"head" | b"metadata");
                 let mut begin = parent_begin;
                 let mut end = parent_end;
                 let (mut own_end, mut dur) = (None, None);
@@ -145,7 +145,9 @@ pub fn cues(doc: &[u8], sample_start_ms: u64, sample_end_ms: u64) -> Result<Vec<
                         .map_err(|e| error(position, e.to_string()))?;
                     let bad_time = || error(position, format!("bad time expression {value:?}"));
                     match a.key.local_name().as_ref() {
-                        b"begin" => begin = parent_begin + parse_time(&value, rates).ok_or_else(bad_time)?,
+                        b"begin" => {
+                            begin = parent_begin + parse_time(&value, rates).ok_or_else(bad_time)?
+                        }
                         b"end" => own_end = Some(parse_time(&value, rates).ok_or_else(bad_time)?),
                         b"dur" => dur = Some(parse_time(&value, rates).ok_or_else(bad_time)?),
                         b"fontStyle" if in_paragraph && value.as_ref() == "italic" => {
@@ -197,16 +199,12 @@ pub fn cues(doc: &[u8], sample_start_ms: u64, sample_end_ms: u64) -> Result<Vec<
                 let was_paragraph = open.paragraph && !stack.last().is_some_and(|p| p.paragraph);
                 close(open, was_paragraph, &mut paragraph, &mut found)?;
             }
-            Event::Text(t) => {
-                if stack.last().is_some_and(|o| o.paragraph && !o.ignored) {
-                    let raw = t.unescape().map_err(|e| error(position, e.to_string()))?;
-                    escape_text(&raw, &mut paragraph);
-                }
+            Event::Text(t) if stack.last().is_some_and(|o| o.paragraph && !o.ignored) => {
+                let raw = t.unescape().map_err(|e| error(position, e.to_string()))?;
+                escape_text(&raw, &mut paragraph);
             }
-            Event::CData(t) => {
-                if stack.last().is_some_and(|o| o.paragraph && !o.ignored) {
-                    escape_text(&String::from_utf8_lossy(&t), &mut paragraph);
-                }
+            Event::CData(t) if stack.last().is_some_and(|o| o.paragraph && !o.ignored) => {
+                escape_text(&String::from_utf8_lossy(&t), &mut paragraph);
             }
             Event::Eof => break,
             _ => {}
@@ -223,7 +221,9 @@ pub fn cues(doc: &[u8], sample_start_ms: u64, sample_end_ms: u64) -> Result<Vec<
     }
 
     let duration = sample_end_ms.saturating_sub(sample_start_ms) as f64 / 1000.0;
-    let fits_sample = found.iter().all(|(_, e, _)| e.is_infinite() || *e <= duration + 0.001);
+    let fits_sample = found
+        .iter()
+        .all(|(_, e, _)| e.is_infinite() || *e <= duration + 0.001);
     let before_sample = found
         .iter()
         .any(|(b, _, _)| *b * 1000.0 < sample_start_ms as f64 - 0.5);
@@ -236,7 +236,9 @@ pub fn cues(doc: &[u8], sample_start_ms: u64, sample_end_ms: u64) -> Result<Vec<
         if s.is_infinite() {
             u64::MAX
         } else {
-            ((s + offset) * 1000.0).round().clamp(0.0, u64::MAX as f64 / 2.0) as u64
+            ((s + offset) * 1000.0)
+                .round()
+                .clamp(0.0, u64::MAX as f64 / 2.0) as u64
         }
     };
     let cues = found
@@ -432,7 +434,11 @@ mod tests {
         let cues = cues(doc.as_bytes(), 0, 100_000).unwrap();
         assert_eq!(
             texts(&cues),
-            vec![(11_000, 13_000, "a"), (15_480, 20_000, "b"), (10_000, 20_000, "c")]
+            vec![
+                (11_000, 13_000, "a"),
+                (15_480, 20_000, "b"),
+                (10_000, 20_000, "c")
+            ]
         );
     }
 
@@ -471,7 +477,10 @@ mod tests {
             ..Cue::default()
         };
         let written = document(
-            &[cue(0, 1000, "<i>one</i> &amp; two\nthree"), cue(1000, 2500, "4 &lt; 5")],
+            &[
+                cue(0, 1000, "<i>one</i> &amp; two\nthree"),
+                cue(1000, 2500, "4 &lt; 5"),
+            ],
             "en",
         );
         let back = cues(written.as_bytes(), 0, 10_000).unwrap();

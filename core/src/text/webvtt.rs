@@ -137,8 +137,7 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
         _ => return None,
     };
     let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit()) && !x.is_empty();
-    if !digits(h) || h.len() > 9 || m.len() != 2 || sec.len() != 2 || !digits(m) || !digits(sec)
-    {
+    if !digits(h) || h.len() > 9 || m.len() != 2 || sec.len() != 2 || !digits(m) || !digits(sec) {
         return None;
     }
     let (h, m, sec): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
@@ -167,8 +166,8 @@ pub fn write(cues: &[Cue], mpegts: Option<u64>) -> String {
     if let Some(pts) = mpegts {
         let _ = writeln!(out, "X-TIMESTAMP-MAP=MPEGTS:{pts},LOCAL:00:00:00.000");
     }
+    out.push('\n');
     for c in cues {
-        out.push('\n');
         // An identifier or payload line must not hold "-->", and a blank payload line would
         // end the cue early.
         let id = c.id.replace("-->", "--&gt;");
@@ -185,6 +184,9 @@ pub fn write(cues: &[Cue], mpegts: Option<u64>) -> String {
         for line in c.text.split(['\r', '\n']).filter(|l| !l.trim().is_empty()) {
             let _ = writeln!(out, "{}", line.replace("-->", "--&gt;"));
         }
+        // Every block ends with a blank line, so documents can be concatenated (ffmpeg's HLS
+        // reader feeds the segments of a rendition to one WebVTT parser).
+        out.push('\n');
     }
     out
 }
@@ -238,6 +240,9 @@ mod tests {
         let text = write(&cues, Some(900_000));
         assert!(text.starts_with("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:900000,LOCAL:00:00:00.000\n\n1\n00:00:00.000 --> 00:00:02.500 line:0 align:start\n"));
         assert_eq!(parse(text.as_bytes()).unwrap(), cues);
+        // Segments concatenated still read as the cues of both.
+        let twice = format!("{text}{}", write(&cues, Some(0)));
+        assert_eq!(parse(twice.as_bytes()).unwrap().len(), 2 * cues.len());
     }
 
     #[test]

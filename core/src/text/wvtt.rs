@@ -151,7 +151,11 @@ mod tests {
         let got: Vec<(u64, u64, Vec<String>)> = samples(&cs)
             .into_iter()
             .map(|(s, e, bytes)| {
-                let texts = cues(&bytes, s, e).unwrap().into_iter().map(|c| c.text).collect();
+                let texts = cues(&bytes, s, e)
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.text)
+                    .collect();
                 (s, e, texts)
             })
             .collect();
