@@ -28,7 +28,9 @@ def media():
 
 
 @pytest.fixture
-def site(make_nginx, media):
+def site(make_nginx, media, request):
+    """The demo page and presentation; its subtitles are TTML in MP4 (ffmpeg's), or with the
+    parameter "wvtt" WebVTT in CMAF (ismtool's)."""
     if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
         pytest.fail("browser test tools missing: run scripts/setup.sh")
     n = make_nginx()
@@ -36,8 +38,14 @@ def site(make_nginx, media):
     (root / "media").mkdir(mode=0o755)
     for f in LADDER + ["progressive.mp4", "subtitles-eng.mp4"]:
         shutil.copy(media / f, root / "media" / f)
+    subtitles = "subtitles-eng.mp4"
+    if getattr(request, "param", "ttml") == "wvtt":
+        subtitles = "subtitles-eng.cmft"
+        subprocess.run([str(ISMTOOL), "text", str(media / "subtitles-eng.vtt"), "--language",
+                        "eng", "-o", str(root / "media" / subtitles)],
+                       check=True, capture_output=True)
     subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / "demo.ism"),
-                    *[str(root / "media" / f) for f in LADDER + ["subtitles-eng.mp4"]]],
+                    *[str(root / "media" / f) for f in LADDER + [subtitles]]],
                    check=True, capture_output=True)
     players = root / "players"
     players.mkdir(mode=0o755)
@@ -58,7 +66,19 @@ def site(make_nginx, media):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dash", "hls", "smooth", "mp4", "shaka-dash", "shaka-hls"])
 def test_plays_in_chromium(site, kind):
-    with_subtitles = kind != "mp4"
+    play_in_chromium(site, kind, with_subtitles=kind != "mp4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site", ["wvtt"], indirect=True)
+@pytest.mark.parametrize("kind", ["dash", "shaka-dash", "hls"])
+def test_webvtt_in_mp4_subtitles_in_chromium(site, kind):
+    """ismtool's wvtt track: the DASH players parse its samples themselves; hls.js gets the
+    origin's WebVTT conversion."""
+    play_in_chromium(site, kind, with_subtitles=True)
+
+
+def play_in_chromium(site, kind, with_subtitles):
     out = subprocess.run(["node", str(WEB / "play.mjs"), site.url("/index.html"), kind, "5",
                           "cues" if with_subtitles else "-"],
                          capture_output=True, text=True, timeout=120)

@@ -28,10 +28,18 @@ def origin(make_nginx, request):
     for f in LADDER + ["progressive.mp4", "smooth.ismv", "ladder-video-360.mp4",
                        "ladder-audio-eng.mp4", "subtitles-eng.mp4"]:
         shutil.copy(FIXTURES / f, media / f)
-    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "subs.ism"),
-                    *[str(media / f) for f in ["ladder-video-360.ismv", "ladder-audio-eng.isma",
-                                               "subtitles-eng.mp4"]]],
-                   check=True, capture_output=True)
+    # Subtitles three ways: TTML in a progressive MP4 (ffmpeg's), and WebVTT and TTML packaged
+    # as fragmented CMAF text tracks by ismtool.
+    for src, out in [("subtitles-eng.vtt", "subtitles-wvtt.cmft"),
+                     ("subtitles-eng.ttml", "subtitles-stpp.cmft")]:
+        subprocess.run([str(ISMTOOL), "text", str(FIXTURES / src), "--language", "eng",
+                        "-o", str(media / out)], check=True, capture_output=True)
+    for name, text in [("subs", "subtitles-eng.mp4"), ("subs-wvtt", "subtitles-wvtt.cmft"),
+                       ("subs-stpp", "subtitles-stpp.cmft")]:
+        subprocess.run([str(ISMTOOL), "create", "-o", str(media / f"{name}.ism"),
+                        *[str(media / f) for f in ["ladder-video-360.ismv",
+                                                   "ladder-audio-eng.isma", text]]],
+                       check=True, capture_output=True)
     subprocess.run([str(ISMTOOL), "create", "-o", str(media / "ladder.ism"),
                     *[str(media / f) for f in LADDER]], check=True, capture_output=True)
     subprocess.run([str(ISMTOOL), "create", "-o", str(media / "mp4s.ism"),
@@ -155,32 +163,51 @@ def webvtt_cues(text: str) -> list[tuple[str, str, str]]:
     return cues
 
 
+@pytest.mark.parametrize("ism", ["subs", "subs-wvtt", "subs-stpp"])
 @pytest.mark.parametrize("master", [".m3u8", ".m3u8?hls_fmp4"], ids=["ts", "fmp4"])
-def test_hls_webvtt_subtitles(origin, master):
-    """The TTML track is offered as a WebVTT rendition; ffmpeg's HLS reader gets the cues of the
-    source subtitle file back, with their times."""
-    text = origin.get(f"/v/subs.ism/{master}").text
+def test_hls_webvtt_subtitles(origin, master, ism):
+    """The text track (TTML in MP4, or WebVTT / TTML in CMAF) is offered as a WebVTT rendition;
+    ffmpeg's HLS reader gets the cues of the source subtitle file back, with their times."""
+    base = f"/v/{ism}.ism"
+    text = origin.get(f"{base}/{master}").text
     media = [line for line in text.splitlines() if line.startswith("#EXT-X-MEDIA:TYPE=SUBTITLES")]
     assert len(media) == 1, text
     assert 'LANGUAGE="eng"' in media[0] and 'GROUP-ID="textstream"' in media[0]
     assert all('SUBTITLES="textstream"' in line for line in text.splitlines()
                if line.startswith("#EXT-X-STREAM-INF"))
     uri = media[0].split('URI="')[1].split('"')[0]
-    playlist = origin.get(f"/v/subs.ism/{uri}")
+    playlist = origin.get(f"{base}/{uri}")
     assert playlist.status_code == 200
     segments = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
     video = text.split("#EXT-X-STREAM-INF")[1].splitlines()[1]
-    assert len(segments) == origin.get(f"/v/subs.ism/{video}").text.count("#EXTINF")
-    first = origin.get(f"/v/subs.ism/{uri.rsplit('/', 1)[0] + '/' if '/' in uri else ''}"
+    assert len(segments) == origin.get(f"{base}/{video}").text.count("#EXTINF")
+    first = origin.get(f"{base}/{uri.rsplit('/', 1)[0] + '/' if '/' in uri else ''}"
                        f"{segments[0]}")
     assert first.headers["Content-Type"] == "text/vtt"
     assert first.text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:")
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", origin.url(f"/v/subs.ism/{uri}"),
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", origin.url(f"{base}/{uri}"),
                           "-f", "webvtt", "-"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     source = subprocess.run(["ffmpeg", "-v", "error", "-i", str(FIXTURES / "subtitles-eng.vtt"),
                              "-f", "webvtt", "-"], capture_output=True, text=True, timeout=60)
     assert webvtt_cues(out.stdout) == webvtt_cues(source.stdout) != []
+
+
+def test_text_tracks_in_dash_and_smooth(origin):
+    """CMAF text tracks appear in the MPD and the Smooth manifest and their segments are served;
+    the WebVTT one carries wvtt samples."""
+    mpd = ET.fromstring(origin.get("/v/subs-wvtt.ism/.mpd").content)
+    sets = mpd.findall("d:Period/d:AdaptationSet", MPD_NS)
+    text = [a for a in sets if a.get("contentType") == "text"]
+    assert len(text) == 1 and text[0].get("lang") == "eng"
+    rep = text[0].find("d:Representation", MPD_NS)
+    assert rep.get("codecs") == "wvtt" and text[0].get("mimeType") == "application/mp4"
+    init = origin.get(f"/v/subs-wvtt.ism/dash/subs-wvtt-{rep.get('id')}.dash")
+    assert init.status_code == 200 and b"wvtt" in init.content
+    media = origin.get(f"/v/subs-wvtt.ism/dash/subs-wvtt-{rep.get('id')}-0.dash")
+    assert media.status_code == 200 and b"vttc" in media.content and b"Cue 1" in media.content
+    smooth = origin.get("/v/subs-stpp.ism/Manifest").text
+    assert 'Type="text"' in smooth and 'FourCC="TTML"' in smooth
 
 
 def test_smooth_manifest_and_fragments(origin):

@@ -3,12 +3,14 @@
 //! - `ismtool create -o out.ism in1.ismv in2.isma [--<fmt>.<opt>=v …]` writes a server manifest
 //!   the way mp4split does (live: `-o ch.isml [--archiving=1 …]` with no inputs);
 //! - `ismtool inspect FILE [--json]` shows boxes, tracks, codecs, durations and counts;
-//! - `ismtool route URL` shows how the origin reads a request URL.
+//! - `ismtool route URL` shows how the origin reads a request URL;
+//! - `ismtool text IN.vtt|IN.ttml [-o OUT.cmft]` packages subtitles as a CMAF text track.
 
 mod create;
 mod inspect;
 mod media;
 mod route;
+mod text;
 
 use std::process::ExitCode;
 
@@ -55,6 +57,25 @@ enum Command {
         #[arg(long)]
         skip_rewrite: bool,
     },
+    /// Package a WebVTT or TTML subtitle file as a fragmented CMAF text track (.cmft).
+    ///
+    /// ismtool text subtitles.vtt --language eng -o subtitles-eng.cmft
+    Text {
+        /// The subtitle file (WebVTT, or TTML / IMSC).
+        input: std::path::PathBuf,
+        /// Output file (default: the input with the extension .cmft).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        /// Sample format: wvtt (WebVTT in MP4) or stpp (TTML); default: the input's.
+        #[arg(long)]
+        format: Option<String>,
+        /// The track's language (ISO 639-2, e.g. eng).
+        #[arg(long, default_value = "und")]
+        language: String,
+        /// Fragment duration in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        fragment: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +88,19 @@ fn main() -> ExitCode {
             no_boxes,
         } => inspect::run(&file, json, !no_boxes),
         Command::Route { url, skip_rewrite } => route::run(&url, skip_rewrite),
+        Command::Text {
+            input,
+            output,
+            format,
+            language,
+            fragment,
+        } => text::run(&text::TextArgs {
+            input: &input,
+            output: output.as_deref(),
+            format: format.as_deref(),
+            language: &language,
+            fragment_secs: fragment,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 //! A cue's text is kept in WebVTT cue-text syntax (`<i>`, `<b>`, `<u>` tags, `&amp;` escapes),
 //! the one form every reader here can produce and every writer can consume.
 
+pub mod cmaf;
 pub mod ttml;
 pub mod webvtt;
 pub mod wvtt;

@@ -96,6 +96,33 @@ pub fn init_segment(track: &TrackIndex, track_id: u32) -> Vec<u8> {
     init_segment_with_edit(track, track_id, None)
 }
 
+/// What an initialization segment says of its track.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackHeader<'a> {
+    pub kind: TrackKind,
+    pub timescale: u32,
+    /// ISO-639-2/T code, or a BCP 47 tag (written as `elng`).
+    pub language: &'a str,
+    pub width: u32,
+    pub height: u32,
+    /// The whole sample entry box.
+    pub sample_entry: &'a [u8],
+}
+
+impl TrackIndex {
+    /// The parts of the track an initialization segment describes.
+    pub fn header(&self) -> TrackHeader<'_> {
+        TrackHeader {
+            kind: self.kind,
+            timescale: self.timescale,
+            language: &self.language,
+            width: self.width,
+            height: self.height,
+            sample_entry: &self.sample_entry,
+        }
+    }
+}
+
 /// [`init_segment`] with an edit list that starts presentation at `media_time` (track
 /// timescale): how audio priming (AAC encoder delay) is signalled in CMAF.
 pub fn init_segment_with_edit(
@@ -103,6 +130,11 @@ pub fn init_segment_with_edit(
     track_id: u32,
     media_time: Option<i64>,
 ) -> Vec<u8> {
+    init_segment_of(&track.header(), track_id, media_time)
+}
+
+/// The initialization segment of a track described by `track`.
+pub fn init_segment_of(track: &TrackHeader<'_>, track_id: u32, media_time: Option<i64>) -> Vec<u8> {
     let mut w = BoxWriter::with_capacity(track.sample_entry.len() + 768);
     w.begin(b"ftyp");
     w.bytes(CMAF_BRANDS[0]);
@@ -175,7 +207,7 @@ pub fn init_segment_with_edit(
     w.u32(track.timescale);
     w.u32(0);
     let iso639 = if track.language.len() == 3 {
-        track.language.as_str()
+        track.language
     } else {
         "und"
     };
@@ -191,7 +223,9 @@ pub fn init_segment_with_edit(
     let (handler, name): (&[u8; 4], &str) = match track.kind {
         TrackKind::Video => (b"vide", "VideoHandler"),
         TrackKind::Audio => (b"soun", "SoundHandler"),
-        TrackKind::Text if &track.sample_entry_fourcc.0 == b"wvtt" => (b"text", "TextHandler"),
+        TrackKind::Text if track.sample_entry.get(4..8) == Some(b"wvtt") => {
+            (b"text", "TextHandler")
+        }
         TrackKind::Text => (b"subt", "SubtitleHandler"),
         TrackKind::Other => (b"meta", "MetaHandler"),
     };
@@ -234,7 +268,7 @@ pub fn init_segment_with_edit(
     w.begin(b"stbl");
     w.begin_full(b"stsd", 0, 0);
     w.u32(1);
-    w.bytes(&track.sample_entry);
+    w.bytes(track.sample_entry);
     w.end();
     for empty in [b"stts", b"stsc", b"stco"] {
         w.begin_full(empty, 0, 0);

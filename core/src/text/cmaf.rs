@@ -1,0 +1,235 @@
+//! Timed text packaged as a fragmented CMAF text track (`.cmft`, ISO/IEC 23000-19 §9.2 and
+//! 14496-30): what `ismtool text` makes of a WebVTT or TTML file, so that a server manifest can
+//! list subtitles next to the audio and video.
+
+use super::{clip, ttml, wvtt, Cue};
+use crate::index::TrackKind;
+use crate::mp4::codec::{write_sample_entry, CodecConfig, MediaInfo, SampleEntry, TTML_NAMESPACE};
+use crate::mp4::writer::{init_segment_of, BoxWriter, TrackHeader};
+use crate::mp4::FourCC;
+
+/// Track timescale: cue times are milliseconds.
+const TIMESCALE: u32 = 1000;
+
+/// The sample format of the track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// WebVTT samples (`wvtt`, 14496-30 §7).
+    Wvtt,
+    /// One TTML document per fragment (`stpp`, 14496-30 §6), times on the track's timeline.
+    Stpp,
+}
+
+/// How to package.
+#[derive(Debug, Clone)]
+pub struct TextTrackOptions {
+    pub format: TextFormat,
+    /// ISO-639-2/T code (or a BCP 47 tag).
+    pub language: String,
+    /// Fragment duration in milliseconds (fragments start at multiples of it).
+    pub fragment_ms: u64,
+}
+
+/// A fragmented text track file (`ftyp`, `moov`, then one `moof`+`mdat` per fragment) holding
+/// `cues`. The track runs from 0 to the last cue's end, without holes.
+pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Vec<u8> {
+    let entry = sample_entry(opts.format);
+    let header = TrackHeader {
+        kind: TrackKind::Text,
+        timescale: TIMESCALE,
+        language: &opts.language,
+        width: 0,
+        height: 0,
+        sample_entry: &entry,
+    };
+    let mut out = init_segment_of(&header, 1, None);
+    let fragment = opts.fragment_ms.max(1);
+    let end = cues.iter().map(|c| c.end_ms).max().unwrap_or(0).max(1);
+    let mut bounds: Vec<u64> = (0..end).step_by(fragment as usize).chain([end]).collect();
+    if opts.format == TextFormat::Wvtt {
+        bounds.extend(
+            cues.iter()
+                .flat_map(|c| [c.start_ms.min(end), c.end_ms.min(end)]),
+        );
+    }
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut samples: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    let mut sequence = 1;
+    for w in bounds.windows(2) {
+        let (start, stop) = (w[0], w[1]);
+        let sample = match opts.format {
+            TextFormat::Wvtt => {
+                let active: Vec<&Cue> = cues
+                    .iter()
+                    .filter(|c| c.start_ms <= start && c.end_ms >= stop)
+                    .collect();
+                wvtt::sample(&active)
+            }
+            TextFormat::Stpp => {
+                ttml::document(&clip(cues.to_vec(), start, stop), &opts.language).into_bytes()
+            }
+        };
+        samples.push((start, stop, sample));
+        if stop % fragment == 0 || stop == end {
+            write_fragment(&mut out, sequence, &samples);
+            sequence += 1;
+            samples.clear();
+        }
+    }
+    out
+}
+
+fn sample_entry(format: TextFormat) -> Vec<u8> {
+    let (fourcc, codec) = match format {
+        TextFormat::Wvtt => (
+            b"wvtt",
+            CodecConfig::Wvtt {
+                config: "WEBVTT".to_string(),
+            },
+        ),
+        TextFormat::Stpp => (
+            b"stpp",
+            CodecConfig::Stpp {
+                namespace: TTML_NAMESPACE.to_string(),
+                schema_location: String::new(),
+                mime_types: String::new(),
+            },
+        ),
+    };
+    let mut out = Vec::new();
+    write_sample_entry(
+        &SampleEntry {
+            fourcc: FourCC::new(fourcc),
+            data_reference_index: 1,
+            media: MediaInfo::Text,
+            codec,
+            protection: None,
+        },
+        &mut out,
+    );
+    out
+}
+
+/// `moof` (mfhd, traf with tfhd, tfdt and a trun of durations and sizes) and its `mdat`.
+fn write_fragment(out: &mut Vec<u8>, sequence: u32, samples: &[(u64, u64, Vec<u8>)]) {
+    let Some(&(first, _, _)) = samples.first() else {
+        return;
+    };
+    let mut w = BoxWriter::with_capacity(128 + samples.len() * 8);
+    w.begin(b"moof");
+    w.begin_full(b"mfhd", 0, 0);
+    w.u32(sequence);
+    w.end();
+    w.begin(b"traf");
+    w.begin_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
+    w.u32(1);
+    w.end();
+    w.begin_full(b"tfdt", 1, 0);
+    w.u64(first);
+    w.end();
+    w.begin_full(b"trun", 0, 0x0301); // data offset, sample durations, sample sizes
+    w.u32(samples.len() as u32);
+    let data_offset_at = w.buf.len();
+    w.u32(0);
+    for (start, stop, data) in samples {
+        w.u32((stop - start) as u32);
+        w.u32(data.len() as u32);
+    }
+    w.end();
+    w.end(); // traf
+    w.end(); // moof
+    let mut moof = w.finish();
+    let data_offset = (moof.len() + 8) as u32;
+    moof[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    out.extend_from_slice(&moof);
+    let payload: usize = samples.iter().map(|s| s.2.len()).sum();
+    out.extend_from_slice(&((payload + 8) as u32).to_be_bytes());
+    out.extend_from_slice(b"mdat");
+    for (_, _, data) in samples {
+        out.extend_from_slice(data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::build_index;
+    use crate::source::MemorySource;
+
+    fn cue(s: u64, e: u64, text: &str) -> Cue {
+        Cue {
+            start_ms: s,
+            end_ms: e,
+            text: text.into(),
+            ..Cue::default()
+        }
+    }
+
+    /// Every cue read back from the packaged track's samples, merged where a cue was cut at a
+    /// fragment or cue boundary.
+    fn read_back(file: Vec<u8>) -> (crate::index::MediaIndex, Vec<Cue>) {
+        let src = MemorySource::new("text.cmft", file.clone());
+        let idx = build_index(&src).unwrap();
+        let t = &idx.tracks[0];
+        let mut cues: Vec<Cue> = Vec::new();
+        for s in t.samples(0..t.sample_count()) {
+            let data = &file[s.offset as usize..(s.offset + u64::from(s.size)) as usize];
+            let (a, b) = (s.dts, s.dts + u64::from(s.duration));
+            let found = match &t.sample_entry_fourcc.0 {
+                b"wvtt" => wvtt::cues(data, a, b).unwrap(),
+                _ => ttml::cues(data, a, b).unwrap(),
+            };
+            for c in found {
+                match cues
+                    .iter_mut()
+                    .find(|k| k.text == c.text && k.end_ms == c.start_ms)
+                {
+                    Some(k) => k.end_ms = c.end_ms,
+                    None => cues.push(c),
+                }
+            }
+        }
+        (idx, cues)
+    }
+
+    #[test]
+    fn both_formats_carry_the_cues() {
+        let cues = vec![
+            cue(500, 2500, "one"),
+            cue(2000, 4000, "two"),
+            cue(6000, 7000, "three & <b>four</b>"),
+        ];
+        for format in [TextFormat::Wvtt, TextFormat::Stpp] {
+            let file = text_track(
+                &cues,
+                &TextTrackOptions {
+                    format,
+                    language: "eng".into(),
+                    fragment_ms: 2000,
+                },
+            );
+            let (idx, back) = read_back(file);
+            let t = &idx.tracks[0];
+            assert_eq!(t.kind, TrackKind::Text);
+            assert_eq!(t.language, "eng");
+            assert_eq!(t.duration(), 7000);
+            assert_eq!(t.fragments.len(), 4, "{format:?}");
+            let got: Vec<(u64, u64, &str)> = back
+                .iter()
+                .map(|c| (c.start_ms, c.end_ms, c.text.as_str()))
+                .collect();
+            let last = if format == TextFormat::Wvtt {
+                "three & <b>four</b>"
+            } else {
+                // TTML keeps the text, not the WebVTT markup.
+                "three &amp; four"
+            };
+            assert_eq!(
+                got,
+                vec![(500, 2500, "one"), (2000, 4000, "two"), (6000, 7000, last)],
+                "{format:?}"
+            );
+        }
+    }
+}
