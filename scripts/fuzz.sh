@@ -10,7 +10,7 @@ cd "$root/fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route)
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
@@ -26,6 +26,10 @@ seed index_builder "${media[@]}"
 seed ingest_stream "${media[@]}"
 seed ism_parser "$root"/fuzz/seeds/*.ism*
 seed url_route "$root"/fuzz/seeds/*.url
+# The text target reads its first byte as the format: 0 WebVTT, 1 TTML, 2 wvtt sample.
+mkdir -p corpus/text_parsers
+{ printf '\0'; cat "$root/tests/fixtures/subtitles-eng.vtt"; } > corpus/text_parsers/seed-vtt
+{ printf '\1'; cat "$root/tests/fixtures/subtitles-eng.ttml"; } > corpus/text_parsers/seed-ttml
 
 # Build every target once, then run the binaries: edits made while a long run goes on do not
 # change what is being fuzzed half-way.

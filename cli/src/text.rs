@@ -70,7 +70,8 @@ pub fn run(args: &TextArgs<'_>) -> Result<(), String> {
             language: language.to_string(),
             fragment_ms: (args.fragment_secs * 1000.0).round() as u64,
         },
-    );
+    )
+    .map_err(|e| format!("{}: {e}", input.display()))?;
     std::fs::write(&output, &bytes).map_err(|e| format!("{}: {e}", output.display()))?;
     let end = cues.iter().map(|c| c.end_ms).max().unwrap_or(0);
     println!(

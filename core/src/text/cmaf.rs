@@ -2,7 +2,7 @@
 //! 14496-30): what `ismtool text` makes of a WebVTT or TTML file, so that a server manifest can
 //! list subtitles next to the audio and video.
 
-use super::{clip, ttml, wvtt, Cue};
+use super::{clip, ttml, wvtt, Cue, TextError};
 use crate::index::TrackKind;
 use crate::mp4::codec::{write_sample_entry, CodecConfig, MediaInfo, SampleEntry, TTML_NAMESPACE};
 use crate::mp4::writer::{init_segment_of, BoxWriter, TrackHeader};
@@ -10,6 +10,9 @@ use crate::mp4::FourCC;
 
 /// Track timescale: cue times are milliseconds.
 const TIMESCALE: u32 = 1000;
+
+/// The longest text track made: a week (a 24/7 channel's archive, with room to spare).
+pub const MAX_TRACK_MS: u64 = 7 * 24 * 3_600_000;
 
 /// The sample format of the track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +35,7 @@ pub struct TextTrackOptions {
 
 /// A fragmented text track file (`ftyp`, `moov`, then one `moof`+`mdat` per fragment) holding
 /// `cues`. The track runs from 0 to the last cue's end, without holes.
-pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Vec<u8> {
+pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Result<Vec<u8>, TextError> {
     let entry = sample_entry(opts.format);
     let header = TrackHeader {
         kind: TrackKind::Text,
@@ -43,8 +46,16 @@ pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Vec<u8> {
         sample_entry: &entry,
     };
     let mut out = init_segment_of(&header, 1, None);
-    let fragment = opts.fragment_ms.max(1);
     let end = cues.iter().map(|c| c.end_ms).max().unwrap_or(0).max(1);
+    if end > MAX_TRACK_MS {
+        return Err(TextError {
+            format: "text track",
+            position: 0,
+            what: format!("a cue ends at {end} ms, past the {MAX_TRACK_MS} ms a track may last"),
+        });
+    }
+    // At most 100 000 fragments: a week of 2-second fragments would be 302 400.
+    let fragment = opts.fragment_ms.max(1).max(end.div_ceil(100_000));
     let mut bounds: Vec<u64> = (0..end).step_by(fragment as usize).chain([end]).collect();
     if opts.format == TextFormat::Wvtt {
         bounds.extend(
@@ -77,7 +88,7 @@ pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Vec<u8> {
             samples.clear();
         }
     }
-    out
+    Ok(out)
 }
 
 fn sample_entry(format: TextFormat) -> Vec<u8> {
@@ -194,6 +205,19 @@ mod tests {
     }
 
     #[test]
+    fn absurd_durations_are_refused_and_fragments_bounded() {
+        let opts = TextTrackOptions {
+            format: TextFormat::Wvtt,
+            language: "und".into(),
+            fragment_ms: 1,
+        };
+        assert!(text_track(&[cue(0, MAX_TRACK_MS + 1, "x")], &opts).is_err());
+        let file = text_track(&[cue(0, 10_000_000, "x")], &opts).unwrap();
+        let (idx, _) = read_back(file);
+        assert!(idx.tracks[0].fragments.len() <= 100_000);
+    }
+
+    #[test]
     fn both_formats_carry_the_cues() {
         let cues = vec![
             cue(500, 2500, "one"),
@@ -208,7 +232,8 @@ mod tests {
                     language: "eng".into(),
                     fragment_ms: 2000,
                 },
-            );
+            )
+            .unwrap();
             let (idx, back) = read_back(file);
             let t = &idx.tracks[0];
             assert_eq!(t.kind, TrackKind::Text);
