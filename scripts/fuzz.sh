@@ -35,6 +35,7 @@ mkdir -p corpus/text_parsers
 # change what is being fuzzed half-way.
 cargo fuzz build -O
 bin="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
+mkdir -p "$root/fuzz/artifacts"
 for t in "${targets[@]}"; do
   log="$root/fuzz/$t.log"
   "$bin/$t" "corpus/$t" -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 \

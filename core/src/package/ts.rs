@@ -73,9 +73,47 @@ fn to_90k(t: i64, timescale: u32) -> u64 {
     (v.max(0) as u64) & ((1 << 33) - 1)
 }
 
-/// Writes one TS packet carrying as much of `payload` as fits and returns how much that was.
-/// A short payload is padded with adaptation-field stuffing; `pcr` (90 kHz base) and the
-/// random-access flag go in the adaptation field.
+/// The bytes of one PES packet in pieces (the generated header, then slices of the sample),
+/// consumed front to back: the packetizer copies each byte once, from the source mapping
+/// straight into the segment.
+struct Pieces<'p> {
+    parts: &'p [&'p [u8]],
+    part: usize,
+    offset: usize,
+    left: usize,
+}
+
+impl<'p> Pieces<'p> {
+    fn new(parts: &'p [&'p [u8]]) -> Pieces<'p> {
+        Pieces {
+            parts,
+            part: 0,
+            offset: 0,
+            left: parts.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    /// Appends the next `n` bytes (at most what is left) to `out`.
+    fn copy_into(&mut self, out: &mut Vec<u8>, mut n: usize) {
+        n = n.min(self.left);
+        self.left -= n;
+        while n > 0 {
+            let part = self.parts[self.part];
+            let take = (part.len() - self.offset).min(n);
+            out.extend_from_slice(&part[self.offset..self.offset + take]);
+            n -= take;
+            self.offset += take;
+            if self.offset == part.len() {
+                self.part += 1;
+                self.offset = 0;
+            }
+        }
+    }
+}
+
+/// Writes one TS packet carrying as much of `payload` as fits. A short payload is padded with
+/// adaptation-field stuffing; `pcr` (90 kHz base) and the random-access flag go in the
+/// adaptation field.
 fn packet(
     out: &mut Vec<u8>,
     pid: u16,
@@ -83,8 +121,8 @@ fn packet(
     cc: &mut u8,
     pcr: Option<u64>,
     random_access: bool,
-    payload: &[u8],
-) -> usize {
+    payload: &mut Pieces<'_>,
+) {
     // Adaptation field bytes after its length byte: flags, then the 6-byte PCR.
     let flagged = pcr.is_some() || random_access;
     let fields = if flagged {
@@ -93,7 +131,7 @@ fn packet(
         0
     };
     let room = 184 - if flagged { 1 + fields } else { 0 };
-    let take = payload.len().min(room);
+    let take = payload.left.min(room);
     let short = room - take;
     // Stuffing: an absent adaptation field grows to hold it (length byte, then flags).
     let (has_af, af_len) = match (flagged, short) {
@@ -127,10 +165,9 @@ fn packet(
         }
         out.resize(out.len() + (af_len - written), 0xff);
     }
-    out.extend_from_slice(&payload[..take]);
+    payload.copy_into(out, take);
     *cc = (*cc + 1) & 0x0f;
     debug_assert_eq!(out.len() % PACKET, 0);
-    take
 }
 
 fn section_packet(out: &mut Vec<u8>, pid: u16, cc: &mut u8, section: &[u8]) {
@@ -189,37 +226,45 @@ fn timestamp(marker: u8, t: u64) -> [u8; 5] {
     ]
 }
 
-/// The elementary-stream bytes of one access unit.
-fn access_unit(
+/// Annex-B start code written before every NAL unit.
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+
+/// The elementary-stream bytes of one access unit, without copying the sample: the generated
+/// part (access unit delimiter and parameter sets, or the ADTS header) goes to `prefix`, the
+/// sample's slices to `body`. For video each body slice is a NAL unit to be preceded by a
+/// start code; returns whether that is so.
+fn es_parts<'a>(
     stream: &Stream<'_>,
     sample: &Sample,
-    data: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), TsError> {
+    data: &'a [u8],
+    prefix: &mut Vec<u8>,
+    body: &mut Vec<&'a [u8]>,
+) -> Result<bool, TsError> {
     match &stream.input.entry.codec {
         CodecConfig::Avc(c) => {
-            out.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xf0]); // AUD
+            prefix.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xf0]); // AUD
             if sample.sync {
                 for ps in c.sps.iter().chain(&c.pps) {
-                    out.extend_from_slice(&[0, 0, 0, 1]);
-                    out.extend_from_slice(ps);
+                    prefix.extend_from_slice(&START_CODE);
+                    prefix.extend_from_slice(ps);
                 }
             }
             nal_units(
                 data,
                 usize::from(c.nal_length_size),
                 sample.index,
-                out,
+                body,
                 |t| t & 0x1f == 9,
-            )
+            )?;
+            Ok(true)
         }
         CodecConfig::Hevc(c) => {
-            out.extend_from_slice(&[0, 0, 0, 1, 0x46, 0x01, 0x50]); // AUD
+            prefix.extend_from_slice(&[0, 0, 0, 1, 0x46, 0x01, 0x50]); // AUD
             if sample.sync {
                 for nal_type in [32u8, 33, 34] {
                     for nal in c.nal_units(nal_type) {
-                        out.extend_from_slice(&[0, 0, 0, 1]);
-                        out.extend_from_slice(nal);
+                        prefix.extend_from_slice(&START_CODE);
+                        prefix.extend_from_slice(nal);
                     }
                 }
             }
@@ -227,9 +272,10 @@ fn access_unit(
                 data,
                 usize::from(c.nal_length_size),
                 sample.index,
-                out,
+                body,
                 |t| (t >> 1) & 0x3f == 35,
-            )
+            )?;
+            Ok(true)
         }
         CodecConfig::Aac(c) => {
             let len = data.len() + 7;
@@ -242,7 +288,7 @@ fn access_unit(
             let profile = c.object_type.saturating_sub(1).min(3);
             let freq = adts_frequency_index(c.sample_rate);
             let ch = c.channel_configuration & 7;
-            out.extend_from_slice(&[
+            prefix.extend_from_slice(&[
                 0xff,
                 0xf1,
                 profile << 6 | freq << 2 | (ch >> 2),
@@ -251,12 +297,12 @@ fn access_unit(
                 ((len & 7) as u8) << 5 | 0x1f,
                 0xfc,
             ]);
-            out.extend_from_slice(data);
-            Ok(())
+            body.push(data);
+            Ok(false)
         }
         _ => {
-            out.extend_from_slice(data);
-            Ok(())
+            body.push(data);
+            Ok(false)
         }
     }
 }
@@ -268,13 +314,13 @@ fn adts_frequency_index(rate: u32) -> u8 {
     RATES.iter().position(|&r| r == rate).unwrap_or(3) as u8
 }
 
-/// Length-prefixed NAL units → Annex-B, dropping in-band access unit delimiters (one is
+/// The NAL units of a length-prefixed sample, in-band access unit delimiters left out (one is
 /// written in front already).
-fn nal_units(
-    mut data: &[u8],
+fn nal_units<'a>(
+    mut data: &'a [u8],
     length_size: usize,
     index: u32,
-    out: &mut Vec<u8>,
+    out: &mut Vec<&'a [u8]>,
     is_aud: impl Fn(u8) -> bool,
 ) -> Result<(), TsError> {
     if !(1..=4).contains(&length_size) {
@@ -295,8 +341,7 @@ fn nal_units(
         let nal = &rest[..len];
         if let Some(&first) = nal.first() {
             if !is_aud(first) {
-                out.extend_from_slice(&[0, 0, 0, 1]);
-                out.extend_from_slice(nal);
+                out.push(nal);
             }
         }
         data = &rest[len..];
@@ -330,11 +375,12 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
     section_packet(&mut out, PAT_PID, &mut pat_cc, &pat());
     section_packet(&mut out, PMT_PID, &mut pmt_cc, &pmt(&streams));
 
-    let mut es = Vec::new();
-    let mut pes = Vec::new();
-    // Access units in decode-time order across streams.
+    let mut head: Vec<u8> = Vec::with_capacity(256);
+    let mut prefix: Vec<u8> = Vec::with_capacity(256);
+    let mut body: Vec<&[u8]> = Vec::new();
     // The segment opens with the video key frame (PAT, PMT, then its PES), so an I-frame
-    // playlist can point at the first bytes of the segment; after it, decode-time order.
+    // playlist can point at the first bytes of the segment; after it, access units in
+    // decode-time order across streams.
     let next_stream = |streams: &[Stream<'_>]| {
         if let Some(v) = streams.first() {
             if v.input.kind == TrackKind::Video && v.next == 0 && !v.input.samples.is_empty() {
@@ -353,48 +399,61 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
         let st = &mut streams[si];
         let (sample, data) = st.input.samples[st.next];
         st.next += 1;
-        es.clear();
-        access_unit(st, &sample, data, &mut es)?;
+        prefix.clear();
+        body.clear();
+        let start_codes = es_parts(st, &sample, data, &mut prefix, &mut body)?;
+        let es_len = prefix.len()
+            + body
+                .iter()
+                .map(|b| b.len() + if start_codes { START_CODE.len() } else { 0 })
+                .sum::<usize>();
         let ts = st.input.timescale;
         let dts = to_90k(sample.dts as i64, ts);
         let pts = to_90k(sample.dts as i64 + i64::from(sample.cto), ts);
-        pes.clear();
-        pes.extend_from_slice(&[0, 0, 1, st.stream_id]);
+        head.clear();
+        head.extend_from_slice(&[0, 0, 1, st.stream_id]);
         let header_len: usize = if pts != dts { 10 } else { 5 };
-        let pes_len = 3 + header_len + es.len();
+        let pes_len = 3 + header_len + es_len;
         // Video PES may be unbounded (length 0); audio lengths fit 16 bits.
         let len_field = if pes_len > 0xffff || st.input.kind == TrackKind::Video {
             0
         } else {
             pes_len as u16
         };
-        pes.extend_from_slice(&len_field.to_be_bytes());
-        pes.push(0x80);
-        pes.push(if pts != dts { 0xc0 } else { 0x80 });
-        pes.push(header_len as u8);
+        head.extend_from_slice(&len_field.to_be_bytes());
+        head.push(0x80);
+        head.push(if pts != dts { 0xc0 } else { 0x80 });
+        head.push(header_len as u8);
         if pts != dts {
-            pes.extend_from_slice(&timestamp(3, pts));
-            pes.extend_from_slice(&timestamp(1, dts));
+            head.extend_from_slice(&timestamp(3, pts));
+            head.extend_from_slice(&timestamp(1, dts));
         } else {
-            pes.extend_from_slice(&timestamp(2, pts));
+            head.extend_from_slice(&timestamp(2, pts));
         }
-        pes.extend_from_slice(&es);
+        head.extend_from_slice(&prefix);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len() * 2);
+        parts.push(&head);
+        for b in &body {
+            if start_codes {
+                parts.push(&START_CODE);
+            }
+            parts.push(b);
+        }
+        let mut payload = Pieces::new(&parts);
         let pcr = (si == 0).then(|| dts.saturating_sub(9000)); // PCR a little before decode
         let mut first = true;
-        let mut rest: &[u8] = &pes;
-        while !rest.is_empty() {
+        while payload.left > 0 {
             let st = &mut streams[si];
             let random_access = first && sample.sync && st.input.kind == TrackKind::Video;
-            let took = packet(
+            packet(
                 &mut out,
                 st.pid,
                 first,
                 &mut st.cc,
                 pcr.filter(|_| first),
                 random_access,
-                rest,
+                &mut payload,
             );
-            rest = &rest[took..];
             first = false;
         }
     }
@@ -447,22 +506,24 @@ mod tests {
         for len in [0usize, 1, 2, 100, 182, 183, 184, 185, 400] {
             let mut out = Vec::new();
             let mut cc = 0;
-            let data = vec![7u8; len];
-            let mut rest: &[u8] = &data;
+            // The payload in uneven pieces, as a PES header and NAL units come.
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let cut = len / 3;
+            let parts: Vec<&[u8]> = vec![&data[..cut], &[], &data[cut..]];
+            let mut payload = Pieces::new(&parts);
             let mut first = true;
             loop {
-                let took = packet(
+                packet(
                     &mut out,
                     0x100,
                     first,
                     &mut cc,
                     first.then_some(1234),
                     first,
-                    rest,
+                    &mut payload,
                 );
-                rest = &rest[took..];
                 first = false;
-                if rest.is_empty() {
+                if payload.left == 0 {
                     break;
                 }
             }
@@ -478,6 +539,14 @@ mod tests {
                 })
                 .sum();
             assert_eq!(payload, len, "{len}");
+            let carried: Vec<u8> = out
+                .chunks(PACKET)
+                .flat_map(|p| {
+                    let skip = 4 + if p[3] & 0x20 != 0 { 1 + usize::from(p[4]) } else { 0 };
+                    p[skip..].to_vec()
+                })
+                .collect();
+            assert_eq!(carried, data, "{len}");
         }
     }
 
