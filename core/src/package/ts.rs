@@ -542,7 +542,11 @@ mod tests {
             let carried: Vec<u8> = out
                 .chunks(PACKET)
                 .flat_map(|p| {
-                    let skip = 4 + if p[3] & 0x20 != 0 { 1 + usize::from(p[4]) } else { 0 };
+                    let skip = 4 + if p[3] & 0x20 != 0 {
+                        1 + usize::from(p[4])
+                    } else {
+                        0
+                    };
                     p[skip..].to_vec()
                 })
                 .collect();
