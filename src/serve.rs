@@ -555,6 +555,7 @@ fn key_frame_bytes(
         entry: &t.entry,
         kind: t.kind,
         timescale: t.index().timescale,
+        presentation_delay: dash::presentation_delay(t),
         samples: vec![(s, &data[..])],
     })
     .map_err(|e| OriginError::Media(e.to_string()))
@@ -588,6 +589,7 @@ fn ts_segment(
             entry: &t.entry,
             kind: t.kind,
             timescale: t.index().timescale,
+            presentation_delay: dash::presentation_delay(t),
             samples: d.iter().map(|(s, b)| (*s, &b[..])).collect(),
         })
         .collect();

@@ -84,6 +84,59 @@ fn ladder() -> Presentation {
     Presentation::from_manifest(m, &mut Files).unwrap()
 }
 
+/// The lowest rendition, English audio and the TTML subtitles.
+fn subtitled() -> Presentation {
+    let mut m = ServerManifest::default();
+    for (kind, src, name, bitrate, lang) in [
+        (
+            TrackKind::Video,
+            "ladder-video-360.ismv",
+            "video",
+            165_000,
+            None,
+        ),
+        (
+            TrackKind::Audio,
+            "ladder-audio-eng.isma",
+            "audio_eng",
+            128_000,
+            Some("eng"),
+        ),
+        (
+            TrackKind::Text,
+            "subtitles-eng.mp4",
+            "textstream_eng",
+            1000,
+            Some("eng"),
+        ),
+    ] {
+        let mut t = TrackEntry::new(kind, src);
+        t.system_bitrate = Some(bitrate);
+        t.system_language = lang.map(str::to_string);
+        t.set_param("trackName", name);
+        m.tracks.push(t);
+    }
+    Presentation::from_manifest(m, &mut Files).unwrap()
+}
+
+/// WebVTT segment `n` of a text variant, its samples read from the fixture.
+fn webvtt_segment(p: &Presentation, v: &Variant, n: u64, opts: &HlsOptions) -> String {
+    let plan = hls::webvtt_segment_plan(p, v, n, opts).unwrap();
+    let data = std::fs::read(root().join("tests/fixtures").join(&plan.track.source)).unwrap();
+    let samples: Vec<_> = plan
+        .track
+        .index()
+        .samples(plan.samples.clone())
+        .map(|s| {
+            (
+                s,
+                &data[s.offset as usize..(s.offset + u64::from(s.size)) as usize],
+            )
+        })
+        .collect();
+    hls::webvtt_segment(&plan, &samples).unwrap()
+}
+
 fn progressive() -> Presentation {
     Presentation::from_mp4(Files.load("progressive.mp4").unwrap()).unwrap()
 }
@@ -175,6 +228,33 @@ fn golden_manifests() {
         .unwrap(),
     );
     check("ladder.ismc", &mss::manifest(&p, 2, "").unwrap());
+    let p = subtitled();
+    check(
+        "subs.mpd",
+        &dash::mpd(&p, &dash_opts(MpdSegmentTemplate::Time, "subs")),
+    );
+    check(
+        "subs.m3u8",
+        &hls::master(&p, &hls_opts(false, 4, "subs")).unwrap(),
+    );
+    check(
+        "subs-fmp4.m3u8",
+        &hls::master(&p, &hls_opts(true, 4, "subs")).unwrap(),
+    );
+    let text = variant(&[("textstream_eng", 1000)]);
+    check(
+        "subs-textstream_eng=1000.m3u8",
+        &hls::ts_playlist(&p, &text, &hls_opts(false, 4, "subs")).unwrap(),
+    );
+    check(
+        "subs-textstream_eng=1000-2.vtt",
+        &webvtt_segment(&p, &text, 2, &hls_opts(false, 4, "subs")),
+    );
+    check(
+        "subs-fmp4-textstream_eng=1000-2.vtt",
+        &webvtt_segment(&p, &text, 2, &hls_opts(true, 4, "subs")),
+    );
+    check("subs.ismc", &mss::manifest(&p, 2, "").unwrap());
     let p = progressive();
     check(
         "progressive.mpd",

@@ -50,6 +50,20 @@ pub fn composition_shift(track: &Track) -> i32 {
     }
 }
 
+/// How far (track timescale) a track's decode timeline runs ahead of its presentation: the
+/// video's composition shift, or the audio's priming (its edit list). Sample time `t` is
+/// presented at `t - delay`; every format presents the first frame at 0.
+pub fn presentation_delay(track: &Track) -> i64 {
+    let t = track.index();
+    if t.kind == TrackKind::Video {
+        return -i64::from(composition_shift(track));
+    }
+    match t.edit {
+        Some(e) if e.media_time > 0 && e.media_time <= i64::from(t.timescale) * 10 => e.media_time,
+        _ => 0,
+    }
+}
+
 /// The MIME type a track's segments carry.
 pub fn mime_type(kind: TrackKind) -> &'static str {
     match kind {

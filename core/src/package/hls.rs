@@ -601,18 +601,11 @@ pub fn webvtt_segment_plan<'p>(
     let idx = t.index();
     let to_text = |ms: u64| (u128::from(ms) * u128::from(idx.timescale) / 1000) as u64;
     // The media timestamp of presentation time 0: CMAF segments present the first frame at
-    // time 0; our TS segments keep the source's composition offsets, so there the first frame
-    // is at the video's edit (its composition shift).
+    // time 0, TS segments at the TS timeline's offset.
     let mpegts = if opts.fmp4 {
         0
     } else {
-        p.of_kind(TrackKind::Video)
-            .next()
-            .map(|v| {
-                let shift = u64::from(super::dash::composition_shift(v).unsigned_abs());
-                shift * 90_000 / u64::from(v.index().timescale.max(1))
-            })
-            .unwrap_or(0)
+        super::ts::TIMELINE_OFFSET
     };
     Ok(TextSegment {
         track: t,

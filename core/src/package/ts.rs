@@ -1,8 +1,9 @@
 //! MPEG-2 transport stream (ISO/IEC 13818-1) segments for HLS: PAT and PMT, one PES per access
 //! unit, H.264/H.265 as Annex-B byte streams with an access unit delimiter and the parameter
 //! sets before every sync sample, AAC as ADTS, AC-3/E-AC-3 as is, PCR on the first track.
-//! Timestamps are the source's decode and presentation times at 90 kHz, so TS segment N holds
-//! exactly the samples of DASH segment N.
+//! TS segment N holds exactly the samples of DASH segment N. Timestamps are the presentation
+//! timeline every format shares (first video frame and first unprimed audio sample at 0),
+//! plus [`TIMELINE_OFFSET`], in 90 kHz units.
 
 use crate::index::{Sample, TrackKind};
 use crate::mp4::codec::{CodecConfig, SampleEntry};
@@ -24,11 +25,19 @@ pub enum TsError {
     Sample(u32, &'static str),
 }
 
+/// Added to every timestamp (90 kHz): the presentation timeline starts 10 s in, as Apple's
+/// segmenter does, so the decode times of reordered video and the primed audio samples
+/// before presentation time 0 stay positive.
+pub const TIMELINE_OFFSET: u64 = 10 * 90_000;
+
 /// One track of the segment: its description and the samples with their bytes.
 pub struct TsInput<'a> {
     pub entry: &'a SampleEntry,
     pub kind: TrackKind,
     pub timescale: u32,
+    /// How far the track's sample times run ahead of presentation time (track timescale):
+    /// see `dash::presentation_delay`.
+    pub presentation_delay: i64,
     pub samples: Vec<(Sample, &'a [u8])>,
 }
 
@@ -68,8 +77,9 @@ pub fn crc32_mpeg2(data: &[u8]) -> u32 {
     crc
 }
 
+/// A track time on the shared presentation timeline at 90 kHz, offset and wrapped to 33 bits.
 fn to_90k(t: i64, timescale: u32) -> u64 {
-    let v = i128::from(t) * 90_000 / i128::from(timescale.max(1));
+    let v = i128::from(t) * 90_000 / i128::from(timescale.max(1)) + i128::from(TIMELINE_OFFSET);
     (v.max(0) as u64) & ((1 << 33) - 1)
 }
 
@@ -408,8 +418,9 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
                 .map(|b| b.len() + if start_codes { START_CODE.len() } else { 0 })
                 .sum::<usize>();
         let ts = st.input.timescale;
-        let dts = to_90k(sample.dts as i64, ts);
-        let pts = to_90k(sample.dts as i64 + i64::from(sample.cto), ts);
+        let decode = sample.dts as i64 - st.input.presentation_delay;
+        let dts = to_90k(decode, ts);
+        let pts = to_90k(decode + i64::from(sample.cto), ts);
         head.clear();
         head.extend_from_slice(&[0, 0, 1, st.stream_id]);
         let header_len: usize = if pts != dts { 10 } else { 5 };
@@ -467,6 +478,7 @@ pub fn key_frame_bytes(input: &TsInput<'_>) -> Result<usize, TsError> {
         entry: input.entry,
         kind: input.kind,
         timescale: input.timescale,
+        presentation_delay: input.presentation_delay,
         samples: input.samples.iter().take(1).copied().collect(),
     };
     Ok(mux(std::slice::from_ref(&single))?.len())
