@@ -88,8 +88,9 @@ cat <<MSG
 
 ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/.*: //'), logs in build/demo/logs):
 
-  player page        $base/                       (DASH, HLS fMP4, Smooth, progressive)
+  player page        $base/                       (DASH, HLS fMP4 and TS, Smooth, progressive; with subtitles)
   MPEG-DASH          $base/media/demo.ism/.mpd
+  HLS (MPEG-TS)      $base/media/demo.ism/.m3u8
   HLS (fMP4)         $base/media/demo.ism/.m3u8?hls_fmp4
   Smooth Streaming   $base/media/demo.ism/Manifest
   progressive MP4    $base/media/progressive.mp4

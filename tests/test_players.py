@@ -1,4 +1,4 @@
-"""Real players in headless Chromium: hls.js (HLS fMP4), dash.js (DASH), dash.js with its
+"""Real players in headless Chromium: hls.js (HLS fMP4 and TS), dash.js (DASH), dash.js with its
 Smooth plugin (Smooth Streaming), shaka (DASH and HLS TS) and the browser itself (progressive
 MP4) each play at least 5 s of the multi-bitrate, two-language presentation with no fatal
 error, and the adaptive players show its subtitles (TTML for DASH and Smooth, WebVTT for HLS);
@@ -64,7 +64,8 @@ def site(make_nginx, media, request):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["dash", "hls", "smooth", "mp4", "shaka-dash", "shaka-hls"])
+@pytest.mark.parametrize("kind", ["dash", "hls", "hls-ts", "smooth", "mp4", "shaka-dash",
+                                  "shaka-hls"])
 def test_plays_in_chromium(site, kind):
     play_in_chromium(site, kind, with_subtitles=kind != "mp4")
 
