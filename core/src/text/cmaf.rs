@@ -65,20 +65,28 @@ pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Result<Vec<u8>, Text
     }
     bounds.sort_unstable();
     bounds.dedup();
+    // One sweep over the windows in time order, with the cues sorted by start: `active` holds
+    // the cues overlapping the current window, so each window costs what is shown in it.
+    let mut by_start: Vec<&Cue> = cues.iter().collect();
+    by_start.sort_by_key(|c| c.start_ms);
+    let mut next = 0;
+    let mut active: Vec<&Cue> = Vec::new();
     let mut samples: Vec<(u64, u64, Vec<u8>)> = Vec::new();
     let mut sequence = 1;
     for w in bounds.windows(2) {
         let (start, stop) = (w[0], w[1]);
+        while next < by_start.len() && by_start[next].start_ms < stop {
+            active.push(by_start[next]);
+            next += 1;
+        }
+        active.retain(|c| c.end_ms > start);
         let sample = match opts.format {
-            TextFormat::Wvtt => {
-                let active: Vec<&Cue> = cues
-                    .iter()
-                    .filter(|c| c.start_ms <= start && c.end_ms >= stop)
-                    .collect();
-                wvtt::sample(&active)
-            }
+            // Window bounds include every cue's start and end, so a cue overlapping the
+            // window covers all of it.
+            TextFormat::Wvtt => wvtt::sample(&active),
             TextFormat::Stpp => {
-                ttml::document(&clip(cues.to_vec(), start, stop), &opts.language).into_bytes()
+                let shown: Vec<Cue> = active.iter().map(|c| (*c).clone()).collect();
+                ttml::document(&clip(shown, start, stop), &opts.language).into_bytes()
             }
         };
         samples.push((start, stop, sample));
