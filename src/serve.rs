@@ -672,6 +672,28 @@ fn chain_link(
     Ok(cl)
 }
 
+/// A zeroed buffer header from the request pool.
+fn pool_buf(r: &mut ngx_http_request_t) -> Result<*mut ngx_buf_t, OriginError> {
+    // SAFETY: pool allocation, zeroed.
+    let b = unsafe { ngx_pcalloc(r.pool, std::mem::size_of::<ngx_buf_t>()) } as *mut ngx_buf_t;
+    if b.is_null() {
+        return Err(OriginError::Internal("out of memory"));
+    }
+    Ok(b)
+}
+
+/// Links `buf` after `last` and returns the new last link.
+fn append_link(
+    r: &mut ngx_http_request_t,
+    last: *mut ngx_chain_t,
+    buf: *mut ngx_buf_t,
+) -> Result<*mut ngx_chain_t, OriginError> {
+    let cl = chain_link(r, buf)?;
+    // SAFETY: `last` is a link of this request's chain, allocated from its pool.
+    unsafe { (*last).next = cl };
+    Ok(cl)
+}
+
 fn finish_last(r: &ngx_http_request_t, b: *mut ngx_buf_t) {
     let is_main = ptr::eq(r as *const _, r.main as *const _);
     // SAFETY: b is a valid buffer of this request.
@@ -728,10 +750,10 @@ fn send_owned(
     // vector is never touched again, so the pointers into it stay valid until then.
     unsafe {
         let cln = ngx_pool_cleanup_add(r.pool, 0);
-        let b = ngx_pcalloc(r.pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
-        if cln.is_null() || b.is_null() {
+        if cln.is_null() {
             return Err(OriginError::Internal("out of memory"));
         }
+        let b = pool_buf(r)?;
         let owned = Box::into_raw(Box::new(bytes));
         (*cln).data = owned as *mut std::ffi::c_void;
         (*cln).handler = Some(free_owned_bytes);
@@ -877,19 +899,14 @@ fn send_plan_mapped(
             if len == 0 {
                 continue;
             }
-            let b = ngx_pcalloc(r.pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
-            if b.is_null() {
-                return Err(OriginError::Internal("out of memory"));
-            }
+            let b = pool_buf(r)?;
             let start = start as *mut u8;
             (*b).start = start;
             (*b).pos = start;
             (*b).last = start.add(len);
             (*b).end = (*b).last;
             (*b).set_memory(1);
-            let cl = chain_link(r, b)?;
-            (*last_link).next = cl;
-            last_link = cl;
+            last_link = append_link(r, last_link, b)?;
             last_buf = b;
         }
         finish_last(r, last_buf);
@@ -962,17 +979,12 @@ fn send_plan(
         let mut last_link = first;
         let mut last_buf = head;
         for range in &plan.payload {
-            let b = ngx_pcalloc(r.pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
-            if b.is_null() {
-                return Err(OriginError::Internal("out of memory"));
-            }
+            let b = pool_buf(r)?;
             (*b).file = f;
             (*b).file_pos = range.offset as i64;
             (*b).file_last = (range.offset + range.len) as i64;
             (*b).set_in_file(1);
-            let cl = chain_link(r, b)?;
-            (*last_link).next = cl;
-            last_link = cl;
+            last_link = append_link(r, last_link, b)?;
             last_buf = b;
         }
         finish_last(r, last_buf);

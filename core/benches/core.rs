@@ -58,20 +58,24 @@ fn bench_index(c: &mut Criterion) {
         let audio_table = aligned_segments(audio, video, &table);
         eprintln!("  {} two-second segments", table.len());
         let shared = std::sync::Arc::new(index.clone());
-        c.bench_function("first MPD of the 2-hour title from its index (no caches)", |b| {
-            b.iter(|| {
-                let p = origin_core::presentation::Presentation::from_mp4(shared.clone()).unwrap();
-                black_box(origin_core::package::dash::mpd(
-                    &p,
-                    &origin_core::package::dash::DashOptions {
-                        template: origin_core::url::MpdSegmentTemplate::Time,
-                        target_secs: 2,
-                        name: "long".into(),
-                        query: String::new(),
-                    },
-                ))
-            })
-        });
+        c.bench_function(
+            "first MPD of the 2-hour title from its index (no caches)",
+            |b| {
+                b.iter(|| {
+                    let p =
+                        origin_core::presentation::Presentation::from_mp4(shared.clone()).unwrap();
+                    black_box(origin_core::package::dash::mpd(
+                        &p,
+                        &origin_core::package::dash::DashOptions {
+                            template: origin_core::url::MpdSegmentTemplate::Time,
+                            target_secs: 2,
+                            name: "long".into(),
+                            query: String::new(),
+                        },
+                    ))
+                })
+            },
+        );
         c.bench_function("segmentation: 2-hour video + aligned audio", |b| {
             b.iter(|| {
                 let t = reference_segments(black_box(video), 2, 1);

@@ -23,6 +23,18 @@ pub struct Cue {
     pub text: String,
 }
 
+impl Cue {
+    /// A cue with no identifier and no settings.
+    pub fn new(start_ms: u64, end_ms: u64, text: impl Into<String>) -> Cue {
+        Cue {
+            start_ms,
+            end_ms,
+            text: text.into(),
+            ..Cue::default()
+        }
+    }
+}
+
 /// Why a text document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{format}: {what} (byte {position})")]
@@ -106,12 +118,7 @@ mod tests {
     use super::*;
 
     fn cue(start_ms: u64, end_ms: u64, text: &str) -> Cue {
-        Cue {
-            start_ms,
-            end_ms,
-            text: text.into(),
-            ..Cue::default()
-        }
+        Cue::new(start_ms, end_ms, text)
     }
 
     #[test]

@@ -36,9 +36,29 @@ impl SourceLoader for Files {
     }
 }
 
-fn ladder() -> Presentation {
+/// A track of a test presentation: kind, source, trackName, systemBitrate, language.
+type TrackSpec = (
+    TrackKind,
+    &'static str,
+    &'static str,
+    u64,
+    Option<&'static str>,
+);
+
+fn presentation(tracks: &[TrackSpec]) -> Presentation {
     let mut m = ServerManifest::default();
-    for (kind, src, name, bitrate, lang) in [
+    for &(kind, src, name, bitrate, lang) in tracks {
+        let mut t = TrackEntry::new(kind, src);
+        t.system_bitrate = Some(bitrate);
+        t.system_language = lang.map(str::to_string);
+        t.set_param("trackName", name);
+        m.tracks.push(t);
+    }
+    Presentation::from_manifest(m, &mut Files).unwrap()
+}
+
+fn ladder() -> Presentation {
+    presentation(&[
         (
             TrackKind::Video,
             "ladder-video-360.ismv",
@@ -74,20 +94,12 @@ fn ladder() -> Presentation {
             128_000,
             Some("fra"),
         ),
-    ] {
-        let mut t = TrackEntry::new(kind, src);
-        t.system_bitrate = Some(bitrate);
-        t.system_language = lang.map(str::to_string);
-        t.set_param("trackName", name);
-        m.tracks.push(t);
-    }
-    Presentation::from_manifest(m, &mut Files).unwrap()
+    ])
 }
 
 /// The lowest rendition, English audio and the TTML subtitles.
 fn subtitled() -> Presentation {
-    let mut m = ServerManifest::default();
-    for (kind, src, name, bitrate, lang) in [
+    presentation(&[
         (
             TrackKind::Video,
             "ladder-video-360.ismv",
@@ -109,14 +121,7 @@ fn subtitled() -> Presentation {
             1000,
             Some("eng"),
         ),
-    ] {
-        let mut t = TrackEntry::new(kind, src);
-        t.system_bitrate = Some(bitrate);
-        t.system_language = lang.map(str::to_string);
-        t.set_param("trackName", name);
-        m.tracks.push(t);
-    }
-    Presentation::from_manifest(m, &mut Files).unwrap()
+    ])
 }
 
 /// WebVTT segment `n` of a text variant, its samples read from the fixture.

@@ -170,24 +170,20 @@ pub fn media_playlist(
     }
     let (durations, target) = segment_durations(p, t, opts)?;
     let name = variant_name(opts, &[t]);
-    let mut x = String::with_capacity(64 + durations.len() * 48);
-    let _ = writeln!(
-        x,
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s{}\"",
+    let map = format!(
+        "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s{}\"\n",
         quote(&name),
         quote(&opts.query)
     );
-    for (k, d) in durations.iter().enumerate() {
-        let _ = writeln!(
-            x,
-            "#EXTINF:{d:.6},\n{}-{}.m4s{}",
-            quote(&name),
-            k + 1,
-            opts.query
-        );
-    }
-    x.push_str("#EXT-X-ENDLIST\n");
-    Ok(x)
+    Ok(vod_playlist(
+        7,
+        target,
+        &map,
+        &durations,
+        &name,
+        "m4s",
+        &opts.query,
+    ))
 }
 
 /// The fMP4 initialization segment of a variant.
@@ -350,23 +346,39 @@ pub fn ts_playlist(
     let reference = variant_reference(&tracks);
     let (durations, target) = segment_durations(p, reference, opts)?;
     let name = variant_name(opts, &tracks);
-    let version = opts.version.clamp(3, 7);
-    let mut x = String::with_capacity(64 + durations.len() * 48);
-    let _ = writeln!(
+    Ok(vod_playlist(
+        opts.version.clamp(3, 7),
+        target,
+        "#EXT-X-INDEPENDENT-SEGMENTS\n",
+        &durations,
+        &name,
+        "ts",
+        &opts.query,
+    ))
+}
+
+/// A VOD media playlist: the header (`extra` holds tags after the playlist type, each
+/// ending in a newline), one `<name>-<n>.<ext>` entry per segment duration, the end tag.
+fn vod_playlist(
+    version: u32,
+    target: u64,
+    extra: &str,
+    durations: &[f64],
+    name: &str,
+    ext: &str,
+    query: &str,
+) -> String {
+    let mut x = String::with_capacity(160 + durations.len() * (24 + name.len() + query.len()));
+    let _ = write!(
         x,
-        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS"
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n{extra}"
     );
+    let name = quote(name);
     for (k, d) in durations.iter().enumerate() {
-        let _ = writeln!(
-            x,
-            "#EXTINF:{d:.6},\n{}-{}.ts{}",
-            quote(&name),
-            k + 1,
-            opts.query
-        );
+        let _ = writeln!(x, "#EXTINF:{d:.6},\n{name}-{}.{ext}{query}", k + 1);
     }
     x.push_str("#EXT-X-ENDLIST\n");
-    Ok(x)
+    x
 }
 
 /// The samples of TS segment `n` (1-based): for each track of the variant, its sample range.
@@ -520,22 +532,15 @@ fn subtitle_playlist(
     }
     let (durations, target) = segment_durations(p, text_clock(p, t), opts)?;
     let name = variant_name(opts, &[t]);
-    let mut x = String::with_capacity(64 + durations.len() * 48);
-    let _ = writeln!(
-        x,
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD"
-    );
-    for (k, d) in durations.iter().enumerate() {
-        let _ = writeln!(
-            x,
-            "#EXTINF:{d:.6},\n{}-{}.vtt{}",
-            quote(&name),
-            k + 1,
-            opts.query
-        );
-    }
-    x.push_str("#EXT-X-ENDLIST\n");
-    Ok(x)
+    Ok(vod_playlist(
+        3,
+        target,
+        "",
+        &durations,
+        &name,
+        "vtt",
+        &opts.query,
+    ))
 }
 
 /// What a WebVTT segment is made of: the text track's samples that overlap the segment's

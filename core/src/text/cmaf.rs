@@ -177,12 +177,7 @@ mod tests {
     use crate::source::MemorySource;
 
     fn cue(s: u64, e: u64, text: &str) -> Cue {
-        Cue {
-            start_ms: s,
-            end_ms: e,
-            text: text.into(),
-            ..Cue::default()
-        }
+        Cue::new(s, e, text)
     }
 
     /// Every cue read back from the packaged track's samples, merged where a cue was cut at a

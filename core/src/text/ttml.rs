@@ -470,12 +470,7 @@ mod tests {
 
     #[test]
     fn documents_round_trip_through_the_reader() {
-        let cue = |s, e, t: &str| Cue {
-            start_ms: s,
-            end_ms: e,
-            text: t.into(),
-            ..Cue::default()
-        };
+        let cue = Cue::new;
         let written = document(
             &[
                 cue(0, 1000, "<i>one</i> &amp; two\nthree"),

@@ -89,40 +89,12 @@ pub fn sample(cues: &[&Cue]) -> Vec<u8> {
     w.finish()
 }
 
-/// Cues cut into the non-overlapping intervals a `wvtt` track is made of: between any two
-/// consecutive cue boundaries, one sample with the cues active then (a gap gives `vtte`).
-/// Returns `(start_ms, end_ms, sample)` covering `[0, last cue end)` without holes.
-pub fn samples(cues: &[Cue]) -> Vec<(u64, u64, Vec<u8>)> {
-    let mut bounds: Vec<u64> = cues
-        .iter()
-        .flat_map(|c| [c.start_ms, c.end_ms])
-        .chain(std::iter::once(0))
-        .collect();
-    bounds.sort_unstable();
-    bounds.dedup();
-    bounds
-        .windows(2)
-        .map(|w| {
-            let active: Vec<&Cue> = cues
-                .iter()
-                .filter(|c| c.start_ms <= w[0] && c.end_ms >= w[1] && c.end_ms > c.start_ms)
-                .collect();
-            (w[0], w[1], sample(&active))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cue(s: u64, e: u64, text: &str) -> Cue {
-        Cue {
-            start_ms: s,
-            end_ms: e,
-            text: text.into(),
-            ..Cue::default()
-        }
+        Cue::new(s, e, text)
     }
 
     #[test]
@@ -143,32 +115,6 @@ mod tests {
         assert_eq!(back[1].text, "<i>second</i>");
         assert_eq!(cues(&sample(&[]), 0, 10).unwrap(), vec![]);
         assert_eq!(sample(&[]), b"\0\0\0\x08vtte");
-    }
-
-    #[test]
-    fn overlapping_cues_become_intervals() {
-        let cs = [cue(500, 2000, "a"), cue(1000, 3000, "b")];
-        let got: Vec<(u64, u64, Vec<String>)> = samples(&cs)
-            .into_iter()
-            .map(|(s, e, bytes)| {
-                let texts = cues(&bytes, s, e)
-                    .unwrap()
-                    .into_iter()
-                    .map(|c| c.text)
-                    .collect();
-                (s, e, texts)
-            })
-            .collect();
-        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            got,
-            vec![
-                (0, 500, v(&[])),
-                (500, 1000, v(&["a"])),
-                (1000, 2000, v(&["a", "b"])),
-                (2000, 3000, v(&["b"])),
-            ]
-        );
     }
 
     #[test]
