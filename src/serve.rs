@@ -371,135 +371,148 @@ pub fn serve(
         }
     }
 
-    let answer =
-        match &route.target {
-            Target::Smooth(SmoothTarget::Manifest) => Answer::Text(
-                mss::manifest(&p, target_secs, &query).map_err(package_error)?,
-                "application/vnd.ms-sstr+xml",
-            ),
-            Target::Smooth(SmoothTarget::Fragment {
-                bitrate,
-                track,
-                time,
-            }) => {
-                let (t, plan) = mss::fragment(&p, *bitrate, track, *time, target_secs)
-                    .map_err(package_error)?;
-                Answer::Fragment(t, plan)
-            }
-            Target::Dash(DashTarget::Manifest) => {
-                Answer::Text(dash::mpd(&p, &dash_opts), "application/dash+xml")
-            }
-            Target::Dash(DashTarget::Init { track }) => {
-                let t = dash::find_track(&p, track).map_err(package_error)?;
-                Answer::Bytes(
-                    dash::init_segment(&p, track).map_err(package_error)?,
-                    dash::mime_type(t.kind),
-                )
-            }
-            Target::Dash(DashTarget::Media { track, index }) => {
-                let (t, plan) =
-                    dash::media_segment(&p, track, *index, &dash_opts).map_err(package_error)?;
-                Answer::Fragment(t, plan)
-            }
-            Target::Hls(HlsTarget::Master) => Answer::Text(
-                hls::master(&p, &hls_opts(hls_fmp4)).map_err(package_error)?,
+    // Legacy HLS segment URLs name a start time; every packager below counts segments.
+    let by_number;
+    let target = match &route.target {
+        Target::Hls(HlsTarget::Segment {
+            variant,
+            index: SegmentIndex::Time(time),
+            format,
+        }) => {
+            let n = hls::segment_number_at(&p, variant, *time, &hls_opts(hls_fmp4))
+                .map_err(package_error)?;
+            by_number = Target::Hls(HlsTarget::Segment {
+                variant: variant.clone(),
+                index: SegmentIndex::Number(n),
+                format: *format,
+            });
+            &by_number
+        }
+        other => other,
+    };
+    let answer = match target {
+        Target::Smooth(SmoothTarget::Manifest) => Answer::Text(
+            mss::manifest(&p, target_secs, &query).map_err(package_error)?,
+            "application/vnd.ms-sstr+xml",
+        ),
+        Target::Smooth(SmoothTarget::Fragment {
+            bitrate,
+            track,
+            time,
+        }) => {
+            let (t, plan) =
+                mss::fragment(&p, *bitrate, track, *time, target_secs).map_err(package_error)?;
+            Answer::Fragment(t, plan)
+        }
+        Target::Dash(DashTarget::Manifest) => {
+            Answer::Text(dash::mpd(&p, &dash_opts), "application/dash+xml")
+        }
+        Target::Dash(DashTarget::Init { track }) => {
+            let t = dash::find_track(&p, track).map_err(package_error)?;
+            Answer::Bytes(
+                dash::init_segment(&p, track).map_err(package_error)?,
+                dash::mime_type(t.kind),
+            )
+        }
+        Target::Dash(DashTarget::Media { track, index }) => {
+            let (t, plan) =
+                dash::media_segment(&p, track, *index, &dash_opts).map_err(package_error)?;
+            Answer::Fragment(t, plan)
+        }
+        Target::Hls(HlsTarget::Master) => Answer::Text(
+            hls::master(&p, &hls_opts(hls_fmp4)).map_err(package_error)?,
+            "application/vnd.apple.mpegurl",
+        ),
+        Target::Hls(HlsTarget::Playlist {
+            variant,
+            kind: HlsPlaylist::Media,
+            fmp4,
+        }) => {
+            let text = if *fmp4 {
+                hls::media_playlist(&p, variant, &hls_opts(true))
+            } else {
+                hls::ts_playlist(&p, variant, &hls_opts(false))
+            };
+            Answer::Text(
+                text.map_err(package_error)?,
                 "application/vnd.apple.mpegurl",
-            ),
-            Target::Hls(HlsTarget::Playlist {
-                variant,
-                kind: HlsPlaylist::Media,
-                fmp4,
-            }) => {
-                let text = if *fmp4 {
-                    hls::media_playlist(&p, variant, &hls_opts(true))
-                } else {
-                    hls::ts_playlist(&p, variant, &hls_opts(false))
-                };
-                Answer::Text(
-                    text.map_err(package_error)?,
-                    "application/vnd.apple.mpegurl",
-                )
-            }
-            Target::Hls(HlsTarget::Segment {
-                variant,
-                index: SegmentIndex::Number(n),
-                format: HlsSegmentFormat::Ts,
-            }) => {
-                let parts = hls::ts_segment_samples(&p, variant, *n, &hls_opts(false))
-                    .map_err(package_error)?;
-                // The segment is a pure function of its samples and the request: its ETag
-                // comes from the sources' versions, not from hashing the whole segment.
-                let identities: Vec<&SourceIdentity> =
-                    parts.iter().map(|(t, _)| &t.media.identity).collect();
-                let tag = etag(&[format!(
-                    "ts|{mtime}|{identities:?}|{:?}|{query}",
-                    route.target
-                )
-                .as_bytes()]);
-                Answer::Owned(ts_segment(&parts, file, disable_mmap)?, "video/MP2T", tag)
-            }
-            Target::Hls(HlsTarget::Init { variant }) => {
-                let t = hls::variant_tracks(&p, variant).map_err(package_error)?;
-                let kind = t
-                    .first()
-                    .map(|t| t.kind)
-                    .unwrap_or(origin_core::index::TrackKind::Video);
-                Answer::Bytes(
-                    hls::init_segment(&p, variant).map_err(package_error)?,
-                    dash::mime_type(kind),
-                )
-            }
-            Target::Hls(HlsTarget::Segment {
-                variant,
-                index: SegmentIndex::Number(n),
-                format: HlsSegmentFormat::Fmp4,
-            }) => {
-                let (t, plan) =
-                    hls::fmp4_segment(&p, variant, *n, &hls_opts(true)).map_err(package_error)?;
-                Answer::Fragment(t, plan)
-            }
-            Target::Hls(HlsTarget::Playlist {
-                variant,
-                kind: HlsPlaylist::IFrames,
-                fmp4: false,
-            }) => {
-                let mut key_frame_bytes = |t: &Track, sample: u32| {
-                    key_frame_bytes(file, disable_mmap, t, sample).map_err(|e| {
-                        PackageError::Unsupported(format!("reading the key frame: {e}"))
-                    })
-                };
-                Answer::Text(
-                    hls::iframe_playlist(&p, variant, &hls_opts(false), &mut key_frame_bytes)
-                        .map_err(package_error)?,
-                    "application/vnd.apple.mpegurl",
-                )
-            }
-            Target::Hls(HlsTarget::Segment {
-                variant,
-                index: SegmentIndex::Number(n),
-                format: HlsSegmentFormat::WebVtt,
-            }) => {
-                let plan = hls::webvtt_segment_plan(&p, variant, *n, &hls_opts(hls_fmp4))
-                    .map_err(package_error)?;
-                Answer::Text(webvtt_segment(&plan, file, disable_mmap)?, "text/vtt")
-            }
-            Target::Hls(_) => {
-                return Err(OriginError::Unsupported(
-                    "this HLS form (packed audio, fMP4 I-frame playlists, segments by time) is not built yet"
-                        .into(),
-                ))
-            }
-            Target::Hds(_) => {
-                return Err(OriginError::Unsupported(
-                    "HDS packaging is not built yet".into(),
-                ))
-            }
-            Target::Presentation | Target::Live(_) => {
-                return Err(OriginError::Route(
-                    origin_core::url::RouteError::UnknownVirtualPath(String::new()),
-                ))
-            }
-        };
+            )
+        }
+        Target::Hls(HlsTarget::Segment {
+            variant,
+            index: SegmentIndex::Number(n),
+            format: HlsSegmentFormat::Ts,
+        }) => {
+            let parts = hls::ts_segment_samples(&p, variant, *n, &hls_opts(false))
+                .map_err(package_error)?;
+            // The segment is a pure function of its samples and the request: its ETag
+            // comes from the sources' versions, not from hashing the whole segment.
+            let identities: Vec<&SourceIdentity> =
+                parts.iter().map(|(t, _)| &t.media.identity).collect();
+            let tag =
+                etag(&[format!("ts|{mtime}|{identities:?}|{:?}|{query}", route.target).as_bytes()]);
+            Answer::Owned(ts_segment(&parts, file, disable_mmap)?, "video/MP2T", tag)
+        }
+        Target::Hls(HlsTarget::Init { variant }) => {
+            let t = hls::variant_tracks(&p, variant).map_err(package_error)?;
+            let kind = t
+                .first()
+                .map(|t| t.kind)
+                .unwrap_or(origin_core::index::TrackKind::Video);
+            Answer::Bytes(
+                hls::init_segment(&p, variant).map_err(package_error)?,
+                dash::mime_type(kind),
+            )
+        }
+        Target::Hls(HlsTarget::Segment {
+            variant,
+            index: SegmentIndex::Number(n),
+            format: HlsSegmentFormat::Fmp4,
+        }) => {
+            let (t, plan) =
+                hls::fmp4_segment(&p, variant, *n, &hls_opts(true)).map_err(package_error)?;
+            Answer::Fragment(t, plan)
+        }
+        Target::Hls(HlsTarget::Playlist {
+            variant,
+            kind: HlsPlaylist::IFrames,
+            fmp4: false,
+        }) => {
+            let mut key_frame_bytes = |t: &Track, sample: u32| {
+                key_frame_bytes(file, disable_mmap, t, sample)
+                    .map_err(|e| PackageError::Unsupported(format!("reading the key frame: {e}")))
+            };
+            Answer::Text(
+                hls::iframe_playlist(&p, variant, &hls_opts(false), &mut key_frame_bytes)
+                    .map_err(package_error)?,
+                "application/vnd.apple.mpegurl",
+            )
+        }
+        Target::Hls(HlsTarget::Segment {
+            variant,
+            index: SegmentIndex::Number(n),
+            format: HlsSegmentFormat::WebVtt,
+        }) => {
+            let plan = hls::webvtt_segment_plan(&p, variant, *n, &hls_opts(hls_fmp4))
+                .map_err(package_error)?;
+            Answer::Text(webvtt_segment(&plan, file, disable_mmap)?, "text/vtt")
+        }
+        Target::Hls(_) => {
+            return Err(OriginError::Unsupported(
+                "this HLS form (packed audio, fMP4 I-frame playlists) is not built yet".into(),
+            ))
+        }
+        Target::Hds(_) => {
+            return Err(OriginError::Unsupported(
+                "HDS packaging is not built yet".into(),
+            ))
+        }
+        Target::Presentation | Target::Live(_) => {
+            return Err(OriginError::Route(
+                origin_core::url::RouteError::UnknownVirtualPath(String::new()),
+            ))
+        }
+    };
 
     match answer {
         Answer::Text(text, content_type) => {

@@ -408,6 +408,22 @@ def test_malformed_source_is_500_and_logged(make_nginx):
     assert n.worker_pids() == workers and n.crashes() == []
 
 
+def test_legacy_hls_segment_by_time(origin):
+    """`QualityLevels(b)/Fragments(track=t,format=m3u8-aapl)` is the TS segment starting at t
+    (track timescale); a time no segment starts at is 404."""
+    mpd = ET.fromstring(origin.get("/v/ladder.ism/.mpd").content)
+    video = [a for a in mpd.findall("d:Period/d:AdaptationSet", MPD_NS)
+             if a.get("contentType") == "video"][0]
+    timeline = video.find("d:SegmentTemplate/d:SegmentTimeline", MPD_NS)
+    first = timeline.find("d:S", MPD_NS)
+    t2 = int(first.get("t", "0")) + int(first.get("d"))
+    legacy = origin.get(f"/v/ladder.ism/QualityLevels(165000)/Fragments(video={t2},format=m3u8-aapl)")
+    assert legacy.status_code == 200 and legacy.headers["Content-Type"] == "video/MP2T"
+    assert legacy.content == origin.get("/v/ladder.ism/ladder-video=165000-2.ts").content
+    missing = origin.get(f"/v/ladder.ism/QualityLevels(165000)/Fragments(video={t2 + 1},format=m3u8-aapl)")
+    assert missing.status_code == 404
+
+
 def test_hls_iframe_playlists(origin, tmp_path):
     master = origin.get("/v/ladder.ism/.m3u8").text
     uris = [line.split('URI="')[1].rstrip('"') for line in master.splitlines()

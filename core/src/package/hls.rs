@@ -381,6 +381,37 @@ fn vod_playlist(
     x
 }
 
+/// The 1-based number of the segment of a variant that starts at `time` (the timescale of
+/// the variant's first track, as the legacy `Fragments(<track>=<time>,format=m3u8-aapl)`
+/// URLs give it).
+pub fn segment_number_at(
+    p: &Presentation,
+    v: &Variant,
+    time: u64,
+    opts: &HlsOptions,
+) -> Result<u64, PackageError> {
+    let tracks = variant_tracks(p, v)?;
+    let named = tracks
+        .first()
+        .ok_or_else(|| PackageError::NoSuchTrack("an empty variant".into()))?;
+    let clock = match named.kind {
+        TrackKind::Text => text_clock(p, named),
+        _ => variant_reference(&tracks),
+    };
+    let table = segments(p, named, opts.target_secs);
+    let k = table
+        .by_start_time(named.index(), time)
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("time {time} of {}", named.id())))?;
+    // Segment k of the named track covers the same time as segment k of the variant's clock.
+    if k >= segments(p, clock, opts.target_secs).len() {
+        return Err(PackageError::NoSuchSegment(format!(
+            "time {time} of {}",
+            named.id()
+        )));
+    }
+    Ok(k as u64 + 1)
+}
+
 /// The samples of TS segment `n` (1-based): for each track of the variant, its sample range.
 pub fn ts_segment_samples<'p>(
     p: &'p Presentation,
