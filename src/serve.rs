@@ -476,14 +476,16 @@ pub fn serve(
         Target::Hls(HlsTarget::Playlist {
             variant,
             kind: HlsPlaylist::IFrames,
-            fmp4: false,
+            ..
         }) => {
             let mut key_frame_bytes = |t: &Track, sample: u32| {
                 key_frame_bytes(file, disable_mmap, t, sample)
                     .map_err(|e| PackageError::Unsupported(format!("reading the key frame: {e}")))
             };
+            // The request's query (or the server manifest) says which segments the master
+            // listed, as for every other child URL.
             Answer::Text(
-                hls::iframe_playlist(&p, variant, &hls_opts(false), &mut key_frame_bytes)
+                hls::iframe_playlist(&p, variant, &hls_opts(hls_fmp4), &mut key_frame_bytes)
                     .map_err(package_error)?,
                 "application/vnd.apple.mpegurl",
             )
@@ -499,7 +501,7 @@ pub fn serve(
         }
         Target::Hls(_) => {
             return Err(OriginError::Unsupported(
-                "this HLS form (packed audio, fMP4 I-frame playlists) is not built yet".into(),
+                "packed audio (.aac) HLS segments are not built yet".into(),
             ))
         }
         Target::Hds(_) => {

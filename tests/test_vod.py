@@ -446,3 +446,37 @@ def test_hls_iframe_playlists(origin, tmp_path):
         part.write_bytes(r.content)
         # The range holds exactly the key frame: it decodes to the source's frame.
         assert frame_hashes(str(part), "0:v") == [source[k * 50]]
+
+
+def test_hls_fmp4_iframe_playlists(origin, tmp_path):
+    """fMP4 I-frame playlists: each byte range is the fragment's boxes and its key frame, which,
+    after the init segment, decodes to the source's frame."""
+    master = origin.get("/v/ladder.ism/.m3u8?hls_fmp4").text
+    uris = [line.split('URI="')[1].rstrip('"') for line in master.splitlines()
+            if line.startswith("#EXT-X-I-FRAME-STREAM-INF")]
+    assert uris == [f"keyframes/ladder-video={b}.m3u8?hls_fmp4" for b in (165000, 273000, 432000)]
+    playlist = origin.get(f"/v/ladder.ism/{uris[2]}").text
+    assert "#EXT-X-I-FRAMES-ONLY" in playlist and "#EXT-X-VERSION:7" in playlist
+    lines = playlist.splitlines()
+    init_uri = next(l for l in lines if l.startswith("#EXT-X-MAP")).split('URI="')[1].rstrip('"')
+    assert init_uri == "../hls/ladder-video=432000.m4s?hls_fmp4"
+    init = origin.get(f"/v/ladder.ism/{init_uri[3:]}").content
+    entries = [(lines[i + 1], lines[i + 2]) for i, l in enumerate(lines) if l.startswith("#EXTINF")]
+    assert len(entries) == 2
+    source = frame_hashes(str(FIXTURES / "ladder-video-720.ismv"), "0:v")
+    for k, (byterange, uri) in enumerate(entries):
+        length, offset = byterange.split(":")[1].split("@")
+        assert uri.startswith("../hls/") and offset == "0"
+        whole = origin.get(f"/v/ladder.ism/{uri[3:]}").content
+        r = origin.get(f"/v/ladder.ism/{uri[3:]}", headers={"Range": f"bytes=0-{int(length) - 1}"})
+        assert r.status_code == 206 and r.content == whole[:int(length)]
+        # The range ends exactly after the key frame: styp, moof, the mdat header, one sample.
+        mdat_at = next(at for kind, at, _ in boxes(whole) if kind == "mdat")
+        first_sample = int(length) - mdat_at - 8
+        assert mdat_at > 0 and first_sample > 0
+        # The part, its mdat cut to the one sample, decodes to the source's key frame.
+        part = bytearray(r.content)
+        part[mdat_at:mdat_at + 4] = struct.pack(">I", 8 + first_sample)
+        f = tmp_path / f"kf{k}.mp4"
+        f.write_bytes(init + bytes(part))
+        assert frame_hashes(str(f), "0:v")[:1] == [source[k * 50]]

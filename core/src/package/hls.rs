@@ -98,7 +98,7 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
     }
     let mut video = video;
     video.sort_by_key(|t| t.bitrate);
-    for v in video {
+    for &v in &video {
         let mut line = String::new();
         let (group, audio_bitrate, audio_codec) =
             groups
@@ -130,6 +130,11 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
             quote(&variant_name(opts, &[v])),
             opts.query
         );
+    }
+    if opts.version >= 4 {
+        for v in &video {
+            iframe_stream_line(&mut x, v, &variant_name(opts, &[v]), opts);
+        }
     }
     Ok(x)
 }
@@ -300,23 +305,9 @@ fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
     }
     if opts.version >= 4 {
         for variant in ts_variants(p, opts) {
-            let Some(v) = variant.iter().find(|t| t.kind == TrackKind::Video) else {
-                continue;
-            };
-            let mut line = format!(
-                "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
-                v.bitrate,
-                v.entry.codec_string()
-            );
-            if let MediaInfo::Video { width, height, .. } = v.entry.media {
-                let _ = write!(line, ",RESOLUTION={width}x{height}");
+            if let Some(v) = variant.iter().find(|t| t.kind == TrackKind::Video) {
+                iframe_stream_line(&mut x, v, &variant_name(opts, &variant), opts);
             }
-            let _ = writeln!(
-                x,
-                "{line},URI=\"keyframes/{}.m3u8{}\"",
-                quote(&variant_name(opts, &variant)),
-                quote(&opts.query)
-            );
         }
     }
     x
@@ -459,10 +450,11 @@ fn segment_durations(
     Ok((durations, target))
 }
 
-/// The I-frame playlist (`keyframes/<variant>.m3u8`) of a TS variant: one entry per segment,
-/// the byte range of the segment's key frame (PAT, PMT and the key frame's PES, which the muxer
-/// writes first). `key_frame_bytes` gives that length for a video sample; the caller reads the
-/// sample to know it.
+/// The I-frame playlist (`keyframes/<variant>.m3u8`) of a variant: one entry per segment, the
+/// byte range of the segment's key frame. In TS that is PAT, PMT and the key frame's PES, which
+/// the muxer writes first; `key_frame_bytes` gives that length for a video sample (the caller
+/// reads the sample to know it). In fMP4 (`opts.fmp4`) it is the fragment's boxes up to the
+/// `mdat` payload plus the key frame, the first sample.
 pub fn iframe_playlist(
     p: &Presentation,
     v: &Variant,
@@ -477,27 +469,64 @@ pub fn iframe_playlist(
         .ok_or_else(|| {
             PackageError::NoSuchTrack("an I-frame playlist needs a video track".into())
         })?;
+    if opts.fmp4 && tracks.len() != 1 {
+        return Err(PackageError::Unsupported(
+            "an fMP4 I-frame playlist names one video track".into(),
+        ));
+    }
     let (durations, target) = segment_durations(p, video, opts)?;
     let table = segments(p, video, opts.target_secs);
-    let name = variant_name(opts, &tracks);
-    let mut x = String::with_capacity(96 + durations.len() * 64);
+    let name = quote(&variant_name(opts, &tracks));
+    let mut x = String::with_capacity(128 + durations.len() * (64 + name.len()));
+    let (version, map, prefix, ext) = if opts.fmp4 {
+        let map = format!(
+            "\n#EXT-X-MAP:URI=\"../hls/{name}.m4s{}\"",
+            quote(&opts.query)
+        );
+        (7, map, "../hls/", "m4s")
+    } else {
+        (4, String::new(), "../", "ts")
+    };
     let _ = writeln!(
         x,
-        "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-I-FRAMES-ONLY"
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-I-FRAMES-ONLY{map}"
     );
     for (k, d) in durations.iter().enumerate() {
         let Some(range) = table.samples(k) else { break };
-        let len = key_frame_bytes(video, range.start)?;
+        let len = if opts.fmp4 {
+            let plan = super::dash::cmaf_fragment(video, &table, k)?;
+            plan.header.len() + video.index().size(range.start) as usize
+        } else {
+            key_frame_bytes(video, range.start)?
+        };
         let _ = writeln!(
             x,
-            "#EXTINF:{d:.6},\n#EXT-X-BYTERANGE:{len}@0\n../{}-{}.ts{}",
-            quote(&name),
+            "#EXTINF:{d:.6},\n#EXT-X-BYTERANGE:{len}@0\n{prefix}{name}-{}.{ext}{}",
             k + 1,
             opts.query
         );
     }
     x.push_str("#EXT-X-ENDLIST\n");
     Ok(x)
+}
+
+/// `EXT-X-I-FRAME-STREAM-INF` of a video track's I-frame playlist.
+fn iframe_stream_line(x: &mut String, v: &Track, variant: &str, opts: &HlsOptions) {
+    let _ = write!(
+        x,
+        "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+        v.bitrate,
+        v.entry.codec_string()
+    );
+    if let MediaInfo::Video { width, height, .. } = v.entry.media {
+        let _ = write!(x, ",RESOLUTION={width}x{height}");
+    }
+    let _ = writeln!(
+        x,
+        ",URI=\"keyframes/{}.m3u8{}\"",
+        quote(variant),
+        quote(&opts.query)
+    );
 }
 
 /// The group every WebVTT rendition belongs to.
