@@ -18,7 +18,7 @@ use ngx::ffi::{
 };
 use origin_core::cache::{LruCache, Weighted};
 use origin_core::fragment::FragmentPlan;
-use origin_core::index::{build_index, MediaIndex, Sample};
+use origin_core::index::{build_index, MediaIndex, Sample, TrackKind};
 use origin_core::ism::{join_relative, ServerManifest};
 use origin_core::package::dash::{self, DashOptions};
 use origin_core::package::hls::{self, HlsOptions};
@@ -441,7 +441,7 @@ pub fn serve(
         Target::Hls(HlsTarget::Segment {
             variant,
             index: SegmentIndex::Number(n),
-            format: HlsSegmentFormat::Ts,
+            format: format @ (HlsSegmentFormat::Ts | HlsSegmentFormat::Aac),
         }) => {
             let parts = hls::ts_segment_samples(&p, variant, *n, &hls_opts(false))
                 .map_err(package_error)?;
@@ -451,7 +451,23 @@ pub fn serve(
                 parts.iter().map(|(t, _)| &t.media.identity).collect();
             let tag =
                 etag(&[format!("ts|{mtime}|{identities:?}|{:?}|{query}", route.target).as_bytes()]);
-            Answer::Owned(ts_segment(&parts, file, disable_mmap)?, "video/MP2T", tag)
+            if *format == HlsSegmentFormat::Ts {
+                let bytes = ts_segment(&parts, file, disable_mmap, ts::mux)?;
+                Answer::Owned(bytes, "video/MP2T", tag)
+            } else {
+                if !matches!(parts.as_slice(), [(t, _)] if t.kind == TrackKind::Audio) {
+                    return Err(OriginError::NotFound {
+                        path: format!(
+                            "{} (packed audio names one audio track)",
+                            route.manifest_path
+                        ),
+                    });
+                }
+                let bytes = ts_segment(&parts, file, disable_mmap, |inputs| {
+                    ts::packed_audio(&inputs[0])
+                })?;
+                Answer::Owned(bytes, "audio/aac", tag)
+            }
         }
         Target::Hls(HlsTarget::Init { variant }) => {
             let t = hls::variant_tracks(&p, variant).map_err(package_error)?;
@@ -499,9 +515,10 @@ pub fn serve(
                 .map_err(package_error)?;
             Answer::Text(webvtt_segment(&plan, file, disable_mmap)?, "text/vtt")
         }
+        // HLS URLs name segments by number or (legacy) by time, both handled above.
         Target::Hls(_) => {
-            return Err(OriginError::Unsupported(
-                "packed audio (.aac) HLS segments are not built yet".into(),
+            return Err(OriginError::Route(
+                origin_core::url::RouteError::UnknownVirtualPath(String::new()),
             ))
         }
         Target::Hds(_) => {
@@ -582,6 +599,7 @@ fn ts_segment(
     parts: &[(&Track, std::ops::Range<u32>)],
     file: &str,
     disable_mmap: bool,
+    write: impl FnOnce(&[ts::TsInput<'_>]) -> Result<Vec<u8>, ts::TsError>,
 ) -> Result<Vec<u8>, OriginError> {
     let mut sources = Vec::with_capacity(parts.len());
     for (t, _) in parts {
@@ -608,7 +626,7 @@ fn ts_segment(
             samples: d.iter().map(|(s, b)| (*s, &b[..])).collect(),
         })
         .collect();
-    ts::mux(&inputs).map_err(|e| OriginError::Media(e.to_string()))
+    write(&inputs).map_err(|e| OriginError::Media(e.to_string()))
 }
 
 /// A WebVTT segment: the text track's samples read and converted.

@@ -270,7 +270,7 @@ def test_errors(origin):
         assert origin.get(path).status_code == 404, path
     # Forms not built yet answer an honest 501, never a wrong answer.
     assert origin.get("/v/ladder.ism/hls/ladder-video=165000-1.m4s?x=1").status_code == 200
-    assert origin.get("/v/ladder.ism/ladder-audio_eng=128000-1.aac").status_code == 501
+    assert origin.get("/v/ladder.ism/ladder-video=165000-1.aac").status_code == 404  # not audio
     assert origin.get("/v/ladder.ism/ladder-video=165000.f4m").status_code == 404  # usp_handle_f4f off
     assert origin.crashes() == []
 
@@ -480,3 +480,23 @@ def test_hls_fmp4_iframe_playlists(origin, tmp_path):
         f = tmp_path / f"kf{k}.mp4"
         f.write_bytes(init + bytes(part))
         assert frame_hashes(str(f), "0:v")[:1] == [source[k * 50]]
+
+
+def test_hls_packed_audio(origin, tmp_path):
+    """`.aac` segments: an ID3 tag with the Apple timestamp, then ADTS frames that decode to the
+    source's audio frames."""
+    seg = origin.get("/v/ladder.ism/ladder-audio_eng=128000-2.aac")
+    assert seg.status_code == 200 and seg.headers["Content-Type"] == "audio/aac"
+    body = seg.content
+    assert body[:3] == b"ID3" and b"com.apple.streaming.transportStreamTimestamp\0" in body
+    tag_len = 10 + ((body[6] << 21) | (body[7] << 14) | (body[8] << 7) | body[9])
+    pts = struct.unpack(">Q", body[tag_len - 8:tag_len])[0]
+    # Segment 2 starts 2 s into the presentation, on the TS timeline (10 s offset).
+    assert abs(pts - (10 + 2) * 90000) < 90000 * 0.05
+    assert body[tag_len] == 0xFF and body[tag_len + 1] & 0xF0 == 0xF0
+    part = tmp_path / "seg.aac"
+    part.write_bytes(body)
+    got = frame_hashes(str(part), "0:a")
+    ts = origin.get("/v/ladder.ism/ladder-audio_eng=128000-2.ts").content
+    (tmp_path / "seg.ts").write_bytes(ts)
+    assert got == frame_hashes(str(tmp_path / "seg.ts"), "0:a") != []

@@ -6,7 +6,7 @@
 //! plus [`TIMELINE_OFFSET`], in 90 kHz units.
 
 use crate::index::{Sample, TrackKind};
-use crate::mp4::codec::{CodecConfig, SampleEntry};
+use crate::mp4::codec::{AacConfig, CodecConfig, SampleEntry};
 
 /// Transport packet size.
 pub const PACKET: usize = 188;
@@ -288,25 +288,7 @@ fn es_parts<'a>(
             Ok(true)
         }
         CodecConfig::Aac(c) => {
-            let len = data.len() + 7;
-            if len > 0x1fff {
-                return Err(TsError::Sample(
-                    sample.index,
-                    "AAC frame too large for ADTS",
-                ));
-            }
-            let profile = c.object_type.saturating_sub(1).min(3);
-            let freq = adts_frequency_index(c.sample_rate);
-            let ch = c.channel_configuration & 7;
-            prefix.extend_from_slice(&[
-                0xff,
-                0xf1,
-                profile << 6 | freq << 2 | (ch >> 2),
-                (ch & 3) << 6 | (len >> 11) as u8,
-                (len >> 3) as u8,
-                ((len & 7) as u8) << 5 | 0x1f,
-                0xfc,
-            ]);
+            prefix.extend_from_slice(&adts_header(c, sample, data.len())?);
             body.push(data);
             Ok(false)
         }
@@ -315,6 +297,65 @@ fn es_parts<'a>(
             Ok(false)
         }
     }
+}
+
+/// The ADTS header (ISO/IEC 13818-7 §6.2, no CRC) of one raw AAC frame of `len` bytes.
+fn adts_header(c: &AacConfig, sample: &Sample, len: usize) -> Result<[u8; 7], TsError> {
+    let len = len + 7;
+    if len > 0x1fff {
+        return Err(TsError::Sample(
+            sample.index,
+            "AAC frame too large for ADTS",
+        ));
+    }
+    let profile = c.object_type.saturating_sub(1).min(3);
+    let freq = adts_frequency_index(c.sample_rate);
+    let ch = c.channel_configuration & 7;
+    Ok([
+        0xff,
+        0xf1,
+        profile << 6 | freq << 2 | (ch >> 2),
+        (ch & 3) << 6 | (len >> 11) as u8,
+        (len >> 3) as u8,
+        ((len & 7) as u8) << 5 | 0x1f,
+        0xfc,
+    ])
+}
+
+/// An HLS packed-audio segment (RFC 8216 §3.4): an ID3 tag whose Apple PRIV frame holds the
+/// 90 kHz timestamp of the first frame (on the TS timeline), then the AAC frames as ADTS.
+pub fn packed_audio(input: &TsInput<'_>) -> Result<Vec<u8>, TsError> {
+    let CodecConfig::Aac(c) = &input.entry.codec else {
+        return Err(TsError::Codec(input.entry.codec_string()));
+    };
+    let first = input.samples.first().map_or(0, |(s, _)| s.dts as i64);
+    let pts = to_90k(first - input.presentation_delay, input.timescale);
+    const OWNER: &[u8] = b"com.apple.streaming.transportStreamTimestamp\0";
+    let frame_len = OWNER.len() + 8;
+    let payload: usize = input.samples.iter().map(|(_, d)| d.len() + 7).sum();
+    let mut out = Vec::with_capacity(10 + 10 + frame_len + payload);
+    // ID3v2.4 header; sizes are syncsafe (7 bits per byte), all well under 2^21 here.
+    out.extend_from_slice(b"ID3\x04\x00\x00");
+    out.extend_from_slice(&syncsafe((10 + frame_len) as u32));
+    out.extend_from_slice(b"PRIV");
+    out.extend_from_slice(&syncsafe(frame_len as u32));
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(OWNER);
+    out.extend_from_slice(&pts.to_be_bytes());
+    for (sample, data) in &input.samples {
+        out.extend_from_slice(&adts_header(c, sample, data.len())?);
+        out.extend_from_slice(data);
+    }
+    Ok(out)
+}
+
+fn syncsafe(n: u32) -> [u8; 4] {
+    [
+        (n >> 21) as u8 & 0x7f,
+        (n >> 14) as u8 & 0x7f,
+        (n >> 7) as u8 & 0x7f,
+        n as u8 & 0x7f,
+    ]
 }
 
 fn adts_frequency_index(rate: u32) -> u8 {
