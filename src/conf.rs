@@ -41,6 +41,9 @@ pub struct Setting<T> {
 pub struct MainConf {
     /// `usp_license_key`: the key file's full path. Accepted for compatibility; not enforced.
     pub license_key: Option<String>,
+    /// `origin_cache_size`: bytes of parsed indexes, manifests and segment tables each worker
+    /// keeps (ours; the commercial module has no equivalent).
+    pub cache_size: Option<usize>,
 }
 
 /// S3 request signing for sources under a location.
@@ -217,7 +220,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 15] = [
+pub static mut COMMANDS: [ngx_command_t; 16] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -235,6 +238,14 @@ pub static mut COMMANDS: [ngx_command_t; 15] = [
         name: ngx_string!("usp_license_key"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(set_license_key),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("origin_cache_size"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_cache_size),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),
@@ -373,6 +384,47 @@ unsafe extern "C" fn set_license_key(
             ),
         }
     })
+}
+
+unsafe extern "C" fn set_cache_size(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    entry::guard_conf(cf, || {
+        // SAFETY: nginx passes the configuration being parsed and our main conf.
+        let (cfr, conf) = unsafe { (&mut *cf, &mut *(conf as *mut MainConf)) };
+        const NAME: &str = "origin_cache_size";
+        if conf.cache_size.is_some() {
+            return conf_error(cf, &duplicate(NAME));
+        }
+        let args = match conf_args(cfr) {
+            Ok(a) => a,
+            Err(e) => return conf_error(cf, &e),
+        };
+        let [_, value] = args.as_slice() else {
+            return conf_error(
+                cf,
+                &format!("invalid number of arguments in \"{NAME}\" directive"),
+            );
+        };
+        match origin_core::config::parse_cache_size(value) {
+            Ok(size) => {
+                conf.cache_size = Some(size);
+                ngx::core::NGX_CONF_OK
+            }
+            Err(e) => conf_error(cf, &invalid(NAME, value, &e.0)),
+        }
+    })
+}
+
+/// The `http`-level configuration a request runs under.
+pub fn main_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&MainConf> {
+    // SAFETY: our module's slot in the request's main_conf array holds a MainConf.
+    unsafe {
+        r.http_main_conf_unchecked::<MainConf>(crate::module())
+            .map(|p| &*p.as_ptr())
+    }
 }
 
 /// The license file must be a readable, non-empty regular file. Its content is not enforced.

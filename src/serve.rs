@@ -35,8 +35,11 @@ use origin_core::url::{
 use crate::response::{add_header, set_content_type};
 use crate::status::OriginError;
 
-/// Bytes of indexes a worker keeps.
-const INDEX_CACHE_BYTES: usize = 64 << 20;
+/// Bytes of parsed data a worker keeps without `origin_cache_size`.
+pub const DEFAULT_CACHE_BYTES: usize = 104 << 20;
+/// How the cache budget is shared, in 104ths: indexes, generated manifests, segment tables,
+/// server manifests.
+const CACHE_SHARES: [usize; 4] = [64, 16, 16, 8];
 /// Largest server manifest read.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
@@ -59,15 +62,36 @@ impl Weighted for Generated {
 
 thread_local! {
     /// Generated manifests, keyed by request and file versions.
-    static GENERATED: RefCell<LruCache<String, Generated>> = RefCell::new(LruCache::new(16 << 20));
+    /// Whether this worker has sized its caches from the configuration yet.
+    static CACHES_SIZED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static GENERATED: RefCell<LruCache<String, Generated>> =
+        RefCell::new(LruCache::new(share(DEFAULT_CACHE_BYTES, 1)));
     /// Open sources (at most this many files mapped or open per worker).
     static OPEN_SOURCES: RefCell<LruCache<(PathBuf, bool), OpenSource>> =
         RefCell::new(LruCache::new(64));
-    static SEGMENTS: std::rc::Rc<SegmentCache> = std::rc::Rc::new(SegmentCache::new(16 << 20));
+    static SEGMENTS: std::rc::Rc<SegmentCache> =
+        std::rc::Rc::new(SegmentCache::new(share(DEFAULT_CACHE_BYTES, 2)));
     static INDEXES: RefCell<LruCache<SourceIdentity, MediaIndex>> =
-        RefCell::new(LruCache::new(INDEX_CACHE_BYTES));
+        RefCell::new(LruCache::new(share(DEFAULT_CACHE_BYTES, 0)));
     static MANIFESTS: RefCell<LruCache<SourceIdentity, Manifest>> =
-        RefCell::new(LruCache::new(8 << 20));
+        RefCell::new(LruCache::new(share(DEFAULT_CACHE_BYTES, 3)));
+}
+
+/// Cache `which`'s part of a `total` budget.
+const fn share(total: usize, which: usize) -> usize {
+    total / 104 * CACHE_SHARES[which]
+}
+
+/// Sizes this worker's caches from `origin_cache_size`, once (the configuration a worker
+/// runs under does not change during its life).
+pub fn size_caches(total: usize) {
+    if CACHES_SIZED.with(|s| s.replace(true)) {
+        return;
+    }
+    INDEXES.with(|c| c.borrow_mut().set_budget(share(total, 0)));
+    GENERATED.with(|c| c.borrow_mut().set_budget(share(total, 1)));
+    SEGMENTS.with(|c| c.set_budget(share(total, 2)));
+    MANIFESTS.with(|c| c.borrow_mut().set_budget(share(total, 3)));
 }
 
 /// An open source kept between requests (its mapping or descriptor), valid while the file's
@@ -282,6 +306,11 @@ pub fn serve(
     file: &str,
     disable_mmap: bool,
 ) -> Result<ngx_int_t, OriginError> {
+    size_caches(
+        crate::conf::main_conf(r)
+            .and_then(|c| c.cache_size)
+            .unwrap_or(DEFAULT_CACHE_BYTES),
+    );
     let (mut p, mtime) = load(route, file, disable_mmap)?;
     p.segment_cache = Some(SEGMENTS.with(|c| c.clone()));
     if let Some(t) = p.empty_track() {

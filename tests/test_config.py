@@ -38,7 +38,7 @@ def test_valid_configuration_passes(make_nginx):
         s3_secret_key secret/Key+1;
         s3_region eu-west-1;
         s3_security_token token;
-    """, http_extra=f"usp_license_key {key};")
+    """, http_extra=f"usp_license_key {key};\norigin_cache_size 256m;")
     r = n.test_config(conf)
     assert r.returncode == 0, r.stderr
 
@@ -87,6 +87,15 @@ INVALID = [
      r'"usp_handle_ism" directive is not allowed here', "usp_handle_ism"),
     ("license key in the wrong context", 'usp_license_key /etc/hostname;', "",
      r'"usp_license_key" directive is not allowed here', "usp_license_key"),
+    ("cache size word", None, "origin_cache_size lots;",
+     r'invalid value "lots" in "origin_cache_size" directive, expected a size', "origin_cache_size"),
+    ("cache size too small", None, "origin_cache_size 100k;",
+     r'invalid value "100k" in "origin_cache_size" directive, the size must be between',
+     "origin_cache_size"),
+    ("duplicate cache size", None, "origin_cache_size 64m;\norigin_cache_size 32m;",
+     r'"origin_cache_size" directive is duplicate', "origin_cache_size 32m"),
+    ("cache size in a location", 'origin_cache_size 64m;', "",
+     r'"origin_cache_size" directive is not allowed here', "origin_cache_size"),
     ("too many arguments", 'usp_handle_ism on off;', "",
      r'invalid number of arguments in "usp_handle_ism" directive', "usp_handle_ism"),
 ]

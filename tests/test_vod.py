@@ -500,3 +500,24 @@ def test_hls_packed_audio(origin, tmp_path):
     ts = origin.get("/v/ladder.ism/ladder-audio_eng=128000-2.ts").content
     (tmp_path / "seg.ts").write_bytes(ts)
     assert got == frame_hashes(str(tmp_path / "seg.ts"), "0:a") != []
+
+
+def test_small_cache_still_serves_everything(make_nginx):
+    """With `origin_cache_size 1m` the worker keeps little, yet every title is served
+    correctly, over and over, while entries are evicted and rebuilt."""
+    n = make_nginx()
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    names = ["progressive.mp4", "ladder-video-360.mp4", "ladder-audio-eng.mp4", "hevc.mp4"]
+    for f in names:
+        shutil.copy(FIXTURES / f, media / f)
+        (media / f).chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }",
+            http_extra="origin_cache_size 1m;")
+    first = {f: n.get(f"/v/{f}/.mpd").text for f in names}
+    for _ in range(3):
+        for f in names:
+            r = n.get(f"/v/{f}/.mpd")
+            assert r.status_code == 200 and r.text == first[f]
+            assert n.get(f"/v/{f}/.m3u8").status_code == 200
+    assert n.crashes() == []

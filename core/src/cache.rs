@@ -93,6 +93,21 @@ impl<K: Hash + Eq + Clone, V: Weighted> LruCache<K, V> {
             self.used -= old.weight;
         }
         self.used += weight;
+        self.evict_over_budget();
+    }
+
+    /// Changes the byte budget, evicting what no longer fits.
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+        self.evict_over_budget();
+    }
+
+    /// The byte budget.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    fn evict_over_budget(&mut self) {
         while self.used > self.budget && self.entries.len() > 1 {
             let Some(oldest) = self
                 .entries
@@ -167,6 +182,17 @@ mod tests {
         c.insert("huge", Arc::new(Blob(1000)));
         assert_eq!(c.len(), 1);
         assert!(c.get(&"huge").is_some());
+    }
+
+    #[test]
+    fn shrinking_the_budget_evicts_the_oldest() {
+        let mut c: LruCache<u32, Blob> = LruCache::new(1000);
+        for k in 0..5 {
+            c.insert(k, Arc::new(Blob(100)));
+        }
+        c.set_budget(250);
+        assert_eq!((c.len(), c.used(), c.budget()), (2, 200, 250));
+        assert!(c.get(&3).is_some() && c.get(&4).is_some());
     }
 
     #[test]

@@ -293,3 +293,56 @@ mod tests {
         assert!(validate_s3_credential("é").is_err());
     }
 }
+
+/// The smallest and largest `origin_cache_size`.
+pub const CACHE_SIZE_RANGE: (usize, usize) = (1 << 20, 1 << 40);
+
+/// An nginx size (`512k`, `64m`, `2g`, or bytes) within [`CACHE_SIZE_RANGE`].
+pub fn parse_cache_size(value: &str) -> Result<usize, ConfigError> {
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b'k' | b'K') => (&value[..value.len() - 1], 1usize << 10),
+        Some(b'm' | b'M') => (&value[..value.len() - 1], 1 << 20),
+        Some(b'g' | b'G') => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError(
+            "expected a size such as 64m, 512k or 1g".into(),
+        ));
+    }
+    let size = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| ConfigError("the size is too large".into()))?;
+    let (min, max) = CACHE_SIZE_RANGE;
+    if !(min..=max).contains(&size) {
+        return Err(ConfigError("the size must be between 1m and 1024g".into()));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod cache_size_tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_cache_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_cache_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_cache_size("4096k"), Ok(4 << 20));
+        assert_eq!(parse_cache_size("1048576"), Ok(1 << 20));
+        for bad in [
+            "",
+            "m",
+            "64mb",
+            "-1m",
+            "1.5g",
+            "512k",
+            "2000g",
+            "99999999999999999999g",
+        ] {
+            assert!(parse_cache_size(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -90,6 +90,11 @@ impl SegmentCache {
         SegmentCache(RefCell::new(LruCache::new(budget)))
     }
 
+    /// Changes the byte budget, evicting what no longer fits.
+    pub fn set_budget(&self, budget: usize) {
+        self.0.borrow_mut().set_budget(budget);
+    }
+
     /// The table for `key`, computed by `build` when missing.
     pub fn get_or_build(
         &self,
