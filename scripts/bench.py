@@ -70,6 +70,30 @@ def measure(n: Nginx, urls: list[str], seconds: int) -> tuple[float, float, int]
     return used / requests * 1e6, rps, requests
 
 
+def syscalls_per_request(n: Nginx, urls: list[str]) -> float:
+    """System calls the worker makes per request (strace -c), over one keep-alive connection:
+    the count nginx-vod-module is known for (one writev per frame) and sendfile-per-range
+    would inflate."""
+    import http.client
+    worker = n.worker_pids()[0]
+    out = Path("/tmp/origin-bench-strace.txt")
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(worker), "-o", str(out)],
+                              stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    conn = http.client.HTTPConnection("127.0.0.1", int(n.url("/").split(":")[2].split("/")[0]))
+    for u in urls:
+        conn.request("GET", u)
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200, (u, r.status)
+    conn.close()
+    time.sleep(0.3)
+    tracer.send_signal(2)
+    tracer.wait()
+    total = next(line for line in out.read_text().splitlines() if line.rstrip().endswith("total"))
+    return int(total.split()[3]) / len(urls)
+
+
 def first_request_ms(n: Nginx, path: str) -> float:
     t = time.perf_counter()
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", n.url(path)],
@@ -178,11 +202,13 @@ def main() -> None:
         medians = {name: sorted(v)[1] for name, v in samples.items()}
         baseline = {"fmp4": medians["static 2 s fMP4 segment (baseline)"][0],
                     "ts": medians["static TS segment (baseline)"][0]}
-        for name, _, kind in segment_rows:
+        for name, urls, kind in segment_rows:
             us, rps = medians[name]
             spread = ", ".join(f"{u:.0f}" for u, _ in samples[name])
+            calls = syscalls_per_request(n, urls[:50]) if shutil.which("strace") else float("nan")
             rows.append((name, f"{us:.0f} µs",
-                         f"{rps:.0f} req/s, {us / baseline[kind]:.2f}x (rounds: {spread} µs)"))
+                         f"{rps:.0f} req/s, {us / baseline[kind]:.2f}x (rounds: {spread} µs), "
+                         f"{calls:.1f} syscalls/request"))
         for name, path in [("warm MPD (2-hour title)", "/v/long.mp4/.mpd"),
                            ("warm HLS media playlist (2-hour title)", f"/v/long.mp4/long-{rep}.m3u8"),
                            ("warm Smooth manifest (2-hour title)", "/v/long.mp4/Manifest")]:

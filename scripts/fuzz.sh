@@ -10,7 +10,7 @@ cd "$root/fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers)
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers packagers)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
@@ -23,6 +23,7 @@ media=("$root"/tests/fixtures/*.mp4 "$root"/tests/fixtures/*.ismv "$root"/tests/
        "$root"/tests/fixtures/*.cmfv "$root"/tests/fixtures/*.cmfa)
 seed box_reader "${media[@]}"
 seed index_builder "${media[@]}"
+seed packagers "$root"/tests/fixtures/*.mp4
 seed ingest_stream "${media[@]}"
 seed ism_parser "$root"/fuzz/seeds/*.ism*
 seed url_route "$root"/fuzz/seeds/*.url

@@ -38,6 +38,7 @@ fn ngx_bytes(s: &ngx_str_t) -> &[u8] {
 }
 
 fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
+    crate::serve::begin_request();
     #[cfg(feature = "test-hooks")]
     if ngx_bytes(&r.uri).ends_with(b"/__origin_test_panic") {
         panic!("forced panic for the crash-safety test");

@@ -77,6 +77,33 @@ thread_local! {
         RefCell::new(LruCache::new(share(DEFAULT_CACHE_BYTES, 3)));
 }
 
+thread_local! {
+    /// Files already stat'ed for the request being handled: a request looks at its manifest
+    /// and sources several times (version check, open mapping, send) and one `stat` each is
+    /// enough. Cleared when the next request begins.
+    static REQUEST_STATS: RefCell<Vec<(PathBuf, std::fs::Metadata)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Forgets the previous request's `stat` results.
+pub fn begin_request() {
+    REQUEST_STATS.with(|s| s.borrow_mut().clear());
+}
+
+/// `stat` of `path`, once per request.
+fn stat(path: &Path) -> std::io::Result<std::fs::Metadata> {
+    if let Some(meta) = REQUEST_STATS.with(|s| {
+        s.borrow()
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, m)| m.clone())
+    }) {
+        return Ok(meta);
+    }
+    let meta = std::fs::metadata(path)?;
+    REQUEST_STATS.with(|s| s.borrow_mut().push((path.to_path_buf(), meta.clone())));
+    Ok(meta)
+}
+
 /// Cache `which`'s part of a `total` budget.
 const fn share(total: usize, which: usize) -> usize {
     total / 104 * CACHE_SHARES[which]
@@ -111,7 +138,7 @@ fn open_source(
     disable_mmap: bool,
 ) -> Result<Arc<dyn Source + Send + Sync>, OriginError> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| OriginError::from_io(&shown, e))?;
+    let meta = stat(path).map_err(|e| OriginError::from_io(&shown, e))?;
     if !meta.is_file() {
         return Err(OriginError::NotFound { path: shown });
     }
@@ -171,7 +198,7 @@ impl SourceLoader for FileLoader<'_> {
 /// Loads the presentation a route names. Returns it with the manifest's mtime.
 fn load(route: &Route, file: &str, disable_mmap: bool) -> Result<(Presentation, i64), OriginError> {
     let path = PathBuf::from(file);
-    let meta = std::fs::metadata(&path).map_err(|e| OriginError::from_io(file, e))?;
+    let meta = stat(&path).map_err(|e| OriginError::from_io(file, e))?;
     if !meta.is_file() {
         return Err(OriginError::NotFound {
             path: file.to_string(),

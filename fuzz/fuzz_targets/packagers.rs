@@ -1,0 +1,97 @@
+//! Arbitrary bytes as a bare MP4 served in every format: when the index builds, the DASH MPD,
+//! the HLS masters and playlists (TS, fMP4, WebVTT, I-frames), the Smooth manifest, and the
+//! first segments of every variant (CMAF fragments, TS and packed audio muxed from the
+//! samples' bytes, WebVTT converted from text samples) must come out without a panic.
+#![no_main]
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use origin_core::index::{build_index, TrackKind};
+use origin_core::package::dash::{self, DashOptions};
+use origin_core::package::hls::{self, HlsOptions};
+use origin_core::package::{mss, ts};
+use origin_core::presentation::Presentation;
+use origin_core::source::MemorySource;
+use origin_core::url::{MpdSegmentTemplate, TrackRef, Variant};
+
+fuzz_target!(|data: &[u8]| {
+    let src = MemorySource::new("fuzz.mp4", data.to_vec());
+    let Ok(index) = build_index(&src) else {
+        return;
+    };
+    let Ok(p) = Presentation::from_mp4(Arc::new(index)) else {
+        return;
+    };
+    if p.empty_track().is_some() {
+        return;
+    }
+    let bytes = |offset: u64, size: u32| data.get(offset as usize..(offset + u64::from(size)) as usize);
+    let dash_opts = DashOptions {
+        template: MpdSegmentTemplate::Time,
+        target_secs: 2,
+        name: "f".into(),
+        query: String::new(),
+    };
+    let _ = dash::mpd(&p, &dash_opts);
+    let _ = mss::manifest(&p, 2, "");
+    for fmp4 in [false, true] {
+        let opts = HlsOptions {
+            target_secs: 2,
+            name: "f".into(),
+            fmp4,
+            version: 4,
+            query: String::new(),
+        };
+        let _ = hls::master(&p, &opts);
+        for t in &p.tracks {
+            let v = Variant {
+                tracks: vec![TrackRef {
+                    name: t.name.clone(),
+                    bitrate: t.bitrate,
+                }],
+            };
+            let _ = if fmp4 {
+                hls::media_playlist(&p, &v, &opts)
+            } else {
+                hls::ts_playlist(&p, &v, &opts)
+            };
+            let _ = dash::init_for(t);
+            let _ = hls::iframe_playlist(&p, &v, &opts, &mut |_, _| Ok(100));
+            for n in 1..=2 {
+                let _ = hls::fmp4_segment(&p, &v, n, &opts);
+                if t.kind == TrackKind::Text {
+                    if let Ok(plan) = hls::webvtt_segment_plan(&p, &v, n, &opts) {
+                        let samples: Vec<_> = t
+                            .index()
+                            .samples(plan.samples.clone())
+                            .filter_map(|s| Some((s, bytes(s.offset, s.size)?)))
+                            .collect();
+                        let _ = hls::webvtt_segment(&plan, &samples);
+                    }
+                    continue;
+                }
+                let Ok(parts) = hls::ts_segment_samples(&p, &v, n, &opts) else {
+                    continue;
+                };
+                let inputs: Vec<ts::TsInput<'_>> = parts
+                    .iter()
+                    .map(|(t, range)| ts::TsInput {
+                        entry: &t.entry,
+                        kind: t.kind,
+                        timescale: t.index().timescale,
+                        presentation_delay: dash::presentation_delay(t),
+                        samples: t
+                            .index()
+                            .samples(range.clone())
+                            .filter_map(|s| Some((s, bytes(s.offset, s.size)?)))
+                            .collect(),
+                    })
+                    .collect();
+                let _ = ts::mux(&inputs);
+                if t.kind == TrackKind::Audio {
+                    let _ = ts::packed_audio(&inputs[0]);
+                }
+            }
+        }
+    }
+});
