@@ -607,6 +607,70 @@ mod tests {
         }
     }
 
+    /// The first `n` audio samples of the progressive fixture, as a TS input.
+    fn fixture_audio(n: u32, f: impl FnOnce(&TsInput<'_>)) {
+        use crate::index::build_index;
+        use crate::source::{MmapSource, Source};
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/progressive.mp4");
+        let src = MmapSource::open(&path).unwrap();
+        let index = build_index(&src).unwrap();
+        let audio = index
+            .tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Audio)
+            .unwrap();
+        let entry = crate::presentation::sample_entry_of(audio).unwrap();
+        let data: Vec<(Sample, Vec<u8>)> = audio
+            .samples(0..n)
+            .map(|s| {
+                (
+                    s,
+                    src.bytes(s.offset, s.size as usize).unwrap().into_owned(),
+                )
+            })
+            .collect();
+        f(&TsInput {
+            entry: &entry,
+            kind: TrackKind::Audio,
+            timescale: audio.timescale,
+            presentation_delay: 1024,
+            samples: data.iter().map(|(s, d)| (*s, &d[..])).collect(),
+        });
+    }
+
+    #[test]
+    fn packed_audio_is_an_id3_timestamp_then_adts_frames() {
+        fixture_audio(10, |input| {
+            let out = packed_audio(input).unwrap();
+            assert_eq!(&out[..6], b"ID3\x04\x00\x00");
+            let tag_len = 10
+                + out[6..10]
+                    .iter()
+                    .fold(0usize, |a, &b| a << 7 | usize::from(b));
+            assert_eq!(&out[10..14], b"PRIV");
+            let owner = b"com.apple.streaming.transportStreamTimestamp\0";
+            assert_eq!(&out[20..20 + owner.len()], owner);
+            let pts = u64::from_be_bytes(out[tag_len - 8..tag_len].try_into().unwrap());
+            // Sample 0 is the priming frame, 1024 samples before presentation time 0.
+            let expected = TIMELINE_OFFSET - 1024 * 90_000 / u64::from(input.timescale);
+            assert_eq!(pts, expected);
+            // Then exactly the samples, each behind a 7-byte ADTS header giving its length.
+            let mut at = tag_len;
+            for (_, data) in &input.samples {
+                assert_eq!(out[at], 0xff);
+                assert_eq!(out[at + 1] & 0xf6, 0xf0);
+                let len = (usize::from(out[at + 3] & 3) << 11)
+                    | (usize::from(out[at + 4]) << 3)
+                    | usize::from(out[at + 5] >> 5);
+                assert_eq!(len, data.len() + 7);
+                assert_eq!(&out[at + 7..at + len], *data);
+                at += len;
+            }
+            assert_eq!(at, out.len());
+        });
+    }
+
     #[test]
     fn timestamps_have_markers() {
         let t = timestamp(2, 0x1_2345_6789 & ((1 << 33) - 1));
