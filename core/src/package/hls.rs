@@ -690,7 +690,7 @@ pub fn webvtt_segment(
     let ms = |t: u64| (u128::from(t) * 1000 / ts) as u64;
     let mut cues = Vec::new();
     for (s, data) in samples {
-        let (start, end) = (ms(s.dts), ms(s.dts + u64::from(s.duration)));
+        let (start, end) = (ms(s.dts), ms(s.dts.saturating_add(u64::from(s.duration))));
         let read = match &seg.track.entry.fourcc.0 {
             b"wvtt" => crate::text::wvtt::cues(data, start, end),
             _ => crate::text::ttml::cues(data, start, end),

@@ -329,7 +329,10 @@ pub fn packed_audio(input: &TsInput<'_>) -> Result<Vec<u8>, TsError> {
         return Err(TsError::Codec(input.entry.codec_string()));
     };
     let first = input.samples.first().map_or(0, |(s, _)| s.dts as i64);
-    let pts = to_90k(first - input.presentation_delay, input.timescale);
+    let pts = to_90k(
+        first.saturating_sub(input.presentation_delay),
+        input.timescale,
+    );
     const OWNER: &[u8] = b"com.apple.streaming.transportStreamTimestamp\0";
     let frame_len = OWNER.len() + 8;
     let payload: usize = input.samples.iter().map(|(_, d)| d.len() + 7).sum();
@@ -459,9 +462,9 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
                 .map(|b| b.len() + if start_codes { START_CODE.len() } else { 0 })
                 .sum::<usize>();
         let ts = st.input.timescale;
-        let decode = sample.dts as i64 - st.input.presentation_delay;
+        let decode = (sample.dts as i64).saturating_sub(st.input.presentation_delay);
         let dts = to_90k(decode, ts);
-        let pts = to_90k(decode + i64::from(sample.cto), ts);
+        let pts = to_90k(decode.saturating_add(i64::from(sample.cto)), ts);
         head.clear();
         head.extend_from_slice(&[0, 0, 1, st.stream_id]);
         let header_len: usize = if pts != dts { 10 } else { 5 };
