@@ -45,6 +45,10 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
+    /// The file was truncated while it was being read through its mapping: what was read
+    /// may hold bytes that were never in the file.
+    #[error("{name}: changed while being served")]
+    Changed { name: String },
     #[error("{name}: read of {len} bytes at offset {offset} is past the end ({size} bytes)")]
     OutOfRange {
         name: String,
@@ -72,6 +76,19 @@ pub trait Source {
 
     /// Fills `buf` from `offset`; the whole range must exist.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError>;
+
+    /// Errors when something read from this source so far may not be what the file holds
+    /// (a mapped file truncated under the reader). Check it after reading, before using what
+    /// was read.
+    fn intact(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// The open file behind the source, when there is one (for sending ranges with sendfile
+    /// from the very file that was indexed).
+    fn file(&self) -> Option<&File> {
+        None
+    }
 
     /// `len` bytes at `offset`, borrowed where the source can (mmap), copied otherwise.
     fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
@@ -160,6 +177,9 @@ impl Source for PreadSource {
     fn identity(&self) -> &SourceIdentity {
         &self.identity
     }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
         self.check_range(offset, buf.len() as u64)?;
         self.file
@@ -171,9 +191,11 @@ impl Source for PreadSource {
     }
 }
 
-/// A local file, memory-mapped.
+/// A local file, memory-mapped (see the `mmap` module for what happens when the file is
+/// truncated while mapped).
 pub struct MmapSource {
     map: mmap::Mapping,
+    file: File,
     name: String,
     identity: SourceIdentity,
 }
@@ -187,10 +209,20 @@ impl MmapSource {
             source,
         };
         let file = File::open(path).map_err(io_err)?;
+        MmapSource::from_file(file, name)
+    }
+
+    /// Maps an open file.
+    pub fn from_file(file: File, name: String) -> Result<MmapSource, SourceError> {
+        let io_err = |source| SourceError::Io {
+            name: name.clone(),
+            source,
+        };
         let identity = file_identity(&file).map_err(io_err)?;
         let map = mmap::Mapping::new(&file).map_err(io_err)?;
         Ok(MmapSource {
             map,
+            file,
             name,
             identity,
         })
@@ -211,6 +243,17 @@ impl Source for MmapSource {
     }
     fn identity(&self) -> &SourceIdentity {
         &self.identity
+    }
+    fn intact(&self) -> Result<(), SourceError> {
+        if self.map.is_poisoned() {
+            return Err(SourceError::Changed {
+                name: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
         copy_from(self, self.map.as_slice(), offset, buf)
@@ -282,37 +325,9 @@ impl Source for MemorySource {
     }
 }
 
-/// The one place the core uses `unsafe`: mapping a file.
+/// The one place the core uses `unsafe` (see its documentation).
 #[allow(unsafe_code)]
-mod mmap {
-    use std::fs::File;
-    use std::io;
-
-    /// A read-only mapping of a whole file.
-    pub struct Mapping(Option<memmap2::Mmap>);
-
-    impl Mapping {
-        pub fn new(file: &File) -> io::Result<Mapping> {
-            if file.metadata()?.len() == 0 {
-                // mmap of length 0 fails; an empty file is simply empty.
-                return Ok(Mapping(None));
-            }
-            // SAFETY: the mapping is read-only and private to this process. The hazard of any
-            // file mapping remains: if another process truncates the file while it is mapped,
-            // touching the lost pages raises SIGBUS. Origins serve published media that is
-            // replaced by rename, not rewritten in place; operators who cannot guarantee that
-            // (network file systems, in-place rewrites) set `usp_disable_mmap` to read with
-            // pread instead. The identity check (inode, size, mtime) makes a replaced file get
-            // a new mapping.
-            let map = unsafe { memmap2::Mmap::map(file)? };
-            Ok(Mapping(Some(map)))
-        }
-
-        pub fn as_slice(&self) -> &[u8] {
-            self.0.as_deref().unwrap_or(&[])
-        }
-    }
-}
+mod mmap;
 
 #[cfg(test)]
 mod tests {
