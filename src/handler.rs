@@ -3,7 +3,7 @@
 //! URL → route (core) → server manifest on disk → the target's producer → response. Each step
 //! returns `Result`; errors become a status and a log line in `status::fail`.
 
-use std::fs::File;
+use std::path::Path;
 
 use ngx::ffi::{
     ngx_http_discard_request_body, ngx_http_map_uri_to_path, ngx_http_request_t, ngx_int_t,
@@ -12,6 +12,7 @@ use ngx::ffi::{
 use origin_core::url::{ManifestKind, Route, RouteOptions, Target};
 
 use crate::conf::{self, LocConf};
+use crate::files::Files;
 use crate::response;
 use crate::status::{fail, OriginError};
 
@@ -89,9 +90,9 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
 
     match (&route.target, route.kind) {
         (Target::Presentation, ManifestKind::Mp4) => {
-            let file =
-                File::open(&manifest_file).map_err(|e| OriginError::from_io(&manifest_file, e))?;
-            response::send_file(r, file, &manifest_file, "video/mp4")
+            let mut files = Files::of(r, true);
+            let (fd, opened) = files.open_for_request(Path::new(&manifest_file))?;
+            response::send_file(r, fd, &opened, &manifest_file, "video/mp4")
         }
         (Target::Presentation, _) => Err(OriginError::Route(
             origin_core::url::RouteError::UnknownVirtualPath(String::new()),
@@ -138,15 +139,15 @@ fn map_to_path(r: &mut ngx_http_request_t, prefix_len: usize) -> Result<String, 
 /// static module would instead of generating the response.
 fn serve_static_if_present(r: &mut ngx_http_request_t) -> Result<Option<ngx_int_t>, OriginError> {
     let path = map_to_path(r, r.uri.len)?;
-    let Ok(file) = File::open(&path) else {
-        return Ok(None);
+    let mut files = Files::of(r, true);
+    let (fd, opened) = match files.open_for_request(Path::new(&path)) {
+        Ok(found) => found,
+        // Nothing there (or not a file this location may serve): generate the answer.
+        Err(OriginError::NotFound { .. } | OriginError::NotRegularFile { .. }) => return Ok(None),
+        Err(e) => return Err(e),
     };
-    match file.metadata() {
-        Ok(m) if m.is_file() => {}
-        _ => return Ok(None),
-    }
     let content_type = content_type_for(&path);
-    response::send_file(r, file, &path, content_type).map(Some)
+    response::send_file(r, fd, &opened, &path, content_type).map(Some)
 }
 
 /// Content types of the files a presentation's directory holds.

@@ -9,11 +9,14 @@
 
 mod conf;
 mod entry;
+mod files;
 mod handler;
 mod log;
 mod response;
+mod send;
 mod serve;
 mod status;
+mod stream;
 
 use std::ptr::addr_of;
 

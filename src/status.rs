@@ -2,7 +2,9 @@
 
 use std::io;
 
-use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_LOG_ERR, NGX_LOG_INFO};
+use ngx::ffi::{
+    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_ERROR, NGX_LOG_CRIT, NGX_LOG_ERR, NGX_LOG_INFO,
+};
 use origin_core::url::RouteError;
 
 /// Everything a request can fail with, across layers.
@@ -14,6 +16,12 @@ pub enum OriginError {
     /// The server manifest or media file does not exist.
     #[error("{path}: not found")]
     NotFound { path: String },
+    /// The path names something other than a regular file (a FIFO, a device, a directory).
+    #[error("\"{path}\" is not a regular file")]
+    NotRegularFile { path: String },
+    /// A source changed (was truncated) while the request read it: what was read is not used.
+    #[error("{0}")]
+    Source(#[from] origin_core::source::SourceError),
     /// The file exists but the worker may not read it.
     #[error("{path}: permission denied")]
     Forbidden { path: String },
@@ -49,12 +57,21 @@ pub enum OriginError {
 
 impl OriginError {
     /// A file error: not-found and permission errors keep their meaning for the client.
+    /// Mapped as nginx's static module maps them: a missing file, a path through a
+    /// non-directory or a name too long is 404; no permission, or a symbolic link that
+    /// `disable_symlinks` forbids, is 403.
     pub fn from_io(path: &str, source: io::Error) -> OriginError {
-        match source.kind() {
-            io::ErrorKind::NotFound => OriginError::NotFound {
+        match source.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => OriginError::NotFound {
                 path: path.to_string(),
             },
-            io::ErrorKind::PermissionDenied => OriginError::Forbidden {
+            Some(libc::EACCES | libc::ELOOP | libc::EMLINK) => OriginError::Forbidden {
+                path: path.to_string(),
+            },
+            _ if source.kind() == io::ErrorKind::NotFound => OriginError::NotFound {
+                path: path.to_string(),
+            },
+            _ if source.kind() == io::ErrorKind::PermissionDenied => OriginError::Forbidden {
                 path: path.to_string(),
             },
             _ => OriginError::Io {
@@ -68,7 +85,10 @@ impl OriginError {
     pub fn http_status(&self) -> u16 {
         match self {
             OriginError::Route(e) => e.http_status(),
-            OriginError::NotFound { .. } => 404,
+            OriginError::NotFound { .. } | OriginError::NotRegularFile { .. } => 404,
+            // The file was being rewritten: a retry a moment later gets the new version.
+            OriginError::Source(origin_core::source::SourceError::Changed { .. }) => 503,
+            OriginError::Source(_) => 500,
             OriginError::Forbidden { .. } => 403,
             OriginError::MethodNotAllowed => 405,
             OriginError::NotImplemented(_) | OriginError::Unsupported(_) => 501,
@@ -84,12 +104,15 @@ impl OriginError {
 /// Logs `err` on the request's log and returns its status for the content handler to return,
 /// so nginx sends its error page (and `error_page` and header filters apply as for any status).
 /// Client mistakes are logged at `info`, server faults at `error`.
+/// An error found after the response header went out cannot become a status: the request is
+/// aborted (NGX_ERROR closes the connection, so the client sees a short body, never a
+/// complete response with wrong bytes).
 pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
     let status = err.http_status();
-    let level = if status >= 500 {
-        NGX_LOG_ERR
-    } else {
-        NGX_LOG_INFO
+    let level = match err {
+        OriginError::NotRegularFile { .. } => NGX_LOG_CRIT,
+        _ if status >= 500 || r.header_sent() != 0 => NGX_LOG_ERR,
+        _ => NGX_LOG_INFO,
     };
     let text = format!("ngx_origin: {err}");
     // SAFETY: the request and its connection log are valid while it is being handled.
@@ -98,6 +121,9 @@ pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
         if (*log).log_level >= level as ngx_uint_t {
             ngx::log::log_error(level as ngx_uint_t, log, 0, text.as_bytes());
         }
+    }
+    if r.header_sent() != 0 {
+        return NGX_ERROR as ngx_int_t;
     }
     if let OriginError::EmptyTrack(_) = err {
         let _ = crate::response::add_header(r, "X-Origin-Error", "FMP4_MISSING_TFRA");

@@ -73,6 +73,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and its key for CN=localhost, made with the openssl CLI into
+    `directory` (readable by the nginx master, which loads them). Returns (cert, key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "c.pem", directory / "k.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"],
+        check=True, capture_output=True, timeout=120,
+    )
+    return cert, key
+
+
 def world_readable_dir(prefix: str) -> Path:
     """A temp dir that nginx workers (nobody, when the tests run as root) can traverse."""
     d = Path(tempfile.mkdtemp(prefix=prefix))
@@ -98,15 +111,20 @@ class Nginx:
 
     `http` is the body of the http{} block's server{} (locations and server-level directives);
     `http_extra` goes into http{} itself; `main_extra` into the main context.
+
+    `tls=(cert, key)` adds a second listener, `ssl_port`, to the same server{} that speaks
+    HTTPS with that certificate (see `self_signed_cert`); `https_url()` names it.
     """
 
     def __init__(self, build: Build, *, workers: int = 1, module: Path | None = None,
-                 wrapper: list[str] | None = None):
+                 wrapper: list[str] | None = None, tls: tuple[Path, Path] | None = None):
         self.build = build
         self.workers = workers
         self.module = module or build.module_for_tests()
         self.prefix = world_readable_dir(f"origin-{build.name}-")
         self.port = free_port()
+        self.tls = tls
+        self.ssl_port = free_port() if tls else None
         self.proc: subprocess.Popen | None = None
         for sub in ("logs", "conf", "html", "tmp"):
             (self.prefix / sub).mkdir(mode=0o755)
@@ -122,6 +140,14 @@ class Nginx:
         # Workers of a root master run as nobody; if they could not read the test files the
         # tests would measure permissions, not the module.
         return "" if nobody_can_read(self.root) else "user root;"
+
+    def tls_listener(self) -> str:
+        if not self.tls:
+            return ""
+        cert, key = self.tls
+        return (f"listen 127.0.0.1:{self.ssl_port} ssl;\n"
+                f"        ssl_certificate {cert};\n"
+                f"        ssl_certificate_key {key};")
 
     def config(self, server: str, *, http_extra: str = "", main_extra: str = "",
                log_level: str = "info") -> str:
@@ -147,6 +173,7 @@ http {{
     {http_extra}
     server {{
         listen 127.0.0.1:{self.port};
+        {self.tls_listener()}
         root {self.root};
         {server}
     }}
@@ -227,6 +254,10 @@ http {{
     # ---------------------------------------------------------------- client helpers
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def https_url(self, path: str) -> str:
+        assert self.ssl_port, "this Nginx was made without tls=(cert, key)"
+        return f"https://127.0.0.1:{self.ssl_port}{path}"
 
     def get(self, path: str, **kw) -> requests.Response:
         kw.setdefault("timeout", 30)

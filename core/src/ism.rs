@@ -37,6 +37,8 @@ mod tests;
 pub use options::{FragmentLength, PresentationOptions};
 pub use source::{join_relative, resolve_src, SourceRef};
 
+use crate::url::{excerpt, NameError};
+
 /// Largest manifest accepted, in bytes. Real ones are a few KiB; the glue can use this to cap
 /// its read.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -174,7 +176,8 @@ pub enum IsmError {
     },
     /// An attribute (or, for `<ref>`, the `trackType` param) has a value that cannot be used.
     #[error(
-        "server manifest: <{element}> at byte {position}: {attribute}=\"{value}\" is invalid: {reason}"
+        "server manifest: <{element}> at byte {position}: invalid {attribute}: {reason}, got {}",
+        excerpt(.value)
     )]
     BadValue {
         /// Element local name.
@@ -188,6 +191,16 @@ pub enum IsmError {
         /// Byte offset of the element's `<`.
         position: u64,
     },
+    /// A track name or language that no playlist, URL or log line may carry.
+    #[error("server manifest: <{element}> at byte {position}: {error}")]
+    BadName {
+        /// Element local name (`param` for a `trackName`).
+        element: &'static str,
+        /// What is wrong, naming the attribute or param.
+        error: NameError,
+        /// Byte offset of the element's `<`.
+        position: u64,
+    },
     /// A limit protecting the parser was exceeded.
     #[error("server manifest: too large: more than {limit} {what}")]
     TooLarge {
@@ -197,7 +210,7 @@ pub enum IsmError {
         limit: u64,
     },
     /// A track `src` that must not be opened.
-    #[error("server manifest: track src \"{src}\" refused: {reason}")]
+    #[error("server manifest: track src refused: {reason}: {}", excerpt(.src))]
     BadSrc {
         /// The src as written.
         src: String,
@@ -205,7 +218,11 @@ pub enum IsmError {
         reason: &'static str,
     },
     /// A meta whose content does not fit the option it sets.
-    #[error("server manifest: meta {name}=\"{value}\" is invalid: {reason}")]
+    #[error(
+        "server manifest: invalid meta {}: {reason}, got {}",
+        excerpt(.name),
+        excerpt(.value)
+    )]
     BadMeta {
         /// Meta name.
         name: String,

@@ -143,3 +143,111 @@ mod tests {
         assert_eq!(rational(30000, 1001), (30000, 1001));
     }
 }
+
+/// Presentations of the committed fixtures (`tests/fixtures/`) for the packagers' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use crate::index::{build_index, MediaIndex};
+    use crate::ism::{ServerManifest, TrackEntry, TrackKind};
+    use crate::presentation::{Presentation, PresentationError, SourceLoader};
+    use crate::source::MmapSource;
+
+    struct Files;
+
+    impl SourceLoader for Files {
+        fn load(&mut self, rel: &str) -> Result<Arc<MediaIndex>, PresentationError> {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures")
+                .join(rel);
+            let failed = |what: String| PresentationError::Source {
+                src: rel.into(),
+                what,
+            };
+            let src = MmapSource::open(&path).map_err(|e| failed(e.to_string()))?;
+            Ok(Arc::new(
+                build_index(&src).map_err(|e| failed(e.to_string()))?,
+            ))
+        }
+    }
+
+    /// A track: kind, fixture file, trackName, systemBitrate, systemLanguage.
+    pub type Spec<'a> = (TrackKind, &'a str, &'a str, u64, Option<&'a str>);
+
+    /// The presentation of an in-memory server manifest listing `tracks`.
+    pub fn presentation(tracks: &[Spec<'_>]) -> Result<Presentation, PresentationError> {
+        let mut m = ServerManifest::default();
+        for &(kind, src, name, bitrate, lang) in tracks {
+            let mut t = TrackEntry::new(kind, src);
+            t.system_bitrate = Some(bitrate);
+            t.system_language = lang.map(str::to_string);
+            t.set_param("trackName", name);
+            m.tracks.push(t);
+        }
+        Presentation::from_manifest(m, &mut Files)
+    }
+
+    /// Three video renditions, English and French audio, English TTML subtitles, with these
+    /// names (video ×3, audio ×2, text).
+    pub fn ladder_named(names: [&str; 6]) -> Result<Presentation, PresentationError> {
+        presentation(&[
+            (
+                TrackKind::Video,
+                "ladder-video-360.ismv",
+                names[0],
+                165_000,
+                None,
+            ),
+            (
+                TrackKind::Video,
+                "ladder-video-480.ismv",
+                names[1],
+                273_000,
+                None,
+            ),
+            (
+                TrackKind::Video,
+                "ladder-video-720.ismv",
+                names[2],
+                432_000,
+                None,
+            ),
+            (
+                TrackKind::Audio,
+                "ladder-audio-eng.isma",
+                names[3],
+                128_000,
+                Some("eng"),
+            ),
+            (
+                TrackKind::Audio,
+                "ladder-audio-fra.isma",
+                names[4],
+                128_000,
+                Some("fra"),
+            ),
+            (
+                TrackKind::Text,
+                "subtitles-eng.mp4",
+                names[5],
+                1000,
+                Some("eng"),
+            ),
+        ])
+    }
+
+    /// [`ladder_named`] with the usual names.
+    pub fn ladder() -> Presentation {
+        ladder_named([
+            "video",
+            "video",
+            "video",
+            "audio_eng",
+            "audio_fra",
+            "textstream_eng",
+        ])
+        .expect("the ladder fixtures load")
+    }
+}

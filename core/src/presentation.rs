@@ -15,6 +15,7 @@ use crate::index::{MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{resolve_src, ServerManifest, SourceRef, TrackKind as IsmKind};
 use crate::mp4::codec::{parse_sample_entry, SampleEntry};
 use crate::mp4::Reader;
+use crate::url::{check_name, encode_name, NameError};
 
 /// One track of a presentation.
 #[derive(Debug, Clone)]
@@ -43,9 +44,15 @@ impl Track {
         &self.media.tracks[self.track_no]
     }
 
-    /// `<trackName>=<bitrate>`, the DASH representation ID and HLS variant part.
+    /// `<trackName>=<bitrate>`, as messages name the track.
     pub fn id(&self) -> String {
         format!("{}={}", self.name, self.bitrate)
+    }
+
+    /// `<trackName>=<bitrate>` as URL text (the name encoded, see [`crate::url::name`]): the
+    /// DASH representation ID and the HLS variant part.
+    pub fn url_id(&self) -> String {
+        format!("{}={}", encode_name(&self.name), self.bitrate)
     }
 }
 
@@ -112,8 +119,13 @@ impl SegmentCache {
 /// Why a presentation could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum PresentationError {
-    #[error("server manifest: {0}")]
+    /// The server manifest is refused; its errors say "server manifest:" themselves.
+    #[error(transparent)]
     Manifest(#[from] crate::ism::IsmError),
+    /// A track name or language no URL, playlist or log line may carry (the error shows the
+    /// value).
+    #[error(transparent)]
+    Name(#[from] NameError),
     #[error("{src}: {what}")]
     Source { src: String, what: String },
     #[error("{0} sources are not supported by this build yet")]
@@ -158,6 +170,17 @@ pub fn average_bitrate(track: &TrackIndex) -> u64 {
     (((bps / 1000.0).round() as u64) * 1000).max(1000)
 }
 
+/// Refuses a track whose name or language holds a control character. The server manifest
+/// parser refuses them already; a manifest built in memory (live ingest) or a language read
+/// from a file passes here too.
+fn checked_names(name: &str, language: Option<&str>) -> Result<(), NameError> {
+    check_name("trackName", name)?;
+    if let Some(language) = language {
+        check_name("language", language)?;
+    }
+    Ok(())
+}
+
 fn own_language(t: &TrackIndex) -> Option<String> {
     (t.language != "und" && !t.language.is_empty()).then(|| t.language.clone())
 }
@@ -183,6 +206,7 @@ impl Presentation {
             })?;
             let language = own_language(t);
             let name = default_track_name(t.kind, language.as_deref());
+            checked_names(&name, language.as_deref())?;
             let mut bitrate = average_bitrate(t);
             while !taken.insert((name.clone(), bitrate)) {
                 bitrate += 1;
@@ -251,6 +275,7 @@ impl Presentation {
                 .track_name()
                 .map(str::to_string)
                 .unwrap_or_else(|| default_track_name(t.kind, language.as_deref()));
+            checked_names(&name, language.as_deref())?;
             let bitrate = entry.system_bitrate.unwrap_or_else(|| average_bitrate(t));
             tracks.push(Track {
                 name,
@@ -397,5 +422,34 @@ impl crate::filter::Attributes for Track {
             },
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ism::{TrackEntry, TrackKind as Kind};
+
+    struct Nothing;
+
+    impl SourceLoader for Nothing {
+        fn load(&mut self, rel: &str) -> Result<Arc<MediaIndex>, PresentationError> {
+            Err(PresentationError::Source {
+                src: rel.into(),
+                what: "not loaded".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn server_manifest_errors_say_so_once() {
+        let mut m = ServerManifest::default();
+        m.set_meta("hls_fmp4", "maybe");
+        m.tracks.push(TrackEntry::new(Kind::Video, "v.ismv"));
+        let err = Presentation::from_manifest(m, &mut Nothing)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("server manifest: "), "{err}");
+        assert_eq!(err.matches("server manifest").count(), 1, "{err}");
     }
 }

@@ -117,6 +117,49 @@ fn file_identity(file: &File) -> io::Result<SourceIdentity> {
 }
 
 impl SourceIdentity {
+    /// Appends a byte encoding of the identity, fixed by this function (not by a derive), for
+    /// ETags that must stay the same across builds and Rust versions.
+    pub fn write_fingerprint(&self, out: &mut Vec<u8>) {
+        match self {
+            SourceIdentity::File {
+                dev,
+                ino,
+                size,
+                mtime_ns,
+            } => {
+                out.push(b'F');
+                out.extend_from_slice(&dev.to_le_bytes());
+                out.extend_from_slice(&ino.to_le_bytes());
+                out.extend_from_slice(&size.to_le_bytes());
+                out.extend_from_slice(&mtime_ns.to_le_bytes());
+            }
+            SourceIdentity::Remote { url, version, size } => {
+                out.push(b'R');
+                for text in [url, version] {
+                    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+                    out.extend_from_slice(text.as_bytes());
+                }
+                out.extend_from_slice(&size.to_le_bytes());
+            }
+            SourceIdentity::Memory { name, size } => {
+                out.push(b'M');
+                out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(&size.to_le_bytes());
+            }
+            SourceIdentity::Subclip {
+                base,
+                begin_us,
+                end_us,
+            } => {
+                out.push(b'S');
+                base.write_fingerprint(out);
+                out.extend_from_slice(&begin_us.to_le_bytes());
+                out.extend_from_slice(&end_us.map_or(u64::MAX, |e| e).to_le_bytes());
+            }
+        }
+    }
+
     /// The identity of a local file from its metadata (`stat`).
     pub fn of_metadata(m: &std::fs::Metadata) -> SourceIdentity {
         SourceIdentity::File {

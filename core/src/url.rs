@@ -7,13 +7,17 @@
 //!
 //! The path handed in is the request path as nginx decoded it (`r->uri`): it is never
 //! percent-decoded a second time here, so `%252e%252e` cannot turn into `..`. The query string is
-//! raw (`r->args`) and each value is decoded exactly once.
+//! raw (`r->args`) and each value is decoded exactly once. Track names are the exception that
+//! proves the rule: the manifests write them encoded twice, so the router decodes the
+//! track-name fields once more (see [`name`]).
 
+pub mod name;
 mod query;
 mod virtual_path;
 
 use std::fmt;
 
+pub use name::{check_name, decode_name, encode_name, NameError};
 pub use query::{MpdSegmentTemplate, QueryOptions, TimePoint};
 pub use virtual_path::{
     DashTarget, HdsTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, LiveTarget, SegmentIndex,
@@ -24,6 +28,18 @@ pub use virtual_path::{
 pub const MAX_PATH_LEN: usize = 4096;
 /// Longest query string (bytes) the router accepts.
 pub const MAX_QUERY_LEN: usize = 8192;
+/// Most characters of a request or file value an error message repeats.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// `value` as an error message repeats it: quoted, control characters escaped, cut to
+/// [`MAX_ECHO_CHARS`] characters with an ellipsis. Messages give their reason before any such
+/// value, so nginx's cut of a long log line never drops the reason.
+pub fn excerpt(value: &str) -> String {
+    match value.char_indices().nth(MAX_ECHO_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}", format!("{}…", &value[..cut])),
+    }
+}
 
 /// What kind of server manifest the path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,19 +111,62 @@ pub enum RouteError {
     #[error("no server manifest in the request path")]
     NoServerManifest,
     /// The virtual path after the server manifest is not one the URL scheme knows.
-    #[error("unknown virtual path {0:?}")]
+    #[error("unknown virtual path {}", excerpt(.0))]
     UnknownVirtualPath(String),
     /// The virtual path has the right shape but a bad value (unbalanced parentheses, a number out
-    /// of range, …).
-    #[error("malformed virtual path {path:?}: {reason}")]
+    /// of range, a bad escape in a track name, …).
+    #[error("malformed virtual path: {reason}: {}", excerpt(.path))]
     MalformedVirtualPath { path: String, reason: &'static str },
-    /// A query option has a value it cannot take.
-    #[error("bad query option {name}={value:?}: {reason}")]
+    /// A query option has a value it cannot take (`value` is empty when the reason says it
+    /// all).
+    #[error("{}", bad_query_message(.name, .value, .reason))]
     BadQuery {
         name: String,
         value: String,
         reason: &'static str,
     },
+    /// `vbegin` is not before `vend`, or one is an offset and the other a wall-clock time. The
+    /// values are as the query wrote them (both passed the time grammar).
+    #[error("{}", subclip_message(.vbegin, .vend, *.order))]
+    BadSubclip {
+        vbegin: String,
+        vend: String,
+        /// How `vbegin` compares with `vend`; `None` when they are not in the same form.
+        order: Option<std::cmp::Ordering>,
+    },
+}
+
+fn bad_query_message(name: &str, value: &str, reason: &str) -> String {
+    let mut text = if name.is_empty() {
+        format!("bad query: {reason}")
+    } else {
+        format!("bad query option {}: {reason}", excerpt(name))
+    };
+    if !value.is_empty() {
+        text += &format!(", got {}", excerpt(value));
+    }
+    text
+}
+
+fn subclip_message(vbegin: &str, vend: &str, order: Option<std::cmp::Ordering>) -> String {
+    // Plain seconds get their unit; clock and UTC times read as they are. Both passed the time
+    // grammar (digits, `.`, `:`, `-`, `T`, `Z`), so they need no quoting.
+    let shown = |t: &str| {
+        let t: String = t.chars().take(MAX_ECHO_CHARS).collect();
+        if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            format!("{t}s")
+        } else {
+            t.to_string()
+        }
+    };
+    let (b, e) = (shown(vbegin), shown(vend));
+    match order {
+        Some(std::cmp::Ordering::Equal) => {
+            format!("bad subclip: vbegin ({b}) is the same time as vend ({e})")
+        }
+        Some(_) => format!("bad subclip: vbegin ({b}) is after vend ({e})"),
+        None => format!("bad subclip: vbegin ({b}) and vend ({e}) mix an offset and a UTC time"),
+    }
 }
 
 impl RouteError {
@@ -115,7 +174,9 @@ impl RouteError {
     pub fn http_status(&self) -> u16 {
         match self {
             RouteError::TooLong(_) => 414,
-            RouteError::MalformedPath(_) | RouteError::BadQuery { .. } => 400,
+            RouteError::MalformedPath(_)
+            | RouteError::BadQuery { .. }
+            | RouteError::BadSubclip { .. } => 400,
             RouteError::PathEscapes => 403,
             RouteError::NoServerManifest
             | RouteError::UnknownVirtualPath(_)
@@ -275,6 +336,75 @@ mod tests {
             Route::parse(b"/v.ism/Manifest", q.as_bytes(), RouteOptions::default()),
             Err(RouteError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn errors_give_their_reason_before_a_cut_value() {
+        assert_eq!(excerpt("abc"), "\"abc\"");
+        assert_eq!(excerpt("a\nb\u{85}"), "\"a\\nb\\u{85}\"");
+        let long = "é".repeat(5000);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), MAX_ECHO_CHARS + 3);
+        assert!(cut.ends_with("…\""));
+
+        let value = "x".repeat(3000);
+        let query = format!("max_bitrate={value}");
+        let err = Route::parse(b"/v.ism/.mpd", query.as_bytes(), RouteOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("bad query option \"max_bitrate\": expected a non-negative integer"),
+            "{err}"
+        );
+        assert!(err.len() < 200, "{err}");
+
+        let path = format!("/v.ism/QualityLevels(1)/Fragments(v={value})");
+        let err = route(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("malformed virtual path: time is not a number: "),
+            "{err}"
+        );
+        assert!(err.len() < 200, "{err}");
+        let err = route(&format!("/v.ism/{value}")).unwrap_err().to_string();
+        assert!(err.starts_with("unknown virtual path \"xxx") && err.len() < 200);
+    }
+
+    #[test]
+    fn subclip_errors_name_both_bounds() {
+        let err = |q: &str| {
+            Route::parse(b"/v.ism/.mpd", q.as_bytes(), RouteOptions::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("vbegin=20&vend=10"),
+            "bad subclip: vbegin (20s) is after vend (10s)"
+        );
+        assert_eq!(
+            err("vend=00:00:10&vbegin=00:00:10"),
+            "bad subclip: vbegin (00:00:10) is the same time as vend (00:00:10)"
+        );
+        assert_eq!(
+            err("vbegin=10&vend=2024-01-01T00:00:00Z"),
+            "bad subclip: vbegin (10s) and vend (2024-01-01T00:00:00Z) mix an offset and a UTC time"
+        );
+        assert_eq!(
+            Route::parse(
+                b"/v.ism/.mpd",
+                b"vbegin=20&vend=10",
+                RouteOptions::default()
+            )
+            .unwrap_err()
+            .http_status(),
+            400
+        );
+        // The last value of each counts, as for every option.
+        assert!(Route::parse(
+            b"/v.ism/.mpd",
+            b"vbegin=20&vend=10&vend=30",
+            RouteOptions::default()
+        )
+        .is_ok());
     }
 
     #[test]

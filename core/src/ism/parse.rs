@@ -11,6 +11,8 @@ use quick_xml::encoding::Decoder;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
+use crate::url::check_name;
+
 use super::{
     parse_decimal, Decimal, IsmError, Meta, Param, ServerManifest, TrackEntry, TrackKind,
     MAX_ATTRIBUTE_BYTES, MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_METAS, MAX_PARAMS_PER_TRACK,
@@ -106,6 +108,9 @@ struct Parser<'a> {
     manifest: ServerManifest,
     track: Option<PendingTrack>,
 }
+
+/// Params whose value becomes a track's name in URLs and playlists.
+const NAME_PARAMS: [&str; 1] = ["trackName"];
 
 /// The track elements, by local name.
 const TRACK_ELEMENTS: [(&str, Option<TrackKind>); 5] = [
@@ -268,6 +273,13 @@ impl Parser<'_> {
             attribute: "src",
             position,
         })?;
+        if let Some(language) = &language {
+            check_name("systemLanguage", language).map_err(|error| IsmError::BadName {
+                element,
+                error,
+                position,
+            })?;
+        }
         if src.is_empty() {
             return Err(IsmError::BadValue {
                 element,
@@ -357,10 +369,18 @@ impl Parser<'_> {
             attribute: "name",
             position,
         })?;
-        track.entry.params.push(Param {
-            name,
-            value: value.unwrap_or_default(),
-        });
+        let value = value.unwrap_or_default();
+        if let Some(field) = NAME_PARAMS
+            .iter()
+            .find(|field| name.eq_ignore_ascii_case(field))
+        {
+            check_name(field, &value).map_err(|error| IsmError::BadName {
+                element: "param",
+                error,
+                position,
+            })?;
+        }
+        track.entry.params.push(Param { name, value });
         Ok(())
     }
 

@@ -175,9 +175,12 @@ fn write_parse_write_is_byte_identical() {
 #[test]
 fn hostile_values_survive_a_round_trip() {
     let nasty = "a&b<c>d\"e'f\tg\nh\rij\u{7f}k\u{85}l é 日本 &amp; ]]> <!-- -->  x ";
+    // Names and languages hold no control character; everything else may.
+    let named = "a&b<c>d\"e'f é 日本 &amp; ]]> <!-- -->  x ";
     let mut track = TrackEntry::new(TrackKind::Audio, nasty);
-    track.system_language = Some(nasty.to_owned());
+    track.system_language = Some(named.to_owned());
     track.set_param(nasty, nasty);
+    track.set_param("trackName", named);
     let mut m = ServerManifest {
         metas: Vec::new(),
         tracks: vec![track, TrackEntry::new(TrackKind::Video, "v.ismv")],
@@ -201,6 +204,46 @@ fn forbidden_controls_are_dropped_by_the_writer_and_refused_by_the_parser() {
     let raw = b"<smil><head><meta name=\"a\0b\" content=\"x\"/></head></smil>";
     assert!(ServerManifest::parse(raw).is_err());
     xml_error("<smil><head><meta name=\"&#1;\"/></head></smil>");
+}
+
+#[test]
+fn control_characters_in_names_and_languages_are_refused() {
+    for (track, field, shown) in [
+        (
+            r#"<video src="v"><param name="trackName" value="a&#10;#EXT-X-INJECTED:1"/></video>"#,
+            "trackName",
+            "\\n",
+        ),
+        (
+            r#"<video src="v"><param name="TRACKNAME" value="a&#133;"/></video>"#,
+            "trackName",
+            "\\u{85}",
+        ),
+        (
+            r#"<audio src="a" systemLanguage="en&#13;g"/>"#,
+            "systemLanguage",
+            "\\r",
+        ),
+        (
+            r#"<audio src="a" systemLanguage="en&#127;"/>"#,
+            "systemLanguage",
+            "\\u{7f}",
+        ),
+    ] {
+        let err = parse(&with_body(track)).unwrap_err();
+        assert!(
+            matches!(&err, IsmError::BadName { error: NameError::ControlCharacter { field: f, .. }, .. } if *f == field),
+            "{track}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(field) && text.contains(shown), "{text}");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+    // Other params may hold them (as XML allows).
+    parse(&with_body(
+        r#"<video src="v"><param name="note" value="a&#10;b"/></video>"#,
+    ))
+    .unwrap();
 }
 
 #[test]
@@ -817,9 +860,17 @@ fn error_messages_are_specific() {
     let err = parse(&with_body(r#"<video src="v" systemBitrate="fast"/>"#)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "server manifest: <video> at byte 20: systemBitrate=\"fast\" is invalid: it must be a \
-         non-negative decimal integer"
+        "server manifest: <video> at byte 20: invalid systemBitrate: it must be a non-negative \
+         decimal integer, got \"fast\""
     );
+    // The reason comes first and a long value is cut, so a log line's limit keeps the reason.
+    let long = "9".repeat(5000) + "x";
+    let err = parse(&with_body(&format!(
+        r#"<video src="v" systemBitrate="{long}"/>"#
+    )))
+    .unwrap_err()
+    .to_string();
+    assert!(err.len() < 200 && err.contains("decimal integer") && err.ends_with("…\""));
     let err = resolve_src("../x").unwrap_err();
     assert!(err.to_string().contains("\"../x\""));
 }

@@ -8,7 +8,7 @@ use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
 use crate::index::TrackKind;
 use crate::mp4::codec::MediaInfo;
 use crate::presentation::{Presentation, Track};
-use crate::url::{MpdSegmentTemplate, SegmentIndex, TrackRef};
+use crate::url::{encode_name, excerpt, MpdSegmentTemplate, SegmentIndex, TrackRef};
 
 /// How to write the MPD and find segments.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ fn family(t: &Track) -> String {
 /// codec family (and role, later).
 fn adaptation_sets(p: &Presentation) -> Vec<Vec<&Track>> {
     let mut sets: Vec<Vec<&Track>> = Vec::new();
-    for kind in [TrackKind::Video, TrackKind::Audio, TrackKind::Text] {
+    for kind in LISTED_KINDS {
         for t in p.of_kind(kind) {
             let key = (family(t), t.language.clone());
             match sets
@@ -142,7 +142,8 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
          \x20   <BaseURL>dash/</BaseURL>\n",
         opts.target_secs * 2
     );
-    let name = xml_escape(&opts.name);
+    // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
+    let name = xml_escape(&encode_name(&opts.name));
     for (set_id, set) in adaptation_sets(p).iter().enumerate() {
         let first = set[0];
         let kind = first.kind;
@@ -217,7 +218,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
             let _ = write!(
                 x,
                 "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\"",
-                xml_escape(&t.id()),
+                xml_escape(&t.url_id()),
                 t.bitrate,
                 xml_escape(&t.entry.codec_string())
             );
@@ -286,11 +287,16 @@ fn write_template(
     );
 }
 
-/// The track a representation ID names.
+/// The track a representation ID names, when the MPD lists it (its audio, video and text
+/// tracks).
 pub fn find_track<'p>(p: &'p Presentation, r: &TrackRef) -> Result<&'p Track, PackageError> {
     p.find(r)
-        .ok_or_else(|| PackageError::NoSuchTrack(format!("{}={}", r.name, r.bitrate)))
+        .filter(|t| LISTED_KINDS.contains(&t.kind))
+        .ok_or_else(|| PackageError::NoSuchTrack(excerpt(&format!("{}={}", r.name, r.bitrate))))
 }
+
+/// The kinds of track the MPD has adaptation sets for.
+const LISTED_KINDS: [TrackKind; 3] = [TrackKind::Video, TrackKind::Audio, TrackKind::Text];
 
 /// The initialization segment of a representation.
 pub fn init_segment(p: &Presentation, r: &TrackRef) -> Result<Vec<u8>, PackageError> {
@@ -350,4 +356,43 @@ pub fn cmaf_fragment(
             composition_shift: composition_shift(t),
         },
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::fixtures::ladder;
+
+    fn video() -> TrackRef {
+        TrackRef {
+            name: "p-video".into(),
+            bitrate: 165_000,
+        }
+    }
+
+    #[test]
+    fn only_tracks_the_mpd_lists_are_served() {
+        let mut p = ladder();
+        assert!(find_track(&p, &video()).is_ok());
+        // A data track has no adaptation set: no URL of the MPD names it.
+        p.tracks[0].kind = TrackKind::Other;
+        assert!(!mpd(
+            &p,
+            &DashOptions {
+                template: MpdSegmentTemplate::Time,
+                target_secs: 2,
+                name: "p".into(),
+                query: String::new(),
+            }
+        )
+        .contains("id=\"video=165000\""));
+        assert!(matches!(
+            find_track(&p, &video()),
+            Err(PackageError::NoSuchTrack(_))
+        ));
+        assert!(matches!(
+            init_segment(&p, &video()),
+            Err(PackageError::NoSuchTrack(_))
+        ));
+    }
 }

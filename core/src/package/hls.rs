@@ -8,7 +8,7 @@ use crate::fragment::FragmentPlan;
 use crate::index::{Sample, TrackIndex, TrackKind};
 use crate::mp4::codec::MediaInfo;
 use crate::presentation::{Presentation, Track};
-use crate::url::Variant;
+use crate::url::{encode_name, excerpt, Variant};
 
 /// How to write playlists.
 #[derive(Debug, Clone)]
@@ -24,13 +24,17 @@ pub struct HlsOptions {
     pub query: String,
 }
 
+/// A quoted-string attribute value (RFC 8216 §4.2) holds no `"` (nor a line break, which no
+/// name or language may hold).
 fn quote(s: &str) -> String {
     s.replace('"', "'")
 }
 
+/// The URL text of a variant: `<presentation>-<track>=<bitrate>[-…]`, every name encoded (see
+/// [`crate::url::name`]).
 fn variant_name(opts: &HlsOptions, tracks: &[&Track]) -> String {
-    let ids: Vec<String> = tracks.iter().map(|t| t.id()).collect();
-    format!("{}-{}", opts.name, ids.join("-"))
+    let ids: Vec<String> = tracks.iter().map(|t| t.url_id()).collect();
+    format!("{}-{}", encode_name(&opts.name), ids.join("-"))
 }
 
 fn audio_group(t: &Track) -> String {
@@ -139,7 +143,108 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
     Ok(x)
 }
 
-/// The tracks a variant URL names.
+/// What an HLS URL asks of its variant. Each resource has its own track combinations, as the
+/// playlists that link to it write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsResource {
+    /// `<variant>.m3u8`: an MPEG-TS media playlist, or a subtitle rendition's playlist.
+    TsPlaylist,
+    /// `hls/<variant>.m3u8`: an fMP4 media playlist, or a subtitle rendition's playlist.
+    Fmp4Playlist,
+    /// `keyframes/<variant>.m3u8`: an I-frame playlist of TS or fMP4 segments.
+    IFrames { fmp4: bool },
+    /// `<variant>-<n>.ts`, and the legacy `Fragments(…,format=m3u8-aapl)`.
+    TsSegment,
+    /// `<variant>-<n>.aac`: packed audio.
+    PackedAudio,
+    /// `<variant>-<n>.vtt` (or `.webvtt`): a subtitle segment.
+    WebVtt,
+    /// `hls/<variant>.m4s` and `hls/<variant>-<n>.m4s`: fMP4 initialization and media segments.
+    Fmp4,
+}
+
+impl HlsResource {
+    fn describe(self) -> &'static str {
+        match self {
+            HlsResource::TsPlaylist => "an MPEG-TS media playlist",
+            HlsResource::Fmp4Playlist => "an fMP4 media playlist",
+            HlsResource::IFrames { fmp4: false } => "an MPEG-TS I-frame playlist",
+            HlsResource::IFrames { fmp4: true } => "an fMP4 I-frame playlist",
+            HlsResource::TsSegment => "an MPEG-TS segment",
+            HlsResource::PackedAudio => "a packed-audio segment",
+            HlsResource::WebVtt => "a WebVTT segment",
+            HlsResource::Fmp4 => "an fMP4 segment",
+        }
+    }
+}
+
+/// The tracks a variant URL names, in URL order, when some playlist lists that combination for
+/// `resource`; `NoSuchTrack` (404) otherwise. The one place that decides what HLS serves, so a
+/// URL naming a track twice, two video tracks or an order no playlist writes is refused rather
+/// than packaged:
+///
+/// - MPEG-TS playlists, segments and I-frame playlists: each variant [`ts_variants`] gives for
+///   `hls_client_manifest_version` below 4 (first audio track, then a video track) and from 4
+///   on (one video track), whichever version the request uses; and each audio track alone
+///   (audio renditions, audio-only presentations). An I-frame playlist's variant has video.
+/// - Packed audio: one audio track.
+/// - fMP4 playlists and segments: one audio or video track; an fMP4 I-frame playlist, one
+///   video track.
+/// - Playlists (TS or fMP4) and WebVTT segments of a subtitle rendition: one text track that
+///   HLS offers as subtitles.
+pub fn listed_variant<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    resource: HlsResource,
+) -> Result<Vec<&'p Track>, PackageError> {
+    let tracks = variant_tracks(p, v)?;
+    let one = match tracks.as_slice() {
+        [t] => Some(*t),
+        _ => None,
+    };
+    let one_of = |kinds: &[TrackKind]| one.is_some_and(|t| kinds.contains(&t.kind));
+    let subtitle = one.is_some_and(is_subtitle);
+    let listed = match resource {
+        HlsResource::TsPlaylist => subtitle || is_ts_variant(p, &tracks),
+        HlsResource::TsSegment => is_ts_variant(p, &tracks),
+        HlsResource::IFrames { fmp4: false } => {
+            tracks.iter().any(|t| t.kind == TrackKind::Video) && is_ts_variant(p, &tracks)
+        }
+        HlsResource::IFrames { fmp4: true } => one_of(&[TrackKind::Video]),
+        HlsResource::PackedAudio => one_of(&[TrackKind::Audio]),
+        HlsResource::Fmp4Playlist => subtitle || one_of(&[TrackKind::Video, TrackKind::Audio]),
+        HlsResource::Fmp4 => one_of(&[TrackKind::Video, TrackKind::Audio]),
+        HlsResource::WebVtt => subtitle,
+    };
+    if !listed {
+        let ids: Vec<String> = tracks.iter().map(|t| t.id()).collect();
+        return Err(PackageError::NoSuchTrack(format!(
+            "combination {} for {}",
+            excerpt(&ids.join("+")),
+            resource.describe()
+        )));
+    }
+    Ok(tracks)
+}
+
+/// The track of a variant URL that names one, when [`listed_variant`] lists it for `resource`
+/// (fMP4, packed audio, subtitles).
+pub fn listed_track<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    resource: HlsResource,
+) -> Result<&'p Track, PackageError> {
+    match listed_variant(p, v, resource)?.as_slice() {
+        [t] => Ok(*t),
+        _ => Err(PackageError::NoSuchTrack(format!(
+            "a variant of several tracks for {}",
+            resource.describe()
+        ))),
+    }
+}
+
+/// The tracks a variant URL names, looked up one by one: whether the combination is served
+/// is [`listed_variant`]'s to say.
 pub fn variant_tracks<'p>(
     p: &'p Presentation,
     v: &Variant,
@@ -147,19 +252,27 @@ pub fn variant_tracks<'p>(
     v.tracks
         .iter()
         .map(|r| {
-            p.find(r)
-                .ok_or_else(|| PackageError::NoSuchTrack(format!("{}={}", r.name, r.bitrate)))
+            p.find(r).ok_or_else(|| {
+                PackageError::NoSuchTrack(excerpt(&format!("{}={}", r.name, r.bitrate)))
+            })
         })
         .collect()
 }
 
-fn single<'p>(p: &'p Presentation, v: &Variant) -> Result<&'p Track, PackageError> {
-    let tracks = variant_tracks(p, v)?;
-    match tracks.as_slice() {
-        [t] => Ok(t),
-        _ => Err(PackageError::Unsupported(
-            "an fMP4 HLS playlist or segment carries exactly one track".into(),
-        )),
+/// True when `tracks` is an MPEG-TS variant some master playlist lists.
+fn is_ts_variant(p: &Presentation, tracks: &[&Track]) -> bool {
+    let same = |variant: &Vec<&Track>| {
+        variant.len() == tracks.len()
+            && variant
+                .iter()
+                .zip(tracks)
+                .all(|(a, b)| std::ptr::eq(*a, *b))
+    };
+    match tracks {
+        [t] if t.kind == TrackKind::Audio => true,
+        _ => [3, 4]
+            .into_iter()
+            .any(|version| ts_variants_for(p, version).iter().any(same)),
     }
 }
 
@@ -169,7 +282,7 @@ pub fn media_playlist(
     v: &Variant,
     opts: &HlsOptions,
 ) -> Result<String, PackageError> {
-    let t = single(p, v)?;
+    let t = listed_track(p, v, HlsResource::Fmp4Playlist)?;
     if t.kind == TrackKind::Text {
         return subtitle_playlist(p, t, opts);
     }
@@ -193,7 +306,11 @@ pub fn media_playlist(
 
 /// The fMP4 initialization segment of a variant.
 pub fn init_segment(p: &Presentation, v: &Variant) -> Result<Vec<u8>, PackageError> {
-    Ok(super::dash::init_for(single(p, v)?))
+    Ok(super::dash::init_for(listed_track(
+        p,
+        v,
+        HlsResource::Fmp4,
+    )?))
 }
 
 /// Media segment `n` (1-based) of a variant, fMP4.
@@ -203,7 +320,7 @@ pub fn fmp4_segment<'p>(
     n: u64,
     opts: &HlsOptions,
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
-    let t = single(p, v)?;
+    let t = listed_track(p, v, HlsResource::Fmp4)?;
     let table = segments(p, t, opts.target_secs);
     let k = table
         .by_number(n)
@@ -215,6 +332,10 @@ pub fn fmp4_segment<'p>(
 /// muxed with the default audio track; from 4 on, audio in `EXT-X-MEDIA` groups of audio-only
 /// streams and video-only variants.
 pub fn ts_variants<'p>(p: &'p Presentation, opts: &HlsOptions) -> Vec<Vec<&'p Track>> {
+    ts_variants_for(p, opts.version)
+}
+
+fn ts_variants_for(p: &Presentation, version: u32) -> Vec<Vec<&Track>> {
     let audio: Vec<&Track> = p.of_kind(TrackKind::Audio).collect();
     let mut video: Vec<&Track> = p.of_kind(TrackKind::Video).collect();
     video.sort_by_key(|t| t.bitrate);
@@ -223,7 +344,7 @@ pub fn ts_variants<'p>(p: &'p Presentation, opts: &HlsOptions) -> Vec<Vec<&'p Tr
     }
     video
         .into_iter()
-        .map(|v| match (opts.version < 4, audio.first()) {
+        .map(|v| match (version < 4, audio.first()) {
             (true, Some(a)) => vec![*a, v],
             _ => vec![v],
         })
@@ -328,7 +449,7 @@ pub fn ts_playlist(
     v: &Variant,
     opts: &HlsOptions,
 ) -> Result<String, PackageError> {
-    let tracks = variant_tracks(p, v)?;
+    let tracks = listed_variant(p, v, HlsResource::TsPlaylist)?;
     if let [t] = tracks.as_slice() {
         if t.kind == TrackKind::Text {
             return subtitle_playlist(p, t, opts);
@@ -372,23 +493,20 @@ fn vod_playlist(
     x
 }
 
-/// The 1-based number of the segment of a variant that starts at `time` (the timescale of
-/// the variant's first track, as the legacy `Fragments(<track>=<time>,format=m3u8-aapl)`
-/// URLs give it).
+/// The 1-based number of the MPEG-TS segment of a variant that starts at `time` (the
+/// timescale of the variant's first track, as the legacy
+/// `Fragments(<track>=<time>,format=m3u8-aapl)` URLs give it).
 pub fn segment_number_at(
     p: &Presentation,
     v: &Variant,
     time: u64,
     opts: &HlsOptions,
 ) -> Result<u64, PackageError> {
-    let tracks = variant_tracks(p, v)?;
+    let tracks = listed_variant(p, v, HlsResource::TsSegment)?;
     let named = tracks
         .first()
         .ok_or_else(|| PackageError::NoSuchTrack("an empty variant".into()))?;
-    let clock = match named.kind {
-        TrackKind::Text => text_clock(p, named),
-        _ => variant_reference(&tracks),
-    };
+    let clock = variant_reference(&tracks);
     let table = segments(p, named, opts.target_secs);
     let k = table
         .by_start_time(named.index(), time)
@@ -410,7 +528,27 @@ pub fn ts_segment_samples<'p>(
     n: u64,
     opts: &HlsOptions,
 ) -> Result<Vec<(&'p Track, std::ops::Range<u32>)>, PackageError> {
-    let tracks = variant_tracks(p, v)?;
+    segment_samples(p, v, HlsResource::TsSegment, n, opts)
+}
+
+/// The samples of packed-audio segment `n` (1-based): the one audio track's sample range.
+pub fn packed_audio_samples<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    n: u64,
+    opts: &HlsOptions,
+) -> Result<Vec<(&'p Track, std::ops::Range<u32>)>, PackageError> {
+    segment_samples(p, v, HlsResource::PackedAudio, n, opts)
+}
+
+fn segment_samples<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    resource: HlsResource,
+    n: u64,
+    opts: &HlsOptions,
+) -> Result<Vec<(&'p Track, std::ops::Range<u32>)>, PackageError> {
+    let tracks = listed_variant(p, v, resource)?;
     let reference = variant_reference(&tracks);
     let k = segments(p, reference, opts.target_secs)
         .by_number(n)
@@ -461,7 +599,8 @@ pub fn iframe_playlist(
     opts: &HlsOptions,
     key_frame_bytes: &mut dyn FnMut(&Track, u32) -> Result<usize, PackageError>,
 ) -> Result<String, PackageError> {
-    let tracks = variant_tracks(p, v)?;
+    let resource = HlsResource::IFrames { fmp4: opts.fmp4 };
+    let tracks = listed_variant(p, v, resource)?;
     let video = tracks
         .iter()
         .find(|t| t.kind == TrackKind::Video)
@@ -469,11 +608,6 @@ pub fn iframe_playlist(
         .ok_or_else(|| {
             PackageError::NoSuchTrack("an I-frame playlist needs a video track".into())
         })?;
-    if opts.fmp4 && tracks.len() != 1 {
-        return Err(PackageError::Unsupported(
-            "an fMP4 I-frame playlist names one video track".into(),
-        ));
-    }
     let (durations, target) = segment_durations(p, video, opts)?;
     let table = segments(p, video, opts.target_secs);
     let name = quote(&variant_name(opts, &tracks));
@@ -534,8 +668,12 @@ const SUBTITLE_GROUP: &str = "textstream";
 
 /// Text tracks HLS can offer: TTML (`stpp`) and WebVTT (`wvtt`), both sent as WebVTT.
 fn subtitle_tracks(p: &Presentation) -> impl Iterator<Item = &Track> {
-    p.of_kind(TrackKind::Text)
-        .filter(|t| matches!(&t.entry.fourcc.0, b"stpp" | b"wvtt"))
+    p.tracks.iter().filter(|t| is_subtitle(t))
+}
+
+/// True for a text track HLS offers as a subtitle rendition.
+fn is_subtitle(t: &Track) -> bool {
+    t.kind == TrackKind::Text && matches!(&t.entry.fourcc.0, b"stpp" | b"wvtt")
 }
 
 /// Writes the `EXT-X-MEDIA` subtitle renditions (playlists under `prefix`) and returns the
@@ -577,19 +715,13 @@ fn text_clock<'p>(p: &'p Presentation, text: &'p Track) -> &'p Track {
     }
 }
 
-/// A WebVTT media playlist: one segment per segment of the media.
+/// A WebVTT media playlist: one segment per segment of the media. `t` is a subtitle track
+/// ([`listed_variant`] has checked).
 fn subtitle_playlist(
     p: &Presentation,
     t: &Track,
     opts: &HlsOptions,
 ) -> Result<String, PackageError> {
-    if !matches!(&t.entry.fourcc.0, b"stpp" | b"wvtt") {
-        return Err(PackageError::Unsupported(format!(
-            "{}: {} text cannot be sent as WebVTT",
-            t.id(),
-            t.entry.fourcc
-        )));
-    }
     let (durations, target) = segment_durations(p, text_clock(p, t), opts)?;
     let name = variant_name(opts, &[t]);
     Ok(vod_playlist(
@@ -643,15 +775,7 @@ pub fn webvtt_segment_plan<'p>(
     n: u64,
     opts: &HlsOptions,
 ) -> Result<TextSegment<'p>, PackageError> {
-    let tracks = variant_tracks(p, v)?;
-    let t = match tracks.as_slice() {
-        [t] if t.kind == TrackKind::Text => *t,
-        _ => {
-            return Err(PackageError::Unsupported(
-                "a WebVTT segment carries exactly one text track".into(),
-            ))
-        }
-    };
+    let t = listed_track(p, v, HlsResource::WebVtt)?;
     let clock = text_clock(p, t);
     let table = segments(p, clock, opts.target_secs);
     let k = table
@@ -704,4 +828,314 @@ pub fn webvtt_segment(
     // players drop the repeats.
     cues.retain(|c| c.start_ms < seg.end_ms && c.end_ms > seg.start_ms);
     Ok(crate::text::webvtt::write(&cues, Some(seg.mpegts)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::fixtures::ladder;
+    use crate::url::{HlsPlaylist, HlsSegmentFormat, HlsTarget, Route, RouteOptions, Target};
+    use crate::url::{SegmentIndex, TrackRef};
+
+    fn opts(fmp4: bool, version: u32) -> HlsOptions {
+        HlsOptions {
+            target_secs: 2,
+            name: "p".into(),
+            fmp4,
+            version,
+            query: String::new(),
+        }
+    }
+
+    fn variant(tracks: &[(&str, u64)]) -> Variant {
+        Variant {
+            tracks: tracks
+                .iter()
+                .enumerate()
+                .map(|(i, (n, b))| TrackRef {
+                    // The first track carries the presentation's name, as URLs write it.
+                    name: if i == 0 {
+                        format!("p-{n}")
+                    } else {
+                        n.to_string()
+                    },
+                    bitrate: *b,
+                })
+                .collect(),
+        }
+    }
+
+    const V1: (&str, u64) = ("video", 165_000);
+    const V2: (&str, u64) = ("video", 273_000);
+    const ENG: (&str, u64) = ("audio_eng", 128_000);
+    const FRA: (&str, u64) = ("audio_fra", 128_000);
+    const SUBS: (&str, u64) = ("textstream_eng", 1000);
+
+    fn not_listed<T: std::fmt::Debug>(r: Result<T, PackageError>) {
+        match r {
+            Err(PackageError::NoSuchTrack(_)) => {}
+            other => panic!("expected NoSuchTrack (404), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_track_named_again_and_again_is_not_a_variant() {
+        let p = ladder();
+        let o = opts(false, 4);
+        let sixteen = variant(&[V1; 16]);
+        not_listed(ts_segment_samples(&p, &sixteen, 1, &o));
+        not_listed(ts_playlist(&p, &sixteen, &o));
+        not_listed(segment_number_at(&p, &sixteen, 0, &o));
+        not_listed(iframe_playlist(&p, &sixteen, &o, &mut |_, _| Ok(1)));
+        not_listed(ts_segment_samples(&p, &variant(&[V1, V1]), 1, &o));
+        not_listed(ts_segment_samples(&p, &variant(&[ENG, ENG, V1]), 1, &o));
+        // The error names the combination, cut for the log line.
+        let err = ts_segment_samples(&p, &sixteen, 1, &o).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
+        assert!(err.to_string().contains("MPEG-TS segment"), "{err}");
+    }
+
+    #[test]
+    fn ts_variants_are_the_masters_combinations() {
+        let p = ladder();
+        for version in [3, 4] {
+            let o = opts(false, version);
+            // Listed by one version or the other: a video alone, the first audio then a video,
+            // an audio alone.
+            for ok in [
+                variant(&[V1]),
+                variant(&[V2]),
+                variant(&[ENG, V1]),
+                variant(&[ENG, V2]),
+                variant(&[ENG]),
+                variant(&[FRA]),
+            ] {
+                assert_eq!(
+                    ts_segment_samples(&p, &ok, 1, &o).unwrap().len(),
+                    ok.tracks.len()
+                );
+                ts_playlist(&p, &ok, &o).unwrap();
+            }
+            for bad in [
+                variant(&[V1, V2]),
+                variant(&[V1, ENG]),
+                variant(&[FRA, V1]),
+                variant(&[ENG, FRA]),
+                variant(&[ENG, V1, V2]),
+                variant(&[SUBS, V1]),
+            ] {
+                not_listed(ts_segment_samples(&p, &bad, 1, &o));
+                not_listed(ts_playlist(&p, &bad, &o));
+            }
+            // Subtitles have a playlist of WebVTT segments, never TS segments.
+            ts_playlist(&p, &variant(&[SUBS]), &o).unwrap();
+            not_listed(ts_segment_samples(&p, &variant(&[SUBS]), 1, &o));
+        }
+    }
+
+    #[test]
+    fn unknown_tracks_and_segments_are_404() {
+        let p = ladder();
+        let o = opts(false, 4);
+        not_listed(ts_playlist(&p, &variant(&[("video", 1)]), &o));
+        assert!(matches!(
+            ts_segment_samples(&p, &variant(&[V1]), 99, &o),
+            Err(PackageError::NoSuchSegment(_))
+        ));
+    }
+
+    #[test]
+    fn packed_audio_names_one_audio_track() {
+        let p = ladder();
+        let o = opts(false, 4);
+        assert_eq!(
+            packed_audio_samples(&p, &variant(&[FRA]), 1, &o)
+                .unwrap()
+                .len(),
+            1
+        );
+        for bad in [
+            variant(&[V1]),
+            variant(&[ENG, V1]),
+            variant(&[SUBS]),
+            variant(&[ENG, ENG]),
+        ] {
+            not_listed(packed_audio_samples(&p, &bad, 1, &o));
+        }
+    }
+
+    #[test]
+    fn webvtt_segments_are_for_subtitle_tracks_only() {
+        let p = ladder();
+        for fmp4 in [false, true] {
+            let o = opts(fmp4, 4);
+            webvtt_segment_plan(&p, &variant(&[SUBS]), 1, &o).unwrap();
+            for bad in [variant(&[V1]), variant(&[ENG]), variant(&[SUBS, SUBS])] {
+                not_listed(webvtt_segment_plan(&p, &bad, 1, &o));
+            }
+        }
+    }
+
+    #[test]
+    fn fmp4_names_exactly_one_audio_or_video_track() {
+        let p = ladder();
+        let o = opts(true, 4);
+        for ok in [variant(&[V1]), variant(&[FRA])] {
+            init_segment(&p, &ok).unwrap();
+            fmp4_segment(&p, &ok, 1, &o).unwrap();
+            media_playlist(&p, &ok, &o).unwrap();
+        }
+        // A subtitle rendition's fMP4 playlist lists WebVTT segments, not fMP4 ones.
+        let subs = media_playlist(&p, &variant(&[SUBS]), &o).unwrap();
+        assert!(subs.contains(".vtt") && !subs.contains(".m4s"), "{subs}");
+        not_listed(init_segment(&p, &variant(&[SUBS])));
+        not_listed(fmp4_segment(&p, &variant(&[SUBS]), 1, &o));
+        for bad in [variant(&[ENG, V1]), variant(&[V1, V1]), variant(&[V1; 16])] {
+            not_listed(init_segment(&p, &bad));
+            not_listed(fmp4_segment(&p, &bad, 1, &o));
+            not_listed(media_playlist(&p, &bad, &o));
+        }
+    }
+
+    #[test]
+    fn iframe_playlists_are_for_listed_video_variants() {
+        let p = ladder();
+        let mut key_frame = |_: &Track, _: u32| Ok(1000);
+        let ts = opts(false, 4);
+        iframe_playlist(&p, &variant(&[V1]), &ts, &mut key_frame).unwrap();
+        iframe_playlist(&p, &variant(&[ENG, V1]), &ts, &mut key_frame).unwrap();
+        let fmp4 = opts(true, 4);
+        iframe_playlist(&p, &variant(&[V2]), &fmp4, &mut key_frame).unwrap();
+        for (bad, o) in [
+            (variant(&[ENG]), &ts),
+            (variant(&[SUBS]), &ts),
+            (variant(&[V1, V2]), &ts),
+            (variant(&[ENG, V1]), &fmp4),
+            (variant(&[FRA]), &fmp4),
+        ] {
+            not_listed(iframe_playlist(&p, &bad, o, &mut key_frame));
+        }
+    }
+
+    #[test]
+    fn other_text_tracks_are_not_subtitles() {
+        let p = ladder();
+        let mut t = p.tracks[5].clone();
+        t.entry.fourcc = crate::mp4::FourCC(*b"tx3g");
+        let mut p = p;
+        p.tracks[5] = t;
+        for fmp4 in [false, true] {
+            let o = opts(fmp4, 4);
+            assert!(!master(&p, &o).unwrap().contains("SUBTITLES"));
+            not_listed(ts_playlist(&p, &variant(&[SUBS]), &o));
+            not_listed(media_playlist(&p, &variant(&[SUBS]), &o));
+            not_listed(webvtt_segment_plan(&p, &variant(&[SUBS]), 1, &o));
+        }
+    }
+
+    /// Resolves `rel` against the directory of `base` (both under the presentation).
+    fn join(base: &str, rel: &str) -> String {
+        let mut dir: Vec<&str> = base.split('/').collect();
+        dir.pop();
+        for part in rel.split('/') {
+            match part {
+                ".." => {
+                    dir.pop();
+                }
+                p => dir.push(p),
+            }
+        }
+        dir.join("/")
+    }
+
+    fn uris(playlist: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in playlist.lines() {
+            if let Some((_, rest)) = line.split_once("URI=\"") {
+                out.extend(rest.split('"').next().map(str::to_string));
+            } else if !line.starts_with('#') && !line.is_empty() {
+                out.push(line.to_string());
+            }
+        }
+        out
+    }
+
+    fn target(path: &str) -> HlsTarget {
+        match Route::parse(path.as_bytes(), b"", RouteOptions::default()) {
+            Ok(Route {
+                target: Target::Hls(t),
+                ..
+            }) => t,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    /// Fetches `path` as the glue would; returns the playlist text for playlists.
+    fn fetch(p: &Presentation, path: &str, o: &HlsOptions) -> Option<String> {
+        fn served<T>(path: &str, r: Result<T, PackageError>) -> T {
+            r.unwrap_or_else(|e| panic!("{path}: {e}"))
+        }
+        let listed = |r| served(path, r);
+        match target(path) {
+            HlsTarget::Master => Some(listed(master(p, o))),
+            HlsTarget::Playlist {
+                variant,
+                kind: HlsPlaylist::Media,
+                fmp4: true,
+            } => Some(listed(media_playlist(p, &variant, &opts(true, o.version)))),
+            HlsTarget::Playlist {
+                variant,
+                kind: HlsPlaylist::Media,
+                fmp4: false,
+            } => Some(listed(ts_playlist(p, &variant, &opts(false, o.version)))),
+            HlsTarget::Playlist {
+                variant,
+                kind: HlsPlaylist::IFrames,
+                ..
+            } => Some(listed(iframe_playlist(p, &variant, o, &mut |_, _| Ok(1)))),
+            HlsTarget::Init { variant } => {
+                served(path, init_segment(p, &variant));
+                None
+            }
+            HlsTarget::Segment {
+                variant,
+                index: SegmentIndex::Number(n),
+                format,
+            } => {
+                match format {
+                    HlsSegmentFormat::Ts => {
+                        served(path, ts_segment_samples(p, &variant, n, o));
+                    }
+                    HlsSegmentFormat::Aac => {
+                        served(path, packed_audio_samples(p, &variant, n, o));
+                    }
+                    HlsSegmentFormat::WebVtt => {
+                        served(path, webvtt_segment_plan(p, &variant, n, o));
+                    }
+                    HlsSegmentFormat::Fmp4 => {
+                        served(path, fmp4_segment(p, &variant, n, o));
+                    }
+                }
+                None
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_url_a_playlist_lists_is_served() {
+        let p = ladder();
+        for (fmp4, version) in [(false, 3), (false, 4), (true, 4)] {
+            let o = opts(fmp4, version);
+            let mut pending = vec!["/v/p.ism/.m3u8".to_string()];
+            let mut seen = 0;
+            while let Some(path) = pending.pop() {
+                seen += 1;
+                if let Some(text) = fetch(&p, &path, &o) {
+                    pending.extend(uris(&text).iter().map(|u| join(&path, u)));
+                }
+            }
+            assert!(seen > 10, "{seen} URLs for fmp4={fmp4} v{version}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
 use crate::index::TrackKind;
 use crate::mp4::codec::MediaInfo;
 use crate::presentation::{Presentation, Track};
+use crate::url::{encode_name, excerpt};
 
 /// Presentation timescale of the manifest's Duration.
 pub const TIMESCALE: u64 = 10_000_000;
@@ -21,10 +22,13 @@ fn stream_type(kind: TrackKind) -> &'static str {
     }
 }
 
+/// The kinds of track the manifest has StreamIndexes for.
+const LISTED_KINDS: [TrackKind; 3] = [TrackKind::Video, TrackKind::Audio, TrackKind::Text];
+
 /// Groups tracks into StreamIndexes: tracks of one kind sharing a trackName.
 fn stream_indexes(p: &Presentation) -> Vec<Vec<&Track>> {
     let mut groups: Vec<Vec<&Track>> = Vec::new();
-    for kind in [TrackKind::Video, TrackKind::Audio, TrackKind::Text] {
+    for kind in LISTED_KINDS {
         for t in p.of_kind(kind) {
             match groups
                 .iter_mut()
@@ -59,9 +63,11 @@ pub fn manifest(p: &Presentation, target_secs: u64, query: &str) -> Result<Strin
         }
         let kind = stream_type(first.kind);
         let name = xml_escape(&first.name);
+        // The template's name is URL text (encoded, see `crate::url::name`).
+        let url_name = xml_escape(&encode_name(&first.name));
         let _ = write!(
             x,
-            "  <StreamIndex Type=\"{kind}\" Name=\"{name}\" QualityLevels=\"{}\" Chunks=\"{}\" TimeScale=\"{}\" Url=\"QualityLevels({{bitrate}})/Fragments({name}={{start time}}){}\"",
+            "  <StreamIndex Type=\"{kind}\" Name=\"{name}\" QualityLevels=\"{}\" Chunks=\"{}\" TimeScale=\"{}\" Url=\"QualityLevels({{bitrate}})/Fragments({url_name}={{start time}}){}\"",
             group.len(),
             table.len(),
             idx.timescale,
@@ -147,7 +153,8 @@ pub fn manifest(p: &Presentation, target_secs: u64, query: &str) -> Result<Strin
     Ok(x)
 }
 
-/// The fragment `QualityLevels(bitrate)/Fragments(name=time)`.
+/// The fragment `QualityLevels(bitrate)/Fragments(name=time)` (`name` decoded, as the router
+/// gives it).
 pub fn fragment<'p>(
     p: &'p Presentation,
     bitrate: u64,
@@ -157,11 +164,12 @@ pub fn fragment<'p>(
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
     let t = p
         .find_smooth(name, bitrate)
-        .ok_or_else(|| PackageError::NoSuchTrack(format!("{name} at {bitrate}")))?;
+        .filter(|t| LISTED_KINDS.contains(&t.kind))
+        .ok_or_else(|| PackageError::NoSuchTrack(format!("{} at {bitrate}", excerpt(name))))?;
     let table = segments(p, t, target_secs);
     let k = table
         .by_start_time(t.index(), time)
-        .ok_or_else(|| PackageError::NoSuchSegment(format!("{name}={time}")))?;
+        .ok_or_else(|| PackageError::NoSuchSegment(format!("{}={time}", excerpt(name))))?;
     let range = table
         .samples(k)
         .ok_or_else(|| PackageError::NoSuchSegment(time.to_string()))?;
@@ -179,4 +187,26 @@ pub fn fragment<'p>(
         },
     )?;
     Ok((t, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::fixtures::ladder;
+
+    #[test]
+    fn only_tracks_the_manifest_lists_are_served() {
+        let mut p = ladder();
+        assert!(fragment(&p, 165_000, "video", 0, 2).is_ok());
+        assert!(matches!(
+            fragment(&p, 165_000, "video", 1, 2),
+            Err(PackageError::NoSuchSegment(_))
+        ));
+        p.tracks[0].kind = TrackKind::Other;
+        assert!(!manifest(&p, 2, "").unwrap().contains("Bitrate=\"165000\""));
+        assert!(matches!(
+            fragment(&p, 165_000, "video", 0, 2),
+            Err(PackageError::NoSuchTrack(_))
+        ));
+    }
 }

@@ -41,13 +41,27 @@ pub struct TsInput<'a> {
     pub samples: Vec<(Sample, &'a [u8])>,
 }
 
-struct Stream<'a> {
-    input: &'a TsInput<'a>,
+/// One track of a segment, without its sample bytes: what a [`TsWriter`] keeps between the
+/// pieces of a segment it writes.
+#[derive(Debug, Clone)]
+pub struct TsTrack {
+    pub entry: SampleEntry,
+    pub kind: TrackKind,
+    pub timescale: u32,
+    /// How far the track's sample times run ahead of presentation time (track timescale).
+    pub presentation_delay: i64,
+    pub samples: Vec<Sample>,
+    /// The caller's number for where the track's bytes are (the writer reorders tracks).
+    pub source: usize,
+}
+
+/// An elementary stream of the transport stream.
+#[derive(Debug, Clone)]
+struct Stream {
     pid: u16,
     stream_type: u8,
     stream_id: u8,
     cc: u8,
-    next: usize,
 }
 
 fn stream_type(entry: &SampleEntry) -> Result<(u8, u8), TsError> {
@@ -100,6 +114,22 @@ impl<'p> Pieces<'p> {
             part: 0,
             offset: 0,
             left: parts.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    /// Skips the next `n` bytes (at most what is left).
+    fn skip(&mut self, mut n: usize) {
+        n = n.min(self.left);
+        self.left -= n;
+        while n > 0 {
+            let part = self.parts[self.part];
+            let take = (part.len() - self.offset).min(n);
+            n -= take;
+            self.offset += take;
+            if self.offset == part.len() {
+                self.part += 1;
+                self.offset = 0;
+            }
         }
     }
 
@@ -201,7 +231,7 @@ fn pat() -> Vec<u8> {
     finish_section(s)
 }
 
-fn pmt(streams: &[Stream<'_>]) -> Vec<u8> {
+fn pmt(streams: &[Stream]) -> Vec<u8> {
     let pcr_pid = streams.first().map_or(0x1fff, |s| s.pid);
     let mut s = vec![0x02, 0xb0, 0];
     s.extend_from_slice(&PROGRAM.to_be_bytes());
@@ -244,13 +274,13 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// sample's slices to `body`. For video each body slice is a NAL unit to be preceded by a
 /// start code; returns whether that is so.
 fn es_parts<'a>(
-    stream: &Stream<'_>,
+    track: &TsTrack,
     sample: &Sample,
     data: &'a [u8],
     prefix: &mut Vec<u8>,
     body: &mut Vec<&'a [u8]>,
 ) -> Result<bool, TsError> {
-    match &stream.input.entry.codec {
+    match &track.entry.codec {
         CodecConfig::Avc(c) => {
             prefix.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xf0]); // AUD
             if sample.sync {
@@ -322,36 +352,6 @@ fn adts_header(c: &AacConfig, sample: &Sample, len: usize) -> Result<[u8; 7], Ts
     ])
 }
 
-/// An HLS packed-audio segment (RFC 8216 §3.4): an ID3 tag whose Apple PRIV frame holds the
-/// 90 kHz timestamp of the first frame (on the TS timeline), then the AAC frames as ADTS.
-pub fn packed_audio(input: &TsInput<'_>) -> Result<Vec<u8>, TsError> {
-    let CodecConfig::Aac(c) = &input.entry.codec else {
-        return Err(TsError::Codec(input.entry.codec_string()));
-    };
-    let first = input.samples.first().map_or(0, |(s, _)| s.dts as i64);
-    let pts = to_90k(
-        first.saturating_sub(input.presentation_delay),
-        input.timescale,
-    );
-    const OWNER: &[u8] = b"com.apple.streaming.transportStreamTimestamp\0";
-    let frame_len = OWNER.len() + 8;
-    let payload: usize = input.samples.iter().map(|(_, d)| d.len() + 7).sum();
-    let mut out = Vec::with_capacity(10 + 10 + frame_len + payload);
-    // ID3v2.4 header; sizes are syncsafe (7 bits per byte), all well under 2^21 here.
-    out.extend_from_slice(b"ID3\x04\x00\x00");
-    out.extend_from_slice(&syncsafe((10 + frame_len) as u32));
-    out.extend_from_slice(b"PRIV");
-    out.extend_from_slice(&syncsafe(frame_len as u32));
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(OWNER);
-    out.extend_from_slice(&pts.to_be_bytes());
-    for (sample, data) in &input.samples {
-        out.extend_from_slice(&adts_header(c, sample, data.len())?);
-        out.extend_from_slice(data);
-    }
-    Ok(out)
-}
-
 fn syncsafe(n: u32) -> [u8; 4] {
     [
         (n >> 21) as u8 & 0x7f,
@@ -403,74 +403,268 @@ fn nal_units<'a>(
     Ok(())
 }
 
-/// Muxes the inputs into one transport-stream segment.
-pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
-    let mut streams: Vec<Stream<'_>> = Vec::new();
-    // Video first: it carries the PCR.
-    let mut order: Vec<&TsInput<'_>> = inputs.iter().collect();
-    order.sort_by_key(|i| i.kind != TrackKind::Video);
-    for (n, input) in order.into_iter().enumerate() {
-        let (stream_type, stream_id) = stream_type(input.entry)?;
-        streams.push(Stream {
-            input,
-            pid: FIRST_PID + n as u16,
-            stream_type,
-            stream_id,
-            cc: 0,
-            next: 0,
-        });
-    }
-    let total: usize = inputs
-        .iter()
-        .map(|i| i.samples.iter().map(|(_, d)| d.len() + 64).sum::<usize>())
-        .sum();
-    let mut out = Vec::with_capacity(total + total / 184 * 4 + 2 * PACKET);
-    let (mut pat_cc, mut pmt_cc) = (0u8, 0u8);
-    section_packet(&mut out, PAT_PID, &mut pat_cc, &pat());
-    section_packet(&mut out, PMT_PID, &mut pmt_cc, &pmt(&streams));
+/// What a [`TsWriter`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsFormat {
+    /// An MPEG-2 transport stream: PAT, PMT, then one PES per access unit.
+    Transport,
+    /// An HLS packed-audio segment (RFC 8216 §3.4): an ID3 tag whose Apple PRIV frame holds the
+    /// 90 kHz timestamp of the first frame (on the TS timeline), then the AAC frames as ADTS.
+    PackedAudio,
+}
 
-    let mut head: Vec<u8> = Vec::with_capacity(256);
-    let mut prefix: Vec<u8> = Vec::with_capacity(256);
-    let mut body: Vec<&[u8]> = Vec::new();
-    // The segment opens with the video key frame (PAT, PMT, then its PES), so an I-frame
-    // playlist can point at the first bytes of the segment; after it, access units in
-    // decode-time order across streams.
-    let next_stream = |streams: &[Stream<'_>]| {
-        if let Some(v) = streams.first() {
-            if v.input.kind == TrackKind::Video && v.next == 0 && !v.input.samples.is_empty() {
-                return Some(0);
+/// Writes a segment in pieces of bounded size, so a slow client never makes the worker hold a
+/// whole segment: the caller asks which sample comes next ([`TsWriter::next`]), supplies its
+/// bytes, and [`TsWriter::write`] appends output up to a limit, resuming inside an access unit
+/// where the previous piece stopped. [`TsWriter::measure`] gives each access unit's output
+/// length, so the total (the response's Content-Length) is known before the first byte.
+#[derive(Debug, Clone)]
+pub struct TsWriter {
+    format: TsFormat,
+    tracks: Vec<TsTrack>,
+    streams: Vec<Stream>,
+    /// Access units in output order: (track, sample position in the track's list).
+    order: Vec<(u16, u32)>,
+    header: Vec<u8>,
+    /// Output bytes of the header already written.
+    header_written: usize,
+    /// The access unit being written and the bytes of its payload (TS: PES bytes; packed
+    /// audio: ADTS bytes) already written.
+    unit: usize,
+    unit_written: usize,
+}
+
+impl TsWriter {
+    /// A writer for the tracks (video first in the output: it carries the PCR).
+    pub fn new(mut tracks: Vec<TsTrack>, format: TsFormat) -> Result<TsWriter, TsError> {
+        tracks.sort_by_key(|t| t.kind != TrackKind::Video);
+        let mut streams = Vec::with_capacity(tracks.len());
+        for (n, t) in tracks.iter().enumerate() {
+            let (stream_type, stream_id) = stream_type(&t.entry)?;
+            streams.push(Stream {
+                pid: FIRST_PID + n as u16,
+                stream_type,
+                stream_id,
+                cc: 0,
+            });
+        }
+        let header = match format {
+            TsFormat::Transport => {
+                let mut out = Vec::with_capacity(2 * PACKET);
+                let (mut pat_cc, mut pmt_cc) = (0u8, 0u8);
+                section_packet(&mut out, PAT_PID, &mut pat_cc, &pat());
+                section_packet(&mut out, PMT_PID, &mut pmt_cc, &pmt(&streams));
+                out
+            }
+            TsFormat::PackedAudio => {
+                let [track] = tracks.as_slice() else {
+                    return Err(TsError::Codec("packed audio of several tracks".into()));
+                };
+                if !matches!(track.entry.codec, CodecConfig::Aac(_)) {
+                    return Err(TsError::Codec(track.entry.codec_string()));
+                }
+                id3_timestamp(track)
+            }
+        };
+        let order = output_order(&tracks);
+        Ok(TsWriter {
+            format,
+            tracks,
+            streams,
+            order,
+            header,
+            header_written: 0,
+            unit: 0,
+            unit_written: 0,
+        })
+    }
+
+    /// How many access units the segment holds.
+    pub fn access_units(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Access unit `i` in output order: its track (index into the writer's sorted tracks)
+    /// and sample.
+    pub fn access_unit(&self, i: usize) -> (usize, &Sample) {
+        let (t, k) = self.order[i];
+        (
+            usize::from(t),
+            &self.tracks[usize::from(t)].samples[k as usize],
+        )
+    }
+
+    /// The writer's tracks, in output order (video first).
+    pub fn tracks(&self) -> &[TsTrack] {
+        &self.tracks
+    }
+
+    /// Bytes before the first access unit (PAT and PMT, or the ID3 tag).
+    pub fn header_len(&self) -> usize {
+        self.header.len()
+    }
+
+    /// The output length of access unit `i`, whose sample bytes are `data`.
+    pub fn measure(&self, i: usize, data: &[u8]) -> Result<usize, TsError> {
+        let mut unit = Unit::default();
+        let len = self.unit_payload(i, data, &mut unit)?;
+        Ok(match self.format {
+            TsFormat::PackedAudio => len,
+            TsFormat::Transport => {
+                let room = first_packet_room(self.first_packet_flags(i));
+                PACKET * (1 + len.saturating_sub(room).div_ceil(184))
+            }
+        })
+    }
+
+    /// The access unit the next [`TsWriter::write`] needs the bytes of, or `None` when only
+    /// the header is left or nothing at all.
+    pub fn next(&self) -> Option<(usize, &Sample)> {
+        (self.unit < self.order.len()).then(|| self.access_unit(self.unit))
+    }
+
+    /// True when everything was written.
+    pub fn is_done(&self) -> bool {
+        self.header_written == self.header.len() && self.unit >= self.order.len()
+    }
+
+    /// Appends output until `out` holds at least `limit` bytes (TS writes whole packets, so up
+    /// to one packet more) or the segment ends: the rest of the header, then the access unit
+    /// [`TsWriter::next`] named, whose sample bytes are `data` (ignored when no access unit is
+    /// left). Returns whether that access unit is now complete (so the caller moves on to the
+    /// next one). Writes nothing when `out` is already full.
+    pub fn write(&mut self, out: &mut Vec<u8>, data: &[u8], limit: usize) -> Result<bool, TsError> {
+        if out.len() >= limit {
+            return Ok(false);
+        }
+        if self.header_written < self.header.len() {
+            let take = (self.header.len() - self.header_written).min(limit - out.len());
+            out.extend_from_slice(&self.header[self.header_written..self.header_written + take]);
+            self.header_written += take;
+            if self.header_written < self.header.len() || out.len() >= limit {
+                return Ok(false);
             }
         }
-        (0..streams.len())
-            .filter(|&i| streams[i].next < streams[i].input.samples.len())
-            .min_by_key(|&i| {
-                let s = &streams[i];
-                let (sample, _) = &s.input.samples[s.next];
-                i128::from(sample.dts) * 90_000 / i128::from(s.input.timescale.max(1))
-            })
-    };
-    while let Some(si) = next_stream(&streams) {
-        let st = &mut streams[si];
-        let (sample, data) = st.input.samples[st.next];
-        st.next += 1;
-        prefix.clear();
-        body.clear();
-        let start_codes = es_parts(st, &sample, data, &mut prefix, &mut body)?;
+        if self.unit >= self.order.len() {
+            return Ok(true);
+        }
+        let i = self.unit;
+        let mut unit = Unit::default();
+        self.unit_payload(i, data, &mut unit)?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + unit.body.len() * 2);
+        parts.push(&unit.head);
+        for b in &unit.body {
+            if unit.start_codes {
+                parts.push(&START_CODE);
+            }
+            parts.push(b);
+        }
+        let mut payload = Pieces::new(&parts);
+        payload.skip(self.unit_written);
+        match self.format {
+            TsFormat::PackedAudio => {
+                let take = payload.left.min(limit - out.len());
+                payload.copy_into(out, take);
+                self.unit_written += take;
+            }
+            TsFormat::Transport => {
+                let (track, sample) = self.access_unit(i);
+                let sync = sample.sync && self.tracks[track].kind == TrackKind::Video;
+                let pcr = self.pcr_of(i);
+                while payload.left > 0 && out.len() < limit {
+                    let first = self.unit_written == 0;
+                    let before = payload.left;
+                    packet(
+                        out,
+                        self.streams[track].pid,
+                        first,
+                        &mut self.streams[track].cc,
+                        pcr.filter(|_| first),
+                        first && sync,
+                        &mut payload,
+                    );
+                    self.unit_written += before - payload.left;
+                }
+            }
+        }
+        if payload.left == 0 {
+            self.unit += 1;
+            self.unit_written = 0;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Adaptation-field needs of access unit `i`'s first packet: (PCR, random access).
+    fn first_packet_flags(&self, i: usize) -> (bool, bool) {
+        let (track, sample) = self.access_unit(i);
+        (
+            track == 0,
+            sample.sync && self.tracks[track].kind == TrackKind::Video,
+        )
+    }
+
+    /// The PCR of access unit `i`'s first packet: on the first stream, a little before decode.
+    fn pcr_of(&self, i: usize) -> Option<u64> {
+        let (track, sample) = self.access_unit(i);
+        (track == 0).then(|| {
+            let t = &self.tracks[track];
+            to_90k(
+                (sample.dts as i64).saturating_sub(t.presentation_delay),
+                t.timescale,
+            )
+            .saturating_sub(9000)
+        })
+    }
+
+    /// Fills `unit` with access unit `i`'s payload in pieces and returns its length.
+    fn unit_payload<'d>(
+        &self,
+        i: usize,
+        data: &'d [u8],
+        unit: &mut Unit<'d>,
+    ) -> Result<usize, TsError> {
+        let (track, sample) = self.access_unit(i);
+        let t = &self.tracks[track];
+        if data.len() != sample.size as usize {
+            return Err(TsError::Sample(
+                sample.index,
+                "bytes supplied do not match the sample size",
+            ));
+        }
+        if self.format == TsFormat::PackedAudio {
+            let CodecConfig::Aac(c) = &t.entry.codec else {
+                return Err(TsError::Codec(t.entry.codec_string()));
+            };
+            unit.head
+                .extend_from_slice(&adts_header(c, sample, data.len())?);
+            unit.body.push(data);
+            return Ok(unit.head.len() + data.len());
+        }
+        let mut prefix = Vec::with_capacity(64);
+        unit.start_codes = es_parts(t, sample, data, &mut prefix, &mut unit.body)?;
         let es_len = prefix.len()
-            + body
+            + unit
+                .body
                 .iter()
-                .map(|b| b.len() + if start_codes { START_CODE.len() } else { 0 })
+                .map(|b| {
+                    b.len()
+                        + if unit.start_codes {
+                            START_CODE.len()
+                        } else {
+                            0
+                        }
+                })
                 .sum::<usize>();
-        let ts = st.input.timescale;
-        let decode = (sample.dts as i64).saturating_sub(st.input.presentation_delay);
-        let dts = to_90k(decode, ts);
-        let pts = to_90k(decode.saturating_add(i64::from(sample.cto)), ts);
-        head.clear();
-        head.extend_from_slice(&[0, 0, 1, st.stream_id]);
+        let decode = (sample.dts as i64).saturating_sub(t.presentation_delay);
+        let dts = to_90k(decode, t.timescale);
+        let pts = to_90k(decode.saturating_add(i64::from(sample.cto)), t.timescale);
+        let head = &mut unit.head;
+        head.extend_from_slice(&[0, 0, 1, self.streams[track].stream_id]);
         let header_len: usize = if pts != dts { 10 } else { 5 };
         let pes_len = 3 + header_len + es_len;
         // Video PES may be unbounded (length 0); audio lengths fit 16 bits.
-        let len_field = if pes_len > 0xffff || st.input.kind == TrackKind::Video {
+        let len_field = if pes_len > 0xffff || t.kind == TrackKind::Video {
             0
         } else {
             pes_len as u16
@@ -486,46 +680,137 @@ pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
             head.extend_from_slice(&timestamp(2, pts));
         }
         head.extend_from_slice(&prefix);
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len() * 2);
-        parts.push(&head);
-        for b in &body {
-            if start_codes {
-                parts.push(&START_CODE);
-            }
-            parts.push(b);
-        }
-        let mut payload = Pieces::new(&parts);
-        let pcr = (si == 0).then(|| dts.saturating_sub(9000)); // PCR a little before decode
-        let mut first = true;
-        while payload.left > 0 {
-            let st = &mut streams[si];
-            let random_access = first && sample.sync && st.input.kind == TrackKind::Video;
-            packet(
-                &mut out,
-                st.pid,
-                first,
-                &mut st.cc,
-                pcr.filter(|_| first),
-                random_access,
-                &mut payload,
-            );
-            first = false;
+        Ok(head.len() + es_len - prefix.len())
+    }
+}
+
+/// One access unit's payload: generated bytes, then slices of the sample.
+#[derive(Default)]
+struct Unit<'d> {
+    head: Vec<u8>,
+    body: Vec<&'d [u8]>,
+    /// Whether each body slice is a NAL unit preceded by a start code.
+    start_codes: bool,
+}
+
+/// Payload bytes the first packet of an access unit carries.
+fn first_packet_room((pcr, random_access): (bool, bool)) -> usize {
+    if pcr || random_access {
+        184 - 2 - if pcr { 6 } else { 0 }
+    } else {
+        184
+    }
+}
+
+/// The order access units go out in: the segment opens with the video key frame (right after
+/// PAT and PMT), so an I-frame playlist can point at the first bytes of the segment; after it,
+/// access units in decode-time order across streams (ties: the earlier stream).
+fn output_order(tracks: &[TsTrack]) -> Vec<(u16, u32)> {
+    let total: usize = tracks.iter().map(|t| t.samples.len()).sum();
+    let mut order = Vec::with_capacity(total);
+    let mut next = vec![0usize; tracks.len()];
+    if let Some(v) = tracks.first() {
+        if v.kind == TrackKind::Video && !v.samples.is_empty() {
+            order.push((0, 0));
+            next[0] = 1;
         }
     }
+    while let Some(t) = (0..tracks.len())
+        .filter(|&i| next[i] < tracks[i].samples.len())
+        .min_by_key(|&i| {
+            let track = &tracks[i];
+            i128::from(track.samples[next[i]].dts) * 90_000 / i128::from(track.timescale.max(1))
+        })
+    {
+        order.push((t as u16, next[t] as u32));
+        next[t] += 1;
+    }
+    order
+}
+
+/// The ID3 tag opening a packed-audio segment: an Apple PRIV frame with the 90 kHz time of
+/// the first frame on the TS timeline.
+fn id3_timestamp(track: &TsTrack) -> Vec<u8> {
+    let first = track.samples.first().map_or(0, |s| s.dts as i64);
+    let pts = to_90k(
+        first.saturating_sub(track.presentation_delay),
+        track.timescale,
+    );
+    const OWNER: &[u8] = b"com.apple.streaming.transportStreamTimestamp\0";
+    let frame_len = OWNER.len() + 8;
+    let mut out = Vec::with_capacity(20 + frame_len);
+    // ID3v2.4 header; sizes are syncsafe (7 bits per byte), all well under 2^21 here.
+    out.extend_from_slice(b"ID3\x04\x00\x00");
+    out.extend_from_slice(&syncsafe((10 + frame_len) as u32));
+    out.extend_from_slice(b"PRIV");
+    out.extend_from_slice(&syncsafe(frame_len as u32));
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(OWNER);
+    out.extend_from_slice(&pts.to_be_bytes());
+    out
+}
+
+impl TsInput<'_> {
+    fn track(&self) -> TsTrack {
+        TsTrack {
+            entry: self.entry.clone(),
+            kind: self.kind,
+            timescale: self.timescale,
+            presentation_delay: self.presentation_delay,
+            samples: self.samples.iter().map(|(s, _)| *s).collect(),
+            source: 0,
+        }
+    }
+}
+
+/// Writes a whole segment from inputs whose bytes are all at hand.
+fn write_all(inputs: &[TsInput<'_>], format: TsFormat) -> Result<Vec<u8>, TsError> {
+    let mut writer = TsWriter::new(inputs.iter().map(TsInput::track).collect(), format)?;
+    // The writer sorts video first; find each sorted track's input again.
+    let mut sorted: Vec<&TsInput<'_>> = inputs.iter().collect();
+    sorted.sort_by_key(|i| i.kind != TrackKind::Video);
+    let mut total = writer.header_len();
+    for i in 0..writer.access_units() {
+        let (t, _) = writer.access_unit(i);
+        let data = sorted[t].samples[sample_position(&writer, i)].1;
+        total += writer.measure(i, data)?;
+    }
+    let mut out = Vec::with_capacity(total);
+    while !writer.is_done() {
+        let data = match writer.next() {
+            Some((t, _)) => sorted[t].samples[sample_position(&writer, writer.unit)].1,
+            None => &[],
+        };
+        writer.write(&mut out, data, usize::MAX)?;
+    }
+    debug_assert_eq!(out.len(), total);
     Ok(out)
+}
+
+fn sample_position(writer: &TsWriter, i: usize) -> usize {
+    writer.order[i].1 as usize
+}
+
+/// Muxes the inputs into one transport-stream segment.
+pub fn mux(inputs: &[TsInput<'_>]) -> Result<Vec<u8>, TsError> {
+    write_all(inputs, TsFormat::Transport)
+}
+
+/// An HLS packed-audio segment of one AAC track (see [`TsFormat::PackedAudio`]).
+pub fn packed_audio(input: &TsInput<'_>) -> Result<Vec<u8>, TsError> {
+    write_all(std::slice::from_ref(input), TsFormat::PackedAudio)
 }
 
 /// Bytes from the start of a segment through its first video access unit (PAT, PMT and the
 /// key frame's PES): the `EXT-X-BYTERANGE` of an I-frame playlist entry.
 pub fn key_frame_bytes(input: &TsInput<'_>) -> Result<usize, TsError> {
-    let single = TsInput {
-        entry: input.entry,
-        kind: input.kind,
-        timescale: input.timescale,
-        presentation_delay: input.presentation_delay,
-        samples: input.samples.iter().take(1).copied().collect(),
+    let Some((_, data)) = input.samples.first() else {
+        return Ok(2 * PACKET);
     };
-    Ok(mux(std::slice::from_ref(&single))?.len())
+    let mut track = input.track();
+    track.samples.truncate(1);
+    let writer = TsWriter::new(vec![track], TsFormat::Transport)?;
+    Ok(writer.header_len() + writer.measure(0, data)?)
 }
 
 #[cfg(test)]
@@ -672,6 +957,74 @@ mod tests {
             }
             assert_eq!(at, out.len());
         });
+    }
+
+    /// Writes the first `n` samples of each track of the progressive fixture in pieces of at
+    /// most `limit` bytes, supplying each access unit's bytes when asked, as the glue does.
+    fn pieces_of_fixture(n: u32, format: TsFormat, limit: usize) -> (Vec<u8>, usize, usize) {
+        use crate::index::build_index;
+        use crate::source::{MmapSource, Source};
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/progressive.mp4");
+        let src = MmapSource::open(&path).unwrap();
+        let index = build_index(&src).unwrap();
+        let tracks: Vec<TsTrack> = index
+            .tracks
+            .iter()
+            .filter(|t| format == TsFormat::Transport || t.kind == TrackKind::Audio)
+            .map(|t| TsTrack {
+                entry: crate::presentation::sample_entry_of(t).unwrap(),
+                kind: t.kind,
+                timescale: t.timescale,
+                presentation_delay: 0,
+                samples: t.samples(0..n).collect(),
+                source: 0,
+            })
+            .collect();
+        let mut writer = TsWriter::new(tracks, format).unwrap();
+        let bytes = |s: &Sample| src.bytes(s.offset, s.size as usize).unwrap();
+        let mut total = writer.header_len();
+        for i in 0..writer.access_units() {
+            let (_, s) = writer.access_unit(i);
+            total += writer.measure(i, &bytes(s)).unwrap();
+        }
+        let mut out = Vec::new();
+        let mut pieces = 0;
+        let mut largest = 0;
+        while !writer.is_done() {
+            let mut piece = Vec::new();
+            while piece.len() < limit && !writer.is_done() {
+                let data = writer.next().map(|(_, s)| bytes(s).into_owned());
+                writer
+                    .write(&mut piece, data.as_deref().unwrap_or(&[]), limit)
+                    .unwrap();
+            }
+            largest = largest.max(piece.len());
+            pieces += 1;
+            out.extend_from_slice(&piece);
+        }
+        assert_eq!(out.len(), total, "measured length");
+        (out, pieces, largest)
+    }
+
+    #[test]
+    fn a_segment_written_in_pieces_equals_the_whole() {
+        for format in [TsFormat::Transport, TsFormat::PackedAudio] {
+            let (whole, pieces, _) = pieces_of_fixture(60, format, usize::MAX);
+            assert_eq!(pieces, 1);
+            for limit in [PACKET, 1000, 4096, 64 * 1024] {
+                let (split, pieces, largest) = pieces_of_fixture(60, format, limit);
+                assert_eq!(split, whole, "{format:?} in pieces of {limit}");
+                assert!(
+                    pieces >= whole.len().div_ceil(limit + PACKET),
+                    "{pieces} pieces"
+                );
+                assert!(largest < limit + PACKET, "{largest} > {limit}");
+                if format == TsFormat::Transport {
+                    assert_eq!(split.len() % PACKET, 0, "whole packets");
+                }
+            }
+        }
     }
 
     #[test]

@@ -76,6 +76,8 @@ impl QueryOptions {
     /// `+` stands for a space.
     pub fn parse(query: &[u8]) -> Result<QueryOptions, RouteError> {
         let mut opts = QueryOptions::default();
+        // The subclip bounds as written, for an error that names both.
+        let (mut vbegin, mut vend) = (String::new(), String::new());
         let mut count = 0;
         for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
             count += 1;
@@ -95,7 +97,26 @@ impl QueryOptions {
                 ),
                 None => None,
             };
+            match name.as_str() {
+                "vbegin" => vbegin = value.clone().unwrap_or_default(),
+                "vend" => vend = value.clone().unwrap_or_default(),
+                _ => {}
+            }
             opts.set(name, value)?;
+        }
+        if let (Some(b), Some(e)) = (opts.vbegin, opts.vend) {
+            let order = match (b, e) {
+                (TimePoint::Offset(b), TimePoint::Offset(e)) => Some(b.cmp(&e)),
+                (TimePoint::Utc(b), TimePoint::Utc(e)) => Some(b.cmp(&e)),
+                _ => None,
+            };
+            if order != Some(std::cmp::Ordering::Less) {
+                return Err(RouteError::BadSubclip {
+                    vbegin,
+                    vend,
+                    order,
+                });
+            }
         }
         Ok(opts)
     }
@@ -156,20 +177,6 @@ impl QueryOptions {
                 )
             }
             _ => self.other.push((name, value.unwrap_or_default())),
-        }
-        if let (Some(b), Some(e)) = (self.vbegin, self.vend) {
-            let ordered = match (b, e) {
-                (TimePoint::Offset(b), TimePoint::Offset(e)) => b < e,
-                (TimePoint::Utc(b), TimePoint::Utc(e)) => b < e,
-                _ => false,
-            };
-            if !ordered {
-                return Err(bad(
-                    "vend",
-                    "",
-                    "vend must be after vbegin, in the same form",
-                ));
-            }
         }
         Ok(())
     }

@@ -27,10 +27,11 @@ pub enum Target {
 /// In the first track of a DASH representation or HLS variant name the presentation name comes
 /// before the track name, joined by `-` (`video-audio_eng=128000`). Track names may themselves
 /// contain `-`, so the split is not made here: `name` holds everything before `=` and
-/// [`TrackRef::matches`] compares it with the real track names.
+/// [`TrackRef::matches`] compares it with the real track names. Names are written encoded
+/// (see [`crate::url::name`]); `name` is decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackRef {
-    /// The track name, possibly preceded by `<presentation>-`.
+    /// The track name, possibly preceded by `<presentation>-`, decoded.
     pub name: String,
     /// The track's `systemBitrate`.
     pub bitrate: u64,
@@ -78,7 +79,7 @@ pub enum SmoothTarget {
     Fragment {
         /// The track's `systemBitrate`.
         bitrate: u64,
-        /// The StreamIndex name (the track name).
+        /// The StreamIndex name (the track name), decoded.
         track: String,
         /// Start time in the manifest timescale.
         time: u64,
@@ -331,15 +332,16 @@ fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteE
                 if track.is_empty() {
                     return Err(malformed(path, "empty track name"));
                 }
+                let track = track_name(track, path)?;
                 let track_ref = TrackRef {
-                    name: track.to_string(),
+                    name: track.clone(),
                     bitrate,
                 };
                 let Some(format) = format else {
                     let time = require_decimal(time, path, "time is not a number")?;
                     return Ok(Some(Target::Smooth(SmoothTarget::Fragment {
                         bitrate,
-                        track: track.to_string(),
+                        track,
                         time,
                     })));
                 };
@@ -390,7 +392,7 @@ fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteE
                     Some(LegacyFormat::Hls) => Ok(Some(Target::Hls(HlsTarget::Playlist {
                         variant: Variant {
                             tracks: vec![TrackRef {
-                                name: track.to_string(),
+                                name: track_name(track, path)?,
                                 bitrate,
                             }],
                         },
@@ -406,9 +408,27 @@ fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteE
     }
 }
 
-/// Parses `<name>-<t1>=<b1>[-<t2>=<b2>…]` into its track references; `None` when the text does
-/// not have that shape.
-fn parse_variant(stem: &str) -> Option<Variant> {
+/// A track name from its URL text: percent-decoded once more (see [`super::name`]).
+fn track_name(text: &str, path: &str) -> Result<String, RouteError> {
+    super::decode_name(text).map_err(|e| malformed(path, e.reason()))
+}
+
+/// Parses `<name>-<t1>=<b1>[-<t2>=<b2>…]` into its track references, each name decoded;
+/// `Ok(None)` when the text does not have that shape.
+fn parse_variant(stem: &str, path: &str) -> Result<Option<Variant>, RouteError> {
+    let Some(mut variant) = variant_shape(stem) else {
+        return Ok(None);
+    };
+    for t in &mut variant.tracks {
+        t.name = track_name(&t.name, path)?;
+    }
+    Ok(Some(variant))
+}
+
+/// Splits `<name>-<t1>=<b1>[-<t2>=<b2>…]` at its `=` and `-`, names left as written; `None`
+/// when the text does not have that shape. Encoded names hold no `=`, and `-` only where the
+/// name does, which [`TrackRef::matches`] allows for.
+fn variant_shape(stem: &str) -> Option<Variant> {
     let mut parts = stem.split('=');
     let mut name = parts.next()?.to_string();
     let mut tracks = Vec::new();
@@ -455,13 +475,13 @@ fn parse_dash(path: &str) -> Result<Option<DashTarget>, RouteError> {
     let Some(stem) = strip_extension(path_in_dir, "dash") else {
         return Ok(None);
     };
-    if let Some(v) = parse_variant(stem) {
+    if let Some(v) = parse_variant(stem, path)? {
         let [track] = <[TrackRef; 1]>::try_from(v.tracks)
             .map_err(|_| malformed(path, "a DASH representation names one track"))?;
         return Ok(Some(DashTarget::Init { track }));
     }
     if let Some((rep, value)) = split_trailing_number(stem) {
-        if let Some(v) = parse_variant(rep) {
+        if let Some(v) = parse_variant(rep, path)? {
             let [track] = <[TrackRef; 1]>::try_from(v.tracks)
                 .map_err(|_| malformed(path, "a DASH representation names one track"))?;
             return Ok(Some(DashTarget::Media {
@@ -496,7 +516,7 @@ fn parse_hls(path: &str) -> Result<Option<HlsTarget>, RouteError> {
         Some(_) => return Ok(None),
     }
     if let Some(stem) = strip_extension(file, "m3u8") {
-        return Ok(Some(match parse_variant(stem) {
+        return Ok(Some(match parse_variant(stem, path)? {
             Some(variant) => HlsTarget::Playlist {
                 variant,
                 kind: if dir == Some("keyframes") {
@@ -533,13 +553,13 @@ fn parse_hls(path: &str) -> Result<Option<HlsTarget>, RouteError> {
         return Ok(None);
     };
     if format == HlsSegmentFormat::Fmp4 {
-        if let Some(variant) = parse_variant(stem) {
+        if let Some(variant) = parse_variant(stem, path)? {
             return Ok(Some(HlsTarget::Init { variant }));
         }
     }
-    let (variant, n) = split_trailing_number(stem)
-        .and_then(|(v, n)| Some((parse_variant(v)?, n)))
-        .ok_or_else(|| malformed(path, "expected <variant>-<number>"))?;
+    let expected = || malformed(path, "expected <variant>-<number>");
+    let (variant, n) = split_trailing_number(stem).ok_or_else(expected)?;
+    let variant = parse_variant(variant, path)?.ok_or_else(expected)?;
     if n == 0 {
         return Err(malformed(path, "HLS segment numbers start at 1"));
     }
@@ -571,8 +591,8 @@ fn parse_hds(path: &str) -> Result<Option<HdsTarget>, RouteError> {
         return Err(malformed(path, "HDS segments and fragments start at 1"));
     }
     let stem = stem.strip_suffix('-').unwrap_or(stem);
-    let variant =
-        parse_variant(stem).ok_or_else(|| malformed(path, "expected <variant>Seg<n>-Frag<n>"))?;
+    let variant = parse_variant(stem, path)?
+        .ok_or_else(|| malformed(path, "expected <variant>Seg<n>-Frag<n>"))?;
     Ok(Some(HdsTarget::Fragment {
         variant,
         segment,
@@ -856,6 +876,75 @@ mod tests {
     }
 
     #[test]
+    fn track_names_are_decoded_once() {
+        // As nginx hands the path over: the manifests wrote `%252F`, nginx made it `%2F`.
+        assert_eq!(
+            target("/v.ism/p-a%2Fb=1-x%22y=2-3.ts"),
+            Ok(Target::Hls(HlsTarget::Segment {
+                variant: variant(&[("p-a/b", 1), ("x\"y", 2)]),
+                index: SegmentIndex::Number(3),
+                format: HlsSegmentFormat::Ts
+            }))
+        );
+        assert_eq!(
+            target("/v.ism/dash/my%20p-v%3D1=5-0.dash"),
+            Ok(Target::Dash(DashTarget::Media {
+                track: tr("my p-v=1", 5),
+                index: SegmentIndex::Templated(0)
+            }))
+        );
+        assert_eq!(
+            target("/v.ism/QualityLevels(7)/Fragments(%28a%2Cb%29=0)"),
+            Ok(Target::Smooth(SmoothTarget::Fragment {
+                bitrate: 7,
+                track: "(a,b)".into(),
+                time: 0
+            }))
+        );
+        assert_eq!(
+            target("/v.ism/QualityLevels(7)/Manifest(p%25q,format=m3u8-aapl)"),
+            Ok(Target::Hls(HlsTarget::Playlist {
+                variant: variant(&[("p%q", 7)]),
+                kind: HlsPlaylist::Media,
+                fmp4: false
+            }))
+        );
+        assert_eq!(
+            target("/v.ism/hls/p-%C3%A9=1.m4s"),
+            Ok(Target::Hls(HlsTarget::Init {
+                variant: variant(&[("p-é", 1)])
+            }))
+        );
+        // `%25` is decoded once: `%2541` names the track `%41`, not `A`.
+        assert_eq!(
+            target("/v.ism/p-%2541=1.m3u8"),
+            Ok(Target::Hls(HlsTarget::Playlist {
+                variant: variant(&[("p-%41", 1)]),
+                kind: HlsPlaylist::Media,
+                fmp4: false
+            }))
+        );
+        for bad in [
+            "/v.ism/p-a%2=1.m3u8",
+            "/v.ism/p-a%zz=1-1.ts",
+            "/v.ism/p-%0A=1.m3u8",
+            "/v.ism/p-%C2%85=1-1.vtt",
+            "/v.ism/p-%FF=1.m3u8",
+            "/v.ism/dash/p-%0D=1.dash",
+            "/v.ism/QualityLevels(1)/Fragments(a%0Ab=0)",
+            "/v.ism/p-%00=1Seg1-Frag1",
+        ] {
+            let err = target(bad).unwrap_err();
+            assert!(
+                matches!(err, RouteError::MalformedVirtualPath { .. }),
+                "{bad}: {err:?}"
+            );
+            assert_eq!(err.http_status(), 404, "{bad}");
+            assert!(!err.to_string().chars().any(char::is_control), "{err}");
+        }
+    }
+
+    #[test]
     fn variant_limits() {
         let many: Vec<String> = (0..=MAX_TRACKS_PER_VARIANT)
             .map(|i| format!("t{i}=1"))
@@ -863,11 +952,11 @@ mod tests {
         let path = format!("/v.ism/v-{}.m3u8", many.join("-"));
         // Too many tracks: refused, not mistaken for the master playlist.
         assert_eq!(target(&path).unwrap_err().http_status(), 404);
-        assert_eq!(parse_variant("a=1-=2"), None);
-        assert_eq!(parse_variant("a=1-b"), None);
-        assert_eq!(parse_variant("a=1--b=2").map(|v| v.tracks.len()), Some(2));
-        assert_eq!(parse_variant("=1"), None);
-        assert_eq!(parse_variant("a"), None);
+        assert_eq!(variant_shape("a=1-=2"), None);
+        assert_eq!(variant_shape("a=1-b"), None);
+        assert_eq!(variant_shape("a=1--b=2").map(|v| v.tracks.len()), Some(2));
+        assert_eq!(variant_shape("=1"), None);
+        assert_eq!(variant_shape("a"), None);
     }
 
     #[test]

@@ -1,0 +1,333 @@
+//! Opening the files a request reads (server manifests, media sources, progressive downloads)
+//! as nginx's static module opens files: non-blocking (a FIFO never stalls the worker), regular
+//! files only (anything else is 404 with nginx's `[crit] "…" is not a regular file`), and with
+//! `disable_symlinks` and `open_file_cache` honoured through nginx's own open-file machinery.
+//! Also the worker's cache of open sources, each valid while its file's identity is unchanged.
+//!
+//! Two ways, chosen per location: where neither `disable_symlinks` nor `open_file_cache` is set,
+//! one `stat` per file per request decides whether the source already open (mapped) still shows
+//! the file's current version, and files are opened only when it does not (the segment path of
+//! docs/BENCHMARKS.md makes no open at all). Otherwise every file goes through
+//! `ngx_open_cached_file` exactly as the static module's, and an `fstat` of the descriptor it
+//! returns gives the identity.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_request_t,
+    ngx_http_set_disable_symlinks, ngx_int_t, ngx_open_cached_file, ngx_open_file_info_t,
+    ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_cleanup_file, ngx_pool_cleanup_file_t, ngx_str_t,
+    ngx_uint_t, NGX_DISABLE_SYMLINKS_OFF, NGX_OK,
+};
+use ngx::http::HttpModuleConfExt;
+use origin_core::cache::{LruCache, Weighted};
+use origin_core::source::{MmapSource, PreadSource, Source, SourceError, SourceIdentity};
+
+use crate::status::OriginError;
+
+/// A source shared by the worker's cache and the requests sending from it.
+pub type SharedSource = Arc<dyn Source + Send + Sync>;
+
+/// A file opened (or stat'ed) for the request being handled.
+#[derive(Clone)]
+pub struct Opened {
+    pub identity: SourceIdentity,
+    pub size: u64,
+    pub mtime: i64,
+    /// A descriptor valid until the request ends (closed by a pool cleanup or owned by nginx's
+    /// open file cache), when this way of opening produced one.
+    fd: Option<i32>,
+}
+
+/// An open source kept between requests (its mapping or descriptor).
+struct OpenSource(SharedSource);
+
+impl Weighted for OpenSource {
+    fn weight(&self) -> usize {
+        1
+    }
+}
+
+thread_local! {
+    /// Open sources, at most this many per worker (requests sending from one keep it alive
+    /// after it leaves the cache).
+    static OPEN_SOURCES: RefCell<LruCache<(PathBuf, bool), OpenSource>> =
+        RefCell::new(LruCache::new(64));
+    /// Files already opened or stat'ed for the request being handled: a request looks at its
+    /// manifest and sources several times, and once each is enough. Cleared when the next
+    /// request begins.
+    static REQUEST_FILES: RefCell<Vec<(PathBuf, Opened)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Forgets the previous request's files.
+pub fn begin_request() {
+    REQUEST_FILES.with(|s| s.borrow_mut().clear());
+}
+
+/// How the request being handled opens files. Lives no longer than the request's handler
+/// call (it keeps the request's address).
+pub struct Files {
+    r: *mut ngx_http_request_t,
+    /// The location's core configuration when files go through nginx's open-file machinery.
+    clcf: Option<&'static ngx_http_core_loc_conf_t>,
+    disable_mmap: bool,
+}
+
+impl Files {
+    /// The opener of `r`'s location.
+    pub fn of(r: &mut ngx_http_request_t, disable_mmap: bool) -> Files {
+        // SAFETY: the core module's slot of every location configuration holds its loc conf,
+        // which lives as long as the configuration cycle, longer than any request.
+        let clcf: Option<&'static ngx_http_core_loc_conf_t> = unsafe {
+            let core = &*ptr::addr_of!(ngx_http_core_module);
+            r.http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(core)
+                .map(|p| &*p.as_ptr())
+        };
+        let through_nginx = clcf.is_some_and(|c| {
+            !c.open_file_cache.is_null()
+                || c.disable_symlinks != NGX_DISABLE_SYMLINKS_OFF as ngx_uint_t
+        });
+        Files {
+            r,
+            clcf: clcf.filter(|_| through_nginx),
+            disable_mmap,
+        }
+    }
+
+    /// Opens (or stats) `path` once per request: the file's identity, size and mtime.
+    pub fn open(&mut self, path: &Path) -> Result<Opened, OriginError> {
+        if let Some(found) = REQUEST_FILES.with(|s| {
+            s.borrow()
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, o)| o.clone())
+        }) {
+            return Ok(found);
+        }
+        let opened = match self.clcf {
+            Some(clcf) => self.open_through_nginx(clcf, path)?,
+            None => {
+                let meta = std::fs::metadata(path).map_err(|e| from_io(path, e))?;
+                opened_from(path, &meta, None)?
+            }
+        };
+        REQUEST_FILES.with(|s| s.borrow_mut().push((path.to_path_buf(), opened.clone())));
+        Ok(opened)
+    }
+
+    /// A descriptor of `path` that stays open until the request ends (for sending the whole
+    /// file), with what [`Files::open`] knows of it.
+    pub fn open_for_request(&mut self, path: &Path) -> Result<(i32, Opened), OriginError> {
+        let opened = self.open(path)?;
+        if let Some(fd) = opened.fd {
+            return Ok((fd, opened));
+        }
+        let file = open_nonblocking(path)?;
+        let meta = file.metadata().map_err(|e| from_io(path, e))?;
+        let opened = opened_from(path, &meta, None)?;
+        let fd = close_with_request(self.r, file, path)?;
+        Ok((fd, opened))
+    }
+
+    /// The whole of a small file (a server manifest), read from the descriptor this request
+    /// opened when there is one.
+    pub fn read(&mut self, path: &Path, opened: &Opened, max: u64) -> Result<Vec<u8>, OriginError> {
+        if opened.size > max {
+            return Err(OriginError::Media(format!(
+                "{}: larger than {} MiB",
+                path.display(),
+                max >> 20
+            )));
+        }
+        let file = match opened.fd {
+            // SAFETY: the descriptor stays open until the request ends; ManuallyDrop keeps this
+            // borrowed File from closing it.
+            Some(fd) => ManuallyDrop::new(unsafe { File::from_raw_fd(fd) }),
+            None => ManuallyDrop::new(open_nonblocking(path)?),
+        };
+        let mut bytes = vec![0u8; opened.size as usize];
+        use std::os::unix::fs::FileExt;
+        let read = file.read_at(&mut bytes, 0);
+        if opened.fd.is_none() {
+            drop(ManuallyDrop::into_inner(file));
+        }
+        let n = read.map_err(|e| from_io(path, e))?;
+        bytes.truncate(n);
+        Ok(bytes)
+    }
+
+    /// The source at `path`, from the worker's cache when its mapping (or descriptor) still
+    /// shows the file's current version and nothing read through it was ever found changed.
+    pub fn source(&mut self, path: &Path) -> Result<SharedSource, OriginError> {
+        let opened = self.open(path)?;
+        let key = (path.to_path_buf(), self.disable_mmap);
+        if let Some(open) = OPEN_SOURCES.with(|c| c.borrow_mut().get(&key)) {
+            if open.0.identity() == &opened.identity && open.0.intact().is_ok() {
+                return Ok(open.0.clone());
+            }
+        }
+        let file = match opened.fd {
+            // SAFETY: as in `read`; try_clone duplicates it into a descriptor the source owns.
+            Some(fd) => ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
+                .try_clone()
+                .map_err(|e| from_io(path, e))?,
+            None => open_nonblocking(path)?,
+        };
+        let name = path.display().to_string();
+        let meta = file.metadata().map_err(|e| from_io(path, e))?;
+        // What is opened is what gets indexed and sent, even if the file changed since the stat.
+        opened_from(path, &meta, None)?;
+        let source: SharedSource = if self.disable_mmap {
+            Arc::new(PreadSource::from_file(file, name).map_err(source_error)?)
+        } else {
+            let spare = file.try_clone().map_err(|e| from_io(path, e))?;
+            match MmapSource::from_file(file, name.clone()) {
+                Ok(m) => Arc::new(m),
+                // A file system that cannot map, or the mapping guard's table is full.
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    Arc::new(PreadSource::from_file(spare, name).map_err(source_error)?)
+                }
+            }
+        };
+        OPEN_SOURCES.with(|c| {
+            c.borrow_mut()
+                .insert(key, Arc::new(OpenSource(source.clone())))
+        });
+        Ok(source)
+    }
+
+    /// `ngx_open_cached_file`, set up as `ngx_http_static_handler` sets it up.
+    fn open_through_nginx(
+        &mut self,
+        clcf: &ngx_http_core_loc_conf_t,
+        path: &Path,
+    ) -> Result<Opened, OriginError> {
+        let shown = path.display().to_string();
+        let mut name = pool_c_string(self.r, shown.as_bytes())?;
+        // SAFETY: `of` is plain data nginx fills in; `name` is NUL-terminated in the request
+        // pool; the request and its location configuration are valid for this call. Without an
+        // open file cache nginx registers a pool cleanup that closes the descriptor.
+        unsafe {
+            let mut of: ngx_open_file_info_t = std::mem::zeroed();
+            of.read_ahead = clcf.read_ahead;
+            of.directio = clcf.directio;
+            of.valid = clcf.open_file_cache_valid;
+            of.min_uses = clcf.open_file_cache_min_uses;
+            of.set_errors(u32::from(clcf.open_file_cache_errors != 0));
+            of.set_events(u32::from(clcf.open_file_cache_events != 0));
+            let clcf_mut = clcf as *const _ as *mut ngx_http_core_loc_conf_t;
+            if ngx_http_set_disable_symlinks(self.r, clcf_mut, &mut name, &mut of)
+                != NGX_OK as ngx_int_t
+            {
+                return Err(OriginError::Internal("disable_symlinks: no such value"));
+            }
+            if ngx_open_cached_file(clcf.open_file_cache, &mut name, &mut of, (*self.r).pool)
+                != NGX_OK as ngx_int_t
+            {
+                if of.err == 0 {
+                    return Err(OriginError::Internal("could not open a file"));
+                }
+                return Err(from_io(path, io::Error::from_raw_os_error(of.err)));
+            }
+            if of.is_file() == 0 {
+                return Err(OriginError::NotRegularFile { path: shown });
+            }
+            let file = ManuallyDrop::new(File::from_raw_fd(of.fd));
+            let meta = file.metadata().map_err(|e| from_io(path, e))?;
+            opened_from(path, &meta, Some(of.fd))
+        }
+    }
+}
+
+/// What a request needs to know of a file from its metadata; only regular files are served.
+fn opened_from(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    fd: Option<i32>,
+) -> Result<Opened, OriginError> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Err(OriginError::NotRegularFile {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(Opened {
+        identity: SourceIdentity::of_metadata(meta),
+        size: meta.len(),
+        mtime: meta.mtime(),
+        fd,
+    })
+}
+
+/// Opens for reading without blocking: opening a FIFO with no writer would stall the worker.
+fn open_nonblocking(path: &Path) -> Result<File, OriginError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| from_io(path, e))?;
+    Ok(file)
+}
+
+/// File errors as nginx's static module maps them: missing → 404, refused → 403.
+pub fn from_io(path: &Path, e: io::Error) -> OriginError {
+    OriginError::from_io(&path.display().to_string(), e)
+}
+
+fn source_error(e: SourceError) -> OriginError {
+    match e {
+        SourceError::Io { name, source } => OriginError::from_io(&name, source),
+        other => OriginError::Source(other),
+    }
+}
+
+/// A NUL-terminated copy of `bytes` in the request pool (nginx prints file names with `%s`).
+pub fn pool_c_string(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<ngx_str_t, OriginError> {
+    // SAFETY: allocation from the request's pool, which outlives every use of the string.
+    unsafe {
+        let data = ngx_pnalloc((*r).pool, bytes.len() + 1) as *mut u8;
+        if data.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        *data.add(bytes.len()) = 0;
+        Ok(ngx_str_t {
+            len: bytes.len(),
+            data,
+        })
+    }
+}
+
+/// Hands `file` to a pool cleanup that closes it when the request ends; returns its descriptor.
+fn close_with_request(
+    r: *mut ngx_http_request_t,
+    file: File,
+    path: &Path,
+) -> Result<i32, OriginError> {
+    use std::os::fd::IntoRawFd;
+    let name = pool_c_string(r, path.display().to_string().as_bytes())?;
+    // SAFETY: the cleanup comes from the request pool and closes the descriptor exactly once,
+    // when the pool is destroyed, after the last buffer that reads it was sent.
+    unsafe {
+        let cln = ngx_pool_cleanup_add((*r).pool, std::mem::size_of::<ngx_pool_cleanup_file_t>());
+        if cln.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        let fd = file.into_raw_fd();
+        (*cln).handler = Some(ngx_pool_cleanup_file);
+        let clnf = (*cln).data as *mut ngx_pool_cleanup_file_t;
+        (*clnf).fd = fd;
+        (*clnf).name = name.data;
+        (*clnf).log = (*(*r).connection).log;
+        Ok(fd)
+    }
+}

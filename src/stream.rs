@@ -1,0 +1,313 @@
+//! Repackaged responses (MPEG-TS, packed audio) written in bounded pieces as the client drains
+//! them. Every payload byte of these is rewritten, so they cannot be sent from the file; making
+//! the whole segment up front would hold it in the worker for as long as the slowest client
+//! takes to read it (a 1080p segment is megabytes, and a hundred slow readers exhaust a worker).
+//! Here one buffer of at most [`PIECE`] bytes per response is filled, handed to nginx, and
+//! filled again only once nginx has written all of it; the core's `TsWriter` measured the
+//! segment first, so Content-Length, HEAD, ranges and 304 work as for any response.
+
+use std::borrow::Cow;
+use std::ffi::c_void;
+use std::ptr;
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_buf_t, ngx_handle_write_event, ngx_http_core_loc_conf_t,
+    ngx_http_core_module, ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_t,
+    ngx_int_t, ngx_pool_cleanup_add, NGX_DONE, NGX_ERROR, NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_OK,
+};
+use ngx::http::HttpModuleConfExt;
+use origin_core::index::Sample;
+use origin_core::package::ts::{TsFormat, TsTrack, TsWriter};
+
+use crate::files::SharedSource;
+use crate::send::{chain_link, pool_buf, send_headers};
+use crate::status::OriginError;
+
+/// Largest piece of a repackaged response held in memory per request (plus one TS packet).
+const PIECE: usize = 256 << 10;
+
+/// A segment being written: the writer's state, the sources its samples come from, and the
+/// one buffer nginx is sending from.
+pub struct TsBody {
+    writer: TsWriter,
+    /// Indexed by `TsTrack::source`.
+    sources: Vec<(SharedSource, String)>,
+    piece: Vec<u8>,
+    /// nginx's header of `piece`, once a piece was handed over.
+    buf: *mut ngx_buf_t,
+}
+
+fn sample_bytes<'s>(
+    sources: &'s [(SharedSource, String)],
+    track: &TsTrack,
+    sample: &Sample,
+) -> Result<Cow<'s, [u8]>, OriginError> {
+    let (src, _) = &sources[track.source];
+    Ok(src.bytes(sample.offset, sample.size as usize)?)
+}
+
+impl TsBody {
+    /// Measures the segment (reading each access unit once to size it) and returns the body
+    /// with its total length.
+    pub fn new(
+        tracks: Vec<TsTrack>,
+        sources: Vec<(SharedSource, String)>,
+        format: TsFormat,
+    ) -> Result<(TsBody, u64), OriginError> {
+        let writer =
+            TsWriter::new(tracks, format).map_err(|e| OriginError::Media(e.to_string()))?;
+        let mut total = writer.header_len() as u64;
+        for i in 0..writer.access_units() {
+            let (t, sample) = writer.access_unit(i);
+            let data = sample_bytes(&sources, &writer.tracks()[t], sample)?;
+            total += writer
+                .measure(i, &data)
+                .map_err(|e| OriginError::Media(e.to_string()))? as u64;
+        }
+        let body = TsBody {
+            writer,
+            sources,
+            piece: Vec::new(),
+            buf: ptr::null_mut(),
+        };
+        body.check_sources()?;
+        Ok((body, total))
+    }
+
+    /// Errors when a source changed under what was read from it.
+    fn check_sources(&self) -> Result<(), OriginError> {
+        for (src, _) in &self.sources {
+            src.intact()?;
+        }
+        Ok(())
+    }
+
+    /// Fills the next piece.
+    fn fill(&mut self) -> Result<(), OriginError> {
+        if self.piece.capacity() == 0 {
+            self.piece
+                .reserve_exact(PIECE + origin_core::package::ts::PACKET);
+        }
+        self.piece.clear();
+        while self.piece.len() < PIECE && !self.writer.is_done() {
+            let data = match self.writer.next() {
+                Some((t, sample)) => sample_bytes(&self.sources, &self.writer.tracks()[t], sample)?,
+                None => Cow::Borrowed(&[][..]),
+            };
+            self.writer
+                .write(&mut self.piece, &data, PIECE)
+                .map_err(|e| OriginError::Media(e.to_string()))?;
+        }
+        self.check_sources()
+    }
+}
+
+/// How far a pump got.
+enum Pump {
+    /// Everything was handed to nginx; the output filter's last result.
+    Done(ngx_int_t),
+    /// nginx still holds unsent bytes of the piece: wait for the socket.
+    Blocked,
+}
+
+/// Sends the response: headers, then as many pieces as the socket takes now; the rest follows
+/// from the write-event handler.
+pub fn send(
+    r: &mut ngx_http_request_t,
+    body: TsBody,
+    total: u64,
+    content_type: &'static str,
+    mtime: i64,
+    tag: &str,
+) -> Result<ngx_int_t, OriginError> {
+    if let Some(rc) = send_headers(r, total, content_type, mtime, tag)? {
+        return Ok(rc);
+    }
+    // Several ranges would need the whole body at once: serve those as one 200 instead.
+    r.set_single_range(1);
+    let body = own_by_request(r, body)?;
+    // SAFETY: `body` lives in the request pool's cleanup until the request is freed.
+    match pump(r, unsafe { &mut *body }) {
+        Ok(Pump::Done(rc)) => Ok(rc),
+        Ok(Pump::Blocked) => {
+            // SAFETY: the main request outlives this call; the count keeps it alive until the
+            // write handler finalizes it.
+            unsafe {
+                (*r.main).set_count((*r.main).count() + 1);
+                ctx_slot(r).write(body as *mut c_void);
+            }
+            r.write_event_handler = Some(on_write);
+            arm_write_event(r)?;
+            Ok(NGX_DONE as ngx_int_t)
+        }
+        Err(e) => {
+            log_abort(r, &e);
+            Ok(NGX_ERROR as ngx_int_t)
+        }
+    }
+}
+
+/// Hands pieces to nginx until one is not fully written or the segment is done.
+fn pump(r: &mut ngx_http_request_t, body: &mut TsBody) -> Result<Pump, OriginError> {
+    let mut rc = NGX_OK as ngx_int_t;
+    loop {
+        if !body.buf.is_null() {
+            // SAFETY: buf is this request's buffer header over `piece`.
+            let pending = unsafe { (*body.buf).pos != (*body.buf).last };
+            if pending {
+                // SAFETY: flushing what nginx already holds.
+                rc = unsafe { ngx_http_output_filter(r, ptr::null_mut()) };
+                if rc == NGX_ERROR as ngx_int_t {
+                    return Err(OriginError::Internal("client connection failed"));
+                }
+                // SAFETY: as above.
+                if unsafe { (*body.buf).pos != (*body.buf).last } {
+                    return Ok(Pump::Blocked);
+                }
+            }
+        }
+        if body.writer.is_done() {
+            return Ok(Pump::Done(rc));
+        }
+        body.fill()?;
+        if body.buf.is_null() {
+            body.buf = pool_buf(r)?;
+        }
+        let b = body.buf;
+        let start = body.piece.as_mut_ptr();
+        // SAFETY: `piece` is not touched again until nginx consumed the buffer (pos == last),
+        // and it lives as long as the request.
+        unsafe {
+            ptr::write_bytes(b, 0, 1);
+            (*b).start = start;
+            (*b).pos = start;
+            (*b).last = start.add(body.piece.len());
+            (*b).end = (*b).last;
+            (*b).set_memory(1);
+            if body.writer.is_done() {
+                let is_main = ptr::eq(r as *const _, r.main as *const _);
+                (*b).set_last_buf(u32::from(is_main));
+                (*b).set_last_in_chain(1);
+            } else {
+                (*b).set_flush(1);
+            }
+        }
+        let cl = chain_link(r, b)?;
+        // SAFETY: the chain and buffer are the request's.
+        rc = unsafe { ngx_http_output_filter(r, cl) };
+        if rc == NGX_ERROR as ngx_int_t {
+            return Err(OriginError::Internal("client connection failed"));
+        }
+    }
+}
+
+/// Write-event handler of a body still being produced.
+unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
+    crate::entry::guard_request(r, || {
+        // SAFETY: nginx calls the write handler with its valid request.
+        let r = unsafe { &mut *r };
+        // SAFETY: the connection and its write event live as long as the request.
+        let wev = unsafe { (*r.connection).write };
+        unsafe {
+            if (*wev).timedout() != 0 {
+                ngx::log::log_error(
+                    NGX_LOG_INFO as _,
+                    (*r.connection).log,
+                    libc::ETIMEDOUT,
+                    b"client timed out",
+                );
+                (*r.connection).set_timedout(1);
+                ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t);
+                return NGX_OK as ngx_int_t;
+            }
+            if (*wev).delayed() != 0 || r.aio() != 0 {
+                if arm_write_event(r).is_err() {
+                    ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
+                }
+                return NGX_OK as ngx_int_t;
+            }
+        }
+        // SAFETY: set by `send` before this handler was installed; freed with the pool.
+        let body = unsafe { &mut *(ctx_slot(r).read() as *mut TsBody) };
+        match pump(r, body) {
+            Ok(Pump::Blocked) => {
+                if arm_write_event(r).is_err() {
+                    // SAFETY: finalizing our own request.
+                    unsafe { ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t) };
+                }
+            }
+            Ok(Pump::Done(rc)) => {
+                r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
+                // SAFETY: the count taken in `send` is released here.
+                unsafe { ngx_http_finalize_request(r, rc) };
+            }
+            Err(e) => {
+                log_abort(r, &e);
+                // SAFETY: as above; NGX_ERROR closes the connection mid-body.
+                unsafe { ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t) };
+            }
+        }
+        NGX_OK as ngx_int_t
+    });
+}
+
+/// Waits for the socket to take more, within `send_timeout`, as nginx's own writer does.
+fn arm_write_event(r: &mut ngx_http_request_t) -> Result<(), OriginError> {
+    // SAFETY: the core module's location configuration of the request; its write event.
+    unsafe {
+        let core = &*ptr::addr_of!(ngx_http_core_module);
+        let clcf = r
+            .http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(core)
+            .map(|p| &*p.as_ptr())
+            .ok_or(OriginError::Internal("no core location configuration"))?;
+        let wev = (*r.connection).write;
+        if (*wev).delayed() == 0 {
+            ngx_add_timer(wev, clcf.send_timeout);
+        }
+        if ngx_handle_write_event(wev, clcf.send_lowat) != NGX_OK as ngx_int_t {
+            return Err(OriginError::Internal("could not wait for the client"));
+        }
+    }
+    Ok(())
+}
+
+/// The module's context slot of the request.
+///
+/// # Safety
+/// `r` must be a request of an http block this module is part of.
+unsafe fn ctx_slot(r: &mut ngx_http_request_t) -> *mut *mut c_void {
+    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
+    unsafe { r.ctx.add(crate::module().ctx_index) }
+}
+
+/// Moves `body` into the request pool: freed by a pool cleanup when the request ends.
+fn own_by_request(r: &mut ngx_http_request_t, body: TsBody) -> Result<*mut TsBody, OriginError> {
+    // SAFETY: the cleanup and its data are released exactly once, with the pool.
+    unsafe {
+        let cln = ngx_pool_cleanup_add(r.pool, 0);
+        if cln.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        let body = Box::into_raw(Box::new(body));
+        (*cln).data = body as *mut c_void;
+        (*cln).handler = Some(free_body);
+        Ok(body)
+    }
+}
+
+unsafe extern "C" fn free_body(data: *mut c_void) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: the Box leaked by own_by_request, freed exactly once here.
+    let body = unsafe { Box::from_raw(data as *mut TsBody) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(body)));
+}
+
+/// The line that says why a response was cut short.
+fn log_abort(r: &mut ngx_http_request_t, e: &OriginError) {
+    let text = format!("ngx_origin: {e}; response cut short");
+    // SAFETY: the connection's log is valid while the request is.
+    unsafe { ngx::log::log_error(NGX_LOG_ERR as _, (*r.connection).log, 0, text.as_bytes()) };
+}
