@@ -154,13 +154,26 @@ impl Files {
             None => ManuallyDrop::new(open_nonblocking(path)?),
         };
         let mut bytes = vec![0u8; opened.size as usize];
-        use std::os::unix::fs::FileExt;
-        let read = file.read_at(&mut bytes, 0);
+        let mut filled = 0;
+        let read = loop {
+            use std::os::unix::fs::FileExt;
+            match file.read_at(&mut bytes[filled..], filled as u64) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == bytes.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
         if opened.fd.is_none() {
             drop(ManuallyDrop::into_inner(file));
         }
-        let n = read.map_err(|e| from_io(path, e))?;
-        bytes.truncate(n);
+        read.map_err(|e| from_io(path, e))?;
+        bytes.truncate(filled);
         Ok(bytes)
     }
 
