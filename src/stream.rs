@@ -26,6 +26,35 @@ use crate::status::OriginError;
 
 /// Largest piece of a repackaged response held in memory per request (plus one TS packet).
 const PIECE: usize = 256 << 10;
+/// Piece buffers a worker keeps for the next responses: a fresh 256 KiB allocation per
+/// request would make glibc hand the pages back and fault them in again every time.
+const SPARE_PIECES: usize = 8;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A piece buffer, reused when the worker has one.
+fn take_piece() -> Vec<u8> {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(PIECE + origin_core::package::ts::PACKET))
+}
+
+impl Drop for TsBody {
+    fn drop(&mut self) {
+        let mut piece = std::mem::take(&mut self.piece);
+        if piece.capacity() >= PIECE {
+            piece.clear();
+            let _ = SPARE.try_with(|s| {
+                let mut spare = s.borrow_mut();
+                if spare.len() < SPARE_PIECES {
+                    spare.push(piece);
+                }
+            });
+        }
+    }
+}
 
 /// A segment being written: the writer's state, the sources its samples come from, and the
 /// one buffer nginx is sending from.
@@ -55,7 +84,7 @@ impl TsBody {
         sources: Vec<(SharedSource, String)>,
         format: TsFormat,
     ) -> Result<(TsBody, u64), OriginError> {
-        let writer =
+        let mut writer =
             TsWriter::new(tracks, format).map_err(|e| OriginError::Media(e.to_string()))?;
         let mut total = writer.header_len() as u64;
         for i in 0..writer.access_units() {

@@ -87,11 +87,67 @@ fuzz_target!(|data: &[u8]| {
                             .collect(),
                     })
                     .collect();
-                let _ = ts::mux(&inputs);
+                let whole = ts::mux(&inputs);
+                // The same segment written in small pieces, as the glue streams it, must be
+                // byte for byte the whole one, and exactly as long as measured.
+                if let Ok(whole) = whole {
+                    let limit = 1 + data.len() % 3000;
+                    assert_eq!(in_pieces(&inputs, ts::TsFormat::Transport, limit), whole);
+                }
                 if t.kind == TrackKind::Audio {
-                    let _ = ts::packed_audio(&inputs[0]);
+                    if let Ok(whole) = ts::packed_audio(&inputs[0]) {
+                        let limit = 1 + data.len() % 700;
+                        let single = std::slice::from_ref(&inputs[0]);
+                        assert_eq!(in_pieces(single, ts::TsFormat::PackedAudio, limit), whole);
+                    }
                 }
             }
         }
     }
 });
+
+/// Writes a segment with `TsWriter` in pieces of at most `limit` bytes (plus one packet).
+fn in_pieces(inputs: &[ts::TsInput<'_>], format: ts::TsFormat, limit: usize) -> Vec<u8> {
+    let tracks: Vec<ts::TsTrack> = inputs
+        .iter()
+        .enumerate()
+        .map(|(n, i)| ts::TsTrack {
+            entry: i.entry.clone(),
+            kind: i.kind,
+            timescale: i.timescale,
+            presentation_delay: i.presentation_delay,
+            samples: i.samples.iter().map(|(s, _)| *s).collect(),
+            source: n,
+        })
+        .collect();
+    let mut writer = ts::TsWriter::new(tracks, format).expect("the whole segment was written");
+    let bytes_of = |w: &ts::TsWriter, i: usize| -> &[u8] {
+        let (t, sample) = w.access_unit(i);
+        let input = &inputs[w.tracks()[t].source];
+        input
+            .samples
+            .iter()
+            .find(|(s, _)| s.index == sample.index)
+            .map(|(_, b)| *b)
+            .expect("every sample has bytes")
+    };
+    let mut measured = writer.header_len();
+    for i in 0..writer.access_units() {
+        measured += writer.measure(i, bytes_of(&writer, i)).expect("measured");
+    }
+    let mut out = Vec::new();
+    let mut unit = 0;
+    while !writer.is_done() {
+        let mut piece = Vec::new();
+        while piece.len() < limit && !writer.is_done() {
+            let data = if unit < writer.access_units() { bytes_of(&writer, unit) } else { &[] };
+            if writer.write(&mut piece, data, limit).expect("written") {
+                unit += 1;
+            }
+        }
+        assert!(piece.len() < limit + ts::PACKET);
+        out.extend_from_slice(&piece);
+    }
+    assert_eq!(out.len(), measured);
+    out
+}

@@ -5,6 +5,8 @@
 //! timeline every format shares (first video frame and first unprimed audio sample at 0),
 //! plus [`TIMELINE_OFFSET`], in 90 kHz units.
 
+use std::ops::Range;
+
 use crate::index::{Sample, TrackKind};
 use crate::mp4::codec::{AacConfig, CodecConfig, SampleEntry};
 
@@ -97,57 +99,86 @@ fn to_90k(t: i64, timescale: u32) -> u64 {
     (v.max(0) as u64) & ((1 << 33) - 1)
 }
 
-/// The bytes of one PES packet in pieces (the generated header, then slices of the sample),
-/// consumed front to back: the packetizer copies each byte once, from the source mapping
-/// straight into the segment.
+/// The bytes of one PES packet in pieces, consumed front to back: the generated header, then
+/// the sample's ranges (each behind a start code for video), so the packetizer copies each
+/// byte once, from the source mapping straight into the segment, and nothing is allocated
+/// per access unit.
 struct Pieces<'p> {
-    parts: &'p [&'p [u8]],
-    part: usize,
-    offset: usize,
+    head: &'p [u8],
+    data: &'p [u8],
+    body: &'p [Range<usize>],
+    start_codes: bool,
+    /// The piece being consumed: 0 is the head, then each body range (preceded by its start
+    /// code when `start_codes`).
+    piece: usize,
+    /// What is left of that piece.
+    rest: &'p [u8],
     left: usize,
 }
 
 impl<'p> Pieces<'p> {
-    fn new(parts: &'p [&'p [u8]]) -> Pieces<'p> {
+    fn new(
+        head: &'p [u8],
+        data: &'p [u8],
+        body: &'p [Range<usize>],
+        start_codes: bool,
+    ) -> Pieces<'p> {
+        let code = if start_codes { START_CODE.len() } else { 0 };
         Pieces {
-            parts,
-            part: 0,
-            offset: 0,
-            left: parts.iter().map(|p| p.len()).sum(),
+            head,
+            data,
+            body,
+            start_codes,
+            piece: 0,
+            rest: head,
+            left: head.len() + body.iter().map(|r| r.len() + code).sum::<usize>(),
+        }
+    }
+
+    /// Piece `k` (empty past the end).
+    fn piece(&self, k: usize) -> &'p [u8] {
+        if k == 0 {
+            return self.head;
+        }
+        let k = k - 1;
+        let (range, is_code) = if self.start_codes {
+            (k / 2, k % 2 == 0)
+        } else {
+            (k, false)
+        };
+        match self.body.get(range) {
+            Some(_) if is_code => &START_CODE,
+            Some(r) => &self.data[r.clone()],
+            None => &[],
+        }
+    }
+
+    /// Moves past the next `n` bytes (at most what is left), handing each slice to `take`.
+    #[inline]
+    fn advance(&mut self, mut n: usize, mut take: impl FnMut(&'p [u8])) {
+        n = n.min(self.left);
+        self.left -= n;
+        while n > 0 {
+            if self.rest.is_empty() {
+                self.piece += 1;
+                self.rest = self.piece(self.piece);
+                continue;
+            }
+            let (now, later) = self.rest.split_at(self.rest.len().min(n));
+            take(now);
+            n -= now.len();
+            self.rest = later;
         }
     }
 
     /// Skips the next `n` bytes (at most what is left).
-    fn skip(&mut self, mut n: usize) {
-        n = n.min(self.left);
-        self.left -= n;
-        while n > 0 {
-            let part = self.parts[self.part];
-            let take = (part.len() - self.offset).min(n);
-            n -= take;
-            self.offset += take;
-            if self.offset == part.len() {
-                self.part += 1;
-                self.offset = 0;
-            }
-        }
+    fn skip(&mut self, n: usize) {
+        self.advance(n, |_| {});
     }
 
     /// Appends the next `n` bytes (at most what is left) to `out`.
-    fn copy_into(&mut self, out: &mut Vec<u8>, mut n: usize) {
-        n = n.min(self.left);
-        self.left -= n;
-        while n > 0 {
-            let part = self.parts[self.part];
-            let take = (part.len() - self.offset).min(n);
-            out.extend_from_slice(&part[self.offset..self.offset + take]);
-            n -= take;
-            self.offset += take;
-            if self.offset == part.len() {
-                self.part += 1;
-                self.offset = 0;
-            }
-        }
+    fn copy_into(&mut self, out: &mut Vec<u8>, n: usize) {
+        self.advance(n, |slice| out.extend_from_slice(slice));
     }
 }
 
@@ -271,14 +302,14 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 /// The elementary-stream bytes of one access unit, without copying the sample: the generated
 /// part (access unit delimiter and parameter sets, or the ADTS header) goes to `prefix`, the
-/// sample's slices to `body`. For video each body slice is a NAL unit to be preceded by a
-/// start code; returns whether that is so.
-fn es_parts<'a>(
+/// ranges of the sample that follow to `body`. For video each body range is a NAL unit to be
+/// preceded by a start code; returns whether that is so.
+fn es_parts(
     track: &TsTrack,
     sample: &Sample,
-    data: &'a [u8],
+    data: &[u8],
     prefix: &mut Vec<u8>,
-    body: &mut Vec<&'a [u8]>,
+    body: &mut Vec<Range<usize>>,
 ) -> Result<bool, TsError> {
     match &track.entry.codec {
         CodecConfig::Avc(c) => {
@@ -319,11 +350,11 @@ fn es_parts<'a>(
         }
         CodecConfig::Aac(c) => {
             prefix.extend_from_slice(&adts_header(c, sample, data.len())?);
-            body.push(data);
+            body.push(0..data.len());
             Ok(false)
         }
         _ => {
-            body.push(data);
+            body.push(0..data.len());
             Ok(false)
         }
     }
@@ -368,37 +399,36 @@ fn adts_frequency_index(rate: u32) -> u8 {
     RATES.iter().position(|&r| r == rate).unwrap_or(3) as u8
 }
 
-/// The NAL units of a length-prefixed sample, in-band access unit delimiters left out (one is
-/// written in front already).
-fn nal_units<'a>(
-    mut data: &'a [u8],
+/// The NAL units of a length-prefixed sample as ranges of it, in-band access unit delimiters
+/// left out (one is written in front already).
+fn nal_units(
+    data: &[u8],
     length_size: usize,
     index: u32,
-    out: &mut Vec<&'a [u8]>,
+    out: &mut Vec<Range<usize>>,
     is_aud: impl Fn(u8) -> bool,
 ) -> Result<(), TsError> {
     if !(1..=4).contains(&length_size) {
         return Err(TsError::Sample(index, "bad NAL length size"));
     }
-    while !data.is_empty() {
-        if data.len() < length_size {
+    let mut at = 0usize;
+    while at < data.len() {
+        let Some(field) = data.get(at..at + length_size) else {
             return Err(TsError::Sample(index, "truncated NAL length"));
-        }
-        let mut len = 0usize;
-        for &b in &data[..length_size] {
-            len = len << 8 | usize::from(b);
-        }
-        let rest = &data[length_size..];
-        if len > rest.len() {
+        };
+        let len = field
+            .iter()
+            .fold(0usize, |len, &b| len << 8 | usize::from(b));
+        let start = at + length_size;
+        if len > data.len() - start {
             return Err(TsError::Sample(index, "NAL unit runs past the sample"));
         }
-        let nal = &rest[..len];
-        if let Some(&first) = nal.first() {
-            if !is_aud(first) {
-                out.push(nal);
+        if let Some(&first) = data.get(start) {
+            if len > 0 && !is_aud(first) {
+                out.push(start..start + len);
             }
         }
-        data = &rest[len..];
+        at = start + len;
     }
     Ok(())
 }
@@ -432,6 +462,8 @@ pub struct TsWriter {
     /// audio: ADTS bytes) already written.
     unit: usize,
     unit_written: usize,
+    /// Room reused for every access unit's generated bytes and sample ranges.
+    scratch: Unit,
 }
 
 impl TsWriter {
@@ -476,6 +508,7 @@ impl TsWriter {
             header_written: 0,
             unit: 0,
             unit_written: 0,
+            scratch: Unit::default(),
         })
     }
 
@@ -505,9 +538,11 @@ impl TsWriter {
     }
 
     /// The output length of access unit `i`, whose sample bytes are `data`.
-    pub fn measure(&self, i: usize, data: &[u8]) -> Result<usize, TsError> {
-        let mut unit = Unit::default();
-        let len = self.unit_payload(i, data, &mut unit)?;
+    pub fn measure(&mut self, i: usize, data: &[u8]) -> Result<usize, TsError> {
+        let mut unit = std::mem::take(&mut self.scratch);
+        let len = self.unit_payload(i, data, &mut unit);
+        self.scratch = unit;
+        let len = len?;
         Ok(match self.format {
             TsFormat::PackedAudio => len,
             TsFormat::Transport => {
@@ -549,17 +584,23 @@ impl TsWriter {
             return Ok(true);
         }
         let i = self.unit;
-        let mut unit = Unit::default();
-        self.unit_payload(i, data, &mut unit)?;
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + unit.body.len() * 2);
-        parts.push(&unit.head);
-        for b in &unit.body {
-            if unit.start_codes {
-                parts.push(&START_CODE);
-            }
-            parts.push(b);
-        }
-        let mut payload = Pieces::new(&parts);
+        let mut unit = std::mem::take(&mut self.scratch);
+        let result = self.write_unit(i, &mut unit, out, data, limit);
+        self.scratch = unit;
+        result
+    }
+
+    /// [`TsWriter::write`] of access unit `i`, with `unit` as scratch room.
+    fn write_unit(
+        &mut self,
+        i: usize,
+        unit: &mut Unit,
+        out: &mut Vec<u8>,
+        data: &[u8],
+        limit: usize,
+    ) -> Result<bool, TsError> {
+        self.unit_payload(i, data, unit)?;
+        let mut payload = Pieces::new(&unit.head, data, &unit.body, unit.start_codes);
         payload.skip(self.unit_written);
         match self.format {
             TsFormat::PackedAudio => {
@@ -618,12 +659,7 @@ impl TsWriter {
     }
 
     /// Fills `unit` with access unit `i`'s payload in pieces and returns its length.
-    fn unit_payload<'d>(
-        &self,
-        i: usize,
-        data: &'d [u8],
-        unit: &mut Unit<'d>,
-    ) -> Result<usize, TsError> {
+    fn unit_payload(&self, i: usize, data: &[u8], unit: &mut Unit) -> Result<usize, TsError> {
         let (track, sample) = self.access_unit(i);
         let t = &self.tracks[track];
         if data.len() != sample.size as usize {
@@ -632,30 +668,33 @@ impl TsWriter {
                 "bytes supplied do not match the sample size",
             ));
         }
+        unit.head.clear();
+        unit.prefix.clear();
+        unit.body.clear();
+        unit.start_codes = false;
         if self.format == TsFormat::PackedAudio {
             let CodecConfig::Aac(c) = &t.entry.codec else {
                 return Err(TsError::Codec(t.entry.codec_string()));
             };
             unit.head
                 .extend_from_slice(&adts_header(c, sample, data.len())?);
-            unit.body.push(data);
+            unit.body.push(0..data.len());
             return Ok(unit.head.len() + data.len());
         }
-        let mut prefix = Vec::with_capacity(64);
-        unit.start_codes = es_parts(t, sample, data, &mut prefix, &mut unit.body)?;
-        let es_len = prefix.len()
-            + unit
-                .body
-                .iter()
-                .map(|b| {
-                    b.len()
-                        + if unit.start_codes {
-                            START_CODE.len()
-                        } else {
-                            0
-                        }
-                })
-                .sum::<usize>();
+        unit.start_codes = es_parts(t, sample, data, &mut unit.prefix, &mut unit.body)?;
+        let body_len = unit
+            .body
+            .iter()
+            .map(|b| {
+                b.len()
+                    + if unit.start_codes {
+                        START_CODE.len()
+                    } else {
+                        0
+                    }
+            })
+            .sum::<usize>();
+        let es_len = unit.prefix.len() + body_len;
         let decode = (sample.dts as i64).saturating_sub(t.presentation_delay);
         let dts = to_90k(decode, t.timescale);
         let pts = to_90k(decode.saturating_add(i64::from(sample.cto)), t.timescale);
@@ -679,17 +718,18 @@ impl TsWriter {
         } else {
             head.extend_from_slice(&timestamp(2, pts));
         }
-        head.extend_from_slice(&prefix);
-        Ok(head.len() + es_len - prefix.len())
+        head.extend_from_slice(&unit.prefix);
+        Ok(head.len() + body_len)
     }
 }
 
-/// One access unit's payload: generated bytes, then slices of the sample.
-#[derive(Default)]
-struct Unit<'d> {
+/// One access unit's payload: generated bytes, then ranges of the sample.
+#[derive(Debug, Clone, Default)]
+struct Unit {
     head: Vec<u8>,
-    body: Vec<&'d [u8]>,
-    /// Whether each body slice is a NAL unit preceded by a start code.
+    prefix: Vec<u8>,
+    body: Vec<Range<usize>>,
+    /// Whether each body range is a NAL unit preceded by a start code.
     start_codes: bool,
 }
 
@@ -809,7 +849,7 @@ pub fn key_frame_bytes(input: &TsInput<'_>) -> Result<usize, TsError> {
     };
     let mut track = input.track();
     track.samples.truncate(1);
-    let writer = TsWriter::new(vec![track], TsFormat::Transport)?;
+    let mut writer = TsWriter::new(vec![track], TsFormat::Transport)?;
     Ok(writer.header_len() + writer.measure(0, data)?)
 }
 
@@ -850,8 +890,8 @@ mod tests {
             // The payload in uneven pieces, as a PES header and NAL units come.
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let cut = len / 3;
-            let parts: Vec<&[u8]> = vec![&data[..cut], &[], &data[cut..]];
-            let mut payload = Pieces::new(&parts);
+            let body = [cut..cut, cut..len];
+            let mut payload = Pieces::new(&data[..cut], &data, &body, false);
             let mut first = true;
             loop {
                 packet(
