@@ -115,8 +115,7 @@ impl TsBody {
     /// Fills the next piece.
     fn fill(&mut self) -> Result<(), OriginError> {
         if self.piece.capacity() == 0 {
-            self.piece
-                .reserve_exact(PIECE + origin_core::package::ts::PACKET);
+            self.piece = take_piece();
         }
         self.piece.clear();
         while self.piece.len() < PIECE && !self.writer.is_done() {
