@@ -125,11 +125,56 @@ def cold_start_ms(build, media: Path) -> float:
         n.cleanup()
 
 
+def slow_readers(n: Nginx, readers: int) -> tuple[str, str, str]:
+    """Worker RSS growth while `readers` clients request one large TS segment and read nothing
+    (each holds what the worker has not yet written): the memory a slow client costs."""
+    import socket
+    big = ROOT / "build" / "media" / "big-1080p.mp4"
+    if not big.exists():
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25",
+             "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", "6",
+             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "20M",
+             "-maxrate", "20M", "-bufsize", "20M", "-g", "50", "-keyint_min", "50",
+             "-sc_threshold", "0", "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart",
+             str(big)], check=True)
+    target = n.root / "v" / "big.mp4"
+    shutil.copy(big, target)
+    target.chmod(0o644)
+    master = subprocess.run(["curl", "-s", n.url("/v/big.mp4/.m3u8")], capture_output=True,
+                            text=True).stdout
+    variant = next(line for line in master.splitlines() if line and not line.startswith("#"))
+    path = f"/v/big.mp4/{variant.removesuffix('.m3u8')}-1.ts"
+    size = len(subprocess.run(["curl", "-s", n.url(path)], capture_output=True).stdout)
+    worker = n.worker_pids()[0]
+    before = rss_kb(worker)
+    socks = []
+    try:
+        for _ in range(readers):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", int(n.url("/").split(":")[2].split("/")[0])))
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            socks.append(s)
+        time.sleep(3)
+        grown = rss_kb(worker) - before
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(1)
+    after = rss_kb(worker) - before
+    return (f"worker RSS growth, {readers} clients reading nothing of one {size / 1e6:.1f} MB "
+            f"1080p TS segment", f"{grown / 1024:.1f} MB",
+            f"{grown / readers:.0f} KB per client; {after / 1024:.1f} MB above the start "
+            f"1 s after they left")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=6, help="per round of each segment row")
     ap.add_argument("--media", default=str(ROOT / "build" / "media" / "long-2h.mp4"))
     ap.add_argument("--segments", type=int, default=300, help="distinct segments to rotate over")
+    ap.add_argument("--readers", type=int, default=100, help="slow readers of one TS segment")
     args = ap.parse_args()
     media = Path(args.media)
     build = next(b for b in builds() if b.version.startswith("1.28"))
@@ -226,6 +271,7 @@ def main() -> None:
         rows.append(("worker RSS (anonymous) after every DASH, fMP4-HLS, TS and Smooth segment of the 2-hour title",
                      f"{rss_kb(w) / 1024:.1f} MB",
                      f"plus {rss_kb(w, 'RssFile:') / 1024:.0f} MB of mapped source pages (page cache)"))
+        rows.append(slow_readers(n, args.readers))
         print("| measurement | worker CPU / time | notes |")
         print("|---|---|---|")
         for r in rows:
