@@ -12,7 +12,7 @@ apt_packages=(
   build-essential pkg-config libclang-dev libpcre2-dev libssl-dev zlib1g-dev  # module + nginx
   dpkg-dev nginx                                    # make debian: Debian's nginx and its source
   ffmpeg                                            # test media, frame-exact checks
-  curl wrk python3-venv strace                      # load tests, test harness, bench syscall counts
+  curl wrk python3-venv strace openssl              # load tests, test harness (TLS certs), bench syscall counts
   chromium                                          # browser players (headless)
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-libav       # GStreamer playbin3 (DASH, HLS, Smooth)
