@@ -178,10 +178,13 @@ pub fn send_fragment(
     // Buffers pointing into a mapping are only for the kernel to copy (a truncated file gives
     // EFAULT there): TLS and filters that need the body in memory copy it in user space,
     // where a truncation would fault, so they get a copy made (and checked) by us.
+    // HTTP/2 and HTTP/3 frame the body in user space too, whatever the stream's connection says.
     let user_space_copies = {
         // SAFETY: the connection is valid while its request is.
         let ssl = unsafe { !(*r.connection).ssl.is_null() };
-        ssl || r.filter_need_in_memory() != 0 || r.main_filter_need_in_memory() != 0
+        ssl || r.http_version >= ngx::ffi::NGX_HTTP_VERSION_20 as usize
+            || r.filter_need_in_memory() != 0
+            || r.main_filter_need_in_memory() != 0
     };
     if scattered && lends && !user_space_copies {
         return send_mapped(r, f);
