@@ -15,6 +15,10 @@ use crate::segment::{aligned_segments, reference_segments, SegmentTable};
 /// Default target segment duration, seconds.
 pub const DEFAULT_SEGMENT_SECONDS: u64 = 2;
 
+/// The kinds of track the DASH MPD and the Smooth manifest list (an adaptation set or
+/// StreamIndex each); a URL naming a track of another kind is 404.
+const LISTED_KINDS: [TrackKind; 3] = [TrackKind::Video, TrackKind::Audio, TrackKind::Text];
+
 /// Why a packager could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PackageError {

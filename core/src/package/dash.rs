@@ -87,7 +87,7 @@ fn family(t: &Track) -> String {
 /// codec family (and role, later).
 fn adaptation_sets(p: &Presentation) -> Vec<Vec<&Track>> {
     let mut sets: Vec<Vec<&Track>> = Vec::new();
-    for kind in LISTED_KINDS {
+    for kind in super::LISTED_KINDS {
         for t in p.of_kind(kind) {
             let key = (family(t), t.language.clone());
             match sets
@@ -291,12 +291,9 @@ fn write_template(
 /// tracks).
 pub fn find_track<'p>(p: &'p Presentation, r: &TrackRef) -> Result<&'p Track, PackageError> {
     p.find(r)
-        .filter(|t| LISTED_KINDS.contains(&t.kind))
+        .filter(|t| super::LISTED_KINDS.contains(&t.kind))
         .ok_or_else(|| PackageError::NoSuchTrack(excerpt(&format!("{}={}", r.name, r.bitrate))))
 }
-
-/// The kinds of track the MPD has adaptation sets for.
-const LISTED_KINDS: [TrackKind; 3] = [TrackKind::Video, TrackKind::Audio, TrackKind::Text];
 
 /// The initialization segment of a representation.
 pub fn init_segment(p: &Presentation, r: &TrackRef) -> Result<Vec<u8>, PackageError> {

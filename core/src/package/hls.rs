@@ -259,20 +259,20 @@ pub fn variant_tracks<'p>(
         .collect()
 }
 
-/// True when `tracks` is an MPEG-TS variant some master playlist lists.
+/// True when `tracks` is an MPEG-TS variant some master playlist lists: whatever
+/// `hls_client_manifest_version` the request uses ([`ts_variants`]), a video track alone, the
+/// first audio track followed by a video track, or an audio track alone (renditions and
+/// audio-only presentations).
 fn is_ts_variant(p: &Presentation, tracks: &[&Track]) -> bool {
-    let same = |variant: &Vec<&Track>| {
-        variant.len() == tracks.len()
-            && variant
-                .iter()
-                .zip(tracks)
-                .all(|(a, b)| std::ptr::eq(*a, *b))
-    };
     match tracks {
-        [t] if t.kind == TrackKind::Audio => true,
-        _ => [3, 4]
-            .into_iter()
-            .any(|version| ts_variants_for(p, version).iter().any(same)),
+        [t] => matches!(t.kind, TrackKind::Video | TrackKind::Audio),
+        [a, v] => {
+            v.kind == TrackKind::Video
+                && p.of_kind(TrackKind::Audio)
+                    .next()
+                    .is_some_and(|first| std::ptr::eq(first, *a))
+        }
+        _ => false,
     }
 }
 
@@ -332,10 +332,6 @@ pub fn fmp4_segment<'p>(
 /// muxed with the default audio track; from 4 on, audio in `EXT-X-MEDIA` groups of audio-only
 /// streams and video-only variants.
 pub fn ts_variants<'p>(p: &'p Presentation, opts: &HlsOptions) -> Vec<Vec<&'p Track>> {
-    ts_variants_for(p, opts.version)
-}
-
-fn ts_variants_for(p: &Presentation, version: u32) -> Vec<Vec<&Track>> {
     let audio: Vec<&Track> = p.of_kind(TrackKind::Audio).collect();
     let mut video: Vec<&Track> = p.of_kind(TrackKind::Video).collect();
     video.sort_by_key(|t| t.bitrate);
@@ -344,7 +340,7 @@ fn ts_variants_for(p: &Presentation, version: u32) -> Vec<Vec<&Track>> {
     }
     video
         .into_iter()
-        .map(|v| match (version < 4, audio.first()) {
+        .map(|v| match (opts.version < 4, audio.first()) {
             (true, Some(a)) => vec![*a, v],
             _ => vec![v],
         })

@@ -22,13 +22,10 @@ fn stream_type(kind: TrackKind) -> &'static str {
     }
 }
 
-/// The kinds of track the manifest has StreamIndexes for.
-const LISTED_KINDS: [TrackKind; 3] = [TrackKind::Video, TrackKind::Audio, TrackKind::Text];
-
 /// Groups tracks into StreamIndexes: tracks of one kind sharing a trackName.
 fn stream_indexes(p: &Presentation) -> Vec<Vec<&Track>> {
     let mut groups: Vec<Vec<&Track>> = Vec::new();
-    for kind in LISTED_KINDS {
+    for kind in super::LISTED_KINDS {
         for t in p.of_kind(kind) {
             match groups
                 .iter_mut()
@@ -164,7 +161,7 @@ pub fn fragment<'p>(
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
     let t = p
         .find_smooth(name, bitrate)
-        .filter(|t| LISTED_KINDS.contains(&t.kind))
+        .filter(|t| super::LISTED_KINDS.contains(&t.kind))
         .ok_or_else(|| PackageError::NoSuchTrack(format!("{} at {bitrate}", excerpt(name))))?;
     let table = segments(p, t, target_secs);
     let k = table

@@ -99,23 +99,8 @@ pub fn decode_name(text: &str) -> Result<String, NameError> {
         check_name("track name", text)?;
         return Ok(text.to_string());
     }
-    let raw = text.as_bytes();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        if b != b'%' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let hex = |k: usize| raw.get(i + k).and_then(|&h| char::from(h).to_digit(16));
-        let (Some(hi), Some(lo)) = (hex(1), hex(2)) else {
-            return Err(NameError::BadEscape(text.to_string()));
-        };
-        // Two hex digits: at most 0xff.
-        out.push((hi * 16 + lo) as u8);
-        i += 3;
-    }
+    let out = super::query::percent_decode(text.as_bytes(), false)
+        .ok_or_else(|| NameError::BadEscape(text.to_string()))?;
     let name = String::from_utf8(out).map_err(|_| NameError::NotUtf8(text.to_string()))?;
     check_name("track name", &name)?;
     Ok(name)

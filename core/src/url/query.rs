@@ -185,6 +185,17 @@ impl QueryOptions {
 /// Percent-decodes one query component (`+` is a space). `None` on a bad escape or a result that
 /// is not UTF-8 or holds a control character.
 pub(crate) fn decode_component(raw: &[u8]) -> Option<String> {
+    let s = String::from_utf8(percent_decode(raw, true)?).ok()?;
+    if s.chars().any(char::is_control) {
+        return None;
+    }
+    Some(s)
+}
+
+/// Percent-decodes `raw` once (`+` becomes a space when `plus_is_space`, as in query strings);
+/// `None` on a `%` not followed by two hex digits. The one decoder of the router: query values
+/// and track names.
+pub(crate) fn percent_decode(raw: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -195,7 +206,7 @@ pub(crate) fn decode_component(raw: &[u8]) -> Option<String> {
                 out.push(hi << 4 | lo);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -205,11 +216,7 @@ pub(crate) fn decode_component(raw: &[u8]) -> Option<String> {
             }
         }
     }
-    let s = String::from_utf8(out).ok()?;
-    if s.chars().any(char::is_control) {
-        return None;
-    }
-    Some(s)
+    Some(out)
 }
 
 fn hex_value(b: u8) -> Option<u8> {
