@@ -501,3 +501,18 @@ pub fn loc_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&LocConf> {
             .map(|p| &*p.as_ptr())
     }
 }
+
+/// The request's `ngx_http_core_module` location configuration (`root`, `send_timeout`,
+/// `disable_symlinks`, `open_file_cache`, …). It lives as long as the configuration cycle,
+/// longer than any request.
+pub fn core_loc_conf(
+    r: &ngx::ffi::ngx_http_request_t,
+) -> Option<&'static ngx_http_core_loc_conf_t> {
+    // SAFETY: the core module's slot of every location configuration holds its loc conf.
+    unsafe {
+        r.http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(&*ptr::addr_of!(
+            ngx_http_core_module
+        ))
+        .map(|p| &*p.as_ptr())
+    }
+}

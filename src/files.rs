@@ -18,16 +18,13 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::ptr;
 use std::sync::Arc;
 
 use ngx::ffi::{
-    ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_request_t,
-    ngx_http_set_disable_symlinks, ngx_int_t, ngx_open_cached_file, ngx_open_file_info_t,
-    ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_cleanup_file, ngx_pool_cleanup_file_t, ngx_str_t,
-    ngx_uint_t, NGX_DISABLE_SYMLINKS_OFF, NGX_OK,
+    ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_http_set_disable_symlinks, ngx_int_t,
+    ngx_open_cached_file, ngx_open_file_info_t, ngx_pool_cleanup_add, ngx_pool_cleanup_file,
+    ngx_pool_cleanup_file_t, ngx_uint_t, NGX_DISABLE_SYMLINKS_OFF, NGX_OK,
 };
-use ngx::http::HttpModuleConfExt;
 use origin_core::cache::{LruCache, Weighted};
 use origin_core::source::{MmapSource, PreadSource, Source, SourceError, SourceIdentity};
 
@@ -84,13 +81,7 @@ pub struct Files {
 impl Files {
     /// The opener of `r`'s location.
     pub fn of(r: &mut ngx_http_request_t, disable_mmap: bool) -> Files {
-        // SAFETY: the core module's slot of every location configuration holds its loc conf,
-        // which lives as long as the configuration cycle, longer than any request.
-        let clcf: Option<&'static ngx_http_core_loc_conf_t> = unsafe {
-            let core = &*ptr::addr_of!(ngx_http_core_module);
-            r.http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(core)
-                .map(|p| &*p.as_ptr())
-        };
+        let clcf = crate::conf::core_loc_conf(r);
         let through_nginx = clcf.is_some_and(|c| {
             !c.open_file_cache.is_null()
                 || c.disable_symlinks != NGX_DISABLE_SYMLINKS_OFF as ngx_uint_t
@@ -225,7 +216,7 @@ impl Files {
         path: &Path,
     ) -> Result<Opened, OriginError> {
         let shown = path.display().to_string();
-        let mut name = pool_c_string(self.r, shown.as_bytes())?;
+        let mut name = crate::response::pool_str(self.r, shown.as_bytes())?;
         // SAFETY: `of` is plain data nginx fills in; `name` is NUL-terminated in the request
         // pool; the request and its location configuration are valid for this call. Without an
         // open file cache nginx registers a pool cleanup that closes the descriptor.
@@ -303,23 +294,6 @@ fn source_error(e: SourceError) -> OriginError {
     }
 }
 
-/// A NUL-terminated copy of `bytes` in the request pool (nginx prints file names with `%s`).
-pub fn pool_c_string(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<ngx_str_t, OriginError> {
-    // SAFETY: allocation from the request's pool, which outlives every use of the string.
-    unsafe {
-        let data = ngx_pnalloc((*r).pool, bytes.len() + 1) as *mut u8;
-        if data.is_null() {
-            return Err(OriginError::Internal("out of memory"));
-        }
-        ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
-        *data.add(bytes.len()) = 0;
-        Ok(ngx_str_t {
-            len: bytes.len(),
-            data,
-        })
-    }
-}
-
 /// Hands `file` to a pool cleanup that closes it when the request ends; returns its descriptor.
 fn close_with_request(
     r: *mut ngx_http_request_t,
@@ -327,7 +301,7 @@ fn close_with_request(
     path: &Path,
 ) -> Result<i32, OriginError> {
     use std::os::fd::IntoRawFd;
-    let name = pool_c_string(r, path.display().to_string().as_bytes())?;
+    let name = crate::response::pool_str(r, path.display().to_string().as_bytes())?;
     // SAFETY: the cleanup comes from the request pool and closes the descriptor exactly once,
     // when the pool is destroyed, after the last buffer that reads it was sent.
     unsafe {

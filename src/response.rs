@@ -7,23 +7,25 @@ use std::ptr;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_file_t, ngx_http_output_filter, ngx_http_request_t,
-    ngx_http_send_header, ngx_http_set_etag, ngx_int_t, ngx_list_push, ngx_palloc, ngx_pcalloc,
+    ngx_http_send_header, ngx_http_set_etag, ngx_int_t, ngx_list_push, ngx_pcalloc, ngx_pnalloc,
     ngx_str_t, ngx_table_elt_t, NGX_ERROR, NGX_HTTP_OK, NGX_OK,
 };
 
 use crate::files::Opened;
 use crate::status::OriginError;
 
-/// Copies `bytes` into the request pool as an ngx_str_t.
-fn pool_str(r: &mut ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t> {
-    // SAFETY: the pool is the request's; the copy lives as long as the request.
+/// A copy of `bytes` in the request pool, NUL-terminated after its `len` bytes: nginx prints
+/// some strings (file names) with `%s`.
+pub fn pool_str(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<ngx_str_t, OriginError> {
+    // SAFETY: allocation from the request's pool, which outlives every use of the string.
     unsafe {
-        let data = ngx_palloc(r.pool, bytes.len().max(1)) as *mut u8;
+        let data = ngx_pnalloc((*r).pool, bytes.len() + 1) as *mut u8;
         if data.is_null() {
-            return None;
+            return Err(OriginError::Internal("out of memory"));
         }
         ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
-        Some(ngx_str_t {
+        *data.add(bytes.len()) = 0;
+        Ok(ngx_str_t {
             len: bytes.len(),
             data,
         })
@@ -32,8 +34,8 @@ fn pool_str(r: &mut ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t> {
 
 /// Adds a response header; an `ETag` also becomes the one nginx's conditional filter checks.
 pub fn add_header(r: &mut ngx_http_request_t, name: &str, value: &str) -> Result<(), OriginError> {
-    let key = pool_str(r, name.as_bytes()).ok_or(OriginError::Internal("out of memory"))?;
-    let value = pool_str(r, value.as_bytes()).ok_or(OriginError::Internal("out of memory"))?;
+    let key = pool_str(r, name.as_bytes())?;
+    let value = pool_str(r, value.as_bytes())?;
     // SAFETY: headers_out.headers is the request's header list; ngx_list_push returns an
     // uninitialised element in the request pool or NULL.
     unsafe {
@@ -73,7 +75,7 @@ pub fn send_file(
     content_type: &'static str,
 ) -> Result<ngx_int_t, OriginError> {
     let size = opened.size as i64;
-    let name = crate::files::pool_c_string(r, path.as_bytes())?;
+    let name = pool_str(r, path.as_bytes())?;
     // SAFETY: all allocations come from the request pool and live until the request ends;
     // the descriptor is closed by the pool cleanup `open_for_request` registered (or belongs to
     // nginx's open file cache), after the last buffer was sent.

@@ -12,8 +12,8 @@ use origin_core::fragment::FragmentPlan;
 use origin_core::source::SourceIdentity;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::files::{pool_c_string, SharedSource};
-use crate::response::{add_header, set_content_type};
+use crate::files::SharedSource;
+use crate::response::{add_header, pool_str, set_content_type};
 use crate::status::OriginError;
 
 /// A strong ETag: XXH3-128 (the xxHash specification's, stable across builds and Rust
@@ -362,7 +362,7 @@ fn send_from_file(r: &mut ngx_http_request_t, f: Fragment<'_>) -> Result<ngx_int
     if let Some(rc) = send_headers(r, f.plan.total_len(), f.content_type, f.mtime, &f.tag)? {
         return Ok(rc);
     }
-    let name = pool_c_string(r, f.path.as_bytes())?;
+    let name = pool_str(r, f.path.as_bytes())?;
     hold_source(r, f.source.clone(), f.path)?;
     // SAFETY: every allocation is from the request pool; the descriptor belongs to the source
     // held until the request is freed, after the last buffer was sent.

@@ -11,12 +11,10 @@ use std::ffi::c_void;
 use std::ptr;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_buf_t, ngx_handle_write_event, ngx_http_core_loc_conf_t,
-    ngx_http_core_module, ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_t,
-    ngx_int_t, ngx_pool_cleanup_add, NGX_DONE, NGX_ERROR, NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ERR,
-    NGX_LOG_INFO, NGX_OK,
+    ngx_add_timer, ngx_buf_t, ngx_handle_write_event, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_request_t, ngx_int_t, ngx_pool_cleanup_add, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
-use ngx::http::HttpModuleConfExt;
 use origin_core::index::Sample;
 use origin_core::package::ts::{TsFormat, TsTrack, TsWriter};
 
@@ -282,13 +280,10 @@ unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
 
 /// Waits for the socket to take more, within `send_timeout`, as nginx's own writer does.
 fn arm_write_event(r: &mut ngx_http_request_t) -> Result<(), OriginError> {
-    // SAFETY: the core module's location configuration of the request; its write event.
+    let clcf = crate::conf::core_loc_conf(r)
+        .ok_or(OriginError::Internal("no core location configuration"))?;
+    // SAFETY: the request's connection and its write event are valid while the request is.
     unsafe {
-        let core = &*ptr::addr_of!(ngx_http_core_module);
-        let clcf = r
-            .http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(core)
-            .map(|p| &*p.as_ptr())
-            .ok_or(OriginError::Internal("no core location configuration"))?;
         let wev = (*r.connection).write;
         if (*wev).delayed() == 0 {
             ngx_add_timer(wev, clcf.send_timeout);
