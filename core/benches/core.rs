@@ -68,7 +68,7 @@ fn bench_index(c: &mut Criterion) {
                         &p,
                         &origin_core::package::dash::DashOptions {
                             template: origin_core::url::MpdSegmentTemplate::Time,
-                            target_secs: 2,
+                            target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
                             name: "long".into(),
                             query: String::new(),
                         },

@@ -12,8 +12,15 @@ use std::sync::Arc;
 use crate::presentation::{Presentation, SegmentKey, Track};
 use crate::segment::{aligned_segments, reference_segments, SegmentTable};
 
-/// Default target segment duration, seconds.
-pub const DEFAULT_SEGMENT_SECONDS: u64 = 2;
+/// A target segment duration: seconds as a fraction, so that segments can follow a frame
+/// rate exactly (`48/25`), as `*_minimum_fragment_length` writes it.
+pub use crate::ism::FragmentLength as SegmentLength;
+
+/// Default target segment duration: two seconds.
+pub const DEFAULT_SEGMENT_LENGTH: SegmentLength = SegmentLength {
+    numerator: 2,
+    denominator: 1,
+};
 
 /// The kinds of track the DASH MPD and the Smooth manifest list (an adaptation set or
 /// StreamIndex each); a URL naming a track of another kind is 404.
@@ -42,15 +49,16 @@ pub enum PackageError {
 }
 
 /// The segments of `track`: video tracks are cut at their own sync samples every
-/// `target_secs`; audio and text tracks at the instants the reference (first video) track is
+/// `target`; audio and text tracks at the instants the reference (first video) track is
 /// cut, so every format's segment N covers the same time in every track.
-pub fn segments(p: &Presentation, track: &Track, target_secs: u64) -> Arc<SegmentTable> {
+pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<SegmentTable> {
     let reference = p.reference();
     let build = || {
         if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
-            return reference_segments(track.index(), target_secs, 1);
+            return reference_segments(track.index(), target.numerator, target.denominator);
         }
-        let ref_table = reference_segments(reference.index(), target_secs, 1);
+        let ref_table =
+            reference_segments(reference.index(), target.numerator, target.denominator);
         aligned_segments(track.index(), reference.index(), &ref_table)
     };
     match &p.segment_cache {
@@ -58,7 +66,7 @@ pub fn segments(p: &Presentation, track: &Track, target_secs: u64) -> Arc<Segmen
             SegmentKey {
                 reference: (reference.media.identity.clone(), reference.track_no),
                 track: (track.media.identity.clone(), track.track_no),
-                target_secs,
+                target,
             },
             build,
         ),

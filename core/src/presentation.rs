@@ -71,7 +71,7 @@ pub struct Presentation {
 pub struct SegmentKey {
     pub reference: (SourceIdentity, usize),
     pub track: (SourceIdentity, usize),
-    pub target_secs: u64,
+    pub target: crate::package::SegmentLength,
 }
 
 impl Weighted for SegmentTable {

@@ -175,7 +175,7 @@ fn variant(tracks: &[(&str, u64)]) -> Variant {
 fn dash_opts(template: MpdSegmentTemplate, name: &str) -> DashOptions {
     DashOptions {
         template,
-        target_secs: 2,
+        target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
         name: name.into(),
         query: String::new(),
     }
@@ -183,7 +183,7 @@ fn dash_opts(template: MpdSegmentTemplate, name: &str) -> DashOptions {
 
 fn hls_opts(fmp4: bool, version: u32, name: &str) -> HlsOptions {
     HlsOptions {
-        target_secs: 2,
+        target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
         name: name.into(),
         fmp4,
         version,
@@ -232,7 +232,7 @@ fn golden_manifests() {
         )
         .unwrap(),
     );
-    check("ladder.ismc", &mss::manifest(&p, 2, "").unwrap());
+    check("ladder.ismc", &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap());
     let p = subtitled();
     check(
         "subs.mpd",
@@ -259,12 +259,12 @@ fn golden_manifests() {
         "subs-fmp4-textstream_eng=1000-2.vtt",
         &webvtt_segment(&p, &text, 2, &hls_opts(true, 4, "subs")),
     );
-    check("subs.ismc", &mss::manifest(&p, 2, "").unwrap());
+    check("subs.ismc", &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap());
     let p = progressive();
     check(
         "progressive.mpd",
         &dash::mpd(&p, &dash_opts(MpdSegmentTemplate::Time, "progressive")),
     );
-    check("progressive.ismc", &mss::manifest(&p, 2, "").unwrap());
+    check("progressive.ismc", &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap());
     assert!(Path::new(&root().join("tests/golden")).is_dir());
 }

@@ -28,15 +28,15 @@ fuzz_target!(|data: &[u8]| {
     let bytes = |offset: u64, size: u32| data.get(offset as usize..(offset + u64::from(size)) as usize);
     let dash_opts = DashOptions {
         template: MpdSegmentTemplate::Time,
-        target_secs: 2,
+        target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
         name: "f".into(),
         query: String::new(),
     };
     let _ = dash::mpd(&p, &dash_opts);
-    let _ = mss::manifest(&p, 2, "");
+    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "");
     for fmp4 in [false, true] {
         let opts = HlsOptions {
-            target_secs: 2,
+            target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
             name: "f".into(),
             fmp4,
             version: 4,

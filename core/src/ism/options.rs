@@ -30,7 +30,7 @@ pub struct PresentationOptions {
 
 /// A duration in seconds written as an integer (`4`) or a fraction (`48/25`, so that fragment
 /// boundaries can follow a frame rate exactly, as mp4split accepts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragmentLength {
     /// Numerator, seconds.
     pub numerator: u64,
@@ -42,6 +42,13 @@ impl FragmentLength {
     /// The length as floating-point seconds.
     pub fn as_secs_f64(self) -> f64 {
         self.numerator as f64 / self.denominator as f64
+    }
+
+    /// The length in ticks of `timescale` per second, rounded down.
+    pub fn ticks(self, timescale: u32) -> u64 {
+        let ticks = u128::from(self.numerator) * u128::from(timescale)
+            / u128::from(self.denominator.max(1));
+        u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 
     /// Parses `n` or `n/d` (ASCII digits, `d` > 0).

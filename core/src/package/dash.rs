@@ -14,7 +14,7 @@ use crate::url::{encode_name, excerpt, MpdSegmentTemplate, SegmentIndex, TrackRe
 #[derive(Debug, Clone)]
 pub struct DashOptions {
     pub template: MpdSegmentTemplate,
-    pub target_secs: u64,
+    pub target: super::SegmentLength,
     /// Name prefix of segment URLs (`<name>-$RepresentationID$…`): the server manifest's name.
     pub name: String,
     /// The request's query (`?vbegin=…`, or empty), repeated on every segment URL: options
@@ -109,7 +109,7 @@ fn adaptation_sets(p: &Presentation) -> Vec<Vec<&Track>> {
 type TimelineEntry = (u64, u64, u32);
 
 /// `<SegmentTimeline>` entries of a track.
-fn timeline(p: &Presentation, t: &Track, target: u64) -> Vec<TimelineEntry> {
+fn timeline(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<TimelineEntry> {
     let idx = t.index();
     let table = segments(p, t, target);
     let mut out: Vec<TimelineEntry> = Vec::new();
@@ -140,7 +140,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
          minBufferTime=\"PT10S\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\">\n\
          \x20 <Period id=\"1\" start=\"PT0S\">\n\
          \x20   <BaseURL>dash/</BaseURL>\n",
-        opts.target_secs * 2
+        opts.target.as_secs_f64() * 2.0
     );
     // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
     let name = xml_escape(&encode_name(&opts.name));
@@ -208,7 +208,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         // timeline (the usual, aligned ladder); else one per representation.
         let timelines: Vec<(u32, Vec<TimelineEntry>)> = set
             .iter()
-            .map(|t| (t.index().timescale, timeline(p, t, opts.target_secs)))
+            .map(|t| (t.index().timescale, timeline(p, t, opts.target)))
             .collect();
         let shared = timelines.windows(2).all(|w| w[0] == w[1]);
         if shared {
@@ -262,7 +262,7 @@ fn write_template(
     if opts.template == MpdSegmentTemplate::Number {
         // Nominal duration: the target, the same for every track so segment N means the same
         // instant everywhere; segments follow the GOPs, so real ones differ by a frame or so.
-        let d = opts.target_secs * u64::from(*timescale);
+        let d = opts.target.ticks(*timescale);
         let _ = writeln!(x, " startNumber=\"1\" duration=\"{d}\"/>");
         return;
     }
@@ -318,7 +318,7 @@ pub fn media_segment<'p>(
     opts: &DashOptions,
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
     let t = find_track(p, r)?;
-    let table = segments(p, t, opts.target_secs);
+    let table = segments(p, t, opts.target);
     let idx = t.index();
     let k = match (index, opts.template) {
         (SegmentIndex::Time(time), _)
@@ -377,7 +377,7 @@ mod tests {
             &p,
             &DashOptions {
                 template: MpdSegmentTemplate::Time,
-                target_secs: 2,
+                target: crate::package::DEFAULT_SEGMENT_LENGTH,
                 name: "p".into(),
                 query: String::new(),
             }

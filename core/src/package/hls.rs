@@ -13,7 +13,7 @@ use crate::url::{encode_name, excerpt, Variant};
 /// How to write playlists.
 #[derive(Debug, Clone)]
 pub struct HlsOptions {
-    pub target_secs: u64,
+    pub target: super::SegmentLength,
     /// Name prefix of variant URLs: the server manifest's name.
     pub name: String,
     /// fMP4 (CMAF) segments; MPEG-TS otherwise.
@@ -321,7 +321,7 @@ pub fn fmp4_segment<'p>(
     opts: &HlsOptions,
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
     let t = listed_track(p, v, HlsResource::Fmp4)?;
-    let table = segments(p, t, opts.target_secs);
+    let table = segments(p, t, opts.target);
     let k = table
         .by_number(n)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
@@ -503,12 +503,12 @@ pub fn segment_number_at(
         .first()
         .ok_or_else(|| PackageError::NoSuchTrack("an empty variant".into()))?;
     let clock = variant_reference(&tracks);
-    let table = segments(p, named, opts.target_secs);
+    let table = segments(p, named, opts.target);
     let k = table
         .by_start_time(named.index(), time)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("time {time} of {}", named.id())))?;
     // Segment k of the named track covers the same time as segment k of the variant's clock.
-    if k >= segments(p, clock, opts.target_secs).len() {
+    if k >= segments(p, clock, opts.target).len() {
         return Err(PackageError::NoSuchSegment(format!(
             "time {time} of {}",
             named.id()
@@ -546,12 +546,12 @@ fn segment_samples<'p>(
 ) -> Result<Vec<(&'p Track, std::ops::Range<u32>)>, PackageError> {
     let tracks = listed_variant(p, v, resource)?;
     let reference = variant_reference(&tracks);
-    let k = segments(p, reference, opts.target_secs)
+    let k = segments(p, reference, opts.target)
         .by_number(n)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", reference.id())))?;
     let mut out = Vec::with_capacity(tracks.len());
     for t in tracks {
-        let table = segments(p, t, opts.target_secs);
+        let table = segments(p, t, opts.target);
         // A shorter track contributes nothing to the segments past its end.
         let range = table.samples(k).unwrap_or(0..0);
         out.push((t, range));
@@ -566,7 +566,7 @@ fn segment_durations(
     opts: &HlsOptions,
 ) -> Result<(Vec<f64>, u64), PackageError> {
     let idx = t.index();
-    let table = segments(p, t, opts.target_secs);
+    let table = segments(p, t, opts.target);
     if table.is_empty() {
         return Err(PackageError::EmptyTrack(t.id()));
     }
@@ -605,7 +605,7 @@ pub fn iframe_playlist(
             PackageError::NoSuchTrack("an I-frame playlist needs a video track".into())
         })?;
     let (durations, target) = segment_durations(p, video, opts)?;
-    let table = segments(p, video, opts.target_secs);
+    let table = segments(p, video, opts.target);
     let name = quote(&variant_name(opts, &tracks));
     let mut x = String::with_capacity(128 + durations.len() * (64 + name.len()));
     let (version, map, prefix, ext) = if opts.fmp4 {
@@ -773,7 +773,7 @@ pub fn webvtt_segment_plan<'p>(
 ) -> Result<TextSegment<'p>, PackageError> {
     let t = listed_track(p, v, HlsResource::WebVtt)?;
     let clock = text_clock(p, t);
-    let table = segments(p, clock, opts.target_secs);
+    let table = segments(p, clock, opts.target);
     let k = table
         .by_number(n)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
@@ -835,7 +835,7 @@ mod tests {
 
     fn opts(fmp4: bool, version: u32) -> HlsOptions {
         HlsOptions {
-            target_secs: 2,
+            target: crate::package::DEFAULT_SEGMENT_LENGTH,
             name: "p".into(),
             fmp4,
             version,

@@ -44,7 +44,7 @@ fn stream_indexes(p: &Presentation) -> Vec<Vec<&Track>> {
 
 /// The client manifest.
 /// `query` (`?vbegin=…` or empty) is repeated on the fragment URL template.
-pub fn manifest(p: &Presentation, target_secs: u64, query: &str) -> Result<String, PackageError> {
+pub fn manifest(p: &Presentation, target: super::SegmentLength, query: &str) -> Result<String, PackageError> {
     let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
     let mut x = String::with_capacity(4096);
     let _ = writeln!(
@@ -54,7 +54,7 @@ pub fn manifest(p: &Presentation, target_secs: u64, query: &str) -> Result<Strin
     for group in stream_indexes(p) {
         let first = group[0];
         let idx = first.index();
-        let table = segments(p, first, target_secs);
+        let table = segments(p, first, target);
         if table.is_empty() {
             return Err(PackageError::EmptyTrack(first.id()));
         }
@@ -157,13 +157,13 @@ pub fn fragment<'p>(
     bitrate: u64,
     name: &str,
     time: u64,
-    target_secs: u64,
+    target: super::SegmentLength,
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
     let t = p
         .find_smooth(name, bitrate)
         .filter(|t| super::LISTED_KINDS.contains(&t.kind))
         .ok_or_else(|| PackageError::NoSuchTrack(format!("{} at {bitrate}", excerpt(name))))?;
-    let table = segments(p, t, target_secs);
+    let table = segments(p, t, target);
     let k = table
         .by_start_time(t.index(), time)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{}={time}", excerpt(name))))?;
@@ -194,15 +194,15 @@ mod tests {
     #[test]
     fn only_tracks_the_manifest_lists_are_served() {
         let mut p = ladder();
-        assert!(fragment(&p, 165_000, "video", 0, 2).is_ok());
+        assert!(fragment(&p, 165_000, "video", 0, crate::package::DEFAULT_SEGMENT_LENGTH).is_ok());
         assert!(matches!(
-            fragment(&p, 165_000, "video", 1, 2),
+            fragment(&p, 165_000, "video", 1, crate::package::DEFAULT_SEGMENT_LENGTH),
             Err(PackageError::NoSuchSegment(_))
         ));
         p.tracks[0].kind = TrackKind::Other;
-        assert!(!manifest(&p, 2, "").unwrap().contains("Bitrate=\"165000\""));
+        assert!(!manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, "").unwrap().contains("Bitrate=\"165000\""));
         assert!(matches!(
-            fragment(&p, 165_000, "video", 0, 2),
+            fragment(&p, 165_000, "video", 0, crate::package::DEFAULT_SEGMENT_LENGTH),
             Err(PackageError::NoSuchTrack(_))
         ));
     }

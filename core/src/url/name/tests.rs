@@ -181,7 +181,7 @@ fn xml_unescape(s: &str) -> String {
 
 fn hls_opts(fmp4: bool, version: u32) -> hls::HlsOptions {
     hls::HlsOptions {
-        target_secs: 2,
+        target: crate::package::DEFAULT_SEGMENT_LENGTH,
         name: PRESENTATION.into(),
         fmp4,
         version,
@@ -278,7 +278,7 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
             &p,
             &dash::DashOptions {
                 template,
-                target_secs: 2,
+                target: crate::package::DEFAULT_SEGMENT_LENGTH,
                 name: PRESENTATION.into(),
                 query: String::new(),
             },
@@ -320,7 +320,7 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
 #[test]
 fn smooth_urls_with_hostile_names_resolve_to_their_tracks() {
     let p = hostile();
-    let manifest = mss::manifest(&p, 2, "").unwrap();
+    let manifest = mss::manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, "").unwrap();
     // Names are XML-escaped where the manifest shows them.
     assert!(manifest.contains(&format!("Name=\"{}\"", xml_escape("x\"y"))));
     let mut resolved = Vec::new();
@@ -335,7 +335,7 @@ fn smooth_urls_with_hostile_names_resolve_to_their_tracks() {
             panic!("{url}");
         };
         let (found, _) =
-            mss::fragment(&p, bitrate, &track, 0, 2).unwrap_or_else(|e| panic!("{url}: {e}"));
+            mss::fragment(&p, bitrate, &track, 0, crate::package::DEFAULT_SEGMENT_LENGTH).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(std::ptr::eq(found, t), "{url}");
         resolved.push(track);
     }
