@@ -26,12 +26,9 @@ use ngx::ffi::{
     ngx_pool_cleanup_file_t, ngx_uint_t, NGX_DISABLE_SYMLINKS_OFF, NGX_OK,
 };
 use origin_core::cache::{LruCache, Weighted};
-use origin_core::source::{MmapSource, PreadSource, Source, SourceError, SourceIdentity};
+use origin_core::source::{MmapSource, PreadSource, SharedSource, SourceError, SourceIdentity};
 
 use crate::status::OriginError;
-
-/// A source shared by the worker's cache and the requests sending from it.
-pub type SharedSource = Arc<dyn Source + Send + Sync>;
 
 /// A file opened (or stat'ed) for the request being handled.
 #[derive(Clone)]
@@ -128,44 +125,21 @@ impl Files {
         Ok((fd, opened))
     }
 
-    /// The whole of a small file (a server manifest), read from the descriptor this request
-    /// opened when there is one.
-    pub fn read(&mut self, path: &Path, opened: &Opened, max: u64) -> Result<Vec<u8>, OriginError> {
-        if opened.size > max {
-            return Err(OriginError::Media(format!(
-                "{}: larger than {} MiB",
-                path.display(),
-                max >> 20
-            )));
-        }
-        let file = match opened.fd {
-            // SAFETY: the descriptor stays open until the request ends; ManuallyDrop keeps this
-            // borrowed File from closing it.
-            Some(fd) => ManuallyDrop::new(unsafe { File::from_raw_fd(fd) }),
-            None => ManuallyDrop::new(open_nonblocking(path)?),
-        };
-        let mut bytes = vec![0u8; opened.size as usize];
-        let mut filled = 0;
-        let read = loop {
-            use std::os::unix::fs::FileExt;
-            match file.read_at(&mut bytes[filled..], filled as u64) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    filled += n;
-                    if filled == bytes.len() {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if opened.fd.is_none() {
-            drop(ManuallyDrop::into_inner(file));
-        }
-        read.map_err(|e| from_io(path, e))?;
-        bytes.truncate(filled);
-        Ok(bytes)
+    /// What the request engine asks of a file: its identity, size and modification time,
+    /// with its bytes (the mapping or descriptor [`Files::source`] keeps).
+    pub fn opened_source(
+        &mut self,
+        path: &str,
+    ) -> Result<origin_core::request::Opened, OriginError> {
+        let path = Path::new(path);
+        let modified = self.open(path)?.mtime;
+        let source = self.source(path)?;
+        Ok(origin_core::request::Opened {
+            identity: source.identity().clone(),
+            size: source.len(),
+            modified,
+            reader: Some(source),
+        })
     }
 
     /// The source at `path`, from the worker's cache when its mapping (or descriptor) still
@@ -288,10 +262,7 @@ pub fn from_io(path: &Path, e: io::Error) -> OriginError {
 }
 
 fn source_error(e: SourceError) -> OriginError {
-    match e {
-        SourceError::Io { name, source } => OriginError::from_io(&name, source),
-        other => OriginError::Source(other),
-    }
+    OriginError::from_source(e)
 }
 
 /// Hands `file` to a pool cleanup that closes it when the request ends; returns its descriptor.

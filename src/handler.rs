@@ -39,7 +39,7 @@ fn ngx_bytes(s: &ngx_str_t) -> &[u8] {
 }
 
 fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
-    crate::serve::begin_request();
+    crate::driver::begin_request();
     #[cfg(feature = "test-hooks")]
     if ngx_bytes(&r.uri).ends_with(b"/__origin_test_panic") {
         panic!("forced panic for the crash-safety test");
@@ -101,7 +101,7 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
             origin_core::url::RouteError::UnknownVirtualPath("HDS (usp_handle_f4f is off)".into()),
         )),
         (Target::Live(_), _) => Err(OriginError::NotImplemented("live")),
-        _ => crate::serve::serve(r, &route, &manifest_file, LocConf::on(lcf.disable_mmap)),
+        _ => crate::driver::serve(r, route, manifest_file, LocConf::on(lcf.disable_mmap)),
     }
 }
 

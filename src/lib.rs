@@ -7,14 +7,15 @@
 //! every entry point goes through ([`entry`]). Media logic lives in `origin-core`.
 #![allow(non_upper_case_globals)]
 
+mod caches;
 mod conf;
+mod driver;
 mod entry;
 mod files;
 mod handler;
 mod log;
 mod response;
 mod send;
-mod serve;
 mod status;
 mod stream;
 

@@ -9,32 +9,10 @@ use ngx::ffi::{
     ngx_pool_cleanup_add, NGX_ERROR, NGX_HTTP_OK, NGX_LOG_ERR, NGX_OK,
 };
 use origin_core::fragment::FragmentPlan;
-use origin_core::source::SourceIdentity;
-use xxhash_rust::xxh3::Xxh3;
 
-use crate::files::SharedSource;
 use crate::response::{add_header, pool_str, set_content_type};
 use crate::status::OriginError;
-
-/// A strong ETag: XXH3-128 (the xxHash specification's, stable across builds and Rust
-/// versions) over the parts, each length-prefixed so that parts cannot run into each other.
-pub fn etag(parts: &[&[u8]]) -> String {
-    let mut h = Xxh3::new();
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    format!("\"{:032x}\"", h.digest128())
-}
-
-/// The identities of every file an answer was made from, as ETag input.
-pub fn fingerprint<'a>(identities: impl IntoIterator<Item = &'a SourceIdentity>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    for id in identities {
-        id.write_fingerprint(&mut out);
-    }
-    out
-}
+use origin_core::source::SharedSource;
 
 /// Sets the headers every generated answer has and sends them; `Some(rc)` means stop there
 /// (HEAD, 304, an error).

@@ -18,9 +18,9 @@ use ngx::ffi::{
 use origin_core::index::Sample;
 use origin_core::package::ts::{TsFormat, TsTrack, TsWriter};
 
-use crate::files::SharedSource;
 use crate::send::{chain_link, pool_buf, send_headers};
 use crate::status::OriginError;
+use origin_core::source::SharedSource;
 
 /// Largest piece of a repackaged response held in memory per request (plus one TS packet).
 const PIECE: usize = 256 << 10;
@@ -82,15 +82,12 @@ impl TsBody {
         sources: Vec<(SharedSource, String)>,
         format: TsFormat,
     ) -> Result<(TsBody, u64), OriginError> {
-        let mut writer =
-            TsWriter::new(tracks, format).map_err(|e| OriginError::Media(e.to_string()))?;
+        let mut writer = TsWriter::new(tracks, format)?;
         let mut total = writer.header_len() as u64;
         for i in 0..writer.access_units() {
             let (t, sample) = writer.access_unit(i);
             let data = sample_bytes(&sources, &writer.tracks()[t], sample)?;
-            total += writer
-                .measure(i, &data)
-                .map_err(|e| OriginError::Media(e.to_string()))? as u64;
+            total += writer.measure(i, &data)? as u64;
         }
         let body = TsBody {
             writer,
@@ -121,9 +118,7 @@ impl TsBody {
                 Some((t, sample)) => sample_bytes(&self.sources, &self.writer.tracks()[t], sample)?,
                 None => Cow::Borrowed(&[][..]),
             };
-            self.writer
-                .write(&mut self.piece, &data, PIECE)
-                .map_err(|e| OriginError::Media(e.to_string()))?;
+            self.writer.write(&mut self.piece, &data, PIECE)?;
         }
         self.check_sources()
     }

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod error;
 pub mod filter;
 pub mod fragment;
 pub mod index;
@@ -14,7 +15,10 @@ pub mod ism;
 pub mod mp4;
 pub mod package;
 pub mod presentation;
+pub mod request;
 pub mod segment;
 pub mod source;
 pub mod text;
 pub mod url;
+
+pub use error::Error;

@@ -57,8 +57,7 @@ pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<S
         if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
             return reference_segments(track.index(), target.numerator, target.denominator);
         }
-        let ref_table =
-            reference_segments(reference.index(), target.numerator, target.denominator);
+        let ref_table = reference_segments(reference.index(), target.numerator, target.denominator);
         aligned_segments(track.index(), reference.index(), &ref_table)
     };
     match &p.segment_cache {

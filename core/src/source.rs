@@ -49,6 +49,10 @@ pub enum SourceError {
     /// may hold bytes that were never in the file.
     #[error("{name}: changed while being served")]
     Changed { name: String },
+    /// Bytes the request has not been supplied yet (a remote source is read in ranges as the
+    /// request engine asks for them): not a failure, a need.
+    #[error("{name}: {len} bytes at offset {offset} were not fetched")]
+    Missing { name: String, offset: u64, len: u64 },
     #[error("{name}: read of {len} bytes at offset {offset} is past the end ({size} bytes)")]
     OutOfRange {
         name: String,
@@ -57,6 +61,9 @@ pub enum SourceError {
         size: u64,
     },
 }
+
+/// A source shared by a worker's caches and the requests sending from it.
+pub type SharedSource = std::sync::Arc<dyn Source + Send + Sync>;
 
 /// A readable, immutable byte source.
 pub trait Source {
@@ -82,6 +89,14 @@ pub trait Source {
     /// was read.
     fn intact(&self) -> Result<(), SourceError> {
         Ok(())
+    }
+
+    /// The part of `[offset, offset + len)` this source does not hold yet, from its first
+    /// missing byte to the end of the range; `None` when all of it can be read now (always, for
+    /// local files).
+    fn missing(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
+        let _ = (offset, len);
+        None
     }
 
     /// The open file behind the source, when there is one (for sending ranges with sendfile
@@ -367,6 +382,9 @@ impl Source for MemorySource {
         borrow_from(self, &self.data, offset, len)
     }
 }
+
+mod sparse;
+pub use sparse::SparseSource;
 
 /// The one place the core uses `unsafe` (see its documentation).
 #[allow(unsafe_code)]

@@ -18,7 +18,7 @@ mod virtual_path;
 use std::fmt;
 
 pub use name::{check_name, decode_name, encode_name, NameError};
-pub use query::{MpdSegmentTemplate, QueryOptions, TimePoint};
+pub use query::{MpdSegmentTemplate, QueryOptions, TimePoint, MPD_SEGMENT_TEMPLATE_VALUES};
 pub use virtual_path::{
     DashTarget, HdsTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, LiveTarget, SegmentIndex,
     SmoothTarget, Target, TrackRef, Variant,

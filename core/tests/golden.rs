@@ -232,7 +232,10 @@ fn golden_manifests() {
         )
         .unwrap(),
     );
-    check("ladder.ismc", &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap());
+    check(
+        "ladder.ismc",
+        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap(),
+    );
     let p = subtitled();
     check(
         "subs.mpd",
@@ -259,12 +262,18 @@ fn golden_manifests() {
         "subs-fmp4-textstream_eng=1000-2.vtt",
         &webvtt_segment(&p, &text, 2, &hls_opts(true, 4, "subs")),
     );
-    check("subs.ismc", &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap());
+    check(
+        "subs.ismc",
+        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap(),
+    );
     let p = progressive();
     check(
         "progressive.mpd",
         &dash::mpd(&p, &dash_opts(MpdSegmentTemplate::Time, "progressive")),
     );
-    check("progressive.ismc", &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap());
+    check(
+        "progressive.ismc",
+        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap(),
+    );
     assert!(Path::new(&root().join("tests/golden")).is_dir());
 }

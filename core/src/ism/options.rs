@@ -1,6 +1,8 @@
 //! Typed access to the metas an operator sets with `mp4split --<fmt>.<opt>=v` (stored as
 //! `<meta name="<fmt>_<opt>" content="v"/>`, COMPAT.md §3).
 
+use crate::url::{MpdSegmentTemplate, MPD_SEGMENT_TEMPLATE_VALUES};
+
 use super::{parse_decimal, parse_decimal_u32, Decimal, IsmError, Meta};
 
 /// The presentation options of a server manifest. `None` / empty means "not set": defaults
@@ -11,8 +13,8 @@ pub struct PresentationOptions {
     pub hls_client_manifest_version: Option<u32>,
     /// `hls_fmp4`: HLS with fMP4 (CMAF) segments instead of MPEG-TS.
     pub hls_fmp4: Option<bool>,
-    /// `mpd_segment_template`: DASH addressing (`time`, `number`, …); not validated here.
-    pub mpd_segment_template: Option<String>,
+    /// `mpd_segment_template`: DASH addressing (`time`, `number_timeline`, `number`).
+    pub mpd_segment_template: Option<MpdSegmentTemplate>,
     /// `dvr_window_length`, seconds.
     pub dvr_window_length: Option<u64>,
     /// `archive_length`, seconds.
@@ -82,7 +84,9 @@ pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError
             })
             .transpose()?,
         hls_fmp4: find("hls_fmp4").map(boolean).transpose()?,
-        mpd_segment_template: find("mpd_segment_template").map(|m| m.content.clone()),
+        mpd_segment_template: find("mpd_segment_template")
+            .map(|m| typed(m, MpdSegmentTemplate::parse, MPD_SEGMENT_TEMPLATE_VALUES))
+            .transpose()?,
         dvr_window_length: find("dvr_window_length").map(seconds).transpose()?,
         archive_length: find("archive_length").map(seconds).transpose()?,
         archiving: find("archiving").map(boolean).transpose()?,

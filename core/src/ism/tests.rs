@@ -784,7 +784,7 @@ fn options_are_typed() {
         PresentationOptions {
             hls_client_manifest_version: Some(4),
             hls_fmp4: Some(true),
-            mpd_segment_template: Some("time".into()),
+            mpd_segment_template: Some(crate::url::MpdSegmentTemplate::Time),
             dvr_window_length: Some(30),
             archive_length: Some(3600),
             archiving: Some(true),

@@ -44,7 +44,11 @@ fn stream_indexes(p: &Presentation) -> Vec<Vec<&Track>> {
 
 /// The client manifest.
 /// `query` (`?vbegin=…` or empty) is repeated on the fragment URL template.
-pub fn manifest(p: &Presentation, target: super::SegmentLength, query: &str) -> Result<String, PackageError> {
+pub fn manifest(
+    p: &Presentation,
+    target: super::SegmentLength,
+    query: &str,
+) -> Result<String, PackageError> {
     let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
     let mut x = String::with_capacity(4096);
     let _ = writeln!(
@@ -194,15 +198,36 @@ mod tests {
     #[test]
     fn only_tracks_the_manifest_lists_are_served() {
         let mut p = ladder();
-        assert!(fragment(&p, 165_000, "video", 0, crate::package::DEFAULT_SEGMENT_LENGTH).is_ok());
+        assert!(fragment(
+            &p,
+            165_000,
+            "video",
+            0,
+            crate::package::DEFAULT_SEGMENT_LENGTH
+        )
+        .is_ok());
         assert!(matches!(
-            fragment(&p, 165_000, "video", 1, crate::package::DEFAULT_SEGMENT_LENGTH),
+            fragment(
+                &p,
+                165_000,
+                "video",
+                1,
+                crate::package::DEFAULT_SEGMENT_LENGTH
+            ),
             Err(PackageError::NoSuchSegment(_))
         ));
         p.tracks[0].kind = TrackKind::Other;
-        assert!(!manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, "").unwrap().contains("Bitrate=\"165000\""));
+        assert!(!manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, "")
+            .unwrap()
+            .contains("Bitrate=\"165000\""));
         assert!(matches!(
-            fragment(&p, 165_000, "video", 0, crate::package::DEFAULT_SEGMENT_LENGTH),
+            fragment(
+                &p,
+                165_000,
+                "video",
+                0,
+                crate::package::DEFAULT_SEGMENT_LENGTH
+            ),
             Err(PackageError::NoSuchTrack(_))
         ));
     }

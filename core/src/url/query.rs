@@ -16,6 +16,10 @@ pub enum MpdSegmentTemplate {
     Number,
 }
 
+/// What `mpd_segment_template` takes, for the error that refuses another value (in the query or
+/// in a server manifest alike).
+pub const MPD_SEGMENT_TEMPLATE_VALUES: &str = "expected time, number_timeline or number";
+
 impl MpdSegmentTemplate {
     /// Parses the option's value as the server manifest and the query spell it.
     pub fn parse(value: &str) -> Option<Self> {
@@ -173,7 +177,7 @@ impl QueryOptions {
             "mpd_segment_template" => {
                 self.mpd_segment_template = Some(
                     MpdSegmentTemplate::parse(v)
-                        .ok_or_else(|| bad(&name, v, "expected time, number_timeline or number"))?,
+                        .ok_or_else(|| bad(&name, v, MPD_SEGMENT_TEMPLATE_VALUES))?,
                 )
             }
             _ => self.other.push((name, value.unwrap_or_default())),

@@ -334,8 +334,14 @@ fn smooth_urls_with_hostile_names_resolve_to_their_tracks() {
         let Target::Smooth(SmoothTarget::Fragment { bitrate, track, .. }) = route("", &url) else {
             panic!("{url}");
         };
-        let (found, _) =
-            mss::fragment(&p, bitrate, &track, 0, crate::package::DEFAULT_SEGMENT_LENGTH).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let (found, _) = mss::fragment(
+            &p,
+            bitrate,
+            &track,
+            0,
+            crate::package::DEFAULT_SEGMENT_LENGTH,
+        )
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(std::ptr::eq(found, t), "{url}");
         resolved.push(track);
     }

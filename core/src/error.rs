@@ -1,0 +1,114 @@
+//! The one error a request can end with, across every layer below the glue. Each layer keeps
+//! its own typed error; they meet here through `From`, and the glue maps this enum to an HTTP
+//! status and a log line in exactly one function (`src/status.rs`).
+
+use std::io;
+
+use crate::index::IndexError;
+use crate::ism::IsmError;
+use crate::package::ts::TsError;
+use crate::package::PackageError;
+use crate::presentation::PresentationError;
+use crate::source::SourceError;
+use crate::url::RouteError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL is not one the scheme knows, or is malformed.
+    #[error("{0}")]
+    Route(#[from] RouteError),
+    /// The server manifest, a source, a track or a segment does not exist.
+    #[error("{path}: not found")]
+    NotFound { path: String },
+    /// The path names something other than a regular file (a FIFO, a device, a directory).
+    #[error("\"{path}\" is not a regular file")]
+    NotRegularFile { path: String },
+    /// The file exists but the worker may not read it.
+    #[error("{path}: permission denied")]
+    Forbidden { path: String },
+    /// A local file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Bytes of a source could not be read, or changed while the request read them.
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    /// A server manifest that cannot be used (its errors say "server manifest:" themselves).
+    #[error("{path}: {error}")]
+    Manifest { path: String, error: IsmError },
+    /// A server manifest larger than any real one.
+    #[error("{path}: larger than {limit} bytes")]
+    ManifestTooLarge { path: String, limit: u64 },
+    /// A source that cannot be indexed as MP4 (the error names the file and offset).
+    #[error("{0}")]
+    Index(#[from] IndexError),
+    /// The presentation cannot be assembled from its server manifest.
+    #[error("{path}: {error}")]
+    Presentation {
+        path: String,
+        error: PresentationError,
+    },
+    /// A track without samples (`FMP4_MISSING_TFRA`).
+    #[error("FMP4_MISSING_TFRA: track {0} has no samples")]
+    EmptyTrack(String),
+    /// Samples that cannot be packaged as their format says.
+    #[error("{0}")]
+    Package(PackageError),
+    /// Samples that cannot be muxed into MPEG-TS or packed audio.
+    #[error("{0}")]
+    Ts(#[from] TsError),
+    /// A request form or source kind this build cannot serve.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A method the target does not take.
+    #[error("method not allowed for this URL")]
+    MethodNotAllowed,
+    /// A capability that this build does not have yet.
+    #[error("{0} is not supported by this build yet")]
+    NotImplemented(&'static str),
+    /// The server could not set up the response (allocation, configuration).
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+impl From<PackageError> for Error {
+    fn from(e: PackageError) -> Error {
+        match e {
+            PackageError::NoSuchTrack(path) | PackageError::NoSuchSegment(path) => {
+                Error::NotFound { path }
+            }
+            PackageError::EmptyTrack(track) => Error::EmptyTrack(track),
+            PackageError::Unsupported(what) => Error::Unsupported(what),
+            other => Error::Package(other),
+        }
+    }
+}
+
+impl Error {
+    /// A file error: not-found and permission errors keep their meaning for the client. Mapped
+    /// as nginx's static module maps them: a missing file, a path through a non-directory or a
+    /// name too long is "not found"; no permission, or a symbolic link that `disable_symlinks`
+    /// forbids, is "forbidden".
+    pub fn from_io(path: &str, source: io::Error) -> Error {
+        let path = path.to_string();
+        match source.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => Error::NotFound { path },
+            Some(libc::EACCES | libc::ELOOP | libc::EMLINK) => Error::Forbidden { path },
+            _ if source.kind() == io::ErrorKind::NotFound => Error::NotFound { path },
+            _ if source.kind() == io::ErrorKind::PermissionDenied => Error::Forbidden { path },
+            _ => Error::Io { path, source },
+        }
+    }
+
+    /// A source read error: I/O errors keep their file meaning (see [`Error::from_io`]).
+    pub fn from_source(e: SourceError) -> Error {
+        match e {
+            SourceError::Io { name, source } => Error::from_io(&name, source),
+            other => Error::Source(other),
+        }
+    }
+}

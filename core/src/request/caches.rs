@@ -1,0 +1,76 @@
+//! What a worker keeps between requests: parsed server manifests and media indexes (keyed by
+//! the identity of the file version they came from), segment tables, and generated manifests.
+//! The glue owns one per worker; the engine decides what goes in and under which key.
+
+use std::rc::Rc;
+
+use crate::cache::{LruCache, Weighted};
+use crate::index::MediaIndex;
+use crate::ism::ServerManifest;
+use crate::presentation::SegmentCache;
+use crate::source::SourceIdentity;
+
+/// Bytes of parsed data a worker keeps without `origin_cache_size`.
+pub const DEFAULT_CACHE_BYTES: usize = 104 << 20;
+/// How the budget is shared, in 104ths: indexes, generated manifests, segment tables, server
+/// manifests.
+const SHARES: [usize; 4] = [64, 16, 16, 8];
+
+/// A generated manifest or playlist, with what its response says about it.
+pub struct Generated {
+    pub text: String,
+    pub content_type: &'static str,
+    pub etag: String,
+    pub modified: i64,
+}
+
+impl Weighted for Generated {
+    fn weight(&self) -> usize {
+        self.text.len() + 256
+    }
+}
+
+impl Weighted for ServerManifest {
+    fn weight(&self) -> usize {
+        self.tracks.len() * 512 + self.metas.len() * 64 + 256
+    }
+}
+
+/// One worker's caches.
+pub struct Caches {
+    pub(super) indexes: LruCache<SourceIdentity, MediaIndex>,
+    pub(super) generated: LruCache<String, Generated>,
+    pub(super) segments: Rc<SegmentCache>,
+    pub(super) manifests: LruCache<SourceIdentity, ServerManifest>,
+}
+
+/// Share `which` of a `total` budget.
+const fn share(total: usize, which: usize) -> usize {
+    total / 104 * SHARES[which]
+}
+
+impl Caches {
+    /// Caches holding at most about `total` bytes together.
+    pub fn new(total: usize) -> Caches {
+        Caches {
+            indexes: LruCache::new(share(total, 0)),
+            generated: LruCache::new(share(total, 1)),
+            segments: Rc::new(SegmentCache::new(share(total, 2))),
+            manifests: LruCache::new(share(total, 3)),
+        }
+    }
+
+    /// Changes the total budget, evicting what no longer fits.
+    pub fn set_budget(&mut self, total: usize) {
+        self.indexes.set_budget(share(total, 0));
+        self.generated.set_budget(share(total, 1));
+        self.segments.set_budget(share(total, 2));
+        self.manifests.set_budget(share(total, 3));
+    }
+}
+
+impl Default for Caches {
+    fn default() -> Caches {
+        Caches::new(DEFAULT_CACHE_BYTES)
+    }
+}

@@ -1,0 +1,95 @@
+//! The driver of the core's request engine: it satisfies each need the engine states (a file's
+//! identity and bytes) from local files, at once, and sends the answer: manifests from memory,
+//! fragments as generated header bytes followed by file ranges, repackaged segments in pieces.
+
+use ngx::ffi::{ngx_http_request_t, ngx_int_t};
+use origin_core::request::{Answer, Body, Need, Request, Step};
+use origin_core::url::Route;
+
+use crate::files::Files;
+use crate::send::{send_bytes, send_fragment, Fragment};
+use crate::status::OriginError;
+
+/// Forgets the previous request's files.
+pub fn begin_request() {
+    crate::files::begin_request();
+}
+
+fn ngx_str(s: &ngx::ffi::ngx_str_t) -> &[u8] {
+    if s.len == 0 || s.data.is_null() {
+        return &[];
+    }
+    // SAFETY: nginx strings point at `len` bytes that live as long as the request.
+    unsafe { std::slice::from_raw_parts(s.data, s.len) }
+}
+
+/// Serves a routed request for a presentation whose server manifest is the file `file`.
+pub fn serve(
+    r: &mut ngx_http_request_t,
+    route: Route,
+    file: String,
+    disable_mmap: bool,
+) -> Result<ngx_int_t, OriginError> {
+    crate::caches::size(
+        crate::conf::main_conf(r)
+            .and_then(|c| c.cache_size)
+            .unwrap_or(origin_core::request::DEFAULT_CACHE_BYTES),
+    );
+    let query = String::from_utf8_lossy(ngx_str(&r.args)).into_owned();
+    let mut request = Request::new(route, file, &query);
+    let mut files = Files::of(r, disable_mmap);
+    loop {
+        match crate::caches::with(|c| request.step(c))? {
+            Step::Done(answer) => return send(r, answer),
+            Step::Need(Need::Open(paths)) => {
+                for path in paths {
+                    let opened = files.opened_source(&path);
+                    request.supply_open(&path, opened);
+                }
+            }
+            // A local file is supplied whole with its identity; a read it does not cover means
+            // the file changed under the request.
+            Step::Need(Need::Read(reads)) => {
+                let path = reads.first().map(|r| r.path.clone()).unwrap_or_default();
+                return Err(OriginError::Source(
+                    origin_core::source::SourceError::Changed { name: path },
+                ));
+            }
+        }
+    }
+}
+
+/// Sends the engine's answer.
+fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, OriginError> {
+    let Answer {
+        body,
+        content_type,
+        modified,
+        etag,
+    } = answer;
+    match body {
+        Body::Text(generated) => {
+            send_bytes(r, generated.text.as_bytes(), content_type, modified, &etag)
+        }
+        Body::Bytes(bytes) => send_bytes(r, &bytes, content_type, modified, &etag),
+        Body::Fragment { plan, source, path } => send_fragment(
+            r,
+            Fragment {
+                plan: &plan,
+                source,
+                path: &path,
+                content_type,
+                mtime: modified,
+                tag: etag,
+            },
+        ),
+        Body::Repackaged {
+            tracks,
+            sources,
+            format,
+        } => {
+            let (body, total) = crate::stream::TsBody::new(tracks, sources, format)?;
+            crate::stream::send(r, body, total, content_type, modified, &etag)
+        }
+    }
+}
