@@ -27,6 +27,8 @@
 
 mod caches;
 mod options;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -127,7 +127,7 @@ impl Source for SparseSource {
             }
             at = run_end;
         }
-        (at < end).then_some((at, end - at))
+        (at < end).then(|| (at, end - at))
     }
 }
 
