@@ -67,6 +67,14 @@ pub struct LocConf {
     pub disable_mmap: Option<bool>,
     pub dynamic_time_shift_buffer_depth: Option<bool>,
     pub proxy_pass: Option<Setting<ProxyPassUrl>>,
+    /// nginx's proxy content handler, set up by `ism_proxy_pass` on this location: fetch
+    /// subrequests go to it.
+    pub proxy_handler: Option<crate::remote::ProxyHandler>,
+    /// The location's name (its prefix), which fetch subrequests' paths start with.
+    pub location_prefix: String,
+    /// `origin_remote_ttl`: seconds a remote object's version is trusted before a request
+    /// checks it again (ours; the commercial module has no equivalent).
+    pub remote_ttl: Option<u64>,
     pub s3: S3Conf,
 }
 
@@ -123,6 +131,15 @@ impl LocConf {
                 "invalid number of arguments in \"{name}\" directive"
             ));
         };
+        if name == "origin_remote_ttl" {
+            if self.remote_ttl.is_some() {
+                return Err(duplicate(name));
+            }
+            let secs = origin_core::config::parse_seconds(value)
+                .map_err(|e| invalid(name, value, &e.0))?;
+            self.remote_ttl = Some(secs);
+            return Ok(());
+        }
         if name == "ism_proxy_pass" {
             if self.proxy_pass.is_some() {
                 return Err(duplicate(name));
@@ -169,9 +186,11 @@ impl LocConf {
         ] {
             *this = Some(this.or(parent).unwrap_or(false));
         }
-        if self.proxy_pass.is_none() {
-            self.proxy_pass.clone_from(&prev.proxy_pass);
+        if self.remote_ttl.is_none() {
+            self.remote_ttl = prev.remote_ttl;
         }
+        // Like `proxy_pass`, `ism_proxy_pass` is not inherited: nginx's proxy module, which
+        // does the reads, is configured in the location that names it and nowhere else.
         // S3 credentials travel as a set: a location that sets any of them does not inherit the
         // others, so keys from two places are never mixed into one signature.
         let s3 = &self.s3;
@@ -220,7 +239,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 16] = [
+pub static mut COMMANDS: [ngx_command_t; 17] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -234,6 +253,7 @@ pub static mut COMMANDS: [ngx_command_t; 16] = [
     loc_value(ngx_string!("s3_secret_key")),
     loc_value(ngx_string!("s3_region")),
     loc_value(ngx_string!("s3_security_token")),
+    loc_value(ngx_string!("origin_remote_ttl")),
     ngx_command_t {
         name: ngx_string!("usp_license_key"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -337,6 +357,12 @@ unsafe extern "C" fn set_directive(
             *name,
             "usp_handle_ism" | "usp_handle_f4f" | "usp_handle_api"
         ) && conf.switch_mut(name).is_some_and(|v| *v == Some(true));
+        if *name == "ism_proxy_pass" {
+            // SAFETY: called from the directive handler with nginx's configuration state.
+            if let Err(rv) = unsafe { install_proxy(cf, conf) } {
+                return rv;
+            }
+        }
         if installs_handler {
             // SAFETY: in a location block the core module's location conf exists.
             let clcf = unsafe {
@@ -352,6 +378,64 @@ unsafe extern "C" fn set_directive(
         }
         ngx::core::NGX_CONF_OK
     })
+}
+
+/// Configures nginx's `proxy_pass` on this location with `ism_proxy_pass`'s URL (through the
+/// proxy module's own directive handler, so the URL means exactly what it means there) and
+/// keeps the proxy's content handler for fetch subrequests; the location's content handler
+/// stays ours. Fetches collect responses in memory: unless the location sets
+/// `subrequest_output_buffer_size`, it is raised to what one fetch may read.
+///
+/// # Safety
+/// `cf` is the configuration being parsed, inside the location whose conf is `conf`.
+unsafe fn install_proxy(cf: *mut ngx_conf_t, conf: &mut LocConf) -> Result<(), *mut c_char> {
+    use std::ffi::CStr;
+    // SAFETY: during configuration the cycle's module table and the http context are valid.
+    unsafe {
+        let cycle = (*cf).cycle;
+        let modules = std::slice::from_raw_parts((*cycle).modules, (*cycle).modules_n);
+        let Some(proxy) = modules.iter().copied().find(|&m| {
+            !(*m).name.is_null() && CStr::from_ptr((*m).name) == c"ngx_http_proxy_module"
+        }) else {
+            return Err(conf_error(
+                cf,
+                "\"ism_proxy_pass\" needs nginx's proxy module, and this nginx was built without it",
+            ));
+        };
+        let mut cmd = (*proxy).commands;
+        while !cmd.is_null() && !(*cmd).name.data.is_null() {
+            if (*cmd).name.as_bytes() == b"proxy_pass" {
+                break;
+            }
+            cmd = cmd.add(1);
+        }
+        let Some(set) = cmd
+            .as_ref()
+            .and_then(|c| c.set)
+            .filter(|_| !(*cmd).name.data.is_null())
+        else {
+            return Err(conf_error(
+                cf,
+                "nginx's proxy module has no proxy_pass directive",
+            ));
+        };
+        let ctx = (*cf).ctx as *mut ngx::ffi::ngx_http_conf_ctx_t;
+        let plcf = *(*ctx).loc_conf.add((*proxy).ctx_index);
+        let clcf =
+            *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
+        let previous = (*clcf).handler;
+        let rv = set(cf, cmd, plcf);
+        if !rv.is_null() {
+            return Err(rv);
+        }
+        conf.proxy_handler = (*clcf).handler;
+        (*clcf).handler = previous;
+        conf.location_prefix = String::from_utf8_lossy((*clcf).name.as_bytes()).into_owned();
+        if (*clcf).subrequest_output_buffer_size == usize::MAX {
+            (*clcf).subrequest_output_buffer_size = crate::remote::FETCH_MAX_BYTES;
+        }
+    }
+    Ok(())
 }
 
 unsafe extern "C" fn set_license_key(

@@ -15,7 +15,7 @@ pub fn begin_request() {
     crate::files::begin_request();
 }
 
-fn ngx_str(s: &ngx::ffi::ngx_str_t) -> &[u8] {
+pub fn ngx_str(s: &ngx::ffi::ngx_str_t) -> &[u8] {
     if s.len == 0 || s.data.is_null() {
         return &[];
     }
@@ -60,7 +60,7 @@ pub fn serve(
 }
 
 /// Sends the engine's answer.
-fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, OriginError> {
+pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, OriginError> {
     let Answer {
         body,
         content_type,

@@ -21,6 +21,14 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     crate::entry::guard_request(r, || {
         // SAFETY: nginx hands the content handler a valid request it owns for this call.
         let r = unsafe { &mut *r };
+        if crate::remote::is_fetch(r) {
+            // One of our reads of a remote file: nginx's proxy module does it.
+            return match conf::loc_conf(r).and_then(|c| c.proxy_handler) {
+                // SAFETY: the proxy's content handler, on a request of its location.
+                Some(proxy) => unsafe { proxy(r) },
+                None => ngx::ffi::NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+            };
+        }
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
         crate::log::with_log(log, || match handle(r) {
@@ -79,11 +87,8 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     if method & (NGX_HTTP_POST | NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0 || !reads {
         return Err(OriginError::MethodNotAllowed);
     }
-    if let Some(upstream) = &lcf.proxy_pass {
-        return Err(OriginError::Unsupported(format!(
-            "ism_proxy_pass remote sources ({}) are not supported by this build yet",
-            upstream.value
-        )));
+    if let Some(proxy) = lcf.proxy_handler {
+        return crate::remote::serve(r, route, &lcf, proxy);
     }
 
     let manifest_file = map_to_path(r, route.manifest_path.len())?;

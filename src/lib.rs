@@ -14,6 +14,7 @@ mod entry;
 mod files;
 mod handler;
 mod log;
+mod remote;
 mod response;
 mod send;
 mod status;

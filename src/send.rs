@@ -148,6 +148,10 @@ pub fn send_fragment(
             },
         ));
     }
+    if f.source.file().is_none() {
+        // A remote object's bytes are in memory already.
+        return send_copied(r, f);
+    }
     let scattered = f.plan.payload.len() > SENDFILE_MAX_RANGES;
     let lends = f
         .source

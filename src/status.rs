@@ -16,7 +16,9 @@ pub fn http_status(err: &OriginError) -> u16 {
         OriginError::NotFound { .. } | OriginError::NotRegularFile { .. } => 404,
         // The file was being rewritten: a retry a moment later gets the new version.
         OriginError::Source(SourceError::Changed { .. }) => 503,
-        OriginError::Forbidden { .. } => 403,
+        OriginError::Forbidden { .. } | OriginError::SourceRefused { .. } => 403,
+        OriginError::Backend { timeout: true, .. } => 504,
+        OriginError::Backend { .. } => 502,
         OriginError::MethodNotAllowed => 405,
         OriginError::NotImplemented(_)
         | OriginError::Unsupported(_)
@@ -30,7 +32,8 @@ pub fn http_status(err: &OriginError) -> u16 {
         | OriginError::Index(_)
         | OriginError::Presentation { .. }
         | OriginError::Package(_)
-        | OriginError::Ts(_) => 500,
+        | OriginError::Ts(_)
+        | OriginError::S3Sign(_) => 500,
     }
 }
 
@@ -44,6 +47,8 @@ pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
     let status = http_status(err);
     let level = match err {
         OriginError::NotRegularFile { .. } => NGX_LOG_CRIT,
+        // A server manifest that tries to make the origin fetch elsewhere is worth a look.
+        OriginError::SourceRefused { .. } => NGX_LOG_ERR,
         _ if status >= 500 || r.header_sent() != 0 => NGX_LOG_ERR,
         _ => NGX_LOG_INFO,
     };

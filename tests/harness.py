@@ -197,7 +197,32 @@ http {{
         )
 
     def start(self, server: str, **kw) -> "Nginx":
-        conf = self.write_config(self.config(server, **kw))
+        return self.start_config(self.config(server, **kw))
+
+    def example_config(self, example: Path, replace: dict[str, str] | None = None) -> str:
+        """An nginx-conf/ example made to run here: this module, this prefix's logs and temp
+        paths, `listen 80` on this instance's port, and `replace` applied (backend addresses)."""
+        p = self.prefix
+        text = example.read_text()
+        text = text.replace("load_module modules/ngx_http_origin_module.so;",
+                            f"load_module {self.module};\n{self.user_directive()}\n"
+                            f"daemon off;\npid {p}/logs/nginx.pid;\n"
+                            f"error_log {self.error_log} info;")
+        text = text.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
+        text = text.replace("http {", f"""http {{
+    access_log {p}/logs/access.log;
+    client_body_temp_path {p}/tmp/client_body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;""", 1)
+        for old, new in (replace or {}).items():
+            text = text.replace(old, new)
+        return text
+
+    def start_config(self, text: str) -> "Nginx":
+        """Starts nginx with a whole configuration text."""
+        conf = self.write_config(text)
         self.proc = subprocess.Popen(
             [*self.wrapper, str(self.build.nginx), "-p", str(self.prefix), "-c", str(conf), "-e",
              str(self.error_log)],

@@ -38,6 +38,7 @@ def test_valid_configuration_passes(make_nginx):
         s3_secret_key secret/Key+1;
         s3_region eu-west-1;
         s3_security_token token;
+        origin_remote_ttl 5m;
     """, http_extra=f"usp_license_key {key};\norigin_cache_size 256m;")
     r = n.test_config(conf)
     assert r.returncode == 0, r.stderr
@@ -68,7 +69,7 @@ INVALID = [
      r'"ism_proxy_pass" directive, the URL must not carry user credentials', "ism_proxy_pass"),
     ("duplicate proxy pass", 'ism_proxy_pass http://a/;\nism_proxy_pass http://b/;', "",
      r'"ism_proxy_pass" directive is duplicate', "http://b/"),
-    ("access key without secret", 'ism_proxy_pass http://s3/;\ns3_access_key AKIA;', "",
+    ("access key without secret", 'ism_proxy_pass http://127.0.0.1:9000/;\ns3_access_key AKIA;', "",
      r'"s3_access_key" is set without "s3_secret_key"', "s3_access_key"),
     ("secret without access key", 's3_secret_key abc;', "",
      r'"s3_secret_key" is set without "s3_access_key"', "s3_secret_key"),
@@ -96,6 +97,10 @@ INVALID = [
      r'"origin_cache_size" directive is duplicate', "origin_cache_size 32m"),
     ("cache size in a location", 'origin_cache_size 64m;', "",
      r'"origin_cache_size" directive is not allowed here', "origin_cache_size"),
+    ("remote ttl word", 'origin_remote_ttl soon;', "",
+     r'invalid value "soon" in "origin_remote_ttl" directive, expected seconds', "origin_remote_ttl"),
+    ("proxy pass beside ism_proxy_pass", 'proxy_pass http://127.0.0.1:1/;\nism_proxy_pass http://127.0.0.1:2/;', "",
+     r'"ism_proxy_pass" directive is duplicate', "ism_proxy_pass"),
     ("too many arguments", 'usp_handle_ism on off;', "",
      r'invalid number of arguments in "usp_handle_ism" directive', "usp_handle_ism"),
 ]

@@ -53,8 +53,11 @@ pub struct ProxyPassUrl {
     pub host: String,
     /// Explicit port, if given.
     pub port: Option<u16>,
-    /// Path prefix, always starting with `/`.
+    /// Path prefix, always starting with `/` (`/` when the URL has none).
     pub path: String,
+    /// Whether the URL has a path: as with `proxy_pass`, the location's prefix is then replaced
+    /// by it; without one, request paths are passed as they are.
+    pub explicit_path: bool,
 }
 
 impl ProxyPassUrl {
@@ -74,9 +77,9 @@ impl ProxyPassUrl {
         if url.contains('?') || url.contains('#') {
             return Err(err("the URL must not have a query or fragment"));
         }
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        let (authority, path, explicit_path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..], true),
+            None => (rest, "/", false),
         };
         if authority.contains('@') {
             return Err(err("the URL must not carry user credentials"));
@@ -87,7 +90,16 @@ impl ProxyPassUrl {
             host,
             port,
             path: path.to_string(),
+            explicit_path,
         })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme_name(&self) -> &'static str {
+        match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
     }
 
     /// The port to connect to.
@@ -98,10 +110,7 @@ impl ProxyPassUrl {
 
 impl fmt::Display for ProxyPassUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        };
+        let scheme = self.scheme_name();
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -221,6 +230,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("30").unwrap(), 30);
+        assert_eq!(parse_seconds("0").unwrap(), 0);
+        assert_eq!(parse_seconds("5m").unwrap(), 300);
+        assert_eq!(parse_seconds("2h").unwrap(), 7200);
+        for bad in ["", "s", "-1", "1.5", "10x", "400d", "99999999999"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn switches() {
         assert_eq!(parse_switch("on"), Ok(true));
         assert_eq!(parse_switch("OFF"), Ok(false));
@@ -296,6 +316,32 @@ mod tests {
 
 /// The smallest and largest `origin_cache_size`.
 pub const CACHE_SIZE_RANGE: (usize, usize) = (1 << 20, 1 << 40);
+
+/// An nginx time in whole seconds (`30`, `30s`, `5m`, `1h`, `1d`), at most a year.
+pub fn parse_seconds(value: &str) -> Result<u64, ConfigError> {
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, ""),
+    };
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(err("expected seconds, or a number with s, m, h or d")),
+    };
+    if digits.is_empty() || digits.len() > 9 {
+        return Err(err("expected seconds, or a number with s, m, h or d"));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| err("expected seconds, or a number with s, m, h or d"))?;
+    let secs = n * scale;
+    if secs > 365 * 86_400 {
+        return Err(err("at most a year"));
+    }
+    Ok(secs)
+}
 
 /// An nginx size (`512k`, `64m`, `2g`, or bytes) within [`CACHE_SIZE_RANGE`].
 pub fn parse_cache_size(value: &str) -> Result<usize, ConfigError> {

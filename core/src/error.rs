@@ -61,6 +61,28 @@ pub enum Error {
     /// Samples that cannot be muxed into MPEG-TS or packed audio.
     #[error("{0}")]
     Ts(#[from] TsError),
+    /// A server manifest names a source URL that no configured backend serves: fetching it
+    /// could reach anything the origin can (a metadata service, a local admin port).
+    #[error("{manifest}: source \"{src}\" is refused: {reason}")]
+    SourceRefused {
+        manifest: String,
+        src: String,
+        reason: &'static str,
+    },
+    /// A backend (the `ism_proxy_pass` server, S3) failed to give what was asked: no answer, a
+    /// server error, a wrong range, an object that changed between reads.
+    #[error("{url}: {what}")]
+    Backend {
+        url: String,
+        what: String,
+        /// It did not answer in time (504 rather than 502).
+        timeout: bool,
+        /// Another try may succeed (no answer, 5xx); a wrong answer is not retried.
+        retry: bool,
+    },
+    /// An S3 request could not be signed (a credential or URL the signer refuses).
+    #[error("{0}")]
+    S3Sign(#[from] crate::s3::SignError),
     /// A request form or source kind this build cannot serve.
     #[error("{0}")]
     Unsupported(String),

@@ -16,6 +16,7 @@ pub mod mp4;
 pub mod package;
 pub mod presentation;
 pub mod request;
+pub mod s3;
 pub mod segment;
 pub mod source;
 pub mod text;

@@ -25,6 +25,7 @@
 //! what it knows, and memoizes the presentation once it is whole, so the steps after that cost
 //! nothing but the answer.
 
+mod backends;
 mod caches;
 mod options;
 #[cfg(test)]
@@ -32,6 +33,7 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use backends::{Backend, Backends};
 pub use caches::{Caches, Generated, DEFAULT_CACHE_BYTES};
 pub use options::Options;
 
@@ -164,6 +166,22 @@ pub struct Request {
     failed: Option<Error>,
     loaded: Option<Loaded>,
     steps: u32,
+    /// The backends absolute source URLs may name.
+    backends: Backends,
+    /// The generated-manifest cache's key for this request, when it asks for a manifest.
+    cache_key: Option<String>,
+}
+
+/// The files a presentation is made of, all opened.
+struct Files {
+    /// The parsed server manifest (`None`: the presentation is a bare MP4).
+    manifest: Option<Arc<ServerManifest>>,
+    /// Every source file, joined to the manifest's path.
+    paths: Vec<String>,
+    /// The identities of the manifest and every source, as ETag and cache-key input.
+    versions: Vec<u8>,
+    /// The server manifest's modification time.
+    modified: i64,
 }
 
 impl Request {
@@ -182,7 +200,16 @@ impl Request {
             failed: None,
             loaded: None,
             steps: 0,
+            backends: Backends::default(),
+            cache_key: None,
         }
+    }
+
+    /// Lets absolute source URLs name files of these backends (none by default: a server
+    /// manifest of local files cannot make the origin fetch from the network).
+    pub fn with_backends(mut self, backends: Backends) -> Request {
+        self.backends = backends;
+        self
     }
 
     /// The route being answered.
@@ -242,10 +269,69 @@ impl Request {
 
     fn run(&mut self, caches: &mut Caches) -> Result<Answer, Stop> {
         if self.loaded.is_none() {
-            let loaded = self.load(caches)?;
+            let files = self.files(caches)?;
+            // Manifests are pure functions of the request and the files' versions: a worker
+            // answers a repeated one from its cache before it looks at any index (a 2-hour
+            // title's playlists take a millisecond to write).
+            if is_manifest(&self.route.target) {
+                let mut key = format!(
+                    "{}|{}|{:?}|{:?}|",
+                    self.route.manifest_path, files.modified, self.route.target, self.route.options
+                );
+                for b in &files.versions {
+                    key.push(char::from(b'a' + (b >> 4)));
+                    key.push(char::from(b'a' + (b & 15)));
+                }
+                if let Some(hit) = caches.generated.get(&key) {
+                    return Ok(self.text_answer(hit));
+                }
+                self.cache_key = Some(key);
+            }
+            let loaded = self.load(files, caches)?;
             self.loaded = Some(loaded);
         }
         self.answer(caches)
+    }
+
+    /// The server manifest (parsed) and every file it names, opened; their versions.
+    fn files(&self, caches: &mut Caches) -> Result<Files, Stop> {
+        let opened = self.opened(&self.manifest_path)?;
+        let mut versions = Vec::with_capacity(256);
+        opened.identity.write_fingerprint(&mut versions);
+        let modified = opened.modified;
+        if self.route.kind == ManifestKind::Mp4 {
+            return Ok(Files {
+                manifest: None,
+                paths: Vec::new(),
+                versions,
+                modified,
+            });
+        }
+        let manifest = self.server_manifest(caches)?;
+        manifest.options().map_err(|error| Error::Manifest {
+            path: self.manifest_path.clone(),
+            error,
+        })?;
+        let paths = self.source_paths(&manifest)?;
+        // Every file the presentation is made of is asked for at once, so that a remote
+        // driver fetches them side by side.
+        let unopened: Vec<String> = paths
+            .iter()
+            .filter(|p| !self.opened.iter().any(|(o, _)| o == *p))
+            .cloned()
+            .collect();
+        if !unopened.is_empty() {
+            return Err(Stop::Need(Need::Open(unopened)));
+        }
+        for path in &paths {
+            self.opened(path)?.identity.write_fingerprint(&mut versions);
+        }
+        Ok(Files {
+            manifest: Some(manifest),
+            paths,
+            versions,
+            modified,
+        })
     }
 
     /// What was supplied for `path`, or the need to open it.
@@ -340,28 +426,14 @@ impl Request {
     }
 
     /// The presentation the route names, its tracks selected, its options merged.
-    fn load(&self, caches: &mut Caches) -> Result<Loaded, Stop> {
-        let manifest_opened = self.opened(&self.manifest_path)?.clone();
-        let mut p = if self.route.kind == ManifestKind::Mp4 {
-            let index = self.index_of(&self.manifest_path, caches)?;
-            Presentation::from_mp4(index).map_err(|e| self.presentation_error(e))?
-        } else {
-            let manifest = self.server_manifest(caches)?;
-            manifest.options().map_err(|error| Error::Manifest {
-                path: self.manifest_path.clone(),
-                error,
-            })?;
-            let paths = self.source_paths(&manifest)?;
-            // Every file the presentation is made of is asked for at once, so that a remote
-            // driver fetches them side by side.
-            let unopened: Vec<String> = paths
-                .iter()
-                .filter(|p| !self.opened.iter().any(|(o, _)| o == *p))
-                .cloned()
-                .collect();
-            if !unopened.is_empty() {
-                return Err(Stop::Need(Need::Open(unopened)));
-            }
+    fn load(&self, files: Files, caches: &mut Caches) -> Result<Loaded, Stop> {
+        let Files {
+            manifest,
+            paths,
+            versions,
+            modified,
+        } = files;
+        let mut p = if let Some(manifest) = manifest {
             let mut indexes = Vec::with_capacity(paths.len());
             let mut reads = Vec::new();
             for path in &paths {
@@ -375,11 +447,14 @@ impl Request {
                 return Err(Stop::Need(Need::Read(reads)));
             }
             let mut loaded = Loaded_ {
-                manifest_path: &self.manifest_path,
+                request: self,
                 indexes,
             };
             Presentation::from_manifest((*manifest).clone(), &mut loaded)
                 .map_err(|e| self.presentation_error(e))?
+        } else {
+            let index = self.index_of(&self.manifest_path, caches)?;
+            Presentation::from_mp4(index).map_err(|e| self.presentation_error(e))?
         };
         p.segment_cache = Some(caches.segments.clone());
         if let Some(t) = p.empty_track() {
@@ -392,15 +467,10 @@ impl Request {
                 error,
             }
         })?;
-        let mut versions = Vec::with_capacity(256);
-        manifest_opened.identity.write_fingerprint(&mut versions);
-        for t in &p.tracks {
-            t.media.identity.write_fingerprint(&mut versions);
-        }
         Ok(Loaded {
             p,
             options,
-            modified: manifest_opened.modified,
+            modified,
             versions,
         })
     }
@@ -410,23 +480,32 @@ impl Request {
     fn source_paths(&self, manifest: &ServerManifest) -> Result<Vec<String>, Stop> {
         let mut paths: Vec<String> = Vec::with_capacity(manifest.tracks.len());
         for entry in &manifest.tracks {
-            let path = match resolve_src(&entry.src).map_err(|error| Error::Manifest {
-                path: self.manifest_path.clone(),
-                error,
-            })? {
-                SourceRef::Relative(rel) => join_relative(&self.manifest_path, &rel),
-                SourceRef::Http(url) | SourceRef::S3(url) => {
-                    return Err(Stop::Fail(Error::Unsupported(format!(
-                        "{}: remote source {url} is not supported by this build yet",
-                        self.manifest_path
-                    ))))
-                }
-            };
+            let path = self.path_of_src(&entry.src)?;
             if !paths.contains(&path) {
                 paths.push(path);
             }
         }
         Ok(paths)
+    }
+
+    /// The file a track `src` names: a relative path joined to the server manifest's, or an
+    /// absolute URL under one of the backends (any other URL is refused).
+    fn path_of_src(&self, src: &str) -> Result<String, Error> {
+        match resolve_src(src).map_err(|error| Error::Manifest {
+            path: self.manifest_path.clone(),
+            error,
+        })? {
+            SourceRef::Relative(rel) => Ok(join_relative(&self.manifest_path, &rel)),
+            SourceRef::Http(url) | SourceRef::S3(url) => {
+                self.backends
+                    .path_of(&url)
+                    .map_err(|reason| Error::SourceRefused {
+                        manifest: self.manifest_path.clone(),
+                        src: crate::url::excerpt(&url),
+                        reason,
+                    })
+            }
+        }
     }
 
     fn presentation_error(&self, error: PresentationError) -> Error {
@@ -508,24 +587,6 @@ impl Request {
             return Err(Stop::Fail(Error::Internal("answer before load")));
         };
         let (p, o) = (&loaded.p, &loaded.options);
-        // Manifests are pure functions of the request and the files' versions: a worker answers
-        // a repeated one from its cache (a 2-hour title's playlists take a millisecond to write).
-        let cache_key = is_manifest(&self.route.target).then(|| {
-            let mut key = format!(
-                "{}|{}|{:?}|{:?}|",
-                self.route.manifest_path, loaded.modified, self.route.target, self.route.options
-            );
-            for b in &loaded.versions {
-                key.push(char::from(b'a' + (b >> 4)));
-                key.push(char::from(b'a' + (b & 15)));
-            }
-            key
-        });
-        if let Some(key) = &cache_key {
-            if let Some(hit) = caches.generated.get(key) {
-                return Ok(self.text_answer(hit));
-            }
-        }
         // Legacy HLS segment URLs name a start time; every packager below counts segments.
         let by_number;
         let target = match &self.route.target {
@@ -641,8 +702,8 @@ impl Request {
             content_type,
             modified: loaded.modified,
         });
-        if let Some(key) = cache_key {
-            caches.generated.insert(key, generated.clone());
+        if let Some(key) = &self.cache_key {
+            caches.generated.insert(key.clone(), generated.clone());
         }
         Ok(self.text_answer(generated))
     }
@@ -666,11 +727,11 @@ impl Request {
     }
 
     /// The file of a track's source (the manifest itself for a bare MP4).
-    fn track_path(&self, track: &Track) -> String {
+    fn track_path(&self, track: &Track) -> Result<String, Error> {
         if track.source.is_empty() {
-            self.manifest_path.clone()
+            Ok(self.manifest_path.clone())
         } else {
-            join_relative(&self.manifest_path, &track.source)
+            self.path_of_src(&track.source)
         }
     }
 
@@ -681,7 +742,7 @@ impl Request {
         track: &Track,
         samples: std::ops::Range<u32>,
     ) -> Result<(SharedSource, String), Stop> {
-        let path = self.track_path(track);
+        let path = self.track_path(track)?;
         let (start, end) = track
             .index()
             .samples(samples)
@@ -702,7 +763,7 @@ impl Request {
         track: &Track,
         plan: FragmentPlan,
     ) -> Result<Answer, Stop> {
-        let path = self.track_path(track);
+        let path = self.track_path(track)?;
         let (start, end) = plan.payload.iter().fold((u64::MAX, 0u64), |(lo, hi), r| {
             (lo.min(r.offset), hi.max(r.offset + r.len))
         });
@@ -820,13 +881,19 @@ impl Request {
 /// The indexes a presentation's sources were loaded into, by file.
 #[allow(non_camel_case_types)]
 struct Loaded_<'a> {
-    manifest_path: &'a str,
+    request: &'a Request,
     indexes: Vec<(String, Arc<MediaIndex>)>,
 }
 
 impl SourceLoader for Loaded_<'_> {
     fn load(&mut self, relative_path: &str) -> Result<Arc<MediaIndex>, PresentationError> {
-        let path = join_relative(self.manifest_path, relative_path);
+        let path =
+            self.request
+                .path_of_src(relative_path)
+                .map_err(|e| PresentationError::Source {
+                    src: relative_path.to_string(),
+                    what: e.to_string(),
+                })?;
         self.indexes
             .iter()
             .find(|(p, _)| *p == path)

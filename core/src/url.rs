@@ -12,7 +12,7 @@
 //! track-name fields once more (see [`name`]).
 
 pub mod name;
-mod query;
+pub(crate) mod query;
 mod virtual_path;
 
 use std::fmt;

@@ -1,0 +1,858 @@
+//! Remote sources (`ism_proxy_pass`): the driver of the core's request engine for files behind
+//! another HTTP server or S3, read with ranged subrequests through nginx's own proxy module.
+//!
+//! `ism_proxy_pass` configures nginx's `proxy_pass` on the location (so every `proxy_*`
+//! directive, `upstream` keepalive, TLS, resolvers, timeouts and `proxy_cache` apply as nginx
+//! users expect) and keeps the proxy's content handler aside. A client request runs the engine;
+//! each file it needs is read by a background subrequest to the same location, marked as a
+//! fetch, which the content handler hands to the proxy. The subrequest carries only the headers
+//! we set (`Range`, and the S3 signature), and its response is collected in memory. The worker
+//! never waits: the client request returns `NGX_DONE` while fetches are in flight and resumes
+//! when the last one completes, so one worker serves any number of remote requests at once.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_http_finalize_request, ngx_http_headers_in_t, ngx_http_post_request,
+    ngx_http_post_subrequest_t, ngx_http_request_t, ngx_http_subrequest, ngx_int_t, ngx_list_push,
+    ngx_palloc, ngx_pool_cleanup_add, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_DONE,
+    NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_SUBREQUEST_BACKGROUND, NGX_HTTP_SUBREQUEST_IN_MEMORY,
+    NGX_OK,
+};
+use origin_core::request::{Backend, Backends, Need, Opened, Request, Step};
+use origin_core::source::{SharedSource, Source, SourceIdentity, SparseSource};
+use origin_core::url::Route;
+
+use origin_core::s3::S3Signer;
+
+use crate::conf::LocConf;
+use crate::response::pool_str;
+use crate::status::{fail, OriginError};
+
+/// A proxy content handler (`ngx_http_proxy_handler`), kept aside by `ism_proxy_pass`.
+pub type ProxyHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+
+/// Largest response one fetch collects when the location does not set
+/// `subrequest_output_buffer_size` (`ism_proxy_pass` sets it): larger reads are split.
+pub const FETCH_MAX_BYTES: usize = 16 << 20;
+
+/// Seconds a remote object's version is trusted without `origin_remote_ttl`.
+pub const DEFAULT_REMOTE_TTL_SECS: u64 = 30;
+
+/// One client request's remote reads.
+struct Remote {
+    request: Request,
+    /// The object behind each path, as far as it was read.
+    sources: HashMap<String, Arc<SparseSource>>,
+    /// Fetches started and not yet completed.
+    in_flight: usize,
+    /// Every fetch of the request, boxed: nginx holds the address of each one's post-subrequest
+    /// record, which must not move when the list grows.
+    #[allow(clippy::vec_box)]
+    fetches: Vec<Box<Fetch>>,
+    /// The backend URL prefix that identifies objects across locations and servers.
+    backend: String,
+    /// Largest body one fetch may bring.
+    fetch_max: u64,
+    /// How a path under the location becomes the URL the proxy requests (for signing).
+    upstream: Upstream,
+    /// How long an object's version is trusted before it is checked again.
+    ttl: std::time::Duration,
+    /// Signs every fetch when the location has S3 credentials.
+    signer: Option<S3Signer>,
+    /// Whether the client request waits for fetches (our write handler and context are set).
+    waiting: bool,
+    r: *mut ngx_http_request_t,
+}
+
+/// `proxy_pass`'s mapping of a path under the location to the URL it requests.
+struct Upstream {
+    /// `scheme://` and the `Host` header nginx sends (`host[:port]`, the port when written).
+    origin: String,
+    /// The URL's path when it has one (it replaces the location prefix), else empty.
+    base: String,
+    /// Bytes of the location prefix the base replaces.
+    strip: usize,
+}
+
+impl Upstream {
+    fn of(lcf: &LocConf) -> Option<Upstream> {
+        let url = &lcf.proxy_pass.as_ref()?.value;
+        let host = if url.host.contains(':') {
+            format!("[{}]", url.host)
+        } else {
+            url.host.clone()
+        };
+        let authority = match url.port {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        Some(Upstream {
+            origin: format!("{}://{authority}", url.scheme_name()),
+            base: if url.explicit_path {
+                url.path.clone()
+            } else {
+                String::new()
+            },
+            strip: if url.explicit_path {
+                lcf.location_prefix.len()
+            } else {
+                0
+            },
+        })
+    }
+
+    /// The URL the proxy requests for `path`: as nginx's proxy builds it for a subrequest,
+    /// the rest of the path escaped once with nginx's own URI escaping.
+    fn url(&self, path: &str) -> String {
+        let rest = path.get(self.strip..).unwrap_or_default();
+        format!("{}{}{}", self.origin, self.base, escape_uri(rest))
+    }
+}
+
+/// nginx's `ngx_escape_uri(NGX_ESCAPE_URI)`, which the proxy applies to subrequest paths.
+fn escape_uri(s: &str) -> String {
+    let src = s.as_bytes();
+    // SAFETY: a NULL destination only counts; the second call writes at most len + 2 * count
+    // bytes into a buffer of that size.
+    unsafe {
+        let count = ngx::ffi::ngx_escape_uri(ptr::null_mut(), src.as_ptr() as *mut u8, src.len(), 0)
+            as usize;
+        let mut out = vec![0u8; src.len() + 2 * count];
+        ngx::ffi::ngx_escape_uri(
+            out.as_mut_ptr(),
+            src.as_ptr() as *mut u8,
+            src.len(),
+            ngx::ffi::NGX_ESCAPE_URI as ngx_uint_t,
+        );
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// The S3 signer of a location with S3 credentials.
+fn signer(lcf: &LocConf) -> Option<S3Signer> {
+    let s3 = &lcf.s3;
+    Some(S3Signer {
+        access_key: s3.access_key.as_ref()?.value.clone(),
+        secret_key: s3.secret_key.as_ref()?.value.clone(),
+        session_token: s3.security_token.as_ref().map(|t| t.value.clone()),
+        region: s3
+            .region
+            .as_ref()
+            .map_or_else(|| "us-east-1".to_string(), |r| r.value.clone()),
+    })
+}
+
+/// One ranged read of an object.
+struct Fetch {
+    remote: *mut Remote,
+    path: String,
+    offset: u64,
+    len: u64,
+    /// An open: the read also tells the object's size and version.
+    open: bool,
+    /// 0 for the first try; a failed first try is retried once.
+    attempt: u8,
+    done: bool,
+    post: ngx_http_post_subrequest_t,
+}
+
+/// What a completed fetch brought.
+struct Fetched {
+    /// Bytes from `offset`.
+    bytes: Vec<u8>,
+    /// The object's size.
+    total: u64,
+    /// ETag, else Last-Modified, else empty.
+    version: String,
+    modified: i64,
+}
+
+/// Whether `r` is one of our fetch subrequests: those go to the proxy.
+pub fn is_fetch(r: &ngx_http_request_t) -> bool {
+    !ptr::eq(r, r.main) && !ctx(r).is_null()
+}
+
+/// The module's context slot of `r`.
+fn ctx(r: &ngx_http_request_t) -> *mut c_void {
+    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
+    unsafe { *r.ctx.add(crate::module().ctx_index) }
+}
+
+fn set_ctx(r: *mut ngx_http_request_t, value: *mut c_void) {
+    // SAFETY: as in `ctx`; r is a valid request of this module's http block.
+    unsafe { *(*r).ctx.add(crate::module().ctx_index) = value };
+}
+
+/// The backends a location's absolute source URLs may name: its `ism_proxy_pass` origin,
+/// read through the location (the inverse of `proxy_pass`'s mapping).
+fn backends(lcf: &LocConf) -> Backends {
+    let Some(pass) = &lcf.proxy_pass else {
+        return Backends::default();
+    };
+    let url = &pass.value;
+    let prefix = lcf.location_prefix.clone();
+    // proxy_pass with a URI replaces the location prefix by it; without one, the path is
+    // passed as is.
+    let base_path = if url.explicit_path {
+        url.path.clone()
+    } else {
+        prefix.clone()
+    };
+    if !base_path.ends_with('/') || !prefix.ends_with('/') {
+        return Backends::default();
+    }
+    Backends(vec![Backend {
+        scheme: url.scheme_name().to_string(),
+        host: url.host.to_ascii_lowercase(),
+        port: url.effective_port(),
+        base_path,
+        path_prefix: prefix,
+    }])
+}
+
+/// Serves a routed request whose files are remote.
+pub fn serve(
+    r: &mut ngx_http_request_t,
+    route: Route,
+    lcf: &LocConf,
+    proxy: ProxyHandler,
+) -> Result<ngx_int_t, OriginError> {
+    if route.target == origin_core::url::Target::Presentation {
+        // A progressive download of the file itself: the proxy serves it, ranges and all.
+        // SAFETY: the proxy handler takes the request as any content handler does.
+        return Ok(unsafe { proxy(r) });
+    }
+    crate::caches::size(
+        crate::conf::main_conf(r)
+            .and_then(|c| c.cache_size)
+            .unwrap_or(origin_core::request::DEFAULT_CACHE_BYTES),
+    );
+    let query = String::from_utf8_lossy(crate::driver::ngx_str(&r.args)).into_owned();
+    let manifest = route.manifest_path.clone();
+    let fetch_max = crate::conf::core_loc_conf(r)
+        .map(|c| c.subrequest_output_buffer_size)
+        .filter(|&n| n > 0 && n != usize::MAX)
+        .unwrap_or(FETCH_MAX_BYTES) as u64;
+    let remote = Remote {
+        request: Request::new(route, manifest, &query).with_backends(backends(lcf)),
+        sources: HashMap::new(),
+        in_flight: 0,
+        fetches: Vec::new(),
+        backend: lcf
+            .proxy_pass
+            .as_ref()
+            .map(|p| p.value.to_string())
+            .unwrap_or_default(),
+        fetch_max,
+        ttl: std::time::Duration::from_secs(lcf.remote_ttl.unwrap_or(DEFAULT_REMOTE_TTL_SECS)),
+        upstream: Upstream::of(lcf).ok_or(OriginError::Internal("ism_proxy_pass without a URL"))?,
+        signer: signer(lcf),
+        waiting: false,
+        r,
+    };
+    let remote = own_by_request(r, remote)?;
+    // SAFETY: `remote` lives in the request pool until the request is freed.
+    match pump(r, unsafe { &mut *remote })? {
+        Some(rc) => Ok(rc),
+        None => {
+            // SAFETY: the main request; the count keeps it alive until `resume` finalizes it.
+            unsafe { (*r.main).set_count((*r.main).count() + 1) };
+            set_ctx(r, remote as *mut c_void);
+            r.write_event_handler = Some(resume);
+            // SAFETY: as above.
+            unsafe { (*remote).waiting = true };
+            Ok(NGX_DONE as ngx_int_t)
+        }
+    }
+}
+
+/// Runs the engine until it answers (`Some(rc)`) or waits for fetches (`None`).
+fn pump(r: &mut ngx_http_request_t, remote: &mut Remote) -> Result<Option<ngx_int_t>, OriginError> {
+    loop {
+        if let Some(rc) = pump_step(r, remote)? {
+            return Ok(Some(rc));
+        }
+        if remote.in_flight > 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// One step of the engine: its answer sent, or its needs met from the worker's metadata cache
+/// or by fetches started.
+fn pump_step(
+    r: &mut ngx_http_request_t,
+    remote: &mut Remote,
+) -> Result<Option<ngx_int_t>, OriginError> {
+    let step = crate::caches::with(|c| remote.request.step(c))?;
+    match step {
+        Step::Done(answer) => {
+            // The response takes over the request: a repackaged segment's writer installs its
+            // own write handler and context.
+            remote.stop_waiting(r);
+            crate::driver::send(r, answer).map(Some)
+        }
+        Step::Need(Need::Open(paths)) => {
+            for path in paths {
+                let key = remote.key(&path);
+                match known(&key, remote.ttl) {
+                    // Known and fresh: no request at all (the engine's caches hold what was
+                    // built from it).
+                    Some((meta, true)) => remote.supply_known(&path, &meta),
+                    // Known but due for revalidation: one byte tells its version.
+                    Some((_, false)) => start_fetch(r, remote, path, 0, 1, true, 0)?,
+                    None => {
+                        let len = origin_core::request::READ_AHEAD.min(remote.fetch_max);
+                        start_fetch(r, remote, path, 0, len, true, 0)?
+                    }
+                }
+            }
+            Ok(None)
+        }
+        Step::Need(Need::Read(reads)) => {
+            for read in reads {
+                let mut offset = read.offset;
+                let end = read.offset + read.len;
+                while offset < end {
+                    let len = (end - offset).min(remote.fetch_max);
+                    start_fetch(r, remote, read.path.clone(), offset, len, false, 0)?;
+                    offset += len;
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The client request's write-event handler while fetches are in flight: nginx runs it when a
+/// fetch wakes it (and on socket events, which it ignores until the fetches are done).
+unsafe extern "C" fn resume(r: *mut ngx_http_request_t) {
+    crate::entry::guard_request(r, || {
+        // SAFETY: nginx calls the write handler with its valid request.
+        let r = unsafe { &mut *r };
+        let remote = ctx(r) as *mut Remote;
+        if remote.is_null() {
+            return NGX_OK as ngx_int_t;
+        }
+        // SAFETY: set by `serve`, freed with the pool.
+        let remote = unsafe { &mut *remote };
+        if remote.in_flight > 0 {
+            return NGX_OK as ngx_int_t;
+        }
+        // SAFETY: the connection and its log live as long as the request.
+        let log = unsafe { (*r.connection).log };
+        let rc = crate::log::with_log(log, || match pump(r, remote) {
+            Ok(None) => None,
+            Ok(Some(rc)) => Some(rc),
+            Err(e) => Some(fail(r, &e)),
+        });
+        if let Some(rc) = rc {
+            finish(r, remote, rc);
+        }
+        NGX_OK as ngx_int_t
+    });
+}
+
+/// Ends a request that waited for fetches with the answer's `rc` (an error status before the
+/// header went out makes nginx send its error page).
+fn finish(r: &mut ngx_http_request_t, remote: &mut Remote, rc: ngx_int_t) {
+    remote.stop_waiting(r);
+    // SAFETY: releases the count `serve` took.
+    unsafe { ngx_http_finalize_request(r, rc) };
+}
+
+/// Starts a background subrequest reading `len` bytes at `offset` of `path`.
+fn start_fetch(
+    r: &mut ngx_http_request_t,
+    remote: &mut Remote,
+    path: String,
+    offset: u64,
+    len: u64,
+    open: bool,
+    attempt: u8,
+) -> Result<(), OriginError> {
+    let uri = pool_str(r, path.as_bytes())?;
+    let uri = ngx_str_t {
+        len: path.len(),
+        data: uri.data,
+    };
+    let mut fetch = Box::new(Fetch {
+        remote,
+        path,
+        offset,
+        len,
+        open,
+        attempt,
+        done: false,
+        post: ngx_http_post_subrequest_t {
+            handler: Some(fetched),
+            data: ptr::null_mut(),
+        },
+    });
+    fetch.post.data = &mut *fetch as *mut Fetch as *mut c_void;
+    let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
+    let mut sr: *mut ngx_http_request_t = ptr::null_mut();
+    // SAFETY: r is the request being handled; uri and the post record live in its pool and in
+    // `remote.fetches` (freed with the pool) respectively.
+    let rc = unsafe {
+        ngx_http_subrequest(
+            r,
+            &uri as *const ngx_str_t as *mut ngx_str_t,
+            ptr::null_mut(),
+            &mut sr,
+            &mut fetch.post,
+            (NGX_HTTP_SUBREQUEST_IN_MEMORY | NGX_HTTP_SUBREQUEST_BACKGROUND) as ngx_uint_t,
+        )
+    };
+    if rc != NGX_OK as ngx_int_t || sr.is_null() {
+        return Err(OriginError::Internal("could not start a fetch subrequest"));
+    }
+    let mut headers = vec![("Range".to_string(), range.clone())];
+    if let Some(signer) = &remote.signer {
+        let url = remote.upstream.url(&fetch.path);
+        let signed = signer.sign_get(&url, &[("range", &range)], std::time::SystemTime::now())?;
+        headers.extend(signed);
+    }
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    // SAFETY: `sr` was just created from `r` and has not run yet.
+    unsafe { request_headers(sr, r, &headers)? };
+    set_ctx(sr, &mut *fetch as *mut Fetch as *mut c_void);
+    remote.fetches.push(fetch);
+    remote.in_flight += 1;
+    Ok(())
+}
+
+/// Gives the subrequest only the headers a fetch sends: the client's (conditional requests,
+/// `Accept-Encoding`, cookies, its own `Range`) must not reach the backend.
+///
+/// # Safety
+/// `sr` is a subrequest of `r` that has not run yet.
+unsafe fn request_headers(
+    sr: *mut ngx_http_request_t,
+    r: &mut ngx_http_request_t,
+    headers: &[(&str, &str)],
+) -> Result<(), OriginError> {
+    const SLOTS: usize = 8;
+    // SAFETY: plain C data; every field nginx reads is set below or is a valid zero.
+    unsafe {
+        let mut fresh: ngx_http_headers_in_t = std::mem::zeroed();
+        fresh.server = r.headers_in.server;
+        fresh.content_length_n = -1;
+        fresh.keep_alive_n = -1;
+        (*sr).headers_in = fresh;
+        let list = &mut (*sr).headers_in.headers;
+        let elts = ngx_palloc(r.pool, SLOTS * std::mem::size_of::<ngx_table_elt_t>());
+        if elts.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        list.part.elts = elts;
+        list.part.nelts = 0;
+        list.part.next = ptr::null_mut();
+        list.last = &mut list.part;
+        list.size = std::mem::size_of::<ngx_table_elt_t>();
+        list.nalloc = SLOTS;
+        list.pool = r.pool;
+        for (name, value) in headers {
+            let h = ngx_list_push(list) as *mut ngx_table_elt_t;
+            if h.is_null() {
+                return Err(OriginError::Internal("out of memory"));
+            }
+            ptr::write_bytes(h, 0, 1);
+            let key = pool_str(r, name.as_bytes())?;
+            let lower = pool_str(r, name.to_ascii_lowercase().as_bytes())?;
+            let val = pool_str(r, value.as_bytes())?;
+            (*h).hash = 1;
+            (*h).key = ngx_str_t {
+                len: name.len(),
+                data: key.data,
+            };
+            (*h).value = ngx_str_t {
+                len: value.len(),
+                data: val.data,
+            };
+            (*h).lowcase_key = lower.data;
+            if name.eq_ignore_ascii_case("range") {
+                (*sr).headers_in.range = h;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Post-subrequest handler of a fetch: records what came back, and wakes the client request
+/// when it was the last fetch in flight.
+unsafe extern "C" fn fetched(
+    sr: *mut ngx_http_request_t,
+    data: *mut c_void,
+    rc: ngx_int_t,
+) -> ngx_int_t {
+    crate::entry::guard_request(sr, || {
+        // SAFETY: `data` is the Fetch this subrequest was started with, alive while its
+        // client request's pool is.
+        let fetch = unsafe { &mut *(data as *mut Fetch) };
+        if fetch.done {
+            return NGX_OK as ngx_int_t;
+        }
+        fetch.done = true;
+        // SAFETY: the Remote outlives its fetches (both freed with the request pool).
+        let remote = unsafe { &mut *fetch.remote };
+        remote.in_flight -= 1;
+        // SAFETY: nginx passes the finished subrequest.
+        let result = read_response(unsafe { &*sr }, rc, fetch, &remote.backend);
+        let retry =
+            matches!(result, Err(OriginError::Backend { retry: true, .. })) && fetch.attempt == 0;
+        // SAFETY: the client request is alive while its fetches are.
+        let r = unsafe { &mut *remote.r };
+        let retried = retry
+            && start_fetch(
+                r,
+                remote,
+                fetch.path.clone(),
+                fetch.offset,
+                fetch.len,
+                fetch.open,
+                1,
+            )
+            .is_ok();
+        if !retried {
+            remote.apply(fetch, result);
+        }
+        if remote.in_flight == 0 {
+            // SAFETY: the client request is alive (the count taken in `serve`).
+            unsafe { ngx_http_post_request(remote.r, ptr::null_mut()) };
+        }
+        // A failed fetch is the client request's error to report, not a reason for nginx to
+        // terminate it.
+        NGX_OK as ngx_int_t
+    })
+}
+
+/// What a worker knows of a remote object, and since when.
+#[derive(Clone)]
+struct Meta {
+    identity: SourceIdentity,
+    size: u64,
+    modified: i64,
+    checked: std::time::Instant,
+}
+
+impl origin_core::cache::Weighted for Meta {
+    fn weight(&self) -> usize {
+        1
+    }
+}
+
+/// Remote objects a worker knows, by backend URL: at most this many.
+const KNOWN_OBJECTS: usize = 16_384;
+
+thread_local! {
+    static KNOWN: std::cell::RefCell<origin_core::cache::LruCache<String, Meta>> =
+        std::cell::RefCell::new(origin_core::cache::LruCache::new(KNOWN_OBJECTS));
+}
+
+/// The object's metadata, and whether it is younger than `ttl`.
+fn known(key: &str, ttl: std::time::Duration) -> Option<(Meta, bool)> {
+    let meta = KNOWN.with(|k| k.borrow_mut().get(&key.to_string()))?;
+    let fresh = meta.checked.elapsed() < ttl;
+    Some(((*meta).clone(), fresh))
+}
+
+fn remember(key: String, meta: Meta) {
+    KNOWN.with(|k| k.borrow_mut().insert(key, Arc::new(meta)));
+}
+
+fn forget(key: &str) {
+    KNOWN.with(|k| k.borrow_mut().retain(|other| other != key));
+}
+
+impl Remote {
+    /// Hands the client request back to the response: the writer of a repackaged segment
+    /// installs its own write handler and context.
+    fn stop_waiting(&mut self, r: &mut ngx_http_request_t) {
+        if self.waiting {
+            self.waiting = false;
+            set_ctx(r, ptr::null_mut());
+            r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
+        }
+    }
+
+    /// The worker-wide name of the object at `path`.
+    fn key(&self, path: &str) -> String {
+        format!("{}{path}", self.backend)
+    }
+
+    /// Supplies an object from what the worker knows of it, without a request.
+    fn supply_known(&mut self, path: &str, meta: &Meta) {
+        let sparse = Arc::new(SparseSource::new(path, meta.identity.clone(), meta.size));
+        self.sources.insert(path.to_string(), sparse.clone());
+        self.request.supply_open(
+            path,
+            Ok(Opened {
+                identity: meta.identity.clone(),
+                size: meta.size,
+                modified: meta.modified,
+                reader: Some(sparse as SharedSource),
+            }),
+        );
+    }
+
+    /// Hands a fetch's result to the engine.
+    fn apply(&mut self, fetch: &Fetch, result: Result<Fetched, OriginError>) {
+        let path = fetch.path.as_str();
+        let fetched = match result {
+            Ok(f) => f,
+            Err(e) => {
+                self.request.supply_open(path, Err(e));
+                return;
+            }
+        };
+        if fetch.open {
+            let identity = SourceIdentity::Remote {
+                url: self.key(path),
+                version: fetched.version.clone(),
+                size: fetched.total,
+            };
+            remember(
+                self.key(path),
+                Meta {
+                    identity: identity.clone(),
+                    size: fetched.total,
+                    modified: fetched.modified,
+                    checked: std::time::Instant::now(),
+                },
+            );
+            let sparse = Arc::new(SparseSource::new(path, identity.clone(), fetched.total));
+            sparse.insert(fetch.offset, &fetched.bytes);
+            self.sources.insert(path.to_string(), sparse.clone());
+            self.request.supply_open(
+                path,
+                Ok(Opened {
+                    identity,
+                    size: fetched.total,
+                    modified: fetched.modified,
+                    reader: Some(sparse as SharedSource),
+                }),
+            );
+            return;
+        }
+        let Some(sparse) = self.sources.get(path).cloned() else {
+            self.request.supply_open(
+                path,
+                Err(OriginError::Internal("a read of an unopened object")),
+            );
+            return;
+        };
+        let unchanged = match sparse.identity() {
+            SourceIdentity::Remote { version, size, .. } => {
+                *version == fetched.version && *size == fetched.total
+            }
+            _ => false,
+        };
+        if !unchanged {
+            // The next request looks at the object afresh.
+            forget(&self.key(path));
+            self.request.supply_open(
+                path,
+                Err(OriginError::Backend {
+                    url: format!("{}{path}", self.backend),
+                    what: format!(
+                        "the object changed between reads (version \"{}\", {} bytes)",
+                        fetched.version, fetched.total
+                    ),
+                    timeout: false,
+                    retry: false,
+                }),
+            );
+            return;
+        }
+        sparse.insert(fetch.offset, &fetched.bytes);
+        self.request.supply_read(path, Ok(sparse as SharedSource));
+    }
+}
+
+/// A table element's value.
+fn header_value(h: *const ngx_table_elt_t) -> Option<String> {
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: nginx's header elements hold `len` valid bytes for the request's life.
+    let v = unsafe { &(*h).value };
+    Some(String::from_utf8_lossy(crate::driver::ngx_str(v)).into_owned())
+}
+
+/// Checks and extracts what a fetch subrequest brought: the exact range asked for, of an
+/// object whose size and version it states, or the error it is.
+fn read_response(
+    sr: &ngx_http_request_t,
+    rc: ngx_int_t,
+    fetch: &Fetch,
+    backend: &str,
+) -> Result<Fetched, OriginError> {
+    let url = format!("{backend}{}", fetch.path);
+    let status = sr.headers_out.status as u16;
+    // A response that is wrong (not a failure to get one) is not retried.
+    let backend_error = |what: String| OriginError::Backend {
+        url: url.clone(),
+        what,
+        timeout: false,
+        retry: false,
+    };
+    // The proxy ends a fetch with NGX_OK once the whole response arrived, whatever its
+    // status; anything else means none or only part of it did (refused, reset, timed out).
+    if rc != NGX_OK as ngx_int_t || status == 0 {
+        let timeout = rc == NGX_HTTP_GATEWAY_TIME_OUT as ngx_int_t;
+        let what = match (timeout, status) {
+            (true, _) => "timed out".to_string(),
+            (false, 0) => "no response".to_string(),
+            (false, s) => format!("the status {s} response was cut short"),
+        };
+        return Err(OriginError::Backend {
+            url: url.clone(),
+            what,
+            timeout,
+            retry: true,
+        });
+    }
+    let body: &[u8] = if sr.out.is_null() {
+        &[]
+    } else {
+        // SAFETY: the in-memory subrequest's output buffer, in the request pool.
+        unsafe {
+            let b = (*sr.out).buf;
+            if b.is_null() || (*b).pos.is_null() {
+                &[]
+            } else {
+                std::slice::from_raw_parts((*b).pos, (*b).last.offset_from((*b).pos) as usize)
+            }
+        }
+    };
+    let version = header_value(sr.headers_out.etag)
+        .or_else(|| {
+            (sr.headers_out.last_modified_time > 0)
+                .then(|| format!("modified {}", sr.headers_out.last_modified_time))
+        })
+        .unwrap_or_default();
+    let modified = if sr.headers_out.last_modified_time > 0 {
+        sr.headers_out.last_modified_time
+    } else {
+        0
+    };
+    let content_range = header_value(sr.headers_out.content_range);
+    let asked_end = fetch.offset + fetch.len;
+    match status {
+        206 => {
+            let cr =
+                content_range.ok_or_else(|| backend_error("a 206 without Content-Range".into()))?;
+            let (first, last, total) = parse_content_range(&cr)
+                .ok_or_else(|| backend_error(format!("unreadable Content-Range \"{cr}\"")))?;
+            let expected_last = asked_end.min(total).saturating_sub(1);
+            if first != fetch.offset || last != expected_last {
+                return Err(backend_error(format!(
+                    "Content-Range \"{cr}\" for bytes {}-{}",
+                    fetch.offset,
+                    asked_end - 1
+                )));
+            }
+            if body.len() as u64 != last - first + 1 {
+                return Err(backend_error(format!(
+                    "{} bytes for Content-Range \"{cr}\"",
+                    body.len()
+                )));
+            }
+            Ok(Fetched {
+                bytes: body.to_vec(),
+                total,
+                version,
+                modified,
+            })
+        }
+        200 => {
+            // The whole object (a server that ignores Range): take the part asked for.
+            let total = body.len() as u64;
+            if sr.headers_out.content_length_n >= 0
+                && sr.headers_out.content_length_n as u64 != total
+            {
+                return Err(backend_error(format!(
+                    "{total} bytes for Content-Length {}",
+                    sr.headers_out.content_length_n
+                )));
+            }
+            let start = fetch.offset.min(total) as usize;
+            let end = asked_end.min(total) as usize;
+            Ok(Fetched {
+                bytes: body[start..end].to_vec(),
+                total,
+                version,
+                modified,
+            })
+        }
+        416 if fetch.offset == 0 => {
+            // An empty object: Content-Range says `bytes */0`.
+            match content_range
+                .as_deref()
+                .and_then(|cr| cr.strip_prefix("bytes */"))
+            {
+                Some("0") => Ok(Fetched {
+                    bytes: Vec::new(),
+                    total: 0,
+                    version,
+                    modified,
+                }),
+                _ => Err(backend_error("416 for the first bytes".into())),
+            }
+        }
+        404 | 410 => Err(OriginError::NotFound { path: url }),
+        401 | 403 => Err(OriginError::Forbidden { path: url }),
+        300..=399 => Err(backend_error(format!(
+            "status {status}: redirects are not followed"
+        ))),
+        500..=599 => Err(OriginError::Backend {
+            url,
+            what: format!("status {status}"),
+            timeout: status == 504,
+            retry: true,
+        }),
+        _ => Err(backend_error(format!("status {status}"))),
+    }
+}
+
+/// `bytes first-last/total`.
+fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last, total): (u64, u64, u64) =
+        (first.parse().ok()?, last.parse().ok()?, total.parse().ok()?);
+    (first <= last && last < total).then_some((first, last, total))
+}
+
+/// Moves `remote` into the request pool: freed by a pool cleanup when the request ends.
+fn own_by_request(r: &mut ngx_http_request_t, remote: Remote) -> Result<*mut Remote, OriginError> {
+    // SAFETY: the cleanup and its data are released exactly once, with the pool.
+    unsafe {
+        let cln = ngx_pool_cleanup_add(r.pool, 0);
+        if cln.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        let remote = Box::into_raw(Box::new(remote));
+        (*cln).data = remote as *mut c_void;
+        (*cln).handler = Some(free_remote);
+        Ok(remote)
+    }
+}
+
+unsafe extern "C" fn free_remote(data: *mut c_void) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: the Box leaked by own_by_request, freed exactly once here.
+    let remote = unsafe { Box::from_raw(data as *mut Remote) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(remote)));
+}

@@ -1,0 +1,142 @@
+"""A storage backend that misbehaves on purpose, for the fault tests of remote sources.
+
+It serves the files under a root with byte ranges and a stable ETag, like any static server,
+except that the first path segment of a request picks a behaviour:
+
+    /ok/...        normal
+    /slow/...      waits `delay` seconds before answering
+    /503/...       answers 503
+    /503once/...   answers 503 to the first request for each file, then normally
+    /reset/...     sends the headers and half the body, then resets the connection
+    /short/...     sends fewer bytes than its Content-Length, then closes
+    /long/...      sends more bytes than the range asked for
+    /badrange/...  states a Content-Range one byte off
+    /norange/...   answers 206 without a Content-Range
+    /etag/...      states a different ETag on every response
+    /redirect/...  answers 302 to /ok/...
+
+Every request is recorded (`requests`), so tests count what the origin asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class FaultyBackend:
+    def __init__(self, root: Path, delay: float = 3.0):
+        self.root = root
+        self.delay = delay
+        self.requests: list[tuple[str, str, str]] = []  # (mode, path, range)
+        self.failed_once: set[str] = set()
+        self.counter = 0
+        self.lock = threading.Lock()
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                backend.handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FaultyBackend":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self, mode: str | None = None) -> int:
+        with self.lock:
+            return sum(1 for m, _, _ in self.requests if mode is None or m == mode)
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        parts = h.path.split("?")[0].lstrip("/").split("/", 1)
+        mode, rel = (parts + [""])[:2]
+        rng = h.headers.get("Range", "")
+        with self.lock:
+            self.requests.append((mode, rel, rng))
+            self.counter += 1
+            serial = self.counter
+        path = self.root / rel
+        if ".." in rel.split("/") or not path.is_file():
+            return self.send(h, 404, b"not found")
+        data = path.read_bytes()
+        if mode == "slow":
+            time.sleep(self.delay)
+        if mode == "503":
+            return self.send(h, 503, b"unavailable")
+        if mode == "503once":
+            with self.lock:
+                first = rel not in self.failed_once
+                self.failed_once.add(rel)
+            if first:
+                return self.send(h, 503, b"unavailable")
+        if mode == "redirect":
+            h.send_response(302)
+            h.send_header("Location", f"/ok/{rel}")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        first, last = 0, len(data) - 1
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng)
+        partial = m is not None
+        if m:
+            first = int(m.group(1))
+            if m.group(2):
+                last = min(int(m.group(2)), len(data) - 1)
+            if first >= len(data):
+                h.send_response(416)
+                h.send_header("Content-Range", f"bytes */{len(data)}")
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+        body = data[first:last + 1]
+        etag = f'"v{serial}"' if mode == "etag" else f'"{os.stat(path).st_mtime_ns:x}-{len(data):x}"'
+        stated_first, stated_last = first, last
+        if mode == "badrange":
+            stated_first, stated_last = first + 1, min(last + 1, len(data) - 1)
+        if mode == "long":
+            body = data[first:last + 1 + 100] + b"\0" * (0 if last + 101 <= len(data) else 100)
+        h.send_response(206 if partial else 200)
+        h.send_header("ETag", etag)
+        h.send_header("Accept-Ranges", "bytes")
+        if partial and mode != "norange":
+            h.send_header("Content-Range", f"bytes {stated_first}-{stated_last}/{len(data)}")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if mode == "reset":
+            h.wfile.write(body[: len(body) // 2])
+            h.wfile.flush()
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            h.connection.close()
+            h.close_connection = True
+            return
+        if mode == "short":
+            h.wfile.write(body[: max(0, len(body) - 10)])
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        h.wfile.write(body)
+
+    @staticmethod
+    def send(h: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+        h.send_response(status)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)

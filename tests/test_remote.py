@@ -1,0 +1,290 @@
+"""Remote sources through `ism_proxy_pass`: a second, plain nginx holds the media (static files,
+ranges, ETags) and the origin reads it with ranged subrequests through nginx's proxy module.
+Every URL a player fetches must give the same bytes as from local files, decoded frames must
+equal the sources', and the backend must see only the requests the design allows."""
+
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from urllib.parse import urljoin
+
+import pytest
+import requests
+
+from harness import ROOT
+from test_vod import FIXTURES, ISMTOOL, LADDER, MPD_NS, frame_hashes
+
+SMOOTH_NS = ""
+MEDIA = LADDER + ["progressive.mp4", "progressive-tail.mp4", "ladder-video-360.mp4",
+                  "ladder-audio-eng.mp4", "subtitles-eng.mp4"]
+
+
+def publish(directory):
+    """The media set and its server manifests, in `directory`."""
+    directory.mkdir(mode=0o755, parents=True)
+    for f in MEDIA:
+        shutil.copy(FIXTURES / f, directory / f)
+    for name, files in [("ladder", LADDER),
+                        ("mp4s", ["ladder-video-360.mp4", "ladder-audio-eng.mp4"]),
+                        ("subs", ["ladder-video-360.ismv", "ladder-audio-eng.isma",
+                                  "subtitles-eng.mp4"])]:
+        subprocess.run([str(ISMTOOL), "create", "-o", str(directory / f"{name}.ism"),
+                        *[str(directory / f) for f in files]], check=True, capture_output=True)
+    for p in directory.iterdir():
+        p.chmod(0o644)
+
+
+BACKEND_LOG = "log_format ranges '$uri|$http_range|$status|$body_bytes_sent';"
+
+
+@pytest.fixture
+def remote(make_nginx):
+    """(origin reading the backend, local origin over the same files, backend)."""
+    backend = make_nginx()
+    publish(backend.root / "storage" / "v")
+    backend.start(f"access_log {backend.prefix}/logs/backend.log ranges;",
+                  http_extra=BACKEND_LOG)
+    local = make_nginx()
+    publish(local.root / "v")
+    local.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+    origin = make_nginx()
+    origin.start(f"""
+        location ^~ /video/proxy/ {{
+            usp_handle_ism;
+            ism_proxy_pass http://127.0.0.1:{backend.port}/storage/;
+        }}""")
+    return origin, local, backend
+
+
+def backend_requests(backend) -> list[tuple[str, str, int]]:
+    path = backend.prefix / "logs" / "backend.log"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        uri, rng, status, _ = line.split("|")
+        out.append((uri, rng, int(status)))
+    return out
+
+
+def hls_urls(get, url: str) -> list[str]:
+    """Every URL an HLS client may fetch from a master playlist."""
+    found = [url]
+    master = get(url).text
+    children = [line for line in master.splitlines() if line and not line.startswith("#")]
+    children += re.findall(r'URI="([^"]+)"', master)
+    for child in children:
+        playlist_url = urljoin(url, child)
+        found.append(playlist_url)
+        text = get(playlist_url).text
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                found.append(urljoin(playlist_url, line))
+        found += [urljoin(playlist_url, u) for u in re.findall(r'URI="([^"]+)"', text)]
+    return list(dict.fromkeys(found))
+
+
+def dash_urls(get, url: str) -> list[str]:
+    found = [url]
+    mpd = ET.fromstring(get(url).content)
+    base = urljoin(url, mpd.find("d:Period/d:BaseURL", MPD_NS).text)
+    for aset in mpd.iterfind("d:Period/d:AdaptationSet", MPD_NS):
+        tmpl = aset.find("d:SegmentTemplate", MPD_NS)
+        times, t = [], 0
+        for s in tmpl.find("d:SegmentTimeline", MPD_NS):
+            t = int(s.get("t", t))
+            for _ in range(int(s.get("r", 0)) + 1):
+                times.append(t)
+                t += int(s.get("d"))
+        for rep in aset.iterfind("d:Representation", MPD_NS):
+            rid = rep.get("id")
+            found.append(urljoin(base, tmpl.get("initialization").replace("$RepresentationID$", rid)))
+            for t in times:
+                media = tmpl.get("media").replace("$RepresentationID$", rid)
+                found.append(urljoin(base, media.replace("$Time$", str(t))))
+    return found
+
+
+def smooth_urls(get, url: str) -> list[str]:
+    found = [url]
+    manifest = ET.fromstring(get(url).content)
+    for stream in manifest.iterfind("StreamIndex"):
+        template = stream.get("Url")
+        times, t = [], 0
+        for c in stream.iterfind("c"):
+            t = int(c.get("t", t))
+            times.append(t)
+            t += int(c.get("d"))
+        for level in stream.iterfind("QualityLevel"):
+            for t in times:
+                path = template.replace("{bitrate}", level.get("Bitrate")).replace(
+                    "{start time}", str(t))
+                found.append(urljoin(url, path))
+    return found
+
+
+def get_ok(n):
+    def get(url):
+        r = requests.get(url, timeout=30)
+        assert r.status_code == 200, f"{url}: {r.status_code} {r.text[:200]}\n{n.log_text()[-2000:]}"
+        return r
+    return get
+
+
+@pytest.mark.parametrize("ism,entry,crawl", [
+    ("ladder.ism", ".mpd", dash_urls),
+    ("ladder.ism", ".m3u8", hls_urls),
+    ("ladder.ism", ".m3u8?hls_fmp4", hls_urls),
+    ("ladder.ism", "Manifest", smooth_urls),
+    ("mp4s.ism", ".mpd", dash_urls),
+    ("mp4s.ism", ".m3u8", hls_urls),
+    ("subs.ism", ".m3u8", hls_urls),
+    ("progressive-tail.mp4", ".mpd", dash_urls),
+    ("progressive.mp4", ".m3u8?hls_fmp4", hls_urls),
+])
+def test_every_url_is_byte_identical_to_local(remote, ism, entry, crawl):
+    origin, local, _ = remote
+    local_urls = crawl(get_ok(local), local.url(f"/v/{ism}/{entry}"))
+    assert len(local_urls) > 3
+    for url in local_urls:
+        path = url.split(f":{local.port}", 1)[1]
+        remote_path = "/video/proxy" + path
+        want = requests.get(url, timeout=30)
+        got = requests.get(origin.url(remote_path), timeout=30)
+        assert got.status_code == want.status_code == 200, (
+            f"{remote_path}: {got.status_code} {got.text[:300]}\n{origin.log_text()[-3000:]}")
+        assert got.headers["Content-Type"] == want.headers["Content-Type"], remote_path
+        assert got.content == want.content, remote_path
+        assert got.headers.get("ETag"), remote_path
+    assert not origin.crashes()
+
+
+@pytest.mark.parametrize("entry,stream,source,source_stream", [
+    ("ladder.ism/.mpd", "0:v:1", "ladder-video-480.ismv", "0:v"),
+    ("ladder.ism/.m3u8?hls_fmp4", "0:a:0", "ladder-audio-eng.isma", "0:a"),
+    ("mp4s.ism/.mpd", "0:v:0", "ladder-video-360.mp4", "0:v"),
+])
+def test_remote_sources_are_frame_exact(remote, entry, stream, source, source_stream):
+    origin, _, _ = remote
+    got = frame_hashes(origin.url(f"/video/proxy/v/{entry}"), stream)
+    assert got == frame_hashes(str(FIXTURES / source), source_stream)
+
+
+def test_hls_ts_from_remote_is_frame_exact(remote):
+    origin, _, _ = remote
+    master = origin.get("/video/proxy/v/ladder.ism/.m3u8?hls_client_manifest_version=3")
+    assert master.status_code == 200, master.text
+    variant = next(line for line in master.text.splitlines()
+                   if line and not line.startswith("#"))
+    got = frame_hashes(origin.url(f"/video/proxy/v/ladder.ism/{variant}"), "0:v")
+    assert got == frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")
+
+
+def test_backend_sees_only_ranged_reads_of_what_is_needed(remote):
+    origin, _, backend = remote
+    r = origin.get("/video/proxy/v/progressive-tail.mp4/.mpd")
+    assert r.status_code == 200
+    seen = backend_requests(backend)
+    # A moov at the end of a small file: the first read brings all of it.
+    assert len(seen) <= 2, seen
+    assert all(rng.startswith("bytes=") for _, rng, _ in seen), seen
+    assert all(status in (200, 206) for _, _, status in seen), seen
+    # The client's own headers never reach the backend.
+    before = len(backend_requests(backend))
+    r = origin.get("/video/proxy/v/ladder.ism/.mpd",
+                   headers={"Range": "bytes=0-10", "If-None-Match": "\"x\""})
+    assert r.status_code == 206
+    for _, rng, status in backend_requests(backend)[before:]:
+        assert rng != "bytes=0-10" and status != 304
+
+
+def test_progressive_download_is_proxied(remote):
+    origin, _, _ = remote
+    r = origin.get("/video/proxy/v/progressive.mp4")
+    assert r.status_code == 200
+    assert r.content == (FIXTURES / "progressive.mp4").read_bytes()
+    r = origin.get("/video/proxy/v/progressive.mp4", headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and len(r.content) == 100
+
+
+def test_missing_and_refused_remote_files(remote):
+    origin, _, backend = remote
+    assert origin.get("/video/proxy/v/nothing.ism/.mpd").status_code == 404
+    assert origin.get("/video/proxy/v/nothing.mp4/.mpd").status_code == 404
+    # A source that is missing on the backend.
+    text = (backend.root / "storage" / "v" / "ladder.ism").read_text()
+    broken = backend.root / "storage" / "v" / "broken.ism"
+    broken.write_text(text.replace("ladder-audio-fra.isma", "gone.isma"))
+    broken.chmod(0o644)
+    r = origin.get("/video/proxy/v/broken.ism/.mpd")
+    assert r.status_code == 404
+    assert origin.log_lines("gone.isma")
+    # The backend refuses a file.
+    secret = backend.root / "storage" / "v" / "secret.mp4"
+    shutil.copy(FIXTURES / "progressive.mp4", secret)
+    secret.chmod(0o600)
+    if backend.user_directive() == "":
+        r = origin.get("/video/proxy/v/secret.mp4/.mpd")
+        assert r.status_code == 403
+
+
+@pytest.mark.parametrize("src,allowed", [
+    ("http://169.254.169.254/latest/meta-data/iam.ismv", False),
+    ("http://127.0.0.1:{origin}/video/proxy/v/ladder-video-360.ismv", False),
+    ("http://localhost:{backend}/storage/v/ladder-video-360.ismv", False),
+    ("http://127.0.0.1:{backend}/other/ladder-video-360.ismv", False),
+    ("http://127.0.0.1:{backend}/storage/v/%2e%2e/x.ismv", False),
+    ("https://127.0.0.1:{backend}/storage/v/ladder-video-360.ismv", False),
+    ("http://127.0.0.1:{backend}/storage/v/ladder-video-360.ismv", True),
+])
+def test_absolute_source_urls_only_reach_the_backend(remote, src, allowed):
+    origin, _, backend = remote
+    src = src.format(origin=origin.port, backend=backend.port)
+    text = (backend.root / "storage" / "v" / "ladder.ism").read_text()
+    ism = backend.root / "storage" / "v" / "abs.ism"
+    ism.write_text(text.replace('src="ladder-video-360.ismv"', f'src="{src}"'))
+    ism.chmod(0o644)
+    assert src in ism.read_text()
+    r = origin.get("/video/proxy/v/abs.ism/.mpd")
+    if allowed:
+        assert r.status_code == 200, r.text
+        assert "video=" in r.text
+    else:
+        assert r.status_code == 403, r.text
+        assert origin.log_lines("is refused"), origin.log_text()[-2000:]
+
+
+def test_absolute_urls_are_refused_for_local_files(make_nginx):
+    n = make_nginx()
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    shutil.copy(FIXTURES / "ladder-video-360.ismv", media / "ladder-video-360.ismv")
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "a.ism"),
+                    str(media / "ladder-video-360.ismv")], check=True, capture_output=True)
+    ism = media / "a.ism"
+    ism.write_text(ism.read_text().replace('src="ladder-video-360.ismv"',
+                                           'src="http://169.254.169.254/x.ismv"'))
+    for p in media.iterdir():
+        p.chmod(0o644)
+    n.start(r"location ~ \.ism(/|$) { usp_handle_ism; }")
+    r = n.get("/v/a.ism/.mpd")
+    assert r.status_code == 403
+    assert n.log_lines("169.254.169.254")
+
+
+def test_the_proxy_pass_example_works_as_written(make_nginx):
+    """nginx-conf/proxy-pass.conf (the README's ism_proxy_pass configuration), with only the
+    backend's address changed."""
+    backend = make_nginx()
+    publish(backend.root / "v")
+    backend.start("")
+    origin = make_nginx()
+    example = ROOT / "nginx-conf" / "proxy-pass.conf"
+    origin.start_config(origin.example_config(
+        example, {"127.0.0.1:8080": f"127.0.0.1:{backend.port}"}))
+    got = frame_hashes(origin.url("/video/proxy/v/ladder.ism/.mpd"), "0:v:0")
+    assert got == frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")
+    # keepalive to the backend: many reads, few connections.
+    for _ in range(3):
+        assert origin.get("/video/proxy/v/mp4s.ism/.m3u8").status_code == 200

@@ -1,0 +1,150 @@
+"""S3 sources: `ism_proxy_pass` to a real S3 server that checks every SigV4 signature
+(s3s-fs), with `s3_access_key` / `s3_secret_key` / `s3_region`. Every URL a player fetches gives
+the same bytes as from local files, and a wrong secret is a clear 403, never a 500."""
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness import ROOT, free_port
+from test_remote import (dash_urls, get_ok, hls_urls, publish, smooth_urls)
+from test_vod import FIXTURES, frame_hashes
+
+ACCESS_KEY = "AKIAORIGINTEST0001"
+SECRET_KEY = "origin/Secret+Key/0001"
+S3S_FS = Path.home() / ".cargo" / "bin" / "s3s-fs"
+
+
+@contextlib.contextmanager
+def s3s_fs(data: Path, access_key: str, secret_key: str):
+    """A running s3s-fs serving `data` (objects are files at data/bucket/key); yields its port."""
+    if not S3S_FS.exists():
+        pytest.fail("s3s-fs is missing: scripts/setup.sh installs it")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(S3S_FS), "--host", "127.0.0.1", "--port", str(port), "--access-key", access_key,
+         "--secret-key", secret_key, str(data)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "s3s-fs did not start"
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3(tmp_path):
+    """A running s3s-fs holding the media set in bucket `media`, under `v/`."""
+    data = tmp_path / "s3"
+    publish(data / "media" / "v")
+    with s3s_fs(data, ACCESS_KEY, SECRET_KEY) as port:
+        yield port, data
+
+
+def location(port: int, secret: str = SECRET_KEY, extra: str = "") -> str:
+    return f"""
+        location ^~ /s3/ {{
+            usp_handle_ism;
+            ism_proxy_pass http://127.0.0.1:{port}/media/;
+            s3_access_key {ACCESS_KEY};
+            s3_secret_key {secret};
+            s3_region us-east-1;
+            {extra}
+        }}"""
+
+
+@pytest.fixture
+def origins(make_nginx, s3):
+    port, _ = s3
+    origin = make_nginx().start(location(port))
+    local = make_nginx()
+    publish(local.root / "v")
+    local.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+    return origin, local
+
+
+@pytest.mark.parametrize("ism,entry,crawl", [
+    ("ladder.ism", ".mpd", dash_urls),
+    ("ladder.ism", ".m3u8", hls_urls),
+    ("ladder.ism", ".m3u8?hls_fmp4", hls_urls),
+    ("ladder.ism", "Manifest", smooth_urls),
+    ("mp4s.ism", ".mpd", dash_urls),
+    ("progressive-tail.mp4", ".m3u8", hls_urls),
+])
+def test_every_url_from_s3_is_byte_identical_to_local(origins, ism, entry, crawl):
+    origin, local = origins
+    for url in crawl(get_ok(local), local.url(f"/v/{ism}/{entry}")):
+        path = url.split(f":{local.port}", 1)[1]
+        want = requests.get(url, timeout=30)
+        got = requests.get(origin.url("/s3" + path), timeout=30)
+        assert got.status_code == 200, f"{path}: {got.status_code}\n{origin.log_text()[-3000:]}"
+        assert got.content == want.content, path
+    assert not origin.crashes()
+
+
+def test_s3_sources_are_frame_exact(origins):
+    origin, _ = origins
+    got = frame_hashes(origin.url("/s3/v/ladder.ism/.mpd"), "0:v:2")
+    assert got == frame_hashes(str(FIXTURES / "ladder-video-720.ismv"), "0:v")
+
+
+def test_wrong_secret_is_a_clear_403(make_nginx, s3):
+    port, _ = s3
+    origin = make_nginx().start(location(port, secret="not/the+secret"))
+    r = origin.get("/s3/v/ladder.ism/.mpd")
+    assert r.status_code == 403
+    assert origin.log_lines("permission denied") or origin.log_lines("403")
+    assert not origin.crashes()
+
+
+def test_missing_object_is_404(origins):
+    origin, _ = origins
+    assert origin.get("/s3/v/none.ism/.mpd").status_code == 404
+    assert origin.get("/s3/v/none.mp4/.m3u8").status_code == 404
+
+
+def test_odd_object_names_are_signed_as_sent(make_nginx, s3):
+    port, data = s3
+    odd = data / "media" / "v" / "odd name (1).mp4"
+    shutil.copy(FIXTURES / "progressive.mp4", odd)
+    odd.chmod(0o644)
+    origin = make_nginx().start(location(port))
+    r = origin.get("/s3/v/odd%20name%20(1).mp4/.mpd")
+    assert r.status_code == 200, origin.log_text()[-2000:]
+
+
+def test_the_s3_example_works_as_written(make_nginx, tmp_path):
+    """nginx-conf/s3.conf (the README's S3 configuration), with only the S3 server's port
+    changed: its credentials, region and bucket are the ones written there."""
+    example = ROOT / "nginx-conf" / "s3.conf"
+    text = example.read_text()
+    access = text.split("s3_access_key ")[1].split(";")[0]
+    secret = text.split("s3_secret_key ")[1].split(";")[0]
+    data = tmp_path / "s3"
+    publish(data / "my-bucket" / "v")
+    with s3s_fs(data, access, secret) as port:
+        origin = make_nginx()
+        origin.start_config(origin.example_config(example, {"127.0.0.1:9000": f"127.0.0.1:{port}"}))
+        r = origin.get("/s3/v/ladder.ism/.mpd")
+        assert r.status_code == 200, origin.log_text()[-2000:]
+        got = frame_hashes(origin.url("/s3/v/ladder.ism/.m3u8?hls_fmp4"), "0:a:0")
+        assert got == frame_hashes(str(FIXTURES / "ladder-audio-eng.isma"), "0:a")
