@@ -570,6 +570,28 @@ pub unsafe extern "C" fn merge_loc_conf(
     })
 }
 
+/// Registers the module's variables.
+pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    entry::guard_conf_status(cf, || {
+        let mut name = ngx_string!("origin_fetch_range");
+        // SAFETY: called by nginx with the configuration being read; the variable lives in the
+        // configuration pool. Not cacheable: subrequests share their parent's variable values,
+        // and every fetch has its own range.
+        unsafe {
+            let v = ngx::ffi::ngx_http_add_variable(
+                cf,
+                &mut name,
+                ngx::ffi::NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t,
+            );
+            if v.is_null() {
+                return ngx::ffi::NGX_ERROR as ngx_int_t;
+            }
+            (*v).get_handler = Some(crate::remote::fetch_range_variable);
+        }
+        ngx::ffi::NGX_OK as ngx_int_t
+    })
+}
+
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     entry::guard_conf_status(cf, || {
         crate::log::install();

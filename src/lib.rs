@@ -25,7 +25,7 @@ use std::ptr::addr_of;
 use ngx::ffi::{ngx_http_module_t, ngx_module_t, NGX_HTTP_MODULE};
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(conf::preconfiguration),
     postconfiguration: Some(conf::postconfiguration),
     create_main_conf: Some(conf::create_main_conf),
     init_main_conf: None,

@@ -154,6 +154,8 @@ struct Fetch {
     len: u64,
     /// An open: the read also tells the object's size and version.
     open: bool,
+    /// The `Range` header value.
+    range: String,
     /// 0 for the first try; a failed first try is retried once.
     attempt: u8,
     done: bool,
@@ -169,6 +171,30 @@ struct Fetched {
     /// ETag, else Last-Modified, else empty.
     version: String,
     modified: i64,
+}
+
+/// `$origin_fetch_range`: the `Range` of the fetch subrequest being proxied (`bytes=a-b`), for
+/// `proxy_set_header Range` and `proxy_cache_key` where `proxy_cache` would drop the header.
+pub unsafe extern "C" fn fetch_range_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx::ffi::ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request and value slot.
+    unsafe {
+        let v = &mut *v;
+        v.set_no_cacheable(1);
+        if !is_fetch(&*r) {
+            v.set_not_found(1);
+            return NGX_OK as ngx_int_t;
+        }
+        let fetch = &*(ctx(&*r) as *const Fetch);
+        v.data = fetch.range.as_ptr() as *mut u8;
+        v.set_len(fetch.range.len() as u32);
+        v.set_valid(1);
+        v.set_not_found(0);
+    }
+    NGX_OK as ngx_int_t
 }
 
 /// Whether `r` is one of our fetch subrequests: those go to the proxy.
@@ -380,8 +406,10 @@ fn start_fetch(
         len: path.len(),
         data: uri.data,
     };
+    let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
     let mut fetch = Box::new(Fetch {
         remote,
+        range: range.clone(),
         path,
         offset,
         len,
@@ -394,7 +422,6 @@ fn start_fetch(
         },
     });
     fetch.post.data = &mut *fetch as *mut Fetch as *mut c_void;
-    let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
     let mut sr: *mut ngx_http_request_t = ptr::null_mut();
     // SAFETY: r is the request being handled; uri and the post record live in its pool and in
     // `remote.fetches` (freed with the pool) respectively.

@@ -288,3 +288,85 @@ def test_the_proxy_pass_example_works_as_written(make_nginx):
     # keepalive to the backend: many reads, few connections.
     for _ in range(3):
         assert origin.get("/video/proxy/v/mp4s.ism/.m3u8").status_code == 200
+
+
+def padded(name: str, pad: int) -> bytes:
+    """A fixture with `pad` zero bytes added at the end of its mdat (sample offsets unchanged):
+    large enough that its head and a moov at its end are far apart."""
+    data = (FIXTURES / name).read_bytes()
+    out, at = bytearray(), 0
+    while at < len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        if data[at + 4:at + 8] == b"mdat":
+            out += (size + pad).to_bytes(4, "big") + data[at + 4:at + size] + bytes(pad)
+        else:
+            out += data[at:at + size]
+        at += size
+    return bytes(out)
+
+
+def test_storage_requests_per_manifest_and_segment(make_nginx):
+    """The request counts docs/BENCHMARKS.md gives, counted at the backend: a first manifest of
+    a faststart MP4 costs one read, of an MP4 with its moov at the end two (never a read of the
+    media between); a warm manifest none; a segment one ranged read of its samples."""
+    backend = make_nginx()
+    media = backend.root / "storage"
+    media.mkdir(mode=0o755)
+    for name, src in [("fast.mp4", "progressive.mp4"), ("tail.mp4", "progressive-tail.mp4")]:
+        (media / name).write_bytes(padded(src, 32 << 20))
+        (media / name).chmod(0o644)
+    backend.start(f"access_log {backend.prefix}/logs/backend.log ranges;", http_extra=BACKEND_LOG)
+    origin = make_nginx().start(f"""
+        location ^~ /p/ {{
+            usp_handle_ism;
+            ism_proxy_pass http://127.0.0.1:{backend.port}/storage/;
+        }}""")
+
+    def count(path: str) -> list[tuple[str, str, int]]:
+        before = len(backend_requests(backend))
+        r = origin.get(path)
+        assert r.status_code == 200, origin.log_text()[-2000:]
+        return backend_requests(backend)[before:]
+
+    first = count("/p/fast.mp4/.mpd")
+    assert len(first) == 1, first
+    first = count("/p/tail.mp4/.mpd")
+    assert len(first) == 2, first
+    fetched = sum(int(rng.split("-")[1]) - int(rng.split("=")[1].split("-")[0]) + 1
+                  for _, rng, _ in first)
+    assert fetched < 1 << 20, first
+    for entry in [".mpd", ".m3u8", "Manifest"]:
+        assert count(f"/p/tail.mp4/{entry}") == [], entry
+    mpd = origin.get("/p/tail.mp4/.mpd").text
+    rep = mpd.split('<Representation id="')[1].split('"')[0]
+    seg = count(f"/p/tail.mp4/dash/tail-{rep}-0.dash")
+    assert len(seg) == 1 and seg[0][1].startswith("bytes="), seg
+
+
+def test_the_proxy_cache_example_reads_the_storage_once(make_nginx):
+    """nginx-conf/proxy-cache.conf: with proxy_cache between origin and storage, a second
+    origin (or a restarted one) serves from the cache without a single storage request."""
+    backend = make_nginx()
+    publish(backend.root / "v")
+    backend.start(f"access_log {backend.prefix}/logs/backend.log ranges;", http_extra=BACKEND_LOG)
+    example = ROOT / "nginx-conf" / "proxy-cache.conf"
+    cache = backend.prefix / "origin-cache"
+    cache.mkdir(mode=0o777)
+    replace = {"127.0.0.1:8080": f"127.0.0.1:{backend.port}",
+               "/var/cache/nginx/origin": str(cache)}
+    first = make_nginx()
+    first.start_config(first.example_config(example, replace))
+    urls = dash_urls(get_ok(first), first.url("/video/proxy/v/ladder.ism/.mpd"))
+    bodies = {u.split(f":{first.port}", 1)[1]: get_ok(first)(u).content for u in urls}
+    reads = len(backend_requests(backend))
+    assert reads > 0
+    # Ranged reads were cached as such: the backend saw each range once.
+    seen = backend_requests(backend)
+    assert len({(u, rng) for u, rng, _ in seen}) == len(seen), seen
+    first.stop()
+    second = make_nginx()
+    second.start_config(second.example_config(example, replace))
+    for path, body in bodies.items():
+        r = second.get(path)
+        assert r.status_code == 200 and r.content == body, path
+    assert len(backend_requests(backend)) == reads
