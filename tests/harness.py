@@ -150,7 +150,7 @@ class Nginx:
                 f"        ssl_certificate_key {key};")
 
     def config(self, server: str, *, http_extra: str = "", main_extra: str = "",
-               log_level: str = "info") -> str:
+               log_level: str = "info", worker_connections: int = 1024) -> str:
         p = self.prefix
         return f"""
 load_module {self.module};
@@ -161,7 +161,7 @@ worker_processes {self.workers};
 pid {p}/logs/nginx.pid;
 error_log {self.error_log} {log_level};
 {main_extra}
-events {{ worker_connections 1024; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log {p}/logs/access.log;
     client_body_temp_path {p}/tmp/client_body;

@@ -27,7 +27,9 @@ def test_example_passes_nginx_t(make_nginx, example: Path):
     shutil.copy(n.module, modules / "ngx_http_origin_module.so")
     (n.prefix / "conf" / "usp-license.key").write_text("example-license-key\n")
     conf = n.prefix / "conf" / example.name
-    shutil.copy(example, conf)
+    # Cache directories of the examples live under the test's prefix.
+    (n.prefix / "cache").mkdir(mode=0o777)
+    conf.write_text(example.read_text().replace("/var/cache/nginx/", f"{n.prefix}/cache/"))
     result = subprocess.run(
         [str(n.build.nginx), "-p", str(n.prefix), "-c", str(conf), "-e", str(n.error_log), "-t"],
         capture_output=True, text=True, timeout=60,
