@@ -22,14 +22,15 @@ S3S_FS = Path.home() / ".cargo" / "bin" / "s3s-fs"
 
 
 @contextlib.contextmanager
-def s3s_fs(data: Path, access_key: str, secret_key: str):
-    """A running s3s-fs serving `data` (objects are files at data/bucket/key); yields its port."""
+def s3s_fs(data: Path, access_key: str, secret_key: str, domain: str | None = None):
+    """A running s3s-fs serving `data` (objects are files at data/bucket/key); yields its port.
+    With `domain`, buckets are also found in host names under it (virtual-hosted style)."""
     if not S3S_FS.exists():
         pytest.fail("s3s-fs is missing: scripts/setup.sh installs it")
     port = free_port()
     proc = subprocess.Popen(
         [str(S3S_FS), "--host", "127.0.0.1", "--port", str(port), "--access-key", access_key,
-         "--secret-key", secret_key, str(data)],
+         "--secret-key", secret_key, *(["--domain", domain] if domain else []), str(data)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -148,3 +149,23 @@ def test_the_s3_example_works_as_written(make_nginx, tmp_path):
         assert r.status_code == 200, origin.log_text()[-2000:]
         got = frame_hashes(origin.url("/s3/v/ladder.ism/.m3u8?hls_fmp4"), "0:a:0")
         assert got == frame_hashes(str(FIXTURES / "ladder-audio-eng.isma"), "0:a")
+
+
+def test_virtual_hosted_bucket(make_nginx, tmp_path):
+    """The bucket in the host name (`media.s3.test`), as Amazon S3 names buckets: the signed
+    Host is the one nginx sends, and the server finds the bucket from it."""
+    data = tmp_path / "s3"
+    publish(data / "media" / "v")
+    with s3s_fs(data, ACCESS_KEY, SECRET_KEY, domain="s3.test") as port:
+        origin = make_nginx().start(f"""
+            location ^~ /s3/ {{
+                usp_handle_ism;
+                ism_proxy_pass http://media.s3.test/;
+                s3_access_key {ACCESS_KEY};
+                s3_secret_key {SECRET_KEY};
+                s3_region us-east-1;
+            }}""", http_extra=f"upstream media.s3.test {{ server 127.0.0.1:{port}; }}")
+        r = origin.get("/s3/v/ladder.ism/.mpd")
+        assert r.status_code == 200, origin.log_text()[-2000:]
+        got = frame_hashes(origin.url("/s3/v/ladder.ism/.mpd"), "0:v:0")
+        assert got == frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")
