@@ -28,18 +28,20 @@ def media():
 
 
 @pytest.fixture
-def site(make_nginx, media, request):
+def site(make_nginx, media, request, tmp_path):
     """The demo page and presentation; its subtitles are TTML in MP4 (ffmpeg's), or with the
-    parameter "wvtt" WebVTT in CMAF (ismtool's)."""
+    parameter "wvtt" WebVTT in CMAF (ismtool's). With "remote" the media is read through
+    `ism_proxy_pass` from a second nginx, with "s3" from an S3 server (s3s-fs, SigV4)."""
     if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
         pytest.fail("browser test tools missing: run scripts/setup.sh")
+    param = getattr(request, "param", "ttml")
     n = make_nginx()
     root = n.root
     (root / "media").mkdir(mode=0o755)
     for f in LADDER + ["progressive.mp4", "subtitles-eng.mp4"]:
         shutil.copy(media / f, root / "media" / f)
     subtitles = "subtitles-eng.mp4"
-    if getattr(request, "param", "ttml") == "wvtt":
+    if param == "wvtt":
         subtitles = "subtitles-eng.cmft"
         subprocess.run([str(ISMTOOL), "text", str(media / "subtitles-eng.vtt"), "--language",
                         "eng", "-o", str(root / "media" / subtitles)],
@@ -57,10 +59,43 @@ def site(make_nginx, media, request):
     shutil.copy(ROOT / "demo" / "index.html", root / "index.html")
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
+    if param == "remote":
+        backend = make_nginx()
+        shutil.copytree(root / "media", backend.root / "media")
+        backend.start("")
+        return n.start(f"""
+            types {{ text/html html; application/javascript js; }}
+            location ^~ /media/ {{
+                usp_handle_ism;
+                ism_proxy_pass http://127.0.0.1:{backend.port}/media/;
+            }}""")
+    if param == "s3":
+        from test_s3 import ACCESS_KEY, SECRET_KEY, s3s_fs
+        data = tmp_path / "s3"
+        shutil.copytree(root / "media", data / "bucket" / "media")
+        port = request.getfixturevalue("_stack").enter_context(
+            s3s_fs(data, ACCESS_KEY, SECRET_KEY))
+        return n.start(f"""
+            types {{ text/html html; application/javascript js; }}
+            location ^~ /media/ {{
+                usp_handle_ism;
+                ism_proxy_pass http://127.0.0.1:{port}/bucket/media/;
+                s3_access_key {ACCESS_KEY};
+                s3_secret_key {SECRET_KEY};
+                s3_region us-east-1;
+            }}""")
     return n.start(r"""
         types { text/html html; application/javascript js; }
         location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }
     """)
+
+
+@pytest.fixture
+def _stack():
+    """Context managers that live as long as the test (servers the fixtures start)."""
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
 @pytest.mark.slow
@@ -68,6 +103,16 @@ def site(make_nginx, media, request):
                                   "shaka-hls"])
 def test_plays_in_chromium(site, kind):
     play_in_chromium(site, kind, with_subtitles=kind != "mp4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site,kind", [
+    ("remote", "dash"), ("remote", "hls"), ("remote", "hls-ts"), ("remote", "smooth"),
+    ("s3", "dash"), ("s3", "shaka-hls"),
+], indirect=["site"])
+def test_plays_from_remote_sources_in_chromium(site, kind):
+    """The same presentation read from another HTTP server or from S3."""
+    play_in_chromium(site, kind, with_subtitles=True)
 
 
 @pytest.mark.slow
