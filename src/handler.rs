@@ -24,8 +24,12 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         if crate::remote::is_fetch(r) {
             // One of our reads of a remote file: nginx's proxy module does it.
             return match conf::loc_conf(r).and_then(|c| c.proxy_handler) {
-                // SAFETY: the proxy's content handler, on a request of its location.
-                Some(proxy) => unsafe { proxy(r) },
+                Some(proxy) => {
+                    // SAFETY: the proxy's content handler, on a request of its location.
+                    let rc = unsafe { proxy(r) };
+                    crate::remote::unbuffer_fetch(r);
+                    rc
+                }
                 None => ngx::ffi::NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
             };
         }

@@ -197,6 +197,45 @@ pub unsafe extern "C" fn fetch_range_variable(
     NGX_OK as ngx_int_t
 }
 
+/// Makes a fetch's proxy read the response into one buffer of the size asked for, instead of
+/// buffering it through `proxy_buffers` and a temporary file (the response is collected in
+/// memory anyway): the proxy is told, before it reads the response, to pass it on unbuffered
+/// from a buffer that holds all of it. A response already read (a `proxy_cache` hit) is left
+/// alone.
+pub fn unbuffer_fetch(r: &mut ngx_http_request_t) {
+    let u = r.upstream;
+    if u.is_null() {
+        return;
+    }
+    // SAFETY: `u` is the fetch's upstream, created by the proxy handler from this request's
+    // pool; its configuration is copied into the pool before it is changed, so the location's
+    // own stays as configured.
+    unsafe {
+        // A response proxy_cache will store must stay buffered: nginx caches only those.
+        if !(*u).buffer.start.is_null()
+            || (*u).conf.is_null()
+            || (*u).header_sent() != 0
+            || (*u).cacheable() != 0
+        {
+            return;
+        }
+        let fetch = &*(ctx(r) as *const Fetch);
+        let size = std::mem::size_of::<ngx::ffi::ngx_http_upstream_conf_t>();
+        let conf = ngx_palloc(r.pool, size) as *mut ngx::ffi::ngx_http_upstream_conf_t;
+        if conf.is_null() {
+            return;
+        }
+        ptr::copy_nonoverlapping((*u).conf, conf, 1);
+        // Room for the response header too.
+        let want = fetch.len as usize + 16 * 1024;
+        if (*conf).buffer_size < want {
+            (*conf).buffer_size = want;
+        }
+        (*u).conf = conf;
+        (*u).set_buffering(0);
+    }
+}
+
 /// Whether `r` is one of our fetch subrequests: those go to the proxy.
 pub fn is_fetch(r: &ngx_http_request_t) -> bool {
     !ptr::eq(r, r.main) && !ctx(r).is_null()
@@ -495,7 +534,8 @@ unsafe fn request_headers(
             let key = pool_str(r, name.as_bytes())?;
             let lower = pool_str(r, name.to_ascii_lowercase().as_bytes())?;
             let val = pool_str(r, value.as_bytes())?;
-            (*h).hash = 1;
+            // The proxy recognises headers it sets itself (proxy_set_header) by this hash.
+            (*h).hash = ngx::ffi::ngx_hash_key(lower.data, name.len());
             (*h).key = ngx_str_t {
                 len: name.len(),
                 data: key.data,
