@@ -22,7 +22,7 @@ use ngx::ffi::{
     NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_SUBREQUEST_BACKGROUND, NGX_HTTP_SUBREQUEST_IN_MEMORY,
     NGX_OK,
 };
-use origin_core::request::{Backend, Backends, Need, Opened, Request, Step};
+use origin_core::request::{Backend, Backends, Body, Need, Opened, Request, Step};
 use origin_core::source::{SharedSource, Source, SourceIdentity, SparseSource};
 use origin_core::url::Route;
 
@@ -359,6 +359,20 @@ fn pump_step(
             // The response takes over the request: a repackaged segment's writer installs its
             // own write handler and context.
             remote.stop_waiting(r);
+            if let Body::Fragment { plan, path, .. } = &answer.body {
+                // Sent from the fetched bytes where they are.
+                if let Some(sparse) = remote.sources.get(path) {
+                    return crate::send::send_fragment_from_memory(
+                        r,
+                        plan,
+                        sparse,
+                        answer.content_type,
+                        answer.modified,
+                        &answer.etag,
+                    )
+                    .map(Some);
+                }
+            }
             crate::driver::send(r, answer).map(Some)
         }
         Step::Need(Need::Open(paths)) => {
@@ -696,7 +710,7 @@ impl Remote {
                 },
             );
             let sparse = Arc::new(SparseSource::new(path, identity.clone(), fetched.total));
-            sparse.insert(fetch.offset, &fetched.bytes);
+            sparse.insert_owned(fetch.offset, fetched.bytes);
             self.sources.insert(path.to_string(), sparse.clone());
             self.request.supply_open(
                 path,
@@ -739,7 +753,7 @@ impl Remote {
             );
             return;
         }
-        sparse.insert(fetch.offset, &fetched.bytes);
+        sparse.insert_owned(fetch.offset, fetched.bytes);
         self.request.supply_read(path, Ok(sparse as SharedSource));
     }
 }

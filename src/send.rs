@@ -12,7 +12,7 @@ use origin_core::fragment::FragmentPlan;
 
 use crate::response::{add_header, pool_str, set_content_type};
 use crate::status::OriginError;
-use origin_core::source::SharedSource;
+use origin_core::source::{SharedSource, SparseSource};
 
 /// Sets the headers every generated answer has and sends them; `Some(rc)` means stop there
 /// (HEAD, 304, an error).
@@ -282,6 +282,86 @@ unsafe extern "C" fn release_source(data: *mut std::ffi::c_void) {
         }
         drop(holding);
     }));
+}
+
+/// Sends a fragment of a remote source from the bytes fetched for it: buffers point into the
+/// fetched runs (memory of ours, so any filter, TLS or HTTP/2 may read them), which the request
+/// holds until it is freed. No payload byte is copied again.
+pub fn send_fragment_from_memory(
+    r: &mut ngx_http_request_t,
+    plan: &FragmentPlan,
+    source: &SparseSource,
+    content_type: &'static str,
+    mtime: i64,
+    tag: &str,
+) -> Result<ngx_int_t, OriginError> {
+    let mut held: Vec<std::sync::Arc<Vec<u8>>> = Vec::new();
+    let mut ranges: Vec<(*const u8, usize)> = Vec::with_capacity(plan.payload.len());
+    for range in &plan.payload {
+        let (run, at) =
+            source
+                .run_covering(range.offset, range.len)
+                .ok_or(OriginError::Internal(
+                    "a fragment's payload was not fetched",
+                ))?;
+        let start = run[at..].as_ptr();
+        match ranges.last_mut() {
+            Some((p, len)) if p.wrapping_add(*len) == start => *len += range.len as usize,
+            _ => ranges.push((start, range.len as usize)),
+        }
+        if !held.iter().any(|h| std::sync::Arc::ptr_eq(h, &run)) {
+            held.push(run);
+        }
+    }
+    if let Some(rc) = send_headers(r, plan.total_len(), content_type, mtime, tag)? {
+        return Ok(rc);
+    }
+    hold(r, held)?;
+    // SAFETY: the buffers point into runs the pool cleanup above keeps alive until the request
+    // is freed; nginx only reads them. Everything else is from the request pool.
+    unsafe {
+        let head = memory_buf(r, &plan.header)?;
+        let first = chain_link(r, head)?;
+        let mut last_link = first;
+        let mut last_buf = head;
+        for (start, len) in ranges {
+            if len == 0 {
+                continue;
+            }
+            let b = pool_buf(r)?;
+            let start = start as *mut u8;
+            (*b).start = start;
+            (*b).pos = start;
+            (*b).last = start.add(len);
+            (*b).end = (*b).last;
+            (*b).set_memory(1);
+            last_link = append_link(r, last_link, b)?;
+            last_buf = b;
+        }
+        finish_last(r, last_buf);
+        Ok(ngx_http_output_filter(r, first))
+    }
+}
+
+/// Keeps `value` alive until the request's pool is destroyed.
+fn hold<T: 'static>(r: &mut ngx_http_request_t, value: T) -> Result<(), OriginError> {
+    unsafe extern "C" fn release<T>(data: *mut std::ffi::c_void) {
+        if !data.is_null() {
+            // SAFETY: the Box leaked below, released exactly once with the pool.
+            let value = unsafe { Box::from_raw(data as *mut T) };
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+        }
+    }
+    // SAFETY: the cleanup comes from the request pool and frees its data exactly once.
+    unsafe {
+        let cln = ngx_pool_cleanup_add(r.pool, 0);
+        if cln.is_null() {
+            return Err(OriginError::Internal("out of memory"));
+        }
+        (*cln).data = Box::into_raw(Box::new(value)) as *mut std::ffi::c_void;
+        (*cln).handler = Some(release::<T>);
+    }
+    Ok(())
 }
 
 /// Sends a fragment whose payload is scattered over the file (an interleaved progressive

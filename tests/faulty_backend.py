@@ -80,7 +80,7 @@ class FaultyBackend:
         path = self.root / rel
         if ".." in rel.split("/") or not path.is_file():
             return self.send(h, 404, b"not found")
-        data = path.read_bytes()
+        size = path.stat().st_size
         if mode == "slow":
             time.sleep(self.delay)
         if mode == "503":
@@ -97,31 +97,37 @@ class FaultyBackend:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
-        first, last = 0, len(data) - 1
+        first, last = 0, size - 1
         m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng)
         partial = m is not None
         if m:
             first = int(m.group(1))
             if m.group(2):
-                last = min(int(m.group(2)), len(data) - 1)
-            if first >= len(data):
+                last = min(int(m.group(2)), size - 1)
+            if first >= size:
                 h.send_response(416)
-                h.send_header("Content-Range", f"bytes */{len(data)}")
+                h.send_header("Content-Range", f"bytes */{size}")
                 h.send_header("Content-Length", "0")
                 h.end_headers()
                 return
-        body = data[first:last + 1]
-        etag = f'"v{serial}"' if mode == "etag" else f'"{os.stat(path).st_mtime_ns:x}-{len(data):x}"'
+
+        def read(start: int, end: int) -> bytes:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(max(0, end - start))
+
+        body = read(first, last + 1)
+        etag = f'"v{serial}"' if mode == "etag" else f'"{os.stat(path).st_mtime_ns:x}-{size:x}"'
         stated_first, stated_last = first, last
         if mode == "badrange":
-            stated_first, stated_last = first + 1, min(last + 1, len(data) - 1)
+            stated_first, stated_last = first + 1, min(last + 1, size - 1)
         if mode == "long":
-            body = data[first:last + 1 + 100] + b"\0" * (0 if last + 101 <= len(data) else 100)
+            body = read(first, last + 101) + b"\0" * (0 if last + 101 <= size else 100)
         h.send_response(206 if partial else 200)
         h.send_header("ETag", etag)
         h.send_header("Accept-Ranges", "bytes")
         if partial and mode != "norange":
-            h.send_header("Content-Range", f"bytes {stated_first}-{stated_last}/{len(data)}")
+            h.send_header("Content-Range", f"bytes {stated_first}-{stated_last}/{size}")
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if mode == "reset":

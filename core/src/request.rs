@@ -57,6 +57,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Least bytes asked for when a read misses: the head of a file holds `ftyp` and, in a
 /// faststart file, the start of the `moov`, so one read usually serves several boxes.
 pub const READ_AHEAD: u64 = 256 << 10;
+/// Bytes read past a missing range, for the header of the box that follows.
+const NEXT_BOX_SLACK: u64 = 4096;
 /// Steps one request may take: a bound for drivers whose supplies do not cover what was asked.
 const MAX_STEPS: u32 = 10_000;
 
@@ -919,7 +921,11 @@ fn is_manifest(target: &Target) -> bool {
 /// The read to ask for when `len` bytes at `offset` are missing: at least [`READ_AHEAD`]
 /// bytes, never past the end.
 fn read_ahead(path: &str, offset: u64, len: u64, size: u64) -> Read {
-    let end = offset.saturating_add(len.max(READ_AHEAD)).min(size);
+    // A little past what is missing too: the next box's header, so that reading a moov does not
+    // take another request just to see the box after it.
+    let end = offset
+        .saturating_add(len.saturating_add(NEXT_BOX_SLACK).max(READ_AHEAD))
+        .min(size);
     Read {
         path: path.to_string(),
         offset,

@@ -13,7 +13,7 @@ pub struct SparseSource {
     name: String,
     identity: SourceIdentity,
     len: u64,
-    runs: Mutex<Vec<(u64, Arc<[u8]>)>>,
+    runs: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
 }
 
 impl SparseSource {
@@ -30,6 +30,12 @@ impl SparseSource {
     /// Adds `bytes` found at `offset` (clipped to the source's length), merging them with the
     /// runs they overlap or touch.
     pub fn insert(&self, offset: u64, bytes: &[u8]) {
+        self.insert_owned(offset, bytes.to_vec());
+    }
+
+    /// [`SparseSource::insert`] of bytes the source may keep as they are (no copy unless they
+    /// join a run already held).
+    pub fn insert_owned(&self, offset: u64, mut bytes: Vec<u8>) {
         let end = offset
             .saturating_add(bytes.len() as u64)
             .min(self.len)
@@ -37,15 +43,15 @@ impl SparseSource {
         if end == offset {
             return;
         }
-        let bytes = &bytes[..(end - offset) as usize];
+        bytes.truncate((end - offset) as usize);
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        let touching = |&(start, ref data): &(u64, Arc<[u8]>)| {
+        let touching = |&(start, ref data): &(u64, Arc<Vec<u8>>)| {
             start <= end && offset <= start + data.len() as u64
         };
         let first = runs.iter().position(touching);
         let Some(first) = first else {
             let at = runs.partition_point(|(start, _)| *start < offset);
-            runs.insert(at, (offset, Arc::from(bytes)));
+            runs.insert(at, (offset, Arc::new(bytes)));
             return;
         };
         let last = runs.iter().rposition(touching).unwrap_or(first);
@@ -57,8 +63,8 @@ impl SparseSource {
             merged[at..at + data.len()].copy_from_slice(data);
         }
         let at = (offset - merged_start) as usize;
-        merged[at..at + bytes.len()].copy_from_slice(bytes);
-        runs.splice(first..=last, [(merged_start, Arc::from(merged))]);
+        merged[at..at + bytes.len()].copy_from_slice(&bytes);
+        runs.splice(first..=last, [(merged_start, Arc::new(merged))]);
     }
 
     /// Bytes held in all (for accounting).
@@ -67,8 +73,9 @@ impl SparseSource {
         runs.iter().map(|(_, d)| d.len() as u64).sum()
     }
 
-    /// The run holding all of `[offset, offset + len)`, with the range's start within it.
-    fn run_covering(&self, offset: u64, len: u64) -> Option<(Arc<[u8]>, usize)> {
+    /// The run holding all of `[offset, offset + len)`, with the range's start within it: for
+    /// sending the bytes from where they are.
+    pub fn run_covering(&self, offset: u64, len: u64) -> Option<(Arc<Vec<u8>>, usize)> {
         let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         let i = runs
             .partition_point(|(start, _)| *start <= offset)
