@@ -39,6 +39,10 @@ pub type ProxyHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int
 /// `subrequest_output_buffer_size` (`ism_proxy_pass` sets it): larger reads are split.
 pub const FETCH_MAX_BYTES: usize = 16 << 20;
 
+/// Room beyond the asked range in a fetch's buffer, for a server that answers a small object
+/// whole instead of the range.
+const BODY_SLACK: usize = 64 << 10;
+
 /// Seconds a remote object's version is trusted without `origin_remote_ttl`.
 pub const DEFAULT_REMOTE_TTL_SECS: u64 = 30;
 
@@ -156,6 +160,9 @@ struct Fetch {
     open: bool,
     /// The `Range` header value.
     range: String,
+    /// Where nginx collects the response body: the fetch's own memory, which becomes the
+    /// source's bytes without another copy.
+    body: Vec<u8>,
     /// 0 for the first try; a failed first try is retried once.
     attempt: u8,
     done: bool,
@@ -463,6 +470,8 @@ fn start_fetch(
     let mut fetch = Box::new(Fetch {
         remote,
         range: range.clone(),
+        // The range, and room for a server that sends a small object whole.
+        body: Vec::with_capacity(len as usize + BODY_SLACK),
         path,
         offset,
         len,
@@ -503,6 +512,20 @@ fn start_fetch(
         .collect();
     // SAFETY: `sr` was just created from `r` and has not run yet.
     unsafe { request_headers(sr, r, &headers)? };
+    // nginx's in-memory filter fills sr->out when one is there: point it at our buffer.
+    // SAFETY: the buffer header and link are from the pool; `fetch.body`'s allocation lives in
+    // the boxed fetch until the request ends and is not touched by us while nginx fills it.
+    unsafe {
+        let b = crate::send::pool_buf(r)?;
+        let start = fetch.body.as_mut_ptr();
+        (*b).start = start;
+        (*b).pos = start;
+        (*b).last = start;
+        (*b).end = start.add(fetch.body.capacity());
+        (*b).set_temporary(1);
+        (*b).set_last_buf(1);
+        (*sr).out = crate::send::chain_link(r, b)?;
+    }
     set_ctx(sr, &mut *fetch as *mut Fetch as *mut c_void);
     remote.fetches.push(fetch);
     remote.in_flight += 1;
@@ -773,7 +796,7 @@ fn header_value(h: *const ngx_table_elt_t) -> Option<String> {
 fn read_response(
     sr: &ngx_http_request_t,
     rc: ngx_int_t,
-    fetch: &Fetch,
+    fetch: &mut Fetch,
     backend: &str,
 ) -> Result<Fetched, OriginError> {
     let url = format!("{backend}{}", fetch.path);
@@ -801,19 +824,28 @@ fn read_response(
             retry: true,
         });
     }
-    let body: &[u8] = if sr.out.is_null() {
-        &[]
-    } else {
-        // SAFETY: the in-memory subrequest's output buffer, in the request pool.
-        unsafe {
-            let b = (*sr.out).buf;
-            if b.is_null() || (*b).pos.is_null() {
-                &[]
-            } else {
-                std::slice::from_raw_parts((*b).pos, (*b).last.offset_from((*b).pos) as usize)
-            }
+    // The body was collected into the fetch's own buffer (see `start_fetch`).
+    // SAFETY: sr->out is the buffer header start_fetch made over `fetch.body`; nginx wrote
+    // `last - start` bytes into it, never past its capacity.
+    let received = unsafe {
+        let b = if sr.out.is_null() {
+            ptr::null_mut()
+        } else {
+            (*sr.out).buf
+        };
+        if b.is_null() || (*b).start != fetch.body.as_mut_ptr() {
+            return Err(OriginError::Backend {
+                url,
+                what: "the response was not collected".into(),
+                timeout: false,
+                retry: false,
+            });
         }
+        (*b).last.offset_from((*b).start) as usize
     };
+    // SAFETY: those bytes are initialised (written by nginx's in-memory filter).
+    unsafe { fetch.body.set_len(received.min(fetch.body.capacity())) };
+    let mut body = std::mem::take(&mut fetch.body);
     let version = header_value(sr.headers_out.etag)
         .or_else(|| {
             (sr.headers_out.last_modified_time > 0)
@@ -848,7 +880,7 @@ fn read_response(
                 )));
             }
             Ok(Fetched {
-                bytes: body.to_vec(),
+                bytes: body,
                 total,
                 version,
                 modified,
@@ -867,8 +899,10 @@ fn read_response(
             }
             let start = fetch.offset.min(total) as usize;
             let end = asked_end.min(total) as usize;
+            body.truncate(end);
+            body.drain(..start);
             Ok(Fetched {
-                bytes: body[start..end].to_vec(),
+                bytes: body,
                 total,
                 version,
                 modified,
