@@ -10,7 +10,7 @@ cd "$root/fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers packagers)
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers packagers remote_inputs request_engine)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
@@ -24,9 +24,14 @@ media=("$root"/tests/fixtures/*.mp4 "$root"/tests/fixtures/*.ismv "$root"/tests/
 seed box_reader "${media[@]}"
 seed index_builder "${media[@]}"
 seed packagers "$root"/tests/fixtures/*.mp4
+seed request_engine "$root"/tests/fixtures/*.mp4
 seed ingest_stream "${media[@]}"
 seed ism_parser "$root"/fuzz/seeds/*.ism*
 seed url_route "$root"/fuzz/seeds/*.url
+# Remote inputs: source URLs, Content-Range values and sparse-source runs.
+mkdir -p corpus/remote_inputs
+printf 'http://storage/media/a/b.mp4' > corpus/remote_inputs/seed-url
+printf 'bytes 0-262143/1485793208' > corpus/remote_inputs/seed-range
 # The text target reads its first byte as the format: 0 WebVTT, 1 TTML, 2 wvtt sample.
 mkdir -p corpus/text_parsers
 { printf '\0'; cat "$root/tests/fixtures/subtitles-eng.vtt"; } > corpus/text_parsers/seed-vtt

@@ -863,7 +863,7 @@ fn read_response(
         206 => {
             let cr =
                 content_range.ok_or_else(|| backend_error("a 206 without Content-Range".into()))?;
-            let (first, last, total) = parse_content_range(&cr)
+            let (first, last, total) = origin_core::request::parse_content_range(&cr)
                 .ok_or_else(|| backend_error(format!("unreadable Content-Range \"{cr}\"")))?;
             let expected_last = asked_end.min(total).saturating_sub(1);
             if first != fetch.offset || last != expected_last {
@@ -936,16 +936,6 @@ fn read_response(
         }),
         _ => Err(backend_error(format!("status {status}"))),
     }
-}
-
-/// `bytes first-last/total`.
-fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (first, last) = range.split_once('-')?;
-    let (first, last, total): (u64, u64, u64) =
-        (first.parse().ok()?, last.parse().ok()?, total.parse().ok()?);
-    (first <= last && last < total).then_some((first, last, total))
 }
 
 /// Moves `remote` into the request pool: freed by a pool cleanup when the request ends.

@@ -33,7 +33,7 @@ mod tests;
 
 use std::sync::Arc;
 
-pub use backends::{Backend, Backends};
+pub use backends::{parse_content_range, Backend, Backends};
 pub use caches::{Caches, Generated, DEFAULT_CACHE_BYTES};
 pub use options::Options;
 

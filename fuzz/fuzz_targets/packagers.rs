@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
     if p.empty_track().is_some() {
         return;
     }
-    let bytes = |offset: u64, size: u32| data.get(offset as usize..(offset + u64::from(size)) as usize);
+    let bytes =
+        |offset: u64, size: u32| data.get(offset as usize..(offset + u64::from(size)) as usize);
     let dash_opts = DashOptions {
         template: MpdSegmentTemplate::Time,
         target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
@@ -140,7 +141,11 @@ fn in_pieces(inputs: &[ts::TsInput<'_>], format: ts::TsFormat, limit: usize) -> 
     while !writer.is_done() {
         let mut piece = Vec::new();
         while piece.len() < limit && !writer.is_done() {
-            let data = if unit < writer.access_units() { bytes_of(&writer, unit) } else { &[] };
+            let data = if unit < writer.access_units() {
+                bytes_of(&writer, unit)
+            } else {
+                &[]
+            };
             if writer.write(&mut piece, data, limit).expect("written") {
                 unit += 1;
             }

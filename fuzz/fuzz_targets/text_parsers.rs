@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
             let written = webvtt::write(&cues, Some(0));
             let again = webvtt::parse(written.as_bytes()).expect("written WebVTT parses");
             assert_eq!(again.len(), cues.len(), "cue count changed");
-            assert_eq!(webvtt::write(&again, Some(0)), written, "second write differs");
+            assert_eq!(
+                webvtt::write(&again, Some(0)),
+                written,
+                "second write differs"
+            );
             cues
         }
         1 => match ttml::cues(input, 0, 3_600_000) {

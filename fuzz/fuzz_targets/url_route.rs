@@ -9,9 +9,18 @@ fuzz_target!(|data: &[u8]| {
     let (path, query) = data.split_at(split);
     let query = query.get(1..).unwrap_or(&[]);
     for legacy in [true, false] {
-        if let Ok(route) = Route::parse(path, query, RouteOptions { legacy_forms: legacy }) {
+        if let Ok(route) = Route::parse(
+            path,
+            query,
+            RouteOptions {
+                legacy_forms: legacy,
+            },
+        ) {
             assert!(route.manifest_path.starts_with('/'));
-            assert!(!route.manifest_path.split('/').any(|s| s == ".." || s == "."));
+            assert!(!route
+                .manifest_path
+                .split('/')
+                .any(|s| s == ".." || s == "."));
         }
     }
 });

@@ -82,6 +82,20 @@ impl Backends {
     }
 }
 
+/// A `Content-Range: bytes first-last/total` value, with `first <= last < total`.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let digits = |s: &str| {
+        (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (first, last, total) = (digits(first)?, digits(last)?, digits(total)?);
+    (first <= last && last < total).then_some((first, last, total))
+}
+
 /// `host[:port]` or `[v6][:port]`.
 fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -129,6 +143,28 @@ mod tests {
             b.path_of("HTTP://STORAGE:8080/media/x.ismv").as_deref(),
             Ok("/video/proxy/x.ismv")
         );
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 9, 100)));
+        assert_eq!(
+            parse_content_range(" bytes 99-99/100 "),
+            Some((99, 99, 100))
+        );
+        for bad in [
+            "bytes 0-100/100",
+            "bytes 5-4/100",
+            "bytes */100",
+            "bytes 0-9/*",
+            "bytes -1-9/100",
+            "bytes +0-9/100",
+            "items 0-9/100",
+            "bytes 0-9",
+            "bytes 0-99999999999999999999999/1",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
     }
 
     #[test]
