@@ -6,6 +6,7 @@ equal the sources', and the backend must see only the requests the design allows
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urljoin
 
@@ -371,3 +372,28 @@ def test_the_proxy_cache_example_reads_the_storage_once(make_nginx):
         r = second.get(path)
         assert r.status_code == 200 and r.content == body, path
     assert len(backend_requests(backend)) == reads
+
+
+def test_object_versions_are_trusted_for_the_ttl_then_revalidated(make_nginx):
+    """`origin_remote_ttl`: within it a manifest makes no backend request; after it each file
+    is revalidated with a one-byte read, and nothing is read again while it is unchanged."""
+    backend = make_nginx()
+    publish(backend.root / "v")
+    backend.start(f"access_log {backend.prefix}/logs/backend.log ranges;", http_extra=BACKEND_LOG)
+    origin = make_nginx().start(f"""
+        location ^~ /p/ {{
+            usp_handle_ism;
+            ism_proxy_pass http://127.0.0.1:{backend.port}/;
+            origin_remote_ttl 1s;
+        }}""")
+    assert origin.get("/p/v/mp4s.ism/.mpd").status_code == 200
+    first = len(backend_requests(backend))
+    assert origin.get("/p/v/mp4s.ism/.m3u8").status_code == 200
+    assert len(backend_requests(backend)) == first
+    time.sleep(1.5)
+    assert origin.get("/p/v/mp4s.ism/.mpd").status_code == 200
+    again = backend_requests(backend)[first:]
+    # The server manifest and its two sources, one byte each.
+    assert sorted(u for u, _, _ in again) == sorted(
+        ["/v/mp4s.ism", "/v/ladder-video-360.mp4", "/v/ladder-audio-eng.mp4"]), again
+    assert all(rng == "bytes=0-0" for _, rng, _ in again), again
