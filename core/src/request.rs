@@ -59,6 +59,10 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 pub const READ_AHEAD: u64 = 256 << 10;
 /// Bytes read past a missing range, for the header of the box that follows.
 const NEXT_BOX_SLACK: u64 = 4096;
+/// Reads at most this long are the index builder probing a box header.
+const HEADER_PROBE: u64 = 64;
+/// What a box-header probe reads: room for a fragment's `moof` and the next header.
+const HEADER_READ_AHEAD: u64 = 16 << 10;
 /// Steps one request may take: a bound for drivers whose supplies do not cover what was asked.
 const MAX_STEPS: u32 = 10_000;
 
@@ -352,14 +356,14 @@ impl Request {
         match &opened.reader {
             Some(r) => match r.missing(offset, len) {
                 None => Ok(r.clone()),
-                Some((at, n)) => Err(Stop::Need(Need::Read(vec![read_ahead(
+                Some((at, n)) => Err(Stop::Need(Need::Read(vec![exact_read(
                     path,
                     at,
                     n,
                     opened.size,
                 )]))),
             },
-            None => Err(Stop::Need(Need::Read(vec![read_ahead(
+            None => Err(Stop::Need(Need::Read(vec![exact_read(
                 path,
                 offset,
                 len,
@@ -386,7 +390,7 @@ impl Request {
             }
             Err(IndexError::Source(SourceError::Missing { offset, len, .. })) => {
                 let (at, n) = src.missing(offset, len).unwrap_or((offset, len));
-                Err(Stop::Need(Need::Read(vec![read_ahead(
+                Err(Stop::Need(Need::Read(vec![index_read(
                     path,
                     at,
                     n,
@@ -918,21 +922,27 @@ fn is_manifest(target: &Target) -> bool {
     )
 }
 
-/// The read to ask for when `len` bytes at `offset` are missing: at least [`READ_AHEAD`]
-/// bytes, never past the end.
-fn read_ahead(path: &str, offset: u64, len: u64, size: u64) -> Read {
-    // A little past what is missing too: the next box's header, so that reading a moov does not
-    // take another request just to see the box after it.
-    let end = offset
-        .saturating_add(len.saturating_add(NEXT_BOX_SLACK).max(READ_AHEAD))
-        .min(size);
+/// The read of `len` missing bytes at `offset` (samples, a server manifest): just those.
+fn exact_read(path: &str, offset: u64, len: u64, size: u64) -> Read {
     Read {
         path: path.to_string(),
         offset,
-        len: end
-            .saturating_sub(offset)
-            .max(len.min(size.saturating_sub(offset))),
+        len: len.min(size.saturating_sub(offset)),
     }
+}
+
+/// The read the index builder's miss of `len` bytes at `offset` becomes (the head of the file
+/// was read first, [`READ_AHEAD`] bytes). A box header it probes brings [`HEADER_READ_AHEAD`]
+/// bytes along: a fragment's `moof` and the header of its `mdat` in one request, never the
+/// media after them. A box body (a `moov`) brings [`NEXT_BOX_SLACK`] more: the header of the
+/// box that follows.
+fn index_read(path: &str, offset: u64, len: u64, size: u64) -> Read {
+    let want = if len <= HEADER_PROBE {
+        len.max(HEADER_READ_AHEAD)
+    } else {
+        len.saturating_add(NEXT_BOX_SLACK)
+    };
+    exact_read(path, offset, want, size)
 }
 
 /// A strong ETag: XXH3-128 (the xxHash specification's, stable across builds and Rust

@@ -323,7 +323,7 @@ fn a_bad_meta_is_refused_as_the_same_option_in_the_query_is() {
     assert!(matches!(bad.result, Err(Error::Manifest { .. })));
 }
 
-/// `fixture` with `pad` zero bytes added at the end of its `mdat` (sample offsets stay put):
+/// `fixture` with `pad` zero bytes added at the end of every `mdat` (sample offsets stay put):
 /// a file large enough that its head and its moov are far apart.
 fn padded(name: &str, pad: usize) -> Vec<u8> {
     let data = fixture(name);
@@ -391,4 +391,23 @@ fn a_remote_segment_reads_its_samples_in_one_span() {
         }
         assert!(d.reads <= 2, "{url}: {} reads", d.reads);
     }
+}
+
+#[test]
+fn a_remote_fragmented_file_is_indexed_from_its_fragment_headers_only() {
+    // Two-second fragments, each followed by a megabyte of media the index never needs.
+    let data = padded("ladder-video-360.ismv", 1 << 20);
+    let fragments = data.windows(4).filter(|w| w == b"moof").count();
+    assert!(fragments >= 2);
+    let disk = Disk::default().with("/s/f.mp4", data.clone());
+    let d = remote(&disk, "/s/f.mp4/.mpd", &mut Caches::default());
+    assert!(text(&d).contains("<MPD"));
+    // The head, then one read per fragment past it: its moof and the next header.
+    assert!(d.reads <= fragments, "{} reads for {fragments} fragments", d.reads);
+    assert!(
+        d.read_bytes <= READ_AHEAD + fragments as u64 * HEADER_READ_AHEAD,
+        "{} bytes of a {}-byte file",
+        d.read_bytes,
+        data.len()
+    );
 }
