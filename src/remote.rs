@@ -43,6 +43,9 @@ pub const FETCH_MAX_BYTES: usize = 16 << 20;
 /// whole instead of the range.
 const BODY_SLACK: usize = 64 << 10;
 
+/// Reads one client request has in flight at most.
+const MAX_FETCHES_IN_FLIGHT: usize = 32;
+
 /// Seconds a remote object's version is trusted without `origin_remote_ttl`.
 pub const DEFAULT_REMOTE_TTL_SECS: u64 = 30;
 
@@ -53,6 +56,8 @@ struct Remote {
     sources: HashMap<String, Arc<SparseSource>>,
     /// Fetches started and not yet completed.
     in_flight: usize,
+    /// Reads waiting for a fetch slot: (path, offset, length).
+    queued: std::collections::VecDeque<(String, u64, u64)>,
     /// Every fetch of the request, boxed: nginx holds the address of each one's post-subrequest
     /// record, which must not move when the list grows.
     #[allow(clippy::vec_box)]
@@ -313,6 +318,7 @@ pub fn serve(
         request: Request::new(route, manifest, &query).with_backends(backends(lcf)),
         sources: HashMap::new(),
         in_flight: 0,
+        queued: std::collections::VecDeque::new(),
         fetches: Vec::new(),
         backend: lcf
             .proxy_pass
@@ -405,10 +411,11 @@ fn pump_step(
                 let end = read.offset + read.len;
                 while offset < end {
                     let len = (end - offset).min(remote.fetch_max);
-                    start_fetch(r, remote, read.path.clone(), offset, len, false, 0)?;
+                    remote.queued.push_back((read.path.clone(), offset, len));
                     offset += len;
                 }
             }
+            remote.start_queued(r)?;
             Ok(None)
         }
     }
@@ -628,6 +635,11 @@ unsafe extern "C" fn fetched(
         if !retried {
             remote.apply(fetch, result);
         }
+        if let Err(e) = remote.start_queued(r) {
+            let path = fetch.path.clone();
+            remote.queued.clear();
+            remote.request.supply_open(&path, Err(e));
+        }
         if remote.in_flight == 0 {
             // SAFETY: the client request is alive (the count taken in `serve`).
             unsafe { ngx_http_post_request(remote.r, ptr::null_mut()) };
@@ -677,6 +689,18 @@ fn forget(key: &str) {
 }
 
 impl Remote {
+    /// Starts queued reads while fewer than [`MAX_FETCHES_IN_FLIGHT`] are in flight: a file's
+    /// thousands of fragments are read side by side, but not all at once.
+    fn start_queued(&mut self, r: &mut ngx_http_request_t) -> Result<(), OriginError> {
+        while self.in_flight < MAX_FETCHES_IN_FLIGHT {
+            let Some((path, offset, len)) = self.queued.pop_front() else {
+                break;
+            };
+            start_fetch(r, self, path, offset, len, false, 0)?;
+        }
+        Ok(())
+    }
+
     /// Hands the client request back to the response: the writer of a repackaged segment
     /// installs its own write handler and context.
     fn stop_waiting(&mut self, r: &mut ngx_http_request_t) {
@@ -713,6 +737,8 @@ impl Remote {
         let fetched = match result {
             Ok(f) => f,
             Err(e) => {
+                // The request ends with this error: the reads still queued are not needed.
+                self.queued.clear();
                 self.request.supply_open(path, Err(e));
                 return;
             }

@@ -46,7 +46,7 @@ use crate::package::hls::{self, HlsOptions};
 use crate::package::ts::{self, TsFormat, TsTrack};
 use crate::package::{mss, PackageError};
 use crate::presentation::{Presentation, PresentationError, SourceLoader, Track};
-use crate::source::{SharedSource, SourceError, SourceIdentity};
+use crate::source::{SharedSource, Source, SourceError, SourceIdentity};
 use crate::url::{
     DashTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, ManifestKind, Route, RouteError,
     SegmentIndex, SmoothTarget, Target, TimePoint,
@@ -59,6 +59,13 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 pub const READ_AHEAD: u64 = 256 << 10;
 /// Bytes read past a missing range, for the header of the box that follows.
 const NEXT_BOX_SLACK: u64 = 4096;
+/// The end of a fragmented file read for its `mfra` (with `mfro`): the entries of 3,600
+/// two-second fragments fit.
+const MFRA_TAIL: u64 = 128 << 10;
+/// Largest `mfra` read.
+const MAX_MFRA: u64 = 16 << 20;
+/// Fragments closer than this are read together.
+const PREFETCH_JOIN_GAP: u64 = 64 << 10;
 /// Reads at most this long are the index builder probing a box header.
 const HEADER_PROBE: u64 = 64;
 /// What a box-header probe reads: room for a fragment's `moof` and the next header.
@@ -176,6 +183,8 @@ pub struct Request {
     backends: Backends,
     /// The generated-manifest cache's key for this request, when it asks for a manifest.
     cache_key: Option<String>,
+    /// Files whose fragments were prefetched (or found to have no `mfra`).
+    prefetched: std::cell::RefCell<Vec<String>>,
 }
 
 /// The files a presentation is made of, all opened.
@@ -208,6 +217,7 @@ impl Request {
             steps: 0,
             backends: Backends::default(),
             cache_key: None,
+            prefetched: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -390,6 +400,13 @@ impl Request {
             }
             Err(IndexError::Source(SourceError::Missing { offset, len, .. })) => {
                 let (at, n) = src.missing(offset, len).unwrap_or((offset, len));
+                // A box header past the head of a file: the fragments of a fragmented file.
+                // Their moofs are read side by side when the file's mfra lists them.
+                if n <= HEADER_PROBE && at > 0 {
+                    if let Some(reads) = self.fragment_prefetch(path, &*src, opened.size) {
+                        return Err(Stop::Need(Need::Read(reads)));
+                    }
+                }
                 Err(Stop::Need(Need::Read(vec![index_read(
                     path,
                     at,
@@ -400,6 +417,73 @@ impl Request {
             Err(IndexError::Source(e)) => Err(Stop::Fail(Error::from_source(e))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The reads of every `moof` of a fragmented file still missing, from the `mfra` at its
+    /// end (read first when it is not held), so that a remote file's fragments are indexed with
+    /// reads side by side instead of one after the other. `None` once there is nothing to
+    /// prefetch (no `mfra`, or everything it lists is held): the builder then reads on.
+    fn fragment_prefetch(&self, path: &str, src: &dyn Source, size: u64) -> Option<Vec<Read>> {
+        if self.prefetched.borrow().iter().any(|p| p == path) || size < 16 {
+            return None;
+        }
+        let done = || {
+            self.prefetched.borrow_mut().push(path.to_string());
+            None
+        };
+        // mfro: size, "mfro", version and flags, the mfra's size.
+        let tail_len = size.min(MFRA_TAIL);
+        if src.missing(size - 16, 16).is_some() {
+            return Some(vec![exact_read(path, size - tail_len, tail_len, size)]);
+        }
+        let Ok(mfro) = src.bytes(size - 16, 16) else {
+            return done();
+        };
+        if &mfro[4..8] != b"mfro" {
+            return done();
+        }
+        let mfra_size = u64::from(u32::from_be_bytes([mfro[12], mfro[13], mfro[14], mfro[15]]));
+        if mfra_size < 16 || mfra_size > size || mfra_size > MAX_MFRA {
+            return done();
+        }
+        let mfra_at = size - mfra_size;
+        if let Some((at, n)) = src.missing(mfra_at, mfra_size) {
+            return Some(vec![exact_read(path, at, n, size)]);
+        }
+        let Ok(mfra) = src.bytes(mfra_at, mfra_size as usize) else {
+            return done();
+        };
+        let mut reader = crate::mp4::Reader::new(&mfra, mfra_at);
+        let tables = match reader.next_box_body() {
+            Ok(Some((h, body))) if h.fourcc == crate::mp4::FourCC::new(b"mfra") => {
+                crate::mp4::fragment::parse_mfra(body).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let mut offsets: Vec<u64> = tables
+            .iter()
+            .flat_map(|t| t.entries.iter().map(|e| e.moof_offset))
+            .filter(|&o| o < size)
+            .collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        // One read per run of fragments close to each other (a little media between is cheaper
+        // than another request).
+        let mut reads: Vec<Read> = Vec::new();
+        for o in offsets {
+            if src.missing(o, HEADER_PROBE.min(size - o)).is_none() {
+                continue;
+            }
+            let end = (o + HEADER_READ_AHEAD).min(size);
+            match reads.last_mut() {
+                Some(r) if o <= r.offset + r.len + PREFETCH_JOIN_GAP => {
+                    r.len = end.max(r.offset + r.len) - r.offset;
+                }
+                _ => reads.push(exact_read(path, o, end - o, size)),
+            }
+        }
+        self.prefetched.borrow_mut().push(path.to_string());
+        (!reads.is_empty()).then_some(reads)
     }
 
     /// The server manifest, parsed, from the cache while its file is unchanged.
