@@ -94,6 +94,20 @@ def syscalls_per_request(n: Nginx, urls: list[str]) -> float:
     return int(total.split()[3]) / len(urls)
 
 
+def video_segment_times(mpd: str) -> list[int]:
+    """The start time of every segment of the first (video) adaptation set of an MPD with a
+    SegmentTimeline."""
+    times, t = [], 0
+    for m in re.finditer(r'<S (?:t="(\d+)" )?d="(\d+)"(?: r="(\d+)")?/>',
+                         mpd.split('contentType="audio"')[0]):
+        if m.group(1):
+            t = int(m.group(1))
+        for _ in range(int(m.group(3) or 0) + 1):
+            times.append(t)
+            t += int(m.group(2))
+    return times
+
+
 def first_request_ms(n: Nginx, path: str) -> float:
     t = time.perf_counter()
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", n.url(path)],
@@ -195,14 +209,7 @@ def main() -> None:
         rows.append(("first MPD after start (2-hour title), median of 5 fresh starts",
                      f"{colds[2]:.2f} ms", f"range {colds[0]:.2f}–{colds[-1]:.2f} ms, curl wall time"))
         mpd = subprocess.run(["curl", "-s", n.url("/v/long.mp4/.mpd")], capture_output=True, text=True).stdout
-        times = []
-        t = 0
-        for m in re.finditer(r'<S (?:t="(\d+)" )?d="(\d+)"(?: r="(\d+)")?/>', mpd.split("contentType=\"audio\"")[0]):
-            if m.group(1):
-                t = int(m.group(1))
-            for _ in range(int(m.group(3) or 0) + 1):
-                times.append(t)
-                t += int(m.group(2))
+        times = video_segment_times(mpd)
         step = max(1, len(times) // args.segments)
         picks = times[::step][: args.segments]
         rep = re.search(r'Representation id="(video=\d+)"', mpd).group(1)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import cpu_seconds, measure  # noqa: E402
+from bench import cpu_seconds, measure, video_segment_times  # noqa: E402
 from faulty_backend import FaultyBackend  # noqa: E402
 from harness import Nginx, builds, free_port  # noqa: E402
 
@@ -160,14 +160,7 @@ def main() -> None:
                      "/".join(str(len(reads(f"/remote/v/long.mp4/{e}")))
                               for e in [".mpd", ".m3u8", "Manifest"]), "within origin_remote_ttl"))
         mpd = curl(origin.url("/v/long.mp4/.mpd"))[1].decode()
-        times, t = [], 0
-        for m in re.finditer(r'<S (?:t="(\d+)" )?d="(\d+)"(?: r="(\d+)")?/>',
-                             mpd.split('contentType="audio"')[0]):
-            if m.group(1):
-                t = int(m.group(1))
-            for _ in range(int(m.group(3) or 0) + 1):
-                times.append(t)
-                t += int(m.group(2))
+        times = video_segment_times(mpd)
         step = max(1, len(times) // args.segments)
         picks = times[::step][: args.segments]
         rep = re.search(r'Representation id="(video=\d+)"', mpd).group(1)
@@ -185,14 +178,7 @@ def main() -> None:
         if s3_port:
             kinds.append(("S3 (s3s-fs, SigV4)", "/s3/"))
         short_mpd = curl(origin.url("/v/short.mp4/.mpd"))[1].decode()
-        short_times, t = [], 0
-        for m in re.finditer(r'<S (?:t="(\d+)" )?d="(\d+)"(?: r="(\d+)")?/>',
-                             short_mpd.split('contentType="audio"')[0]):
-            if m.group(1):
-                t = int(m.group(1))
-            for _ in range(int(m.group(3) or 0) + 1):
-                short_times.append(t)
-                t += int(m.group(2))
+        short_times = video_segment_times(short_mpd)
         short_rep = re.search(r'Representation id="(video=\d+)"', short_mpd).group(1)
         short_segs = [f"v/short.mp4/dash/short-{short_rep}-{t}.dash" for t in short_times[:-1]]
         for name, prefix in kinds:  # warm the indexes and the object metadata; check

@@ -18,9 +18,8 @@ use std::sync::Arc;
 use ngx::ffi::{
     ngx_http_finalize_request, ngx_http_headers_in_t, ngx_http_post_request,
     ngx_http_post_subrequest_t, ngx_http_request_t, ngx_http_subrequest, ngx_int_t, ngx_list_push,
-    ngx_palloc, ngx_pool_cleanup_add, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_DONE,
-    NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_SUBREQUEST_BACKGROUND, NGX_HTTP_SUBREQUEST_IN_MEMORY,
-    NGX_OK,
+    ngx_palloc, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_DONE, NGX_HTTP_GATEWAY_TIME_OUT,
+    NGX_HTTP_SUBREQUEST_BACKGROUND, NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_OK,
 };
 use origin_core::request::{Backend, Backends, Body, Need, Opened, Request, Step};
 use origin_core::source::{SharedSource, Source, SourceIdentity, SparseSource};
@@ -332,7 +331,7 @@ pub fn serve(
         waiting: false,
         r,
     };
-    let remote = own_by_request(r, remote)?;
+    let remote = crate::send::own_by_request(r, remote)?;
     // SAFETY: `remote` lives in the request pool until the request is freed.
     match pump(r, unsafe { &mut *remote })? {
         Some(rc) => Ok(rc),
@@ -962,28 +961,4 @@ fn read_response(
         }),
         _ => Err(backend_error(format!("status {status}"))),
     }
-}
-
-/// Moves `remote` into the request pool: freed by a pool cleanup when the request ends.
-fn own_by_request(r: &mut ngx_http_request_t, remote: Remote) -> Result<*mut Remote, OriginError> {
-    // SAFETY: the cleanup and its data are released exactly once, with the pool.
-    unsafe {
-        let cln = ngx_pool_cleanup_add(r.pool, 0);
-        if cln.is_null() {
-            return Err(OriginError::Internal("out of memory"));
-        }
-        let remote = Box::into_raw(Box::new(remote));
-        (*cln).data = remote as *mut c_void;
-        (*cln).handler = Some(free_remote);
-        Ok(remote)
-    }
-}
-
-unsafe extern "C" fn free_remote(data: *mut c_void) {
-    if data.is_null() {
-        return;
-    }
-    // SAFETY: the Box leaked by own_by_request, freed exactly once here.
-    let remote = unsafe { Box::from_raw(data as *mut Remote) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(remote)));
 }

@@ -316,35 +316,17 @@ pub fn send_fragment_from_memory(
     if let Some(rc) = send_headers(r, plan.total_len(), content_type, mtime, tag)? {
         return Ok(rc);
     }
-    hold(r, held)?;
-    // SAFETY: the buffers point into runs the pool cleanup above keeps alive until the request
-    // is freed; nginx only reads them. Everything else is from the request pool.
-    unsafe {
-        let head = memory_buf(r, &plan.header)?;
-        let first = chain_link(r, head)?;
-        let mut last_link = first;
-        let mut last_buf = head;
-        for (start, len) in ranges {
-            if len == 0 {
-                continue;
-            }
-            let b = pool_buf(r)?;
-            let start = start as *mut u8;
-            (*b).start = start;
-            (*b).pos = start;
-            (*b).last = start.add(len);
-            (*b).end = (*b).last;
-            (*b).set_memory(1);
-            last_link = append_link(r, last_link, b)?;
-            last_buf = b;
-        }
-        finish_last(r, last_buf);
-        Ok(ngx_http_output_filter(r, first))
-    }
+    own_by_request(r, held)?;
+    // SAFETY: the runs stay alive until the request is freed (pool cleanup above).
+    unsafe { send_ranges(r, &plan.header, &ranges) }
 }
 
-/// Keeps `value` alive until the request's pool is destroyed.
-fn hold<T: 'static>(r: &mut ngx_http_request_t, value: T) -> Result<(), OriginError> {
+/// Moves `value` into the request: it lives until the request's pool is destroyed (a pool
+/// cleanup drops it, a panic in its drop caught). Returns where it now is.
+pub fn own_by_request<T: 'static>(
+    r: &mut ngx_http_request_t,
+    value: T,
+) -> Result<*mut T, OriginError> {
     unsafe extern "C" fn release<T>(data: *mut std::ffi::c_void) {
         if !data.is_null() {
             // SAFETY: the Box leaked below, released exactly once with the pool.
@@ -358,10 +340,11 @@ fn hold<T: 'static>(r: &mut ngx_http_request_t, value: T) -> Result<(), OriginEr
         if cln.is_null() {
             return Err(OriginError::Internal("out of memory"));
         }
-        (*cln).data = Box::into_raw(Box::new(value)) as *mut std::ffi::c_void;
+        let value = Box::into_raw(Box::new(value));
+        (*cln).data = value as *mut std::ffi::c_void;
         (*cln).handler = Some(release::<T>);
+        Ok(value)
     }
-    Ok(())
 }
 
 /// Sends a fragment whose payload is scattered over the file (an interleaved progressive
@@ -386,15 +369,28 @@ fn send_mapped(r: &mut ngx_http_request_t, f: Fragment<'_>) -> Result<ngx_int_t,
     }
     hold_source(r, f.source.clone(), f.path)?;
     // SAFETY: the buffers point into the mapping, which the pool cleanup above keeps alive until
-    // the request is freed, after nginx sent the last byte; nginx only reads them (memory, not
-    // temporary) and only the kernel copies from them (checked in send_fragment). Everything
-    // else is allocated from the request pool.
+    // the request is freed, after nginx sent the last byte; only the kernel copies from them
+    // (checked in send_fragment).
+    unsafe { send_ranges(r, &f.plan.header, &ranges) }
+}
+
+/// Sends `header`, then each `(start, len)` memory range as a buffer nginx only reads (memory,
+/// not temporary). The response header must be out already.
+///
+/// # Safety
+/// Every range must stay valid and unchanged until the request is freed.
+unsafe fn send_ranges(
+    r: &mut ngx_http_request_t,
+    header: &[u8],
+    ranges: &[(*const u8, usize)],
+) -> Result<ngx_int_t, OriginError> {
+    // SAFETY: buffer headers and links come from the request pool; the ranges are the caller's.
     unsafe {
-        let head = memory_buf(r, &f.plan.header)?;
+        let head = memory_buf(r, header)?;
         let first = chain_link(r, head)?;
         let mut last_link = first;
         let mut last_buf = head;
-        for (start, len) in ranges {
+        for &(start, len) in ranges {
             if len == 0 {
                 continue;
             }

@@ -12,8 +12,8 @@ use std::ptr;
 
 use ngx::ffi::{
     ngx_add_timer, ngx_buf_t, ngx_handle_write_event, ngx_http_finalize_request,
-    ngx_http_output_filter, ngx_http_request_t, ngx_int_t, ngx_pool_cleanup_add, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    ngx_http_output_filter, ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_ERROR,
+    NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
 use origin_core::index::Sample;
 use origin_core::package::ts::{TsFormat, TsTrack, TsWriter};
@@ -147,7 +147,7 @@ pub fn send(
     }
     // Several ranges would need the whole body at once: serve those as one 200 instead.
     r.set_single_range(1);
-    let body = own_by_request(r, body)?;
+    let body = crate::send::own_by_request(r, body)?;
     // SAFETY: `body` lives in the request pool's cleanup until the request is freed.
     match pump(r, unsafe { &mut *body }) {
         Ok(Pump::Done(rc)) => Ok(rc),
@@ -297,30 +297,6 @@ fn arm_write_event(r: &mut ngx_http_request_t) -> Result<(), OriginError> {
 unsafe fn ctx_slot(r: &mut ngx_http_request_t) -> *mut *mut c_void {
     // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
     unsafe { r.ctx.add(crate::module().ctx_index) }
-}
-
-/// Moves `body` into the request pool: freed by a pool cleanup when the request ends.
-fn own_by_request(r: &mut ngx_http_request_t, body: TsBody) -> Result<*mut TsBody, OriginError> {
-    // SAFETY: the cleanup and its data are released exactly once, with the pool.
-    unsafe {
-        let cln = ngx_pool_cleanup_add(r.pool, 0);
-        if cln.is_null() {
-            return Err(OriginError::Internal("out of memory"));
-        }
-        let body = Box::into_raw(Box::new(body));
-        (*cln).data = body as *mut c_void;
-        (*cln).handler = Some(free_body);
-        Ok(body)
-    }
-}
-
-unsafe extern "C" fn free_body(data: *mut c_void) {
-    if data.is_null() {
-        return;
-    }
-    // SAFETY: the Box leaked by own_by_request, freed exactly once here.
-    let body = unsafe { Box::from_raw(data as *mut TsBody) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(body)));
 }
 
 /// The line that says why a response was cut short.

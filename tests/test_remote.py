@@ -146,18 +146,23 @@ def get_ok(n):
 ])
 def test_every_url_is_byte_identical_to_local(remote, ism, entry, crawl):
     origin, local, _ = remote
-    local_urls = crawl(get_ok(local), local.url(f"/v/{ism}/{entry}"))
+    assert_same_as_local(origin, "/video/proxy", local, f"/v/{ism}/{entry}", crawl)
+
+
+def assert_same_as_local(origin, prefix: str, local, entry: str, crawl) -> None:
+    """Every URL a player reaches from `entry` on the local origin answers the same bytes, with
+    the same Content-Type, on `origin` under `prefix`."""
+    local_urls = crawl(get_ok(local), local.url(entry))
     assert len(local_urls) > 3
     for url in local_urls:
-        path = url.split(f":{local.port}", 1)[1]
-        remote_path = "/video/proxy" + path
+        path = prefix + url.split(f":{local.port}", 1)[1]
         want = requests.get(url, timeout=30)
-        got = requests.get(origin.url(remote_path), timeout=30)
+        got = requests.get(origin.url(path), timeout=30)
         assert got.status_code == want.status_code == 200, (
-            f"{remote_path}: {got.status_code} {got.text[:300]}\n{origin.log_text()[-3000:]}")
-        assert got.headers["Content-Type"] == want.headers["Content-Type"], remote_path
-        assert got.content == want.content, remote_path
-        assert got.headers.get("ETag"), remote_path
+            f"{path}: {got.status_code} {got.text[:300]}\n{origin.log_text()[-3000:]}")
+        assert got.headers["Content-Type"] == want.headers["Content-Type"], path
+        assert got.content == want.content, path
+        assert got.headers.get("ETag"), path
     assert not origin.crashes()
 
 

@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from harness import ROOT, free_port
-from test_remote import (dash_urls, get_ok, hls_urls, publish, smooth_urls)
+from test_remote import assert_same_as_local, dash_urls, hls_urls, publish, smooth_urls
 from test_vod import FIXTURES, frame_hashes
 
 ACCESS_KEY = "AKIAORIGINTEST0001"
@@ -93,13 +92,7 @@ def origins(make_nginx, s3):
 ])
 def test_every_url_from_s3_is_byte_identical_to_local(origins, ism, entry, crawl):
     origin, local = origins
-    for url in crawl(get_ok(local), local.url(f"/v/{ism}/{entry}")):
-        path = url.split(f":{local.port}", 1)[1]
-        want = requests.get(url, timeout=30)
-        got = requests.get(origin.url("/s3" + path), timeout=30)
-        assert got.status_code == 200, f"{path}: {got.status_code}\n{origin.log_text()[-3000:]}"
-        assert got.content == want.content, path
-    assert not origin.crashes()
+    assert_same_as_local(origin, "/s3", local, f"/v/{ism}/{entry}", crawl)
 
 
 def test_s3_sources_are_frame_exact(origins):
