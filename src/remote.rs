@@ -899,10 +899,14 @@ fn read_response(
                 )));
             }
             if body.len() as u64 != last - first + 1 {
-                return Err(backend_error(format!(
-                    "{} bytes for Content-Range \"{cr}\"",
-                    body.len()
-                )));
+                // Fewer bytes than stated: the connection ended early (a reset), which another
+                // try may not meet. More is a wrong answer.
+                return Err(OriginError::Backend {
+                    url: url.clone(),
+                    what: format!("{} bytes for Content-Range \"{cr}\"", body.len()),
+                    timeout: false,
+                    retry: (body.len() as u64) < last - first + 1,
+                });
             }
             Ok(Fetched {
                 bytes: body,

@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from harness import ROOT
+from harness import ROOT, self_signed_cert
 from test_vod import FIXTURES, ISMTOOL, LADDER, MPD_NS, frame_hashes
 
 SMOOTH_NS = ""
@@ -284,16 +284,19 @@ def test_the_proxy_pass_example_works_as_written(make_nginx):
     backend's address changed."""
     backend = make_nginx()
     publish(backend.root / "v")
-    backend.start("")
+    log = backend.prefix / "logs" / "connections.log"
+    backend.start(f"access_log {log} conns;", http_extra="log_format conns '$connection';")
     origin = make_nginx()
     example = ROOT / "nginx-conf" / "proxy-pass.conf"
     origin.start_config(origin.example_config(
         example, {"127.0.0.1:8080": f"127.0.0.1:{backend.port}"}))
     got = frame_hashes(origin.url("/video/proxy/v/ladder.ism/.mpd"), "0:v:0")
     assert got == frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")
-    # keepalive to the backend: many reads, few connections.
+    # The example's upstream keepalive: the reads share connections.
     for _ in range(3):
         assert origin.get("/video/proxy/v/mp4s.ism/.m3u8").status_code == 200
+    reads = log.read_text().split()
+    assert len(reads) > 5 and len(set(reads)) < len(reads) / 2, reads
 
 
 def padded(name: str, pad: int) -> bytes:
@@ -402,3 +405,33 @@ def test_object_versions_are_trusted_for_the_ttl_then_revalidated(make_nginx):
     assert sorted(u for u, _, _ in again) == sorted(
         ["/v/mp4s.ism", "/v/ladder-video-360.mp4", "/v/ladder-audio-eng.mp4"]), again
     assert all(rng == "bytes=0-0" for _, rng, _ in again), again
+
+
+def test_backend_over_tls(make_nginx, tmp_path):
+    """An https:// `ism_proxy_pass`: the proxy module's TLS, with its `proxy_ssl_*` directives
+    (here verifying the backend's certificate against its own CA file)."""
+    cert, key = self_signed_cert(tmp_path)
+    backend = make_nginx(tls=(cert, key))
+    publish(backend.root / "v")
+    backend.start("")
+    origin = make_nginx().start(f"""
+        location ^~ /tls/ {{
+            usp_handle_ism;
+            ism_proxy_pass https://127.0.0.1:{backend.ssl_port}/;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {cert};
+            proxy_ssl_name localhost;
+        }}""")
+    got = frame_hashes(origin.url("/tls/v/ladder.ism/.mpd"), "0:v:0")
+    assert got == frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")
+    # A certificate the origin does not trust is a backend failure, not media.
+    other_ca, _ = self_signed_cert(tmp_path / "other")
+    untrusting = make_nginx().start(f"""
+        location ^~ /tls/ {{
+            usp_handle_ism;
+            ism_proxy_pass https://127.0.0.1:{backend.ssl_port}/;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {other_ca};
+            proxy_ssl_name localhost;
+        }}""")
+    assert untrusting.get("/tls/v/ladder.ism/.mpd").status_code == 502

@@ -59,6 +59,9 @@ def test_server_errors_and_resets_are_retried_once(faulty):
     assert get(origin, "/f/503/v/ladder.ism/.mpd").status_code == 502
     # The manifest was asked for twice: the first try and one retry, no more.
     assert backend.count("503") - before == 2
+    before = backend.count("reset")
+    assert get(origin, "/f/reset/v/ladder.ism/.mpd").status_code == 502
+    assert backend.count("reset") - before == 2
     # A backend that fails once is served on the retry.
     r = get(origin, "/f/503once/v/ladder.ism/.mpd")
     assert r.status_code == 200, r.text
