@@ -12,6 +12,7 @@ pub mod filter;
 pub mod fragment;
 pub mod index;
 pub mod ism;
+pub mod live;
 pub mod mp4;
 pub mod package;
 pub mod presentation;

@@ -28,6 +28,9 @@ pub enum SourceIdentity {
     },
     /// Bytes in memory (tests, tools).
     Memory { name: String, size: u64 },
+    /// A live track as its archive holds it: the track's directory and how far its records
+    /// go (the first and last record kept, each identified by its position in the archive).
+    Live { track: String, first: u64, end: u64 },
     /// A time range of another source's media (a `vbegin`/`vend` subclip), in microseconds.
     Subclip {
         base: Box<SourceIdentity>,
@@ -161,6 +164,13 @@ impl SourceIdentity {
                 out.extend_from_slice(&(name.len() as u64).to_le_bytes());
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(&size.to_le_bytes());
+            }
+            SourceIdentity::Live { track, first, end } => {
+                out.push(b'L');
+                out.extend_from_slice(&(track.len() as u64).to_le_bytes());
+                out.extend_from_slice(track.as_bytes());
+                out.extend_from_slice(&first.to_le_bytes());
+                out.extend_from_slice(&end.to_le_bytes());
             }
             SourceIdentity::Subclip {
                 base,
@@ -383,7 +393,9 @@ impl Source for MemorySource {
     }
 }
 
+mod pieces;
 mod sparse;
+pub use pieces::{Backing, PiecesSource};
 pub use sparse::SparseSource;
 
 /// The one place the core uses `unsafe` (see its documentation).

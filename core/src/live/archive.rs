@@ -1,0 +1,718 @@
+//! A channel's archive on disk, beside its server manifest: what every worker, a reloaded
+//! nginx and a restarted one read, and the only copy of the live state.
+//!
+//! ```text
+//! ch.isml                    the server manifest (options, and the tracks encoders announced)
+//! ch.isml.archive/
+//!   lock                     held while a track is registered
+//!   epoch                    the channel's availability anchor, written once
+//!   streams/<stream>         the init segment each ingest stream last sent (per-segment POSTs)
+//!   <name>=<bitrate>/        one directory per track
+//!     info                   what the track is (kind, name, bitrate, language, track ID)
+//!     init                   the init segment (ftyp + moov) it was announced with
+//!     records                one fixed-size record per fragment (and per end of stream)
+//!     00000001.frag …        the fragments' bytes, append-only, a new file every
+//!                            `archive_segment_length`
+//! ```
+//!
+//! A fragment is written in this order: its bytes appended to the current data file, that
+//! file flushed (`fdatasync`), then its record appended and flushed. Readers see a fragment only
+//! through its record, so a fragment is visible only once complete, and acknowledged only once
+//! both writes are on disk. A record carries a checksum: one torn by a crash is dropped (and
+//! cut off by the next writer). Writers of one track (two redundant encoders, in any worker)
+//! take turns under `flock` on the records file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::ingest::IngestError;
+
+/// The archive directory's suffix, after the server manifest's file name.
+pub const ARCHIVE_SUFFIX: &str = ".archive";
+/// Bytes per record.
+pub const RECORD_SIZE: usize = 64;
+/// Most records one track's file is read with (a year of 2-second fragments is 16 M).
+pub const MAX_RECORDS: u64 = 32 << 20;
+
+/// The record is an end-of-stream marker (no bytes).
+pub const FLAG_END: u32 = 1;
+/// The fragment starts with a sync sample.
+pub const FLAG_SYNC: u32 = 2;
+
+/// One fragment of a track, as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Decode time of the first sample, track timescale.
+    pub start: u64,
+    /// Sum of the sample durations, track timescale.
+    pub duration: u64,
+    /// Where the fragment sits in the track's virtual file (init, then every fragment ever
+    /// written, in order): sample offsets in its `moof` count from there.
+    pub vpos: u64,
+    /// The data file and where in it.
+    pub file_no: u32,
+    pub file_offset: u64,
+    pub size: u32,
+    /// When it was written, milliseconds since the Unix epoch.
+    pub ingest_ms: i64,
+    pub flags: u32,
+    /// Position of the fragment in the track since it began (stable under pruning: HLS media
+    /// sequence numbers are made of it).
+    pub seq: u64,
+}
+
+impl Record {
+    pub fn end(&self) -> u64 {
+        self.start + self.duration
+    }
+
+    pub fn is_end_marker(&self) -> bool {
+        self.flags & FLAG_END != 0
+    }
+
+    fn encode(&self) -> [u8; RECORD_SIZE] {
+        let mut b = [0u8; RECORD_SIZE];
+        b[0..8].copy_from_slice(&self.start.to_le_bytes());
+        b[8..16].copy_from_slice(&self.duration.to_le_bytes());
+        b[16..24].copy_from_slice(&self.vpos.to_le_bytes());
+        b[24..32].copy_from_slice(&self.file_offset.to_le_bytes());
+        b[32..36].copy_from_slice(&self.file_no.to_le_bytes());
+        b[36..40].copy_from_slice(&self.size.to_le_bytes());
+        b[40..48].copy_from_slice(&self.ingest_ms.to_le_bytes());
+        b[48..52].copy_from_slice(&self.flags.to_le_bytes());
+        b[52..60].copy_from_slice(&self.seq.to_le_bytes());
+        let check = checksum(&b[..60]);
+        b[60..64].copy_from_slice(&check.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Record> {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        if b.len() != RECORD_SIZE || checksum(&b[..60]) != u32_at(60) {
+            return None;
+        }
+        Some(Record {
+            start: u64_at(0),
+            duration: u64_at(8),
+            vpos: u64_at(16),
+            file_offset: u64_at(24),
+            file_no: u32_at(32),
+            size: u32_at(36),
+            ingest_ms: u64_at(40) as i64,
+            flags: u32_at(48),
+            seq: u64_at(52),
+        })
+    }
+}
+
+fn checksum(b: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(b) as u32
+}
+
+/// The archive directory of the server manifest at `isml`.
+pub fn archive_dir(isml: &Path) -> PathBuf {
+    let mut s = isml.as_os_str().to_owned();
+    s.push(ARCHIVE_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// The directory name of a track: its name (URL-encoded, so it holds no `/`) and bitrate.
+pub fn track_dir_name(name: &str, bitrate: u64) -> String {
+    format!("{}={bitrate}", crate::url::encode_name(name))
+}
+
+pub(crate) fn data_file_name(file_no: u32) -> String {
+    format!("{file_no:08}.frag")
+}
+
+fn storage(path: &Path) -> impl Fn(io::Error) -> IngestError + '_ {
+    move |source| IngestError::Storage {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Holds `flock` on a file until dropped.
+pub struct Locked<'f>(&'f File);
+
+impl<'f> Locked<'f> {
+    /// Waits for the lock (writers hold it for one append: two flushes).
+    pub fn exclusive(file: &'f File) -> io::Result<Locked<'f>> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is involved.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(Locked(file));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as in `exclusive`.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, flushed, so readers see the
+/// old file or the new one, never a part.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = {
+        let mut s = path.as_os_str().to_owned();
+        s.push(format!(".tmp{}", std::process::id()));
+        PathBuf::from(s)
+    };
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Every complete record of a records file (a torn or corrupt tail is left out), with the
+/// file's identity (inode, size).
+pub fn read_records(path: &Path) -> io::Result<(Vec<Record>, (u64, u64))> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    let count = (meta.len() / RECORD_SIZE as u64).min(MAX_RECORDS);
+    let mut bytes = vec![0u8; (count as usize) * RECORD_SIZE];
+    let mut got = 0;
+    while got < bytes.len() {
+        match file.read_at(&mut bytes[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut records = Vec::with_capacity(got / RECORD_SIZE);
+    for chunk in bytes[..got - got % RECORD_SIZE].chunks_exact(RECORD_SIZE) {
+        match Record::decode(chunk) {
+            Some(r) => records.push(r),
+            None => break,
+        }
+    }
+    Ok((records, (meta.ino(), meta.len())))
+}
+
+/// When a fragment offered to a track plays, and its record flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub start: u64,
+    pub duration: u64,
+    pub flags: u32,
+}
+
+/// How a fragment offered to a track was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written and flushed: this record.
+    Stored(Record),
+    /// A fragment with this start time is held already (a redundant encoder, or a re-send):
+    /// dropped.
+    Duplicate,
+    /// The track is stopped and this fragment starts before its end, and the channel says
+    /// a reconnecting encoder starts a new timeline: nothing written.
+    Restart,
+}
+
+/// When a track's data files rotate and what is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// A new data file every this many ticks of the track.
+    pub segment_ticks: u64,
+    /// Data files wholly older than this many ticks before the newest fragment are removed
+    /// (`None`: kept for ever).
+    pub keep_ticks: Option<u64>,
+    /// Timestamps before the end of a stopped track start a new timeline instead of being
+    /// refused.
+    pub restart_on_reconnect: bool,
+}
+
+/// One track's directory, opened for writing.
+pub struct TrackWriter {
+    dir: PathBuf,
+    records: File,
+    init_len: u64,
+}
+
+impl TrackWriter {
+    /// Opens (creating) the track directory `dir`, whose init segment is `init`. A directory
+    /// that exists keeps its own init segment.
+    pub fn open(dir: &Path, init: &[u8], info: &str) -> Result<TrackWriter, IngestError> {
+        let err = storage(dir);
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(e)),
+        }
+        let init_path = dir.join("init");
+        let init_len = match std::fs::metadata(&init_path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_atomically(&dir.join("info"), info.as_bytes()).map_err(&err)?;
+                write_atomically(&init_path, init).map_err(&err)?;
+                init.len() as u64
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let records = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(dir.join("records"))
+            .map_err(&err)?;
+        Ok(TrackWriter {
+            dir: dir.to_path_buf(),
+            records,
+            init_len,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` holding the lock on the records file, first moving to the current file when
+    /// pruning (in any worker) renamed a new one over the one this writer opened.
+    fn locked<T>(
+        &mut self,
+        f: impl FnOnce(&mut TrackWriter) -> Result<T, IngestError>,
+    ) -> Result<T, IngestError> {
+        let path = self.dir.join("records");
+        let err = storage(&path);
+        for _ in 0..16 {
+            let current = std::fs::metadata(&path).map_err(&err)?.ino();
+            if self.records.metadata().map_err(&err)?.ino() != current {
+                self.records = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(&err)?;
+                continue;
+            }
+            let held = self.records.try_clone().map_err(&err)?;
+            let _lock = Locked::exclusive(&held).map_err(&err)?;
+            // Renamed while this writer waited for the lock: look again.
+            if std::fs::metadata(&path).map_err(&err)?.ino() != current {
+                continue;
+            }
+            return f(self);
+        }
+        Err(err(io::Error::other(
+            "the records file keeps being replaced",
+        )))
+    }
+
+    /// The last record, read under the caller's lock; a torn tail is cut off.
+    fn last_record(&self) -> io::Result<Option<Record>> {
+        let len = self.records.metadata()?.len();
+        let whole = len - len % RECORD_SIZE as u64;
+        if whole != len {
+            self.records.set_len(whole)?;
+        }
+        let mut at = whole;
+        while at >= RECORD_SIZE as u64 {
+            at -= RECORD_SIZE as u64;
+            let mut b = [0u8; RECORD_SIZE];
+            self.records.read_exact_at(&mut b, at)?;
+            if let Some(r) = Record::decode(&b) {
+                if at + (RECORD_SIZE as u64) != whole {
+                    self.records.set_len(at + RECORD_SIZE as u64)?;
+                }
+                return Ok(Some(r));
+            }
+        }
+        if whole != 0 {
+            self.records.set_len(0)?;
+        }
+        Ok(None)
+    }
+
+    /// Whether a record starting at `start` is held (binary search over the records file).
+    fn holds_start(&self, start: u64, count: u64) -> io::Result<bool> {
+        let (mut lo, mut hi) = (0u64, count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let mut b = [0u8; RECORD_SIZE];
+            self.records
+                .read_exact_at(&mut b, mid * RECORD_SIZE as u64)?;
+            let Some(r) = Record::decode(&b) else {
+                return Ok(false);
+            };
+            match r.start.cmp(&start) {
+                std::cmp::Ordering::Equal => return Ok(!r.is_end_marker() || r.size > 0),
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok(false)
+    }
+
+    /// Appends a fragment that starts at `start` and lasts `duration` ticks. `bytes` is its
+    /// `moof` + `mdat`; `rebase(bytes, vpos)` fixes absolute offsets in it once its place is
+    /// known. Flushed before it returns.
+    pub fn append(
+        &mut self,
+        timing: Timing,
+        bytes: &mut [u8],
+        rebase: impl FnOnce(&mut [u8], u64),
+        retention: Retention,
+        now_ms: i64,
+    ) -> Result<Appended, IngestError> {
+        let dir = self.dir.clone();
+        let err = storage(&dir);
+        let _ = err;
+        self.locked(|w| {
+            let (appended, renewed) = w.append_locked(timing, bytes, rebase, retention, now_ms)?;
+            if let Some(file) = renewed {
+                // The lock stays on the old inode until this returns; writers that wait for it
+                // then find the new file and lock that.
+                w.records = file;
+            }
+            Ok(appended)
+        })
+    }
+
+    fn append_locked(
+        &mut self,
+        Timing {
+            start,
+            duration,
+            flags,
+        }: Timing,
+        bytes: &mut [u8],
+        rebase: impl FnOnce(&mut [u8], u64),
+        retention: Retention,
+        now_ms: i64,
+    ) -> Result<(Appended, Option<File>), IngestError> {
+        let dir = self.dir.clone();
+        let err = storage(&dir);
+        let last = self.last_record().map_err(&err)?;
+        let count = self.records.metadata().map_err(&err)?.len() / RECORD_SIZE as u64;
+        let mut file_no = 1;
+        let mut file_offset = 0;
+        let mut vpos = self.init_len;
+        let mut seq = 0;
+        if let Some(last) = last {
+            seq = last.seq + 1;
+            vpos = last.vpos + u64::from(last.size);
+            file_no = last.file_no;
+            file_offset = last.file_offset + u64::from(last.size);
+            if start < last.end() {
+                if self.holds_start(start, count).map_err(&err)? {
+                    return Ok((Appended::Duplicate, None));
+                }
+                let stopped = last.is_end_marker();
+                if stopped && retention.restart_on_reconnect {
+                    return Ok((Appended::Restart, None));
+                }
+                if stopped {
+                    return Err(IngestError::Conflict(format!(
+                        "{}: fragment at {start} is before the end ({}) of the stopped stream",
+                        self.dir.display(),
+                        last.end()
+                    )));
+                }
+                // Overlaps what is held without matching a fragment: a re-send cut
+                // differently. What is held stands.
+                if start < last.start {
+                    return Ok((Appended::Duplicate, None));
+                }
+            }
+            let file_start = self.file_start(file_no, count).map_err(&err)?;
+            if retention.segment_ticks > 0
+                && start.saturating_sub(file_start.unwrap_or(start)) >= retention.segment_ticks
+            {
+                file_no += 1;
+                file_offset = 0;
+            }
+        }
+        rebase(bytes, vpos);
+        let path = self.dir.join(data_file_name(file_no));
+        let data = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .map_err(storage(&path))?;
+        // Bytes past the last record are a write that was never acknowledged: overwritten.
+        data.set_len(file_offset).map_err(storage(&path))?;
+        data.write_all_at(bytes, file_offset)
+            .and_then(|()| data.sync_data())
+            .map_err(|e| {
+                let _ = data.set_len(file_offset);
+                storage(&path)(e)
+            })?;
+        let record = Record {
+            start,
+            duration,
+            vpos,
+            file_no,
+            file_offset,
+            size: bytes.len() as u32,
+            ingest_ms: now_ms,
+            flags,
+            seq,
+        };
+        self.write_record(&record, count).map_err(&err)?;
+        let renewed = match retention.keep_ticks {
+            Some(keep) => self
+                .prune(record.end().saturating_sub(keep))
+                .map_err(&err)?,
+            None => None,
+        };
+        Ok((Appended::Stored(record), renewed))
+    }
+
+    /// Marks the end of the stream (an `mfra`, or `lmsg`): the track is stopped.
+    pub fn end_stream(&mut self, now_ms: i64) -> Result<(), IngestError> {
+        self.locked(|w| {
+            let err = storage(&w.dir);
+            let Some(last) = w.last_record().map_err(&err)? else {
+                return Ok(());
+            };
+            if last.is_end_marker() {
+                return Ok(());
+            }
+            let count = w.records.metadata().map_err(&err)?.len() / RECORD_SIZE as u64;
+            let marker = Record {
+                start: last.end(),
+                duration: 0,
+                vpos: last.vpos + u64::from(last.size),
+                file_no: last.file_no,
+                file_offset: last.file_offset + u64::from(last.size),
+                size: 0,
+                ingest_ms: now_ms,
+                flags: FLAG_END,
+                seq: last.seq,
+            };
+            w.write_record(&marker, count).map_err(&err)
+        })
+    }
+
+    fn write_record(&self, record: &Record, count: u64) -> io::Result<()> {
+        let at = count * RECORD_SIZE as u64;
+        self.records
+            .write_all_at(&record.encode(), at)
+            .and_then(|()| self.records.sync_data())
+            .inspect_err(|_| {
+                let _ = self.records.set_len(at);
+            })
+    }
+
+    /// Start time of the first record in data file `file_no` (records are searched from the
+    /// end: the current file is the last one).
+    fn file_start(&self, file_no: u32, count: u64) -> io::Result<Option<u64>> {
+        let mut first = None;
+        let mut at = count;
+        while at > 0 {
+            at -= 1;
+            let mut b = [0u8; RECORD_SIZE];
+            self.records
+                .read_exact_at(&mut b, at * RECORD_SIZE as u64)?;
+            match Record::decode(&b) {
+                Some(r) if r.file_no == file_no && !r.is_end_marker() => first = Some(r.start),
+                Some(r) if r.file_no < file_no => break,
+                _ => {}
+            }
+        }
+        Ok(first)
+    }
+
+    /// Removes the data files whose every fragment ends before `horizon`, and their records
+    /// (the records file is rewritten and renamed over; readers holding the old one keep
+    /// reading it until they look again).
+    fn prune(&self, horizon: u64) -> io::Result<Option<File>> {
+        let (records, _) = read_records(&self.dir.join("records"))?;
+        let last_file = records.last().map_or(0, |r| r.file_no);
+        let mut doomed_files: Vec<u32> = Vec::new();
+        for r in &records {
+            if r.file_no >= last_file {
+                break;
+            }
+            if doomed_files.last() != Some(&r.file_no) {
+                doomed_files.push(r.file_no);
+            }
+        }
+        // A file is removed only when its last fragment ends before the horizon.
+        doomed_files.retain(|&f| {
+            records
+                .iter()
+                .filter(|r| r.file_no == f)
+                .all(|r| r.end() <= horizon)
+        });
+        if doomed_files.is_empty() {
+            return Ok(None);
+        }
+        let kept: Vec<u8> = records
+            .iter()
+            .filter(|r| !doomed_files.contains(&r.file_no))
+            .flat_map(|r| r.encode())
+            .collect();
+        let path = self.dir.join("records");
+        write_atomically(&path, &kept)?;
+        let renewed = OpenOptions::new().read(true).write(true).open(&path)?;
+        for f in doomed_files {
+            let _ = std::fs::remove_file(self.dir.join(data_file_name(f)));
+        }
+        Ok(Some(renewed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("origin-archive-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn t(start: u64, duration: u64, flags: u32) -> Timing {
+        Timing {
+            start,
+            duration,
+            flags,
+        }
+    }
+
+    const KEEP_ALL: Retention = Retention {
+        segment_ticks: 10,
+        keep_ticks: None,
+        restart_on_reconnect: false,
+    };
+
+    #[test]
+    fn records_round_trip_and_torn_tails_are_dropped() {
+        let r = Record {
+            start: 1,
+            duration: 2,
+            vpos: 3,
+            file_no: 4,
+            file_offset: 5,
+            size: 6,
+            ingest_ms: -7,
+            flags: FLAG_SYNC,
+            seq: 9,
+        };
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+        let mut bad = r.encode();
+        bad[3] ^= 1;
+        assert_eq!(Record::decode(&bad), None);
+    }
+
+    #[test]
+    fn appends_rotates_dedups_and_prunes() {
+        let d = temp("append");
+        let dir = d.join("video=1000");
+        let mut w = TrackWriter::open(&dir, b"INIT", "kind=video\n").unwrap();
+        let mut seen = Vec::new();
+        for k in 0..6u64 {
+            let mut bytes = vec![k as u8; 10];
+            let a = w
+                .append(
+                    t(k * 4, 4, FLAG_SYNC),
+                    &mut bytes,
+                    |b, vpos| b[0] = vpos as u8,
+                    KEEP_ALL,
+                    0,
+                )
+                .unwrap();
+            let Appended::Stored(rec) = a else { panic!() };
+            seen.push(rec);
+        }
+        assert_eq!(seen[0].vpos, 4);
+        assert_eq!(seen[1].vpos, 14);
+        // 10-tick files: fragments at 0, 4, 8 in file 1; 12, 16, 20 in file 2.
+        assert_eq!(
+            seen.iter().map(|r| r.file_no).collect::<Vec<_>>(),
+            [1, 1, 1, 2, 2, 2]
+        );
+        assert_eq!(seen[4].file_offset, 10);
+        // The rebase saw the record's place.
+        let data = std::fs::read(dir.join(data_file_name(2))).unwrap();
+        assert_eq!(data[0], seen[3].vpos as u8);
+        // Same start again: a duplicate, nothing written.
+        let mut again = vec![9u8; 10];
+        assert_eq!(
+            w.append(t(8, 4, 0), &mut again, |_, _| {}, KEEP_ALL, 0)
+                .unwrap(),
+            Appended::Duplicate
+        );
+        let (records, _) = read_records(&dir.join("records")).unwrap();
+        assert_eq!(records, seen);
+        // Stopped: earlier timestamps are a conflict.
+        w.end_stream(5).unwrap();
+        let err = w
+            .append(t(5, 3, 0), &mut again, |_, _| {}, KEEP_ALL, 0)
+            .unwrap_err();
+        assert_eq!(err.http_status(), 409);
+        // Pruning removes whole files only.
+        let keep = Retention {
+            keep_ticks: Some(9),
+            ..KEEP_ALL
+        };
+        let mut more = vec![1u8; 10];
+        w.append(t(24, 4, 0), &mut more, |_, _| {}, keep, 0)
+            .unwrap();
+        let (records, _) = read_records(&dir.join("records")).unwrap();
+        assert_eq!(records.first().unwrap().file_no, 2);
+        assert!(!dir.join(data_file_name(1)).exists());
+        assert_eq!(records.last().unwrap().seq, 6);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_torn_record_is_cut_off_by_the_next_writer() {
+        let d = temp("torn");
+        let dir = d.join("a=1");
+        let mut w = TrackWriter::open(&dir, b"I", "").unwrap();
+        let mut b = vec![0u8; 4];
+        w.append(t(0, 2, 0), &mut b, |_, _| {}, KEEP_ALL, 0)
+            .unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(dir.join("records"))
+            .unwrap()
+            .write_all(&[7; 20])
+            .unwrap();
+        let (records, _) = read_records(&dir.join("records")).unwrap();
+        assert_eq!(records.len(), 1);
+        w.append(t(2, 2, 0), &mut b, |_, _| {}, KEEP_ALL, 0)
+            .unwrap();
+        let (records, (_, size)) = read_records(&dir.join("records")).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(size, 2 * RECORD_SIZE as u64);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
