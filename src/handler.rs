@@ -9,7 +9,7 @@ use ngx::ffi::{
     ngx_http_discard_request_body, ngx_http_map_uri_to_path, ngx_http_request_t, ngx_int_t,
     ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_OK,
 };
-use origin_core::url::{ManifestKind, Route, RouteOptions, Target};
+use origin_core::url::{LiveTarget, ManifestKind, Route, RouteOptions, Target};
 
 use crate::conf::{self, LocConf};
 use crate::files::Files;
@@ -83,10 +83,17 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         }
     }
 
-    if let Target::Live(_) = route.target {
-        return Err(OriginError::NotImplemented(
-            "live ingest and the publishing-point API",
-        ));
+    if let Target::Live(LiveTarget::Ingest { stream }) = &route.target {
+        if method & (NGX_HTTP_POST | NGX_HTTP_PUT) == 0 {
+            return Err(OriginError::MethodNotAllowed);
+        }
+        if lcf.proxy_handler.is_some() {
+            return Err(OriginError::Unsupported(
+                "live ingest into a location that reads from a remote server".into(),
+            ));
+        }
+        let isml = map_to_path(r, route.manifest_path.len())?;
+        return crate::ingest::serve(r, &isml, stream);
     }
     if method & (NGX_HTTP_POST | NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0 || !reads {
         return Err(OriginError::MethodNotAllowed);

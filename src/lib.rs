@@ -13,6 +13,7 @@ mod driver;
 mod entry;
 mod files;
 mod handler;
+mod ingest;
 mod log;
 mod remote;
 mod response;

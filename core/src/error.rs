@@ -52,6 +52,9 @@ pub enum Error {
         path: String,
         error: PresentationError,
     },
+    /// A live ingest request refused, or its archive write failed (the error knows its status).
+    #[error("{0}")]
+    Ingest(#[from] crate::live::ingest::IngestError),
     /// A track without samples (`FMP4_MISSING_TFRA`).
     #[error("FMP4_MISSING_TFRA: track {0} has no samples")]
     EmptyTrack(String),

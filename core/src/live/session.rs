@@ -197,7 +197,7 @@ impl IngestSession {
                 Event::Manifest(text) => {
                     // An unreadable announcement is not fatal: names and bitrates then come
                     // from the media.
-                    self.announced = ServerManifest::parse(&text).ok();
+                    self.announced = parse_announcement(&text);
                 }
                 Event::Init { ftyp, moov } => self.take_init(ftyp, moov)?,
                 Event::Fragment(raw) => {
@@ -517,6 +517,18 @@ fn read_manifest(isml: &Path, create: bool) -> Result<ServerManifest, IngestErro
     }
 }
 
+/// The tracks a Smooth encoder announces. Its SMIL leaves out `src` (the media is the stream
+/// itself), which a server manifest requires: an empty one is read in.
+fn parse_announcement(text: &[u8]) -> Option<ServerManifest> {
+    ServerManifest::parse(text).ok().or_else(|| {
+        let text = String::from_utf8_lossy(text)
+            .replace("<video ", "<video src=\"-\" ")
+            .replace("<audio ", "<audio src=\"-\" ")
+            .replace("<textstream ", "<textstream src=\"-\" ");
+        ServerManifest::parse(text.as_bytes()).ok()
+    })
+}
+
 fn index_init(bytes: Vec<u8>, announced: Option<ServerManifest>) -> Result<Init, IngestError> {
     let bytes = Arc::new(bytes);
     let mut source = PiecesSource::new(
@@ -750,6 +762,18 @@ mod tests {
         let (after, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(after, records);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn smooth_announcements_name_the_tracks() {
+        let text = br#"<?xml version="1.0" encoding="utf-8"?>
+<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head></head><body><switch>
+<video systemBitrate="793217"><param name="trackID" value="1" valuetype="data"/>
+<param name="trackName" value="video_und" valuetype="data"/></video>
+</switch></body></smil>"#;
+        let m = parse_announcement(text).unwrap();
+        assert_eq!(m.tracks[0].track_name(), Some("video_und"));
+        assert_eq!(m.tracks[0].system_bitrate, Some(793217));
     }
 
     #[test]
