@@ -7,5 +7,6 @@
 //! - [`archive`]: the on-disk layout, its writer and its records.
 
 pub mod archive;
+pub mod channel;
 pub mod ingest;
 pub mod session;

@@ -15,6 +15,7 @@ use super::archive::{
     archive_dir, track_dir_name, write_atomically, Appended, Locked, Retention, Timing,
     TrackWriter, FLAG_SYNC,
 };
+use super::channel::{anchor_for, anchor_path};
 use super::ingest::{Event, IngestError, IngestParser, RawFragment};
 use crate::index::{build_index, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{ServerManifest, TrackEntry, TrackKind as IsmKind};
@@ -379,7 +380,8 @@ impl IngestSession {
         let mut appended = t
             .writer
             .append(timing, &mut bytes, rebase, retention, now_ms)?;
-        if appended == Appended::Restart {
+        let restarted = appended == Appended::Restart;
+        if restarted {
             // A new timeline: the stopped track's archive goes, this fragment starts anew.
             let dir = t.writer.dir().to_path_buf();
             std::fs::remove_dir_all(&dir).map_err(|source| IngestError::Storage {
@@ -403,12 +405,40 @@ impl IngestSession {
             Appended::Stored(_) => {
                 self.summary.fragments += pending.len() as u64;
                 self.summary.bytes += bytes.len() as u64;
+                let timescale = self.tracks[k].timescale;
+                self.write_anchor(anchor_for(now_ms, start, timescale), restarted)?;
             }
             Appended::Duplicate | Appended::Restart => {
                 self.summary.duplicates += pending.len() as u64
             }
         }
         Ok(())
+    }
+
+    /// Writes the channel's anchor once (the first fragment of the channel sets it), or anew
+    /// when a timeline restarts.
+    fn write_anchor(&self, anchor_ms: i64, replace: bool) -> Result<(), IngestError> {
+        let path = anchor_path(&self.archive);
+        let storage = |source| IngestError::Storage {
+            path: path.display().to_string(),
+            source,
+        };
+        if replace {
+            return write_atomically(&path, anchor_ms.to_string().as_bytes()).map_err(storage);
+        }
+        if path.exists() {
+            return Ok(());
+        }
+        // Two workers may race here: the first link wins, the other's is dropped.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        write_atomically(&tmp, anchor_ms.to_string().as_bytes()).map_err(storage)?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(storage(e)),
+        }
     }
 
     fn end_tracks(&mut self, track: Option<u32>, now_ms: i64) -> Result<(), IngestError> {

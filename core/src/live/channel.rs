@@ -1,0 +1,410 @@
+//! A channel as egress reads it: every track's init segment and records, from the archive on
+//! disk (so every worker, and a restarted nginx, sees the same channel), and the window of
+//! fragments a request plays, as one fragmented-MP4 source per track.
+//!
+//! A [`ChannelReader`] lives in each worker: it re-reads a track's records only when the
+//! records file changed (its inode or size), and keeps the data files open.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::archive::{archive_dir, data_file_name, read_records, Record};
+use crate::index::TrackKind;
+use crate::source::{Backing, PiecesSource, SourceIdentity};
+
+/// What a track's `info` file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub kind: TrackKind,
+    pub name: String,
+    pub bitrate: u64,
+    pub track_id: u32,
+    pub stream: String,
+}
+
+impl TrackInfo {
+    fn parse(text: &str) -> Option<TrackInfo> {
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        Some(TrackInfo {
+            kind: match field("kind")?.as_str() {
+                "video" => TrackKind::Video,
+                "audio" => TrackKind::Audio,
+                "textstream" => TrackKind::Text,
+                _ => TrackKind::Other,
+            },
+            name: field("name")?,
+            bitrate: field("bitrate")?.parse().ok()?,
+            track_id: field("track_id")?.parse().ok()?,
+            stream: field("stream").unwrap_or_default(),
+        })
+    }
+}
+
+/// One track of a channel, as its files were when the snapshot was taken.
+#[derive(Debug, Clone)]
+pub struct TrackArchive {
+    /// The track's directory name in the archive (`video=800000`).
+    pub dir_name: String,
+    pub info: TrackInfo,
+    pub init: Arc<Vec<u8>>,
+    /// Every record, end-of-stream markers included.
+    pub records: Arc<Vec<Record>>,
+    /// The timescale of the track (from the init segment's `mdhd`, via the info of the index).
+    pub timescale: u32,
+    /// Identifies this version of the track: the records file's inode.
+    generation: u64,
+    files: Arc<DataFiles>,
+}
+
+impl TrackArchive {
+    /// The records that hold media (not the end-of-stream markers).
+    pub fn media(&self) -> impl DoubleEndedIterator<Item = &Record> + Clone {
+        self.records.iter().filter(|r| !r.is_end_marker())
+    }
+
+    /// The track is stopped: its last record marks the end of its stream.
+    pub fn ended(&self) -> bool {
+        self.records.last().is_some_and(Record::is_end_marker)
+    }
+
+    /// The track's fragments `records` (consecutive, in order) as one fragmented MP4 file:
+    /// the init segment, a `free` box standing for what came before the first of them, then
+    /// each fragment from its data file. Sample offsets in the fragments are the positions
+    /// they have in this file.
+    pub fn source(&self, path: &str, records: &[Record]) -> io::Result<PiecesSource> {
+        let first_seq = records.first().map_or(0, |r| r.seq);
+        let end_seq = records.last().map_or(0, |r| r.seq + 1);
+        let mut s = PiecesSource::new(
+            path.to_string(),
+            SourceIdentity::Live {
+                track: format!("{path}#{}", self.generation),
+                first: first_seq,
+                end: end_seq,
+            },
+        );
+        s.push_bytes(self.init.clone());
+        let init_len = self.init.len() as u64;
+        if let Some(first) = records.first() {
+            let gap = first.vpos.saturating_sub(init_len);
+            if gap > 0 {
+                s.push_bytes(Arc::new(free_box_header(gap)?));
+                let header = if gap > u64::from(u32::MAX) { 16 } else { 8 };
+                s.push(gap - header, Backing::Zero);
+            }
+        }
+        for r in records.iter().filter(|r| r.size > 0) {
+            let file = self.files.open(r.file_no)?;
+            s.push(
+                u64::from(r.size),
+                Backing::File {
+                    file,
+                    offset: r.file_offset,
+                },
+            );
+        }
+        Ok(s)
+    }
+}
+
+/// A `free` box header for a gap of `len` bytes (≥ 8; ≥ 16 when it needs a 64-bit size).
+fn free_box_header(len: u64) -> io::Result<Vec<u8>> {
+    if len < 8 {
+        return Err(io::Error::other(
+            "archive records overlap their init segment",
+        ));
+    }
+    Ok(match u32::try_from(len) {
+        Ok(n) => [&n.to_be_bytes()[..], b"free"].concat(),
+        Err(_) => [&1u32.to_be_bytes()[..], b"free", &len.to_be_bytes()].concat(),
+    })
+}
+
+/// A track's data files, opened as they are needed.
+#[derive(Debug)]
+struct DataFiles {
+    dir: PathBuf,
+    open: std::sync::Mutex<HashMap<u32, Arc<File>>>,
+}
+
+impl DataFiles {
+    fn open(&self, file_no: u32) -> io::Result<Arc<File>> {
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| io::Error::other("data file table poisoned"))?;
+        if let Some(f) = open.get(&file_no) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.dir.join(data_file_name(file_no)))?);
+        open.insert(file_no, f.clone());
+        Ok(f)
+    }
+
+    /// Closes the files no record names any more (pruned).
+    fn forget_before(&self, first_file: u32) {
+        if let Ok(mut open) = self.open.lock() {
+            open.retain(|&n, _| n >= first_file);
+        }
+    }
+}
+
+/// A channel's tracks, as their files were at one moment.
+#[derive(Debug, Clone)]
+pub struct ChannelSnapshot {
+    /// The archive directory's name, relative to the server manifest's directory.
+    pub archive_name: String,
+    pub tracks: Vec<TrackArchive>,
+    /// Wall-clock time of media time 0, milliseconds since the Unix epoch (DASH
+    /// `availabilityStartTime`, HLS `EXT-X-PROGRAM-DATE-TIME`).
+    pub anchor_ms: i64,
+}
+
+impl ChannelSnapshot {
+    /// `idle` (nothing ingested), `started`, or `stopped` (every track ended its stream).
+    pub fn state(&self) -> &'static str {
+        if self.tracks.iter().all(|t| t.media().next().is_none()) {
+            "idle"
+        } else if self.tracks.iter().all(TrackArchive::ended) {
+            "stopped"
+        } else {
+            "started"
+        }
+    }
+
+    /// When the newest record was written, ms since the Unix epoch (0: never).
+    pub fn updated_ms(&self) -> i64 {
+        self.tracks
+            .iter()
+            .filter_map(|t| t.records.last().map(|r| r.ingest_ms))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug)]
+struct CachedTrack {
+    identity: (u64, u64),
+    archive: TrackArchive,
+}
+
+/// Reads channels, keeping what did not change since the last request.
+#[derive(Debug, Default)]
+pub struct ChannelReader {
+    tracks: HashMap<PathBuf, CachedTrack>,
+}
+
+/// Most tracks a channel is read with.
+pub const MAX_TRACKS: usize = 256;
+
+impl ChannelReader {
+    pub fn new() -> ChannelReader {
+        ChannelReader::default()
+    }
+
+    /// The channel whose server manifest is `isml`, as its archive is now.
+    pub fn snapshot(&mut self, isml: &Path) -> io::Result<ChannelSnapshot> {
+        let dir = archive_dir(isml);
+        let archive_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut tracks = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(ChannelSnapshot {
+                    archive_name,
+                    tracks,
+                    anchor_ms: 0,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.contains('='))
+            .collect();
+        names.sort();
+        names.truncate(MAX_TRACKS);
+        for name in names {
+            let track_dir = dir.join(&name);
+            match self.track(&track_dir, &name) {
+                Ok(Some(t)) => tracks.push(t),
+                Ok(None) => {}
+                // A track being created or removed right now: read it next time.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Tracks removed meanwhile (a restart, a deleted channel) are forgotten.
+        self.tracks
+            .retain(|path, _| !path.starts_with(&dir) || path.exists());
+        let anchor_ms = read_anchor(&dir, &tracks)?;
+        Ok(ChannelSnapshot {
+            archive_name,
+            tracks,
+            anchor_ms,
+        })
+    }
+
+    fn track(&mut self, dir: &Path, name: &str) -> io::Result<Option<TrackArchive>> {
+        let records_path = dir.join("records");
+        let meta = std::fs::metadata(&records_path)?;
+        let identity = (meta.ino(), meta.len());
+        if let Some(c) = self.tracks.get(dir) {
+            if c.identity == identity {
+                return Ok(Some(c.archive.clone()));
+            }
+        }
+        let (records, identity) = read_records(&records_path)?;
+        let previous = self.tracks.remove(dir);
+        let (info, init, files) = match previous {
+            // Same track (inode unchanged, or renamed by pruning: same init): reuse.
+            Some(c)
+                if c.archive.init.len() as u64 == std::fs::metadata(dir.join("init"))?.len() =>
+            {
+                (c.archive.info, c.archive.init, c.archive.files)
+            }
+            _ => {
+                let Some(info) = TrackInfo::parse(&std::fs::read_to_string(dir.join("info"))?)
+                else {
+                    return Ok(None);
+                };
+                let init = Arc::new(std::fs::read(dir.join("init"))?);
+                let files = Arc::new(DataFiles {
+                    dir: dir.to_path_buf(),
+                    open: std::sync::Mutex::new(HashMap::new()),
+                });
+                (info, init, files)
+            }
+        };
+        if let Some(first) = records.first() {
+            files.forget_before(first.file_no);
+        }
+        let timescale = timescale_of(&init, info.track_id).unwrap_or(1);
+        let archive = TrackArchive {
+            dir_name: name.to_string(),
+            info,
+            init,
+            records: Arc::new(records),
+            timescale,
+            generation: dir.metadata()?.ino(),
+            files,
+        };
+        self.tracks.insert(
+            dir.to_path_buf(),
+            CachedTrack {
+                identity,
+                archive: archive.clone(),
+            },
+        );
+        Ok(Some(archive))
+    }
+}
+
+/// The timescale of track `track_id` in an init segment.
+fn timescale_of(init: &Arc<Vec<u8>>, track_id: u32) -> Option<u32> {
+    let mut s = PiecesSource::new(
+        "init".into(),
+        SourceIdentity::Memory {
+            name: "init".into(),
+            size: 0,
+        },
+    );
+    s.push_bytes(init.clone());
+    let index = crate::index::build_index(&s).ok()?;
+    index.track(track_id).map(|t| t.timescale)
+}
+
+/// The file holding the channel's anchor.
+pub fn anchor_path(archive: &Path) -> PathBuf {
+    archive.join("epoch")
+}
+
+/// The anchor written by the first ingest, or (before that) the one the records imply.
+fn read_anchor(dir: &Path, tracks: &[TrackArchive]) -> io::Result<i64> {
+    match std::fs::read_to_string(anchor_path(dir)) {
+        Ok(text) => Ok(text.trim().parse().unwrap_or(0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(tracks
+            .iter()
+            .filter_map(|t| {
+                let r = t.media().next()?;
+                Some(anchor_for(r.ingest_ms, r.start, t.timescale))
+            })
+            .min()
+            .unwrap_or(0)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Seconds since the Unix epoch from which media times are taken to be wall-clock times
+/// already (an encoder timestamping with UTC): 2001-09-09.
+const UTC_TIMES_FROM_SECS: u64 = 1_000_000_000;
+
+/// The anchor that makes a fragment starting at `start` (ticks) available when it was
+/// ingested: 0 when the encoder's times are wall-clock times already.
+pub fn anchor_for(ingest_ms: i64, start: u64, timescale: u32) -> i64 {
+    let start_ms = (u128::from(start) * 1000 / u128::from(timescale.max(1))) as i64;
+    if start_ms as u64 / 1000 >= UTC_TIMES_FROM_SECS {
+        0
+    } else {
+        ingest_ms - start_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::build_index;
+    use crate::live::session::IngestSession;
+    use crate::source::Source;
+
+    #[test]
+    fn a_window_of_an_archive_indexes_as_one_file() {
+        let d = std::env::temp_dir().join(format!("origin-channel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let isml = d.join("ch.isml");
+        let bytes = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"),
+        )
+        .unwrap();
+        let mut s = IngestSession::open(&isml, "s1", true).unwrap();
+        s.push(&bytes, 1_000_000).unwrap();
+        s.finish(1_000_000).unwrap();
+        let mut reader = ChannelReader::new();
+        let snap = reader.snapshot(&isml).unwrap();
+        assert_eq!(snap.state(), "stopped");
+        assert_eq!(snap.tracks.len(), 2);
+        let video = snap
+            .tracks
+            .iter()
+            .find(|t| t.info.kind == TrackKind::Video)
+            .unwrap();
+        let media: Vec<Record> = video.media().copied().collect();
+        // Every fragment but the first: a free box stands for it.
+        let src = video.source("v", &media[1..]).unwrap();
+        let index = build_index(&src).unwrap();
+        let t = index.track(video.info.track_id).unwrap();
+        assert_eq!(t.dts(0), media[1].start);
+        assert_eq!(t.end_time(), media.last().unwrap().end());
+        let first = t.samples(0..1).next().unwrap();
+        assert!(src.bytes(first.offset, first.size as usize).is_ok());
+        // Unchanged files: the same records, not read again.
+        let again = reader.snapshot(&isml).unwrap();
+        assert!(Arc::ptr_eq(
+            &again.tracks[0].records,
+            &snap.tracks[0].records
+        ));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
