@@ -36,7 +36,13 @@ pub fn serve(
             .unwrap_or(origin_core::request::DEFAULT_CACHE_BYTES),
     );
     let query = String::from_utf8_lossy(ngx_str(&r.args)).into_owned();
-    let mut request = Request::new(route, file, &query);
+    let live = route.kind == origin_core::url::ManifestKind::Live;
+    let mut request = if live {
+        let channel = crate::live::snapshot(&file)?;
+        Request::new(route, file, &query).with_live(channel)
+    } else {
+        Request::new(route, file, &query)
+    };
     let mut files = Files::of(r, disable_mmap);
     loop {
         match crate::caches::with(|c| request.step(c))? {

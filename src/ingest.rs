@@ -22,6 +22,7 @@ use ngx::ffi::{
 };
 use origin_core::live::session::IngestSession;
 
+use crate::live::now_ms;
 use crate::status::{fail, OriginError};
 
 /// What a request being ingested keeps between read events.
@@ -225,10 +226,4 @@ fn respond(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     }
     // SAFETY: as above.
     Ok(unsafe { ngx_http_send_special(r, NGX_HTTP_LAST as _) })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -14,6 +14,7 @@ mod entry;
 mod files;
 mod handler;
 mod ingest;
+mod live;
 mod log;
 mod remote;
 mod response;

@@ -71,6 +71,8 @@ fn bench_index(c: &mut Criterion) {
                             target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
                             name: "long".into(),
                             query: String::new(),
+                            min_buffer_time: None,
+                            presentation_delay: None,
                         },
                     ))
                 })

@@ -11,7 +11,8 @@ use crate::index::{Sample, TrackIndex};
 use crate::mp4::fragment::{
     SAMPLE_FLAG_DEPENDS_NO, SAMPLE_FLAG_DEPENDS_YES, SAMPLE_FLAG_NON_SYNC,
     TFHD_DEFAULT_BASE_IS_MOOF, TFHD_DEFAULT_DURATION, TFHD_DEFAULT_FLAGS, TRUN_CTO,
-    TRUN_DATA_OFFSET, TRUN_DURATION, TRUN_FIRST_SAMPLE_FLAGS, TRUN_FLAGS, TRUN_SIZE, UUID_TFXD,
+    TRUN_DATA_OFFSET, TRUN_DURATION, TRUN_FIRST_SAMPLE_FLAGS, TRUN_FLAGS, TRUN_SIZE, UUID_TFRF,
+    UUID_TFXD,
 };
 
 /// A contiguous byte range of the source.
@@ -20,6 +21,9 @@ pub struct ByteRange {
     pub offset: u64,
     pub len: u64,
 }
+
+/// Most fragments a Smooth live fragment announces ahead of itself.
+pub const MAX_LOOKAHEAD: usize = 2;
 
 /// How to write a fragment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +38,10 @@ pub struct FragmentOptions {
     pub tfdt: bool,
     /// Write the Smooth `tfxd` box (absolute time and duration).
     pub tfxd: bool,
+    /// Smooth live: the fragments after this one, (time, duration), written as `tfrf` when
+    /// `lookahead_count` > 0 (MS-SSTR §2.2.4.5).
+    pub lookahead: [(u64, u64); MAX_LOOKAHEAD],
+    pub lookahead_count: u8,
     /// Added to every decode time written (to rebase a timeline; 0 keeps the source's).
     pub time_offset: i64,
     /// Added to every composition offset: applies an edit list inside the fragment (CMAF
@@ -49,6 +57,8 @@ impl Default for FragmentOptions {
             styp: true,
             tfdt: true,
             tfxd: false,
+            lookahead: [(0, 0); MAX_LOOKAHEAD],
+            lookahead_count: 0,
             time_offset: 0,
             composition_shift: 0,
         }
@@ -192,8 +202,14 @@ pub fn plan_fragment(
         0
     };
     let tfxd_size = if opts.tfxd { 8 + 16 + 4 + 16 } else { 0 };
+    let lookahead = &opts.lookahead[..usize::from(opts.lookahead_count).min(MAX_LOOKAHEAD)];
+    let tfrf_size = if lookahead.is_empty() {
+        0
+    } else {
+        8 + 16 + 4 + 1 + 16 * lookahead.len()
+    };
     let trun_size = 20 + if use_first_flags { 4 } else { 0 } + per_sample * samples.len();
-    let traf_size = 8 + tfhd_size + tfdt_size + trun_size + tfxd_size;
+    let traf_size = 8 + tfhd_size + tfdt_size + trun_size + tfxd_size + tfrf_size;
     let moof_size = 8 + mfhd_size + traf_size;
     let header_len = styp_size + moof_size + 8;
 
@@ -262,6 +278,16 @@ pub fn plan_fragment(
         h.extend_from_slice(&start_time.to_be_bytes());
         h.extend_from_slice(&duration.to_be_bytes());
     }
+    if !lookahead.is_empty() {
+        put_box(&mut h, tfrf_size, b"uuid");
+        h.extend_from_slice(&UUID_TFRF);
+        put32(&mut h, 1 << 24);
+        h.push(lookahead.len() as u8);
+        for (t, d) in lookahead {
+            h.extend_from_slice(&t.to_be_bytes());
+            h.extend_from_slice(&d.to_be_bytes());
+        }
+    }
     put_box(&mut h, 8 + payload_len as usize, b"mdat");
     debug_assert_eq!(h.len(), header_len);
 
@@ -307,6 +333,8 @@ mod tests {
                 &FragmentOptions {
                     sequence_number: k as u32 + 1,
                     tfxd: true,
+                    lookahead: [(7, 8), (15, 9)],
+                    lookahead_count: 2,
                     ..FragmentOptions::default()
                 },
             )
@@ -325,6 +353,7 @@ mod tests {
             let moof = Moof::parse(body, h.offset, h.size).unwrap();
             assert_eq!(moof.sequence_number, k as u32 + 1);
             assert_eq!(moof.trafs[0].tfxd.map(|t| t.0), Some(plan.start_time));
+            assert_eq!(moof.trafs[0].tfrf, [(7, 8), (15, 9)]);
         }
         let rebuilt = build_index(&MemorySource::new("out", out.clone())).unwrap();
         let t2 = &rebuilt.tracks[0];

@@ -10,3 +10,4 @@ pub mod archive;
 pub mod channel;
 pub mod ingest;
 pub mod session;
+pub mod window;

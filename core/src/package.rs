@@ -54,6 +54,31 @@ pub enum PackageError {
 pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<SegmentTable> {
     let reference = p.reference();
     let build = || {
+        if let Some(live) = &p.live {
+            // Live: segments are the archived fragments, so they keep their boundaries and
+            // numbers while the window moves. Other tracks cut where the reference's
+            // fragments start (the same instants, in their own timescale).
+            if let Some(cuts) = live.cuts_of(&track.source) {
+                if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
+                    return crate::segment::cut_at_times(
+                        track.index(),
+                        &cuts.starts,
+                        cuts.first_number,
+                    );
+                }
+            }
+            if let Some(cuts) = live.cuts_of(&reference.source) {
+                let (from, to) = (reference.index().timescale, track.index().timescale);
+                let starts: Vec<u64> = cuts
+                    .starts
+                    .iter()
+                    .map(|&t| {
+                        (u128::from(t) * u128::from(to)).div_ceil(u128::from(from.max(1))) as u64
+                    })
+                    .collect();
+                return crate::segment::cut_at_times(track.index(), &starts, cuts.first_number);
+            }
+        }
         if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
             return reference_segments(track.index(), target.numerator, target.denominator);
         }
@@ -88,6 +113,30 @@ pub fn iso8601_duration(secs: f64) -> String {
     }
     out += &format!("{s:.3}S");
     out
+}
+
+/// Milliseconds since the Unix epoch as an ISO 8601 UTC date-time with milliseconds
+/// (`2026-12-01T19:51:16.123Z`), for live manifests.
+pub fn iso8601_utc(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
 }
 
 /// `num/den` reduced, or `num` when den divides it: frame rates as DASH and HLS write them.
@@ -135,6 +184,22 @@ pub fn xml_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod utc_tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::iso8601_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::iso8601_utc(1_795_808_476_123),
+            "2026-11-27T19:41:16.123Z"
+        );
+        assert_eq!(
+            super::iso8601_utc(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
 }
 
 #[cfg(test)]

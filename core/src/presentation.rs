@@ -64,6 +64,8 @@ pub struct Presentation {
     /// Where segment tables are kept between requests (the glue's per-worker cache); without
     /// one they are computed per call.
     pub segment_cache: Option<Rc<SegmentCache>>,
+    /// Set for a live channel: its window and timing.
+    pub live: Option<Arc<crate::live::window::LiveInfo>>,
 }
 
 /// Identifies one segmentation: the reference track, the track, and the target duration.
@@ -224,6 +226,7 @@ impl Presentation {
             return Err(PresentationError::NoTracks);
         }
         Ok(Presentation {
+            live: None,
             tracks,
             manifest: ServerManifest::default(),
             segment_cache: None,
@@ -290,6 +293,7 @@ impl Presentation {
             return Err(PresentationError::NoTracks);
         }
         Ok(Presentation {
+            live: None,
             tracks,
             manifest,
             segment_cache: None,

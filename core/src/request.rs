@@ -41,6 +41,8 @@ use crate::error::Error;
 use crate::fragment::FragmentPlan;
 use crate::index::{build_index, IndexError, MediaIndex, Sample};
 use crate::ism::{join_relative, resolve_src, ServerManifest, SourceRef};
+use crate::live::channel::ChannelSnapshot;
+use crate::live::window::LiveInfo;
 use crate::package::dash;
 use crate::package::hls::{self, HlsOptions};
 use crate::package::ts::{self, TsFormat, TsTrack};
@@ -185,6 +187,10 @@ pub struct Request {
     cache_key: Option<String>,
     /// Files whose fragments were prefetched (or found to have no `mfra`).
     prefetched: std::cell::RefCell<Vec<String>>,
+    /// A live channel's archive, as the driver read it for this request.
+    live: Option<Arc<ChannelSnapshot>>,
+    /// The live presentation's server manifest (its tracks those of the window) and timing.
+    live_window: Option<(Arc<ServerManifest>, Arc<LiveInfo>)>,
 }
 
 /// The files a presentation is made of, all opened.
@@ -218,7 +224,15 @@ impl Request {
             backends: Backends::default(),
             cache_key: None,
             prefetched: std::cell::RefCell::new(Vec::new()),
+            live: None,
+            live_window: None,
         }
+    }
+
+    /// A request on a live channel (`.isml`) plays `channel`, its archive as the driver read it.
+    pub fn with_live(mut self, channel: Arc<ChannelSnapshot>) -> Request {
+        self.live = Some(channel);
+        self
     }
 
     /// Lets absolute source URLs name files of these backends (none by default: a server
@@ -285,11 +299,15 @@ impl Request {
 
     fn run(&mut self, caches: &mut Caches) -> Result<Answer, Stop> {
         if self.loaded.is_none() {
+            if self.route.kind == ManifestKind::Live && self.live_window.is_none() {
+                self.open_live_window(caches)?;
+            }
             let files = self.files(caches)?;
             // Manifests are pure functions of the request and the files' versions: a worker
             // answers a repeated one from its cache before it looks at any index (a 2-hour
             // title's playlists take a millisecond to write).
-            if is_manifest(&self.route.target) {
+            // Live manifests carry the time they were made (DASH UTCTiming): not cached.
+            if is_manifest(&self.route.target) && self.live_window.is_none() {
                 let mut key = format!(
                     "{}|{}|{:?}|{:?}|",
                     self.route.manifest_path, files.modified, self.route.target, self.route.options
@@ -314,7 +332,11 @@ impl Request {
         let opened = self.opened(&self.manifest_path)?;
         let mut versions = Vec::with_capacity(256);
         opened.identity.write_fingerprint(&mut versions);
-        let modified = opened.modified;
+        // Live: the time the newest fragment was ingested.
+        let modified = match &self.live_window {
+            Some((_, info)) => info.updated_ms.div_euclid(1000),
+            None => opened.modified,
+        };
         if self.route.kind == ManifestKind::Mp4 {
             return Ok(Files {
                 manifest: None,
@@ -323,7 +345,10 @@ impl Request {
                 modified,
             });
         }
-        let manifest = self.server_manifest(caches)?;
+        let manifest = match &self.live_window {
+            Some((manifest, _)) => manifest.clone(),
+            None => self.server_manifest(caches)?,
+        };
         manifest.options().map_err(|error| Error::Manifest {
             path: self.manifest_path.clone(),
             error,
@@ -348,6 +373,72 @@ impl Request {
             versions,
             modified,
         })
+    }
+
+    /// A live channel's window: each track's fragments in it become a source of their own
+    /// (opened here, with the identity of the records they hold), and the presentation's
+    /// server manifest lists those tracks with the channel's options.
+    fn open_live_window(&mut self, caches: &mut Caches) -> Result<(), Stop> {
+        let channel = self
+            .live
+            .clone()
+            .ok_or(Error::Internal("a live request without its channel"))?;
+        let manifest = self.server_manifest(caches)?;
+        let options = manifest.options().map_err(|error| Error::Manifest {
+            path: self.manifest_path.clone(),
+            error,
+        })?;
+        let server_dvr = options
+            .dvr_window_length
+            .unwrap_or(crate::live::session::DEFAULT_DVR_WINDOW_SECS);
+        // A player may ask for less DVR than the channel keeps, never more.
+        let dvr = match (
+            is_manifest(&self.route.target),
+            self.route.options.dvr_window_length,
+        ) {
+            (true, Some(asked)) => asked.min(server_dvr),
+            _ => server_dvr,
+        };
+        let window = crate::live::window::window(&channel, dvr);
+        if window.tracks.is_empty() {
+            return Err(Stop::Fail(Error::NotFound {
+                path: format!("{} (nothing was ingested yet)", self.route.manifest_path),
+            }));
+        }
+        let modified = window.info.updated_ms.div_euclid(1000);
+        let mut live_manifest = ServerManifest {
+            metas: manifest.metas.clone(),
+            tracks: Vec::with_capacity(window.tracks.len()),
+        };
+        for (track, records) in &window.tracks {
+            let src = format!("{}/{}", channel.archive_name, track.dir_name);
+            let path = join_relative(&self.manifest_path, &src);
+            let source = track.source(&path, records).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            self.opened.push((
+                path,
+                Ok(Opened {
+                    identity: source.identity().clone(),
+                    size: source.len(),
+                    modified,
+                    reader: Some(Arc::new(source)),
+                }),
+            ));
+            let kind = match track.info.kind {
+                crate::index::TrackKind::Video => crate::ism::TrackKind::Video,
+                crate::index::TrackKind::Audio => crate::ism::TrackKind::Audio,
+                _ => crate::ism::TrackKind::Text,
+            };
+            let mut entry = crate::ism::TrackEntry::new(kind, &src);
+            entry.system_bitrate = Some(track.info.bitrate);
+            entry.set_param("trackID", &track.info.track_id.to_string());
+            entry.set_param("trackName", &track.info.name);
+            live_manifest.tracks.push(entry);
+        }
+        self.live_window = Some((Arc::new(live_manifest), Arc::new(window.info)));
+        Ok(())
     }
 
     /// What was supplied for `path`, or the need to open it.
@@ -547,6 +638,7 @@ impl Request {
             Presentation::from_mp4(index).map_err(|e| self.presentation_error(e))?
         };
         p.segment_cache = Some(caches.segments.clone());
+        p.live = self.live_window.as_ref().map(|(_, info)| info.clone());
         if let Some(t) = p.empty_track() {
             return Err(Stop::Fail(Error::EmptyTrack(t.id())));
         }

@@ -14,6 +14,9 @@ pub struct SegmentTable {
     /// `starts[k]` is the first sample of segment k; `starts.len()` segments.
     starts: Vec<u32>,
     end: u32,
+    /// The number (HLS, DASH `$Number$`) of segment 0: 1, or for a live window the position
+    /// of its first fragment in the channel.
+    first_number: u64,
 }
 
 impl SegmentTable {
@@ -34,10 +37,20 @@ impl SegmentTable {
         Some(start..end)
     }
 
-    /// The 0-based segment a 1-based segment number (HLS, DASH `$Number$`) names.
+    /// The 0-based segment a segment number (HLS, DASH `$Number$`) names.
     pub fn by_number(&self, n: u64) -> Option<usize> {
-        let k = usize::try_from(n.checked_sub(1)?).ok()?;
+        let k = usize::try_from(n.checked_sub(self.first_number)?).ok()?;
         (k < self.starts.len()).then_some(k)
+    }
+
+    /// The number of segment `k` (0-based).
+    pub fn number(&self, k: usize) -> u64 {
+        self.first_number + k as u64
+    }
+
+    /// The number of the first segment.
+    pub fn first_number(&self) -> u64 {
+        self.first_number
     }
 
     /// The segment whose first sample has decode time `t` exactly.
@@ -76,7 +89,11 @@ pub fn reference_segments(track: &TrackIndex, target_num: u64, target_den: u64) 
     let count = track.sample_count();
     let mut starts = Vec::new();
     if count == 0 {
-        return SegmentTable { starts, end: 0 };
+        return SegmentTable {
+            starts,
+            end: 0,
+            first_number: 1,
+        };
     }
     // Target in track ticks, rounded down; exact enough at any real timescale.
     let target = (u128::from(target_num) * u128::from(track.timescale)
@@ -128,7 +145,38 @@ pub fn reference_segments(track: &TrackIndex, target_num: u64, target_den: u64) 
             }
         }
     }
-    SegmentTable { starts, end: count }
+    SegmentTable {
+        starts,
+        end: count,
+        first_number: 1,
+    }
+}
+
+/// A live track cut where its archived fragments start (`starts`, decode times of the
+/// fragments in the window, in order), so a segment keeps its boundaries and its number while
+/// the window moves. `first_number` is the number of the first fragment.
+pub fn cut_at_times(track: &TrackIndex, starts: &[u64], first_number: u64) -> SegmentTable {
+    let count = track.sample_count();
+    let mut table = SegmentTable {
+        starts: Vec::with_capacity(starts.len()),
+        end: count,
+        first_number,
+    };
+    for &t in starts {
+        let s = track.sample_at_or_after(t);
+        if s >= count {
+            break;
+        }
+        if table.starts.last().is_none_or(|&last| s > last) {
+            table.starts.push(s);
+        }
+    }
+    // Samples before the first cut (audio that began a little before the video's first
+    // fragment) belong to the first segment.
+    if let Some(first) = table.starts.first_mut() {
+        *first = 0;
+    }
+    table
 }
 
 /// Cuts `track` at the instants where `reference`'s segments start: each boundary is the first
@@ -139,9 +187,14 @@ pub fn aligned_segments(
     reference_table: &SegmentTable,
 ) -> SegmentTable {
     let count = track.sample_count();
+    let first_number = reference_table.first_number;
     let mut starts = Vec::with_capacity(reference_table.len());
     if count == 0 {
-        return SegmentTable { starts, end: 0 };
+        return SegmentTable {
+            starts,
+            end: 0,
+            first_number,
+        };
     }
     let ref_origin = reference.dts(0);
     let origin = track.dts(0);
@@ -163,7 +216,11 @@ pub fn aligned_segments(
             starts.push(first);
         }
     }
-    SegmentTable { starts, end: count }
+    SegmentTable {
+        starts,
+        end: count,
+        first_number,
+    }
 }
 
 #[cfg(test)]

@@ -178,6 +178,8 @@ fn dash_opts(template: MpdSegmentTemplate, name: &str) -> DashOptions {
         target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
         name: name.into(),
         query: String::new(),
+        min_buffer_time: None,
+        presentation_delay: None,
     }
 }
 

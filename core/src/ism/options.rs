@@ -25,6 +25,12 @@ pub struct PresentationOptions {
     pub archive_segment_length: Option<u64>,
     /// `restart_on_encoder_reconnect`.
     pub restart_on_encoder_reconnect: Option<bool>,
+    /// `time_shift`, seconds: live manifests end this long before the live edge.
+    pub time_shift: Option<u64>,
+    /// `mpd_min_buffer_time`, seconds.
+    pub mpd_min_buffer_time: Option<u64>,
+    /// `mpd_suggested_presentation_delay`, seconds.
+    pub mpd_suggested_presentation_delay: Option<u64>,
     /// Every `<fmt>_minimum_fragment_length` meta, as (`<fmt>`, length), in document order;
     /// `<fmt>` is written as in the meta name (`hls`, `mpd`, `iss`, `hds`).
     pub minimum_fragment_lengths: Vec<(String, FragmentLength)>,
@@ -93,6 +99,11 @@ pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError
         archive_segment_length: find("archive_segment_length").map(seconds).transpose()?,
         restart_on_encoder_reconnect: find("restart_on_encoder_reconnect")
             .map(boolean)
+            .transpose()?,
+        time_shift: find("time_shift").map(seconds).transpose()?,
+        mpd_min_buffer_time: find("mpd_min_buffer_time").map(seconds).transpose()?,
+        mpd_suggested_presentation_delay: find("mpd_suggested_presentation_delay")
+            .map(seconds)
             .transpose()?,
         minimum_fragment_lengths: Vec::new(),
     };

@@ -790,6 +790,9 @@ fn options_are_typed() {
             archiving: Some(true),
             archive_segment_length: Some(60),
             restart_on_encoder_reconnect: Some(false),
+            time_shift: None,
+            mpd_min_buffer_time: None,
+            mpd_suggested_presentation_delay: None,
             minimum_fragment_lengths: vec![
                 (
                     "hls".into(),

@@ -165,6 +165,8 @@ pub struct ChannelSnapshot {
     /// Wall-clock time of media time 0, milliseconds since the Unix epoch (DASH
     /// `availabilityStartTime`, HLS `EXT-X-PROGRAM-DATE-TIME`).
     pub anchor_ms: i64,
+    /// When the snapshot was taken, ms since the Unix epoch (set by whoever reads the clock).
+    pub now_ms: i64,
 }
 
 impl ChannelSnapshot {
@@ -224,6 +226,7 @@ impl ChannelReader {
                     archive_name,
                     tracks,
                     anchor_ms: 0,
+                    now_ms: 0,
                 })
             }
             Err(e) => return Err(e),
@@ -253,6 +256,7 @@ impl ChannelReader {
             archive_name,
             tracks,
             anchor_ms,
+            now_ms: 0,
         })
     }
 

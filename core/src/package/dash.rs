@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{frame_rate, iso8601_duration, segments, xml_escape, PackageError};
+use super::{frame_rate, iso8601_duration, iso8601_utc, segments, xml_escape, PackageError};
 use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
 use crate::index::TrackKind;
 use crate::mp4::codec::MediaInfo;
@@ -20,6 +20,10 @@ pub struct DashOptions {
     /// The request's query (`?vbegin=…`, or empty), repeated on every segment URL: options
     /// such as subclips and the addressing scheme must reach the segment requests too.
     pub query: String,
+    /// `mpd_min_buffer_time`, seconds (default 10).
+    pub min_buffer_time: Option<f64>,
+    /// `mpd_suggested_presentation_delay`, seconds (live; default three segments).
+    pub presentation_delay: Option<f64>,
 }
 
 /// The composition-offset shift that applies a track's edit list inside the fragments, so that
@@ -127,20 +131,40 @@ fn timeline(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<Ti
     out
 }
 
-/// The MPD.
+/// The MPD: static for VOD and for a live channel whose stream ended, dynamic while it is live.
 pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     let mut x = String::with_capacity(4096);
-    let duration = iso8601_duration(p.duration_secs());
+    let max_segment = opts.target.as_secs_f64() * 2.0;
+    let kind = match p.live.as_deref() {
+        Some(live) if !live.ended => {
+            let target = opts.target.as_secs_f64();
+            let dvr = live.dvr_window_secs as f64;
+            format!(
+                "type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
+                 minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" \
+                 suggestedPresentationDelay=\"{}\"",
+                iso8601_utc(live.anchor_ms),
+                iso8601_utc(live.updated_ms),
+                iso8601_duration(target),
+                iso8601_duration(dvr),
+                iso8601_duration(opts.presentation_delay.unwrap_or((3.0 * target).min(dvr)))
+            )
+        }
+        _ => format!(
+            "type=\"static\" mediaPresentationDuration=\"{}\"",
+            iso8601_duration(p.duration_secs())
+        ),
+    };
     let _ = write!(
         x,
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
          <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
          xsi:schemaLocation=\"urn:mpeg:dash:schema:mpd:2011 DASH-MPD.xsd\" \
-         type=\"static\" mediaPresentationDuration=\"{duration}\" maxSegmentDuration=\"PT{}S\" \
-         minBufferTime=\"PT10S\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\">\n\
+         {kind} maxSegmentDuration=\"PT{max_segment}S\" \
+         minBufferTime=\"PT{}S\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\">\n\
          \x20 <Period id=\"1\" start=\"PT0S\">\n\
          \x20   <BaseURL>dash/</BaseURL>\n",
-        opts.target.as_secs_f64() * 2.0
+        opts.min_buffer_time.unwrap_or(10.0)
     );
     // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
     let name = xml_escape(&encode_name(&opts.name));
@@ -211,8 +235,19 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
             .map(|t| (t.index().timescale, timeline(p, t, opts.target)))
             .collect();
         let shared = timelines.windows(2).all(|w| w[0] == w[1]);
+        let numbers = segments(p, first, opts.target).first_number();
+        // An archive played after its stream ended starts at its first fragment.
+        let offset = p.live.as_deref().is_some_and(|l| l.ended);
         if shared {
-            write_template(&mut x, "      ", &name, &timelines[0], opts);
+            write_template(
+                &mut x,
+                "      ",
+                &name,
+                &timelines[0],
+                opts,
+                numbers,
+                offset,
+            );
         }
         for (i, t) in set.iter().enumerate() {
             let _ = write!(
@@ -233,13 +268,30 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
                 x.push_str("/>\n");
             } else {
                 x.push_str(">\n");
-                write_template(&mut x, "        ", &name, &timelines[i], opts);
+                write_template(
+                    &mut x,
+                    "        ",
+                    &name,
+                    &timelines[i],
+                    opts,
+                    numbers,
+                    offset,
+                );
                 x.push_str("      </Representation>\n");
             }
         }
         x.push_str("    </AdaptationSet>\n");
     }
-    x.push_str("  </Period>\n</MPD>\n");
+    x.push_str("  </Period>\n");
+    if let Some(live) = p.live.as_deref().filter(|l| !l.ended) {
+        // The time the manifest was made, for players to set their clocks by.
+        let _ = writeln!(
+            x,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
+            iso8601_utc(live.now_ms)
+        );
+    }
+    x.push_str("</MPD>\n");
     x
 }
 
@@ -249,6 +301,8 @@ fn write_template(
     name: &str,
     (timescale, timeline): &(u32, Vec<TimelineEntry>),
     opts: &DashOptions,
+    first_number: u64,
+    with_offset: bool,
 ) {
     let query = xml_escape(&opts.query);
     let media = match opts.template {
@@ -259,15 +313,18 @@ fn write_template(
         x,
         "{indent}<SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}-$RepresentationID$.dash{query}\" media=\"{media}\""
     );
+    if let (true, Some(&(t, _, _))) = (with_offset, timeline.first()) {
+        let _ = write!(x, " presentationTimeOffset=\"{t}\"");
+    }
     if opts.template == MpdSegmentTemplate::Number {
         // Nominal duration: the target, the same for every track so segment N means the same
         // instant everywhere; segments follow the GOPs, so real ones differ by a frame or so.
         let d = opts.target.ticks(*timescale);
-        let _ = writeln!(x, " startNumber=\"1\" duration=\"{d}\"/>");
+        let _ = writeln!(x, " startNumber=\"{first_number}\" duration=\"{d}\"/>");
         return;
     }
     if opts.template == MpdSegmentTemplate::NumberTimeline {
-        x.push_str(" startNumber=\"1\"");
+        let _ = write!(x, " startNumber=\"{first_number}\"");
     }
     let _ = writeln!(x, ">\n{indent}  <SegmentTimeline>");
     for (i, &(t, d, r)) in timeline.iter().enumerate() {
@@ -348,9 +405,8 @@ pub fn cmaf_fragment(
             track_id: 1,
             styp: true,
             tfdt: true,
-            tfxd: false,
-            time_offset: 0,
             composition_shift: composition_shift(t),
+            ..FragmentOptions::default()
         },
     )?)
 }
@@ -380,6 +436,8 @@ mod tests {
                 target: crate::package::DEFAULT_SEGMENT_LENGTH,
                 name: "p".into(),
                 query: String::new(),
+                min_buffer_time: None,
+                presentation_delay: None,
             }
         )
         .contains("id=\"video=165000\""));

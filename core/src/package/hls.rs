@@ -286,22 +286,14 @@ pub fn media_playlist(
     if t.kind == TrackKind::Text {
         return subtitle_playlist(p, t, opts);
     }
-    let (durations, target) = segment_durations(p, t, opts)?;
+    let clock = segment_clock(p, t, opts)?;
     let name = variant_name(opts, &[t]);
     let map = format!(
         "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s{}\"\n",
         quote(&name),
         quote(&opts.query)
     );
-    Ok(vod_playlist(
-        7,
-        target,
-        &map,
-        &durations,
-        &name,
-        "m4s",
-        &opts.query,
-    ))
+    Ok(write_playlist(7, &clock, &map, &name, "m4s", &opts.query))
 }
 
 /// The fMP4 initialization segment of a variant.
@@ -452,40 +444,41 @@ pub fn ts_playlist(
         }
     }
     let reference = variant_reference(&tracks);
-    let (durations, target) = segment_durations(p, reference, opts)?;
+    let clock = segment_clock(p, reference, opts)?;
     let name = variant_name(opts, &tracks);
-    Ok(vod_playlist(
+    Ok(write_playlist(
         opts.version.clamp(3, 7),
-        target,
+        &clock,
         "#EXT-X-INDEPENDENT-SEGMENTS\n",
-        &durations,
         &name,
         "ts",
         &opts.query,
     ))
 }
 
-/// A VOD media playlist: the header (`extra` holds tags after the playlist type, each
-/// ending in a newline), one `<name>-<n>.<ext>` entry per segment duration, the end tag.
-fn vod_playlist(
+/// A media playlist: the header (`extra` holds tags after it, each ending in a newline), one
+/// `<name>-<n>.<ext>` entry per segment, and the end tag once the playlist is complete.
+fn write_playlist(
     version: u32,
-    target: u64,
+    clock: &Clock,
     extra: &str,
-    durations: &[f64],
     name: &str,
     ext: &str,
     query: &str,
 ) -> String {
-    let mut x = String::with_capacity(160 + durations.len() * (24 + name.len() + query.len()));
-    let _ = write!(
-        x,
-        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n{extra}"
-    );
+    let mut x =
+        String::with_capacity(160 + clock.durations.len() * (24 + name.len() + query.len()));
+    playlist_header(&mut x, version, clock, !clock.wall_clock_ms.is_empty());
+    x.push_str(extra);
     let name = quote(name);
-    for (k, d) in durations.iter().enumerate() {
-        let _ = writeln!(x, "#EXTINF:{d:.6},\n{name}-{}.{ext}{query}", k + 1);
+    for (k, d) in clock.durations.iter().enumerate() {
+        write_date_time(&mut x, clock, k);
+        let n = clock.first_number + k as u64;
+        let _ = writeln!(x, "#EXTINF:{d:.6},\n{name}-{n}.{ext}{query}");
     }
-    x.push_str("#EXT-X-ENDLIST\n");
+    if clock.complete {
+        x.push_str("#EXT-X-ENDLIST\n");
+    }
     x
 }
 
@@ -514,7 +507,7 @@ pub fn segment_number_at(
             named.id()
         )));
     }
-    Ok(k as u64 + 1)
+    Ok(table.number(k))
 }
 
 /// The samples of TS segment `n` (1-based): for each track of the variant, its sample range.
@@ -559,20 +552,31 @@ fn segment_samples<'p>(
     Ok(out)
 }
 
-/// Each segment's duration in seconds and the playlist's `EXT-X-TARGETDURATION`.
-fn segment_durations(
-    p: &Presentation,
-    t: &Track,
-    opts: &HlsOptions,
-) -> Result<(Vec<f64>, u64), PackageError> {
+/// The segments a media playlist lists: their durations (seconds), numbers and, for a live
+/// channel, the wall-clock time each starts at.
+struct Clock {
+    durations: Vec<f64>,
+    /// `EXT-X-TARGETDURATION`.
+    target: u64,
+    /// Number of the first segment (`EXT-X-MEDIA-SEQUENCE`).
+    first_number: u64,
+    /// Start of each segment, ms since the Unix epoch (live only).
+    wall_clock_ms: Vec<i64>,
+    /// The playlist is complete (`EXT-X-ENDLIST`): VOD, or a live stream that ended.
+    complete: bool,
+}
+
+/// The segments of `t` as a playlist lists them.
+fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock, PackageError> {
     let idx = t.index();
     let table = segments(p, t, opts.target);
     if table.is_empty() {
         return Err(PackageError::EmptyTrack(t.id()));
     }
     let ts = f64::from(idx.timescale.max(1));
-    let durations: Vec<f64> = (0..table.len())
-        .filter_map(|k| table.samples(k))
+    let ranges: Vec<_> = (0..table.len()).filter_map(|k| table.samples(k)).collect();
+    let durations: Vec<f64> = ranges
+        .iter()
         .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
         .collect();
     let target = durations
@@ -581,7 +585,43 @@ fn segment_durations(
         .fold(0.0, f64::max)
         .round()
         .max(1.0) as u64;
-    Ok((durations, target))
+    let wall_clock_ms = match p.live.as_deref() {
+        Some(live) => ranges
+            .iter()
+            .map(|r| {
+                let ms = u128::from(idx.dts(r.start)) * 1000 / u128::from(idx.timescale.max(1));
+                live.anchor_ms + ms as i64
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Clock {
+        durations,
+        target,
+        first_number: table.first_number(),
+        wall_clock_ms,
+        complete: p.live.as_deref().is_none_or(|l| l.ended),
+    })
+}
+
+/// The header of a media playlist, through `EXT-X-MEDIA-SEQUENCE` (and the playlist type of
+/// VOD: a live playlist slides, and keeps no type when it ends).
+fn playlist_header(x: &mut String, version: u32, clock: &Clock, live: bool) {
+    let _ = write!(
+        x,
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+        clock.target, clock.first_number
+    );
+    if !live {
+        x.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+}
+
+/// `EXT-X-PROGRAM-DATE-TIME` of segment `k`, for a live channel.
+fn write_date_time(x: &mut String, clock: &Clock, k: usize) {
+    if let Some(&ms) = clock.wall_clock_ms.get(k) {
+        let _ = writeln!(x, "#EXT-X-PROGRAM-DATE-TIME:{}", super::iso8601_utc(ms));
+    }
 }
 
 /// The I-frame playlist (`keyframes/<variant>.m3u8`) of a variant: one entry per segment, the
@@ -604,10 +644,10 @@ pub fn iframe_playlist(
         .ok_or_else(|| {
             PackageError::NoSuchTrack("an I-frame playlist needs a video track".into())
         })?;
-    let (durations, target) = segment_durations(p, video, opts)?;
+    let clock = segment_clock(p, video, opts)?;
     let table = segments(p, video, opts.target);
     let name = quote(&variant_name(opts, &tracks));
-    let mut x = String::with_capacity(128 + durations.len() * (64 + name.len()));
+    let mut x = String::with_capacity(128 + clock.durations.len() * (64 + name.len()));
     let (version, map, prefix, ext) = if opts.fmp4 {
         let map = format!(
             "\n#EXT-X-MAP:URI=\"../hls/{name}.m4s{}\"",
@@ -617,11 +657,9 @@ pub fn iframe_playlist(
     } else {
         (4, String::new(), "../", "ts")
     };
-    let _ = writeln!(
-        x,
-        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-I-FRAMES-ONLY{map}"
-    );
-    for (k, d) in durations.iter().enumerate() {
+    playlist_header(&mut x, version, &clock, !clock.wall_clock_ms.is_empty());
+    let _ = writeln!(x, "#EXT-X-I-FRAMES-ONLY{map}");
+    for (k, d) in clock.durations.iter().enumerate() {
         let Some(range) = table.samples(k) else { break };
         let len = if opts.fmp4 {
             let plan = super::dash::cmaf_fragment(video, &table, k)?;
@@ -629,14 +667,17 @@ pub fn iframe_playlist(
         } else {
             key_frame_bytes(video, range.start)?
         };
+        write_date_time(&mut x, &clock, k);
         let _ = writeln!(
             x,
             "#EXTINF:{d:.6},\n#EXT-X-BYTERANGE:{len}@0\n{prefix}{name}-{}.{ext}{}",
-            k + 1,
+            table.number(k),
             opts.query
         );
     }
-    x.push_str("#EXT-X-ENDLIST\n");
+    if clock.complete {
+        x.push_str("#EXT-X-ENDLIST\n");
+    }
     Ok(x)
 }
 
@@ -718,17 +759,9 @@ fn subtitle_playlist(
     t: &Track,
     opts: &HlsOptions,
 ) -> Result<String, PackageError> {
-    let (durations, target) = segment_durations(p, text_clock(p, t), opts)?;
+    let clock = segment_clock(p, text_clock(p, t), opts)?;
     let name = variant_name(opts, &[t]);
-    Ok(vod_playlist(
-        3,
-        target,
-        "",
-        &durations,
-        &name,
-        "vtt",
-        &opts.query,
-    ))
+    Ok(write_playlist(3, &clock, "", &name, "vtt", &opts.query))
 }
 
 /// What a WebVTT segment is made of: the text track's samples that overlap the segment's

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{segments, xml_escape, PackageError};
-use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
+use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan, MAX_LOOKAHEAD};
 use crate::index::TrackKind;
 use crate::mp4::codec::MediaInfo;
 use crate::presentation::{Presentation, Track};
@@ -51,9 +51,17 @@ pub fn manifest(
 ) -> Result<String, PackageError> {
     let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
     let mut x = String::with_capacity(4096);
+    let live = match p.live.as_deref() {
+        Some(l) if !l.ended => format!(
+            " IsLive=\"TRUE\" LookaheadCount=\"{MAX_LOOKAHEAD}\" DVRWindowLength=\"{}\"",
+            l.dvr_window_secs * TIMESCALE
+        ),
+        _ => String::new(),
+    };
+    let duration = if live.is_empty() { duration } else { 0 };
     let _ = writeln!(
         x,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"{duration}\">"
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"{duration}\"{live}>"
     );
     for group in stream_indexes(p) {
         let first = group[0];
@@ -174,6 +182,18 @@ pub fn fragment<'p>(
     let range = table
         .samples(k)
         .ok_or_else(|| PackageError::NoSuchSegment(time.to_string()))?;
+    // Live: the fragments already there after this one, so players extend their timeline
+    // without fetching the manifest again.
+    let mut lookahead = [(0, 0); MAX_LOOKAHEAD];
+    let mut lookahead_count = 0;
+    if p.live.as_deref().is_some_and(|l| !l.ended) {
+        let idx = t.index();
+        for (slot, next) in lookahead.iter_mut().zip(k + 1..) {
+            let Some(r) = table.samples(next) else { break };
+            *slot = (idx.dts(r.start), idx.dts(r.end) - idx.dts(r.start));
+            lookahead_count += 1;
+        }
+    }
     let plan = plan_fragment(
         t.index(),
         range,
@@ -183,6 +203,8 @@ pub fn fragment<'p>(
             styp: false,
             tfdt: true,
             tfxd: true,
+            lookahead,
+            lookahead_count,
             time_offset: 0,
             composition_shift: 0,
         },

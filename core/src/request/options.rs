@@ -24,6 +24,9 @@ pub struct Options {
     pub name: String,
     /// The request's query (`?…` or empty), repeated on child URLs.
     pub query: String,
+    /// `mpd_min_buffer_time` and `mpd_suggested_presentation_delay`, seconds.
+    pub min_buffer_time: Option<u64>,
+    pub presentation_delay: Option<u64>,
 }
 
 impl Options {
@@ -59,6 +62,8 @@ impl Options {
             smooth_length: length("iss"),
             name: presentation_name(&route.manifest_path),
             query: query.to_string(),
+            min_buffer_time: metas.mpd_min_buffer_time,
+            presentation_delay: metas.mpd_suggested_presentation_delay,
         })
     }
 
@@ -69,6 +74,8 @@ impl Options {
             target: self.dash_length,
             name: self.name.clone(),
             query: self.query.clone(),
+            min_buffer_time: self.min_buffer_time.map(|s| s as f64),
+            presentation_delay: self.presentation_delay.map(|s| s as f64),
         }
     }
 

@@ -281,6 +281,8 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
                 target: crate::package::DEFAULT_SEGMENT_LENGTH,
                 name: PRESENTATION.into(),
                 query: String::new(),
+                min_buffer_time: None,
+                presentation_delay: None,
             },
         );
         let ids = attributes(&mpd, "id");
