@@ -72,7 +72,18 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
         content_type,
         modified,
         etag,
+        expiry,
     } = answer;
+    if let Some(expiry) = expiry {
+        crate::response::add_header(
+            r,
+            "Cache-Control",
+            &format!("max-age={}", expiry.max_age_secs),
+        )?;
+        if let Some(sunset) = expiry.sunset {
+            crate::response::add_header(r, "Sunset", &crate::live::http_date(sunset))?;
+        }
+    }
     match body {
         Body::Text(generated) => {
             send_bytes(r, generated.text.as_bytes(), content_type, modified, &etag)

@@ -95,6 +95,13 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         let isml = map_to_path(r, route.manifest_path.len())?;
         return crate::ingest::serve(r, &isml, stream);
     }
+    if let Target::Live(report) = &route.target {
+        if !reads {
+            return Err(OriginError::MethodNotAllowed);
+        }
+        let isml = map_to_path(r, route.manifest_path.len())?;
+        return crate::live::report(r, &isml, report);
+    }
     if method & (NGX_HTTP_POST | NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0 || !reads {
         return Err(OriginError::MethodNotAllowed);
     }

@@ -38,7 +38,10 @@ pub fn serve(
     isml: &str,
     stream: &str,
 ) -> Result<ngx_int_t, OriginError> {
-    let session = IngestSession::open(std::path::Path::new(isml), stream, true)?;
+    let mut session = IngestSession::open(std::path::Path::new(isml), stream, true)?;
+    // SAFETY: the connection outlives its request; addr_text is its peer's address.
+    let address = unsafe { crate::driver::ngx_str(&(*r.connection).addr_text) };
+    session.set_encoder(&String::from_utf8_lossy(address));
     let ingest = crate::send::own_by_request(
         r,
         Ingest {
@@ -91,7 +94,14 @@ fn on_event(r: *mut ngx_http_request_t) {
         let rc = crate::log::with_log(log, || match pump(r) {
             Ok(None) => None,
             Ok(Some(rc)) => Some(rc),
-            Err(e) => Some(fail(r, &e)),
+            Err(e) => {
+                let ingest = ctx(r);
+                if !ingest.is_null() {
+                    // SAFETY: set by `serve`, freed with the pool.
+                    unsafe { (*ingest).session.count_error() };
+                }
+                Some(fail(r, &e))
+            }
         });
         if let Some(rc) = rc {
             let ingest = ctx(r);

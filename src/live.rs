@@ -36,3 +36,52 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// An HTTP date (RFC 9110 IMF-fixdate) of seconds since the Unix epoch.
+pub fn http_date(secs: i64) -> String {
+    let mut buf = [0u8; 40];
+    // SAFETY: ngx_http_time writes at most sizeof("Mon, 28 Sep 1970 06:00:00 GMT") bytes into
+    // the buffer and returns the end of what it wrote.
+    let end = unsafe { ngx::ffi::ngx_http_time(buf.as_mut_ptr(), secs as ngx::ffi::time_t) };
+    // SAFETY: `end` points into `buf`, at or after its start.
+    let len = unsafe { end.offset_from(buf.as_ptr()) }.clamp(0, buf.len() as isize) as usize;
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// Answers `GET <ch>.isml/state | archive | statistics`.
+pub fn report(
+    r: &mut ngx::ffi::ngx_http_request_t,
+    isml: &str,
+    target: &origin_core::url::LiveTarget,
+) -> Result<ngx::ffi::ngx_int_t, OriginError> {
+    use origin_core::live::api;
+    use origin_core::url::LiveTarget;
+    if !Path::new(isml).exists()
+        && !origin_core::live::archive::archive_dir(Path::new(isml)).exists()
+    {
+        return Err(OriginError::NotFound {
+            path: isml.to_string(),
+        });
+    }
+    let channel = snapshot(isml)?;
+    let args = crate::driver::ngx_str(&r.args);
+    let json = args
+        .split(|&b| b == b'&')
+        .any(|kv| kv.eq_ignore_ascii_case(b"format=json"));
+    let (text, content_type) = match target {
+        LiveTarget::State => (api::state(&channel), "application/smil+xml"),
+        LiveTarget::Archive => (api::archive(&channel), "application/smil+xml"),
+        LiveTarget::Statistics if json => (api::statistics(&channel, true), "application/json"),
+        LiveTarget::Statistics => (api::statistics(&channel, false), "application/smil+xml"),
+        LiveTarget::Ingest { .. } => return Err(OriginError::MethodNotAllowed),
+    };
+    crate::response::add_header(r, "Cache-Control", "no-cache")?;
+    let etag = origin_core::request::etag(&[text.as_bytes()]);
+    crate::send::send_bytes(
+        r,
+        text.as_bytes(),
+        content_type,
+        channel.updated_ms().div_euclid(1000),
+        &etag,
+    )
+}

@@ -25,6 +25,7 @@ pub fn http_status(err: &OriginError) -> u16 {
         | OriginError::Package(PackageError::Unsupported(_)) => 501,
         OriginError::EmptyTrack(_) => 415,
         OriginError::Ingest(e) => e.http_status(),
+        OriginError::LiveSegment { status, .. } => *status,
         OriginError::Source(_)
         | OriginError::Io { .. }
         | OriginError::Internal(_)

@@ -55,6 +55,10 @@ pub enum Error {
     /// A live ingest request refused, or its archive write failed (the error knows its status).
     #[error("{0}")]
     Ingest(#[from] crate::live::ingest::IngestError),
+    /// A live segment outside what the channel holds (the status depends on the format and
+    /// on where the segment falls: COMPAT.md §5).
+    #[error("{what}")]
+    LiveSegment { status: u16, what: String },
     /// A track without samples (`FMP4_MISSING_TFRA`).
     #[error("FMP4_MISSING_TFRA: track {0} has no samples")]
     EmptyTrack(String),

@@ -74,6 +74,8 @@ pub struct FragmentPlan {
     /// Decode time of the first sample (after `time_offset`) and the fragment's duration.
     pub start_time: u64,
     pub duration: u64,
+    /// The timescale of those times.
+    pub timescale: u32,
     pub sample_count: u32,
 }
 
@@ -297,6 +299,7 @@ pub fn plan_fragment(
         payload_len,
         start_time,
         duration,
+        timescale: track.timescale,
         sample_count: samples.len() as u32,
     })
 }

@@ -42,7 +42,7 @@ use crate::fragment::FragmentPlan;
 use crate::index::{build_index, IndexError, MediaIndex, Sample};
 use crate::ism::{join_relative, resolve_src, ServerManifest, SourceRef};
 use crate::live::channel::ChannelSnapshot;
-use crate::live::window::LiveInfo;
+use crate::live::window::{LiveInfo, LivePlace};
 use crate::package::dash;
 use crate::package::hls::{self, HlsOptions};
 use crate::package::ts::{self, TsFormat, TsTrack};
@@ -122,6 +122,16 @@ pub struct Answer {
     pub modified: i64,
     /// A strong ETag, quoted.
     pub etag: String,
+    /// How long caches may keep it (live answers; VOD leaves caching to the operator).
+    pub expiry: Option<Expiry>,
+}
+
+/// `Cache-Control: max-age` and `Sunset` of a live answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    pub max_age_secs: u64,
+    /// When the archive drops the fragment, seconds since the Unix epoch.
+    pub sunset: Option<i64>,
 }
 
 /// What an answer's body is made of.
@@ -324,7 +334,67 @@ impl Request {
             let loaded = self.load(files, caches)?;
             self.loaded = Some(loaded);
         }
-        self.answer(caches)
+        match self.answer(caches) {
+            Err(Stop::Fail(Error::NotFound { path })) => Err(Stop::Fail(
+                self.missing_segment(&path)
+                    .unwrap_or(Error::NotFound { path }),
+            )),
+            Ok(mut answer) => {
+                if let Some((_, live)) = &self.live_window {
+                    answer.expiry = Some(live_expiry(live, &answer));
+                }
+                Ok(answer)
+            }
+            other => other,
+        }
+    }
+
+    /// A segment a live window does not hold: before the window, in a gap of it, or not yet
+    /// ingested, each with the status its format answers (COMPAT.md §5).
+    fn missing_segment(&self, what: &str) -> Option<Error> {
+        let (loaded, info) = self
+            .loaded
+            .as_ref()
+            .and_then(|l| Some((l, l.p.live.clone()?)))?;
+        let p = &loaded.p;
+        let o = &loaded.options;
+        // The requested instant, in seconds, when the URL names one.
+        let at = |t: u64, timescale: u32| t as f64 / f64::from(timescale.max(1));
+        let (place, statuses) = match &self.route.target {
+            Target::Smooth(SmoothTarget::Fragment {
+                bitrate,
+                track,
+                time,
+            }) => {
+                let t = p.find_smooth(track, *bitrate).map(|t| t.index().timescale);
+                (t.map(|ts| info.place_of(at(*time, ts))), [404, 412, 412])
+            }
+            Target::Dash(DashTarget::Media { track, index }) => {
+                let place = p.find(track).map(|t| {
+                    let table = crate::package::segments(p, t, o.dash_length);
+                    match (index, o.template) {
+                        (SegmentIndex::Number(n), _)
+                        | (SegmentIndex::Templated(n), crate::url::MpdSegmentTemplate::Number)
+                        | (
+                            SegmentIndex::Templated(n),
+                            crate::url::MpdSegmentTemplate::NumberTimeline,
+                        ) => number_place(&table, *n),
+                        (SegmentIndex::Time(time), _) | (SegmentIndex::Templated(time), _) => {
+                            info.place_of(at(*time, t.index().timescale))
+                        }
+                    }
+                });
+                (place, [410, 404, 404])
+            }
+            Target::Hds(_) => (None, [404, 503, 503]),
+            _ => return None,
+        };
+        // An unknown track stays "not found".
+        let place = place?;
+        Some(Error::LiveSegment {
+            status: statuses[place as usize],
+            what: format!("{what}: {}", place.describe()),
+        })
     }
 
     /// The server manifest (parsed) and every file it names, opened; their versions.
@@ -399,7 +469,13 @@ impl Request {
             (true, Some(asked)) => asked.min(server_dvr),
             _ => server_dvr,
         };
-        let window = crate::live::window::window(&channel, dvr);
+        let retain = crate::live::session::ChannelOptions::of(&manifest)
+            .map_err(|error| Error::Manifest {
+                path: self.manifest_path.clone(),
+                error,
+            })?
+            .retain_secs();
+        let window = crate::live::window::window(&channel, dvr, retain);
         if window.tracks.is_empty() {
             return Err(Stop::Fail(Error::NotFound {
                 path: format!("{} (nothing was ingested yet)", self.route.manifest_path),
@@ -896,6 +972,7 @@ impl Request {
             modified: generated.modified,
             etag: generated.etag.clone(),
             body: Body::Text(generated),
+            expiry: None,
         }
     }
 
@@ -905,6 +982,7 @@ impl Request {
             body: Body::Bytes(bytes),
             content_type,
             modified: loaded.modified,
+            expiry: None,
         }
     }
 
@@ -959,6 +1037,7 @@ impl Request {
             content_type: dash::mime_type(track.kind),
             modified: loaded.modified,
             body: Body::Fragment { plan, source, path },
+            expiry: None,
         })
     }
 
@@ -997,6 +1076,7 @@ impl Request {
                 sources,
                 format,
             },
+            expiry: None,
         })
     }
 
@@ -1084,6 +1164,53 @@ impl SourceLoader for Loaded_<'_> {
                 src: relative_path.to_string(),
                 what: "not loaded".into(),
             })
+    }
+}
+
+/// How long a live answer may be cached: a manifest until the next fragment may come (it
+/// changes with every one), a fragment until the archive drops it (it never changes before).
+fn live_expiry(live: &LiveInfo, answer: &Answer) -> Expiry {
+    const DAY: u64 = 86_400;
+    let media_end = match &answer.body {
+        Body::Fragment { plan, .. } => Some((plan.start_time + plan.duration, plan.timescale)),
+        Body::Repackaged { tracks, .. } => tracks.first().and_then(|t| {
+            let last = t.samples.last()?;
+            Some((last.dts + u64::from(last.duration), t.timescale))
+        }),
+        Body::Bytes(_) | Body::Text(_) => None,
+    };
+    match media_end {
+        None if live.ended => Expiry {
+            max_age_secs: 60,
+            sunset: None,
+        },
+        None => Expiry {
+            max_age_secs: 1,
+            sunset: None,
+        },
+        Some((end, timescale)) => {
+            let end_ms =
+                live.anchor_ms + (u128::from(end) * 1000 / u128::from(timescale.max(1))) as i64;
+            let sunset = live
+                .retain_secs
+                .map(|keep| (end_ms + keep as i64 * 1000).div_euclid(1000));
+            let left = sunset.map_or(DAY, |s| (s - live.now_ms.div_euclid(1000)).max(1) as u64);
+            Expiry {
+                max_age_secs: left.min(DAY),
+                sunset,
+            }
+        }
+    }
+}
+
+/// Where a segment number falls against a live window's segments.
+fn number_place(table: &crate::segment::SegmentTable, n: u64) -> LivePlace {
+    if n < table.first_number() {
+        LivePlace::Before
+    } else if n >= table.first_number() + table.len() as u64 {
+        LivePlace::NotYet
+    } else {
+        LivePlace::Gap
     }
 }
 

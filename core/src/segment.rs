@@ -167,6 +167,11 @@ pub fn cut_at_times(track: &TrackIndex, starts: &[u64], first_number: u64) -> Se
         if s >= count {
             break;
         }
+        // A fragment that does not start with a sync sample (an encoder cutting inside a GOP)
+        // continues the segment before it.
+        if !track.is_sync(s) {
+            continue;
+        }
         if table.starts.last().is_none_or(|&last| s > last) {
             table.starts.push(s);
         }

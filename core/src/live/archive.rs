@@ -253,6 +253,60 @@ pub struct Retention {
     pub restart_on_reconnect: bool,
 }
 
+/// What ingest counted for a track (its `stats` file), for the statistics report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrackStats {
+    pub fragments: u64,
+    pub bytes: u64,
+    pub duplicates: u64,
+    pub errors: u64,
+    /// When the last fragment arrived, ms since the Unix epoch.
+    pub last_ms: i64,
+}
+
+impl TrackStats {
+    const SIZE: usize = 40;
+
+    fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        for (i, v) in [
+            self.fragments,
+            self.bytes,
+            self.duplicates,
+            self.errors,
+            self.last_ms as u64,
+        ]
+        .iter()
+        .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> TrackStats {
+        let at = |i: usize| {
+            b.get(i * 8..i * 8 + 8)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        TrackStats {
+            fragments: at(0),
+            bytes: at(1),
+            duplicates: at(2),
+            errors: at(3),
+            last_ms: at(4) as i64,
+        }
+    }
+
+    /// The counters of the track directory `dir` (zero when none were written).
+    pub fn read(dir: &Path) -> TrackStats {
+        std::fs::read(dir.join("stats"))
+            .map(|b| TrackStats::decode(&b))
+            .unwrap_or_default()
+    }
+}
+
 /// One track's directory, opened for writing.
 pub struct TrackWriter {
     dir: PathBuf,
@@ -490,6 +544,21 @@ impl TrackWriter {
             None => None,
         };
         Ok((Appended::Stored(record), renewed))
+    }
+
+    /// Adds to the track's counters (under the track's lock, so concurrent encoders' counts
+    /// add up). Counters are statistics, not data: they are not flushed.
+    pub fn count(&mut self, add: TrackStats) -> Result<(), IngestError> {
+        self.locked(|w| {
+            let path = w.dir.join("stats");
+            let mut stats = TrackStats::read(&w.dir);
+            stats.fragments += add.fragments;
+            stats.bytes += add.bytes;
+            stats.duplicates += add.duplicates;
+            stats.errors += add.errors;
+            stats.last_ms = stats.last_ms.max(add.last_ms);
+            std::fs::write(&path, stats.encode()).map_err(storage(&path))
+        })
     }
 
     /// Marks the end of the stream (an `mfra`, or `lmsg`): the track is stopped.

@@ -159,7 +159,8 @@ impl DataFiles {
 /// A channel's tracks, as their files were at one moment.
 #[derive(Debug, Clone)]
 pub struct ChannelSnapshot {
-    /// The archive directory's name, relative to the server manifest's directory.
+    /// The archive directory, and its name relative to the server manifest's directory.
+    pub archive_dir: PathBuf,
     pub archive_name: String,
     pub tracks: Vec<TrackArchive>,
     /// Wall-clock time of media time 0, milliseconds since the Unix epoch (DASH
@@ -223,6 +224,7 @@ impl ChannelReader {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(ChannelSnapshot {
+                    archive_dir: dir.clone(),
                     archive_name,
                     tracks,
                     anchor_ms: 0,
@@ -253,6 +255,7 @@ impl ChannelReader {
             .retain(|path, _| !path.starts_with(&dir) || path.exists());
         let anchor_ms = read_anchor(&dir, &tracks)?;
         Ok(ChannelSnapshot {
+            archive_dir: dir,
             archive_name,
             tracks,
             anchor_ms,

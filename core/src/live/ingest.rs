@@ -200,7 +200,15 @@ impl IngestParser {
                 Some(Event::Manifest(body.get(4..).unwrap_or_default().to_vec()))
             }
             b"mfra" => Some(Event::End),
-            _ => None,
+            // Boxes an encoder may send between fragments: kept out of the archive.
+            b"free" | b"skip" | b"uuid" | b"prft" | b"emsg" | b"sidx" | b"ssix" | b"meta"
+            | b"udta" | b"pdin" | b"mfro" => None,
+            _ => {
+                return Err(IngestError::Malformed(format!(
+                    "unexpected {} box at offset {}",
+                    h.fourcc, h.offset
+                )))
+            }
         };
         self.consume(size);
         Ok(Some(event))

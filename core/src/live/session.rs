@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::archive::{
-    archive_dir, track_dir_name, write_atomically, Appended, Locked, Retention, Timing,
+    archive_dir, track_dir_name, write_atomically, Appended, Locked, Retention, Timing, TrackStats,
     TrackWriter, FLAG_SYNC,
 };
 use super::channel::{anchor_for, anchor_path};
@@ -64,13 +64,19 @@ impl ChannelOptions {
         })
     }
 
-    fn retention(&self, timescale: u32) -> Retention {
-        let ticks = |secs: u64| secs.saturating_mul(u64::from(timescale));
-        let keep = if self.archiving {
+    /// Seconds of media the archive keeps (`None`: all): the archive length when archiving,
+    /// else the DVR window.
+    pub fn retain_secs(&self) -> Option<u64> {
+        if self.archiving {
             self.archive_secs.map(|s| s.max(self.dvr_window_secs))
         } else {
             Some(self.dvr_window_secs)
-        };
+        }
+    }
+
+    fn retention(&self, timescale: u32) -> Retention {
+        let ticks = |secs: u64| secs.saturating_mul(u64::from(timescale));
+        let keep = self.retain_secs();
         Retention {
             segment_ticks: ticks(self.archive_segment_secs),
             keep_ticks: keep.map(ticks),
@@ -129,6 +135,8 @@ pub struct IngestSession {
     tracks: Vec<TrackIngest>,
     summary: IngestSummary,
     events: Vec<Event>,
+    /// The encoder's address, as the statistics report it.
+    encoder: String,
 }
 
 impl IngestSession {
@@ -162,6 +170,7 @@ impl IngestSession {
             tracks: Vec::new(),
             summary: IngestSummary::default(),
             events: Vec::new(),
+            encoder: String::new(),
         })
     }
 
@@ -328,27 +337,31 @@ impl IngestSession {
         let pending: u64 = t.pending.iter().map(|f| f.duration).sum();
         // A record closes before a fragment that starts a new GOP (video) once it is long
         // enough, with half the new fragment's length as tolerance.
-        let boundary = fragment.sync || t.kind != TrackKind::Video;
+        let kind = t.kind;
+        let boundary = fragment.sync || kind != TrackKind::Video;
         if !t.pending.is_empty() && boundary && pending + fragment.duration / 2 >= target {
             self.flush_track(k, now_ms)?;
         }
+        let whole = match kind {
+            // A fragment that starts a GOP and is long enough is written at once: encoders
+            // that send a fragment per GOP see no added latency.
+            TrackKind::Video => fragment.sync && fragment.duration >= target,
+            _ => fragment.duration + fragment.duration / 2 >= target,
+        };
         self.tracks[k].pending.push(fragment);
-        let t = &self.tracks[k];
-        let pending: u64 = t.pending.iter().map(|f| f.duration).sum();
-        // Fragments that are whole GOPs or long enough are written at once.
-        if target == 0 || (t.pending.len() == 1 && pending >= target) {
+        if whole && self.tracks[k].pending.len() == 1 {
             self.flush_track(k, now_ms)?;
         }
         Ok(())
     }
 
-    /// Ticks a record is assembled to: the channel's minimum fragment length, else a GOP for
-    /// video (0: each fragment that starts with a sync sample may start a record) and
+    /// Ticks a record is assembled to: the channel's minimum fragment length, else a second
+    /// for video (records then close at the first sync sample after it: a GOP) and
     /// [`DEFAULT_ASSEMBLY_SECS`] for the rest.
     fn assembly_ticks(&self, t: &TrackIngest) -> u64 {
         match self.options.minimum_fragment {
             Some((n, d)) => (u128::from(n) * u128::from(t.timescale) / u128::from(d.max(1))) as u64,
-            None if t.kind == TrackKind::Video => 0,
+            None if t.kind == TrackKind::Video => u64::from(t.timescale),
             None => DEFAULT_ASSEMBLY_SECS * u64::from(t.timescale),
         }
     }
@@ -401,18 +414,40 @@ impl IngestSession {
                 .writer
                 .append(timing, &mut bytes, rebase, retention, now_ms)?;
         }
+        let mut count = TrackStats {
+            last_ms: now_ms,
+            ..TrackStats::default()
+        };
         match appended {
             Appended::Stored(_) => {
                 self.summary.fragments += pending.len() as u64;
                 self.summary.bytes += bytes.len() as u64;
+                count.fragments = pending.len() as u64;
+                count.bytes = bytes.len() as u64;
                 let timescale = self.tracks[k].timescale;
                 self.write_anchor(anchor_for(now_ms, start, timescale), restarted)?;
             }
             Appended::Duplicate | Appended::Restart => {
-                self.summary.duplicates += pending.len() as u64
+                self.summary.duplicates += pending.len() as u64;
+                count.duplicates = pending.len() as u64;
             }
         }
-        Ok(())
+        self.tracks[k].writer.count(count)
+    }
+
+    /// Counts a refused request against the tracks it was writing, for the statistics.
+    pub fn count_error(&mut self) {
+        for t in &mut self.tracks {
+            let _ = t.writer.count(TrackStats {
+                errors: 1,
+                ..TrackStats::default()
+            });
+        }
+    }
+
+    /// Records the address of the encoder in the tracks this session writes.
+    pub fn set_encoder(&mut self, address: &str) {
+        self.encoder = address.to_string();
     }
 
     /// Writes the channel's anchor once (the first fragment of the channel sets it), or anew
@@ -486,6 +521,9 @@ impl IngestSession {
             self.stream
         );
         let writer = TrackWriter::open(&self.archive.join(&dir_name), &init.bytes, &info)?;
+        if !self.encoder.is_empty() {
+            let _ = write_atomically(&writer.dir().join("encoder"), self.encoder.as_bytes());
+        }
         self.record_track(entry)?;
         self.tracks.push(TrackIngest {
             track_id,

@@ -26,6 +26,8 @@ pub struct LiveInfo {
     pub ended: bool,
     /// Seconds of DVR window the manifests advertise.
     pub dvr_window_secs: u64,
+    /// Seconds of media the archive keeps (`None`: all of it).
+    pub retain_secs: Option<u64>,
     /// Where each track's segments start, by the track's source (as its `src`).
     pub cuts: Vec<TrackCuts>,
     /// The window in seconds of media time: its first instant and the live edge.
@@ -42,7 +44,39 @@ pub struct TrackCuts {
     pub first_number: u64,
 }
 
+/// Where an instant falls against a live window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LivePlace {
+    /// Before the window (expired, or never archived).
+    Before = 0,
+    /// Inside the window, where nothing was ingested.
+    Gap = 1,
+    /// After the live edge: not ingested yet.
+    NotYet = 2,
+}
+
+impl LivePlace {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LivePlace::Before => "before the live window",
+            LivePlace::Gap => "in a gap of the live window",
+            LivePlace::NotYet => "not ingested yet",
+        }
+    }
+}
+
 impl LiveInfo {
+    /// Where `secs` (media time) falls.
+    pub fn place_of(&self, secs: f64) -> LivePlace {
+        if secs < self.window.0 {
+            LivePlace::Before
+        } else if secs >= self.window.1 {
+            LivePlace::NotYet
+        } else {
+            LivePlace::Gap
+        }
+    }
+
     pub fn cuts_of(&self, src: &str) -> Option<&TrackCuts> {
         self.cuts.iter().find(|c| c.src == src)
     }
@@ -59,7 +93,11 @@ fn secs(ticks: u64, timescale: u32) -> f64 {
 }
 
 /// The window of `snapshot` for a window length of `dvr_window_secs`.
-pub fn window(snapshot: &ChannelSnapshot, dvr_window_secs: u64) -> Window<'_> {
+pub fn window(
+    snapshot: &ChannelSnapshot,
+    dvr_window_secs: u64,
+    retain_secs: Option<u64>,
+) -> Window<'_> {
     let ended = snapshot.state() == "stopped";
     let edge = snapshot
         .tracks
@@ -99,6 +137,7 @@ pub fn window(snapshot: &ChannelSnapshot, dvr_window_secs: u64) -> Window<'_> {
             now_ms: snapshot.now_ms,
             ended,
             dvr_window_secs,
+            retain_secs,
             cuts,
             window: (
                 if window_start == f64::MAX {

@@ -1,0 +1,326 @@
+"""Live channels: real encoders (ffmpeg) push to `<ch>.isml/Streams(…)`, real clients read the
+channel while it is live and its archive after the stream ended.
+
+Every push runs in real time (`-re`), so these tests take the length of their media."""
+
+import re
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+
+from test_vod import FIXTURES, MPD_NS
+
+SOURCE = FIXTURES / "progressive.mp4"  # 4 s, H.264 + AAC, 2 s GOPs
+LOOPS = 3  # pushes of 4 × 4 s = 16 s
+SMIL = "{http://www.w3.org/2001/SMIL20/Language}"
+
+
+@pytest.fixture
+def live(make_nginx):
+    n = make_nginx(workers=2)
+    d = n.root / "live"
+    d.mkdir()
+    d.chmod(0o777)
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }""")
+    return n
+
+
+def sent_copy(origin, channel, name):
+    """Where a push also writes what it sends, to compare the archive with."""
+    return origin.prefix / f"{channel}-{name}"
+
+
+def push_smooth(origin, channel, stream="s1", loops=LOOPS, source=SOURCE, extra=(), copy=None):
+    """ffmpeg pushing Smooth (`-f ismv`) in real time: one chunked POST with all tracks. It
+    writes the same stream to a file too (`sent_copy`): looping a file is the encoder's doing,
+    and the archive must hold exactly what it sent."""
+    smooth = ["-c", "copy", *extra, "-movflags", "+isml+delay_moov", "-f", "ismv"]
+    return subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-re", "-stream_loop", str(loops), "-i", str(source),
+         *smooth, origin.url(f"/live/{channel}.isml/Streams({stream})"),
+         *smooth, "-y", str(sent_copy(origin, channel, copy or stream + ".ismv"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def push_cmaf(origin, channel, loops=LOOPS, video_flags="+frag_keyframe", realtime=True):
+    """ffmpeg pushing CMAF, one long POST per track (DASH-IF ingest interface 1)."""
+    url = origin.url(f"/live/{channel}.isml/Streams")
+    re_flag = ["-re"] if realtime else []
+    video = ["-map", "0:v", "-c", "copy", "-movflags",
+             f"empty_moov+separate_moof+default_base_moof+cmaf{video_flags}", "-f", "mp4"]
+    audio = ["-map", "0:a", "-c", "copy", "-frag_duration", "2000000", "-movflags",
+             "empty_moov+separate_moof+default_base_moof+cmaf", "-f", "mp4"]
+    return subprocess.Popen(
+        ["ffmpeg", "-v", "error", *re_flag, "-stream_loop", str(loops), "-i", str(SOURCE),
+         *video, f"{url}(video.cmfv)", *audio, f"{url}(audio.cmfa)",
+         *video, "-y", str(sent_copy(origin, channel, "video.cmfv")),
+         *audio, "-y", str(sent_copy(origin, channel, "audio.cmfa"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(check, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finish(proc, timeout=90):
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+
+
+def packets(url, stream, loops=0):
+    """Packet hashes (stream copy: the bytes of each sample), timestamps left out."""
+    args = ["ffmpeg", "-v", "error"]
+    if loops:
+        args += ["-stream_loop", str(loops)]
+    out = subprocess.run([*args, "-i", url, "-map", stream, "-c", "copy", "-f", "framemd5", "-"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
+            if line and not line.startswith("#")]
+
+
+def decoded(url, stream, loops=0):
+    args = ["ffmpeg", "-v", "error"]
+    if loops:
+        args += ["-stream_loop", str(loops)]
+    out = subprocess.run([*args, "-i", url, "-map", stream, "-f", "framemd5", "-"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
+            if line and not line.startswith("#")]
+
+
+def state(origin, channel):
+    r = origin.get(f"/live/{channel}.isml/state")
+    if r.status_code != 200:
+        return None
+    metas = {m.get("name"): m.get("content") for m in ET.fromstring(r.content).iter(f"{SMIL}meta")}
+    return metas["state"]
+
+
+def timeline(mpd_text, content="video"):
+    """(t, d) of every segment of the first adaptation set of `content`."""
+    mpd = ET.fromstring(mpd_text)
+    for s in mpd.iter("{urn:mpeg:dash:schema:mpd:2011}AdaptationSet"):
+        if s.get("contentType") != content:
+            continue
+        out, t = [], 0
+        for e in s.iter("{urn:mpeg:dash:schema:mpd:2011}S"):
+            t = int(e.get("t", t))
+            d = int(e.get("d"))
+            for _ in range(int(e.get("r", 0)) + 1):
+                out.append((t, d))
+                t += d
+        return out
+    return []
+
+
+def variant_playlist(origin, channel):
+    master = origin.get(f"/live/{channel}.isml/.m3u8").text
+    uri = next(line for line in master.splitlines() if line and not line.startswith("#"))
+    return f"/live/{channel}.isml/{uri}"
+
+
+class Observer(threading.Thread):
+    """Polls the live manifests while a push runs and records what players would see."""
+
+    def __init__(self, origin, channel):
+        super().__init__(daemon=True)
+        self.origin, self.channel = origin, channel
+        self.stop = threading.Event()
+        self.mpds, self.playlists, self.smooth, self.errors = [], [], [], []
+
+    def run(self):
+        playlist = None
+        while not self.stop.is_set():
+            try:
+                r = self.origin.get(f"/live/{self.channel}.isml/.mpd")
+                if r.status_code == 200:
+                    self.mpds.append((r.text, r.headers.get("Cache-Control")))
+                    playlist = playlist or variant_playlist(self.origin, self.channel)
+                    p = self.origin.get(playlist)
+                    self.playlists.append(p.text)
+                    m = self.origin.get(f"/live/{self.channel}.isml/Manifest")
+                    self.smooth.append(m.text)
+                    # Every segment a live playlist lists answers.
+                    for uri in [ln for ln in p.text.splitlines() if ln and ln[0] != "#"][-3:]:
+                        s = self.origin.get(playlist.rsplit("/", 1)[0] + "/" + uri)
+                        if s.status_code != 200:
+                            self.errors.append((uri, s.status_code))
+            except requests.RequestException as e:
+                self.errors.append(str(e))
+            time.sleep(0.3)
+
+
+def test_smooth_push_plays_live_and_then_as_its_archive(live):
+    push = push_smooth(live, "ch1")
+    watcher = Observer(live, "ch1")
+    try:
+        wait_for(lambda: live.get("/live/ch1.isml/.mpd").status_code == 200,
+                 what="the first fragment")
+        watcher.start()
+        assert state(live, "ch1") == "started"
+        # ffmpeg plays the live HLS and DASH presentations while the push goes on.
+        for manifest in (".m3u8", ".mpd"):
+            out = subprocess.run(["ffmpeg", "-v", "error", "-i", live.url(f"/live/ch1.isml/{manifest}"),
+                                  "-t", "3", "-f", "null", "-"],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+        finish(push)
+    finally:
+        watcher.stop.set()
+        push.kill()
+    watcher.join()
+    assert not watcher.errors, watcher.errors
+    assert len(watcher.mpds) >= 3
+
+    # Live DASH: dynamic, one availabilityStartTime, publishTime never going back.
+    starts, published = set(), []
+    for text, cache_control in watcher.mpds:
+        mpd = ET.fromstring(text)
+        if mpd.get("type") != "dynamic":
+            continue
+        assert cache_control == "max-age=1"
+        starts.add(mpd.get("availabilityStartTime"))
+        published.append(mpd.get("publishTime"))
+        assert mpd.get("timeShiftBufferDepth") == "PT30.000S"
+        assert mpd.find("d:UTCTiming", MPD_NS) is not None
+        assert mpd.get("mediaPresentationDuration") is None
+    assert len(starts) == 1 and published == sorted(published)
+    # Live HLS: a sliding playlist whose media sequence never goes back.
+    sequences = []
+    for text in watcher.playlists:
+        if "#EXT-X-ENDLIST" in text:
+            continue
+        assert "#EXT-X-PROGRAM-DATE-TIME:" in text and "#EXT-X-PLAYLIST-TYPE" not in text
+        sequences.append(int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1)))
+    assert sequences and sequences == sorted(sequences)
+    assert any('IsLive="TRUE"' in m and "DVRWindowLength" in m for m in watcher.smooth)
+
+    # After the end of the stream: stopped, static, complete, and frame-exact.
+    assert state(live, "ch1") == "stopped"
+    mpd = live.get("/live/ch1.isml/.mpd")
+    assert ET.fromstring(mpd.content).get("type") == "static"
+    assert "#EXT-X-ENDLIST" in live.get(variant_playlist(live, "ch1")).text
+    sent = str(sent_copy(live, "ch1", "s1.ismv"))
+    for stream in ("0:v", "0:a"):
+        assert packets(live.url("/live/ch1.isml/.mpd"), stream) == packets(sent, stream)
+    assert decoded(live.url("/live/ch1.isml/.m3u8"), "0:v") == decoded(sent, "0:v")
+    # The archive has one range per track; statistics count what came in.
+    archive = ET.fromstring(live.get("/live/ch1.isml/archive").content)
+    assert [len(list(t.iter(f"{SMIL}c"))) for t in archive.iter(f"{SMIL}video")] == [1]
+    stats = live.get("/live/ch1.isml/statistics?format=json").json()
+    assert stats["state"] == "stopped"
+    assert all(t["fragments"] >= 8 and t["bytes"] > 0 for t in stats["tracks"])
+    assert all(t["encoder"] == "127.0.0.1" for t in stats["tracks"])
+
+
+def test_live_fragments_carry_expiry_and_their_status_outside_the_window(live):
+    finish(push_smooth(live, "ch2", loops=1))
+    mpd = live.get("/live/ch2.isml/.mpd").text
+    video = timeline(mpd)
+    rep = re.search(r'Representation id="(video[^"]*)"', mpd).group(1)
+    first_t, _ = video[0]
+    last_t, last_d = video[-1]
+    ok = live.get(f"/live/ch2.isml/dash/ch2-{rep}-{first_t}.dash")
+    assert ok.status_code == 200
+    assert ok.headers["Cache-Control"].startswith("max-age=")
+    assert "Sunset" in ok.headers
+    # After the live edge: 404 for DASH, 412 for Smooth.
+    assert live.get(f"/live/ch2.isml/dash/ch2-{rep}-{last_t + last_d}.dash").status_code == 404
+    name, bitrate = rep.split("=")
+    assert live.get(f"/live/ch2.isml/QualityLevels({bitrate})/Fragments({name}={last_t + last_d})"
+                    ).status_code == 412
+    # Inside the window where no fragment starts: 404 for DASH, 412 for Smooth.
+    assert live.get(f"/live/ch2.isml/dash/ch2-{rep}-{first_t + 1}.dash").status_code == 404
+    assert live.get(f"/live/ch2.isml/QualityLevels({bitrate})/Fragments({name}={first_t + 1})"
+                    ).status_code == 412
+
+
+def test_cmaf_push_one_post_per_track(live):
+    finish(push_cmaf(live, "ch3"))
+    assert state(live, "ch3") == "stopped"
+    manifest = (live.root / "live" / "ch3.isml").read_text()
+    assert 'trackName" value="video"' in manifest and 'trackName" value="audio"' in manifest
+    for stream, sent in (("0:v", "video.cmfv"), ("0:a", "audio.cmfa")):
+        assert packets(live.url("/live/ch3.isml/.mpd"), stream) == \
+            packets(str(sent_copy(live, "ch3", sent)), "0:0")
+
+
+def test_one_moof_per_frame_is_assembled_into_gops(live):
+    finish(push_cmaf(live, "ch4", loops=1, video_flags="+frag_every_frame", realtime=False))
+    mpd = live.get("/live/ch4.isml/.mpd").text
+    durations = [d for _, d in timeline(mpd)]
+    # 2-second GOPs (a frame more where the encoder loops its file), not 40 ms frames.
+    timescale = int(re.search(r'timescale="(\d+)"', mpd).group(1))
+    assert len(durations) == 4
+    assert all(abs(d - 2 * timescale) <= timescale // 25 for d in durations), durations
+    assert packets(live.url("/live/ch4.isml/.mpd"), "0:v") == \
+        packets(str(sent_copy(live, "ch4", "video.cmfv")), "0:0")
+
+
+def test_redundant_encoders_give_each_fragment_once(live):
+    a = push_smooth(live, "ch5")
+    b = push_smooth(live, "ch5", copy="b.ismv")
+    finish(a)
+    finish(b)
+    video = timeline(live.get("/live/ch5.isml/.mpd").text)
+    assert len(video) == 2 * (LOOPS + 1)
+    assert all(t1 == t0 + d0 for (t0, d0), (t1, _) in zip(video, video[1:]))
+    assert packets(live.url("/live/ch5.isml/.mpd"), "0:v") == \
+        packets(str(sent_copy(live, "ch5", "s1.ismv")), "0:v")
+    stats = live.get("/live/ch5.isml/statistics?format=json").json()
+    assert sum(t["duplicates"] for t in stats["tracks"]) > 0
+
+
+def cmaf_pieces():
+    """The committed CMAF video fixture as an init segment and its fragments."""
+    data = (FIXTURES / "cmaf-video.cmfv").read_bytes()
+    boxes, at = [], 0
+    while at < len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        boxes.append((data[at + 4:at + 8], data[at:at + size]))
+        at += size
+    init = b"".join(b for t, b in boxes if t in (b"ftyp", b"moov"))
+    fragments, current = [], b""
+    for t, b in boxes:
+        if t == b"moof":
+            current = b
+        elif t == b"mdat":
+            fragments.append(current + b)
+    return init, fragments
+
+
+def test_per_segment_posts_and_refusals(live):
+    init, fragments = cmaf_pieces()
+    url = live.url("/live/ch6.isml/Streams(video.cmfv)")
+    # Media before any init: 412, and nothing is created.
+    assert requests.post(url, data=fragments[0]).status_code == 412
+    assert live.get("/live/ch6.isml/.mpd").status_code == 404
+    assert requests.post(url, data=init).status_code == 200
+    for f in fragments:
+        assert requests.post(url, data=f).status_code == 200
+    # A re-sent init and a re-sent fragment change nothing.
+    assert requests.post(url, data=init).status_code == 200
+    assert requests.post(url, data=fragments[0]).status_code == 200
+    video = timeline(live.get("/live/ch6.isml/.mpd").text)
+    assert len(video) == len(fragments)
+    # Garbage, a truncated moov, GET on the ingest URL: refused.
+    assert requests.post(url, data=b"\x00\x00\x00\x10junkjunkjunk").status_code == 400
+    assert requests.post(live.url("/live/ch7.isml/Streams(x)"), data=init[:100]).status_code == 400
+    assert live.get("/live/ch6.isml/Streams(video.cmfv)").status_code == 405
+    assert len(timeline(live.get("/live/ch6.isml/.mpd").text)) == len(fragments)
