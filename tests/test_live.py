@@ -3,7 +3,9 @@ channel while it is live and its archive after the stream ended.
 
 Every push runs in real time (`-re`), so these tests take the length of their media."""
 
+import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -324,3 +326,148 @@ def test_per_segment_posts_and_refusals(live):
     assert requests.post(live.url("/live/ch7.isml/Streams(x)"), data=init[:100]).status_code == 400
     assert live.get("/live/ch6.isml/Streams(video.cmfv)").status_code == 405
     assert len(timeline(live.get("/live/ch6.isml/.mpd").text)) == len(fragments)
+
+
+# ------------------------------------------------------------------ faults
+
+def cmaf_stream(origin, loops=3):
+    """A CMAF video stream (init, then 2-second fragments) of the looped source, as bytes."""
+    out = origin.prefix / f"cmaf-{loops}.cmfv"
+    if not out.exists():
+        subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", str(loops), "-i", str(SOURCE),
+                        "-map", "0:v", "-c", "copy", "-movflags",
+                        "empty_moov+separate_moof+default_base_moof+cmaf+frag_keyframe",
+                        "-f", "mp4", "-y", str(out)], check=True)
+    data = out.read_bytes()
+    boxes, at = [], 0
+    while at < len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        boxes.append((data[at + 4:at + 8], data[at:at + size]))
+        at += size
+    init = b"".join(b for t, b in boxes if t in (b"ftyp", b"moov"))
+    fragments, current = [], b""
+    for t, b in boxes:
+        if t == b"moof":
+            current = b
+        elif t == b"mdat":
+            fragments.append(current + b)
+    return init, fragments
+
+
+def chunked_post(origin, path, pieces, *, abort=False, pause=0.0):
+    """POSTs `pieces` as chunks of one chunked body; `abort` drops the connection instead of
+    ending the body (an encoder killed mid-fragment). Returns the status, or None."""
+    s = socket.create_connection(("127.0.0.1", origin.port), timeout=60)
+    try:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        for p in pieces:
+            s.sendall(b"%x\r\n" % len(p) + p + b"\r\n")
+            if pause:
+                time.sleep(pause)
+        if abort:
+            return None
+        s.sendall(b"0\r\n\r\n")
+        reply = s.makefile("rb").readline()
+        return int(reply.split()[1])
+    finally:
+        s.close()
+
+
+def test_an_encoder_killed_mid_fragment_loses_nothing_complete(live):
+    init, fragments = cmaf_stream(live)
+    path = "/live/k.isml/Streams(video.cmfv)"
+    half = fragments[3][: len(fragments[3]) // 2]
+    chunked_post(live, path, [init, *fragments[:3], half], abort=True)
+    mpd = wait_for(lambda: (r := live.get("/live/k.isml/.mpd")).status_code == 200 and r.text,
+                   what="the archive")
+    wait_for(lambda: len(timeline(live.get("/live/k.isml/.mpd").text)) == 3, what="3 fragments")
+    assert len(timeline(mpd)) <= 3
+    time.sleep(0.5)
+    # Only the three complete fragments: the half one was never written.
+    assert len(timeline(live.get("/live/k.isml/.mpd").text)) == 3
+    # The encoder reconnects, sends its init again and goes on from the broken fragment.
+    assert chunked_post(live, path, [init, *fragments[3:]]) == 200
+    video = timeline(live.get("/live/k.isml/.mpd").text)
+    assert len(video) == len(fragments)
+    assert all(t1 == t0 + d0 for (t0, d0), (t1, _) in zip(video, video[1:]))
+
+
+def test_a_dripping_encoder_neither_times_out_nor_slows_others(live):
+    init, fragments = cmaf_stream(live)
+    body = init + fragments[0]
+    drip = [body[i:i + 1] for i in range(len(init))] + [fragments[0]]
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        status=chunked_post(live, "/live/d.isml/Streams(v)", drip, pause=0.001)))
+    t.start()
+    # Meanwhile the worker answers everyone else.
+    served = 0
+    while t.is_alive():
+        assert live.get("/live/d.isml/state").status_code in (200, 404)
+        served += 1
+        time.sleep(0.05)
+    t.join()
+    assert result["status"] == 200 and served > 10
+    assert len(timeline(live.get("/live/d.isml/.mpd").text)) == 1
+
+
+def test_garbage_leaves_no_trace(live):
+    init, fragments = cmaf_stream(live)
+    for body in (b"\x00\x00\x00\x10junkjunkjunk", init[:100], fragments[0],
+                 b"\x00\x00\x00\x08mdat"):
+        status = requests.post(live.url("/live/g.isml/Streams(v)"), data=body).status_code
+        assert status in (400, 412), (body[:16], status)
+    assert not (live.root / "live" / "g.isml").exists()
+    assert not (live.root / "live" / "g.isml.archive").exists()
+    assert live.get("/live/g.isml/.mpd").status_code == 404
+
+
+@pytest.fixture
+def small_disk(make_nginx):
+    """An origin whose live directory is a 3 MiB tmpfs."""
+    n = make_nginx(workers=2)
+    d = n.root / "live"
+    d.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0777", "tmpfs", str(d)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"mounting a small tmpfs needs root: {mounted.stderr}"
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }""")
+    yield n, d
+    n.stop()
+    subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_a_full_disk_fails_ingest_not_egress(small_disk):
+    live, d = small_disk
+    init, fragments = cmaf_stream(live, loops=8)
+    path = "/live/f.isml/Streams(video.cmfv)"
+    assert chunked_post(live, path, [init, *fragments[:2]]) == 200
+    # Fill the disk.
+    filler = d / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    status = chunked_post(live, path, fragments[2:6])
+    assert status is not None and status >= 500
+    assert any("No space left" in line for line in live.log_lines("f.isml"))
+    # What was ingested is still served.
+    mpd = live.get("/live/f.isml/.mpd")
+    assert mpd.status_code == 200
+    video = timeline(mpd.text)
+    assert len(video) >= 2
+    rep = re.search(r'Representation id="([^"]*)"', mpd.text).group(1)
+    assert live.get(f"/live/f.isml/dash/f-{rep}-{video[0][0]}.dash").status_code == 200
+    # Space returns: ingest goes on.
+    filler.unlink()
+    assert chunked_post(live, path, [init, *fragments[len(video):8]]) == 200
+    assert len(timeline(live.get("/live/f.isml/.mpd").text)) == 8

@@ -142,23 +142,28 @@ pub struct IngestSession {
 impl IngestSession {
     /// A session for `Streams(<stream>)` of the channel whose server manifest is `isml`. The
     /// channel is created (with default options) when it does not exist and `create` allows.
+    /// Nothing is written before the stream brings an init segment: a refused request leaves
+    /// no trace.
     pub fn open(isml: &Path, stream: &str, create: bool) -> Result<IngestSession, IngestError> {
-        let manifest = read_manifest(isml, create)?;
+        let manifest = match std::fs::read(isml) {
+            Ok(bytes) => ServerManifest::parse(&bytes)
+                .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                ServerManifest::default()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(IngestError::UnknownChannel(isml.display().to_string()))
+            }
+            Err(source) => {
+                return Err(IngestError::Storage {
+                    path: isml.display().to_string(),
+                    source,
+                })
+            }
+        };
         let options = ChannelOptions::of(&manifest)
             .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display())))?;
         let archive = archive_dir(isml);
-        for dir in [archive.clone(), archive.join("streams")] {
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(source) => {
-                    return Err(IngestError::Storage {
-                        path: dir.display().to_string(),
-                        source,
-                    })
-                }
-            }
-        }
         Ok(IngestSession {
             isml: isml.to_path_buf(),
             archive,
@@ -234,6 +239,7 @@ impl IngestSession {
             }
         }
         let init = index_init(bytes, self.announced.take())?;
+        self.create_channel()?;
         // Remembered for the requests that bring this stream's segments without it.
         let path = self.stream_path();
         let same = std::fs::read(&path).is_ok_and(|old| old == *init.bytes);
@@ -250,6 +256,26 @@ impl IngestSession {
                 .is_some_and(|n| n.timescale == t.timescale && n.kind == t.kind)
         });
         self.init = Some(init);
+        Ok(())
+    }
+
+    /// The channel's server manifest and archive directory, made when missing.
+    fn create_channel(&self) -> Result<(), IngestError> {
+        if !self.isml.exists() {
+            read_manifest(&self.isml, true)?;
+        }
+        for dir in [self.archive.clone(), self.archive.join("streams")] {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(IngestError::Storage {
+                        path: dir.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        }
         Ok(())
     }
 
