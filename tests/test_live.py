@@ -5,6 +5,7 @@ Every push runs in real time (`-re`), so these tests take the length of their me
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -471,3 +472,112 @@ def test_a_full_disk_fails_ingest_not_egress(small_disk):
     filler.unlink()
     assert chunked_post(live, path, [init, *fragments[len(video):8]]) == 200
     assert len(timeline(live.get("/live/f.isml/.mpd").text)) == 8
+
+
+def test_reload_and_restart_during_ingest(live):
+    push = push_smooth(live, "r")
+    try:
+        wait_for(lambda: len(timeline(live.get("/live/r.isml/.mpd").text or "<x/>")) >= 1
+                 if live.get("/live/r.isml/.mpd").status_code == 200 else False,
+                 what="the first fragment")
+        before = live.worker_pids()
+        os.kill(live.master_pid(), signal.SIGHUP)
+        wait_for(lambda: set(live.worker_pids()) - set(before), what="new workers")
+        # New workers serve the channel as it grows; the old one finishes the POST.
+        seen = len(timeline(live.get("/live/r.isml/.mpd").text))
+        wait_for(lambda: len(timeline(live.get("/live/r.isml/.mpd").text)) > seen + 1,
+                 what="the manifest to advance after the reload")
+        finish(push)
+    finally:
+        push.kill()
+    sent = str(sent_copy(live, "r", "s1.ismv"))
+    assert packets(live.url("/live/r.isml/.mpd"), "0:v") == packets(sent, "0:v")
+
+    # A restart in the middle of a push: what was acknowledged is there afterwards, and the
+    # encoder's next push goes on from it.
+    push = push_smooth(live, "r2", loops=5, copy="first.ismv")
+    try:
+        wait_for(lambda: live.get("/live/r2.isml/.mpd").status_code == 200
+                 and len(timeline(live.get("/live/r2.isml/.mpd").text)) >= 3,
+                 what="three fragments")
+        text = (live.prefix / "conf" / "nginx.conf").read_text()
+        live.proc.send_signal(signal.SIGTERM)
+        live.proc.wait(timeout=10)
+        live.proc = None
+        before = timeline_of_archive(live, "r2")
+        push.wait(timeout=30)
+        live.start_config(text)
+    finally:
+        push.kill()
+    after = timeline(live.get("/live/r2.isml/.mpd").text)
+    assert after[:len(before)] == before and len(after) >= len(before)
+    finish(push_smooth(live, "r2", loops=5, copy="second.ismv"))
+    final = timeline(live.get("/live/r2.isml/.mpd").text)
+    assert len(final) == 2 * 6 and final[:len(before)] == before
+    assert all(t1 == t0 + d0 for (t0, d0), (t1, _) in zip(final, final[1:]))
+
+
+def timeline_of_archive(origin, channel):
+    """The video timeline the archive on disk holds (read while nginx is down)."""
+    from struct import unpack_from
+    archive = origin.root / "live" / f"{channel}.isml.archive"
+    video = next(p for p in archive.iterdir() if p.name.startswith("video"))
+    data = (video / "records").read_bytes()
+    out = []
+    for at in range(0, len(data) - len(data) % 64, 64):
+        start, duration = unpack_from("<QQ", data, at)
+        flags = unpack_from("<I", data, at + 48)[0]
+        if not flags & 1:
+            out.append((start, duration))
+    return out
+
+
+def test_four_workers_hammering_agree(make_nginx):
+    n = make_nginx(workers=4)
+    (n.root / "live").mkdir()
+    (n.root / "live").chmod(0o777)
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }""")
+    push = push_smooth(n, "h")
+    problems = []
+
+    def client():
+        last_seq, last_published = -1, ""
+        session = requests.Session()
+        while push.poll() is None:
+            mpd = session.get(n.url("/live/h.isml/.mpd"))
+            if mpd.status_code != 200:
+                time.sleep(0.1)
+                continue
+            published = ET.fromstring(mpd.content).get("publishTime") or "~"
+            if published < last_published:
+                problems.append(("publishTime went back", last_published, published))
+            last_published = published
+            playlist = variant_playlist(n, "h")
+            text = session.get(n.url(playlist)).text
+            m = re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text)
+            seq = int(m.group(1)) if m else -1
+            if seq < last_seq:
+                problems.append(("media sequence went back", last_seq, seq))
+            last_seq = seq
+            base = playlist.rsplit("/", 1)[0]
+            for uri in [ln for ln in text.splitlines() if ln and ln[0] != "#"]:
+                status = session.get(n.url(f"{base}/{uri}")).status_code
+                if status != 200:
+                    problems.append((uri, status))
+
+    try:
+        wait_for(lambda: n.get("/live/h.isml/.mpd").status_code == 200, what="the channel")
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        finish(push)
+        for t in threads:
+            t.join()
+    finally:
+        push.kill()
+    assert not problems, problems[:5]
+    assert len({p for p in n.worker_pids()}) == 4
