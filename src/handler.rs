@@ -95,6 +95,20 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         let isml = map_to_path(r, route.manifest_path.len())?;
         return crate::ingest::serve(r, &isml, stream);
     }
+    if route.kind == ManifestKind::Live
+        && route.target == Target::Presentation
+        && method & (NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0
+    {
+        if !LocConf::on(lcf.handle_api) {
+            return Err(OriginError::MethodNotAllowed);
+        }
+        let isml = map_to_path(r, route.manifest_path.len())?;
+        return if method & NGX_HTTP_PUT != 0 {
+            crate::live::put(r, &isml)
+        } else {
+            crate::live::delete(r, &isml)
+        };
+    }
     if let Target::Live(report) = &route.target {
         if !reads {
             return Err(OriginError::MethodNotAllowed);

@@ -20,6 +20,7 @@ use ngx::ffi::{
     ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_DONE, NGX_ERROR, NGX_HTTP_LAST,
     NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
+use origin_core::live::ingest::IngestError;
 use origin_core::live::session::IngestSession;
 
 use crate::live::now_ms;
@@ -226,7 +227,12 @@ unsafe fn feed_file(
 
 /// 200, no body: every fragment of the request is on disk.
 fn respond(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
-    r.headers_out.status = 200;
+    send_empty(r, 200)
+}
+
+/// A response with this status and no body.
+pub fn send_empty(r: &mut ngx_http_request_t, status: usize) -> Result<ngx_int_t, OriginError> {
+    r.headers_out.status = status;
     r.headers_out.content_length_n = 0;
     r.set_header_only(0);
     // SAFETY: r is the request being answered.
@@ -236,4 +242,56 @@ fn respond(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     }
     // SAFETY: as above.
     Ok(unsafe { ngx_http_send_special(r, NGX_HTTP_LAST as _) })
+}
+
+/// The whole request body nginx read (in memory, or in its temporary file), at most `limit`
+/// bytes.
+pub fn whole_body(r: &ngx_http_request_t, limit: usize) -> Result<Vec<u8>, OriginError> {
+    let mut out = Vec::new();
+    let rb = r.request_body;
+    if rb.is_null() {
+        return Ok(out);
+    }
+    let too_large = || {
+        OriginError::Ingest(IngestError::Malformed(format!(
+            "a request body over {limit} bytes"
+        )))
+    };
+    // SAFETY: the chain belongs to the request body nginx finished reading.
+    unsafe {
+        let mut cl = (*rb).bufs;
+        while !cl.is_null() {
+            let b = (*cl).buf;
+            if !b.is_null() {
+                if (*b).in_file() != 0
+                    && (*b).temporary() == 0
+                    && (*b).memory() == 0
+                    && !(*b).file.is_null()
+                {
+                    let len = ((*b).file_last - (*b).file_pos) as usize;
+                    if out.len() + len > limit {
+                        return Err(too_large());
+                    }
+                    let file = std::mem::ManuallyDrop::new(
+                        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd((*(*b).file).fd),
+                    );
+                    let at = out.len();
+                    out.resize(at + len, 0);
+                    file.read_exact_at(&mut out[at..], (*b).file_pos as u64)
+                        .map_err(|source| OriginError::Io {
+                            path: "client body temporary file".into(),
+                            source,
+                        })?;
+                } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
+                    let len = (*b).last.offset_from((*b).pos) as usize;
+                    if out.len() + len > limit {
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(std::slice::from_raw_parts((*b).pos, len));
+                }
+            }
+            cl = (*cl).next;
+        }
+    }
+    Ok(out)
 }

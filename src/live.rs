@@ -85,3 +85,78 @@ pub fn report(
         &etag,
     )
 }
+
+/// The path of the channel a PUT is creating, while its body is read.
+struct Put {
+    isml: String,
+}
+
+/// `PUT <ch>.isml` (with `usp_handle_api`): creates or updates the publishing point from the
+/// body, once nginx has read it.
+pub fn put(
+    r: &mut ngx::ffi::ngx_http_request_t,
+    isml: &str,
+) -> Result<ngx::ffi::ngx_int_t, OriginError> {
+    let put = crate::send::own_by_request(
+        r,
+        Put {
+            isml: isml.to_string(),
+        },
+    )?;
+    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
+    unsafe { *r.ctx.add(crate::module().ctx_index) = put as *mut std::ffi::c_void };
+    // SAFETY: r is the main request; nginx calls `put_body_read` once the body is read.
+    let rc = unsafe { ngx::ffi::ngx_http_read_client_request_body(r, Some(put_body_read)) };
+    if rc >= ngx::ffi::NGX_HTTP_SPECIAL_RESPONSE as ngx::ffi::ngx_int_t {
+        return Ok(rc);
+    }
+    Ok(ngx::ffi::NGX_DONE as ngx::ffi::ngx_int_t)
+}
+
+unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
+    crate::entry::guard_request(r, || {
+        // SAFETY: nginx calls the post handler with its valid request.
+        let r = unsafe { &mut *r };
+        // SAFETY: set by `put`, freed with the pool.
+        let put = unsafe { *r.ctx.add(crate::module().ctx_index) as *const Put };
+        let rc = if put.is_null() {
+            crate::status::fail(r, &OriginError::Internal("a PUT without its state"))
+        } else {
+            // SAFETY: as above.
+            let isml = unsafe { (*put).isml.clone() };
+            // SAFETY: the connection and its log live as long as the request.
+            let log = unsafe { (*r.connection).log };
+            crate::log::with_log(log, || {
+                let result = crate::ingest::whole_body(r, origin_core::live::admin::MAX_PUT_BYTES)
+                    .and_then(|body| {
+                        origin_core::live::admin::put_channel(Path::new(&isml), &body)
+                            .map_err(OriginError::from)
+                    })
+                    .and_then(|created| {
+                        crate::ingest::send_empty(r, if created { 201 } else { 200 })
+                    });
+                match result {
+                    Ok(rc) => rc,
+                    Err(e) => crate::status::fail(r, &e),
+                }
+            })
+        };
+        // SAFETY: releases the count ngx_http_read_client_request_body took.
+        unsafe { ngx::ffi::ngx_http_finalize_request(r, rc) };
+        ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t
+    });
+}
+
+/// `DELETE <ch>.isml` (with `usp_handle_api`): removes the publishing point and its archive.
+pub fn delete(
+    r: &mut ngx::ffi::ngx_http_request_t,
+    isml: &str,
+) -> Result<ngx::ffi::ngx_int_t, OriginError> {
+    // SAFETY: r is the main request; a DELETE's body has no use.
+    let rc = unsafe { ngx::ffi::ngx_http_discard_request_body(r) };
+    if rc != ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
+        return Ok(rc);
+    }
+    origin_core::live::admin::delete_channel(Path::new(isml))?;
+    crate::ingest::send_empty(r, 204)
+}

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
+from harness import ROOT
 from test_vod import FIXTURES, MPD_NS
 
 SOURCE = FIXTURES / "progressive.mp4"  # 4 s, H.264 + AAC, 2 s GOPs
@@ -581,3 +582,61 @@ def test_four_workers_hammering_agree(make_nginx):
         push.kill()
     assert not problems, problems[:5]
     assert len({p for p in n.worker_pids()}) == 4
+
+
+def example_origin(make_nginx, name):
+    """An origin running an nginx-conf/ live example as written (paths moved under its prefix)."""
+    n = make_nginx(workers=2)
+    live_dir = n.root / "live"
+    live_dir.mkdir()
+    live_dir.chmod(0o777)
+    text = n.example_config(ROOT / "nginx-conf" / name, {"/var/www/live": str(live_dir)})
+    n.start_config(text)
+    return n, live_dir
+
+
+def test_the_api_example_creates_reports_and_deletes_channels(make_nginx):
+    n, live_dir = example_origin(make_nginx, "live-api.conf")
+    body = ('<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
+            '<meta name="dvr_window_length" content="20"/>'
+            '<meta name="archiving" content="true"/></head><body/></smil>')
+    assert requests.put(n.url("/api/channels/api.isml"), data=body).status_code == 201
+    assert requests.put(n.url("/api/channels/api.isml"), data=body).status_code == 200
+    assert requests.put(n.url("/api/channels/bad.isml"), data="<smil").status_code == 400
+    assert 'content="20"' in (live_dir / "api.isml").read_text()
+    assert state(n, "api") is None  # the API location is /api/channels/
+    r = n.get("/api/channels/api.isml/state")
+    assert r.status_code == 200 and 'content="idle"' in r.text
+    # Encoders push to the playout location; its manifests follow the channel's options.
+    finish(subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(SOURCE), "-c", "copy",
+                             "-movflags", "+isml", "-f", "ismv",
+                             n.url("/channels/api.isml/Streams(s1)")],
+                            stderr=subprocess.PIPE, text=True))
+    assert 'content="stopped"' in n.get("/api/channels/api.isml/state").text
+    assert n.get("/api/channels/api.isml/statistics").status_code == 200
+    assert n.get("/channels/api.isml/.mpd").status_code == 200
+    # PUT and DELETE from the playout location are refused to all but the management network
+    # (the test client is on it): here they are allowed; DELETE removes the channel.
+    assert requests.delete(n.url("/api/channels/api.isml")).status_code == 204
+    assert not (live_dir / "api.isml").exists()
+    assert not (live_dir / "api.isml.archive").exists()
+    assert n.get("/channels/api.isml/.mpd").status_code == 404
+    assert requests.delete(n.url("/api/channels/api.isml")).status_code == 404
+
+
+def test_without_usp_handle_api_put_and_delete_are_refused(live):
+    assert requests.put(live.url("/live/x.isml"), data="<smil/>").status_code == 405
+    assert requests.delete(live.url("/live/x.isml")).status_code == 405
+
+
+def test_the_ingest_example_as_written(make_nginx):
+    n, live_dir = example_origin(make_nginx, "live-ingest.conf")
+    finish(subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(SOURCE), "-c", "copy",
+                             "-movflags", "+isml", "-f", "ismv",
+                             n.url("/channels/news.isml/Streams(s1)")],
+                            stderr=subprocess.PIPE, text=True))
+    assert (live_dir / "news.isml.archive").is_dir()
+    r = n.get("/channels/news.isml/state")
+    assert r.status_code == 200 and 'content="stopped"' in r.text
+    for manifest in (".mpd", ".m3u8", "Manifest"):
+        assert n.get(f"/channels/news.isml/{manifest}").status_code == 200

@@ -6,6 +6,7 @@
 //! - [`session`]: one ingest request, from boxes to tracks and archive records;
 //! - [`archive`]: the on-disk layout, its writer and its records.
 
+pub mod admin;
 pub mod api;
 pub mod archive;
 pub mod channel;

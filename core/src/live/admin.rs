@@ -1,0 +1,86 @@
+//! Publishing points created, updated and removed through the API (`usp_handle_api`): PUT of
+//! an `.isml` body, DELETE of the channel.
+
+use std::path::Path;
+
+use super::archive::{archive_dir, write_atomically};
+use super::ingest::IngestError;
+use super::session::ChannelOptions;
+use crate::ism::ServerManifest;
+
+/// Largest `.isml` body accepted.
+pub const MAX_PUT_BYTES: usize = 1 << 20;
+
+fn storage(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
+    move |source| IngestError::Storage {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Creates or updates the publishing point `isml` from a server-manifest body: its options
+/// (metas) replace the channel's; the tracks encoders announced are kept. True when created.
+pub fn put_channel(isml: &Path, body: &[u8]) -> Result<bool, IngestError> {
+    if body.len() > MAX_PUT_BYTES {
+        return Err(IngestError::Malformed(format!(
+            "a server manifest of {} bytes (at most {MAX_PUT_BYTES})",
+            body.len()
+        )));
+    }
+    let new = ServerManifest::parse(body)
+        .map_err(|e| IngestError::Malformed(format!("the body: {e}")))?;
+    ChannelOptions::of(&new).map_err(|e| IngestError::Malformed(format!("the body: {e}")))?;
+    let (mut manifest, created) = match std::fs::read(isml) {
+        Ok(bytes) => (ServerManifest::parse(&bytes).unwrap_or_default(), false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (ServerManifest::default(), true),
+        Err(e) => return Err(storage(isml)(e)),
+    };
+    manifest.metas = new.metas;
+    write_atomically(isml, manifest.to_xml().as_bytes()).map_err(storage(isml))?;
+    Ok(created)
+}
+
+/// Removes the publishing point `isml` and its archive.
+pub fn delete_channel(isml: &Path) -> Result<(), IngestError> {
+    let archive = archive_dir(isml);
+    let had_manifest = match std::fs::remove_file(isml) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(storage(isml)(e)),
+    };
+    match std::fs::remove_dir_all(&archive) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && had_manifest => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(IngestError::UnknownChannel(isml.display().to_string()))
+        }
+        Err(e) => Err(storage(&archive)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_keeps_tracks_and_delete_removes_everything() {
+        let d = std::env::temp_dir().join(format!("origin-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("ch.isml.archive/video=1")).unwrap();
+        let isml = d.join("ch.isml");
+        let body = br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+            <meta name="dvr_window_length" content="60"/></head><body/></smil>"#;
+        assert!(put_channel(&isml, body).unwrap());
+        assert!(!put_channel(&isml, body).unwrap());
+        let m = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+        assert_eq!(m.meta("dvr_window_length"), Some("60"));
+        let bad = br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+            <meta name="dvr_window_length" content="soon"/></head><body/></smil>"#;
+        assert_eq!(put_channel(&isml, bad).unwrap_err().http_status(), 400);
+        assert_eq!(put_channel(&isml, b"<nope").unwrap_err().http_status(), 400);
+        delete_channel(&isml).unwrap();
+        assert!(!isml.exists() && !d.join("ch.isml.archive").exists());
+        assert_eq!(delete_channel(&isml).unwrap_err().http_status(), 404);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
