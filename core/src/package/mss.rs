@@ -52,8 +52,10 @@ pub fn manifest(
     let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
     let mut x = String::with_capacity(4096);
     let live = match p.live.as_deref() {
+        // MS-SSTR's `LookaheadCount` (GStreamer's demuxer reads `LookAheadFragmentCount`
+        // instead, and refreshes the manifest without it, which is what it does best).
         Some(l) if !l.ended => format!(
-            " IsLive=\"TRUE\" LookaheadCount=\"{MAX_LOOKAHEAD}\" DVRWindowLength=\"{}\"",
+            " IsLive=\"TRUE\" LookaheadCount=\"{MAX_LOOKAHEAD}\" DVRWindowLength=\"{}\" CanSeek=\"TRUE\" CanPause=\"TRUE\"",
             l.dvr_window_secs * TIMESCALE
         ),
         _ => String::new(),
