@@ -39,7 +39,9 @@ pub fn serve(
     let live = route.kind == origin_core::url::ManifestKind::Live;
     let mut request = if live {
         let channel = crate::live::snapshot(&file)?;
-        Request::new(route, file, &query).with_live(channel)
+        let dynamic = crate::conf::loc_conf(r)
+            .is_some_and(|c| crate::conf::LocConf::on(c.dynamic_time_shift_buffer_depth));
+        Request::new(route, file, &query).with_live(channel, dynamic)
     } else {
         Request::new(route, file, &query)
     };

@@ -640,3 +640,74 @@ def test_the_ingest_example_as_written(make_nginx):
     assert r.status_code == 200 and 'content="stopped"' in r.text
     for manifest in (".mpd", ".m3u8", "Manifest"):
         assert n.get(f"/channels/news.isml/{manifest}").status_code == 200
+
+
+def test_archive_parts_by_wall_clock_and_time_shift(live):
+    finish(push_smooth(live, "a", loops=LOOPS))
+    whole = timeline(live.get("/live/a.isml/.mpd").text)
+    assert len(whole) == 2 * (LOOPS + 1)
+    archive = ET.fromstring(live.get("/live/a.isml/archive").content)
+    start = next(archive.iter(f"{SMIL}c")).get("start")
+    # vbegin / vend as UTC times: 4 s to 10 s after the channel's start.
+    from datetime import datetime, timedelta
+    t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"  # noqa: E731
+    query = f"?vbegin={iso(t0 + timedelta(seconds=4))}&vend={iso(t0 + timedelta(seconds=10))}"
+    part = live.get(f"/live/a.isml/.mpd{query}")
+    assert part.status_code == 200, part.text
+    assert ET.fromstring(part.content).get("type") == "static"
+    assert timeline(part.text) == whole[2:5]
+    playlist = live.get(variant_playlist(live, "a") + query).text
+    assert playlist.count("#EXTINF") == 3 and "#EXT-X-ENDLIST" in playlist
+    # time_shift: the presentation ends that long before the edge.
+    shifted = timeline(live.get("/live/a.isml/.mpd?time_shift=4").text)
+    assert shifted == whole[:-2]
+
+
+def test_a_short_dvr_window_still_lists_three_segments(make_nginx):
+    n = make_nginx(workers=2)
+    d = n.root / "live"
+    d.mkdir()
+    d.chmod(0o777)
+    (d / "s.isml").write_text(
+        '<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
+        '<meta name="dvr_window_length" content="3"/></head><body/></smil>')
+    (d / "s.isml").chmod(0o666)
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            usp_dynamic_time_shift_buffer_depth on;
+            client_max_body_size 0;
+        }""")
+    push = push_smooth(n, "s", loops=3)
+    counts, depths = [], []
+    try:
+        while push.poll() is None:
+            mpd = n.get("/live/s.isml/.mpd")
+            if mpd.status_code == 200 and ET.fromstring(mpd.content).get("type") == "dynamic":
+                depths.append(ET.fromstring(mpd.content).get("timeShiftBufferDepth"))
+                text = n.get(variant_playlist(n, "s")).text
+                if "#EXT-X-ENDLIST" not in text:
+                    counts.append(text.count("#EXTINF"))
+            time.sleep(0.5)
+        finish(push)
+    finally:
+        push.kill()
+    assert counts and max(counts) == 3 and min(counts) >= 1
+    # The depth follows what the window holds, never past the channel's 3 s.
+    assert depths and all(d in ("PT0.000S", "PT1.000S", "PT2.000S", "PT3.000S") for d in depths)
+    assert "PT3.000S" in depths
+
+
+def test_a_segment_branded_lmsg_ends_the_stream(live):
+    init, fragments = cmaf_pieces()
+    url = live.url("/live/l.isml/Streams(video.cmfv)")
+    styp = lambda brands: (8 + 4 * len(brands) + 4).to_bytes(4, "big") + b"styp" + \
+        brands[0] + b"\0\0\0\0" + b"".join(brands[1:])  # noqa: E731
+    assert requests.post(url, data=init).status_code == 200
+    assert requests.post(url, data=styp([b"msdh", b"msdh"]) + fragments[0]).status_code == 200
+    assert state(live, "l") == "started"
+    assert requests.post(url, data=styp([b"msdh", b"msdh", b"lmsg"]) + fragments[1]
+                         ).status_code == 200
+    assert state(live, "l") == "stopped"
+    assert ET.fromstring(live.get("/live/l.isml/.mpd").content).get("type") == "static"

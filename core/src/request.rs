@@ -199,6 +199,8 @@ pub struct Request {
     prefetched: std::cell::RefCell<Vec<String>>,
     /// A live channel's archive, as the driver read it for this request.
     live: Option<Arc<ChannelSnapshot>>,
+    /// `usp_dynamic_time_shift_buffer_depth`.
+    dynamic_depth: bool,
     /// The live presentation's server manifest (its tracks those of the window) and timing.
     live_window: Option<(Arc<ServerManifest>, Arc<LiveInfo>)>,
 }
@@ -235,13 +237,17 @@ impl Request {
             cache_key: None,
             prefetched: std::cell::RefCell::new(Vec::new()),
             live: None,
+            dynamic_depth: false,
             live_window: None,
         }
     }
 
     /// A request on a live channel (`.isml`) plays `channel`, its archive as the driver read it.
-    pub fn with_live(mut self, channel: Arc<ChannelSnapshot>) -> Request {
+    /// `dynamic_depth` (`usp_dynamic_time_shift_buffer_depth`): DASH `timeShiftBufferDepth`
+    /// says what the window holds rather than the channel's DVR window length.
+    pub fn with_live(mut self, channel: Arc<ChannelSnapshot>, dynamic_depth: bool) -> Request {
         self.live = Some(channel);
+        self.dynamic_depth = dynamic_depth;
         self
     }
 
@@ -475,7 +481,32 @@ impl Request {
                 error,
             })?
             .retain_secs();
-        let window = crate::live::window::window(&channel, dvr, retain);
+        // vbegin / vend: wall-clock times (or offsets from the channel's start) select a part
+        // of the archive.
+        let media_secs = |t: Option<TimePoint>| {
+            t.map(|t| match t {
+                TimePoint::Utc(us) => (us / 1000 - channel.anchor_ms) as f64 / 1000.0,
+                TimePoint::Offset(us) => us as f64 / 1_000_000.0,
+            })
+        };
+        let asked = crate::live::window::WindowRequest {
+            dvr_window_secs: dvr,
+            retain_secs: retain,
+            // time_shift moves what manifests show; fragments stay where they are.
+            time_shift_secs: if is_manifest(&self.route.target) {
+                self.route
+                    .options
+                    .time_shift
+                    .or(options.time_shift)
+                    .unwrap_or(0)
+            } else {
+                0
+            },
+            begin: media_secs(self.route.options.vbegin),
+            end: media_secs(self.route.options.vend),
+            dynamic_depth: self.dynamic_depth,
+        };
+        let window = crate::live::window::window(&channel, asked);
         if window.tracks.is_empty() {
             return Err(Stop::Fail(Error::NotFound {
                 path: format!("{} (nothing was ingested yet)", self.route.manifest_path),
@@ -792,7 +823,8 @@ impl Request {
         if let Some(max) = query.max_bitrate {
             p.limit_bitrate(max);
         }
-        if query.vbegin.is_some() || query.vend.is_some() {
+        // A live channel's vbegin / vend chose its window already.
+        if (query.vbegin.is_some() || query.vend.is_some()) && p.live.is_none() {
             self.subclip(p, caches)?;
         }
         Ok(())

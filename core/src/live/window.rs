@@ -12,6 +12,8 @@ use super::channel::{ChannelSnapshot, TrackArchive};
 /// Tolerance at the window's start, so tracks whose fragments start a few milliseconds apart
 /// (audio priming) keep the fragment that covers the window's first instant.
 const START_TOLERANCE_MS: u64 = 500;
+/// Fewest segments a live window lists when the channel has them.
+const MIN_SEGMENTS: usize = 3;
 
 /// What the packagers know of a live presentation.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,30 +94,78 @@ fn secs(ticks: u64, timescale: u32) -> f64 {
     ticks as f64 / f64::from(timescale.max(1))
 }
 
-/// The window of `snapshot` for a window length of `dvr_window_secs`.
-pub fn window(
-    snapshot: &ChannelSnapshot,
-    dvr_window_secs: u64,
-    retain_secs: Option<u64>,
-) -> Window<'_> {
-    let ended = snapshot.state() == "stopped";
-    let edge = snapshot
+/// What a request asks of a live window.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WindowRequest {
+    /// DVR window, seconds.
+    pub dvr_window_secs: u64,
+    /// What the archive keeps, seconds (`None`: everything).
+    pub retain_secs: Option<u64>,
+    /// The window ends this long before the live edge (`time_shift`).
+    pub time_shift_secs: u64,
+    /// `vbegin` / `vend` as media times (seconds): a part of the archive, played as a static
+    /// presentation once it lies wholly before the live edge.
+    pub begin: Option<f64>,
+    pub end: Option<f64>,
+    /// `usp_dynamic_time_shift_buffer_depth`: the advertised depth is what the window holds.
+    pub dynamic_depth: bool,
+}
+
+/// The window of `snapshot` a request plays.
+pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
+    let tolerance = START_TOLERANCE_MS as f64 / 1000.0;
+    let stopped = snapshot.state() == "stopped";
+    let live_edge = snapshot
         .tracks
         .iter()
         .filter_map(|t| t.media().next_back().map(|r| secs(r.end(), t.timescale)))
         .fold(0.0f64, f64::max);
-    let first = if ended {
-        f64::MIN
-    } else {
-        edge - dvr_window_secs as f64 - START_TOLERANCE_MS as f64 / 1000.0
-    };
+    // The last instant the window shows, and its first.
+    let mut edge = live_edge - asked.time_shift_secs as f64;
+    let mut first = edge - asked.dvr_window_secs as f64 - tolerance;
+    let mut ended = stopped;
+    if stopped && asked.time_shift_secs == 0 {
+        first = f64::MIN;
+    }
+    if let Some(end) = asked.end {
+        edge = edge.min(end);
+        ended |= end <= live_edge;
+    }
+    if let Some(begin) = asked.begin {
+        first = begin - tolerance;
+        if asked.end.is_none() && !stopped {
+            // From vbegin to the live edge: still live.
+            edge = edge.max(live_edge - asked.time_shift_secs as f64);
+        }
+    }
+    // A live playlist holds at least three segments (RFC 8216 §6.2.2), whatever the window.
+    if asked.begin.is_none() && !ended {
+        let third_last = snapshot
+            .tracks
+            .iter()
+            .filter_map(|t| {
+                let shown: Vec<&Record> = t
+                    .media()
+                    .filter(|r| secs(r.end(), t.timescale) <= edge + tolerance)
+                    .collect();
+                let r = shown.len().checked_sub(MIN_SEGMENTS).map(|k| shown[k])?;
+                Some(secs(r.start, t.timescale))
+            })
+            .fold(f64::MAX, f64::min);
+        if third_last < f64::MAX {
+            first = first.min(third_last - tolerance);
+        }
+    }
     let mut tracks = Vec::new();
     let mut cuts = Vec::new();
     let mut window_start = f64::MAX;
     for t in &snapshot.tracks {
         let records: Vec<Record> = t
             .media()
-            .filter(|r| secs(r.start, t.timescale) >= first)
+            .filter(|r| {
+                secs(r.start, t.timescale) >= first
+                    && secs(r.end(), t.timescale) <= edge + tolerance
+            })
             .copied()
             .collect();
         let Some(head) = records.first() else {
@@ -129,6 +179,16 @@ pub fn window(
         });
         tracks.push((t, records));
     }
+    let window_start = if window_start == f64::MAX {
+        0.0
+    } else {
+        window_start
+    };
+    let dvr_window_secs = if asked.dynamic_depth {
+        ((edge - window_start).ceil().max(0.0) as u64).min(asked.dvr_window_secs)
+    } else {
+        asked.dvr_window_secs
+    };
     Window {
         tracks,
         info: LiveInfo {
@@ -137,16 +197,9 @@ pub fn window(
             now_ms: snapshot.now_ms,
             ended,
             dvr_window_secs,
-            retain_secs,
+            retain_secs: asked.retain_secs,
             cuts,
-            window: (
-                if window_start == f64::MAX {
-                    0.0
-                } else {
-                    window_start
-                },
-                edge,
-            ),
+            window: (window_start, edge.min(live_edge)),
         },
     }
 }
