@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from harness import ROOT
-from test_vod import FIXTURES, MPD_NS
+from test_vod import FIXTURES, ISMTOOL, MPD_NS
 
 SOURCE = FIXTURES / "progressive.mp4"  # 4 s, H.264 + AAC, 2 s GOPs
 LOOPS = 3  # pushes of 4 × 4 s = 16 s
@@ -711,3 +711,46 @@ def test_a_segment_branded_lmsg_ends_the_stream(live):
                          ).status_code == 200
     assert state(live, "l") == "stopped"
     assert ET.fromstring(live.get("/live/l.isml/.mpd").content).get("type") == "static"
+
+
+def test_timestamps_going_back_on_a_stopped_stream(live):
+    """409, unless the channel says a reconnecting encoder starts a new timeline."""
+    init, fragments = cmaf_stream(live, loops=1)
+    styp_lmsg = (20).to_bytes(4, "big") + b"stypmsdh\0\0\0\0lmsg"
+    for channel, restart in (("norestart", None), ("restart", "true")):
+        if restart:
+            subprocess.run([str(ISMTOOL), "create", "-o", str(live.root / "live" / f"{channel}.isml"),
+                            "--restart_on_encoder_reconnect=true"], check=True)
+            (live.root / "live" / f"{channel}.isml").chmod(0o666)
+        url = live.url(f"/live/{channel}.isml/Streams(video.cmfv)")
+        assert chunked_post(live, f"/live/{channel}.isml/Streams(video.cmfv)",
+                            [init, *fragments[:-1], styp_lmsg + fragments[-1]]) == 200
+        assert state(live, channel) == "stopped"
+        before = timeline(live.get(f"/live/{channel}.isml/.mpd").text)
+        # The encoder comes back with its clock restarted: its first fragment again, but a
+        # fragment cut differently (the first fragment's second half) never matches one held.
+        status = requests.post(url, data=init + fragments[0]).status_code
+        if restart:
+            assert status == 200
+            assert state(live, channel) == "started"
+            assert timeline(live.get(f"/live/{channel}.isml/.mpd").text) == before[:1]
+        else:
+            # The same fragment again is a duplicate (200); a new one before the end is 409.
+            assert status == 200
+            shifted = requests.post(url, data=init + shift_fragment(fragments[0], 256))
+            assert shifted.status_code == 409
+            assert timeline(live.get(f"/live/{channel}.isml/.mpd").text) == before
+
+
+def shift_fragment(fragment, ticks):
+    """The fragment with its tfdt moved `ticks` later."""
+    at = fragment.find(b"tfdt")
+    version = fragment[at + 4]
+    data = bytearray(fragment)
+    if version == 1:
+        t = int.from_bytes(data[at + 8:at + 16], "big") + ticks
+        data[at + 8:at + 16] = t.to_bytes(8, "big")
+    else:
+        t = int.from_bytes(data[at + 8:at + 12], "big") + ticks
+        data[at + 8:at + 12] = t.to_bytes(4, "big")
+    return bytes(data)

@@ -348,6 +348,12 @@ impl Request {
             Ok(mut answer) => {
                 if let Some((_, live)) = &self.live_window {
                     answer.expiry = Some(live_expiry(live, &answer));
+                    // A fragment was last modified when it was ingested.
+                    if let Body::Fragment { plan, .. } = &answer.body {
+                        if let Some(ms) = live.ingested_at(plan.start_time) {
+                            answer.modified = ms.div_euclid(1000);
+                        }
+                    }
                 }
                 Ok(answer)
             }

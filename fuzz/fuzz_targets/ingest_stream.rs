@@ -1,7 +1,14 @@
-//! Feeds arbitrary bytes to the ingest box stream in chunks whose sizes come from the input,
-//! then parses every complete moov / moof it yields.
+//! Feeds arbitrary bytes, in chunks whose sizes come from the input, to what live ingest runs:
+//! the box stream, the ingest parser, and a whole ingest session writing a channel's archive
+//! (in a scratch directory), then reads the channel back and indexes its window as egress
+//! would. Nothing may panic; whatever the session acknowledged must read back.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use origin_core::index::build_index;
+use origin_core::live::channel::ChannelReader;
+use origin_core::live::ingest::IngestParser;
+use origin_core::live::session::IngestSession;
+use origin_core::live::window::{window, WindowRequest};
 use origin_core::mp4::fragment::Moof;
 use origin_core::mp4::moov::Moov;
 use origin_core::mp4::stream::BoxStream;
@@ -32,4 +39,41 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
     }
+
+    let mut parser = IngestParser::new();
+    let mut events = Vec::new();
+    for c in rest.chunks(chunk) {
+        if parser.push(c, &mut events).is_err() {
+            break;
+        }
+    }
+    let _ = parser.finish();
+
+    let dir = std::env::temp_dir().join(format!("origin-fuzz-ingest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let isml = dir.join("ch.isml");
+    if let Ok(mut session) = IngestSession::open(&isml, "s", true) {
+        for c in rest.chunks(chunk) {
+            if session.push(c, 1_000).is_err() {
+                break;
+            }
+        }
+        let _ = session.finish(2_000);
+    }
+    let mut reader = ChannelReader::new();
+    if let Ok(channel) = reader.snapshot(&isml) {
+        let w = window(
+            &channel,
+            WindowRequest {
+                dvr_window_secs: 30,
+                ..WindowRequest::default()
+            },
+        );
+        for (track, records) in &w.tracks {
+            let source = track.source("t", records).expect("acknowledged fragments read back");
+            let _ = build_index(&source);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 });

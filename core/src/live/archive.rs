@@ -480,12 +480,14 @@ impl TrackWriter {
             file_no = last.file_no;
             file_offset = last.file_offset + u64::from(last.size);
             if start < last.end() {
-                if self.holds_start(start, count).map_err(&err)? {
-                    return Ok((Appended::Duplicate, None));
-                }
                 let stopped = last.is_end_marker();
+                // A stopped stream whose encoder comes back with earlier times: a new timeline
+                // when the channel says so (even at times the old one held).
                 if stopped && retention.restart_on_reconnect {
                     return Ok((Appended::Restart, None));
+                }
+                if self.holds_start(start, count).map_err(&err)? {
+                    return Ok((Appended::Duplicate, None));
                 }
                 if stopped {
                     return Err(IngestError::Conflict(format!(

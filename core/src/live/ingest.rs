@@ -6,7 +6,8 @@
 //! The parser keeps at most one box (one fragment) in memory, and refuses a box larger than
 //! the limit of its kind before it buffers it.
 
-use crate::mp4::reader::{parse_box_header, FourCC};
+use crate::mp4::reader::FourCC;
+use crate::mp4::stream::{BoxStream, StreamBox};
 use crate::mp4::Mp4Error;
 
 /// Largest `moov`, `ftyp`, live manifest or other small box accepted.
@@ -36,13 +37,9 @@ pub enum IngestError {
     /// Timestamps before what the track already holds on a stopped stream (409).
     #[error("{0}")]
     Conflict(String),
-    /// The stream ended inside a box.
-    #[error("the stream ended inside a {fourcc} box ({have} of {size} bytes)")]
-    Truncated {
-        fourcc: FourCC,
-        have: u64,
-        size: u64,
-    },
+    /// The stream ended inside a box (or a fragment), `have` bytes into it.
+    #[error("the stream ended inside a box or fragment, {have} bytes into it")]
+    Truncated { have: u64 },
     /// The archive could not be written (5xx).
     #[error("{path}: {source}")]
     Storage {
@@ -99,105 +96,132 @@ pub enum Event {
     End,
 }
 
-/// An incremental box parser for one ingest request body.
-#[derive(Debug, Default)]
+/// An incremental parser for one ingest request body: boxes from a [`BoxStream`], paired
+/// and classified.
+#[derive(Debug)]
 pub struct IngestParser {
-    buf: Vec<u8>,
-    /// Stream offset of `buf[0]`.
-    offset: u64,
+    boxes: BoxStream,
+    scratch: Vec<StreamBox>,
     ftyp: Vec<u8>,
+    /// A `moof` waiting for its `mdat`, and where it began in the stream.
+    moof: Option<(Vec<u8>, u64)>,
     /// The last `styp` carried `lmsg`.
     lmsg: bool,
 }
 
+impl Default for IngestParser {
+    fn default() -> Self {
+        IngestParser::new()
+    }
+}
+
 impl IngestParser {
     pub fn new() -> IngestParser {
-        IngestParser::default()
+        IngestParser {
+            // Only media may be large: every other box is refused past MAX_HEADER_BOX before
+            // it is buffered.
+            boxes: BoxStream::new(MAX_FRAGMENT).with_limits(|fourcc| {
+                if fourcc == FourCC::new(b"mdat") {
+                    u64::MAX
+                } else {
+                    MAX_HEADER_BOX
+                }
+            }),
+            scratch: Vec::new(),
+            ftyp: Vec::new(),
+            moof: None,
+            lmsg: false,
+        }
     }
 
     /// Bytes received so far that are not yet a whole box.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.boxes.buffered() + self.moof.as_ref().map_or(0, |(m, _)| m.len())
     }
 
     /// Feeds the next bytes of the body; returns what they completed, in order.
     pub fn push(&mut self, data: &[u8], events: &mut Vec<Event>) -> Result<(), IngestError> {
-        self.buf.extend_from_slice(data);
-        while let Some(event) = self.next_box()? {
-            if let Some(e) = event {
-                events.push(e);
+        let mut boxes = std::mem::take(&mut self.scratch);
+        let pushed = self.boxes.push(data, &mut boxes);
+        let mut result = Ok(());
+        for b in boxes.drain(..) {
+            match self.take(b) {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
-        Ok(())
+        boxes.clear();
+        self.scratch = boxes;
+        pushed?;
+        result
     }
 
     /// The body ended: errors when it ended inside a box (what came before stands).
     pub fn finish(&mut self) -> Result<(), IngestError> {
-        if self.buf.is_empty() {
-            return Ok(());
+        let waiting = self.moof.take().map_or(0, |(moof, _)| moof.len());
+        let have = (self.boxes.buffered() + waiting) as u64;
+        if have > 0 {
+            return Err(IngestError::Truncated { have });
         }
-        let (fourcc, size) = match parse_box_header(&self.buf, self.offset, None) {
-            Ok(Some(h)) => (h.fourcc, h.size),
-            _ => (FourCC::new(b"????"), 8),
-        };
-        let have = self.buf.len() as u64;
-        self.buf.clear();
-        Err(IngestError::Truncated { fourcc, have, size })
+        Ok(())
     }
 
-    /// `Some(Some(event))`, `Some(None)` for a box that makes no event, `None` when the next
-    /// box is not whole yet.
-    fn next_box(&mut self) -> Result<Option<Option<Event>>, IngestError> {
-        let Some(h) = parse_box_header(&self.buf, self.offset, None)? else {
-            return Ok(None);
-        };
-        let limit = match &h.fourcc.0 {
-            b"moof" => MAX_HEADER_BOX,
+    fn take(&mut self, b: StreamBox) -> Result<Option<Event>, IngestError> {
+        let h = b.header;
+        if let Some((moof, offset)) = self.moof.take() {
+            if h.fourcc != FourCC::new(b"mdat") {
+                return Err(IngestError::Malformed(format!(
+                    "moof at offset {offset} is followed by {}, not mdat",
+                    h.fourcc
+                )));
+            }
+            let moof_len = moof.len();
+            let mut bytes = moof;
+            bytes.extend_from_slice(&b.data);
+            return Ok(Some(Event::Fragment(RawFragment {
+                bytes,
+                moof_len,
+                stream_offset: offset,
+                last: std::mem::take(&mut self.lmsg),
+            })));
+        }
+        Ok(match &h.fourcc.0 {
+            b"moof" => {
+                self.moof = Some((b.data, h.offset));
+                None
+            }
             b"mdat" => {
                 return Err(IngestError::Malformed(format!(
                     "mdat at offset {} without a moof before it",
                     h.offset
                 )))
             }
-            _ => MAX_HEADER_BOX,
-        };
-        if h.size > limit {
-            return Err(IngestError::Mp4(Mp4Error::TooLarge {
-                fourcc: h.fourcc,
-                offset: h.offset,
-                what: "box size",
-                value: h.size,
-                limit,
-            }));
-        }
-        if h.fourcc == FourCC::new(b"moof") {
-            return self.fragment(h.size);
-        }
-        if (self.buf.len() as u64) < h.size {
-            return Ok(None);
-        }
-        let size = h.size as usize;
-        let body = &self.buf[h.header_size as usize..size];
-        let event = match &h.fourcc.0 {
             b"ftyp" => {
-                self.ftyp = self.buf[..size].to_vec();
+                self.ftyp = b.data;
                 None
             }
             b"styp" => {
                 // major brand, minor version, compatible brands.
-                self.lmsg = body
+                self.lmsg = b
+                    .body()
                     .chunks_exact(4)
                     .enumerate()
-                    .any(|(i, b)| i != 1 && b == b"lmsg");
+                    .any(|(i, brand)| i != 1 && brand == b"lmsg");
                 None
             }
             b"moov" => Some(Event::Init {
                 ftyp: std::mem::take(&mut self.ftyp),
-                moov: self.buf[..size].to_vec(),
+                moov: b.data,
             }),
             b"uuid" if h.uuid == Some(UUID_LIVE_MANIFEST) => {
                 // A full box: version and flags, then the SMIL text.
-                Some(Event::Manifest(body.get(4..).unwrap_or_default().to_vec()))
+                Some(Event::Manifest(
+                    b.body().get(4..).unwrap_or_default().to_vec(),
+                ))
             }
             b"mfra" => Some(Event::End),
             // Boxes an encoder may send between fragments: kept out of the archive.
@@ -209,55 +233,7 @@ impl IngestParser {
                     h.fourcc, h.offset
                 )))
             }
-        };
-        self.consume(size);
-        Ok(Some(event))
-    }
-
-    /// A `moof` at the start of the buffer: its fragment once the `mdat` after it is whole.
-    fn fragment(&mut self, moof_size: u64) -> Result<Option<Option<Event>>, IngestError> {
-        let moof_len = moof_size as usize;
-        if self.buf.len() < moof_len {
-            return Ok(None);
-        }
-        let Some(m) = parse_box_header(&self.buf[moof_len..], self.offset + moof_size, None)?
-        else {
-            return Ok(None);
-        };
-        if m.fourcc != FourCC::new(b"mdat") {
-            return Err(IngestError::Malformed(format!(
-                "moof at offset {} is followed by {}, not mdat",
-                self.offset, m.fourcc
-            )));
-        }
-        let total = moof_size + m.size;
-        if total > MAX_FRAGMENT {
-            return Err(IngestError::Mp4(Mp4Error::TooLarge {
-                fourcc: m.fourcc,
-                offset: m.offset,
-                what: "fragment size",
-                value: total,
-                limit: MAX_FRAGMENT,
-            }));
-        }
-        if (self.buf.len() as u64) < total {
-            return Ok(None);
-        }
-        let rest = self.buf.split_off(total as usize);
-        let bytes = std::mem::replace(&mut self.buf, rest);
-        let stream_offset = self.offset;
-        self.offset += total;
-        Ok(Some(Some(Event::Fragment(RawFragment {
-            bytes,
-            moof_len,
-            stream_offset,
-            last: std::mem::take(&mut self.lmsg),
-        }))))
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
-        self.offset += n as u64;
+        })
     }
 }
 

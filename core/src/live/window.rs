@@ -42,6 +42,8 @@ pub struct TrackCuts {
     pub src: String,
     /// Decode times (track timescale) of the fragments in the window.
     pub starts: Vec<u64>,
+    /// When each was ingested, ms since the Unix epoch.
+    pub ingested_ms: Vec<i64>,
     /// Number of the first (its position in the channel, from 1).
     pub first_number: u64,
 }
@@ -77,6 +79,14 @@ impl LiveInfo {
         } else {
             LivePlace::Gap
         }
+    }
+
+    /// When the fragment of some track that starts at `start` was ingested.
+    pub fn ingested_at(&self, start: u64) -> Option<i64> {
+        self.cuts.iter().find_map(|c| {
+            let k = c.starts.binary_search(&start).ok()?;
+            c.ingested_ms.get(k).copied()
+        })
     }
 
     pub fn cuts_of(&self, src: &str) -> Option<&TrackCuts> {
@@ -175,6 +185,7 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
         cuts.push(TrackCuts {
             src: format!("{}/{}", snapshot.archive_name, t.dir_name),
             starts: records.iter().map(|r| r.start).collect(),
+            ingested_ms: records.iter().map(|r| r.ingest_ms).collect(),
             first_number: head.seq + 1,
         });
         tracks.push((t, records));

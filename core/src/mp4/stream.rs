@@ -31,6 +31,8 @@ pub struct BoxStream {
     /// Stream offset of `buf[0]`.
     offset: u64,
     max_box: u64,
+    /// A lower limit for some box types (checked at the header, like `max_box`).
+    limit_of: fn(FourCC) -> u64,
     failed: bool,
 }
 
@@ -47,8 +49,16 @@ impl BoxStream {
             buf: Vec::new(),
             offset: 0,
             max_box,
+            limit_of: |_| u64::MAX,
             failed: false,
         }
+    }
+
+    /// Refuses boxes of some types at a lower size than `max_box` (`limit_of` gives the limit of
+    /// a box type).
+    pub fn with_limits(mut self, limit_of: fn(FourCC) -> u64) -> BoxStream {
+        self.limit_of = limit_of;
+        self
     }
 
     /// Bytes received but not yet returned as boxes.
@@ -88,13 +98,14 @@ impl BoxStream {
             let Some(header) = parse_box_header(rest, abs, None)? else {
                 break;
             };
-            if header.size > self.max_box {
+            let limit = self.max_box.min((self.limit_of)(header.fourcc));
+            if header.size > limit {
                 return Err(Mp4Error::TooLarge {
                     fourcc: header.fourcc,
                     offset: abs,
                     what: "box size",
                     value: header.size,
-                    limit: self.max_box,
+                    limit,
                 });
             }
             let size = header.size as usize;

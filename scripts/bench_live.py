@@ -1,0 +1,280 @@
+"""Live benchmark: what the issue asks to measure, against a real nginx with the module.
+
+1. Latency: from a fragment's last byte (a per-segment CMAF POST) to its first appearance in
+   an MPD served by the other worker (2 workers; every answer names its worker).
+2. Ingest capacity: one worker, pinned to CPU 0, ingesting C channels of 6 Mbit/s in real time
+   (a 2-second fragment per channel every 2 s, per-segment POSTs) while a client polls their
+   manifests; the worker's CPU share, the fragments acknowledged, the slowest acknowledgement.
+3. Live manifest CPU: worker CPU per request of a live channel's MPD / HLS playlist with a
+   30-second window, against a VOD manifest of the same length, in the same run (wrk).
+
+    python scripts/bench_live.py [--channels 50] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench import cpu_seconds, measure  # noqa: E402
+from harness import Nginx, builds  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "progressive.mp4"
+MEDIA = ROOT / "build" / "media"
+
+
+def cmaf(path: Path, args: list[str]) -> tuple[bytes, list[bytes]]:
+    """A CMAF video stream made by ffmpeg (cached), as its init segment and fragments."""
+    if not path.exists():
+        subprocess.run(["ffmpeg", "-v", "error", *args, "-an", "-movflags",
+                        "empty_moov+separate_moof+default_base_moof+cmaf+frag_keyframe",
+                        "-f", "mp4", "-y", str(path)], check=True)
+    data = path.read_bytes()
+    boxes, at = [], 0
+    while at < len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        boxes.append((data[at + 4:at + 8], data[at:at + size]))
+        at += size
+    init = b"".join(b for t, b in boxes if t in (b"ftyp", b"moov"))
+    fragments, moof = [], b""
+    for t, b in boxes:
+        if t == b"moof":
+            moof = b
+        elif t == b"mdat":
+            fragments.append(moof + b)
+    return init, fragments
+
+
+def small_stream(loops: int) -> tuple[bytes, list[bytes]]:
+    return cmaf(MEDIA / f"live-small-{loops}.cmfv",
+                ["-stream_loop", str(loops), "-i", str(FIXTURE), "-c", "copy"])
+
+
+def six_megabit_stream() -> tuple[bytes, list[bytes]]:
+    """20 s of 1280x720 at 6 Mbit/s (constant rate), 2-second GOPs."""
+    return cmaf(MEDIA / "live-6m.cmfv",
+                ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-t", "20",
+                 "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-minrate", "6M",
+                 "-maxrate", "6M", "-bufsize", "3M", "-g", "50", "-keyint_min", "50",
+                 "-sc_threshold", "0", "-x264-params", "nal-hrd=cbr"])
+
+
+def origin(build, workers: int, wrapper=None) -> Nginx:
+    n = Nginx(build, workers=workers, wrapper=wrapper)
+    live = n.root / "live"
+    live.mkdir()
+    live.chmod(0o777)
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+            add_header X-Worker $pid always;
+        }""", main_extra="worker_rlimit_nofile 8192;", worker_connections=4096)
+    return n
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, str]:
+    conn.request("POST", path, body=body)
+    r = conn.getresponse()
+    r.read()
+    return r.status, r.getheader("X-Worker", "")
+
+
+def segments_in(mpd: str) -> int:
+    import re
+    count = 0
+    for element in re.findall(r"<S [^>]*/>", mpd):
+        r = re.search(r' r="(\d+)"', element)
+        count += 1 + (int(r.group(1)) if r else 0)
+    return count
+
+
+def latency(build, fragments_to_send: int = 80) -> list[float]:
+    n = origin(build, workers=2)
+    try:
+        init, fragments = small_stream(loops=fragments_to_send // 2 + 1)
+        path = "/live/lat.isml/Streams(video.cmfv)"
+        ingest = http.client.HTTPConnection("127.0.0.1", n.port)
+        assert post(ingest, path, init)[0] == 200
+        assert post(ingest, path, fragments[0])[0] == 200
+        out = []
+        for k, fragment in enumerate(fragments[1:fragments_to_send], start=2):
+            ingest.request("POST", path, body=fragment)
+            sent = time.perf_counter()  # the body is written when request() returns
+            response = ingest.getresponse()
+            response.read()
+            post_worker = response.getheader("X-Worker")
+            while True:
+                c = http.client.HTTPConnection("127.0.0.1", n.port)
+                c.request("GET", "/live/lat.isml/.mpd")
+                r = c.getresponse()
+                body = r.read().decode()
+                worker = r.getheader("X-Worker")
+                c.close()
+                if worker != post_worker and segments_in(body) >= min(k, 15):
+                    out.append((time.perf_counter() - sent) * 1000)
+                    break
+        return out
+    finally:
+        n.cleanup()
+
+
+def capacity(build, channels: int, seconds: int) -> dict:
+    n = origin(build, workers=1, wrapper=["taskset", "-c", "0"])
+    try:
+        init, fragments = six_megabit_stream()
+        worker = n.worker_pids()[0]
+        acks: list[float] = []
+        failures: list[str] = []
+        rounds = seconds // 2
+        start = time.monotonic() + 1.0
+
+        def encoder(ch: int):
+            conn = http.client.HTTPConnection("127.0.0.1", n.port, timeout=30)
+            path = f"/live/c{ch}.isml/Streams(video.cmfv)"
+            try:
+                post(conn, path, init)
+                for k in range(rounds):
+                    due = start + 2 * k + (ch % 20) * 0.1
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    t0 = time.monotonic()
+                    status, _ = post(conn, path, fragments[k % len(fragments)] if k < len(fragments)
+                                     else shifted(fragments, k))
+                    acks.append(time.monotonic() - t0)
+                    if status != 200:
+                        failures.append(f"c{ch}: {status}")
+            except OSError as e:
+                failures.append(f"c{ch}: {e}")
+
+        def viewer(stop: threading.Event, served: list[int]):
+            conn = http.client.HTTPConnection("127.0.0.1", n.port, timeout=30)
+            ch = 0
+            while not stop.is_set():
+                conn.request("GET", f"/live/c{ch % channels}.isml/.mpd")
+                r = conn.getresponse()
+                r.read()
+                served.append(r.status)
+                ch += 1
+                time.sleep(0.01)
+
+        before = cpu_seconds(worker)
+        wall0 = time.monotonic()
+        threads = [threading.Thread(target=encoder, args=(c,)) for c in range(channels)]
+        stop, served = threading.Event(), []
+        v = threading.Thread(target=viewer, args=(stop, served))
+        for t in threads:
+            t.start()
+        v.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        v.join()
+        wall = time.monotonic() - wall0
+        cpu = cpu_seconds(worker) - before
+        return {
+            "channels": channels,
+            "fragments": len(acks),
+            "failures": failures[:5],
+            "cpu_share": cpu / wall,
+            "ack_p50_ms": statistics.median(acks) * 1000 if acks else 0,
+            "ack_max_ms": max(acks) * 1000 if acks else 0,
+            "manifests_served": len(served),
+            "mbit_per_s": sum(len(f) for f in fragments[:rounds]) * 8 / (2 * rounds) / 1e6,
+        }
+    finally:
+        n.cleanup()
+
+
+def shifted(fragments: list[bytes], k: int) -> bytes:
+    """Fragment k of an endless stream made of the file's fragments, its times moved on."""
+    base = fragments[k % len(fragments)]
+    laps = k // len(fragments)
+    at = base.find(b"tfdt")
+    data = bytearray(base)
+    # 20 s per lap at the 12 800 timescale ffmpeg gives 25 fps video.
+    step = laps * 20 * 12800
+    if data[at + 4] == 1:
+        t = int.from_bytes(data[at + 8:at + 16], "big") + step
+        data[at + 8:at + 16] = t.to_bytes(8, "big")
+    else:
+        t = int.from_bytes(data[at + 8:at + 12], "big") + step
+        data[at + 8:at + 12] = t.to_bytes(4, "big")
+    return bytes(data)
+
+
+def manifests(build, seconds: int) -> dict:
+    n = origin(build, workers=1, wrapper=["taskset", "-c", "0"])
+    try:
+        init, fragments = small_stream(loops=7)  # 32 s: a 30-second window
+        ingest = http.client.HTTPConnection("127.0.0.1", n.port)
+        for body in [init, *fragments]:
+            assert post(ingest, "/live/m.isml/Streams(video.cmfv)", body)[0] == 200
+        # The same media as VOD: the stream as one file, in a server manifest.
+        vod = n.root / "vod"
+        vod.mkdir()
+        (vod / "m.cmfv").write_bytes((MEDIA / "live-small-7.cmfv").read_bytes())
+        subprocess.run([str(ROOT / "target" / "release" / "ismtool"), "create", "-o",
+                        str(vod / "m.ism"), str(vod / "m.cmfv")], check=True,
+                       capture_output=True)
+        for p in vod.iterdir():
+            p.chmod(0o644)
+        n.stop()
+        n.start(f"""
+            location /live/ {{ usp_handle_ism; client_max_body_size 0; }}
+            location /vod/ {{ usp_handle_ism; }}""")
+        live_variant = "/live/m.isml/m-video=" + _bitrate(n, "/live/m.isml/.m3u8") + ".m3u8"
+        vod_variant = "/vod/m.ism/m-video=" + _bitrate(n, "/vod/m.ism/.m3u8") + ".m3u8"
+        out = {}
+        for name, urls in [("live MPD", ["/live/m.isml/.mpd"]), ("VOD MPD", ["/vod/m.ism/.mpd"]),
+                           ("live HLS playlist", [live_variant]), ("VOD HLS playlist", [vod_variant])]:
+            us, rps, _ = measure(n, urls, seconds)
+            out[name] = (us, rps)
+        return out
+    finally:
+        n.cleanup()
+
+
+def _bitrate(n: Nginx, master: str) -> str:
+    text = n.get(master).text
+    line = next(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+    return line.rsplit("=", 1)[1].removesuffix(".m3u8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--channels", type=int, default=50)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--skip", default="", help="comma-separated: latency,capacity,manifests")
+    a = ap.parse_args()
+    build = next(b for b in builds() if "1.28" in b.name)
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    skip = set(a.skip.split(","))
+    if "latency" not in skip:
+        lat = sorted(latency(build))
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print(f"latency, fragment's last byte to the other worker's MPD, {len(lat)} fragments: "
+              f"p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms")
+    if "capacity" not in skip:
+        r = capacity(build, a.channels, a.seconds)
+        print(f"capacity: {r['channels']} channels x {r['mbit_per_s']:.1f} Mbit/s on one worker "
+              f"(CPU 0): worker CPU {r['cpu_share'] * 100:.0f}% of a core, {r['fragments']} "
+              f"fragments acknowledged (p50 {r['ack_p50_ms']:.0f} ms, max {r['ack_max_ms']:.0f} ms), "
+              f"{r['manifests_served']} manifests served meanwhile, failures: {r['failures']}")
+    if "manifests" not in skip:
+        for name, (us, rps) in manifests(build, 10).items():
+            print(f"{name:20s} {us:8.1f} us worker CPU per request ({rps:.0f} req/s)")
+
+
+if __name__ == "__main__":
+    main()
