@@ -71,7 +71,8 @@ def six_megabit_stream() -> tuple[bytes, list[bytes]]:
 
 
 def origin(build, workers: int, wrapper=None) -> Nginx:
-    n = Nginx(build, workers=workers, wrapper=wrapper)
+    # The release module (not the test-hooks one).
+    n = Nginx(build, workers=workers, wrapper=wrapper, module=build.module)
     live = n.root / "live"
     live.mkdir()
     live.chmod(0o777)

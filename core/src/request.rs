@@ -307,7 +307,7 @@ impl Request {
             return Err(e);
         }
         match self.run(caches) {
-            Ok(answer) => Ok(Step::Done(answer)),
+            Ok(answer) => Ok(Step::Done(self.live_headers(answer))),
             Err(Stop::Need(need)) => Ok(Step::Need(need)),
             Err(Stop::Fail(e)) => Err(e),
         }
@@ -322,10 +322,21 @@ impl Request {
             // Manifests are pure functions of the request and the files' versions: a worker
             // answers a repeated one from its cache before it looks at any index (a 2-hour
             // title's playlists take a millisecond to write).
-            // Live manifests carry the time they were made (DASH UTCTiming): not cached.
-            if is_manifest(&self.route.target) && self.live_window.is_none() {
+            // A live MPD carries the time it was made (UTCTiming): not cached. Other live
+            // manifests are keyed by the window's state too (an ended stream changes them
+            // without changing the fragments in the window).
+            let live_key = match &self.live_window {
+                None => Some(String::new()),
+                Some((_, info))
+                    if !info.ended && self.route.target == Target::Dash(DashTarget::Manifest) =>
+                {
+                    None
+                }
+                Some((_, info)) => Some(format!("{}|{}|", info.ended, info.updated_ms)),
+            };
+            if let (true, Some(live_key)) = (is_manifest(&self.route.target), live_key) {
                 let mut key = format!(
-                    "{}|{}|{:?}|{:?}|",
+                    "{}|{}|{:?}|{:?}|{live_key}",
                     self.route.manifest_path, files.modified, self.route.target, self.route.options
                 );
                 for b in &files.versions {
@@ -345,20 +356,21 @@ impl Request {
                 self.missing_segment(&path)
                     .unwrap_or(Error::NotFound { path }),
             )),
-            Ok(mut answer) => {
-                if let Some((_, live)) = &self.live_window {
-                    answer.expiry = Some(live_expiry(live, &answer));
-                    // A fragment was last modified when it was ingested.
-                    if let Body::Fragment { plan, .. } = &answer.body {
-                        if let Some(ms) = live.ingested_at(plan.start_time) {
-                            answer.modified = ms.div_euclid(1000);
-                        }
-                    }
-                }
-                Ok(answer)
-            }
             other => other,
         }
+    }
+
+    /// A live answer's expiry, and a fragment's Last-Modified: when it was ingested.
+    fn live_headers(&self, mut answer: Answer) -> Answer {
+        if let Some((_, live)) = &self.live_window {
+            answer.expiry = Some(live_expiry(live, &answer));
+            if let Body::Fragment { plan, .. } = &answer.body {
+                if let Some(ms) = live.ingested_at(plan.start_time) {
+                    answer.modified = ms.div_euclid(1000);
+                }
+            }
+        }
+        answer
     }
 
     /// A segment a live window does not hold: before the window, in a gap of it, or not yet

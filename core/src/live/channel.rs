@@ -198,10 +198,21 @@ struct CachedTrack {
     archive: TrackArchive,
 }
 
+/// What an archive directory held when it was last listed.
+#[derive(Debug, Clone)]
+struct Listing {
+    version: (i64, i64, u64),
+    settled: bool,
+    names: Arc<Vec<String>>,
+    /// The anchor file's value, when it was written.
+    anchor_ms: Option<i64>,
+}
+
 /// Reads channels, keeping what did not change since the last request.
 #[derive(Debug, Default)]
 pub struct ChannelReader {
     tracks: HashMap<PathBuf, CachedTrack>,
+    listings: HashMap<PathBuf, Listing>,
 }
 
 /// Most tracks a channel is read with.
@@ -220,9 +231,9 @@ impl ChannelReader {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut tracks = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let listing = match self.listing(&dir)? {
+            Some(l) => l,
+            None => {
                 return Ok(ChannelSnapshot {
                     archive_dir: dir.clone(),
                     archive_name,
@@ -231,18 +242,10 @@ impl ChannelReader {
                     now_ms: 0,
                 })
             }
-            Err(e) => return Err(e),
         };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.contains('='))
-            .collect();
-        names.sort();
-        names.truncate(MAX_TRACKS);
-        for name in names {
-            let track_dir = dir.join(&name);
-            match self.track(&track_dir, &name) {
+        for name in listing.names.iter() {
+            let track_dir = dir.join(name);
+            match self.track(&track_dir, name) {
                 Ok(Some(t)) => tracks.push(t),
                 Ok(None) => {}
                 // A track being created or removed right now: read it next time.
@@ -250,10 +253,10 @@ impl ChannelReader {
                 Err(e) => return Err(e),
             }
         }
-        // Tracks removed meanwhile (a restart, a deleted channel) are forgotten.
-        self.tracks
-            .retain(|path, _| !path.starts_with(&dir) || path.exists());
-        let anchor_ms = read_anchor(&dir, &tracks)?;
+        let anchor_ms = match listing.anchor_ms {
+            Some(a) => a,
+            None => anchor_from_records(&tracks),
+        };
         Ok(ChannelSnapshot {
             archive_dir: dir,
             archive_name,
@@ -261,6 +264,58 @@ impl ChannelReader {
             anchor_ms,
             now_ms: 0,
         })
+    }
+
+    /// The archive directory's tracks and anchor, read again only when the directory changed
+    /// (a track or the anchor was written: its modification time or link count moved). A
+    /// directory changed less than a second before it was listed is listed again next time:
+    /// its modification time is too coarse to tell two changes in the same tick apart.
+    fn listing(&mut self, dir: &Path) -> io::Result<Option<Listing>> {
+        let meta = match std::fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.listings.remove(dir);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let version = (meta.mtime(), meta.mtime_nsec(), meta.nlink());
+        if let Some(l) = self.listings.get(dir) {
+            if l.version == version && l.settled {
+                return Ok(Some(l.clone()));
+            }
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.contains('='))
+            .collect();
+        names.sort();
+        names.truncate(MAX_TRACKS);
+        // Tracks removed meanwhile (a restart, a deleted channel) are forgotten.
+        self.tracks.retain(|path, _| {
+            !path.starts_with(dir)
+                || path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| names.iter().any(|m| m == n))
+        });
+        let anchor_ms = match std::fs::read_to_string(anchor_path(dir)) {
+            Ok(text) => Some(text.trim().parse().unwrap_or(0)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let age = std::time::SystemTime::now()
+            .duration_since(meta.modified()?)
+            .unwrap_or_default();
+        let listing = Listing {
+            version,
+            settled: age > std::time::Duration::from_secs(1),
+            names: Arc::new(names),
+            anchor_ms,
+        };
+        self.listings.insert(dir.to_path_buf(), listing.clone());
+        Ok(Some(listing))
     }
 
     fn track(&mut self, dir: &Path, name: &str) -> io::Result<Option<TrackArchive>> {
@@ -337,20 +392,16 @@ pub fn anchor_path(archive: &Path) -> PathBuf {
     archive.join("epoch")
 }
 
-/// The anchor written by the first ingest, or (before that) the one the records imply.
-fn read_anchor(dir: &Path, tracks: &[TrackArchive]) -> io::Result<i64> {
-    match std::fs::read_to_string(anchor_path(dir)) {
-        Ok(text) => Ok(text.trim().parse().unwrap_or(0)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(tracks
-            .iter()
-            .filter_map(|t| {
-                let r = t.media().next()?;
-                Some(anchor_for(r.ingest_ms, r.start, t.timescale))
-            })
-            .min()
-            .unwrap_or(0)),
-        Err(e) => Err(e),
-    }
+/// The anchor the records imply, before the first ingest wrote it.
+fn anchor_from_records(tracks: &[TrackArchive]) -> i64 {
+    tracks
+        .iter()
+        .filter_map(|t| {
+            let r = t.media().next()?;
+            Some(anchor_for(r.ingest_ms, r.start, t.timescale))
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch from which media times are taken to be wall-clock times
