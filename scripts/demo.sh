@@ -11,6 +11,10 @@ demo="$root/build/demo"
 say() { printf '==> %s\n' "$*" >&2; }
 
 stop_demo() {
+  if [ -f "$demo/logs/encoder.pid" ] && kill -0 "$(cat "$demo/logs/encoder.pid")" 2>/dev/null; then
+    kill "$(cat "$demo/logs/encoder.pid")"
+    say "stopped the demo encoder"
+  fi
   if [ -f "$demo/logs/nginx.pid" ] && kill -0 "$(cat "$demo/logs/nginx.pid")" 2>/dev/null; then
     kill -QUIT "$(cat "$demo/logs/nginx.pid")"
     say "stopped the demo nginx"
@@ -44,6 +48,13 @@ stop_demo
 mkdir -p "$demo/logs" "$demo/tmp" "$demo/html"
 chmod -R a+rX "$root/build/media" "$demo"
 ln -sfn "$root/build/media" "$demo/html/media"
+# The live channel's publishing point: a 60-second DVR window, archived; the workers write here.
+rm -rf "$demo/html/live"
+mkdir -p "$demo/html/live"
+"$root/target/release/ismtool" create -o "$demo/html/live/channel1.isml" \
+  --dvr_window_length=60 --archiving=1 --archive_length=600
+chmod 0777 "$demo/html/live"
+chmod 0666 "$demo/html/live/channel1.isml"
 
 # The player page and the players it loads (installed by setup.sh from npm).
 cp "$root/demo/index.html" "$demo/html/index.html"
@@ -77,13 +88,22 @@ http {
         listen 127.0.0.1:$port;
         root $demo/html;
         disable_symlinks off;
+        location ^~ /live/ { usp_handle_ism; client_max_body_size 0; }
         location ~ \.(ism|isml|mp4)(/.*)?$ { usp_handle_ism; }
     }
 }
 CONF
 "$root/build/current/sbin/nginx" -p "$demo" -c "$demo/nginx.conf" -e "$demo/logs/error.log"
 
+# A live channel: ffmpeg pushes the 720p rendition with English audio in real time, looping,
+# as a Smooth encoder would (one chunked POST to Streams(encoder1)).
 base="http://127.0.0.1:$port"
+nohup ffmpeg -v error -re -stream_loop -1 -i "$media/ladder-video-720.mp4" \
+  -re -stream_loop -1 -i "$media/ladder-audio-eng.mp4" -map 0:v -map 1:a -c copy \
+  -movflags +isml+delay_moov -f ismv "$base/live/channel1.isml/Streams(encoder1)" \
+  >"$demo/logs/encoder.log" 2>&1 </dev/null &
+echo $! > "$demo/logs/encoder.pid"
+
 cat <<MSG
 
 ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/.*: //'), logs in build/demo/logs):
@@ -95,6 +115,12 @@ ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/
   Smooth Streaming   $base/media/demo.ism/Manifest
   progressive MP4    $base/media/progressive.mp4
   bare MP4 as DASH   $base/media/progressive.mp4/.mpd
+
+  live channel       $base/?p=/live/channel1.isml      (the player page, playing the live channel)
+  live DASH / HLS    $base/live/channel1.isml/.mpd   $base/live/channel1.isml/.m3u8
+  live Smooth        $base/live/channel1.isml/Manifest
+  channel state      $base/live/channel1.isml/state   (and /archive, /statistics?format=json)
+  push your own      ffmpeg -re -i in.mp4 -c copy -movflags +isml -f ismv '$base/live/mine.isml/Streams(enc)'
   the server manifest   build/media/demo.ism   (ismtool inspect / create / route)
 
 stop it with: scripts/demo.sh stop
