@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import cpu_seconds, measure  # noqa: E402
 from harness import Nginx, builds  # noqa: E402
+from test_live import split_cmaf  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "progressive.mp4"
 MEDIA = ROOT / "build" / "media"
@@ -40,20 +41,7 @@ def cmaf(path: Path, args: list[str]) -> tuple[bytes, list[bytes]]:
         subprocess.run(["ffmpeg", "-v", "error", *args, "-an", "-movflags",
                         "empty_moov+separate_moof+default_base_moof+cmaf+frag_keyframe",
                         "-f", "mp4", "-y", str(path)], check=True)
-    data = path.read_bytes()
-    boxes, at = [], 0
-    while at < len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        boxes.append((data[at + 4:at + 8], data[at:at + size]))
-        at += size
-    init = b"".join(b for t, b in boxes if t in (b"ftyp", b"moov"))
-    fragments, moof = [], b""
-    for t, b in boxes:
-        if t == b"moof":
-            moof = b
-        elif t == b"mdat":
-            fragments.append(moof + b)
-    return init, fragments
+    return split_cmaf(path.read_bytes())
 
 
 def small_stream(loops: int) -> tuple[bytes, list[bytes]]:

@@ -66,6 +66,9 @@ pub struct LocConf {
     pub handle_api: Option<bool>,
     pub disable_mmap: Option<bool>,
     pub dynamic_time_shift_buffer_depth: Option<bool>,
+    /// `origin_live_auto_create`: an encoder's first push creates an unknown channel (the
+    /// default); off, only channels made beforehand (an `.isml` file, or PUT) take ingest.
+    pub live_auto_create: Option<bool>,
     pub proxy_pass: Option<Setting<ProxyPassUrl>>,
     /// nginx's proxy content handler, set up by `ism_proxy_pass` on this location: fetch
     /// subrequests go to it.
@@ -94,6 +97,7 @@ impl LocConf {
             "usp_handle_api" => &mut self.handle_api,
             "usp_disable_mmap" => &mut self.disable_mmap,
             "usp_dynamic_time_shift_buffer_depth" => &mut self.dynamic_time_shift_buffer_depth,
+            "origin_live_auto_create" => &mut self.live_auto_create,
             _ => return None,
         })
     }
@@ -189,6 +193,12 @@ impl LocConf {
         if self.remote_ttl.is_none() {
             self.remote_ttl = prev.remote_ttl;
         }
+        // On unless turned off, here or above.
+        self.live_auto_create = Some(
+            self.live_auto_create
+                .or(prev.live_auto_create)
+                .unwrap_or(true),
+        );
         // Like `proxy_pass`, `ism_proxy_pass` is not inherited: nginx's proxy module, which
         // does the reads, is configured in the location that names it and nowhere else.
         // S3 credentials travel as a set: a location that sets any of them does not inherit the
@@ -239,7 +249,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 17] = [
+pub static mut COMMANDS: [ngx_command_t; 18] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -254,6 +264,7 @@ pub static mut COMMANDS: [ngx_command_t; 17] = [
     loc_value(ngx_string!("s3_region")),
     loc_value(ngx_string!("s3_security_token")),
     loc_value(ngx_string!("origin_remote_ttl")),
+    loc_switch(ngx_string!("origin_live_auto_create")),
     ngx_command_t {
         name: ngx_string!("usp_license_key"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,

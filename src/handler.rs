@@ -93,7 +93,7 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
             ));
         }
         let isml = map_to_path(r, route.manifest_path.len())?;
-        return crate::ingest::serve(r, &isml, stream);
+        return crate::ingest::serve(r, &isml, stream, lcf.live_auto_create.unwrap_or(true));
     }
     if route.kind == ManifestKind::Live
         && route.target == Target::Presentation

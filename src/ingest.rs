@@ -38,8 +38,9 @@ pub fn serve(
     r: &mut ngx_http_request_t,
     isml: &str,
     stream: &str,
+    create: bool,
 ) -> Result<ngx_int_t, OriginError> {
-    let mut session = IngestSession::open(std::path::Path::new(isml), stream, true)?;
+    let mut session = IngestSession::open(std::path::Path::new(isml), stream, create)?;
     // SAFETY: the connection outlives its request; addr_text is its peer's address.
     let address = unsafe { crate::driver::ngx_str(&(*r.connection).addr_text) };
     session.set_encoder(&String::from_utf8_lossy(address));
@@ -173,13 +174,8 @@ fn feed(
         while !cl.is_null() {
             let b: *mut ngx_buf_t = (*cl).buf;
             if !b.is_null() {
-                if (*b).in_file() != 0
-                    && (*b).temporary() == 0
-                    && (*b).memory() == 0
-                    && (*b).mmap() == 0
-                    && !(*b).file.is_null()
-                {
-                    feed_file(&*b, session, now)?;
+                if only_in_file(b) {
+                    read_file_buf(&*b, |bytes| Ok(session.push(bytes, now)?))?;
                     (*b).file_pos = (*b).file_last;
                 } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
                     let len = (*b).last.offset_from((*b).pos) as usize;
@@ -194,14 +190,14 @@ fn feed(
     Ok(())
 }
 
-/// A part of the body nginx kept in a temporary file (a body it read whole before we asked).
+/// A part of the body nginx kept in a temporary file (a body it read whole before we asked),
+/// handed to `take` a megabyte at a time.
 ///
 /// # Safety
 /// `b` is a file buffer of the request body, its file open.
-unsafe fn feed_file(
+unsafe fn read_file_buf(
     b: &ngx_buf_t,
-    session: &mut IngestSession,
-    now: i64,
+    mut take: impl FnMut(&[u8]) -> Result<(), OriginError>,
 ) -> Result<(), OriginError> {
     // SAFETY: per the contract, the file is open for the request's lifetime.
     let fd = unsafe { (*b.file).fd };
@@ -211,7 +207,7 @@ unsafe fn feed_file(
     });
     let mut at = b.file_pos as u64;
     let end = b.file_last as u64;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; ((end - at) as usize).min(1 << 20)];
     while at < end {
         let n = ((end - at) as usize).min(buf.len());
         file.read_exact_at(&mut buf[..n], at)
@@ -219,10 +215,25 @@ unsafe fn feed_file(
                 path: "client body temporary file".into(),
                 source,
             })?;
-        session.push(&buf[..n], now)?;
+        take(&buf[..n])?;
         at += n as u64;
     }
     Ok(())
+}
+
+/// True for a buffer whose bytes are only in a file.
+///
+/// # Safety
+/// `b` is a valid buffer.
+unsafe fn only_in_file(b: *const ngx_buf_t) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        (*b).in_file() != 0
+            && (*b).temporary() == 0
+            && (*b).memory() == 0
+            && (*b).mmap() == 0
+            && !(*b).file.is_null()
+    }
 }
 
 /// 200, no body: every fragment of the request is on disk.
@@ -263,25 +274,14 @@ pub fn whole_body(r: &ngx_http_request_t, limit: usize) -> Result<Vec<u8>, Origi
         while !cl.is_null() {
             let b = (*cl).buf;
             if !b.is_null() {
-                if (*b).in_file() != 0
-                    && (*b).temporary() == 0
-                    && (*b).memory() == 0
-                    && !(*b).file.is_null()
-                {
-                    let len = ((*b).file_last - (*b).file_pos) as usize;
-                    if out.len() + len > limit {
+                if only_in_file(b) {
+                    if out.len() + ((*b).file_last - (*b).file_pos) as usize > limit {
                         return Err(too_large());
                     }
-                    let file = std::mem::ManuallyDrop::new(
-                        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd((*(*b).file).fd),
-                    );
-                    let at = out.len();
-                    out.resize(at + len, 0);
-                    file.read_exact_at(&mut out[at..], (*b).file_pos as u64)
-                        .map_err(|source| OriginError::Io {
-                            path: "client body temporary file".into(),
-                            source,
-                        })?;
+                    read_file_buf(&*b, |bytes| {
+                        out.extend_from_slice(bytes);
+                        Ok(())
+                    })?;
                 } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
                     let len = (*b).last.offset_from((*b).pos) as usize;
                     if out.len() + len > limit {

@@ -291,9 +291,8 @@ def test_redundant_encoders_give_each_fragment_once(live):
     assert sum(t["duplicates"] for t in stats["tracks"]) > 0
 
 
-def cmaf_pieces():
-    """The committed CMAF video fixture as an init segment and its fragments."""
-    data = (FIXTURES / "cmaf-video.cmfv").read_bytes()
+def split_cmaf(data):
+    """A CMAF file as its init segment (ftyp + moov) and its fragments (moof + mdat each)."""
     boxes, at = [], 0
     while at < len(data):
         size = int.from_bytes(data[at:at + 4], "big")
@@ -307,6 +306,11 @@ def cmaf_pieces():
         elif t == b"mdat":
             fragments.append(current + b)
     return init, fragments
+
+
+def cmaf_pieces():
+    """The committed CMAF video fixture as an init segment and its fragments."""
+    return split_cmaf((FIXTURES / "cmaf-video.cmfv").read_bytes())
 
 
 def test_per_segment_posts_and_refusals(live):
@@ -340,20 +344,7 @@ def cmaf_stream(origin, loops=3):
                         "-map", "0:v", "-c", "copy", "-movflags",
                         "empty_moov+separate_moof+default_base_moof+cmaf+frag_keyframe",
                         "-f", "mp4", "-y", str(out)], check=True)
-    data = out.read_bytes()
-    boxes, at = [], 0
-    while at < len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        boxes.append((data[at + 4:at + 8], data[at:at + size]))
-        at += size
-    init = b"".join(b for t, b in boxes if t in (b"ftyp", b"moov"))
-    fragments, current = [], b""
-    for t, b in boxes:
-        if t == b"moof":
-            current = b
-        elif t == b"mdat":
-            fragments.append(current + b)
-    return init, fragments
+    return split_cmaf(out.read_bytes())
 
 
 def chunked_post(origin, path, pieces, *, abort=False, pause=0.0):
@@ -754,3 +745,53 @@ def shift_fragment(fragment, ticks):
         t = int.from_bytes(data[at + 8:at + 12], "big") + ticks
         data[at + 8:at + 12] = t.to_bytes(4, "big")
     return bytes(data)
+
+
+def test_without_auto_creation_only_channels_made_beforehand_take_ingest(make_nginx):
+    n = make_nginx()
+    d = n.root / "live"
+    d.mkdir()
+    d.chmod(0o777)
+    subprocess.run([str(ISMTOOL), "create", "-o", str(d / "known.isml"),
+                    "--dvr_window_length=30"], check=True, capture_output=True)
+    (d / "known.isml").chmod(0o666)
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            origin_live_auto_create off;
+            client_max_body_size 0;
+        }""")
+    init, fragments = cmaf_pieces()
+    unknown = requests.post(n.url("/live/unknown.isml/Streams(v)"), data=init + fragments[0])
+    assert unknown.status_code == 404
+    assert not (d / "unknown.isml").exists() and not (d / "unknown.isml.archive").exists()
+    known = requests.post(n.url("/live/known.isml/Streams(v)"), data=init + fragments[0])
+    assert known.status_code == 200
+    assert state(n, "known") == "started"
+
+
+def test_the_archive_is_pruned_to_what_the_channel_keeps(live):
+    d = live.root / "live"
+    subprocess.run([str(ISMTOOL), "create", "-o", str(d / "p.isml"), "--dvr_window_length=4",
+                    "--archive_segment_length=2"], check=True, capture_output=True)
+    (d / "p.isml").chmod(0o666)
+    init, fragments = cmaf_stream(live, loops=3)
+    path = "/live/p.isml/Streams(video.cmfv)"
+    assert chunked_post(live, path, [init, fragments[0]]) == 200
+    mpd = live.get("/live/p.isml/.mpd").text
+    first_t = timeline(mpd)[0][0]
+    rep = re.search(r'Representation id="([^"]*)"', mpd).group(1)
+    assert chunked_post(live, path, fragments[1:]) == 200
+    # A 4-second window (and room for three segments) kept in 2-second data files: the
+    # oldest files are gone.
+    video_dir = next(p for p in (d / "p.isml.archive").iterdir() if p.name.startswith("video"))
+    kept = sorted(p.name for p in video_dir.glob("*.frag"))
+    assert "00000001.frag" not in kept and len(kept) <= 6, kept
+    window = timeline(live.get("/live/p.isml/.mpd").text)
+    assert len(window) == 3 and window[0][0] > first_t
+    # The expired fragment: gone (DASH 410, Smooth 404), the kept ones served.
+    assert live.get(f"/live/p.isml/dash/p-{rep}-{first_t}.dash").status_code == 410
+    name, bitrate = rep.split("=")
+    assert live.get(f"/live/p.isml/QualityLevels({bitrate})/Fragments({name}={first_t})"
+                    ).status_code == 404
+    assert live.get(f"/live/p.isml/dash/p-{rep}-{window[0][0]}.dash").status_code == 200

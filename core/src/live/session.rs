@@ -28,6 +28,8 @@ use crate::source::{PiecesSource, SourceIdentity};
 pub const DEFAULT_ASSEMBLY_SECS: u64 = 2;
 /// Default length of a data file of the archive.
 pub const DEFAULT_ARCHIVE_SEGMENT_SECS: u64 = 60;
+/// Seconds kept past the DVR window (three 2-second segments).
+pub const MIN_WINDOW_MARGIN_SECS: u64 = 6;
 /// Default DVR window.
 pub const DEFAULT_DVR_WINDOW_SECS: u64 = 30;
 
@@ -67,10 +69,12 @@ impl ChannelOptions {
     /// Seconds of media the archive keeps (`None`: all): the archive length when archiving,
     /// else the DVR window.
     pub fn retain_secs(&self) -> Option<u64> {
+        // The window, and room for the three segments a live playlist lists at least.
+        let window = self.dvr_window_secs + MIN_WINDOW_MARGIN_SECS;
         if self.archiving {
-            self.archive_secs.map(|s| s.max(self.dvr_window_secs))
+            self.archive_secs.map(|s| s.max(window))
         } else {
-            Some(self.dvr_window_secs)
+            Some(window)
         }
     }
 
