@@ -80,9 +80,14 @@ def wait_for(check, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def finish(proc, timeout=90):
+def finish(proc, timeout=90, origin=None, channel=None):
+    """Waits for an encoder to exit; with `origin` and `channel`, also until the origin has
+    taken the end of its stream (an encoder may exit before the origin has read its last
+    bytes)."""
     _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
+    if origin is not None:
+        wait_for(lambda: state(origin, channel) == "stopped", what=f"the end of {channel}")
 
 
 def packets(url, stream, loops=0):
@@ -142,11 +147,25 @@ def variant_playlist(origin, channel):
 class Observer(threading.Thread):
     """Polls the live manifests while a push runs and records what players would see."""
 
+    TFRF = bytes.fromhex("d4807ef2ca3946958e5426cb9e46a79f")
+
+    def smooth_lookahead(self, manifest):
+        """Whether the first video fragment of a live Smooth manifest carries `tfrf` (live
+        players require it; it announces the fragments after it that the origin holds)."""
+        index = ET.fromstring(manifest).find("StreamIndex[@Type='video']")
+        chunk = index.find("c")
+        bitrate = index.find("QualityLevel").get("Bitrate")
+        url = index.get("Url").replace("{bitrate}", bitrate).replace("{start time}",
+                                                                       chunk.get("t", "0"))
+        fragment = self.origin.get(f"/live/{self.channel}.isml/{url}")
+        return fragment.status_code == 200 and self.TFRF in fragment.content
+
     def __init__(self, origin, channel):
         super().__init__(daemon=True)
         self.origin, self.channel = origin, channel
         self.stop = threading.Event()
         self.mpds, self.playlists, self.smooth, self.errors = [], [], [], []
+        self.depths, self.tfrf = [], False
 
     def run(self):
         playlist = None
@@ -160,6 +179,12 @@ class Observer(threading.Thread):
                     self.playlists.append(p.text)
                     m = self.origin.get(f"/live/{self.channel}.isml/Manifest")
                     self.smooth.append(m.text)
+                    if not self.tfrf and 'IsLive="TRUE"' in m.text:
+                        self.tfrf = self.smooth_lookahead(m.text)
+                    short = self.origin.get(f"/live/{self.channel}.isml/.mpd?dvr_window_length=4")
+                    long = self.origin.get(f"/live/{self.channel}.isml/.mpd?dvr_window_length=999")
+                    self.depths.append((ET.fromstring(short.content).get("timeShiftBufferDepth"),
+                                        ET.fromstring(long.content).get("timeShiftBufferDepth")))
                     # Every segment a live playlist lists answers.
                     for uri in [ln for ln in p.text.splitlines() if ln and ln[0] != "#"][-3:]:
                         s = self.origin.get(playlist.rsplit("/", 1)[0] + "/" + uri)
@@ -184,7 +209,7 @@ def test_smooth_push_plays_live_and_then_as_its_archive(live):
                                   "-t", "3", "-f", "null", "-"],
                                  capture_output=True, text=True, timeout=60)
             assert out.returncode == 0, out.stderr
-        finish(push)
+        finish(push, origin=live, channel="ch1")
     finally:
         watcher.stop.set()
         push.kill()
@@ -204,6 +229,7 @@ def test_smooth_push_plays_live_and_then_as_its_archive(live):
         assert mpd.get("timeShiftBufferDepth") == "PT30.000S"
         assert mpd.find("d:UTCTiming", MPD_NS) is not None
         assert mpd.get("mediaPresentationDuration") is None
+        assert mpd.get("minimumUpdatePeriod") and mpd.get("suggestedPresentationDelay")
     assert len(starts) == 1 and published == sorted(published)
     # Live HLS: a sliding playlist whose media sequence never goes back.
     sequences = []
@@ -214,6 +240,10 @@ def test_smooth_push_plays_live_and_then_as_its_archive(live):
         sequences.append(int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1)))
     assert sequences and sequences == sorted(sequences)
     assert any('IsLive="TRUE"' in m and "DVRWindowLength" in m for m in watcher.smooth)
+    assert watcher.tfrf
+    # ?dvr_window_length= asks for less than the channel keeps, never more.
+    live_depths = [d for d in watcher.depths if d[0] is not None]
+    assert live_depths and all(d == ("PT4.000S", "PT30.000S") for d in live_depths)
 
     # After the end of the stream: stopped, static, complete, and frame-exact.
     assert state(live, "ch1") == "stopped"
@@ -234,7 +264,7 @@ def test_smooth_push_plays_live_and_then_as_its_archive(live):
 
 
 def test_live_fragments_carry_expiry_and_their_status_outside_the_window(live):
-    finish(push_smooth(live, "ch2", loops=1))
+    finish(push_smooth(live, "ch2", loops=1), origin=live, channel="ch2")
     mpd = live.get("/live/ch2.isml/.mpd").text
     video = timeline(mpd)
     rep = re.search(r'Representation id="(video[^"]*)"', mpd).group(1)
@@ -256,7 +286,7 @@ def test_live_fragments_carry_expiry_and_their_status_outside_the_window(live):
 
 
 def test_cmaf_push_one_post_per_track(live):
-    finish(push_cmaf(live, "ch3"))
+    finish(push_cmaf(live, "ch3"), origin=live, channel="ch3")
     assert state(live, "ch3") == "stopped"
     manifest = (live.root / "live" / "ch3.isml").read_text()
     assert 'trackName" value="video"' in manifest and 'trackName" value="audio"' in manifest
@@ -266,7 +296,8 @@ def test_cmaf_push_one_post_per_track(live):
 
 
 def test_one_moof_per_frame_is_assembled_into_gops(live):
-    finish(push_cmaf(live, "ch4", loops=1, video_flags="+frag_every_frame", realtime=False))
+    finish(push_cmaf(live, "ch4", loops=1, video_flags="+frag_every_frame", realtime=False),
+           origin=live, channel="ch4")
     mpd = live.get("/live/ch4.isml/.mpd").text
     durations = [d for _, d in timeline(mpd)]
     # 2-second GOPs (a frame more where the encoder loops its file), not 40 ms frames.
@@ -281,7 +312,7 @@ def test_redundant_encoders_give_each_fragment_once(live):
     a = push_smooth(live, "ch5")
     b = push_smooth(live, "ch5", copy="b.ismv")
     finish(a)
-    finish(b)
+    finish(b, origin=live, channel="ch5")
     video = timeline(live.get("/live/ch5.isml/.mpd").text)
     assert len(video) == 2 * (LOOPS + 1)
     assert all(t1 == t0 + d0 for (t0, d0), (t1, _) in zip(video, video[1:]))
@@ -479,7 +510,7 @@ def test_reload_and_restart_during_ingest(live):
         seen = len(timeline(live.get("/live/r.isml/.mpd").text))
         wait_for(lambda: len(timeline(live.get("/live/r.isml/.mpd").text)) > seen + 1,
                  what="the manifest to advance after the reload")
-        finish(push)
+        finish(push, origin=live, channel="r")
     finally:
         push.kill()
     sent = str(sent_copy(live, "r", "s1.ismv"))
@@ -503,7 +534,7 @@ def test_reload_and_restart_during_ingest(live):
         push.kill()
     after = timeline(live.get("/live/r2.isml/.mpd").text)
     assert after[:len(before)] == before and len(after) >= len(before)
-    finish(push_smooth(live, "r2", loops=5, copy="second.ismv"))
+    finish(push_smooth(live, "r2", loops=5, copy="second.ismv"), origin=live, channel="r2")
     final = timeline(live.get("/live/r2.isml/.mpd").text)
     assert len(final) == 2 * 6 and final[:len(before)] == before
     assert all(t1 == t0 + d0 for (t0, d0), (t1, _) in zip(final, final[1:]))
@@ -603,7 +634,8 @@ def test_the_api_example_creates_reports_and_deletes_channels(make_nginx):
                              "-movflags", "+isml", "-f", "ismv",
                              n.url("/channels/api.isml/Streams(s1)")],
                             stderr=subprocess.PIPE, text=True))
-    assert 'content="stopped"' in n.get("/api/channels/api.isml/state").text
+    wait_for(lambda: 'content="stopped"' in n.get("/api/channels/api.isml/state").text,
+             what="the end of the stream")
     assert n.get("/api/channels/api.isml/statistics").status_code == 200
     assert n.get("/channels/api.isml/.mpd").status_code == 200
     # PUT and DELETE from the playout location are refused to all but the management network
@@ -626,15 +658,15 @@ def test_the_ingest_example_as_written(make_nginx):
                              "-movflags", "+isml", "-f", "ismv",
                              n.url("/channels/news.isml/Streams(s1)")],
                             stderr=subprocess.PIPE, text=True))
+    wait_for(lambda: 'content="stopped"' in n.get("/channels/news.isml/state").text,
+             what="the end of the stream")
     assert (live_dir / "news.isml.archive").is_dir()
-    r = n.get("/channels/news.isml/state")
-    assert r.status_code == 200 and 'content="stopped"' in r.text
     for manifest in (".mpd", ".m3u8", "Manifest"):
         assert n.get(f"/channels/news.isml/{manifest}").status_code == 200
 
 
 def test_archive_parts_by_wall_clock_and_time_shift(live):
-    finish(push_smooth(live, "a", loops=LOOPS))
+    finish(push_smooth(live, "a", loops=LOOPS), origin=live, channel="a")
     whole = timeline(live.get("/live/a.isml/.mpd").text)
     assert len(whole) == 2 * (LOOPS + 1)
     archive = ET.fromstring(live.get("/live/a.isml/archive").content)

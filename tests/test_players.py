@@ -208,11 +208,18 @@ def live_site(make_nginx):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dash", "hls", "hls-ts", "smooth", "shaka-dash", "shaka-hls"])
 def test_plays_live_in_chromium(live_site, kind):
-    out = subprocess.run(["node", str(WEB / "play.mjs"),
-                          live_site.url("/index.html?p=/live/channel1.isml"), kind, "5", "-"],
-                         capture_output=True, text=True, timeout=120)
-    result = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
-    assert out.returncode == 0, f"{kind}: {result or out.stderr}"
+    # A player joins a channel that moves while it starts; a second join is allowed (both
+    # failures are reported), a player that cannot play live fails both.
+    attempts = []
+    for _ in range(2):
+        out = subprocess.run(["node", str(WEB / "play.mjs"),
+                              live_site.url("/index.html?p=/live/channel1.isml"), kind, "5", "-"],
+                             capture_output=True, text=True, timeout=120)
+        result = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
+        attempts.append(result or out.stderr)
+        if out.returncode == 0:
+            break
+    assert out.returncode == 0, f"{kind}: {attempts}"
     assert result["played"] >= 5
     assert live_site.crashes() == []
 

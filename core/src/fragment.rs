@@ -38,8 +38,10 @@ pub struct FragmentOptions {
     pub tfdt: bool,
     /// Write the Smooth `tfxd` box (absolute time and duration).
     pub tfxd: bool,
-    /// Smooth live: the fragments after this one, (time, duration), written as `tfrf` when
-    /// `lookahead_count` > 0 (MS-SSTR §2.2.4.5).
+    /// Smooth live: write `tfrf` (MS-SSTR §2.2.4.5) announcing the first `lookahead_count`
+    /// fragments of `lookahead`, (time, duration) each. Live players expect the box in every
+    /// live fragment, with no entry at the live edge.
+    pub tfrf: bool,
     pub lookahead: [(u64, u64); MAX_LOOKAHEAD],
     pub lookahead_count: u8,
     /// Added to every decode time written (to rebase a timeline; 0 keeps the source's).
@@ -57,6 +59,7 @@ impl Default for FragmentOptions {
             styp: true,
             tfdt: true,
             tfxd: false,
+            tfrf: false,
             lookahead: [(0, 0); MAX_LOOKAHEAD],
             lookahead_count: 0,
             time_offset: 0,
@@ -205,10 +208,10 @@ pub fn plan_fragment(
     };
     let tfxd_size = if opts.tfxd { 8 + 16 + 4 + 16 } else { 0 };
     let lookahead = &opts.lookahead[..usize::from(opts.lookahead_count).min(MAX_LOOKAHEAD)];
-    let tfrf_size = if lookahead.is_empty() {
-        0
-    } else {
+    let tfrf_size = if opts.tfrf {
         8 + 16 + 4 + 1 + 16 * lookahead.len()
+    } else {
+        0
     };
     let trun_size = 20 + if use_first_flags { 4 } else { 0 } + per_sample * samples.len();
     let traf_size = 8 + tfhd_size + tfdt_size + trun_size + tfxd_size + tfrf_size;
@@ -280,7 +283,7 @@ pub fn plan_fragment(
         h.extend_from_slice(&start_time.to_be_bytes());
         h.extend_from_slice(&duration.to_be_bytes());
     }
-    if !lookahead.is_empty() {
+    if opts.tfrf {
         put_box(&mut h, tfrf_size, b"uuid");
         h.extend_from_slice(&UUID_TFRF);
         put32(&mut h, 1 << 24);
@@ -336,6 +339,7 @@ mod tests {
                 &FragmentOptions {
                     sequence_number: k as u32 + 1,
                     tfxd: true,
+                    tfrf: true,
                     lookahead: [(7, 8), (15, 9)],
                     lookahead_count: 2,
                     ..FragmentOptions::default()

@@ -875,6 +875,49 @@ mod tests {
     }
 
     #[test]
+    fn a_minimum_fragment_length_assembles_fragments() {
+        let d = temp("minimum");
+        let isml = d.join("ch.isml");
+        std::fs::write(
+            &isml,
+            br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+            <meta name="mpd_minimum_fragment_length" content="4"/></head><body/></smil>"#,
+        )
+        .unwrap();
+        push(&isml, "s1", &fixture("smooth.ismv"), 1 << 16);
+        let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+        let (records, _) = read_records(&d.join(&manifest.tracks[0].src).join("records")).unwrap();
+        // Two 2-second fragments became one 4-second record.
+        let media: Vec<_> = records.iter().filter(|r| !r.is_end_marker()).collect();
+        assert_eq!(media.len(), 1, "{media:?}");
+        assert_eq!(media[0].duration, 40_000_000);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_fragment_of_two_tracks_is_unsupported() {
+        let d = temp("two-trafs");
+        let isml = d.join("ch.isml");
+        let bytes = fixture("smooth.ismv");
+        let moof_at = bytes.windows(4).position(|w| w == b"moof").unwrap() - 4;
+        let moof_len = u32::from_be_bytes(bytes[moof_at..moof_at + 4].try_into().unwrap()) as usize;
+        let moof = &bytes[moof_at..moof_at + moof_len];
+        let traf_at = moof.windows(4).position(|w| w == b"traf").unwrap() - 4;
+        let traf_len = u32::from_be_bytes(moof[traf_at..traf_at + 4].try_into().unwrap()) as usize;
+        let mut doubled = moof.to_vec();
+        doubled.extend_from_slice(&moof[traf_at..traf_at + traf_len]);
+        let size = (doubled.len() as u32).to_be_bytes();
+        doubled[..4].copy_from_slice(&size);
+        let mut stream = bytes[..moof_at].to_vec();
+        stream.extend_from_slice(&doubled);
+        stream.extend_from_slice(&bytes[moof_at + moof_len..]);
+        let mut s = IngestSession::open(&isml, "s1", true).unwrap();
+        let err = s.push(&stream, 0).unwrap_err();
+        assert_eq!(err.http_status(), 415, "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn cmaf_segments_may_come_in_requests_of_their_own() {
         let d = temp("cmaf");
         let isml = d.join("ch.isml");

@@ -188,7 +188,8 @@ pub fn fragment<'p>(
     // without fetching the manifest again.
     let mut lookahead = [(0, 0); MAX_LOOKAHEAD];
     let mut lookahead_count = 0;
-    if p.live.as_deref().is_some_and(|l| !l.ended) {
+    let live = p.live.as_deref().is_some_and(|l| !l.ended);
+    if live {
         let idx = t.index();
         for (slot, next) in lookahead.iter_mut().zip(k + 1..) {
             let Some(r) = table.samples(next) else { break };
@@ -205,6 +206,7 @@ pub fn fragment<'p>(
             styp: false,
             tfdt: true,
             tfxd: true,
+            tfrf: live,
             lookahead,
             lookahead_count,
             time_offset: 0,
