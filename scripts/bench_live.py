@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import cpu_seconds, measure  # noqa: E402
 from harness import Nginx, builds  # noqa: E402
-from test_live import split_cmaf  # noqa: E402
+from test_live import shift_fragment, split_cmaf  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "progressive.mp4"
 MEDIA = ROOT / "build" / "media"
@@ -186,20 +186,9 @@ def capacity(build, channels: int, seconds: int) -> dict:
 
 
 def shifted(fragments: list[bytes], k: int) -> bytes:
-    """Fragment k of an endless stream made of the file's fragments, its times moved on."""
-    base = fragments[k % len(fragments)]
-    laps = k // len(fragments)
-    at = base.find(b"tfdt")
-    data = bytearray(base)
-    # 20 s per lap at the 12 800 timescale ffmpeg gives 25 fps video.
-    step = laps * 20 * 12800
-    if data[at + 4] == 1:
-        t = int.from_bytes(data[at + 8:at + 16], "big") + step
-        data[at + 8:at + 16] = t.to_bytes(8, "big")
-    else:
-        t = int.from_bytes(data[at + 8:at + 12], "big") + step
-        data[at + 8:at + 12] = t.to_bytes(4, "big")
-    return bytes(data)
+    """Fragment k of an endless stream made of the file's fragments, its times moved on
+    (20 s per lap, at the 12 800 timescale ffmpeg gives 25 fps video)."""
+    return shift_fragment(fragments[k % len(fragments)], k // len(fragments) * 20 * 12800)
 
 
 def manifests(build, seconds: int) -> dict:

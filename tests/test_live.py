@@ -54,6 +54,13 @@ def push_smooth(origin, channel, stream="s1", loops=LOOPS, source=SOURCE, extra=
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def push_file(url):
+    """ffmpeg pushing the source once, as fast as it can (Smooth, one POST)."""
+    return subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(SOURCE), "-c", "copy",
+                             "-movflags", "+isml", "-f", "ismv", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def push_cmaf(origin, channel, loops=LOOPS, video_flags="+frag_keyframe", realtime=True):
     """ffmpeg pushing CMAF, one long POST per track (DASH-IF ingest interface 1)."""
     url = origin.url(f"/live/{channel}.isml/Streams")
@@ -274,6 +281,12 @@ def test_live_fragments_carry_expiry_and_their_status_outside_the_window(live):
     assert ok.status_code == 200
     assert ok.headers["Cache-Control"].startswith("max-age=")
     assert "Sunset" in ok.headers
+    # A fragment was last modified when it was ingested, the manifest with the newest one
+    # (the push ran in real time: seconds apart).
+    from email.utils import parsedate_to_datetime
+    newest = parsedate_to_datetime(live.get("/live/ch2.isml/.mpd").headers["Last-Modified"])
+    first = parsedate_to_datetime(ok.headers["Last-Modified"])
+    assert (newest - first).total_seconds() >= 3
     # After the live edge: 404 for DASH, 412 for Smooth.
     assert live.get(f"/live/ch2.isml/dash/ch2-{rep}-{last_t + last_d}.dash").status_code == 404
     name, bitrate = rep.split("=")
@@ -630,10 +643,7 @@ def test_the_api_example_creates_reports_and_deletes_channels(make_nginx):
     r = n.get("/api/channels/api.isml/state")
     assert r.status_code == 200 and 'content="idle"' in r.text
     # Encoders push to the playout location; its manifests follow the channel's options.
-    finish(subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(SOURCE), "-c", "copy",
-                             "-movflags", "+isml", "-f", "ismv",
-                             n.url("/channels/api.isml/Streams(s1)")],
-                            stderr=subprocess.PIPE, text=True))
+    finish(push_file(n.url("/channels/api.isml/Streams(s1)")))
     wait_for(lambda: 'content="stopped"' in n.get("/api/channels/api.isml/state").text,
              what="the end of the stream")
     assert n.get("/api/channels/api.isml/statistics").status_code == 200
@@ -654,10 +664,7 @@ def test_without_usp_handle_api_put_and_delete_are_refused(live):
 
 def test_the_ingest_example_as_written(make_nginx):
     n, live_dir = example_origin(make_nginx, "live-ingest.conf")
-    finish(subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(SOURCE), "-c", "copy",
-                             "-movflags", "+isml", "-f", "ismv",
-                             n.url("/channels/news.isml/Streams(s1)")],
-                            stderr=subprocess.PIPE, text=True))
+    finish(push_file(n.url("/channels/news.isml/Streams(s1)")))
     wait_for(lambda: 'content="stopped"' in n.get("/channels/news.isml/state").text,
              what="the end of the stream")
     assert (live_dir / "news.isml.archive").is_dir()

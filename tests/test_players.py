@@ -27,6 +27,20 @@ def media():
     return MEDIA
 
 
+def install_page(root):
+    """The demo page and the players it loads, world-readable under `root`."""
+    players = root / "players"
+    players.mkdir(mode=0o755)
+    for f in [WEB / "node_modules/hls.js/dist/hls.min.js",
+              WEB / "node_modules/dashjs/dist/modern/umd/dash.all.min.js",
+              WEB / "node_modules/dashjs/dist/modern/umd/dash.mss.min.js",
+              WEB / "node_modules/shaka-player/dist/shaka-player.compiled.js"]:
+        shutil.copy(f, players / f.name)
+        (players / f.name).chmod(0o644)
+    shutil.copy(ROOT / "demo" / "index.html", root / "index.html")
+    (root / "index.html").chmod(0o644)
+
+
 @pytest.fixture
 def site(make_nginx, media, request, tmp_path):
     """The demo page and presentation; its subtitles are TTML in MP4 (ffmpeg's), or with the
@@ -49,14 +63,7 @@ def site(make_nginx, media, request, tmp_path):
     subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / "demo.ism"),
                     *[str(root / "media" / f) for f in LADDER + [subtitles]]],
                    check=True, capture_output=True)
-    players = root / "players"
-    players.mkdir(mode=0o755)
-    for f in [WEB / "node_modules/hls.js/dist/hls.min.js",
-              WEB / "node_modules/dashjs/dist/modern/umd/dash.all.min.js",
-              WEB / "node_modules/dashjs/dist/modern/umd/dash.mss.min.js",
-              WEB / "node_modules/shaka-player/dist/shaka-player.compiled.js"]:
-        shutil.copy(f, players / f.name)
-    shutil.copy(ROOT / "demo" / "index.html", root / "index.html")
+    install_page(root)
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     if param == "remote":
@@ -173,16 +180,7 @@ def live_site(make_nginx):
     root = n.root
     (root / "live").mkdir()
     (root / "live").chmod(0o777)
-    players = root / "players"
-    players.mkdir(mode=0o755)
-    for f in [WEB / "node_modules/hls.js/dist/hls.min.js",
-              WEB / "node_modules/dashjs/dist/modern/umd/dash.all.min.js",
-              WEB / "node_modules/dashjs/dist/modern/umd/dash.mss.min.js",
-              WEB / "node_modules/shaka-player/dist/shaka-player.compiled.js"]:
-        shutil.copy(f, players / f.name)
-        (players / f.name).chmod(0o644)
-    shutil.copy(ROOT / "demo" / "index.html", root / "index.html")
-    (root / "index.html").chmod(0o644)
+    install_page(root)
     n.start(r"""
         types { text/html html; application/javascript js; }
         location /live/ { usp_handle_ism; client_max_body_size 0; }
