@@ -723,7 +723,10 @@ def test_a_short_dvr_window_still_lists_three_segments(make_nginx):
         finish(push)
     finally:
         push.kill()
-    assert counts and max(counts) == 3 and min(counts) >= 1
+    # Three segments once the channel has them; a fourth only in the instant one track's
+    # fragment has arrived and the other's not yet (every track keeps at least three, so the
+    # leading one shows one more). A window that did not slide would list them all.
+    assert counts and 3 in counts and max(counts) <= 4 and min(counts) >= 1
     # The depth follows what the window holds, never past the channel's 3 s.
     assert depths and all(d in ("PT0.000S", "PT1.000S", "PT2.000S", "PT3.000S") for d in depths)
     assert "PT3.000S" in depths
