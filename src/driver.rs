@@ -37,14 +37,18 @@ pub fn serve(
     );
     let query = String::from_utf8_lossy(ngx_str(&r.args)).into_owned();
     let live = route.kind == origin_core::url::ManifestKind::Live;
+    let on = |switch: fn(&crate::conf::LocConf) -> Option<bool>| {
+        crate::conf::loc_conf(r).is_some_and(|c| crate::conf::LocConf::on(switch(c)))
+    };
+    let pass_through = on(|c| c.iss_pass_through);
     let mut request = if live {
         let channel = crate::live::snapshot(&file)?;
-        let dynamic = crate::conf::loc_conf(r)
-            .is_some_and(|c| crate::conf::LocConf::on(c.dynamic_time_shift_buffer_depth));
+        let dynamic = on(|c| c.dynamic_time_shift_buffer_depth);
         Request::new(route, file, &query).with_live(channel, dynamic)
     } else {
         Request::new(route, file, &query)
-    };
+    }
+    .with_iss_pass_through(pass_through);
     let mut files = Files::of(r, disable_mmap);
     loop {
         match crate::caches::with(|c| request.step(c))? {

@@ -314,7 +314,9 @@ pub fn serve(
         .filter(|&n| n > 0 && n != usize::MAX)
         .unwrap_or(FETCH_MAX_BYTES) as u64;
     let remote = Remote {
-        request: Request::new(route, manifest, &query).with_backends(backends(lcf)),
+        request: Request::new(route, manifest, &query)
+            .with_backends(backends(lcf))
+            .with_iss_pass_through(LocConf::on(lcf.iss_pass_through)),
         sources: HashMap::new(),
         in_flight: 0,
         queued: std::collections::VecDeque::new(),

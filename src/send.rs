@@ -433,17 +433,28 @@ fn send_from_file(r: &mut ngx_http_request_t, f: Fragment<'_>) -> Result<ngx_int
         (*file).name = name;
         (*file).log = (*r.connection).log;
 
-        let head = memory_buf(r, &f.plan.header)?;
-        let first = chain_link(r, head)?;
-        let mut last_link = first;
-        let mut last_buf = head;
+        // A fragment passed through as stored has no generated header: no empty buffer for it
+        // (nginx complains of zero-size buffers).
+        let mut first: *mut ngx_chain_t = ptr::null_mut();
+        let mut last_link: *mut ngx_chain_t = ptr::null_mut();
+        let mut last_buf: *mut ngx_buf_t = ptr::null_mut();
+        if !f.plan.header.is_empty() || f.plan.payload.is_empty() {
+            last_buf = memory_buf(r, &f.plan.header)?;
+            first = chain_link(r, last_buf)?;
+            last_link = first;
+        }
         for range in &f.plan.payload {
             let b = pool_buf(r)?;
             (*b).file = file;
             (*b).file_pos = range.offset as i64;
             (*b).file_last = (range.offset + range.len) as i64;
             (*b).set_in_file(1);
-            last_link = append_link(r, last_link, b)?;
+            if first.is_null() {
+                first = chain_link(r, b)?;
+                last_link = first;
+            } else {
+                last_link = append_link(r, last_link, b)?;
+            }
             last_buf = b;
         }
         finish_last(r, last_buf);

@@ -115,8 +115,9 @@ def smooth_urls(get, url: str) -> list[str]:
         times, t = [], 0
         for c in stream.iterfind("c"):
             t = int(c.get("t", t))
-            times.append(t)
-            t += int(c.get("d"))
+            for _ in range(int(c.get("r", 1))):
+                times.append(t)
+                t += int(c.get("d"))
         for level in stream.iterfind("QualityLevel"):
             for t in times:
                 path = template.replace("{bitrate}", level.get("Bitrate")).replace(

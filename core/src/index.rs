@@ -312,6 +312,19 @@ impl TrackIndex {
         self.sample_count
     }
 
+    /// The stored fragment of an fMP4 source that holds exactly `samples`, if one does.
+    pub fn stored_fragment(&self, samples: std::ops::Range<u32>) -> Option<&FragmentRef> {
+        let k = self
+            .fragments
+            .binary_search_by_key(&samples.start, |f| f.first_sample)
+            .ok()?;
+        let end = self
+            .fragments
+            .get(k + 1)
+            .map_or(self.sample_count, |f| f.first_sample);
+        (end == samples.end && samples.start < samples.end).then(|| &self.fragments[k])
+    }
+
     /// Sum of sample sizes.
     pub fn total_bytes(&self) -> u64 {
         self.total_bytes

@@ -38,7 +38,7 @@ pub use caches::{Caches, Generated, DEFAULT_CACHE_BYTES};
 pub use options::Options;
 
 use crate::error::Error;
-use crate::fragment::FragmentPlan;
+use crate::fragment::{ByteRange, FragmentPlan};
 use crate::index::{build_index, IndexError, MediaIndex, Sample};
 use crate::ism::{join_relative, resolve_src, ServerManifest, SourceRef};
 use crate::live::channel::ChannelSnapshot;
@@ -201,6 +201,8 @@ pub struct Request {
     live: Option<Arc<ChannelSnapshot>>,
     /// `usp_dynamic_time_shift_buffer_depth`.
     dynamic_depth: bool,
+    /// `usp_iss_pass_through`.
+    iss_pass_through: bool,
     /// The live presentation's server manifest (its tracks those of the window) and timing.
     live_window: Option<(Arc<ServerManifest>, Arc<LiveInfo>)>,
 }
@@ -238,6 +240,7 @@ impl Request {
             prefetched: std::cell::RefCell::new(Vec::new()),
             live: None,
             dynamic_depth: false,
+            iss_pass_through: false,
             live_window: None,
         }
     }
@@ -245,6 +248,13 @@ impl Request {
     /// A request on a live channel (`.isml`) plays `channel`, its archive as the driver read it.
     /// `dynamic_depth` (`usp_dynamic_time_shift_buffer_depth`): DASH `timeShiftBufferDepth`
     /// says what the window holds rather than the channel's DVR window length.
+    /// `usp_iss_pass_through`: a Smooth fragment that is one whole stored fragment of its
+    /// source (a Smooth `ismv`/`isma`) is sent as stored, byte for byte.
+    pub fn with_iss_pass_through(mut self, on: bool) -> Request {
+        self.iss_pass_through = on;
+        self
+    }
+
     pub fn with_live(mut self, channel: Arc<ChannelSnapshot>, dynamic_depth: bool) -> Request {
         self.live = Some(channel);
         self.dynamic_depth = dynamic_depth;
@@ -336,8 +346,12 @@ impl Request {
             };
             if let (true, Some(live_key)) = (is_manifest(&self.route.target), live_key) {
                 let mut key = format!(
-                    "{}|{}|{:?}|{:?}|{live_key}",
-                    self.route.manifest_path, files.modified, self.route.target, self.route.options
+                    "{}|{}|{:?}|{:?}|{}|{live_key}",
+                    self.route.manifest_path,
+                    files.modified,
+                    self.route.target,
+                    self.route.options,
+                    self.iss_pass_through
                 );
                 for b in &files.versions {
                     key.push(char::from(b'a' + (b >> 4)));
@@ -916,7 +930,7 @@ impl Request {
         const M3U8: &str = "application/vnd.apple.mpegurl";
         let (body, content_type) = match target {
             Target::Smooth(SmoothTarget::Manifest) => (
-                mss::manifest(p, o.smooth_length, &self.query)?,
+                mss::manifest(p, o.smooth_length, self.iss_pass_through, &self.query)?,
                 "application/vnd.ms-sstr+xml",
             ),
             Target::Dash(DashTarget::Manifest) => (dash::mpd(p, &o.dash()), "application/dash+xml"),
@@ -943,7 +957,20 @@ impl Request {
                 track,
                 time,
             }) => {
-                let (t, plan) = mss::fragment(p, *bitrate, track, *time, o.smooth_length)?;
+                if self.iss_pass_through && p.live.is_none() {
+                    let (t, samples) = mss::fragment_samples(p, *bitrate, track, *time)?;
+                    if let Some(stored) = self.stored_fragment_answer(loaded, t, samples)? {
+                        return Ok(stored);
+                    }
+                }
+                let (t, plan) = mss::fragment(
+                    p,
+                    *bitrate,
+                    track,
+                    *time,
+                    o.smooth_length,
+                    self.iss_pass_through,
+                )?;
                 return self.fragment_answer(loaded, t, plan);
             }
             Target::Dash(DashTarget::Init { track }) => {
@@ -1089,6 +1116,66 @@ impl Request {
             body: Body::Fragment { plan, source, path },
             expiry: None,
         })
+    }
+
+    /// `usp_iss_pass_through`: the stored `moof` + `mdat` that hold exactly `samples`, sent
+    /// from the file as they are; `None` when the samples are not one such fragment (then the
+    /// fragment is packaged as usual).
+    fn stored_fragment_answer(
+        &self,
+        loaded: &Loaded,
+        track: &Track,
+        samples: std::ops::Range<u32>,
+    ) -> Result<Option<Answer>, Stop> {
+        let index = track.index();
+        let Some(stored) = index.stored_fragment(samples.clone()) else {
+            return Ok(None);
+        };
+        let (first, end, payload) =
+            index
+                .samples(samples.clone())
+                .fold((u64::MAX, 0u64, 0u64), |(lo, hi, sum), s| {
+                    (
+                        lo.min(s.offset),
+                        hi.max(s.offset + u64::from(s.size)),
+                        sum + u64::from(s.size),
+                    )
+                });
+        // The samples must fill one run right after the moof and its mdat header.
+        if first <= stored.moof_offset || end - first != payload {
+            return Ok(None);
+        }
+        let path = self.track_path(track)?;
+        let span = end - stored.moof_offset;
+        let source = self.reader(&path, stored.moof_offset, span)?;
+        let head = source
+            .bytes(stored.moof_offset, (first - stored.moof_offset) as usize)
+            .map_err(Error::from_source)?;
+        if !mss::is_one_track_fragment(&head, stored.moof_offset, payload) {
+            return Ok(None);
+        }
+        drop(head);
+        let start_time = index.dts(samples.start);
+        let plan = FragmentPlan {
+            header: Vec::new(),
+            payload: vec![ByteRange {
+                offset: stored.moof_offset,
+                len: span,
+            }],
+            payload_len: span,
+            start_time,
+            duration: index.dts(samples.end) - start_time,
+            timescale: index.timescale,
+            sample_count: samples.end - samples.start,
+        };
+        let target = format!("{:?}", self.route.target);
+        Ok(Some(Answer {
+            etag: etag(&[b"stored", target.as_bytes(), &loaded.versions]),
+            content_type: dash::mime_type(track.kind),
+            modified: loaded.modified,
+            body: Body::Fragment { plan, source, path },
+            expiry: None,
+        }))
     }
 
     /// A repackaged segment of the samples of each track, ready to be measured and written.

@@ -184,6 +184,28 @@ pub fn cut_at_times(track: &TrackIndex, starts: &[u64], first_number: u64) -> Se
     table
 }
 
+/// An fMP4 track cut where its stored fragments start (`usp_iss_pass_through`: each segment
+/// is then one fragment as the file holds it). Fragments that do not start with a sync sample
+/// continue the segment before them, as in [`cut_at_times`].
+pub fn as_stored(track: &TrackIndex) -> SegmentTable {
+    let count = track.sample_count();
+    let mut starts: Vec<u32> = Vec::with_capacity(track.fragments.len());
+    for f in &track.fragments {
+        let s = f.first_sample;
+        if s < count && track.is_sync(s) && starts.last().is_none_or(|&last| s > last) {
+            starts.push(s);
+        }
+    }
+    if let Some(first) = starts.first_mut() {
+        *first = 0;
+    }
+    SegmentTable {
+        starts,
+        end: count,
+        first_number: 1,
+    }
+}
+
 /// Cuts `track` at the instants where `reference`'s segments start: each boundary is the first
 /// sample of `track` whose decode time is at or after the reference boundary.
 pub fn aligned_segments(

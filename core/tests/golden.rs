@@ -236,7 +236,7 @@ fn golden_manifests() {
     );
     check(
         "ladder.ismc",
-        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap(),
+        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap(),
     );
     let p = subtitled();
     check(
@@ -266,7 +266,7 @@ fn golden_manifests() {
     );
     check(
         "subs.ismc",
-        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap(),
+        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap(),
     );
     let p = progressive();
     check(
@@ -275,7 +275,7 @@ fn golden_manifests() {
     );
     check(
         "progressive.ismc",
-        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "").unwrap(),
+        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap(),
     );
     assert!(Path::new(&root().join("tests/golden")).is_dir());
 }

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         query: String::new(),
     };
     let _ = dash::mpd(&p, &dash_opts);
-    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, "");
+    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "");
     for fmp4 in [false, true] {
         let opts = HlsOptions {
             target: origin_core::package::DEFAULT_SEGMENT_LENGTH,

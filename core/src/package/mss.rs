@@ -3,12 +3,16 @@
 //! decode times exactly.
 
 use std::fmt::Write as _;
+use std::ops::Range;
+use std::sync::Arc;
 
 use super::{segments, xml_escape, PackageError};
 use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan, MAX_LOOKAHEAD};
 use crate::index::TrackKind;
 use crate::mp4::codec::MediaInfo;
+use crate::mp4::reader::{parse_box_header, FourCC};
 use crate::presentation::{Presentation, Track};
+use crate::segment::SegmentTable;
 use crate::url::{encode_name, excerpt};
 
 /// Presentation timescale of the manifest's Duration.
@@ -42,11 +46,27 @@ fn stream_indexes(p: &Presentation) -> Vec<Vec<&Track>> {
     groups
 }
 
+/// A track's fragments: with `as_stored` (`usp_iss_pass_through`), a VOD track of a
+/// fragmented source keeps the fragments its file stores, so each can be sent as it is.
+fn smooth_segments(
+    p: &Presentation,
+    t: &Track,
+    target: super::SegmentLength,
+    as_stored: bool,
+) -> Arc<SegmentTable> {
+    if as_stored && p.live.is_none() && !t.index().fragments.is_empty() {
+        return Arc::new(crate::segment::as_stored(t.index()));
+    }
+    segments(p, t, target)
+}
+
 /// The client manifest.
-/// `query` (`?vbegin=…` or empty) is repeated on the fragment URL template.
+/// `query` (`?vbegin=…` or empty) is repeated on the fragment URL template; `as_stored`: see
+/// [`smooth_segments`].
 pub fn manifest(
     p: &Presentation,
     target: super::SegmentLength,
+    as_stored: bool,
     query: &str,
 ) -> Result<String, PackageError> {
     let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
@@ -68,7 +88,7 @@ pub fn manifest(
     for group in stream_indexes(p) {
         let first = group[0];
         let idx = first.index();
-        let table = segments(p, first, target);
+        let table = smooth_segments(p, first, target, as_stored);
         if table.is_empty() {
             return Err(PackageError::EmptyTrack(first.id()));
         }
@@ -166,24 +186,89 @@ pub fn manifest(
 
 /// The fragment `QualityLevels(bitrate)/Fragments(name=time)` (`name` decoded, as the router
 /// gives it).
-pub fn fragment<'p>(
+/// A fragment request resolved: its track, the track's segments, which one, and its samples.
+struct Located<'p> {
+    track: &'p Track,
+    table: Arc<SegmentTable>,
+    k: usize,
+    samples: Range<u32>,
+}
+
+/// The fragment of track `name` at `bitrate` that starts at `time`.
+fn locate<'p>(
     p: &'p Presentation,
     bitrate: u64,
     name: &str,
     time: u64,
     target: super::SegmentLength,
-) -> Result<(&'p Track, FragmentPlan), PackageError> {
+    as_stored: bool,
+) -> Result<Located<'p>, PackageError> {
     let t = p
         .find_smooth(name, bitrate)
         .filter(|t| super::LISTED_KINDS.contains(&t.kind))
         .ok_or_else(|| PackageError::NoSuchTrack(format!("{} at {bitrate}", excerpt(name))))?;
-    let table = segments(p, t, target);
+    let table = smooth_segments(p, t, target, as_stored);
     let k = table
         .by_start_time(t.index(), time)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{}={time}", excerpt(name))))?;
     let range = table
         .samples(k)
         .ok_or_else(|| PackageError::NoSuchSegment(time.to_string()))?;
+    Ok(Located {
+        track: t,
+        table,
+        k,
+        samples: range,
+    })
+}
+
+/// The track and samples of a fragment of the stored fragments' manifest
+/// (`usp_iss_pass_through` sends them as stored when they are one whole stored fragment).
+pub fn fragment_samples<'p>(
+    p: &'p Presentation,
+    bitrate: u64,
+    name: &str,
+    time: u64,
+) -> Result<(&'p Track, Range<u32>), PackageError> {
+    // The target length does not matter when the stored fragments are the segments.
+    let unused = super::DEFAULT_SEGMENT_LENGTH;
+    locate(p, bitrate, name, time, unused, true).map(|l| (l.track, l.samples))
+}
+
+/// Whether `head`, the bytes from a stored fragment's `moof` to its first sample, is exactly
+/// that `moof` and then an `mdat` holding `payload_len` bytes: the samples of one track and
+/// nothing else, so the stored bytes can be sent as the fragment.
+pub fn is_one_track_fragment(head: &[u8], offset: u64, payload_len: u64) -> bool {
+    let Ok(Some(moof)) = parse_box_header(head, offset, None) else {
+        return false;
+    };
+    let Some(rest) = usize::try_from(moof.size).ok().and_then(|n| head.get(n..)) else {
+        return false;
+    };
+    let Ok(Some(mdat)) = parse_box_header(rest, offset + moof.size, None) else {
+        return false;
+    };
+    moof.fourcc == FourCC::new(b"moof")
+        && mdat.fourcc == FourCC::new(b"mdat")
+        && mdat.header_size == rest.len() as u64
+        && mdat.size == mdat.header_size + payload_len
+}
+
+/// A fragment: its track and the plan of its boxes and payload.
+pub fn fragment<'p>(
+    p: &'p Presentation,
+    bitrate: u64,
+    name: &str,
+    time: u64,
+    target: super::SegmentLength,
+    as_stored: bool,
+) -> Result<(&'p Track, FragmentPlan), PackageError> {
+    let Located {
+        track: t,
+        table,
+        k,
+        samples: range,
+    } = locate(p, bitrate, name, time, target, as_stored)?;
     // Live: the fragments already there after this one, so players extend their timeline
     // without fetching the manifest again.
     let mut lookahead = [(0, 0); MAX_LOOKAHEAD];
@@ -219,7 +304,74 @@ pub fn fragment<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_track_fragment_is_a_moof_then_an_mdat_of_exactly_its_samples() {
+        let mut head = Vec::new();
+        head.extend_from_slice(&16u32.to_be_bytes());
+        head.extend_from_slice(b"moof");
+        head.extend_from_slice(&[0; 8]);
+        head.extend_from_slice(&(8u32 + 100).to_be_bytes());
+        head.extend_from_slice(b"mdat");
+        assert!(is_one_track_fragment(&head, 1000, 100));
+        // Another track's samples share the mdat, or something sits between the boxes.
+        assert!(!is_one_track_fragment(&head, 1000, 60));
+        let mut gap = head.clone();
+        gap.splice(16..16, *b"\0\0\0\x08free");
+        assert!(!is_one_track_fragment(&gap, 1000, 100));
+        let mut not_moof = head.clone();
+        not_moof[4..8].copy_from_slice(b"moov");
+        assert!(!is_one_track_fragment(&not_moof, 1000, 100));
+        assert!(!is_one_track_fragment(&head[..10], 1000, 100));
+    }
     use crate::package::fixtures::ladder;
+
+    /// The fragment start times the manifest lists for the StreamIndex `name`.
+    fn listed_times(manifest: &str, name: &str) -> Vec<u64> {
+        let attr = |line: &str, a: &str| -> Option<u64> {
+            let at = line.find(&format!(" {a}=\""))? + a.len() + 3;
+            line[at..].split('"').next()?.parse().ok()
+        };
+        let mut times = Vec::new();
+        let mut inside = false;
+        let mut t = 0;
+        for line in manifest.lines() {
+            if line.contains("<StreamIndex") {
+                inside = line.contains(&format!("Name=\"{name}\""));
+            } else if inside && line.trim_start().starts_with("<c ") {
+                t = attr(line, "t").unwrap_or(t);
+                for _ in 0..attr(line, "r").unwrap_or(1) {
+                    times.push(t);
+                    t += attr(line, "d").unwrap();
+                }
+            }
+        }
+        times
+    }
+
+    #[test]
+    fn as_stored_the_fragments_are_the_files_own() {
+        let p = ladder();
+        let audio = p.find_smooth("audio_eng", 128_000).unwrap();
+        let stored: Vec<u64> = audio.index().fragments.iter().map(|f| f.start).collect();
+        assert!(stored.len() > 1);
+        let listed = manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, true, "").unwrap();
+        for &start in &stored {
+            let (t, samples) = fragment_samples(&p, 128_000, "audio_eng", start).unwrap();
+            assert!(std::ptr::eq(t, audio));
+            assert_eq!(
+                t.index().stored_fragment(samples).map(|f| f.start),
+                Some(start)
+            );
+        }
+        assert_eq!(listed_times(&listed, "audio_eng"), stored);
+        // Packaged (the default), audio follows the video's fragments instead.
+        let aligned = segments(&p, audio, crate::package::DEFAULT_SEGMENT_LENGTH);
+        let aligned_starts: Vec<u64> = (0..aligned.len())
+            .map(|k| audio.index().dts(aligned.samples(k).unwrap().start))
+            .collect();
+        assert_ne!(aligned_starts, stored);
+    }
 
     #[test]
     fn only_tracks_the_manifest_lists_are_served() {
@@ -229,7 +381,8 @@ mod tests {
             165_000,
             "video",
             0,
-            crate::package::DEFAULT_SEGMENT_LENGTH
+            crate::package::DEFAULT_SEGMENT_LENGTH,
+            false
         )
         .is_ok());
         assert!(matches!(
@@ -238,21 +391,25 @@ mod tests {
                 165_000,
                 "video",
                 1,
-                crate::package::DEFAULT_SEGMENT_LENGTH
+                crate::package::DEFAULT_SEGMENT_LENGTH,
+                false
             ),
             Err(PackageError::NoSuchSegment(_))
         ));
         p.tracks[0].kind = TrackKind::Other;
-        assert!(!manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, "")
-            .unwrap()
-            .contains("Bitrate=\"165000\""));
+        assert!(
+            !manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, false, "")
+                .unwrap()
+                .contains("Bitrate=\"165000\"")
+        );
         assert!(matches!(
             fragment(
                 &p,
                 165_000,
                 "video",
                 0,
-                crate::package::DEFAULT_SEGMENT_LENGTH
+                crate::package::DEFAULT_SEGMENT_LENGTH,
+                false
             ),
             Err(PackageError::NoSuchTrack(_))
         ));

@@ -295,19 +295,32 @@ fn split_format(inner: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The internal rewrite rules: a legacy spelling is read as its current form unless
+/// `usp_skip_rewrite` turned them off, when it is an unknown path (404) like any other.
+fn rewritten(path: &str, opts: RouteOptions) -> Result<(), RouteError> {
+    if opts.legacy_forms {
+        Ok(())
+    } else {
+        Err(RouteError::UnknownVirtualPath(path.to_string()))
+    }
+}
+
 fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteError> {
     let segs: Vec<&str> = path.split('/').collect();
     match segs.as_slice() {
         [one] => {
-            if one.eq_ignore_ascii_case("manifest") {
+            if *one == "Manifest" {
+                return Ok(Some(Target::Smooth(SmoothTarget::Manifest)));
+            }
+            // Rules: `manifest` in any case, and IIS's client-manifest file `<name>.ismc`.
+            if one.eq_ignore_ascii_case("manifest") || has_extension(one, "ismc") {
+                rewritten(path, opts)?;
                 return Ok(Some(Target::Smooth(SmoothTarget::Manifest)));
             }
             let Some(inner) = call(one, "Manifest", path)? else {
                 return Ok(None);
             };
-            if !opts.legacy_forms {
-                return Err(RouteError::UnknownVirtualPath(path.to_string()));
-            }
+            rewritten(path, opts)?;
             let ("", Some(format)) = split_format(inner) else {
                 return Err(malformed(path, "expected Manifest(format=…)"));
             };
@@ -320,11 +333,23 @@ fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteE
             Ok(Some(target))
         }
         [levels, item] => {
-            let Some(bitrate) = call(levels, "QualityLevels", path)? else {
+            let Some(levels_inner) = call(levels, "QualityLevels", path)? else {
                 return Ok(None);
             };
+            // Rules: `QualityLevels`/`Fragments` in another case, and MS-SSTR's custom
+            // attributes `QualityLevels(<bitrate>,<name>=<value>…)`, which name nothing here.
+            let (bitrate, custom_attributes) = match levels_inner.split_once(',') {
+                Some((bitrate, _)) => (bitrate, true),
+                None => (levels_inner, false),
+            };
+            if custom_attributes || !levels.starts_with("QualityLevels(") {
+                rewritten(path, opts)?;
+            }
             let bitrate = require_decimal(bitrate, path, "bitrate is not a number")?;
             if let Some(inner) = call(item, "Fragments", path)? {
+                if !item.starts_with("Fragments(") {
+                    rewritten(path, opts)?;
+                }
                 let (body, format) = split_format(inner);
                 let (track, time) = body
                     .split_once('=')
@@ -345,9 +370,7 @@ fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteE
                         time,
                     })));
                 };
-                if !opts.legacy_forms {
-                    return Err(RouteError::UnknownVirtualPath(path.to_string()));
-                }
+                rewritten(path, opts)?;
                 let init = time.eq_ignore_ascii_case("i");
                 let index = || -> Result<SegmentIndex, RouteError> {
                     Ok(SegmentIndex::Time(require_decimal(
@@ -379,9 +402,7 @@ fn parse_smooth(path: &str, opts: RouteOptions) -> Result<Option<Target>, RouteE
                 return Ok(Some(target));
             }
             if let Some(inner) = call(item, "Manifest", path)? {
-                if !opts.legacy_forms {
-                    return Err(RouteError::UnknownVirtualPath(path.to_string()));
-                }
+                rewritten(path, opts)?;
                 let (track, Some(format)) = split_format(inner) else {
                     return Err(malformed(path, "expected Manifest(<track>,format=…)"));
                 };
@@ -745,6 +766,51 @@ mod tests {
             );
         }
         assert!(strict_target("/v.ism/Manifest").is_ok());
+        assert!(strict_target("/v.ism/QualityLevels(1)/Fragments(a=1)").is_ok());
+    }
+
+    #[test]
+    fn rewrite_rules_read_legacy_smooth_spellings() {
+        let manifest = Ok(Target::Smooth(SmoothTarget::Manifest));
+        let fragment = Ok(Target::Smooth(SmoothTarget::Fragment {
+            bitrate: 128000,
+            track: "audio".into(),
+            time: 20,
+        }));
+        let rewritten = [
+            ("/v.ism/manifest", &manifest),
+            ("/v.ism/MANIFEST", &manifest),
+            ("/v.ism/v.ismc", &manifest),
+            ("/v.ism/Other.ISMC", &manifest),
+            (
+                "/v.ism/qualitylevels(128000)/fragments(audio=20)",
+                &fragment,
+            ),
+            (
+                "/v.ism/QualityLevels(128000)/fragments(audio=20)",
+                &fragment,
+            ),
+            (
+                "/v.ism/QUALITYLEVELS(128000)/Fragments(audio=20)",
+                &fragment,
+            ),
+            (
+                "/v.ism/QualityLevels(128000,Lang=en)/Fragments(audio=20)",
+                &fragment,
+            ),
+        ];
+        for (path, expected) in rewritten {
+            assert_eq!(&target(path), expected, "{path}");
+            assert!(
+                matches!(strict_target(path), Err(RouteError::UnknownVirtualPath(_))),
+                "{path} with usp_skip_rewrite"
+            );
+        }
+        assert_eq!(
+            strict_target("/v.ism/QualityLevels(128000)/Fragments(audio=20)"),
+            fragment
+        );
+        assert!(target("/v.ism/QualityLevels(x,Lang=en)/Fragments(audio=20)").is_err());
     }
 
     #[test]

@@ -322,7 +322,7 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
 #[test]
 fn smooth_urls_with_hostile_names_resolve_to_their_tracks() {
     let p = hostile();
-    let manifest = mss::manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, "").unwrap();
+    let manifest = mss::manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap();
     // Names are XML-escaped where the manifest shows them.
     assert!(manifest.contains(&format!("Name=\"{}\"", xml_escape("x\"y"))));
     let mut resolved = Vec::new();
@@ -342,6 +342,7 @@ fn smooth_urls_with_hostile_names_resolve_to_their_tracks() {
             &track,
             0,
             crate::package::DEFAULT_SEGMENT_LENGTH,
+            false,
         )
         .unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(std::ptr::eq(found, t), "{url}");
