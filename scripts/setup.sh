@@ -11,6 +11,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 apt_packages=(
   build-essential pkg-config libclang-dev libpcre2-dev libssl-dev zlib1g-dev  # module + nginx
   dpkg-dev nginx                                    # make debian: Debian's nginx and its source
+  libnginx-mod-http-lua                             # the operators' Lua status remapping, tested
   ffmpeg                                            # test media, frame-exact checks
   curl wrk python3-venv strace openssl              # load tests, test harness (TLS certs), bench syscall counts
   chromium                                          # browser players (headless)

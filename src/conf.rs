@@ -12,13 +12,15 @@ use std::ptr;
 use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_int_t, ngx_log_error_core, ngx_str_t, ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
-    NGX_LOG_EMERG,
+    ngx_int_t, ngx_log_error_core, ngx_str_t, ngx_uint_t, NGX_CONF_2MORE, NGX_CONF_NOARGS,
+    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::HttpModuleConfExt;
 use ngx::ngx_string;
-use origin_core::config::{parse_switch, validate_s3_credential, validate_s3_region, ProxyPassUrl};
+use origin_core::config::{
+    parse_switch, validate_s3_credential, validate_s3_region, ProxyPassUrl, StatusMapping,
+};
 
 use crate::entry;
 
@@ -79,6 +81,9 @@ pub struct LocConf {
     /// checks it again (ours; the commercial module has no equivalent).
     pub remote_ttl: Option<u64>,
     pub s3: S3Conf,
+    /// `origin_status_map`: error statuses answered as others (ours; the commercial module's
+    /// users do this with Lua). `None` until set here or inherited.
+    pub status_map: Option<Vec<StatusMapping>>,
 }
 
 impl LocConf {
@@ -128,6 +133,22 @@ impl LocConf {
                 }
             };
             *slot = Some(value);
+            return Ok(());
+        }
+        if name == "origin_status_map" {
+            let mapping =
+                StatusMapping::parse(args).map_err(|e| invalid(name, &args.join(" "), &e.0))?;
+            let maps = self.status_map.get_or_insert_with(Vec::new);
+            if maps
+                .iter()
+                .any(|m| m.from == mapping.from && m.tokens == mapping.tokens)
+            {
+                return Err(format!(
+                    "\"{name}\" maps {} twice for the same tokens",
+                    mapping.from
+                ));
+            }
+            maps.push(mapping);
             return Ok(());
         }
         let [value] = args else {
@@ -193,6 +214,10 @@ impl LocConf {
         if self.remote_ttl.is_none() {
             self.remote_ttl = prev.remote_ttl;
         }
+        // Like nginx's own list directives: a location that maps nothing inherits all maps.
+        if self.status_map.is_none() {
+            self.status_map = prev.status_map.clone();
+        }
         // On unless turned off, here or above.
         self.live_auto_create = Some(
             self.live_auto_create
@@ -249,7 +274,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 18] = [
+pub static mut COMMANDS: [ngx_command_t; 19] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -265,6 +290,15 @@ pub static mut COMMANDS: [ngx_command_t; 18] = [
     loc_value(ngx_string!("s3_security_token")),
     loc_value(ngx_string!("origin_remote_ttl")),
     loc_switch(ngx_string!("origin_live_auto_create")),
+    ngx_command_t {
+        name: ngx_string!("origin_status_map"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_2MORE)
+            as ngx_uint_t,
+        set: Some(set_directive),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t {
         name: ngx_string!("usp_license_key"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,

@@ -1,8 +1,10 @@
 //! The one place errors become HTTP statuses and error-log lines.
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_ERROR, NGX_LOG_CRIT, NGX_LOG_ERR, NGX_LOG_INFO,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_NO_CONTENT, NGX_LOG_CRIT, NGX_LOG_ERR, NGX_LOG_INFO,
 };
+use origin_core::config::StatusMapping;
 
 /// Everything a request can fail with: the core's one error type.
 pub use origin_core::Error as OriginError;
@@ -65,12 +67,27 @@ pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
     if r.header_sent() != 0 {
         return NGX_ERROR as ngx_int_t;
     }
-    if let OriginError::EmptyTrack(_) = err {
-        let _ = crate::response::add_header(r, "X-Origin-Error", "FMP4_MISSING_TFRA");
-    }
+    let token = err.token();
+    let _ = crate::response::add_header(r, "X-Origin-Error", token);
     if status == 405 {
         // nginx's error page for 405 needs an Allow header to be correct.
         let _ = crate::response::add_header(r, "Allow", "GET, HEAD");
     }
-    status as ngx_int_t
+    let mapped = crate::conf::loc_conf(r)
+        .and_then(|c| c.status_map.as_deref())
+        .map_or(status, |maps| StatusMapping::remap(maps, status, token));
+    if mapped == 204 {
+        return no_content(r);
+    }
+    mapped as ngx_int_t
+}
+
+/// A 204 answer (`origin_status_map … 204`): the header alone, as nginx's static module
+/// answers HEAD, since nginx's error pages do not cover 2xx statuses.
+fn no_content(r: &mut ngx_http_request_t) -> ngx_int_t {
+    r.headers_out.status = NGX_HTTP_NO_CONTENT as ngx_uint_t;
+    r.headers_out.content_length_n = -1;
+    r.set_header_only(1);
+    // SAFETY: r is the request being handled; its header has not been sent.
+    unsafe { ngx_http_send_header(r) }
 }

@@ -1,15 +1,18 @@
 """Directives that change how requests are answered, each in a real nginx: `usp_iss_pass_through`
 sends stored Smooth fragments as they are, `usp_skip_rewrite` turns the legacy URL rewrite rules
-off."""
+off, `origin_status_map` (and the operators' Lua) answer other statuses."""
 
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from harness import Nginx, builds
+from test_live import cmaf_stream
 from test_remote import smooth_urls
 from test_vod import FIXTURES, ISMTOOL, LADDER
 
@@ -154,3 +157,112 @@ def test_rewrite_rules_apply_by_default_and_404_with_usp_skip_rewrite(origin):
         assert origin.get(f"/strict/ladder.ism/{old}").status_code == 404, old
         assert origin.get(f"/strict/ladder.ism/{current}").status_code == 200, current
     assert origin.crashes() == []
+
+
+# ------------------------------------------------------------------ status remapping
+def live_channel_with_a_gap(n, channel):
+    """A live channel fed per segment (no end of stream), with one fragment left out: the
+    timeline has a gap inside the window and a live edge. Returns (bitrate, name, gap time,
+    time past the edge) for Smooth fragment URLs."""
+    init, fragments = cmaf_stream(n, loops=2)
+    assert len(fragments) >= 5
+    url = n.url(f"/live/{channel}.isml/Streams(video.cmfv)")
+    assert requests.post(url, data=init).status_code == 200
+    for k, f in enumerate(fragments):
+        if k != 2:
+            assert requests.post(url, data=f).status_code == 200
+    manifest = ET.fromstring(n.get(f"/live/{channel}.isml/Manifest").content)
+    index = manifest.find("StreamIndex[@Type='video']")
+    times, t = [], 0
+    for c in index.findall("c"):
+        t = int(c.get("t", t))
+        for _ in range(int(c.get("r", 1))):
+            times.append((t, int(c.get("d"))))
+            t += int(c.get("d"))
+    # Where the left-out fragment would start: inside the window, and no fragment starts there.
+    gap = times[1][0] + times[0][1]
+    assert all(start != gap for start, _ in times)
+    edge = times[-1][0] + times[-1][1]
+    return index.find("QualityLevel").get("Bitrate"), index.get("Name"), gap, edge
+
+
+def test_origin_status_map_answers_another_status_for_its_tokens(make_nginx):
+    n = make_nginx(workers=2)
+    d = n.root / "live"
+    d.mkdir()
+    d.chmod(0o777)
+    n.start("""
+        origin_status_map 404 410 NOT_FOUND;
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+            origin_status_map 412 204 FRAGMENT_NOT_AVAILABLE;
+        }
+        location /plain/ {
+            alias html/live/;
+            usp_handle_ism;
+        }
+        location /vod/ {
+            alias html/live/;
+            usp_handle_ism;
+        }""")
+    bitrate, name, gap, edge = live_channel_with_a_gap(n, "c")
+    fragment = f"c.isml/QualityLevels({bitrate})/Fragments({name}=%d)"
+    # Past the live edge: "not available yet", 412, mapped to 204 (an empty answer).
+    r = n.get("/live/" + fragment % edge)
+    assert r.status_code == 204 and r.content == b""
+    assert r.headers["X-Origin-Error"] == "FRAGMENT_NOT_AVAILABLE"
+    # In the gap: "missing", also 412 but another token, so not mapped.
+    r = n.get("/live/" + fragment % gap)
+    assert r.status_code == 412 and r.headers["X-Origin-Error"] == "FRAGMENT_MISSING"
+    # The keep-alive connection carries on after a 204.
+    with requests.Session() as s:
+        assert s.get(n.url("/live/" + fragment % edge)).status_code == 204
+        assert s.get(n.url("/live/c.isml/Manifest")).status_code == 200
+    # A location without a map of its own inherits the server's maps only.
+    assert n.get("/plain/" + fragment % edge).status_code == 412
+    assert n.get("/plain/missing.isml/Manifest").status_code == 410
+    assert n.get("/plain/c.isml/nonsense").status_code == 404  # UNKNOWN_VIRTUAL_PATH
+    assert n.get("/live/missing.isml/Manifest").status_code == 404  # the location's own maps
+
+
+def test_origin_status_map_is_checked_at_nginx_t(make_nginx):
+    n = make_nginx()
+    for bad, why in [("origin_status_map 412 200;", "204 or an error status"),
+                     ("origin_status_map 412;", "invalid number of arguments"),
+                     ("origin_status_map 412 204 NO_SUCH;", "unknown error token"),
+                     ("origin_status_map 412 204; origin_status_map 412 503;", "twice")]:
+        out = n.test_config(n.config(f"location / {{ usp_handle_ism; {bad} }}"))
+        assert out.returncode != 0, bad
+        assert "origin_status_map" in out.stderr and why in out.stderr, out.stderr
+
+
+def test_lua_header_filter_remaps_our_statuses_on_debian_nginx(tmp_path):
+    """The operators' remap from the product documentation, with Debian's nginx and its Lua
+    module (libnginx-mod-http-lua): our error answers go through nginx's header filters."""
+    debian = [b for b in builds() if b.version == "1.22.1"]
+    assert debian, "the Debian nginx build is missing: run `make debian`"
+    lua = Path("/usr/lib/nginx/modules/ngx_http_lua_module.so")
+    ndk = Path("/usr/lib/nginx/modules/ndk_http_module.so")
+    assert lua.exists() and ndk.exists(), "apt-get install libnginx-mod-http-lua (scripts/setup.sh)"
+    n = Nginx(debian[0], workers=1)
+    try:
+        d = n.root / "live"
+        d.mkdir()
+        d.chmod(0o777)
+        n.start("""
+            location /live/ {
+                usp_handle_ism;
+                client_max_body_size 0;
+                header_filter_by_lua_block {
+                    if ngx.status == 412 then ngx.status = 204 end
+                }
+            }""", main_extra=f"load_module {ndk};\nload_module {lua};")
+        bitrate, name, gap, edge = live_channel_with_a_gap(n, "c")
+        for t in (edge, gap):
+            r = n.get(f"/live/c.isml/QualityLevels({bitrate})/Fragments({name}={t})")
+            assert r.status_code == 204 and r.content == b"", t
+        assert n.get("/live/c.isml/Manifest").status_code == 200
+        assert n.get("/live/missing.isml/Manifest").status_code == 404
+    finally:
+        n.cleanup()

@@ -343,6 +343,93 @@ pub fn parse_seconds(value: &str) -> Result<u64, ConfigError> {
     Ok(secs)
 }
 
+/// `origin_status_map <from> <to> [<token>…]`: answer `to` instead of the error status
+/// `from`, for every error or only those with one of `tokens` (see `Error::token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMapping {
+    pub from: u16,
+    pub to: u16,
+    pub tokens: Vec<String>,
+}
+
+impl StatusMapping {
+    /// The directive's arguments (without its name).
+    pub fn parse(args: &[&str]) -> Result<StatusMapping, ConfigError> {
+        let [from, to, tokens @ ..] = args else {
+            return Err(ConfigError(
+                "expected a status, the status to answer instead, and optional error tokens".into(),
+            ));
+        };
+        let status = |text: &str, allowed: &dyn Fn(u16) -> bool, what: &str| {
+            text.parse::<u16>()
+                .ok()
+                .filter(|s| text.len() == 3 && allowed(*s))
+                .ok_or_else(|| ConfigError(format!("\"{text}\" is not {what}")))
+        };
+        let from = status(
+            from,
+            &|s| (400..=599).contains(&s),
+            "an error status (400-599)",
+        )?;
+        let to = status(
+            to,
+            &|s| s == 204 || (400..=599).contains(&s),
+            "204 or an error status (400-599)",
+        )?;
+        for t in tokens {
+            if !crate::error::ERROR_TOKENS.contains(t) {
+                return Err(ConfigError(format!(
+                    "unknown error token \"{t}\" (known: {})",
+                    crate::error::ERROR_TOKENS.join(", ")
+                )));
+            }
+        }
+        Ok(StatusMapping {
+            from,
+            to,
+            tokens: tokens.iter().map(|t| t.to_string()).collect(),
+        })
+    }
+
+    /// The status an error answers with under `maps` (the first that matches), or `status`.
+    pub fn remap(maps: &[StatusMapping], status: u16, token: &str) -> u16 {
+        maps.iter()
+            .find(|m| {
+                m.from == status && (m.tokens.is_empty() || m.tokens.iter().any(|t| t == token))
+            })
+            .map_or(status, |m| m.to)
+    }
+}
+
+#[cfg(test)]
+mod status_map_tests {
+    use super::*;
+
+    #[test]
+    fn mappings_parse_and_apply_to_their_tokens() {
+        let live = StatusMapping::parse(&["412", "204", "FRAGMENT_NOT_AVAILABLE"]).unwrap();
+        let all = StatusMapping::parse(&["404", "410"]).unwrap();
+        let maps = [live, all];
+        assert_eq!(
+            StatusMapping::remap(&maps, 412, "FRAGMENT_NOT_AVAILABLE"),
+            204
+        );
+        assert_eq!(StatusMapping::remap(&maps, 412, "FRAGMENT_MISSING"), 412);
+        assert_eq!(StatusMapping::remap(&maps, 404, "NOT_FOUND"), 410);
+        assert_eq!(StatusMapping::remap(&maps, 500, "INTERNAL"), 500);
+        for bad in [
+            &["412"][..],
+            &["412", "200"],
+            &["200", "204"],
+            &["4120", "204"],
+            &["+41", "204"],
+            &["412", "204", "NO_SUCH_TOKEN"],
+        ] {
+            assert!(StatusMapping::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
 /// An nginx size (`512k`, `64m`, `2g`, or bytes) within [`CACHE_SIZE_RANGE`].
 pub fn parse_cache_size(value: &str) -> Result<usize, ConfigError> {
     let (digits, unit) = match value.as_bytes().last() {

@@ -12,6 +12,43 @@ use crate::presentation::PresentationError;
 use crate::source::SourceError;
 use crate::url::RouteError;
 
+/// Every token [`Error::token`] gives.
+pub const ERROR_TOKENS: &[&str] = &[
+    "URL_TOO_LONG",
+    "PATH_ESCAPES_ROOT",
+    "BAD_QUERY",
+    "MALFORMED_PATH",
+    "UNKNOWN_VIRTUAL_PATH",
+    "NOT_FOUND",
+    "NOT_A_FILE",
+    "FORBIDDEN",
+    "IO_ERROR",
+    "SOURCE_CHANGED",
+    "SOURCE_ERROR",
+    "BAD_SERVER_MANIFEST",
+    "BAD_MEDIA",
+    "BAD_PRESENTATION",
+    "INGEST_MALFORMED",
+    "INGEST_TRUNCATED",
+    "INGEST_UNSUPPORTED",
+    "INGEST_NO_INIT",
+    "INGEST_CONFLICT",
+    "INGEST_STORAGE",
+    "INGEST_UNKNOWN_CHANNEL",
+    "FRAGMENT_NOT_FOUND",
+    "FRAGMENT_MISSING",
+    "FRAGMENT_NOT_AVAILABLE",
+    "FMP4_MISSING_TFRA",
+    "PACKAGING",
+    "SOURCE_REFUSED",
+    "BACKEND_TIMEOUT",
+    "BACKEND_ERROR",
+    "S3_SIGNING",
+    "UNSUPPORTED",
+    "METHOD_NOT_ALLOWED",
+    "INTERNAL",
+];
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -58,7 +95,11 @@ pub enum Error {
     /// A live segment outside what the channel holds (the status depends on the format and
     /// on where the segment falls: COMPAT.md §5).
     #[error("{what}")]
-    LiveSegment { status: u16, what: String },
+    LiveSegment {
+        status: u16,
+        what: String,
+        token: &'static str,
+    },
     /// A track without samples (`FMP4_MISSING_TFRA`).
     #[error("FMP4_MISSING_TFRA: track {0} has no samples")]
     EmptyTrack(String),
@@ -118,6 +159,49 @@ impl From<PackageError> for Error {
 }
 
 impl Error {
+    /// A short, stable name for the kind of error: sent as `X-Origin-Error`, counted by the
+    /// status endpoint, and what `origin_status_map` can be scoped to.
+    pub fn token(&self) -> &'static str {
+        use crate::live::ingest::IngestError;
+        use crate::source::SourceError;
+        match self {
+            Error::Route(RouteError::TooLong(_)) => "URL_TOO_LONG",
+            Error::Route(RouteError::PathEscapes) => "PATH_ESCAPES_ROOT",
+            Error::Route(RouteError::BadQuery { .. } | RouteError::BadSubclip { .. }) => {
+                "BAD_QUERY"
+            }
+            Error::Route(RouteError::MalformedPath(_)) => "MALFORMED_PATH",
+            Error::Route(_) => "UNKNOWN_VIRTUAL_PATH",
+            Error::NotFound { .. } => "NOT_FOUND",
+            Error::NotRegularFile { .. } => "NOT_A_FILE",
+            Error::Forbidden { .. } => "FORBIDDEN",
+            Error::Io { .. } => "IO_ERROR",
+            Error::Source(SourceError::Changed { .. }) => "SOURCE_CHANGED",
+            Error::Source(_) => "SOURCE_ERROR",
+            Error::Manifest { .. } | Error::ManifestTooLarge { .. } => "BAD_SERVER_MANIFEST",
+            Error::Index(_) => "BAD_MEDIA",
+            Error::Presentation { .. } => "BAD_PRESENTATION",
+            Error::Ingest(IngestError::Malformed(_) | IngestError::Mp4(_)) => "INGEST_MALFORMED",
+            Error::Ingest(IngestError::Truncated { .. }) => "INGEST_TRUNCATED",
+            Error::Ingest(IngestError::Unsupported(_)) => "INGEST_UNSUPPORTED",
+            Error::Ingest(IngestError::NoInit(_)) => "INGEST_NO_INIT",
+            Error::Ingest(IngestError::Conflict(_)) => "INGEST_CONFLICT",
+            Error::Ingest(IngestError::Storage { .. }) => "INGEST_STORAGE",
+            Error::Ingest(IngestError::UnknownChannel(_)) => "INGEST_UNKNOWN_CHANNEL",
+            Error::LiveSegment { token, .. } => token,
+            Error::EmptyTrack(_) => "FMP4_MISSING_TFRA",
+            Error::Package(_) => "PACKAGING",
+            Error::Ts(_) => "PACKAGING",
+            Error::SourceRefused { .. } => "SOURCE_REFUSED",
+            Error::Backend { timeout: true, .. } => "BACKEND_TIMEOUT",
+            Error::Backend { .. } => "BACKEND_ERROR",
+            Error::S3Sign(_) => "S3_SIGNING",
+            Error::Unsupported(_) | Error::NotImplemented(_) => "UNSUPPORTED",
+            Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
     /// A file error: not-found and permission errors keep their meaning for the client. Mapped
     /// as nginx's static module maps them: a missing file, a path through a non-directory or a
     /// name too long is "not found"; no permission, or a symbolic link that `disable_symlinks`
@@ -138,6 +222,44 @@ impl Error {
         match e {
             SourceError::Io { name, source } => Error::from_io(&name, source),
             other => Error::Source(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_token_is_listed() {
+        let errors = [
+            Error::Route(RouteError::TooLong(1)),
+            Error::Route(RouteError::NoServerManifest),
+            Error::NotFound { path: "x".into() },
+            Error::EmptyTrack("1".into()),
+            Error::MethodNotAllowed,
+            Error::Internal("x"),
+            Error::LiveSegment {
+                status: 412,
+                what: "x".into(),
+                token: crate::live::window::LivePlace::NotYet.token(),
+            },
+            Error::Backend {
+                url: "u".into(),
+                what: "w".into(),
+                timeout: true,
+                retry: false,
+            },
+        ];
+        for e in &errors {
+            assert!(ERROR_TOKENS.contains(&e.token()), "{e:?}");
+        }
+        for place in [
+            crate::live::window::LivePlace::Before,
+            crate::live::window::LivePlace::Gap,
+            crate::live::window::LivePlace::NotYet,
+        ] {
+            assert!(ERROR_TOKENS.contains(&place.token()));
         }
     }
 }

@@ -432,6 +432,7 @@ impl Request {
         Some(Error::LiveSegment {
             status: statuses[place as usize],
             what: format!("{what}: {}", place.describe()),
+            token: place.token(),
         })
     }
 

@@ -67,6 +67,15 @@ impl LivePlace {
             LivePlace::NotYet => "not ingested yet",
         }
     }
+
+    /// The error token of a live fragment request that falls here.
+    pub fn token(self) -> &'static str {
+        match self {
+            LivePlace::Before => "FRAGMENT_NOT_FOUND",
+            LivePlace::Gap => "FRAGMENT_MISSING",
+            LivePlace::NotYet => "FRAGMENT_NOT_AVAILABLE",
+        }
+    }
 }
 
 impl LiveInfo {
