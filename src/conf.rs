@@ -594,7 +594,11 @@ pub unsafe extern "C" fn merge_loc_conf(
         // SAFETY: both pointers are location confs created by create_loc_conf.
         let (prev, conf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
         match conf.merge(prev) {
-            Ok(()) => ngx::core::NGX_CONF_OK,
+            Ok(()) => {
+                // SAFETY: during merge cf->ctx holds the confs of the location being merged.
+                unsafe { inherit_handler(cf, conf) };
+                ngx::core::NGX_CONF_OK
+            }
             Err((message, at)) => {
                 let text = format!("{message} in {}:{}", at.file, at.line);
                 // SAFETY: cf->log is valid during configuration. The position is the
@@ -613,6 +617,35 @@ pub unsafe extern "C" fn merge_loc_conf(
             }
         }
     })
+}
+
+/// The blocks nginx makes inside a location, `limit_except` and `if`, get their own core
+/// location conf without a content handler: requests they take (a PUT a `limit_except
+/// GET HEAD POST` lets through, say) would go to the static module. They take ours when the
+/// location they are in hands requests to the module.
+///
+/// # Safety
+/// `cf` is the configuration being merged, its context that of `conf`'s location.
+unsafe fn inherit_handler(cf: *mut ngx_conf_t, conf: &LocConf) {
+    let ours = [conf.handle_ism, conf.handle_f4f, conf.handle_api]
+        .into_iter()
+        .any(LocConf::on);
+    if !ours {
+        return;
+    }
+    // SAFETY: per this function's contract.
+    let clcf = unsafe {
+        (*cf).http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(&*ptr::addr_of!(
+            ngx_http_core_module
+        ))
+    };
+    if let Some(mut clcf) = clcf {
+        // SAFETY: the pointer came from nginx's configuration context and is valid.
+        let clcf = unsafe { clcf.as_mut() };
+        if clcf.noname() != 0 && clcf.handler.is_none() {
+            clcf.handler = Some(crate::handler::content_handler);
+        }
+    }
 }
 
 /// Registers the module's variables.

@@ -3,6 +3,7 @@ sends stored Smooth fragments as they are, `usp_skip_rewrite` turns the legacy U
 off, `origin_status_map` (and the operators' Lua) answer other statuses."""
 
 import shutil
+import socket
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from harness import Nginx, builds
-from test_live import cmaf_stream
+from harness import ROOT, Nginx, builds
+from test_live import cmaf_stream, example_origin
 from test_remote import smooth_urls
 from test_vod import FIXTURES, ISMTOOL, LADDER
 
@@ -266,3 +267,63 @@ def test_lua_header_filter_remaps_our_statuses_on_debian_nginx(tmp_path):
         assert n.get("/live/missing.isml/Manifest").status_code == 404
     finally:
         n.cleanup()
+
+
+# ------------------------------------------------------------------ documented snippets
+def test_deny_sources_example_refuses_files_and_serves_virtual_paths(make_nginx):
+    n = make_nginx(workers=1)
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    for f in LADDER + ["progressive.mp4"]:
+        shutil.copy(FIXTURES / f, media / f)
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "ladder.ism"),
+                    *[str(media / f) for f in LADDER]], check=True, capture_output=True)
+    # Every kind of media file the documentation names, and a live server manifest.
+    for ext in ["ismt", "cmfv", "cmfa", "cmft"]:
+        (media / f"other.{ext}").write_bytes(b"\0" * 16)
+    (media / "channel.isml").write_text("<smil/>")
+    for p in media.iterdir():
+        p.chmod(0o644)
+    n.start_config(n.example_config(ROOT / "nginx-conf" / "deny-sources.conf",
+                                    {"/var/www/usp": str(n.root)}))
+    for path in ["ladder-video-360.ismv", "ladder-audio-eng.isma", "LADDER-AUDIO-FRA.ISMA",
+                 "other.ismt", "other.cmfv", "other.cmfa", "other.cmft", "progressive.mp4",
+                 "ladder.ism", "ladder.ism/", "LADDER.ISM", "Ladder.Ism/", "channel.isml",
+                 "channel.isml/", "CHANNEL.ISML"]:
+        assert n.get(f"/v/{path}").status_code == 403, path
+    for path in ["ladder.ism/Manifest", "ladder.ism/.mpd", "ladder.ism/.m3u8",
+                 "ladder.ism/dash/ladder-video=165000.dash"]:
+        assert n.get(f"/v/{path}").status_code == 200, path
+
+
+def status_from(n, source_address: str, method: str, path: str, body: bytes = b"") -> int:
+    """The status of one request sent from `source_address` (any 127/8 address reaches the
+    test nginx on 127.0.0.1)."""
+    with socket.create_connection(("127.0.0.1", n.port), timeout=30,
+                                  source_address=(source_address, 0)) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def test_api_example_allows_127_0_0_1_and_refuses_another_loopback_address(make_nginx):
+    n, live_dir = example_origin(make_nginx, "live-api.conf")
+    body = b'<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head/><body/></smil>'
+    assert status_from(n, "127.0.0.2", "PUT", "/api/channels/a.isml", body) == 403
+    assert status_from(n, "127.0.0.2", "GET", "/api/channels/a.isml/state") == 403
+    assert not (live_dir / "a.isml").exists()
+    assert status_from(n, "127.0.0.1", "PUT", "/api/channels/a.isml", body) == 201
+    assert status_from(n, "127.0.0.1", "GET", "/api/channels/a.isml/state") == 200
+    # The playout location: reads for everyone, PUT and DELETE for the management network.
+    assert status_from(n, "127.0.0.2", "GET", "/channels/a.isml/state") == 200
+    assert status_from(n, "127.0.0.2", "DELETE", "/channels/a.isml") == 403
+    assert status_from(n, "127.0.0.2", "PUT", "/channels/a.isml", body) == 403
+    assert (live_dir / "a.isml").exists()
+    assert status_from(n, "127.0.0.1", "DELETE", "/channels/a.isml") == 204
+    assert not (live_dir / "a.isml").exists()
