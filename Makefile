@@ -2,6 +2,7 @@
 #
 #   make                              module + nginx 1.28 (vendored, nothing downloaded)
 #   make debian                       module for the Debian nginx installed by apt
+#   make deb                          build/libnginx-mod-http-origin_<version>_<arch>.deb for that nginx
 #   make NGINX_SRC=/path/nginx-x.y.z  module (and nginx) for any nginx source tree
 #   make NGINX_VERSION=x.y.z          same, with the tree in NGINX_SRC or build/src/nginx-x.y.z
 #   make install [MODULES_DIR=...]    copy the last built module into that nginx's modules dir
@@ -18,7 +19,7 @@ TEST_HOOKS ?=
 
 hooks := $(if $(TEST_HOOKS),--test-hooks,)
 
-.PHONY: all module debian install test unittest check demo clean
+.PHONY: all module debian deb install test unittest check demo clean
 
 all: module
 
@@ -41,6 +42,11 @@ endif
 
 debian:
 	scripts/build.sh debian $(hooks)
+
+# The release module (never the test-hooks one, whatever TEST_HOOKS says), then the package.
+deb:
+	scripts/build.sh debian
+	scripts/deb.sh
 
 install:
 	scripts/build.sh install $(MODULES_DIR)
