@@ -28,6 +28,7 @@ pub fn serve(
     r: &mut ngx_http_request_t,
     route: Route,
     file: String,
+    root: String,
     disable_mmap: bool,
 ) -> Result<ngx_int_t, OriginError> {
     crate::caches::size(
@@ -48,14 +49,19 @@ pub fn serve(
     } else {
         Request::new(route, file, &query)
     }
-    .with_iss_pass_through(pass_through);
+    .with_iss_pass_through(pass_through)
+    .with_root(root);
     let mut files = Files::of(r, disable_mmap);
     loop {
         match crate::caches::with(|c| request.step(c))? {
             Step::Done(answer) => return send(r, answer),
             Step::Need(Need::Open(paths)) => {
                 for path in paths {
-                    let opened = files.opened_source(&path);
+                    let opened = match request.confined_to_root(&path) {
+                        Some(root) => crate::files::check_inside(root, &path)
+                            .and_then(|()| files.opened_source(&path)),
+                        None => files.opened_source(&path),
+                    };
                     request.supply_open(&path, opened);
                 }
             }

@@ -257,6 +257,27 @@ fn open_nonblocking(path: &Path) -> Result<File, OriginError> {
 }
 
 /// File errors as nginx's static module maps them: missing → 404, refused → 403.
+/// For a source reached through `..`: the file, with every symbolic link resolved, must lie
+/// inside the document root (also resolved), or it is refused (403). A file that is not there
+/// is left for the open to report.
+pub fn check_inside(root: &str, path: &str) -> Result<(), OriginError> {
+    let real = match std::fs::canonicalize(path) {
+        Ok(real) => real,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(from_io(Path::new(path), e)),
+    };
+    let real_root = std::fs::canonicalize(root).map_err(|e| from_io(Path::new(root), e))?;
+    if real.starts_with(&real_root) && real != real_root {
+        Ok(())
+    } else {
+        Err(OriginError::SourceRefused {
+            manifest: path.to_string(),
+            src: real.display().to_string(),
+            reason: "a symbolic link leads it outside the location's root",
+        })
+    }
+}
+
 pub fn from_io(path: &Path, e: io::Error) -> OriginError {
     OriginError::from_io(&path.display().to_string(), e)
 }

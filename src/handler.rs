@@ -123,7 +123,7 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         return crate::remote::serve(r, route, &lcf, proxy);
     }
 
-    let manifest_file = map_to_path(r, route.manifest_path.len())?;
+    let (manifest_file, root) = map_with_root(r, route.manifest_path.len())?;
 
     match (&route.target, route.kind) {
         (Target::Presentation, ManifestKind::Mp4) => {
@@ -138,13 +138,21 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
             origin_core::url::RouteError::UnknownVirtualPath("HDS (usp_handle_f4f is off)".into()),
         )),
         (Target::Live(_), _) => Err(OriginError::NotImplemented("live")),
-        _ => crate::driver::serve(r, route, manifest_file, LocConf::on(lcf.disable_mmap)),
+        _ => crate::driver::serve(r, route, manifest_file, root, LocConf::on(lcf.disable_mmap)),
     }
 }
 
 /// Maps the first `prefix_len` bytes of the request path (the server manifest) to a file name
 /// under the location's `root` or `alias`, as nginx's static module would map that path.
 fn map_to_path(r: &mut ngx_http_request_t, prefix_len: usize) -> Result<String, OriginError> {
+    map_with_root(r, prefix_len).map(|(path, _)| path)
+}
+
+/// [`map_to_path`], and the document root (`root` or `alias`) the name starts with.
+fn map_with_root(
+    r: &mut ngx_http_request_t,
+    prefix_len: usize,
+) -> Result<(String, String), OriginError> {
     if prefix_len > r.uri.len {
         return Err(OriginError::Internal(
             "manifest path longer than the request path",
@@ -169,7 +177,13 @@ fn map_to_path(r: &mut ngx_http_request_t, prefix_len: usize) -> Result<String, 
     // SAFETY: on success `path.data .. last` holds the mapped name (NUL at `last`).
     let len = unsafe { last.offset_from(path.data) } as usize;
     let bytes = unsafe { std::slice::from_raw_parts(path.data, len) };
-    String::from_utf8(bytes.to_vec()).map_err(|_| OriginError::Internal("file name is not UTF-8"))
+    let name = String::from_utf8(bytes.to_vec())
+        .map_err(|_| OriginError::Internal("file name is not UTF-8"))?;
+    let root = name
+        .get(..root_len.min(name.len()))
+        .unwrap_or_default()
+        .to_string();
+    Ok((name, root))
 }
 
 /// `usp_prefer_static`: when a file exists at the requested path itself, serve it as nginx's

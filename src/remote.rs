@@ -316,7 +316,9 @@ pub fn serve(
     let remote = Remote {
         request: Request::new(route, manifest, &query)
             .with_backends(backends(lcf))
-            .with_iss_pass_through(LocConf::on(lcf.iss_pass_through)),
+            .with_iss_pass_through(LocConf::on(lcf.iss_pass_through))
+            // `..` in a src may not climb out of what this location maps to the backend.
+            .with_root(lcf.location_prefix.clone()),
         sources: HashMap::new(),
         in_flight: 0,
         queued: std::collections::VecDeque::new(),

@@ -2,6 +2,7 @@
 sends stored Smooth fragments as they are, `usp_skip_rewrite` turns the legacy URL rewrite rules
 off, `origin_status_map` (and the operators' Lua) answer other statuses."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -327,3 +328,52 @@ def test_api_example_allows_127_0_0_1_and_refuses_another_loopback_address(make_
     assert (live_dir / "a.isml").exists()
     assert status_from(n, "127.0.0.1", "DELETE", "/channels/a.isml") == 204
     assert not (live_dir / "a.isml").exists()
+
+
+# ------------------------------------------------------------------ where sources may live
+def test_sources_in_sibling_folders_inside_the_root_are_served(make_nginx):
+    """mp4split-style manifests point at shared media with `..`: served while the path stays
+    inside the location's root (or alias); refused with 403 and a log line once it leaves it,
+    symbolic links included."""
+    n = make_nginx(workers=1)
+    vod = n.root / "vod"
+    title, shared = vod / "titles" / "movie", vod / "shared" / "audio"
+    title.mkdir(parents=True)
+    shared.mkdir(parents=True)
+    shutil.copy(FIXTURES / "ladder-video-360.ismv", title / "video.ismv")
+    shutil.copy(FIXTURES / "ladder-audio-eng.isma", shared / "eng.isma")
+    out = subprocess.run([str(ISMTOOL), "create", "-o", str(title / "movie.ism"),
+                          str(title / "video.ismv"), str(shared / "eng.isma")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = (title / "movie.ism").read_text()
+    assert 'src="../../shared/audio/eng.isma"' in text and 'src="video.ismv"' in text
+    # Outside the root: a file beside it, reached by climbing too far or through a link.
+    outside = n.prefix / "outside.isma"
+    shutil.copy(FIXTURES / "ladder-audio-eng.isma", outside)
+    (vod / "titles" / "climb.ism").write_text(text.replace(
+        "../../shared/audio/eng.isma", "../../../outside.isma").replace("video.ismv",
+                                                                        "movie/video.ismv"))
+    os.symlink(outside, shared / "linked.isma")
+    (title / "linked.ism").write_text(text.replace("eng.isma", "linked.isma"))
+    for p in [*vod.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    outside.chmod(0o644)
+    n.start(r"""
+        location /vod/ { usp_handle_ism; }
+        location /aliased/ { alias html/vod/; usp_handle_ism; }
+        location /narrow/ { alias html/vod/titles/; usp_handle_ism; }""")
+    for base in ["/vod/titles/movie", "/aliased/titles/movie"]:
+        mpd = n.get(f"{base}/movie.ism/.mpd")
+        assert mpd.status_code == 200, (base, mpd.text)
+        audio = n.get(f"{base}/movie.ism/dash/movie-audio_eng=128000.dash")
+        assert audio.status_code == 200 and audio.content[4:8] == b"ftyp", base
+    # This alias's root is titles/: shared/ lies outside it.
+    for path in ["/narrow/movie/movie.ism/.mpd", "/vod/titles/climb.ism/.mpd",
+                 "/vod/titles/movie/linked.ism/.mpd"]:
+        r = n.get(path)
+        assert r.status_code == 403 and r.headers["X-Origin-Error"] == "SOURCE_REFUSED", path
+    assert n.log_lines("leads outside the location's root")
+    assert n.log_lines("a symbolic link leads it outside")
+    assert n.crashes() == []

@@ -1019,7 +1019,7 @@ def test_log_lines_keep_their_reason(make_nginx):
     m = media_dir(n)
     ism = ladder(m)
     text = ism.read_text()
-    put(m / "escape.ism", text.replace('src="ladder-video-360.ismv"', 'src="../x.ismv"'))
+    put(m / "escape.ism", text.replace('src="ladder-video-360.ismv"', 'src="../../x.ismv"'))
     put(m / "badmeta.ism", text.replace(
         "<head>", '<head>\n    <meta name="hls_client_manifest_version" content="many"/>'))
     n.start(MODULE_LOCATION)

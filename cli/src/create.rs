@@ -59,7 +59,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     })
 }
 
-/// `input` relative to `dir`, refusing anything the origin would refuse to open (`..`).
+/// `input` relative to `dir` (the server manifest's directory), as mp4split writes it: a file
+/// in a sibling folder becomes `../audio/eng.mp4`. The origin serves such a src as long as it
+/// stays inside the location's document root.
 fn relative_src(dir: &Path, input: &Path) -> Result<String, String> {
     let abs = |p: &Path| -> Result<PathBuf, String> {
         std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))
@@ -70,20 +72,23 @@ fn relative_src(dir: &Path, input: &Path) -> Result<String, String> {
         dir
     })?;
     let input = abs(input)?;
-    let rel = input.strip_prefix(&dir).map_err(|_| {
-        format!(
-            "{}: inputs must be in the server manifest's directory or below it ({}), as the origin never reads outside it",
-            input.display(),
-            dir.display()
-        )
-    })?;
-    let parts: Vec<String> = rel
-        .components()
-        .map(|c| match c {
-            Component::Normal(s) => Ok(s.to_string_lossy().into_owned()),
-            _ => Err(format!("{}: unexpected path component", rel.display())),
-        })
-        .collect::<Result<_, _>>()?;
+    let names = |p: &Path| -> Result<Vec<String>, String> {
+        p.components()
+            .filter(|c| !matches!(c, Component::RootDir))
+            .map(|c| match c {
+                Component::Normal(s) => s
+                    .to_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{}: the file name is not UTF-8", p.display())),
+                _ => Err(format!("{}: unexpected path component", p.display())),
+            })
+            .collect()
+    };
+    let (from, to) = (names(&dir)?, names(&input)?);
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let parts: Vec<&str> = std::iter::repeat_n("..", from.len() - common)
+        .chain(to[common..].iter().map(String::as_str))
+        .collect();
     let src = parts.join("/");
     resolve_src(&src).map_err(|e| e.to_string())?;
     Ok(src)

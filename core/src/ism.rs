@@ -35,7 +35,7 @@ mod write;
 mod tests;
 
 pub use options::{FragmentLength, PresentationOptions};
-pub use source::{join_relative, resolve_src, SourceRef};
+pub use source::{climbs, is_within, join_relative, resolve_src, SourceRef};
 
 use crate::url::{excerpt, NameError};
 

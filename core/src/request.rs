@@ -40,7 +40,7 @@ pub use options::Options;
 use crate::error::Error;
 use crate::fragment::{ByteRange, FragmentPlan};
 use crate::index::{build_index, IndexError, MediaIndex, Sample};
-use crate::ism::{join_relative, resolve_src, ServerManifest, SourceRef};
+use crate::ism::{climbs, is_within, join_relative, resolve_src, ServerManifest, SourceRef};
 use crate::live::channel::ChannelSnapshot;
 use crate::live::window::{LiveInfo, LivePlace};
 use crate::package::dash;
@@ -203,6 +203,12 @@ pub struct Request {
     dynamic_depth: bool,
     /// `usp_iss_pass_through`.
     iss_pass_through: bool,
+    /// The location's document root (or, for remote sources, its URL prefix): a src that
+    /// climbs with `..` must stay inside it.
+    root: Option<String>,
+    /// Source files reached through `..`: the driver checks, symbolic links resolved, that
+    /// each really lies inside `root` before supplying it.
+    climbing: std::cell::RefCell<Vec<String>>,
     /// The live presentation's server manifest (its tracks those of the window) and timing.
     live_window: Option<(Arc<ServerManifest>, Arc<LiveInfo>)>,
 }
@@ -241,6 +247,8 @@ impl Request {
             live: None,
             dynamic_depth: false,
             iss_pass_through: false,
+            root: None,
+            climbing: Default::default(),
             live_window: None,
         }
     }
@@ -248,6 +256,24 @@ impl Request {
     /// A request on a live channel (`.isml`) plays `channel`, its archive as the driver read it.
     /// `dynamic_depth` (`usp_dynamic_time_shift_buffer_depth`): DASH `timeShiftBufferDepth`
     /// says what the window holds rather than the channel's DVR window length.
+    /// The location's document root: sources named with `..` must stay inside it (without
+    /// one, a `..` src may lead anywhere a path can).
+    pub fn with_root(mut self, root: String) -> Request {
+        self.root = Some(root);
+        self
+    }
+
+    /// `Some(root)` when `path` was reached through a `..` src: the driver must check that the
+    /// file, symbolic links resolved, lies inside `root` (403 otherwise).
+    pub fn confined_to_root(&self, path: &str) -> Option<&str> {
+        let climbing = self.climbing.borrow();
+        climbing
+            .iter()
+            .any(|p| p == path)
+            .then_some(self.root.as_deref())
+            .flatten()
+    }
+
     /// `usp_iss_pass_through`: a Smooth fragment that is one whole stored fragment of its
     /// source (a Smooth `ismv`/`isma`) is sent as stored, byte for byte.
     pub fn with_iss_pass_through(mut self, on: bool) -> Request {
@@ -552,7 +578,8 @@ impl Request {
         };
         for (track, records) in &window.tracks {
             let src = format!("{}/{}", channel.archive_name, track.dir_name);
-            let path = join_relative(&self.manifest_path, &src);
+            let path = join_relative(&self.manifest_path, &src)
+                .ok_or(Error::Internal("an archive path that does not join"))?;
             let source = track.source(&path, records).map_err(|source| Error::Io {
                 path: path.clone(),
                 source,
@@ -817,7 +844,27 @@ impl Request {
             path: self.manifest_path.clone(),
             error,
         })? {
-            SourceRef::Relative(rel) => Ok(join_relative(&self.manifest_path, &rel)),
+            SourceRef::Relative(rel) => {
+                let refused = |reason| Error::SourceRefused {
+                    manifest: self.manifest_path.clone(),
+                    src: crate::url::excerpt(&rel),
+                    reason,
+                };
+                let path = join_relative(&self.manifest_path, &rel)
+                    .ok_or_else(|| refused("it climbs above the file system's root"))?;
+                if climbs(&rel) {
+                    if let Some(root) = &self.root {
+                        if !is_within(&path, root) {
+                            return Err(refused("it leads outside the location's root"));
+                        }
+                        let mut climbing = self.climbing.borrow_mut();
+                        if !climbing.contains(&path) {
+                            climbing.push(path.clone());
+                        }
+                    }
+                }
+                Ok(path)
+            }
             SourceRef::Http(url) | SourceRef::S3(url) => {
                 self.backends
                     .path_of(&url)

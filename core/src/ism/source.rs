@@ -1,9 +1,12 @@
 //! Deciding what a track `src` may point at.
 //!
-//! A relative src names a file inside the manifest's directory tree and nothing else: no `..`
-//! or `.` segment, no empty segment, no leading `/`, no backslash, no control character. It is
-//! checked as written, without percent-decoding: the src is a file name, so `%2e%2e` is a
-//! literal (odd but harmless) name, and whoever turns it into a URL must escape it.
+//! A relative src names a file relative to the manifest's directory: no empty segment, no
+//! leading `/`, no backslash, no control character. `.` and `..` segments are allowed (manifests
+//! made by mp4split point at shared media in sibling folders, `../audio/eng.mp4`); where such a
+//! path may lead is the request's business: it must stay inside the location's document root
+//! (see [`join_relative`] and `Request::with_root`). It is checked as written, without
+//! percent-decoding: the src is a file name, so `%2e%2e` is a literal (odd but harmless) name,
+//! and whoever turns it into a URL must escape it.
 
 use super::IsmError;
 
@@ -66,32 +69,62 @@ pub fn resolve_src(src: &str) -> Result<SourceRef, IsmError> {
     if src.contains('\\') {
         return Err(refuse("it contains a backslash"));
     }
-    for segment in src.split('/') {
-        match segment {
-            "" => return Err(refuse("it has an empty path segment")),
-            "." | ".." => {
-                return Err(refuse(
-                    "it has a . or .. segment: a src must stay below the manifest's directory",
-                ))
-            }
-            _ => {}
-        }
+    if src.split('/').any(str::is_empty) {
+        return Err(refuse("it has an empty path segment"));
+    }
+    if src
+        .split('/')
+        .next_back()
+        .is_some_and(|last| last == "." || last == "..")
+    {
+        return Err(refuse("it names a directory, not a file"));
     }
     Ok(SourceRef::Relative(src.to_owned()))
 }
 
+/// Whether a relative src climbs with `..` (its file must then be checked to stay inside the
+/// document root, symbolic links resolved).
+pub fn climbs(rel: &str) -> bool {
+    rel.split('/').any(|segment| segment == "..")
+}
+
 /// Joins a relative src (already accepted by [`resolve_src`]) to the directory of the manifest
-/// path: `/a/b/v.ism` + `x/y.ismv` → `/a/b/x/y.ismv`. A manifest path without `/` is in the
-/// current directory, so the src is returned as is.
-pub fn join_relative(manifest_path: &str, rel: &str) -> String {
+/// path, resolving `.` and `..` as names (`/a/b/v.ism` + `../x/y.ismv` → `/a/x/y.ismv`). A
+/// manifest path without `/` is in the current directory. `None` when `..` would climb above
+/// the start of the path.
+pub fn join_relative(manifest_path: &str, rel: &str) -> Option<String> {
     let directory = match manifest_path.rfind('/') {
         Some(i) => manifest_path.get(..=i).unwrap_or_default(),
         None => "",
     };
-    let mut joined = String::with_capacity(directory.len() + rel.len());
-    joined.push_str(directory);
-    joined.push_str(rel);
-    joined
+    if !rel.split('/').any(|s| s == "." || s == "..") {
+        return Some(format!("{directory}{rel}"));
+    }
+    let absolute = directory.starts_with('/');
+    let mut parts: Vec<&str> = directory.split('/').filter(|s| !s.is_empty()).collect();
+    for segment in rel.split('/') {
+        match segment {
+            "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            name => parts.push(name),
+        }
+    }
+    let joined = parts.join("/");
+    Some(if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    })
+}
+
+/// Whether `path` (already normalised by [`join_relative`]) lies inside the directory `root`,
+/// comparing whole path segments (`/media2/x` is not inside `/media`).
+pub fn is_within(path: &str, root: &str) -> bool {
+    let root = root.trim_end_matches('/');
+    path.strip_prefix(root)
+        .is_some_and(|rest| rest.starts_with('/') || (root.is_empty() && !path.is_empty()))
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
