@@ -2,6 +2,7 @@
 //! or fragment plans. One module per protocol; the segmentation they share is here.
 
 pub mod dash;
+pub mod hds;
 pub mod hls;
 pub mod mss;
 pub mod ts;

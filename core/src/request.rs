@@ -43,15 +43,15 @@ use crate::index::{build_index, IndexError, MediaIndex, Sample};
 use crate::ism::{climbs, is_within, join_relative, resolve_src, ServerManifest, SourceRef};
 use crate::live::channel::ChannelSnapshot;
 use crate::live::window::{LiveInfo, LivePlace};
-use crate::package::dash;
 use crate::package::hls::{self, HlsOptions};
 use crate::package::ts::{self, TsFormat, TsTrack};
+use crate::package::{dash, hds};
 use crate::package::{mss, PackageError};
 use crate::presentation::{Presentation, PresentationError, SourceLoader, Track};
 use crate::source::{SharedSource, Source, SourceError, SourceIdentity};
 use crate::url::{
-    DashTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, ManifestKind, Route, RouteError,
-    SegmentIndex, SmoothTarget, Target, TimePoint,
+    DashTarget, HdsTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, ManifestKind, Route,
+    RouteError, SegmentIndex, SmoothTarget, Target, TimePoint,
 };
 
 /// Largest server manifest read.
@@ -209,6 +209,9 @@ pub struct Request {
     /// Source files reached through `..`: the driver checks, symbolic links resolved, that
     /// each really lies inside `root` before supplying it.
     climbing: std::cell::RefCell<Vec<String>>,
+    /// Start, duration and timescale of a fragment generated whole in memory (HDS), for its
+    /// live expiry and Last-Modified.
+    in_memory_fragment: std::cell::Cell<Option<(u64, u64, u32)>>,
     /// The live presentation's server manifest (its tracks those of the window) and timing.
     live_window: Option<(Arc<ServerManifest>, Arc<LiveInfo>)>,
 }
@@ -249,6 +252,7 @@ impl Request {
             iss_pass_through: false,
             root: None,
             climbing: Default::default(),
+            in_memory_fragment: Default::default(),
             live_window: None,
         }
     }
@@ -403,9 +407,15 @@ impl Request {
     /// A live answer's expiry, and a fragment's Last-Modified: when it was ingested.
     fn live_headers(&self, mut answer: Answer) -> Answer {
         if let Some((_, live)) = &self.live_window {
-            answer.expiry = Some(live_expiry(live, &answer));
-            if let Body::Fragment { plan, .. } = &answer.body {
-                if let Some(ms) = live.ingested_at(plan.start_time) {
+            let span = match &answer.body {
+                Body::Fragment { plan, .. } => {
+                    Some((plan.start_time, plan.duration, plan.timescale))
+                }
+                _ => self.in_memory_fragment.get(),
+            };
+            answer.expiry = Some(live_expiry(live, &answer, span));
+            if let Some((start, _, _)) = span {
+                if let Some(ms) = live.ingested_at(start) {
                     answer.modified = ms.div_euclid(1000);
                 }
             }
@@ -450,7 +460,14 @@ impl Request {
                 });
                 (place, [410, 404, 404])
             }
-            Target::Hds(_) => (None, [404, 503, 503]),
+            Target::Hds(HdsTarget::Fragment {
+                variant,
+                segment,
+                fragment,
+            }) => (
+                hds::live_place(p, variant, *segment, *fragment, &o.hds()),
+                [404, 503, 503],
+            ),
             _ => return None,
         };
         // An unknown track stays "not found".
@@ -1072,10 +1089,19 @@ impl Request {
                     RouteError::UnknownVirtualPath(String::new()).into(),
                 ))
             }
-            Target::Hds(_) => {
-                return Err(Stop::Fail(Error::Unsupported(
-                    "HDS packaging is not built yet".into(),
-                )))
+            Target::Hds(HdsTarget::Manifest) => {
+                (hds::manifest(p, &o.hds())?, hds::MANIFEST_CONTENT_TYPE)
+            }
+            Target::Hds(HdsTarget::Fragment {
+                variant,
+                segment,
+                fragment,
+            }) => {
+                let plan = hds::fragment(p, variant, *segment, *fragment, &o.hds())?;
+                let bytes = self.hds_fragment(&plan)?;
+                self.in_memory_fragment
+                    .set(Some((plan.start_time, plan.duration, plan.timescale)));
+                return Ok(self.bytes_answer(loaded, bytes, hds::FRAGMENT_CONTENT_TYPE));
             }
         };
         // Every generated answer's ETag covers the versions of all the files it was made from.
@@ -1308,6 +1334,38 @@ impl Request {
         Ok(len)
     }
 
+    /// An HDS fragment: each track's samples read, then written as FLV tags.
+    fn hds_fragment(&self, plan: &hds::HdsFragment<'_>) -> Result<Vec<u8>, Stop> {
+        let mut sources = Vec::with_capacity(plan.tracks.len());
+        for part in &plan.tracks {
+            sources.push(self.samples_reader(part.track, part.samples.clone())?.0);
+        }
+        let mut read = Vec::with_capacity(plan.tracks.len());
+        for (part, src) in plan.tracks.iter().zip(&sources) {
+            let samples = part
+                .track
+                .index()
+                .samples(part.samples.clone())
+                .map(|s| Ok((s, src.bytes(s.offset, s.size as usize)?)))
+                .collect::<Result<Vec<_>, SourceError>>()
+                .map_err(Error::from_source)?;
+            read.push(samples);
+        }
+        let inputs: Vec<hds::HdsTrackSamples<'_>> = plan
+            .tracks
+            .iter()
+            .zip(&read)
+            .map(|(part, samples)| {
+                part.with_bytes(samples.iter().map(|(s, b)| (*s, &b[..])).collect())
+            })
+            .collect();
+        let bytes = plan.write(&inputs)?;
+        for src in &sources {
+            src.intact().map_err(Error::from_source)?;
+        }
+        Ok(bytes)
+    }
+
     /// A WebVTT segment: the text track's samples read and converted.
     fn webvtt_segment(&self, plan: &hls::TextSegment<'_>) -> Result<String, Stop> {
         let (src, _) = self.samples_reader(plan.track, plan.samples.clone())?;
@@ -1354,15 +1412,17 @@ impl SourceLoader for Loaded_<'_> {
 
 /// How long a live answer may be cached: a manifest until the next fragment may come (it
 /// changes with every one), a fragment until the archive drops it (it never changes before).
-fn live_expiry(live: &LiveInfo, answer: &Answer) -> Expiry {
+fn live_expiry(live: &LiveInfo, answer: &Answer, fragment: Option<(u64, u64, u32)>) -> Expiry {
     const DAY: u64 = 86_400;
     let media_end = match &answer.body {
-        Body::Fragment { plan, .. } => Some((plan.start_time + plan.duration, plan.timescale)),
+        _ if fragment.is_some() => {
+            fragment.map(|(start, duration, timescale)| (start + duration, timescale))
+        }
         Body::Repackaged { tracks, .. } => tracks.first().and_then(|t| {
             let last = t.samples.last()?;
             Some((last.dts + u64::from(last.duration), t.timescale))
         }),
-        Body::Bytes(_) | Body::Text(_) => None,
+        Body::Fragment { .. } | Body::Bytes(_) | Body::Text(_) => None,
     };
     match media_end {
         None if live.ended => Expiry {
@@ -1407,6 +1467,7 @@ fn is_manifest(target: &Target) -> bool {
             | Target::Dash(DashTarget::Manifest)
             | Target::Hls(HlsTarget::Master)
             | Target::Hls(HlsTarget::Playlist { .. })
+            | Target::Hds(HdsTarget::Manifest)
     )
 }
 

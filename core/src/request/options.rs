@@ -3,6 +3,7 @@
 
 use crate::ism::{IsmError, ServerManifest};
 use crate::package::dash::DashOptions;
+use crate::package::hds::HdsOptions;
 use crate::package::hls::HlsOptions;
 use crate::package::{SegmentLength, DEFAULT_SEGMENT_LENGTH};
 use crate::url::{MpdSegmentTemplate, Route};
@@ -20,6 +21,7 @@ pub struct Options {
     pub hls_length: SegmentLength,
     pub dash_length: SegmentLength,
     pub smooth_length: SegmentLength,
+    pub hds_length: SegmentLength,
     /// The server manifest's name without extension: the prefix of segment URLs.
     pub name: String,
     /// The request's query (`?…` or empty), repeated on child URLs.
@@ -60,6 +62,7 @@ impl Options {
             hls_length: length("hls"),
             dash_length: length("mpd"),
             smooth_length: length("iss"),
+            hds_length: length("hds"),
             name: presentation_name(&route.manifest_path),
             query: query.to_string(),
             min_buffer_time: metas.mpd_min_buffer_time,
@@ -76,6 +79,15 @@ impl Options {
             query: self.query.clone(),
             min_buffer_time: self.min_buffer_time.map(|s| s as f64),
             presentation_delay: self.presentation_delay.map(|s| s as f64),
+        }
+    }
+
+    /// How the HDS packager writes this request's manifest and fragments.
+    pub fn hds(&self) -> HdsOptions {
+        HdsOptions {
+            target: self.hds_length,
+            name: self.name.clone(),
+            query: self.query.clone(),
         }
     }
 

@@ -1,0 +1,188 @@
+"""HDS (`usp_handle_f4f`) through a real nginx: the F4M manifest and its bootstrap, F4F
+fragments whose FLV tags, put behind an FLV header, decode with ffmpeg to the source's frames;
+live channels with their HDS statuses."""
+
+import base64
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+
+from test_live import cmaf_stream
+from test_vod import FIXTURES, ISMTOOL, LADDER, frame_hashes
+
+F4M = "{http://ns.adobe.com/f4m/1.0}"
+LOCATION = r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; usp_handle_f4f; }"
+
+
+@pytest.fixture(params=[1, 2], ids=["1worker", "2workers"])
+def origin(make_nginx, request):
+    n = make_nginx(workers=request.param)
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    for f in LADDER + ["progressive.mp4"]:
+        shutil.copy(FIXTURES / f, media / f)
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "ladder.ism"),
+                    *[str(media / f) for f in LADDER]], check=True, capture_output=True)
+    for p in media.iterdir():
+        p.chmod(0o644)
+    return n.start(LOCATION + r"""
+        location ^~ /nohds/ { alias html/v/; usp_handle_ism; }""")
+
+
+def boxes(data: bytes):
+    """(type, body) of each top-level box."""
+    at = 0
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[at + 8:at + 16], "big"), 16
+        assert size >= header and at + size <= len(data), (data[at + 4:at + 8], size)
+        yield data[at + 4:at + 8], data[at + header:at + size]
+        at += size
+
+
+def fragment_numbers(abst: bytes) -> list[int]:
+    """The fragment numbers a bootstrap (`abst` box, whole) lists, from its tables."""
+    (kind, body), = boxes(abst)
+    assert kind == b"abst"
+    at = 4 + 4 + 1 + 4 + 8 + 8            # version/flags, version, flags, timescale, times
+    at = body.index(b"\0", at) + 1         # movie identifier
+    for _ in range(2):                     # server and quality entries
+        count = body[at]
+        at += 1
+        for _ in range(count):
+            at = body.index(b"\0", at) + 1
+    at = body.index(b"\0", at) + 1         # DRM data
+    at = body.index(b"\0", at) + 1         # metadata
+    tables = {}
+    for kind in (b"asrt", b"afrt"):        # each table list: a count, then the boxes
+        assert body[at] == 1, kind
+        size = int.from_bytes(body[at + 1:at + 5], "big")
+        (found, tables[kind]), = boxes(body[at + 1:at + 1 + size])
+        assert found == kind
+        at += 1 + size
+    asrt, afrt = tables[b"asrt"], tables[b"afrt"]
+    quality = asrt[4]
+    assert quality == 0
+    runs = int.from_bytes(asrt[5:9], "big")
+    assert runs == 1
+    last = int.from_bytes(asrt[13:17], "big")
+    at = 4 + 4
+    assert afrt[at] == 0                   # no quality entries
+    at += 1
+    entries = int.from_bytes(afrt[at:at + 4], "big")
+    at += 4
+    first = None
+    for _ in range(entries):
+        number = int.from_bytes(afrt[at:at + 4], "big")
+        duration = int.from_bytes(afrt[at + 12:at + 16], "big")
+        at += 16
+        if duration == 0:
+            at += 1                        # discontinuity indicator
+        elif first is None:
+            first = number
+    return list(range(first, last + 1))
+
+
+def media_of(manifest: bytes) -> list[tuple[str, list[int]]]:
+    """Each media's URL and the fragment numbers its bootstrap lists."""
+    root = ET.fromstring(manifest)
+    bootstraps = {b.get("id"): base64.b64decode(b.text) for b in root.iter(f"{F4M}bootstrapInfo")}
+    return [(m.get("url"), fragment_numbers(bootstraps[m.get("bootstrapInfoId")]))
+            for m in root.iter(f"{F4M}media")]
+
+
+def flv_of_fragments(fragments: list[bytes]) -> bytes:
+    """The FLV tags of every fragment's mdat behind an FLV header (audio and video)."""
+    flv = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
+    for f in fragments:
+        kinds = [k for k, _ in boxes(f)]
+        assert kinds[0] == b"afra" and b"moof" in kinds and kinds[-1] == b"mdat", kinds
+        flv += dict(boxes(f))[b"mdat"]
+    return flv
+
+
+def test_f4m_manifest_lists_every_variant_with_its_bootstrap(origin):
+    r = origin.get("/v/ladder.ism/.f4m")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/f4m+xml"
+    root = ET.fromstring(r.content)
+    assert root.find(f"{F4M}streamType").text == "recorded"
+    assert float(root.find(f"{F4M}duration").text) > 0
+    media = media_of(r.content)
+    assert len(media) == 3  # each video bitrate with the default audio
+    bitrates = sorted(int(m.get("bitrate")) for m in root.iter(f"{F4M}media"))
+    assert bitrates == sorted(bitrates) and bitrates[0] > 0
+    for url, numbers in media:
+        assert numbers[0] == 1 and len(numbers) >= 2
+        for n in numbers:
+            frag = origin.get(f"/v/ladder.ism/{url}Seg1-Frag{n}")
+            assert frag.status_code == 200 and frag.headers["Content-Type"] == "video/f4f"
+        assert origin.get(f"/v/ladder.ism/{url}Seg1-Frag{numbers[-1] + 1}").status_code == 404
+    # The legacy Manifest(format=f4m-f4f) is the same manifest.
+    assert origin.get("/v/ladder.ism/Manifest(format=f4m-f4f)").content == r.content
+    # Without usp_handle_f4f HDS is not served; the other formats are.
+    assert origin.get("/nohds/ladder.ism/.f4m").status_code == 404
+    assert origin.get("/nohds/ladder.ism/.mpd").status_code == 200
+
+
+def test_f4f_fragments_decode_to_the_source_frames(origin, tmp_path):
+    media = media_of(origin.get("/v/progressive.mp4/.f4m").content)
+    assert len(media) == 1
+    url, numbers = media[0]
+    fragments = [origin.get(f"/v/progressive.mp4/{url}Seg1-Frag{n}").content for n in numbers]
+    flv = tmp_path / "all.flv"
+    flv.write_bytes(flv_of_fragments(fragments))
+    source = str(FIXTURES / "progressive.mp4")
+    assert frame_hashes(str(flv), "0:v") == frame_hashes(source, "0:v")
+    # FLV cannot signal the AAC priming an MP4 trims, so the FLV decodes one more leading frame.
+    audio, expected = frame_hashes(str(flv), "0:a"), frame_hashes(source, "0:a")
+    assert audio[-len(expected):] == expected and len(audio) - len(expected) <= 1
+    # A ladder variant: video frame-exact too.
+    media = media_of(origin.get("/v/ladder.ism/.f4m").content)
+    url, numbers = media[0]
+    fragments = [origin.get(f"/v/ladder.ism/{url}Seg1-Frag{n}").content for n in numbers]
+    flv.write_bytes(flv_of_fragments(fragments))
+    assert frame_hashes(str(flv), "0:v") == frame_hashes(
+        str(FIXTURES / "ladder-video-360.ismv"), "0:v")
+
+
+def test_live_hds_manifest_window_and_statuses(make_nginx):
+    n = make_nginx(workers=2)
+    d = n.root / "live"
+    d.mkdir()
+    d.chmod(0o777)
+    (d / "h.isml").write_text(
+        '<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
+        '<meta name="dvr_window_length" content="6"/></head><body/></smil>')
+    (d / "h.isml").chmod(0o666)
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            usp_handle_f4f;
+            client_max_body_size 0;
+        }""")
+    init, fragments = cmaf_stream(n, loops=3)
+    url = n.url("/live/h.isml/Streams(video.cmfv)")
+    assert requests.post(url, data=init).status_code == 200
+    for f in fragments:
+        assert requests.post(url, data=f).status_code == 200
+    r = n.get("/live/h.isml/.f4m")
+    assert r.status_code == 200
+    assert ET.fromstring(r.content).find(f"{F4M}streamType").text == "live"
+    (variant, numbers), = media_of(r.content)
+    # The window holds the last fragments only, numbered as the channel counts them.
+    assert numbers[0] > 1 and numbers[-1] == len(fragments)
+    for k in numbers:
+        assert n.get(f"/live/h.isml/{variant}Seg1-Frag{k}").status_code == 200
+    # Before the window 404, past the live edge 503 (COMPAT.md §5).
+    before = n.get(f"/live/h.isml/{variant}Seg1-Frag{numbers[0] - 1}")
+    assert before.status_code == 404
+    ahead = n.get(f"/live/h.isml/{variant}Seg1-Frag{numbers[-1] + 1}")
+    assert ahead.status_code == 503 and ahead.headers["X-Origin-Error"] == "FRAGMENT_NOT_AVAILABLE"
+    # A live fragment expires with the archive, not like a manifest.
+    last = n.get(f"/live/h.isml/{variant}Seg1-Frag{numbers[-1]}")
+    assert int(last.headers["Cache-Control"].split("=")[1]) > 1
