@@ -1,5 +1,5 @@
 //! Walks arbitrary bytes as a box tree (every container recursed into, bounded depth) and parses
-//! the boxes the origin reads on their own: moov, moof, sidx, tfra, emsg.
+//! the boxes the origin reads on their own: moov, moof, sidx, tfra, emsg, and HDS's abst.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use origin_core::mp4::fragment::{parse_mfra, Emsg, Moof, Sidx};
@@ -34,4 +34,8 @@ fn walk(mut r: Reader<'_>, depth: usize) {
 
 fuzz_target!(|data: &[u8]| {
     walk(Reader::new(data, 0), 0);
+    // An HDS bootstrap (`abst`), as the tests and `ismtool package` read the origin's.
+    if let Ok(b) = origin_core::package::hds::Bootstrap::parse(data) {
+        let _ = b.to_bytes();
+    }
 });

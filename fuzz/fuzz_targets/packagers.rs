@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use origin_core::index::{build_index, TrackKind};
 use origin_core::package::dash::{self, DashOptions};
 use origin_core::package::hls::{self, HlsOptions};
-use origin_core::package::{mss, ts};
+use origin_core::package::{hds, mss, ts};
 use origin_core::presentation::Presentation;
 use origin_core::source::MemorySource;
 use origin_core::url::{MpdSegmentTemplate, TrackRef, Variant};
@@ -32,9 +32,49 @@ fuzz_target!(|data: &[u8]| {
         target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
         name: "f".into(),
         query: String::new(),
+        min_buffer_time: None,
+        presentation_delay: None,
     };
     let _ = dash::mpd(&p, &dash_opts);
     let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "");
+    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, true, "");
+    // HDS: the manifest, and the first fragments of every variant written from their bytes.
+    let hds_opts = hds::HdsOptions {
+        target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
+        name: "f".into(),
+        query: String::new(),
+    };
+    let _ = hds::manifest(&p, &hds_opts);
+    for variant in hds::variants(&p) {
+        let v = Variant {
+            tracks: variant
+                .iter()
+                .map(|t| TrackRef {
+                    name: t.name.clone(),
+                    bitrate: t.bitrate,
+                })
+                .collect(),
+        };
+        for n in 1..=2 {
+            let Ok(plan) = hds::fragment(&p, &v, 1, n, &hds_opts) else {
+                continue;
+            };
+            let inputs: Vec<_> = plan
+                .tracks
+                .iter()
+                .map(|part| {
+                    part.with_bytes(
+                        part.track
+                            .index()
+                            .samples(part.samples.clone())
+                            .filter_map(|s| Some((s, bytes(s.offset, s.size)?)))
+                            .collect(),
+                    )
+                })
+                .collect();
+            let _ = plan.write(&inputs);
+        }
+    }
     for fmp4 in [false, true] {
         let opts = HlsOptions {
             target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
