@@ -17,11 +17,20 @@ pub fn size(total: usize) {
     if SIZED.with(|s| s.replace(true)) {
         return;
     }
-    CACHES.with(|c| c.borrow_mut().set_budget(total));
+    CACHES.with(|c| {
+        let mut caches = c.borrow_mut();
+        caches.set_budget(total);
+        crate::metrics::publish_caches(&caches);
+    });
 }
 
 /// Runs `f` with the worker's caches (never re-entered: the engine does no I/O and calls
-/// nothing back).
+/// nothing back), then publishes what they gained to the status counters.
 pub fn with<R>(f: impl FnOnce(&mut Caches) -> R) -> R {
-    CACHES.with(|c| f(&mut c.borrow_mut()))
+    CACHES.with(|c| {
+        let mut caches = c.borrow_mut();
+        let result = f(&mut caches);
+        crate::metrics::publish_caches(&caches);
+        result
+    })
 }

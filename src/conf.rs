@@ -84,6 +84,8 @@ pub struct LocConf {
     /// `origin_status_map`: error statuses answered as others (ours; the commercial module's
     /// users do this with Lua). `None` until set here or inherited.
     pub status_map: Option<Vec<StatusMapping>>,
+    /// `origin_status`: this location answers with the counters of the status endpoint.
+    pub status_endpoint: Option<bool>,
 }
 
 impl LocConf {
@@ -105,6 +107,15 @@ impl LocConf {
             "origin_live_auto_create" => &mut self.live_auto_create,
             _ => return None,
         })
+    }
+
+    fn switch_value(&self, name: &str) -> Option<bool> {
+        match name {
+            "usp_handle_ism" => self.handle_ism,
+            "usp_handle_f4f" => self.handle_f4f,
+            "usp_handle_api" => self.handle_api,
+            _ => None,
+        }
     }
 
     fn s3_mut(&mut self, name: &str) -> Option<&mut Option<Setting<String>>> {
@@ -133,6 +144,22 @@ impl LocConf {
                 }
             };
             *slot = Some(value);
+            if value && HANDLER_SWITCHES.contains(&name) && self.status_endpoint.is_some() {
+                return Err(both_handlers(name));
+            }
+            return Ok(());
+        }
+        if name == "origin_status" {
+            if self.status_endpoint.is_some() {
+                return Err(duplicate(name));
+            }
+            if let Some(other) = HANDLER_SWITCHES
+                .into_iter()
+                .find(|s| self.switch_value(s) == Some(true))
+            {
+                return Err(both_handlers(other));
+            }
+            self.status_endpoint = Some(true);
             return Ok(());
         }
         if name == "origin_status_map" {
@@ -214,6 +241,11 @@ impl LocConf {
         if self.remote_ttl.is_none() {
             self.remote_ttl = prev.remote_ttl;
         }
+        // Only for the `limit_except` and `if` blocks inside the location (see
+        // `inherit_handler`): nested named locations have handlers of their own.
+        if self.status_endpoint.is_none() {
+            self.status_endpoint = prev.status_endpoint;
+        }
         // Like nginx's own list directives: a location that maps nothing inherits all maps.
         if self.status_map.is_none() {
             self.status_map = prev.status_map.clone();
@@ -265,6 +297,16 @@ impl LocConf {
     }
 }
 
+/// The switches that make a location's content handler the module's packaging handler.
+const HANDLER_SWITCHES: [&str; 3] = ["usp_handle_ism", "usp_handle_f4f", "usp_handle_api"];
+
+/// A location has one content handler: the packaging module's or the status endpoint's.
+fn both_handlers(switch: &str) -> String {
+    format!(
+        "\"{switch}\" and \"origin_status\" in one location: a location either packages or reports"
+    )
+}
+
 fn duplicate(name: &str) -> String {
     format!("\"{name}\" directive is duplicate")
 }
@@ -274,7 +316,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 19] = [
+pub static mut COMMANDS: [ngx_command_t; 20] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -294,6 +336,14 @@ pub static mut COMMANDS: [ngx_command_t; 19] = [
         name: ngx_string!("origin_status_map"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_2MORE)
             as ngx_uint_t,
+        set: Some(set_directive),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("origin_status"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
         set: Some(set_directive),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
@@ -398,17 +448,20 @@ unsafe extern "C" fn set_directive(
         if let Err(e) = conf.set(name, values, conf_position(cfr)) {
             return conf_error(cf, &e);
         }
-        let installs_handler = matches!(
-            *name,
-            "usp_handle_ism" | "usp_handle_f4f" | "usp_handle_api"
-        ) && conf.switch_mut(name).is_some_and(|v| *v == Some(true));
+        let handler: ngx::ffi::ngx_http_handler_pt = if *name == "origin_status" {
+            Some(crate::metrics::status_handler)
+        } else if HANDLER_SWITCHES.contains(name) && conf.switch_value(name) == Some(true) {
+            Some(crate::handler::content_handler)
+        } else {
+            None
+        };
         if *name == "ism_proxy_pass" {
             // SAFETY: called from the directive handler with nginx's configuration state.
             if let Err(rv) = unsafe { install_proxy(cf, conf) } {
                 return rv;
             }
         }
-        if installs_handler {
+        if handler.is_some() {
             // SAFETY: in a location block the core module's location conf exists.
             let clcf = unsafe {
                 cfr.http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(&*ptr::addr_of!(
@@ -419,7 +472,7 @@ unsafe extern "C" fn set_directive(
                 return conf_error(cf, "no http core location configuration");
             };
             // SAFETY: the pointer came from nginx's configuration context and is valid.
-            unsafe { clcf.as_mut().handler = Some(crate::handler::content_handler) };
+            unsafe { clcf.as_mut().handler = handler };
         }
         ngx::core::NGX_CONF_OK
     })
@@ -622,17 +675,21 @@ pub unsafe extern "C" fn merge_loc_conf(
 /// The blocks nginx makes inside a location, `limit_except` and `if`, get their own core
 /// location conf without a content handler: requests they take (a PUT a `limit_except
 /// GET HEAD POST` lets through, say) would go to the static module. They take ours when the
-/// location they are in hands requests to the module.
+/// location they are in hands requests to the module or is the status endpoint.
 ///
 /// # Safety
 /// `cf` is the configuration being merged, its context that of `conf`'s location.
 unsafe fn inherit_handler(cf: *mut ngx_conf_t, conf: &LocConf) {
-    let ours = [conf.handle_ism, conf.handle_f4f, conf.handle_api]
+    let packages = [conf.handle_ism, conf.handle_f4f, conf.handle_api]
         .into_iter()
         .any(LocConf::on);
-    if !ours {
+    let handler: ngx::ffi::ngx_http_handler_pt = if packages {
+        Some(crate::handler::content_handler)
+    } else if LocConf::on(conf.status_endpoint) {
+        Some(crate::metrics::status_handler)
+    } else {
         return;
-    }
+    };
     // SAFETY: per this function's contract.
     let clcf = unsafe {
         (*cf).http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(&*ptr::addr_of!(
@@ -643,7 +700,7 @@ unsafe fn inherit_handler(cf: *mut ngx_conf_t, conf: &LocConf) {
         // SAFETY: the pointer came from nginx's configuration context and is valid.
         let clcf = unsafe { clcf.as_mut() };
         if clcf.noname() != 0 && clcf.handler.is_none() {
-            clcf.handler = Some(crate::handler::content_handler);
+            clcf.handler = handler;
         }
     }
 }
@@ -673,6 +730,10 @@ pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     entry::guard_conf_status(cf, || {
         crate::log::install();
+        // SAFETY: called by nginx with the configuration being read.
+        if unsafe { crate::metrics::add_zone(cf) }.is_err() {
+            return ngx::ffi::NGX_ERROR as ngx_int_t;
+        }
         ngx::ffi::NGX_OK as ngx_int_t
     })
 }

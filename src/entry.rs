@@ -122,6 +122,13 @@ pub fn guard_conf_status(cf: *mut ngx_conf_t, f: impl FnOnce() -> ngx_int_t) -> 
     )
 }
 
+/// Guards a callback that has a log but neither a request nor a configuration being read
+/// (process start and exit, shared-memory set-up, pool cleanups): a panic gives `on_panic`.
+/// `context` reads "while …".
+pub fn guard_log<R>(log: *mut ngx_log_t, context: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
+    fence(log, NGX_LOG_ALERT, context, on_panic, f)
+}
+
 /// Guards a request handler: a panic before the header went out is a 500 (which nginx turns
 /// into its error page, and `error_page` / header filters still apply); after it, the
 /// connection is closed with NGX_ERROR since the response is already half-sent.

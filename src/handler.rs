@@ -9,6 +9,7 @@ use ngx::ffi::{
     ngx_http_discard_request_body, ngx_http_map_uri_to_path, ngx_http_request_t, ngx_int_t,
     ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_OK,
 };
+use origin_core::metrics::Format;
 use origin_core::url::{LiveTarget, ManifestKind, Route, RouteOptions, Target};
 
 use crate::conf::{self, LocConf};
@@ -33,6 +34,8 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
                 None => ngx::ffi::NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
             };
         }
+        // Counted as "other" until routed, so requests refused before that count too.
+        crate::metrics::track(r, Format::Other);
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
         crate::log::with_log(log, || match handle(r) {
@@ -75,6 +78,7 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         legacy_forms: !LocConf::on(lcf.skip_rewrite),
     };
     let route = Route::parse(ngx_bytes(&r.uri), ngx_bytes(&r.args), options)?;
+    crate::metrics::track(r, Format::of(&route));
     tracing::debug!(manifest = %route.manifest_path, target = ?route.target, "routed");
 
     if LocConf::on(lcf.prefer_static) && reads {

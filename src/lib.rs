@@ -3,8 +3,9 @@
 //! This crate is the only home of `extern "C"`, raw pointers and ngx types. It holds the module
 //! statics (here), the directives and their typed configuration ([`conf`]), the content handler
 //! ([`handler`]), responses ([`response`]), the one mapping from errors to HTTP statuses
-//! ([`status`]), the bridge from `tracing` to nginx's error log ([`log`]) and the panic fence
-//! every entry point goes through ([`entry`]). Media logic lives in `origin-core`.
+//! ([`status`]), the bridge from `tracing` to nginx's error log ([`log`]), the counters of the
+//! status endpoint ([`metrics`]) and the panic fence every entry point goes through
+//! ([`entry`]). Media logic lives in `origin-core`.
 #![allow(non_upper_case_globals)]
 
 mod caches;
@@ -16,6 +17,7 @@ mod handler;
 mod ingest;
 mod live;
 mod log;
+mod metrics;
 mod remote;
 mod response;
 mod send;
@@ -49,6 +51,8 @@ pub static mut ngx_http_origin_module: ngx_module_t = ngx_module_t {
     // The commands table is a static that nginx only reads; it lives for the whole process.
     commands: addr_of!(conf::COMMANDS) as *mut _,
     type_: NGX_HTTP_MODULE as _,
+    init_process: Some(metrics::init_process),
+    exit_process: Some(metrics::exit_process),
     ..ngx_module_t::default()
 };
 

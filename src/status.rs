@@ -49,6 +49,7 @@ pub fn http_status(err: &OriginError) -> u16 {
 /// complete response with wrong bytes).
 pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
     let status = http_status(err);
+    crate::metrics::count_error(err.token());
     let level = match err {
         OriginError::NotRegularFile { .. } => NGX_LOG_CRIT,
         // A server manifest that tries to make the origin fetch elsewhere is worth a look.

@@ -24,6 +24,32 @@ struct Entry<V> {
     last_used: u64,
 }
 
+/// What a cache holds and how it has served, for the status endpoint. `entries` and `bytes`
+/// are the present state; `hits`, `misses` and `evictions` count from the cache's creation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Entries dropped to stay within the budget (not those replaced or explicitly retained
+    /// out: those were stale, not squeezed out).
+    pub evictions: u64,
+}
+
+impl CacheStats {
+    /// This state, with the counters reduced to what they gained since `earlier` (a worker
+    /// publishes its increase, so totals over workers outlive the workers).
+    pub fn gained_since(&self, earlier: &CacheStats) -> CacheStats {
+        CacheStats {
+            hits: self.hits.saturating_sub(earlier.hits),
+            misses: self.misses.saturating_sub(earlier.misses),
+            evictions: self.evictions.saturating_sub(earlier.evictions),
+            ..*self
+        }
+    }
+}
+
 /// LRU cache with a byte budget.
 pub struct LruCache<K, V> {
     entries: HashMap<K, Entry<V>>,
@@ -32,6 +58,7 @@ pub struct LruCache<K, V> {
     clock: u64,
     hits: u64,
     misses: u64,
+    evictions: u64,
 }
 
 impl<K: Hash + Eq + Clone, V: Weighted> LruCache<K, V> {
@@ -45,6 +72,7 @@ impl<K: Hash + Eq + Clone, V: Weighted> LruCache<K, V> {
             clock: 0,
             hits: 0,
             misses: 0,
+            evictions: 0,
         }
     }
 
@@ -119,6 +147,7 @@ impl<K: Hash + Eq + Clone, V: Weighted> LruCache<K, V> {
             };
             if let Some(e) = self.entries.remove(&oldest) {
                 self.used -= e.weight;
+                self.evictions += 1;
             }
         }
     }
@@ -150,9 +179,15 @@ impl<K: Hash + Eq + Clone, V: Weighted> LruCache<K, V> {
         self.used
     }
 
-    /// (hits, misses) so far.
-    pub fn stats(&self) -> (u64, u64) {
-        (self.hits, self.misses)
+    /// What the cache holds now and its hits, misses and evictions so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.entries.len() as u64,
+            bytes: self.used as u64,
+            hits: self.hits,
+            misses: self.misses,
+            evictions: self.evictions,
+        }
     }
 }
 
@@ -212,5 +247,74 @@ mod tests {
         c.retain(|_| false);
         assert!(c.is_empty());
         assert_eq!(c.used(), 0);
+    }
+
+    #[test]
+    fn stats_count_hits_misses_and_evictions() {
+        let mut c: LruCache<u32, Blob> = LruCache::new(100);
+        assert_eq!(c.stats(), CacheStats::default());
+        assert!(c.get(&1).is_none());
+        c.insert(1, Arc::new(Blob(60)));
+        assert!(c.get(&1).is_some());
+        assert!(c.get(&1).is_some());
+        // Replacing an entry is not an eviction; squeezing one out is.
+        c.insert(1, Arc::new(Blob(50)));
+        c.insert(2, Arc::new(Blob(40)));
+        c.insert(3, Arc::new(Blob(40)));
+        let s = c.stats();
+        assert_eq!(
+            s,
+            CacheStats {
+                entries: 2,
+                bytes: 80,
+                hits: 2,
+                misses: 1,
+                evictions: 1
+            }
+        );
+        // get_or_try_insert: a miss then a hit.
+        c.get_or_try_insert::<()>(&4, || Ok(Blob(10))).unwrap();
+        c.get_or_try_insert::<()>(&4, || Ok(Blob(10))).unwrap();
+        let t = c.stats();
+        assert_eq!((t.hits, t.misses, t.evictions), (3, 2, 1));
+        // Explicitly dropped entries are not evictions either.
+        c.retain(|_| false);
+        assert_eq!(c.stats().evictions, 1);
+        // A smaller budget evicts.
+        c.insert(5, Arc::new(Blob(30)));
+        c.insert(6, Arc::new(Blob(30)));
+        c.set_budget(40);
+        assert_eq!(c.stats().evictions, 2);
+    }
+
+    #[test]
+    fn gained_since_keeps_the_state_and_subtracts_the_counters() {
+        let before = CacheStats {
+            entries: 5,
+            bytes: 500,
+            hits: 10,
+            misses: 4,
+            evictions: 1,
+        };
+        let now = CacheStats {
+            entries: 3,
+            bytes: 300,
+            hits: 12,
+            misses: 4,
+            evictions: 3,
+        };
+        let gained = now.gained_since(&before);
+        assert_eq!(
+            gained,
+            CacheStats {
+                entries: 3,
+                bytes: 300,
+                hits: 2,
+                misses: 0,
+                evictions: 2
+            }
+        );
+        // A counter never goes backwards, even against a later snapshot.
+        assert_eq!(before.gained_since(&now).hits, 0);
     }
 }

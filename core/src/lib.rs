@@ -13,6 +13,7 @@ pub mod fragment;
 pub mod index;
 pub mod ism;
 pub mod live;
+pub mod metrics;
 pub mod mp4;
 pub mod package;
 pub mod presentation;
@@ -20,6 +21,7 @@ pub mod request;
 pub mod s3;
 pub mod segment;
 pub mod source;
+pub mod stored;
 pub mod text;
 pub mod url;
 

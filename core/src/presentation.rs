@@ -104,6 +104,11 @@ impl SegmentCache {
         self.0.borrow_mut().set_budget(budget);
     }
 
+    /// What the cache holds and how it has served.
+    pub fn stats(&self) -> crate::cache::CacheStats {
+        self.0.borrow().stats()
+    }
+
     /// The table for `key`, computed by `build` when missing.
     pub fn get_or_build(
         &self,

@@ -666,7 +666,7 @@ impl Request {
             return Ok(index);
         }
         let src = self.reader(path, 0, opened.size.min(READ_AHEAD))?;
-        match build_index(&*src) {
+        match caches.timed_index_build(|| build_index(&*src)) {
             Ok(index) => {
                 src.intact().map_err(Error::from_source)?;
                 let index = Arc::new(index);

@@ -3,10 +3,12 @@
 //! The glue owns one per worker; the engine decides what goes in and under which key.
 
 use std::rc::Rc;
+use std::time::Instant;
 
-use crate::cache::{LruCache, Weighted};
-use crate::index::MediaIndex;
+use crate::cache::{CacheStats, LruCache, Weighted};
+use crate::index::{IndexError, MediaIndex};
 use crate::ism::ServerManifest;
+use crate::metrics::{CacheKind, IndexBuilds};
 use crate::presentation::SegmentCache;
 use crate::source::SourceIdentity;
 
@@ -42,6 +44,7 @@ pub struct Caches {
     pub(super) generated: LruCache<String, Generated>,
     pub(super) segments: Rc<SegmentCache>,
     pub(super) manifests: LruCache<SourceIdentity, ServerManifest>,
+    index_builds: IndexBuilds,
 }
 
 /// Share `which` of a `total` budget.
@@ -57,6 +60,7 @@ impl Caches {
             generated: LruCache::new(share(total, 1)),
             segments: Rc::new(SegmentCache::new(share(total, 2))),
             manifests: LruCache::new(share(total, 3)),
+            index_builds: IndexBuilds::default(),
         }
     }
 
@@ -66,6 +70,34 @@ impl Caches {
         self.generated.set_budget(share(total, 1));
         self.segments.set_budget(share(total, 2));
         self.manifests.set_budget(share(total, 3));
+    }
+
+    /// Each cache's state and counters, in [`CacheKind::ALL`] order.
+    pub fn stats(&self) -> [CacheStats; CacheKind::COUNT] {
+        CacheKind::ALL.map(|kind| match kind {
+            CacheKind::MediaIndexes => self.indexes.stats(),
+            CacheKind::ServerManifests => self.manifests.stats(),
+            CacheKind::GeneratedManifests => self.generated.stats(),
+            CacheKind::SegmentTables => self.segments.stats(),
+        })
+    }
+
+    /// The media indexes built so far and the time that took.
+    pub fn index_builds(&self) -> IndexBuilds {
+        self.index_builds
+    }
+
+    /// Runs the index builder `build`, counting its time (a measurement only: nothing the
+    /// engine decides depends on it). An attempt that stops for bytes a remote file has not
+    /// supplied yet is work done and its time counts; only a finished index counts as a build.
+    pub(super) fn timed_index_build(
+        &mut self,
+        build: impl FnOnce() -> Result<MediaIndex, IndexError>,
+    ) -> Result<MediaIndex, IndexError> {
+        let started = Instant::now();
+        let built = build();
+        self.index_builds.record(started.elapsed(), built.is_ok());
+        built
     }
 }
 

@@ -471,3 +471,39 @@ fn a_remote_fragmented_file_is_indexed_from_its_fragment_headers_only() {
         data.len()
     );
 }
+
+#[test]
+fn caches_count_hits_misses_and_index_builds() {
+    use crate::metrics::CacheKind;
+    let disk = ladder_disk(&[]);
+    let mut caches = Caches::default();
+    assert!(caches.stats().iter().all(|s| *s == Default::default()));
+    let stat = |caches: &Caches, kind: CacheKind| caches.stats()[kind as usize];
+
+    assert!(local(&disk, "/vod/v.ism/.mpd", &mut caches).result.is_ok());
+    let generated = stat(&caches, CacheKind::GeneratedManifests);
+    assert_eq!(
+        (generated.hits, generated.misses, generated.entries),
+        (0, 1, 1)
+    );
+    assert!(generated.bytes > 0);
+    let indexes = stat(&caches, CacheKind::MediaIndexes);
+    assert_eq!((indexes.entries, indexes.evictions), (2, 0));
+    let builds = caches.index_builds();
+    // Both sources indexed, once each; the time is measured, however short.
+    assert_eq!(builds.count, 2);
+    assert!(builds.nanos > 0);
+    assert_eq!(stat(&caches, CacheKind::ServerManifests).entries, 1);
+
+    // The same manifest again comes from the cache and builds nothing.
+    assert!(local(&disk, "/vod/v.ism/.mpd", &mut caches).result.is_ok());
+    let again = stat(&caches, CacheKind::GeneratedManifests);
+    assert_eq!((again.hits, again.misses, again.entries), (1, 1, 1));
+    assert_eq!(caches.index_builds().count, 2);
+
+    // A manifest of another format misses, and is made from the cached indexes.
+    assert!(local(&disk, "/vod/v.ism/.m3u8", &mut caches).result.is_ok());
+    assert_eq!(stat(&caches, CacheKind::GeneratedManifests).misses, 2);
+    assert_eq!(caches.index_builds().count, 2);
+    assert!(stat(&caches, CacheKind::MediaIndexes).hits >= 2);
+}
