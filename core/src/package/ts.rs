@@ -194,6 +194,9 @@ fn packet(
     random_access: bool,
     payload: &mut Pieces<'_>,
 ) {
+    // A piece may begin with the rest of a header cut at another piece's limit, so `out` need
+    // not start on a packet boundary: what is checked is that this packet is whole.
+    let packet_start = out.len();
     // Adaptation field bytes after its length byte: flags, then the 6-byte PCR.
     let flagged = pcr.is_some() || random_access;
     let fields = if flagged {
@@ -238,7 +241,7 @@ fn packet(
     }
     payload.copy_into(out, take);
     *cc = (*cc + 1) & 0x0f;
-    debug_assert_eq!(out.len() % PACKET, 0);
+    debug_assert_eq!(out.len() - packet_start, PACKET);
 }
 
 fn section_packet(out: &mut Vec<u8>, pid: u16, cc: &mut u8, section: &[u8]) {
