@@ -63,6 +63,10 @@ pub struct LocConf {
     pub handle_ism: Option<bool>,
     pub iss_pass_through: Option<bool>,
     pub prefer_static: Option<bool>,
+    /// `origin_static_root`: where `usp_prefer_static` looks for files, in place of the
+    /// location's `root` or `alias` (a tree that mirrors it, as `ismtool package` writes one);
+    /// ours.
+    pub static_root: Option<String>,
     pub skip_rewrite: Option<bool>,
     pub handle_f4f: Option<bool>,
     pub handle_api: Option<bool>,
@@ -183,6 +187,16 @@ impl LocConf {
                 "invalid number of arguments in \"{name}\" directive"
             ));
         };
+        if name == "origin_static_root" {
+            if self.static_root.is_some() {
+                return Err(duplicate(name));
+            }
+            if !value.starts_with('/') {
+                return Err(invalid(name, value, "expected an absolute path"));
+            }
+            self.static_root = Some(value.to_string());
+            return Ok(());
+        }
         if name == "origin_remote_ttl" {
             if self.remote_ttl.is_some() {
                 return Err(duplicate(name));
@@ -240,6 +254,9 @@ impl LocConf {
         }
         if self.remote_ttl.is_none() {
             self.remote_ttl = prev.remote_ttl;
+        }
+        if self.static_root.is_none() {
+            self.static_root = prev.static_root.clone();
         }
         // Only for the `limit_except` and `if` blocks inside the location (see
         // `inherit_handler`): nested named locations have handlers of their own.
@@ -316,7 +333,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 20] = [
+pub static mut COMMANDS: [ngx_command_t; 21] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -331,6 +348,7 @@ pub static mut COMMANDS: [ngx_command_t; 20] = [
     loc_value(ngx_string!("s3_region")),
     loc_value(ngx_string!("s3_security_token")),
     loc_value(ngx_string!("origin_remote_ttl")),
+    loc_value(ngx_string!("origin_static_root")),
     loc_switch(ngx_string!("origin_live_auto_create")),
     ngx_command_t {
         name: ngx_string!("origin_status_map"),

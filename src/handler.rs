@@ -81,8 +81,14 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     crate::metrics::track(r, Format::of(&route));
     tracing::debug!(manifest = %route.manifest_path, target = ?route.target, "routed");
 
-    if LocConf::on(lcf.prefer_static) && reads {
-        if let Some(rc) = serve_static_if_present(r)? {
+    // HDS files are HDS too: with `usp_handle_f4f` off they are not served.
+    let hds_off = matches!(route.target, Target::Hds(_)) && !LocConf::on(lcf.handle_f4f);
+    if LocConf::on(lcf.prefer_static)
+        && reads
+        && !hds_off
+        && origin_core::stored::may_be_stored(&route)
+    {
+        if let Some(rc) = serve_static_if_present(r, &route, lcf.static_root.as_deref())? {
             return Ok(rc);
         }
     }
@@ -191,9 +197,27 @@ fn map_with_root(
 }
 
 /// `usp_prefer_static`: when a file exists at the requested path itself, serve it as nginx's
-/// static module would instead of generating the response.
-fn serve_static_if_present(r: &mut ngx_http_request_t) -> Result<Option<ngx_int_t>, OriginError> {
-    let path = map_to_path(r, r.uri.len)?;
+/// static module would instead of generating the response, with the Content-Type the
+/// generated response has. `static_root` (`origin_static_root`) stands in for the location's
+/// `root` or `alias`: a tree that mirrors the media's, kept apart from it because there the
+/// server manifest is a file, so nothing can lie below its name.
+fn serve_static_if_present(
+    r: &mut ngx_http_request_t,
+    route: &Route,
+    static_root: Option<&str>,
+) -> Result<Option<ngx_int_t>, OriginError> {
+    let (mapped, root) = map_with_root(r, r.uri.len)?;
+    let path = match static_root {
+        Some(tree) => {
+            let below = mapped.get(root.len()..).unwrap_or_default();
+            format!(
+                "{}/{}",
+                tree.trim_end_matches('/'),
+                below.trim_start_matches('/')
+            )
+        }
+        None => mapped,
+    };
     let mut files = Files::of(r, true);
     let (fd, opened) = match files.open_for_request(Path::new(&path)) {
         Ok(found) => found,
@@ -201,7 +225,8 @@ fn serve_static_if_present(r: &mut ngx_http_request_t) -> Result<Option<ngx_int_
         Err(OriginError::NotFound { .. } | OriginError::NotRegularFile { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let content_type = content_type_for(&path);
+    let content_type =
+        origin_core::stored::content_type(route).unwrap_or_else(|| content_type_for(&path));
     response::send_file(r, fd, &opened, &path, content_type).map(Some)
 }
 

@@ -4,11 +4,13 @@
 //!   the way mp4split does (live: `-o ch.isml [--archiving=1 …]` with no inputs);
 //! - `ismtool inspect FILE [--json]` shows boxes, tracks, codecs, durations and counts;
 //! - `ismtool route URL` shows how the origin reads a request URL;
+//! - `ismtool package IN.ism -o DIR [--formats …]` writes the static tree of a presentation;
 //! - `ismtool text IN.vtt|IN.ttml [-o OUT.cmft]` packages subtitles as a CMAF text track.
 
 mod create;
 mod inspect;
 mod media;
+mod package;
 mod route;
 mod text;
 
@@ -57,6 +59,20 @@ enum Command {
         #[arg(long)]
         skip_rewrite: bool,
     },
+    /// Write every manifest and segment of a VOD presentation as files, under the paths the
+    /// origin serves them at (DIR/<name>.ism/…), for usp_prefer_static.
+    ///
+    /// ismtool package /srv/media/vod/movie.ism -o /srv/static/vod --formats dash,hls
+    Package {
+        /// The server manifest (.ism) or MP4 file.
+        input: std::path::PathBuf,
+        /// The directory that mirrors the server manifest's: the tree goes to DIR/<name>.ism/.
+        #[arg(short, long, value_name = "DIR")]
+        output: std::path::PathBuf,
+        /// The formats to write, comma-separated (default: every format the presentation has).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        formats: Option<Vec<package::Format>>,
+    },
     /// Package a WebVTT or TTML subtitle file as a fragmented CMAF text track (.cmft).
     ///
     /// ismtool text subtitles.vtt --language eng -o subtitles-eng.cmft
@@ -88,6 +104,15 @@ fn main() -> ExitCode {
             no_boxes,
         } => inspect::run(&file, json, !no_boxes),
         Command::Route { url, skip_rewrite } => route::run(&url, skip_rewrite),
+        Command::Package {
+            input,
+            output,
+            formats,
+        } => package::run(&package::PackageArgs {
+            input: &input,
+            output: &output,
+            formats: formats.as_deref(),
+        }),
         Command::Text {
             input,
             output,

@@ -19,7 +19,8 @@ pub fn run(url: &str, skip_rewrite: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
+/// `s` percent-decoded once, as nginx decodes a request path; `None` when malformed.
+pub(crate) fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
