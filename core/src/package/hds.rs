@@ -22,7 +22,7 @@ use std::ops::Range;
 use super::{dash, frame_rate, segments, xml_escape, PackageError, SegmentLength};
 use crate::index::{Sample, TrackKind};
 use crate::live::window::LivePlace;
-use crate::mp4::codec::{write_sample_entry, CodecConfig, MediaInfo, SampleEntry};
+use crate::mp4::codec::{write_box, write_sample_entry, CodecConfig, MediaInfo, SampleEntry};
 use crate::mp4::{FourCC, Reader};
 use crate::presentation::{Presentation, Track};
 use crate::segment::SegmentTable;
@@ -519,24 +519,10 @@ impl Bootstrap {
     }
 }
 
-/// Writes a full box (version 0, flags 0) with its size backfilled.
+/// Writes a full box (version 0, flags 0) with its size backfilled (bootstraps are far below
+/// 4 GiB).
 fn write_full_box(out: &mut Vec<u8>, fourcc: FourCC, body: impl FnOnce(&mut Vec<u8>)) {
-    write_box(out, fourcc, |out| {
-        out.extend_from_slice(&[0; 4]);
-        body(out);
-    });
-}
-
-/// Writes a box with its size backfilled (bootstraps are far below 4 GiB).
-fn write_box(out: &mut Vec<u8>, fourcc: FourCC, body: impl FnOnce(&mut Vec<u8>)) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&fourcc.0);
-    body(out);
-    let size = u32::try_from(out.len() - start).unwrap_or(0);
-    if let Some(slot) = out.get_mut(start..start + 4) {
-        slot.copy_from_slice(&size.to_be_bytes());
-    }
+    crate::mp4::codec::write_full_box(out, fourcc, 0, 0, body);
 }
 
 /// A variant's reference track, its segment table, the tracks' time shifts and the
