@@ -22,7 +22,7 @@ use std::ops::Range;
 use super::{dash, frame_rate, segments, xml_escape, PackageError, SegmentLength};
 use crate::index::{Sample, TrackKind};
 use crate::live::window::LivePlace;
-use crate::mp4::codec::{write_box, write_sample_entry, CodecConfig, MediaInfo, SampleEntry};
+use crate::mp4::codec::{write_sample_entry, CodecConfig, MediaInfo, SampleEntry};
 use crate::mp4::{FourCC, Reader};
 use crate::presentation::{Presentation, Track};
 use crate::segment::SegmentTable;
