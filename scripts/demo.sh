@@ -88,8 +88,9 @@ http {
         listen 127.0.0.1:$port;
         root $demo/html;
         disable_symlinks off;
-        location ^~ /live/ { usp_handle_ism; client_max_body_size 0; }
-        location ~ \.(ism|isml|mp4)(/.*)?$ { usp_handle_ism; }
+        location ^~ /live/ { usp_handle_ism; usp_handle_f4f; client_max_body_size 0; }
+        location ~ \.(ism|isml|mp4)(/.*)?$ { usp_handle_ism; usp_handle_f4f; }
+        location = /origin-status { origin_status; allow 127.0.0.1; deny all; }
     }
 }
 CONF
@@ -113,6 +114,7 @@ ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/
   HLS (MPEG-TS)      $base/media/demo.ism/.m3u8
   HLS (fMP4)         $base/media/demo.ism/.m3u8?hls_fmp4
   Smooth Streaming   $base/media/demo.ism/Manifest
+  HDS                $base/media/demo.ism/.f4m
   progressive MP4    $base/media/progressive.mp4
   bare MP4 as DASH   $base/media/progressive.mp4/.mpd
 
@@ -121,7 +123,8 @@ ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/
   live Smooth        $base/live/channel1.isml/Manifest
   channel state      $base/live/channel1.isml/state   (and /archive, /statistics?format=json)
   push your own      ffmpeg -re -i in.mp4 -c copy -movflags +isml -f ismv '$base/live/mine.isml/Streams(enc)'
-  the server manifest   build/media/demo.ism   (ismtool inspect / create / route)
+  the server manifest   build/media/demo.ism   (ismtool inspect / create / route / package)
+  the module's counters $base/origin-status   (?format=prometheus)
 
 stop it with: scripts/demo.sh stop
 MSG
