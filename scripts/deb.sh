@@ -146,83 +146,43 @@ EOF
   xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
 # No conffiles: everything shipped lives under /usr; the link in /etc is the scripts' work.
 
+# Maintainer scripts with the conventions of Debian's own nginx modules (dh_nginx): the link in
+# modules-enabled is made on install, renamed to *.removed (outside the *.conf include) on
+# remove, restored on a reinstall, dropped on purge; an upgrade keeps the administrator's
+# choice. nginx's own trigger reloads nginx, and only if it runs.
+enabled="/etc/nginx/modules-enabled/$link_name"
 cat >"$stage/DEBIAN/postinst" <<EOF
 #!/bin/sh
 set -e
-# As dh_nginx writes it for Debian's own modules.
-for confpair in $conf_name:$link_name ; do
-	from=\$(echo \$confpair | cut -d: -f1)
-	to=\$(echo \$confpair | cut -d: -f2)
-
-	if [ -L /etc/nginx/modules-enabled/\$to.removed ]; then
-		rm /etc/nginx/modules-enabled/\$to.removed
-		removed_link=true
-	else
-		removed_link=false
-	fi
-
-	# Enable on a fresh install and on a reinstall after a remove; an upgrade keeps what
-	# the administrator chose.
-	if [ -z "\$2" -o "\$removed_link" = "true" ]; then
-		ln -sf /usr/share/nginx/modules-available/\$from \\
-			/etc/nginx/modules-enabled/\$to
-	fi
-done
-
-if [ "\$1" = "configure" ] ; then
-	# nginx's own postinst handles the trigger: it reloads nginx only if it is running.
-	if which dpkg-trigger >/dev/null 2>&1 ; then
-		dpkg-trigger --no-await nginx-reload
-	fi
+if [ -L $enabled.removed ]; then
+	rm $enabled.removed
+	reinstall=true
+fi
+if [ -z "\$2" ] || [ "\${reinstall:-}" = true ]; then
+	ln -sf /usr/share/nginx/modules-available/$conf_name $enabled
+fi
+if [ "\$1" = configure ] && command -v dpkg-trigger >/dev/null; then
+	dpkg-trigger --no-await nginx-reload
 fi
 EOF
 
 cat >"$stage/DEBIAN/prerm" <<EOF
 #!/bin/sh
 set -e
-# Disable before the files go, so that no reload sees a load_module line without its .so.
-if [ "\$1" = "remove" ] || [ "\$1" = "deconfigure" ] ; then
-	for confpair in $conf_name:$link_name ; do
-		from=\$(echo \$confpair | cut -d: -f1)
-		to=\$(echo \$confpair | cut -d: -f2)
-
-		if [ -L /etc/nginx/modules-enabled/\$to ]; then
-			mv /etc/nginx/modules-enabled/\$to /etc/nginx/modules-enabled/\$to.removed
-		fi
-	done
+# Disabled before the files go, so that no reload sees a load_module line without its .so.
+if { [ "\$1" = remove ] || [ "\$1" = deconfigure ]; } && [ -L $enabled ]; then
+	mv $enabled $enabled.removed
 fi
 EOF
 
 cat >"$stage/DEBIAN/postrm" <<EOF
 #!/bin/sh
 set -e
-if [ "\$1" = "purge" ] ; then
-	for confpair in $conf_name:$link_name ; do
-		from=\$(echo \$confpair | cut -d: -f1)
-		to=\$(echo \$confpair | cut -d: -f2)
-
-		if [ -L /etc/nginx/modules-enabled/\$to ]; then
-			rm /etc/nginx/modules-enabled/\$to
-		fi
-		if [ -L /etc/nginx/modules-enabled/\$to.removed ]; then
-			rm /etc/nginx/modules-enabled/\$to.removed
-		fi
-	done
+if [ "\$1" = purge ]; then
+	rm -f $enabled $enabled.removed
 fi
-
-if [ "\$1" = "remove" ] ; then
-	for confpair in $conf_name:$link_name ; do
-		from=\$(echo \$confpair | cut -d: -f1)
-		to=\$(echo \$confpair | cut -d: -f2)
-
-		if [ -L /etc/nginx/modules-enabled/\$to ]; then
-			mv /etc/nginx/modules-enabled/\$to /etc/nginx/modules-enabled/\$to.removed
-		fi
-	done
-
-	if which dpkg-trigger >/dev/null 2>&1 ; then
-		dpkg-trigger --no-await nginx-reload
-	fi
+if [ "\$1" = remove ] && command -v dpkg-trigger >/dev/null; then
+	dpkg-trigger --no-await nginx-reload
 fi
 EOF
 chmod 0755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm" "$stage/DEBIAN/postrm"
