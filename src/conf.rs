@@ -350,23 +350,14 @@ pub static mut COMMANDS: [ngx_command_t; 21] = [
     loc_value(ngx_string!("origin_remote_ttl")),
     loc_value(ngx_string!("origin_static_root")),
     loc_switch(ngx_string!("origin_live_auto_create")),
-    ngx_command_t {
-        name: ngx_string!("origin_status_map"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_2MORE)
-            as ngx_uint_t,
-        set: Some(set_directive),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("origin_status"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
-        set: Some(set_directive),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
+    loc_directive(
+        ngx_string!("origin_status_map"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_2MORE,
+    ),
+    loc_directive(
+        ngx_string!("origin_status"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+    ),
     ngx_command_t {
         name: ngx_string!("usp_license_key"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -386,11 +377,12 @@ pub static mut COMMANDS: [ngx_command_t; 21] = [
     ngx_command_t::empty(),
 ];
 
-/// A location switch: `name;` (on) or `name on|off;`.
-const fn loc_switch(name: ngx_str_t) -> ngx_command_t {
+/// A directive of the location conf, set through [`set_directive`]; `type_` says where it may
+/// stand and how many arguments it takes.
+const fn loc_directive(name: ngx_str_t, type_: u32) -> ngx_command_t {
     ngx_command_t {
         name,
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1) as ngx_uint_t,
+        type_: type_ as ngx_uint_t,
         set: Some(set_directive),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
@@ -398,16 +390,14 @@ const fn loc_switch(name: ngx_str_t) -> ngx_command_t {
     }
 }
 
+/// A location switch: `name;` (on) or `name on|off;`.
+const fn loc_switch(name: ngx_str_t) -> ngx_command_t {
+    loc_directive(name, NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1)
+}
+
 /// A location directive with exactly one value.
 const fn loc_value(name: ngx_str_t) -> ngx_command_t {
-    ngx_command_t {
-        name,
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_directive),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    }
+    loc_directive(name, NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
 }
 
 /// The directive's arguments as UTF-8 (`args[0]` is the directive name).
