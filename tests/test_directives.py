@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from harness import ROOT, Nginx, builds
-from test_live import cmaf_stream, example_origin
+from test_live import cmaf_stream, example_origin, live_dir
 from test_remote import smooth_urls
-from test_vod import FIXTURES, ISMTOOL, LADDER
+from test_vod import FIXTURES, ISMTOOL, LADDER, media_dir
 
 
 @pytest.fixture(params=[1, 2], ids=["1worker", "2workers"])
@@ -24,17 +24,8 @@ def origin(make_nginx, request):
     """The Smooth ladder behind three locations reading the same files: defaults, pass-through
     and no rewrite rules."""
     n = make_nginx(workers=request.param)
-    media = n.root / "v"
-    media.mkdir(mode=0o755)
-    for f in LADDER + ["progressive.mp4"]:
-        shutil.copy(FIXTURES / f, media / f)
-    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "ladder.ism"),
-                    *[str(media / f) for f in LADDER]], check=True, capture_output=True)
-    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "mixed.ism"),
-                    str(media / "progressive.mp4"), str(media / "ladder-audio-eng.isma")],
-                   check=True, capture_output=True)
-    for p in media.iterdir():
-        p.chmod(0o644)
+    media = media_dir(n, LADDER + ["progressive.mp4"], {
+        "ladder.ism": LADDER, "mixed.ism": ["progressive.mp4", "ladder-audio-eng.isma"]})
     return n.start(rf"""
         location /v/ {{ usp_handle_ism; }}
         location /pass/ {{ alias {media}/; usp_handle_ism; usp_iss_pass_through; }}
@@ -190,9 +181,7 @@ def live_channel_with_a_gap(n, channel):
 
 def test_origin_status_map_answers_another_status_for_its_tokens(make_nginx):
     n = make_nginx(workers=2)
-    d = n.root / "live"
-    d.mkdir()
-    d.chmod(0o777)
+    live_dir(n)
     n.start("""
         origin_status_map 404 410 NOT_FOUND;
         location /live/ {
@@ -249,9 +238,7 @@ def test_lua_header_filter_remaps_our_statuses_on_debian_nginx(tmp_path):
     assert lua.exists() and ndk.exists(), "apt-get install libnginx-mod-http-lua (scripts/setup.sh)"
     n = Nginx(debian[0], workers=1)
     try:
-        d = n.root / "live"
-        d.mkdir()
-        d.chmod(0o777)
+        live_dir(n)
         n.start("""
             location /live/ {
                 usp_handle_ism;
@@ -314,20 +301,20 @@ def status_from(n, source_address: str, method: str, path: str, body: bytes = b"
 
 
 def test_api_example_allows_127_0_0_1_and_refuses_another_loopback_address(make_nginx):
-    n, live_dir = example_origin(make_nginx, "live-api.conf")
+    n, channels = example_origin(make_nginx, "live-api.conf")
     body = b'<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head/><body/></smil>'
     assert status_from(n, "127.0.0.2", "PUT", "/api/channels/a.isml", body) == 403
     assert status_from(n, "127.0.0.2", "GET", "/api/channels/a.isml/state") == 403
-    assert not (live_dir / "a.isml").exists()
+    assert not (channels / "a.isml").exists()
     assert status_from(n, "127.0.0.1", "PUT", "/api/channels/a.isml", body) == 201
     assert status_from(n, "127.0.0.1", "GET", "/api/channels/a.isml/state") == 200
     # The playout location: reads for everyone, PUT and DELETE for the management network.
     assert status_from(n, "127.0.0.2", "GET", "/channels/a.isml/state") == 200
     assert status_from(n, "127.0.0.2", "DELETE", "/channels/a.isml") == 403
     assert status_from(n, "127.0.0.2", "PUT", "/channels/a.isml", body) == 403
-    assert (live_dir / "a.isml").exists()
+    assert (channels / "a.isml").exists()
     assert status_from(n, "127.0.0.1", "DELETE", "/channels/a.isml") == 204
-    assert not (live_dir / "a.isml").exists()
+    assert not (channels / "a.isml").exists()
 
 
 # ------------------------------------------------------------------ where sources may live

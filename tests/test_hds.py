@@ -3,15 +3,13 @@ fragments whose FLV tags, put behind an FLV header, decode with ffmpeg to the so
 live channels with their HDS statuses."""
 
 import base64
-import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 import requests
 
-from test_live import cmaf_stream
-from test_vod import FIXTURES, ISMTOOL, LADDER, frame_hashes
+from test_live import cmaf_stream, live_dir
+from test_vod import FIXTURES, LADDER, frame_hashes, media_dir
 
 F4M = "{http://ns.adobe.com/f4m/1.0}"
 LOCATION = r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; usp_handle_f4f; }"
@@ -20,14 +18,7 @@ LOCATION = r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; usp_handle_f4f; 
 @pytest.fixture(params=[1, 2], ids=["1worker", "2workers"])
 def origin(make_nginx, request):
     n = make_nginx(workers=request.param)
-    media = n.root / "v"
-    media.mkdir(mode=0o755)
-    for f in LADDER + ["progressive.mp4"]:
-        shutil.copy(FIXTURES / f, media / f)
-    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "ladder.ism"),
-                    *[str(media / f) for f in LADDER]], check=True, capture_output=True)
-    for p in media.iterdir():
-        p.chmod(0o644)
+    media_dir(n, LADDER + ["progressive.mp4"], {"ladder.ism": LADDER})
     return n.start(LOCATION + r"""
         location ^~ /nohds/ { alias html/v/; usp_handle_ism; }""")
 
@@ -152,13 +143,7 @@ def test_f4f_fragments_decode_to_the_source_frames(origin, tmp_path):
 
 def test_live_hds_manifest_window_and_statuses(make_nginx):
     n = make_nginx(workers=2)
-    d = n.root / "live"
-    d.mkdir()
-    d.chmod(0o777)
-    (d / "h.isml").write_text(
-        '<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
-        '<meta name="dvr_window_length" content="6"/></head><body/></smil>')
-    (d / "h.isml").chmod(0o666)
+    live_dir(n, h=6)
     n.start("""
         location /live/ {
             usp_handle_ism;

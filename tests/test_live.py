@@ -26,15 +26,27 @@ SMIL = "{http://www.w3.org/2001/SMIL20/Language}"
 @pytest.fixture
 def live(make_nginx):
     n = make_nginx(workers=2)
-    d = n.root / "live"
-    d.mkdir()
-    d.chmod(0o777)
+    live_dir(n)
     n.start("""
         location /live/ {
             usp_handle_ism;
             client_max_body_size 0;
         }""")
     return n
+
+
+def live_dir(n, **dvr_windows: int):
+    """`<root>/live`, writable by the workers (they write the archives there), with a
+    publishing point `<name>.isml` of each DVR window length given."""
+    d = n.root / "live"
+    d.mkdir()
+    d.chmod(0o777)
+    for name, seconds in dvr_windows.items():
+        (d / f"{name}.isml").write_text(
+            '<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
+            f'<meta name="dvr_window_length" content="{seconds}"/></head><body/></smil>')
+        (d / f"{name}.isml").chmod(0o666)
+    return d
 
 
 def sent_copy(origin, channel, name):
@@ -570,8 +582,7 @@ def timeline_of_archive(origin, channel):
 
 def test_four_workers_hammering_agree(make_nginx):
     n = make_nginx(workers=4)
-    (n.root / "live").mkdir()
-    (n.root / "live").chmod(0o777)
+    live_dir(n)
     n.start("""
         location /live/ {
             usp_handle_ism;
@@ -622,23 +633,20 @@ def test_four_workers_hammering_agree(make_nginx):
 def example_origin(make_nginx, name):
     """An origin running an nginx-conf/ live example as written (paths moved under its prefix)."""
     n = make_nginx(workers=2)
-    live_dir = n.root / "live"
-    live_dir.mkdir()
-    live_dir.chmod(0o777)
-    text = n.example_config(ROOT / "nginx-conf" / name, {"/var/www/live": str(live_dir)})
-    n.start_config(text)
-    return n, live_dir
+    d = live_dir(n)
+    n.start_config(n.example_config(ROOT / "nginx-conf" / name, {"/var/www/live": str(d)}))
+    return n, d
 
 
 def test_the_api_example_creates_reports_and_deletes_channels(make_nginx):
-    n, live_dir = example_origin(make_nginx, "live-api.conf")
+    n, channels = example_origin(make_nginx, "live-api.conf")
     body = ('<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
             '<meta name="dvr_window_length" content="20"/>'
             '<meta name="archiving" content="true"/></head><body/></smil>')
     assert requests.put(n.url("/api/channels/api.isml"), data=body).status_code == 201
     assert requests.put(n.url("/api/channels/api.isml"), data=body).status_code == 200
     assert requests.put(n.url("/api/channels/bad.isml"), data="<smil").status_code == 400
-    assert 'content="20"' in (live_dir / "api.isml").read_text()
+    assert 'content="20"' in (channels / "api.isml").read_text()
     assert state(n, "api") is None  # the API location is /api/channels/
     r = n.get("/api/channels/api.isml/state")
     assert r.status_code == 200 and 'content="idle"' in r.text
@@ -651,8 +659,8 @@ def test_the_api_example_creates_reports_and_deletes_channels(make_nginx):
     # PUT and DELETE from the playout location are refused to all but the management network
     # (the test client is on it): here they are allowed; DELETE removes the channel.
     assert requests.delete(n.url("/api/channels/api.isml")).status_code == 204
-    assert not (live_dir / "api.isml").exists()
-    assert not (live_dir / "api.isml.archive").exists()
+    assert not (channels / "api.isml").exists()
+    assert not (channels / "api.isml.archive").exists()
     assert n.get("/channels/api.isml/.mpd").status_code == 404
     assert requests.delete(n.url("/api/channels/api.isml")).status_code == 404
 
@@ -663,11 +671,11 @@ def test_without_usp_handle_api_put_and_delete_are_refused(live):
 
 
 def test_the_ingest_example_as_written(make_nginx):
-    n, live_dir = example_origin(make_nginx, "live-ingest.conf")
+    n, channels = example_origin(make_nginx, "live-ingest.conf")
     finish(push_file(n.url("/channels/news.isml/Streams(s1)")))
     wait_for(lambda: 'content="stopped"' in n.get("/channels/news.isml/state").text,
              what="the end of the stream")
-    assert (live_dir / "news.isml.archive").is_dir()
+    assert (channels / "news.isml.archive").is_dir()
     for manifest in (".mpd", ".m3u8", "Manifest"):
         assert n.get(f"/channels/news.isml/{manifest}").status_code == 200
 
@@ -696,13 +704,7 @@ def test_archive_parts_by_wall_clock_and_time_shift(live):
 
 def test_a_short_dvr_window_still_lists_three_segments(make_nginx):
     n = make_nginx(workers=2)
-    d = n.root / "live"
-    d.mkdir()
-    d.chmod(0o777)
-    (d / "s.isml").write_text(
-        '<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
-        '<meta name="dvr_window_length" content="3"/></head><body/></smil>')
-    (d / "s.isml").chmod(0o666)
+    live_dir(n, s=3)
     n.start("""
         location /live/ {
             usp_handle_ism;

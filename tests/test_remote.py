@@ -436,3 +436,24 @@ def test_backend_over_tls(make_nginx, tmp_path):
             proxy_ssl_name localhost;
         }}""")
     assert untrusting.get("/tls/v/ladder.ism/.mpd").status_code == 502
+
+
+def test_sources_climbing_with_dotdot_stay_below_the_location(remote):
+    """A `src` with `..` is read through the location as long as it stays below its prefix
+    (which is all ism_proxy_pass maps to the backend); one that climbs out is refused with 403."""
+    origin, local, backend = remote
+    storage = backend.root / "storage" / "v"
+    titles = storage / "titles"
+    titles.mkdir(mode=0o755)
+    text = (storage / "ladder.ism").read_text()
+    (titles / "t.ism").write_text(text.replace('src="ladder-', 'src="../ladder-'))
+    (storage / "esc.ism").write_text(text.replace('src="ladder-audio-eng.isma"',
+                                                  'src="../../../storage/v/ladder-audio-eng.isma"'))
+    for p in [titles / "t.ism", storage / "esc.ism", titles]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    climbed = origin.get("/video/proxy/v/titles/t.ism/.mpd")
+    assert climbed.status_code == 200, climbed.text
+    assert climbed.content == local.get("/v/ladder.ism/.mpd").content.replace(b"ladder", b"t")
+    escaped = origin.get("/video/proxy/v/esc.ism/.mpd")
+    assert escaped.status_code == 403 and escaped.headers["X-Origin-Error"] == "SOURCE_REFUSED"
+    assert origin.log_lines("leads outside the location's root")

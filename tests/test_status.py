@@ -8,19 +8,16 @@ goes through a raw socket that reads each response to its last byte."""
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import time
 from collections import Counter, defaultdict
 
 import pytest
 
 from harness import ROOT
+from test_vod import media_dir
 
-FIXTURES = ROOT / "tests" / "fixtures"
-ISMTOOL = ROOT / "target" / "release" / "ismtool"
 LADDER = ["ladder-video-360.ismv", "ladder-audio-eng.isma"]
 CHANNEL = b'<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head/><body/></smil>'
 
@@ -115,15 +112,7 @@ def origin(make_nginx):
     """Two workers, each taking connections of its own (reuseport: the kernel spreads
     connections over the workers by address and port). Every answer says which worker made it."""
     n = make_nginx(workers=2)
-    media = n.root / "v"
-    media.mkdir(mode=0o755)
-    for f in LADDER + ["progressive.mp4"]:
-        shutil.copy(FIXTURES / f, media / f)
-    for name in ["ladder", "again"]:
-        subprocess.run([str(ISMTOOL), "create", "-o", str(media / f"{name}.ism"),
-                        *[str(media / f) for f in LADDER]], check=True, capture_output=True)
-    for p in media.iterdir():
-        p.chmod(0o644)
+    media_dir(n, LADDER + ["progressive.mp4"], {"ladder.ism": LADDER, "again.ism": LADDER})
     channels = n.root / "channels"
     channels.mkdir()
     channels.chmod(0o777)
@@ -332,14 +321,7 @@ def test_a_location_either_packages_or_reports(make_nginx):
 
 def test_the_example_allows_127_0_0_1_only(make_nginx):
     n = make_nginx(workers=2)
-    media = n.root / "v"
-    media.mkdir(mode=0o755)
-    for f in LADDER:
-        shutil.copy(FIXTURES / f, media / f)
-    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "ladder.ism"),
-                    *[str(media / f) for f in LADDER]], check=True, capture_output=True)
-    for p in media.iterdir():
-        p.chmod(0o644)
+    media_dir(n, LADDER, {"ladder.ism": LADDER})
     n.start_config(n.example_config(ROOT / "nginx-conf" / "status.conf",
                                     {"/var/www/usp": str(n.root)}))
     mpd = one(n, "GET", "/v/ladder.ism/.mpd", source="127.0.0.2")

@@ -20,6 +20,21 @@ LADDER = ["ladder-video-360.ismv", "ladder-video-480.ismv", "ladder-video-720.is
 MPD_NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
 
+def media_dir(n, files, manifests: dict[str, list[str]]):
+    """`<root>/v` with `files` copied from the fixtures and each server manifest created over
+    its inputs (names in that folder), all readable by the workers."""
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    for f in files:
+        shutil.copy(FIXTURES / f, media / f)
+    for name, inputs in manifests.items():
+        subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
+                        *[str(media / f) for f in inputs]], check=True, capture_output=True)
+    for p in media.iterdir():
+        p.chmod(0o644)
+    return media
+
+
 @pytest.fixture(params=[1, 2], ids=["1worker", "2workers"])
 def origin(make_nginx, request):
     n = make_nginx(workers=request.param)
