@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod filter;
 pub mod fragment;

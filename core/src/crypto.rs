@@ -1,0 +1,805 @@
+//! Common Encryption (ISO/IEC 23001-7) of samples, and the boxes that describe it.
+//!
+//! Two schemes: `cenc` (AES-128 CTR over every protected byte of a sample, the counter running
+//! on across its subsamples) and `cbcs` (AES-128 CBC over a 1:9 pattern of 16-byte blocks of
+//! each subsample's protected range, the constant IV restarting at each subsample). Video
+//! samples are split into subsamples by NAL unit ([`nal_subsamples`]): length prefix and NAL
+//! header in the clear, the slice data protected. The ciphers are RustCrypto's (`aes` uses
+//! AES-NI when the CPU has it).
+//!
+//! Keys never reach a log or an error message: [`ContentKey`]'s `Debug` shows the key ID only.
+
+use std::fmt;
+
+use aes::Aes128;
+use cbc::cipher::{BlockEncryptMut, KeyIvInit, StreamCipher};
+
+use crate::mp4::codec::{write_box, write_full_box};
+use crate::mp4::FourCC;
+
+type Aes128Ctr = ctr::Ctr128BE<Aes128>;
+type Aes128CbcEnc = cbc::Encryptor<Aes128>;
+
+/// AES block (and key, and key ID) length.
+pub const BLOCK: usize = 16;
+
+/// Why key material or a sample could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// Key material that is not `KID:KEY` in hex (32 digits each) or base64 (16 bytes each).
+    /// The text is never echoed: it may hold the key.
+    #[error("content key: {0}")]
+    BadKey(&'static str),
+    /// A sample whose NAL units overrun it.
+    #[error("sample of {size} bytes: a NAL unit of {nal} bytes at {at} overruns it")]
+    NalOverrun { size: usize, at: usize, nal: usize },
+    /// Subsamples that do not add up to the sample.
+    #[error("subsamples cover {covered} bytes of a {size}-byte sample")]
+    SubsampleMismatch { covered: u64, size: usize },
+}
+
+/// A content key and its ID.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContentKey {
+    pub kid: [u8; BLOCK],
+    key: [u8; BLOCK],
+}
+
+impl fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContentKey")
+            .field("kid", &hex(&self.kid))
+            .field("key", &"…")
+            .finish()
+    }
+}
+
+impl ContentKey {
+    pub fn new(kid: [u8; BLOCK], key: [u8; BLOCK]) -> ContentKey {
+        ContentKey { kid, key }
+    }
+
+    /// `KID:KEY`, each 32 hex digits or 16 bytes in base64 (as mp4split's `--key` takes them).
+    pub fn parse(text: &str) -> Result<ContentKey, CryptoError> {
+        let (kid, key) = text
+            .split_once(':')
+            .ok_or(CryptoError::BadKey("expected KID:KEY"))?;
+        Ok(ContentKey {
+            kid: parse_16(kid.trim()).ok_or(CryptoError::BadKey("the key ID is not 16 bytes"))?,
+            key: parse_16(key.trim()).ok_or(CryptoError::BadKey("the key is not 16 bytes"))?,
+        })
+    }
+
+    /// The key itself, for the cipher only.
+    pub fn key(&self) -> &[u8; BLOCK] {
+        &self.key
+    }
+
+    /// The key ID as a UUID (`cenc:default_KID`).
+    pub fn kid_uuid(&self) -> String {
+        uuid(&self.kid)
+    }
+}
+
+/// 16 bytes from 32 hex digits or from base64 (standard or URL alphabet, padding optional).
+fn parse_16(text: &str) -> Option<[u8; BLOCK]> {
+    let mut out = [0u8; BLOCK];
+    if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        return Some(out);
+    }
+    let digits = text.trim_end_matches('=');
+    if digits.len() != 22 {
+        return None;
+    }
+    let value = |b: u8| -> Option<u32> {
+        Some(match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut bits = 0u32;
+    let mut held = 0;
+    let mut n = 0;
+    for b in digits.bytes() {
+        bits = (bits << 6) | value(b)?;
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            if n < BLOCK {
+                out[n] = (bits >> held) as u8;
+            }
+            n += 1;
+            bits &= (1 << held) - 1;
+        }
+    }
+    // 22 digits carry 132 bits: 16 bytes and 4 bits that must be zero.
+    (n == BLOCK && bits == 0).then_some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `8-4-4-4-12` hex form of 16 bytes.
+pub fn uuid(bytes: &[u8; BLOCK]) -> String {
+    let h = hex(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The protection scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// AES-CTR, every protected byte, an 8-byte IV per sample.
+    Cenc,
+    /// AES-CBC over a 1:9 block pattern (video; audio: every block), one constant IV.
+    Cbcs,
+}
+
+impl Scheme {
+    pub fn parse(text: &str) -> Option<Scheme> {
+        match text.to_ascii_lowercase().as_str() {
+            "cenc" => Some(Scheme::Cenc),
+            "cbcs" => Some(Scheme::Cbcs),
+            _ => None,
+        }
+    }
+
+    pub fn fourcc(self) -> FourCC {
+        match self {
+            Scheme::Cenc => FourCC::new(b"cenc"),
+            Scheme::Cbcs => FourCC::new(b"cbcs"),
+        }
+    }
+
+    /// Bytes of IV stored per sample in `senc` (`cbcs` uses the constant IV of `tenc`).
+    pub fn per_sample_iv_size(self) -> u8 {
+        match self {
+            Scheme::Cenc => 8,
+            Scheme::Cbcs => 0,
+        }
+    }
+}
+
+/// Encrypted and skipped 16-byte blocks of a `cbcs` pattern (`crypt` 0 with `skip` 0: every
+/// block, as for audio).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pattern {
+    pub crypt: u8,
+    pub skip: u8,
+}
+
+impl Pattern {
+    /// The pattern video uses under `cbcs` (one block in ten).
+    pub const VIDEO: Pattern = Pattern { crypt: 1, skip: 9 };
+    /// No pattern: every whole block.
+    pub const WHOLE: Pattern = Pattern { crypt: 0, skip: 0 };
+}
+
+/// One subsample: clear bytes, then protected bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subsample {
+    pub clear: u16,
+    pub protected: u32,
+}
+
+/// Encrypts `data` in place. `subsamples` empty means the whole sample is protected (audio).
+/// `iv` is the sample's counter block (`cenc`: its 8-byte IV then 8 zero bytes) or the constant
+/// IV (`cbcs`).
+pub fn encrypt_sample(
+    scheme: Scheme,
+    key: &ContentKey,
+    iv: &[u8; BLOCK],
+    pattern: Pattern,
+    data: &mut [u8],
+    subsamples: &[Subsample],
+) -> Result<(), CryptoError> {
+    let whole = [Subsample {
+        clear: 0,
+        protected: data.len() as u32,
+    }];
+    let subsamples = if subsamples.is_empty() {
+        &whole[..]
+    } else {
+        subsamples
+    };
+    let covered: u64 = subsamples
+        .iter()
+        .map(|s| u64::from(s.clear) + u64::from(s.protected))
+        .sum();
+    if covered != data.len() as u64 {
+        return Err(CryptoError::SubsampleMismatch {
+            covered,
+            size: data.len(),
+        });
+    }
+    match scheme {
+        Scheme::Cenc => {
+            // One keystream over the sample's protected bytes, in order.
+            let mut cipher = Aes128Ctr::new(key.key().into(), iv.into());
+            let mut at = 0usize;
+            for s in subsamples {
+                at += usize::from(s.clear);
+                let end = at + s.protected as usize;
+                cipher.apply_keystream(&mut data[at..end]);
+                at = end;
+            }
+        }
+        Scheme::Cbcs => {
+            let mut at = 0usize;
+            for s in subsamples {
+                at += usize::from(s.clear);
+                let end = at + s.protected as usize;
+                cbc_pattern(key, iv, pattern, &mut data[at..end]);
+                at = end;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// CBC over the pattern's encrypted blocks of one protected range, chained through them only;
+/// a trailing partial block stays clear.
+fn cbc_pattern(key: &ContentKey, iv: &[u8; BLOCK], pattern: Pattern, range: &mut [u8]) {
+    let mut cipher = Aes128CbcEnc::new(key.key().into(), iv.into());
+    let (crypt, skip) = if pattern.crypt == 0 {
+        (1usize, 0usize)
+    } else {
+        (usize::from(pattern.crypt), usize::from(pattern.skip))
+    };
+    for (n, block) in range.chunks_exact_mut(BLOCK).enumerate() {
+        if n % (crypt + skip) < crypt {
+            cipher.encrypt_block_mut(block.into());
+        }
+    }
+}
+
+/// Which NAL units carry coded slices, by codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NalCodec {
+    Avc,
+    Hevc,
+}
+
+impl NalCodec {
+    fn header_len(self) -> usize {
+        match self {
+            NalCodec::Avc => 1,
+            NalCodec::Hevc => 2,
+        }
+    }
+
+    fn is_slice(self, first_byte: u8) -> bool {
+        match self {
+            NalCodec::Avc => matches!(first_byte & 0x1f, 1..=5),
+            NalCodec::Hevc => (first_byte >> 1) & 0x3f <= 31,
+        }
+    }
+}
+
+/// Smallest slice payload worth protecting: a few blocks after the clear leader.
+const MIN_PROTECTED: usize = BLOCK;
+
+/// Subsamples of a video sample of length-prefixed NAL units: every NAL unit's length prefix
+/// and header in the clear, plus `clear_leader` bytes of the slice (its header), then the rest
+/// protected; parameter sets, SEI and other non-slice NAL units wholly clear. With `align`
+/// (`cenc` video) the protected part of each NAL unit is a whole number of blocks, the
+/// remainder moved into the clear, as players' decoders expect.
+pub fn nal_subsamples(
+    sample: &[u8],
+    length_size: usize,
+    codec: NalCodec,
+    clear_leader: usize,
+    align: bool,
+) -> Result<Vec<Subsample>, CryptoError> {
+    let mut out = Vec::new();
+    let mut pending_clear = 0usize;
+    let mut at = 0usize;
+    while at < sample.len() {
+        let prefix = sample
+            .get(at..at + length_size)
+            .ok_or(CryptoError::NalOverrun {
+                size: sample.len(),
+                at,
+                nal: length_size,
+            })?;
+        let nal_len = prefix
+            .iter()
+            .fold(0usize, |n, &b| (n << 8) | usize::from(b));
+        let total = length_size + nal_len;
+        if at + total > sample.len() || nal_len == 0 {
+            return Err(CryptoError::NalOverrun {
+                size: sample.len(),
+                at,
+                nal: nal_len,
+            });
+        }
+        let leader = length_size + codec.header_len() + clear_leader;
+        let is_slice = codec.is_slice(sample[at + length_size]);
+        let mut protected = if is_slice && total >= leader + MIN_PROTECTED {
+            total - leader
+        } else {
+            0
+        };
+        if align {
+            protected -= protected % BLOCK;
+        }
+        pending_clear += total - protected;
+        if protected > 0 {
+            push_subsample(&mut out, pending_clear, protected as u32);
+            pending_clear = 0;
+        }
+        at += total;
+    }
+    if pending_clear > 0 {
+        push_subsample(&mut out, pending_clear, 0);
+    }
+    Ok(out)
+}
+
+/// Appends (clear, protected), splitting a clear run longer than `senc`'s 16-bit field.
+fn push_subsample(out: &mut Vec<Subsample>, mut clear: usize, protected: u32) {
+    while clear > usize::from(u16::MAX) {
+        out.push(Subsample {
+            clear: u16::MAX,
+            protected: 0,
+        });
+        clear -= usize::from(u16::MAX);
+    }
+    out.push(Subsample {
+        clear: clear as u16,
+        protected,
+    });
+}
+
+/// What a track's `tenc` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackEncryption {
+    pub scheme: Scheme,
+    pub kid: [u8; BLOCK],
+    /// `cbcs`: the pattern (`Pattern::WHOLE` for audio) and the constant IV.
+    pub pattern: Pattern,
+    pub constant_iv: Option<[u8; BLOCK]>,
+}
+
+/// `tenc` (Track Encryption box).
+pub fn write_tenc(out: &mut Vec<u8>, t: &TrackEncryption) {
+    let patterned = t.scheme == Scheme::Cbcs;
+    write_full_box(out, FourCC::new(b"tenc"), u8::from(patterned), 0, |b| {
+        b.push(0); // reserved
+        b.push(if patterned {
+            (t.pattern.crypt << 4) | (t.pattern.skip & 0x0f)
+        } else {
+            0
+        });
+        b.push(1); // default_isProtected
+        b.push(t.scheme.per_sample_iv_size());
+        b.extend_from_slice(&t.kid);
+        if t.scheme.per_sample_iv_size() == 0 {
+            let iv = t.constant_iv.unwrap_or([0; BLOCK]);
+            b.push(BLOCK as u8);
+            b.extend_from_slice(&iv);
+        }
+    });
+}
+
+/// `sinf` for a protected sample entry: `frma` (the original format), `schm`, `schi` with `tenc`.
+pub fn write_sinf(out: &mut Vec<u8>, original: FourCC, t: &TrackEncryption) {
+    write_box(out, FourCC::new(b"sinf"), |b| {
+        write_box(b, FourCC::new(b"frma"), |b| {
+            b.extend_from_slice(&original.0)
+        });
+        write_full_box(b, FourCC::new(b"schm"), 0, 0, |b| {
+            b.extend_from_slice(&t.scheme.fourcc().0);
+            b.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+        });
+        write_box(b, FourCC::new(b"schi"), |b| write_tenc(b, t));
+    });
+}
+
+/// A sample entry (whole box, as stored in `stsd`) made protected: `encv`/`enca` with a `sinf`
+/// appended. `None` when `entry` is not a box.
+pub fn protect_sample_entry(entry: &[u8], video: bool, t: &TrackEncryption) -> Option<Vec<u8>> {
+    if entry.len() < 8 || u32::from_be_bytes(entry[0..4].try_into().ok()?) as usize != entry.len() {
+        return None;
+    }
+    let original = FourCC([entry[4], entry[5], entry[6], entry[7]]);
+    let mut out = entry.to_vec();
+    out[4..8].copy_from_slice(if video { b"encv" } else { b"enca" });
+    write_sinf(&mut out, original, t);
+    let size = u32::try_from(out.len()).ok()?;
+    out[0..4].copy_from_slice(&size.to_be_bytes());
+    Some(out)
+}
+
+/// `pssh` version 1 (with key IDs) for `system_id`, carrying `data`.
+pub fn write_pssh(out: &mut Vec<u8>, system_id: &[u8; BLOCK], kids: &[[u8; BLOCK]], data: &[u8]) {
+    write_full_box(out, FourCC::new(b"pssh"), 1, 0, |b| {
+        b.extend_from_slice(system_id);
+        b.extend_from_slice(&(kids.len() as u32).to_be_bytes());
+        for kid in kids {
+            b.extend_from_slice(kid);
+        }
+        b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        b.extend_from_slice(data);
+    });
+}
+
+/// The auxiliary information of one sample: its per-sample IV and subsamples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleAux {
+    pub iv: Vec<u8>,
+    pub subsamples: Vec<Subsample>,
+}
+
+impl SampleAux {
+    /// Bytes it takes in `senc` (and what `saiz` says of it).
+    pub fn size(&self, with_subsamples: bool) -> usize {
+        self.iv.len()
+            + if with_subsamples {
+                2 + 6 * self.subsamples.len()
+            } else {
+                0
+            }
+    }
+}
+
+/// `senc` for a fragment's samples; returns the offset of the first sample's information
+/// from the start of `out` as it was on entry (what `saio` must point at, relative to where
+/// the caller places this box).
+pub fn write_senc(out: &mut Vec<u8>, samples: &[SampleAux], with_subsamples: bool) -> usize {
+    let start = out.len();
+    let mut first = 0;
+    write_full_box(
+        out,
+        FourCC::new(b"senc"),
+        0,
+        if with_subsamples { 0x2 } else { 0 },
+        |b| {
+            b.extend_from_slice(&(samples.len() as u32).to_be_bytes());
+            first = b.len() - start;
+            for s in samples {
+                b.extend_from_slice(&s.iv);
+                if with_subsamples {
+                    b.extend_from_slice(&(s.subsamples.len() as u16).to_be_bytes());
+                    for sub in &s.subsamples {
+                        b.extend_from_slice(&sub.clear.to_be_bytes());
+                        b.extend_from_slice(&sub.protected.to_be_bytes());
+                    }
+                }
+            }
+        },
+    );
+    first
+}
+
+/// `saiz`: each sample's auxiliary information size (one default when all are equal).
+pub fn write_saiz(out: &mut Vec<u8>, samples: &[SampleAux], with_subsamples: bool) {
+    let sizes: Vec<usize> = samples.iter().map(|s| s.size(with_subsamples)).collect();
+    let same = sizes.windows(2).all(|w| w[0] == w[1]);
+    write_full_box(out, FourCC::new(b"saiz"), 0, 0, |b| {
+        let default = if same {
+            sizes.first().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        b.push(u8::try_from(default).unwrap_or(0));
+        b.extend_from_slice(&(samples.len() as u32).to_be_bytes());
+        if !same || default > usize::from(u8::MAX) {
+            b.extend(sizes.iter().map(|&s| u8::try_from(s).unwrap_or(u8::MAX)));
+        }
+    });
+}
+
+/// `saio` with one offset: where the first sample's information is, from the `moof`'s start
+/// (with `default-base-is-moof`).
+pub fn write_saio(out: &mut Vec<u8>, offset_from_moof: u32) {
+    write_full_box(out, FourCC::new(b"saio"), 0, 0, |b| {
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&offset_from_moof.to_be_bytes());
+    });
+}
+
+/// DRM system IDs.
+pub mod system {
+    /// Common (W3C `cenc` key IDs) PSSH.
+    pub const COMMON: [u8; 16] = [
+        0x10, 0x77, 0xef, 0xec, 0xc0, 0xb2, 0x4d, 0x02, 0xac, 0xe3, 0x3c, 0x1e, 0x52, 0xe2, 0xfb,
+        0x4b,
+    ];
+    pub const PLAYREADY: [u8; 16] = [
+        0x9a, 0x04, 0xf0, 0x79, 0x98, 0x40, 0x42, 0x86, 0xab, 0x92, 0xe6, 0x5b, 0xe0, 0x88, 0x5f,
+        0x95,
+    ];
+    pub const WIDEVINE: [u8; 16] = [
+        0xed, 0xef, 0x8b, 0xa9, 0x79, 0xd6, 0x4a, 0xce, 0xa3, 0xc8, 0x27, 0xdc, 0xd5, 0x1d, 0x21,
+        0xed,
+    ];
+    pub const CLEARKEY: [u8; 16] = [
+        0xe2, 0x71, 0x9d, 0x58, 0xa9, 0x85, 0xb3, 0xc9, 0x78, 0x1a, 0xb0, 0x30, 0xaf, 0x78, 0xd3,
+        0x0e,
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cbc::cipher::BlockDecryptMut;
+
+    fn bytes(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn block(h: &str) -> [u8; 16] {
+        bytes(h).try_into().unwrap()
+    }
+
+    /// NIST SP 800-38A's key.
+    fn nist_key() -> ContentKey {
+        ContentKey::new([0; 16], block("2b7e151628aed2a6abf7158809cf4f3c"))
+    }
+
+    const PLAIN: &str = "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51";
+
+    #[test]
+    fn ctr_matches_nist_sp800_38a() {
+        let mut data = bytes(PLAIN);
+        let iv = block("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
+        encrypt_sample(
+            Scheme::Cenc,
+            &nist_key(),
+            &iv,
+            Pattern::WHOLE,
+            &mut data,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            data,
+            bytes("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff")
+        );
+    }
+
+    #[test]
+    fn cbc_matches_nist_sp800_38a() {
+        let mut data = bytes(PLAIN);
+        let iv = block("000102030405060708090a0b0c0d0e0f");
+        encrypt_sample(
+            Scheme::Cbcs,
+            &nist_key(),
+            &iv,
+            Pattern::WHOLE,
+            &mut data,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            data,
+            bytes("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2")
+        );
+    }
+
+    #[test]
+    fn cenc_subsamples_keep_clear_bytes_and_run_one_counter() {
+        let plain: Vec<u8> = (0..100u8).collect();
+        let subs = [
+            Subsample {
+                clear: 10,
+                protected: 32,
+            },
+            Subsample {
+                clear: 6,
+                protected: 52,
+            },
+        ];
+        let iv = [7u8; 16];
+        let mut data = plain.clone();
+        encrypt_sample(
+            Scheme::Cenc,
+            &nist_key(),
+            &iv,
+            Pattern::WHOLE,
+            &mut data,
+            &subs,
+        )
+        .unwrap();
+        assert_eq!(data[..10], plain[..10]);
+        assert_eq!(data[42..48], plain[42..48]);
+        // The protected bytes are the plain ones under one keystream.
+        let mut protected: Vec<u8> = plain[10..42].iter().chain(&plain[48..]).copied().collect();
+        Aes128Ctr::new(nist_key().key().into(), (&iv).into()).apply_keystream(&mut protected);
+        let got: Vec<u8> = data[10..42].iter().chain(&data[48..]).copied().collect();
+        assert_eq!(got, protected);
+        let short = [Subsample {
+            clear: 1,
+            protected: 2,
+        }];
+        assert!(matches!(
+            encrypt_sample(
+                Scheme::Cenc,
+                &nist_key(),
+                &iv,
+                Pattern::WHOLE,
+                &mut data,
+                &short
+            ),
+            Err(CryptoError::SubsampleMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn cbcs_encrypts_one_block_in_ten_and_leaves_the_tail_clear() {
+        let plain: Vec<u8> = (0..=255u8).cycle().take(16 * 23 + 5).collect();
+        let iv = [3u8; 16];
+        let mut data = plain.clone();
+        let subs = [Subsample {
+            clear: 0,
+            protected: data.len() as u32,
+        }];
+        encrypt_sample(
+            Scheme::Cbcs,
+            &nist_key(),
+            &iv,
+            Pattern::VIDEO,
+            &mut data,
+            &subs,
+        )
+        .unwrap();
+        let blocks = |d: &[u8], n: usize| d[n * 16..n * 16 + 16].to_vec();
+        for n in 0..23 {
+            let encrypted = n % 10 == 0;
+            assert_eq!(
+                blocks(&data, n) != blocks(&plain, n),
+                encrypted,
+                "block {n}"
+            );
+        }
+        assert_eq!(data[16 * 23..], plain[16 * 23..]);
+        // Decrypting the encrypted blocks as one CBC chain gives the plain ones back.
+        let mut dec = cbc::Decryptor::<Aes128>::new(nist_key().key().into(), (&iv).into());
+        for n in [0, 10, 20] {
+            let mut b = blocks(&data, n);
+            dec.decrypt_block_mut(b.as_mut_slice().into());
+            assert_eq!(b, blocks(&plain, n));
+        }
+    }
+
+    fn nal(header: &[u8], len: usize) -> Vec<u8> {
+        let mut n = ((header.len() + len) as u32).to_be_bytes().to_vec();
+        n.extend_from_slice(header);
+        n.extend((0..len).map(|i| i as u8));
+        n
+    }
+
+    #[test]
+    fn nal_subsamples_clear_headers_and_non_slices() {
+        // SEI (clear), IDR slice, a tiny slice (too small to protect), another slice.
+        let sample = [
+            nal(&[0x06], 20),
+            nal(&[0x65], 300),
+            nal(&[0x41], 5),
+            nal(&[0x41], 100),
+        ]
+        .concat();
+        let subs = nal_subsamples(&sample, 4, NalCodec::Avc, 0, true).unwrap();
+        let total: u64 = subs
+            .iter()
+            .map(|s| u64::from(s.clear) + u64::from(s.protected))
+            .sum();
+        assert_eq!(total, sample.len() as u64);
+        assert!(subs.iter().all(|s| s.protected % 16 == 0));
+        assert_eq!(subs.len(), 2);
+        // SEI whole + the IDR's prefix and header, and its unaligned remainder.
+        assert_eq!(usize::from(subs[0].clear), 4 + 21 + 4 + 1 + (300 % 16));
+        assert_eq!(subs[0].protected, 300 - 300 % 16);
+        // Unaligned (cbcs): only prefix and header clear.
+        let subs = nal_subsamples(&sample, 4, NalCodec::Avc, 0, false).unwrap();
+        assert_eq!(usize::from(subs[0].clear), 4 + 21 + 4 + 1);
+        assert_eq!(subs[0].protected, 300);
+        // HEVC: two-byte headers; VPS (32) clear.
+        let hevc = [nal(&[0x40, 0x01], 30), nal(&[0x26, 0x01], 64)].concat();
+        let subs = nal_subsamples(&hevc, 4, NalCodec::Hevc, 0, false).unwrap();
+        assert_eq!(
+            subs,
+            vec![Subsample {
+                clear: 4 + 32 + 4 + 2,
+                protected: 64
+            }]
+        );
+        // A NAL unit that overruns the sample.
+        let mut bad = nal(&[0x65], 40);
+        bad.truncate(30);
+        assert!(nal_subsamples(&bad, 4, NalCodec::Avc, 0, true).is_err());
+    }
+
+    #[test]
+    fn keys_parse_from_hex_or_base64_and_never_print() {
+        let hexed =
+            ContentKey::parse("10000000100010001000100000000001:3a2a1b68dd2bd9b2eeb25e84c4776668")
+                .unwrap();
+        assert_eq!(hexed.kid_uuid(), "10000000-1000-1000-1000-100000000001");
+        let b64 = ContentKey::parse("EAAAABAAEAAQABAAAAAAAQ==:OiobaN0r2bLusl6ExHdmaA==").unwrap();
+        assert_eq!(b64, hexed);
+        let shown = format!("{hexed:?}");
+        assert!(!shown.contains("3a2a1b68") && shown.contains("1000000010001000"));
+        for bad in [
+            "",
+            "abc",
+            "1234:5678",
+            "zz000000100010001000100000000001:3a2a1b68dd2bd9b2eeb25e84c4776668",
+        ] {
+            let e = ContentKey::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("3a2a"), "{e}");
+        }
+    }
+
+    #[test]
+    fn boxes_have_the_layout_players_read() {
+        let t = TrackEncryption {
+            scheme: Scheme::Cbcs,
+            kid: [0x11; 16],
+            pattern: Pattern::VIDEO,
+            constant_iv: Some([0x22; 16]),
+        };
+        let mut tenc = Vec::new();
+        write_tenc(&mut tenc, &t);
+        assert_eq!(&tenc[4..8], b"tenc");
+        assert_eq!(tenc[8], 1); // version 1: the pattern
+        assert_eq!(tenc[13], 0x19);
+        assert_eq!(&tenc[14..16], &[1, 0]); // protected, no per-sample IV
+        assert_eq!(tenc[32], 16);
+        assert_eq!(tenc.len(), 8 + 4 + 4 + 16 + 1 + 16);
+        // A sample entry made protected keeps its body and gains a sinf.
+        let entry = [&28u32.to_be_bytes()[..], b"avc1", &[9; 20]].concat();
+        let protected = protect_sample_entry(&entry, true, &t).unwrap();
+        assert_eq!(&protected[4..8], b"encv");
+        assert_eq!(
+            u32::from_be_bytes(protected[..4].try_into().unwrap()) as usize,
+            protected.len()
+        );
+        assert_eq!(&protected[28 + 4..28 + 8], b"sinf");
+        assert_eq!(&protected[28 + 16..28 + 20], b"avc1"); // frma
+                                                           // senc / saiz agree on each sample's size.
+        let samples = vec![
+            SampleAux {
+                iv: vec![1; 8],
+                subsamples: vec![Subsample {
+                    clear: 5,
+                    protected: 32,
+                }],
+            },
+            SampleAux {
+                iv: vec![2; 8],
+                subsamples: vec![],
+            },
+        ];
+        let mut senc = Vec::new();
+        let first = write_senc(&mut senc, &samples, true);
+        assert_eq!(first, 16);
+        assert_eq!(senc.len(), 16 + (8 + 2 + 6) + (8 + 2));
+        assert_eq!(u32::from_be_bytes(senc[8..12].try_into().unwrap()), 2);
+        let mut saiz = Vec::new();
+        write_saiz(&mut saiz, &samples, true);
+        assert_eq!(saiz[12], 0);
+        assert_eq!(&saiz[17..], &[16, 10]);
+        let mut pssh = Vec::new();
+        write_pssh(&mut pssh, &system::COMMON, &[[0x11; 16]], &[]);
+        assert_eq!(pssh.len(), 8 + 4 + 16 + 4 + 16 + 4);
+    }
+}
