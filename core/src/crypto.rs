@@ -81,49 +81,32 @@ impl ContentKey {
     }
 }
 
-/// 16 bytes from 32 hex digits or from base64 (standard or URL alphabet, padding optional).
-fn parse_16(text: &str) -> Option<[u8; BLOCK]> {
-    let mut out = [0u8; BLOCK];
-    if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// 16 bytes from 32 hex digits (dashes of a UUID allowed) or from base64 (either
+/// alphabet, padding optional).
+pub fn parse_16(text: &str) -> Option<[u8; BLOCK]> {
+    let digits: String = text.chars().filter(|&c| c != '-').collect();
+    if digits.len() == 32 && digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut out = [0u8; BLOCK];
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+            *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok()?;
         }
         return Some(out);
     }
-    let digits = text.trim_end_matches('=');
-    if digits.len() != 22 {
-        return None;
-    }
-    let value = |b: u8| -> Option<u32> {
-        Some(match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut bits = 0u32;
-    let mut held = 0;
-    let mut n = 0;
-    for b in digits.bytes() {
-        bits = (bits << 6) | value(b)?;
-        held += 6;
-        if held >= 8 {
-            held -= 8;
-            if n < BLOCK {
-                out[n] = (bits >> held) as u8;
-            }
-            n += 1;
-            bits &= (1 << held) - 1;
-        }
-    }
-    // 22 digits carry 132 bits: 16 bytes and 4 bits that must be zero.
-    (n == BLOCK && bits == 0).then_some(out)
+    crate::base64::decode(text)?.try_into().ok()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes from hex digits (an even number of them).
+pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -44,6 +44,8 @@ pub const ERROR_TOKENS: &[&str] = &[
     "BACKEND_TIMEOUT",
     "BACKEND_ERROR",
     "S3_SIGNING",
+    "FORMAT_DISABLED",
+    "BAD_DRM_CONFIG",
     "UNSUPPORTED",
     "METHOD_NOT_ALLOWED",
     "INTERNAL",
@@ -131,6 +133,12 @@ pub enum Error {
     /// An S3 request could not be signed (a credential or URL the signer refuses).
     #[error("{0}")]
     S3Sign(#[from] crate::s3::SignError),
+    /// Content protection that cannot be applied: bad key material, a format switched off.
+    #[error("{path}: {error}")]
+    Drm {
+        path: String,
+        error: crate::drm::DrmError,
+    },
     /// A request form or source kind this build cannot serve.
     #[error("{0}")]
     Unsupported(String),
@@ -196,6 +204,15 @@ impl Error {
             Error::Backend { timeout: true, .. } => "BACKEND_TIMEOUT",
             Error::Backend { .. } => "BACKEND_ERROR",
             Error::S3Sign(_) => "S3_SIGNING",
+            Error::Drm {
+                error: crate::drm::DrmError::FormatDisabled { .. },
+                ..
+            } => "FORMAT_DISABLED",
+            Error::Drm {
+                error: crate::drm::DrmError::Unsupported(_),
+                ..
+            } => "UNSUPPORTED",
+            Error::Drm { .. } => "BAD_DRM_CONFIG",
             Error::Unsupported(_) | Error::NotImplemented(_) => "UNSUPPORTED",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::Internal(_) => "INTERNAL",

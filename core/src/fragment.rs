@@ -80,6 +80,8 @@ pub struct FragmentPlan {
     /// The timescale of those times.
     pub timescale: u32,
     pub sample_count: u32,
+    /// The track's samples the payload holds, in order.
+    pub samples: Range<u32>,
 }
 
 impl FragmentPlan {
@@ -118,6 +120,7 @@ pub fn plan_fragment(
     opts: &FragmentOptions,
 ) -> Result<FragmentPlan, FragmentError> {
     let shift = opts.composition_shift;
+    let sample_range = range.clone();
     let samples: Vec<Sample> = track
         .samples(range)
         .map(|mut s| {
@@ -304,6 +307,7 @@ pub fn plan_fragment(
         duration,
         timescale: track.timescale,
         sample_count: samples.len() as u32,
+        samples: sample_range,
     })
 }
 

@@ -5,9 +5,11 @@
 //! trait that the glue implements, so every function is testable with byte slices.
 #![deny(unsafe_code)]
 
+pub mod base64;
 pub mod cache;
 pub mod config;
 pub mod crypto;
+pub mod drm;
 pub mod error;
 pub mod filter;
 pub mod fragment;

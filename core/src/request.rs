@@ -1241,6 +1241,7 @@ impl Request {
             duration: index.dts(samples.end) - start_time,
             timescale: index.timescale,
             sample_count: samples.end - samples.start,
+            samples: samples.clone(),
         };
         let target = format!("{:?}", self.route.target);
         Ok(Some(Answer {

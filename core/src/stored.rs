@@ -256,6 +256,7 @@ mod tests {
             duration: 0,
             timescale: 1,
             sample_count: 2,
+            samples: 0..2,
         };
         let body = Body::Fragment {
             plan: plan(vec![

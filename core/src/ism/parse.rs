@@ -45,6 +45,7 @@ pub(super) fn parse(xml: &[u8]) -> Result<ServerManifest, IsmError> {
         root: RootState::NotSeen,
         manifest: ServerManifest::default(),
         track: None,
+        group: String::new(),
     };
     loop {
         let before = reader.buffer_position();
@@ -69,6 +70,8 @@ pub(super) fn parse(xml: &[u8]) -> Result<ServerManifest, IsmError> {
 enum Context {
     Smil,
     Head,
+    /// `<paramGroup id=…>` in `head`: its metas are named `<id>.<name>`.
+    ParamGroup,
     Body,
     Switch,
     Track,
@@ -107,6 +110,8 @@ struct Parser<'a> {
     root: RootState,
     manifest: ServerManifest,
     track: Option<PendingTrack>,
+    /// The id of the `paramGroup` being read.
+    group: String,
 }
 
 /// Params whose value becomes a track's name in URLs and playlists.
@@ -164,7 +169,21 @@ impl Parser<'_> {
             Some(Context::Smil) if name.eq_ignore_ascii_case("head") => Context::Head,
             Some(Context::Smil) if name.eq_ignore_ascii_case("body") => Context::Body,
             Some(Context::Head) if name.eq_ignore_ascii_case("meta") => {
-                self.meta(e, position)?;
+                self.meta(e, position, None)?;
+                Context::Skipped
+            }
+            Some(Context::Head) if name.eq_ignore_ascii_case("paramGroup") => {
+                let [id] = self.attributes(e, "paramGroup", position, [&["id"]])?;
+                self.group = id.ok_or(IsmError::MissingAttribute {
+                    element: "paramGroup",
+                    attribute: "id",
+                    position,
+                })?;
+                Context::ParamGroup
+            }
+            Some(Context::ParamGroup) if name.eq_ignore_ascii_case("meta") => {
+                let group = self.group.clone();
+                self.meta(e, position, Some(&group))?;
                 Context::Skipped
             }
             Some(Context::Body | Context::Switch) if name.eq_ignore_ascii_case("switch") => {
@@ -231,7 +250,13 @@ impl Parser<'_> {
         }
     }
 
-    fn meta(&mut self, e: &BytesStart<'_>, position: u64) -> Result<(), IsmError> {
+    /// A `head` meta, or one of a `paramGroup` (named `<group>.<name>`).
+    fn meta(
+        &mut self,
+        e: &BytesStart<'_>,
+        position: u64,
+        group: Option<&str>,
+    ) -> Result<(), IsmError> {
         if self.manifest.metas.len() >= MAX_METAS {
             return Err(too_large("meta elements", MAX_METAS));
         }
@@ -241,6 +266,10 @@ impl Parser<'_> {
             attribute: "name",
             position,
         })?;
+        let name = match group {
+            Some(group) => format!("{group}.{name}"),
+            None => name,
+        };
         self.manifest.metas.push(Meta {
             name,
             content: content.unwrap_or_default(),

@@ -894,3 +894,26 @@ fn error_messages_are_specific() {
     let err = resolve_src("a//x").unwrap_err();
     assert!(err.to_string().contains("\"a//x\""));
 }
+
+#[test]
+fn param_groups_hold_drm_options_and_round_trip() {
+    let m = parse(&with_head(
+        r#"<meta name="hls_playout" content="sample_aes" />
+        <paramGroup id="hls">
+          <meta name="key" content=":8275665585FBC4C95EC59FA8B925ED0F" />
+          <meta name="license_server_url" content="skd://key" />
+        </paramGroup>
+        <paramGroup id="iss"><meta name="key" content="00:11" /></paramGroup>"#,
+    ))
+    .unwrap();
+    let names: Vec<&str> = m.metas.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["hls_playout", "hls.key", "hls.license_server_url", "iss.key"]
+    );
+    let xml = m.to_xml();
+    assert!(xml.contains("<paramGroup id=\"hls\">"), "{xml}");
+    assert_eq!(ServerManifest::parse(xml.as_bytes()).unwrap(), m);
+    // A paramGroup needs its id.
+    assert!(parse(&with_head("<paramGroup><meta name=\"key\" content=\"x\"/></paramGroup>")).is_err());
+}

@@ -613,7 +613,7 @@ pub fn manifest(p: &Presentation, opts: &HdsOptions) -> Result<String, PackageEr
         let _ = writeln!(
             x,
             "  <bootstrapInfo profile=\"named\" id=\"bootstrap{i}\">{}</bootstrapInfo>",
-            base64(&b.to_bytes())
+            crate::base64::encode(&b.to_bytes())
         );
     }
     for (i, tracks) in listed.iter().enumerate() {
@@ -638,7 +638,7 @@ pub fn manifest(p: &Presentation, opts: &HdsOptions) -> Result<String, PackageEr
         let _ = writeln!(
             x,
             " bootstrapInfoId=\"bootstrap{i}\">\n    <metadata>{}</metadata>\n  </media>",
-            base64(&on_meta_data(tracks, seconds))
+            crate::base64::encode(&on_meta_data(tracks, seconds))
         );
     }
     x.push_str("</manifest>\n");
@@ -715,23 +715,6 @@ fn amf_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Base64 (RFC 4648 §4, padded), as F4M carries binary data.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 /// What fragment `<variant>Seg<segment>-Frag<fragment>` is made of: each track's samples,
 /// and the variant's bootstrap the fragment carries.
@@ -1163,46 +1146,6 @@ mod tests {
         }
     }
 
-    fn base64_decode(s: &str) -> Vec<u8> {
-        let value = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        };
-        assert_eq!(s.len() % 4, 0, "{s}");
-        let mut out = Vec::new();
-        for quad in s.as_bytes().chunks(4) {
-            let pad = quad.iter().filter(|&&c| c == b'=').count();
-            let n = quad
-                .iter()
-                .map(|&c| if c == b'=' { 0 } else { u32::from(value(c)) })
-                .fold(0u32, |n, v| (n << 6) | v);
-            out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-        }
-        out
-    }
-
-    #[test]
-    fn base64_is_rfc4648() {
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), coded);
-            assert_eq!(base64_decode(coded), plain.as_bytes());
-        }
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(base64_decode(&base64(&all)), all);
-    }
-
     /// An F4M manifest as a player reads it.
     #[derive(Debug, Default)]
     struct F4m {
@@ -1247,9 +1190,9 @@ mod tests {
                     match name.as_str() {
                         "bootstrapInfo" => {
                             f4m.bootstraps
-                                .insert(attrs["id"].clone(), (attrs.clone(), base64_decode(&text)));
+                                .insert(attrs["id"].clone(), (attrs.clone(), crate::base64::decode(&text).unwrap()));
                         }
-                        "metadata" => f4m.media.last_mut().unwrap().1 = base64_decode(&text),
+                        "metadata" => f4m.media.last_mut().unwrap().1 = crate::base64::decode(&text).unwrap(),
                         _ => {
                             f4m.fields.insert(name.clone(), text);
                         }
