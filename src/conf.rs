@@ -13,8 +13,8 @@ use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
     ngx_int_t, ngx_log_error_core, ngx_str_t, ngx_uint_t, NGX_CONF_2MORE, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::HttpModuleConfExt;
 use ngx::ngx_string;
@@ -90,6 +90,16 @@ pub struct LocConf {
     pub status_map: Option<Vec<StatusMapping>>,
     /// `origin_status`: this location answers with the counters of the status endpoint.
     pub status_endpoint: Option<bool>,
+    /// `origin_drm NAME VALUE`: content protection options set over the server manifest's,
+    /// the value evaluated per request (ours). `None` until set here or inherited.
+    pub drm_overrides: Option<Vec<DrmOverride>>,
+}
+
+/// One `origin_drm` option: its `.ism` name and its value, which may hold variables.
+#[derive(Debug, Clone)]
+pub struct DrmOverride {
+    pub name: String,
+    pub value: *mut ngx::ffi::ngx_http_complex_value_t,
 }
 
 impl LocConf {
@@ -267,6 +277,9 @@ impl LocConf {
         if self.status_map.is_none() {
             self.status_map = prev.status_map.clone();
         }
+        if self.drm_overrides.is_none() {
+            self.drm_overrides = prev.drm_overrides.clone();
+        }
         // On unless turned off, here or above.
         self.live_auto_create = Some(
             self.live_auto_create
@@ -333,7 +346,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 21] = [
+pub static mut COMMANDS: [ngx_command_t; 22] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -353,6 +366,10 @@ pub static mut COMMANDS: [ngx_command_t; 21] = [
     loc_directive(
         ngx_string!("origin_status_map"),
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_2MORE,
+    ),
+    loc_directive(
+        ngx_string!("origin_drm"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE2,
     ),
     loc_directive(
         ngx_string!("origin_status"),
@@ -453,6 +470,13 @@ unsafe extern "C" fn set_directive(
         let Some((name, values)) = args.split_first() else {
             return conf_error(cf, "directive without a name");
         };
+        if *name == "origin_drm" {
+            // SAFETY: called from the directive handler with nginx's configuration state.
+            return match unsafe { add_drm_override(cf, conf, values) } {
+                Ok(()) => ngx::core::NGX_CONF_OK,
+                Err(e) => conf_error(cf, &e),
+            };
+        }
         if let Err(e) = conf.set(name, values, conf_position(cfr)) {
             return conf_error(cf, &e);
         }
@@ -484,6 +508,62 @@ unsafe extern "C" fn set_directive(
         }
         ngx::core::NGX_CONF_OK
     })
+}
+
+/// `origin_drm NAME VALUE`: NAME one of the content protection options of the `.ism`, VALUE
+/// compiled as a complex value (variables evaluated per request).
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+unsafe fn add_drm_override(
+    cf: *mut ngx_conf_t,
+    conf: &mut LocConf,
+    values: &[&str],
+) -> Result<(), String> {
+    use origin_core::drm::{GROUP_OPTIONS, PLAYOUT_OPTIONS};
+    let [name, _] = values else {
+        return Err("invalid number of arguments in \"origin_drm\" directive".into());
+    };
+    if !GROUP_OPTIONS.contains(name) && !PLAYOUT_OPTIONS.contains(name) {
+        return Err(format!(
+            "unknown option \"{name}\" in \"origin_drm\" directive, expected one of {}",
+            GROUP_OPTIONS
+                .iter()
+                .chain(PLAYOUT_OPTIONS.iter())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let overrides = conf.drm_overrides.get_or_insert_with(Vec::new);
+    if overrides.iter().any(|o| o.name == *name) {
+        return Err(format!("\"origin_drm\" sets {name} twice"));
+    }
+    // SAFETY: during configuration cf, its pool and its args array are valid; the value
+    // string is the directive's own argument, which lives as long as the configuration.
+    unsafe {
+        let pool = (*cf).pool;
+        let cv = ngx::ffi::ngx_pcalloc(
+            pool,
+            std::mem::size_of::<ngx::ffi::ngx_http_complex_value_t>(),
+        ) as *mut ngx::ffi::ngx_http_complex_value_t;
+        if cv.is_null() {
+            return Err("out of memory".into());
+        }
+        let args: &mut [ngx_str_t] = (*(*cf).args).as_slice_mut();
+        let mut ccv: ngx::ffi::ngx_http_compile_complex_value_t = std::mem::zeroed();
+        ccv.cf = cf;
+        ccv.value = &mut args[2];
+        ccv.complex_value = cv;
+        if ngx::ffi::ngx_http_compile_complex_value(&mut ccv) != ngx::ffi::NGX_OK as ngx_int_t {
+            return Err("invalid value in \"origin_drm\" directive".into());
+        }
+        overrides.push(DrmOverride {
+            name: name.to_string(),
+            value: cv,
+        });
+    }
+    Ok(())
 }
 
 /// Configures nginx's `proxy_pass` on this location with `ism_proxy_pass`'s URL (through the
@@ -747,6 +827,37 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 /// The location configuration of a request.
+/// The location's `origin_drm` options, their values evaluated for this request (an empty
+/// value leaves the server manifest's option in force).
+pub fn drm_overrides(
+    r: &mut ngx::ffi::ngx_http_request_t,
+) -> Result<Vec<origin_core::ism::Meta>, crate::status::OriginError> {
+    let Some(list) = loc_conf(r).and_then(|c| c.drm_overrides.clone()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for o in list {
+        // SAFETY: the complex value was compiled at configuration time and lives as long as
+        // the configuration; the result points into the request pool.
+        let value = unsafe {
+            let mut value: ngx_str_t = std::mem::zeroed();
+            if ngx::ffi::ngx_http_complex_value(r, o.value, &mut value)
+                != ngx::ffi::NGX_OK as ngx_int_t
+            {
+                return Err(crate::status::OriginError::Internal(
+                    "an origin_drm value could not be evaluated",
+                ));
+            }
+            crate::driver::ngx_str(&value).to_vec()
+        };
+        out.push(origin_core::ism::Meta {
+            name: o.name,
+            content: String::from_utf8_lossy(&value).into_owned(),
+        });
+    }
+    Ok(out)
+}
+
 pub fn loc_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&LocConf> {
     // SAFETY: our module's slot in the request's loc_conf array holds a LocConf.
     unsafe {

@@ -50,7 +50,8 @@ pub fn serve(
         Request::new(route, file, &query)
     }
     .with_iss_pass_through(pass_through)
-    .with_root(root);
+    .with_root(root)
+    .with_overrides(crate::conf::drm_overrides(r)?);
     let mut files = Files::of(r, disable_mmap);
     loop {
         match crate::caches::with(|c| request.step(c))? {
@@ -116,8 +117,9 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
             tracks,
             sources,
             format,
+            encryption,
         } => {
-            let (body, total) = crate::stream::TsBody::new(tracks, sources, format)?;
+            let (body, total) = crate::stream::TsBody::new(tracks, sources, format, encryption)?;
             crate::stream::send(r, body, total, content_type, modified, &etag)
         }
     }

@@ -313,8 +313,10 @@ pub fn serve(
         .map(|c| c.subrequest_output_buffer_size)
         .filter(|&n| n > 0 && n != usize::MAX)
         .unwrap_or(FETCH_MAX_BYTES) as u64;
+    let overrides = crate::conf::drm_overrides(r)?;
     let remote = Remote {
         request: Request::new(route, manifest, &query)
+            .with_overrides(overrides)
             .with_backends(backends(lcf))
             .with_iss_pass_through(LocConf::on(lcf.iss_pass_through))
             // `..` in a src may not climb out of what this location maps to the backend.

@@ -22,6 +22,12 @@ pub fn http_status(err: &OriginError) -> u16 {
         OriginError::Backend { timeout: true, .. } => 504,
         OriginError::Backend { .. } => 502,
         OriginError::MethodNotAllowed => 405,
+        OriginError::Drm { error, .. } => match error {
+            origin_core::drm::DrmError::FormatDisabled { .. } => 403,
+            origin_core::drm::DrmError::Unsupported(_) => 501,
+            origin_core::drm::DrmError::BadOption { .. }
+            | origin_core::drm::DrmError::Sample(_) => 500,
+        },
         OriginError::NotImplemented(_)
         | OriginError::Unsupported(_)
         | OriginError::Package(PackageError::Unsupported(_)) => 501,

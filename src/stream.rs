@@ -15,6 +15,7 @@ use ngx::ffi::{
     ngx_http_output_filter, ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_ERROR,
     NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
+use origin_core::drm::SegmentCipher;
 use origin_core::index::Sample;
 use origin_core::package::ts::{TsFormat, TsTrack, TsWriter};
 
@@ -63,6 +64,8 @@ pub struct TsBody {
     piece: Vec<u8>,
     /// nginx's header of `piece`, once a piece was handed over.
     buf: *mut ngx_buf_t,
+    /// HLS AES-128: each piece is encrypted before it is handed over.
+    encryption: Option<Box<SegmentCipher>>,
 }
 
 fn sample_bytes<'s>(
@@ -81,6 +84,7 @@ impl TsBody {
         tracks: Vec<TsTrack>,
         sources: Vec<(SharedSource, String)>,
         format: TsFormat,
+        encryption: Option<Box<SegmentCipher>>,
     ) -> Result<(TsBody, u64), OriginError> {
         let mut writer = TsWriter::new(tracks, format)?;
         let mut total = writer.header_len() as u64;
@@ -89,11 +93,15 @@ impl TsBody {
             let data = sample_bytes(&sources, &writer.tracks()[t], sample)?;
             total += writer.measure(i, &data)? as u64;
         }
+        if encryption.is_some() {
+            total = SegmentCipher::padded_len(total);
+        }
         let body = TsBody {
             writer,
             sources,
             piece: Vec::new(),
             buf: ptr::null_mut(),
+            encryption,
         };
         body.check_sources()?;
         Ok((body, total))
@@ -113,12 +121,18 @@ impl TsBody {
             self.piece = take_piece();
         }
         self.piece.clear();
+        if let Some(c) = &mut self.encryption {
+            c.begin_piece(&mut self.piece);
+        }
         while self.piece.len() < PIECE && !self.writer.is_done() {
             let data = match self.writer.next() {
                 Some((t, sample)) => sample_bytes(&self.sources, &self.writer.tracks()[t], sample)?,
                 None => Cow::Borrowed(&[][..]),
             };
             self.writer.write(&mut self.piece, &data, PIECE)?;
+        }
+        if let Some(c) = &mut self.encryption {
+            c.seal_piece(&mut self.piece, self.writer.is_done());
         }
         self.check_sources()
     }

@@ -39,9 +39,18 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             output = Some(PathBuf::from(v));
         } else if let Some(opt) = a.strip_prefix("--") {
             let (name, value) = opt.split_once('=').unwrap_or((opt, "true"));
-            // --hls.client_manifest_version=4 is stored as meta hls_client_manifest_version.
-            let name = name.replace(['.', '-'], "_");
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            // --hls.client_manifest_version=4 is stored as meta hls_client_manifest_version;
+            // key material (--iss.key=KID:CEK) as meta key of <paramGroup id="iss">.
+            let name = if origin_core::drm::GROUP_OPTIONS.contains(&name) {
+                name.to_string()
+            } else {
+                name.replace(['.', '-'], "_")
+            };
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
                 return Err(format!("invalid option {a}"));
             }
             options.push((name, value.to_string()));
@@ -125,6 +134,8 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     }
     manifest
         .options()
+        .map_err(|e| format!("{}: {e}", args.output.display()))?;
+    origin_core::drm::Drm::from_metas(&manifest.metas)
         .map_err(|e| format!("{}: {e}", args.output.display()))?;
 
     let bar = ProgressBar::new(args.inputs.len() as u64);
@@ -238,6 +249,7 @@ mod tests {
             "--hls.client_manifest_version=4",
             "b.isma",
             "--restart_on_encoder_reconnect",
+            "--iss.key=000102030405060708090A0B0C0D0E0F:101112131415161718191A1B1C1D1E1F",
         ]))
         .unwrap();
         assert_eq!(a.output, PathBuf::from("x.ism"));
@@ -249,6 +261,10 @@ mod tests {
                 (
                     "restart_on_encoder_reconnect".to_string(),
                     "true".to_string()
+                ),
+                (
+                    "iss.key".to_string(),
+                    "000102030405060708090A0B0C0D0E0F:101112131415161718191A1B1C1D1E1F".to_string()
                 )
             ]
         );

@@ -73,6 +73,7 @@ fn bench_index(c: &mut Criterion) {
                             query: String::new(),
                             min_buffer_time: None,
                             presentation_delay: None,
+                            protection: None,
                         },
                     ))
                 })

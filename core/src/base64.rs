@@ -81,7 +81,10 @@ mod tests {
         ] {
             assert_eq!(encode(plain.as_bytes()), coded);
             assert_eq!(decode(coded).unwrap(), plain.as_bytes());
-            assert_eq!(decode(coded.trim_end_matches('=')).unwrap(), plain.as_bytes());
+            assert_eq!(
+                decode(coded.trim_end_matches('=')).unwrap(),
+                plain.as_bytes()
+            );
         }
         assert_eq!(encode_url(&[0xfb, 0xff]), "-_8");
         assert_eq!(decode("-_8").unwrap(), [0xfb, 0xff]);

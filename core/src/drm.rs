@@ -13,7 +13,6 @@
 //! plus the sample's absolute number).
 
 use std::fmt::Write as _;
-use std::ops::Range;
 use std::sync::Arc;
 
 use aes::cipher::{BlockEncrypt, KeyInit};
@@ -31,6 +30,29 @@ use crate::ism::Meta;
 use crate::mp4::codec::{CodecConfig, SampleEntry};
 use crate::package::xml_escape;
 use crate::source::Source;
+
+/// The options kept in `paramGroup`s (`<group>.<name>`): what `ismtool create --iss.key=…`
+/// writes there and `origin_drm` may set.
+pub const GROUP_OPTIONS: [&str; 15] = [
+    "iss.key",
+    "iss.video_key",
+    "iss.audio_key",
+    "iss.key_iv",
+    "iss.license_server_url",
+    "iss.drm_specific_data",
+    "iss.scheme",
+    "widevine.key",
+    "widevine.license_server_url",
+    "widevine.drm_specific_data",
+    "clearkey.key",
+    "clearkey.license_server_url",
+    "hls.key",
+    "hls.key_iv",
+    "hls.license_server_url",
+];
+
+/// The flat metas of content protection.
+pub const PLAYOUT_OPTIONS: [&str; 4] = ["iss_playout", "mpd_playout", "hls_playout", "hds_playout"];
 
 /// The formats, as their `<fmt>_playout` metas name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,14 +193,15 @@ pub enum Protection<'a> {
     Hls(&'a HlsKey),
 }
 
-/// One meta by name, ASCII case-insensitively; the last one wins (overrides come last).
+/// One meta by name, ASCII case-insensitively; the last one set wins (overrides come last,
+/// and an empty override leaves the one before it in force).
 fn meta<'m>(metas: &'m [Meta], name: &str) -> Option<&'m str> {
     metas
         .iter()
         .rev()
-        .find(|m| m.name.eq_ignore_ascii_case(name))
+        .filter(|m| m.name.eq_ignore_ascii_case(name))
         .map(|m| m.content.trim())
-        .filter(|v| !v.is_empty())
+        .find(|v| !v.is_empty())
 }
 
 fn bad(option: &str, reason: &'static str) -> DrmError {
@@ -189,7 +212,11 @@ fn bad(option: &str, reason: &'static str) -> DrmError {
 }
 
 /// `KID:CEK` where the KID may be empty (`:CEK`, as HLS AES-128 takes it).
-fn key_option(metas: &[Meta], name: &str, kid_optional: bool) -> Result<Option<ContentKey>, DrmError> {
+fn key_option(
+    metas: &[Meta],
+    name: &str,
+    kid_optional: bool,
+) -> Result<Option<ContentKey>, DrmError> {
     let Some(text) = meta(metas, name) else {
         return Ok(None);
     };
@@ -199,11 +226,16 @@ fn key_option(metas: &[Meta], name: &str, kid_optional: bool) -> Result<Option<C
     let kid = if kid.trim().is_empty() && kid_optional {
         [0; BLOCK]
     } else {
-        parse_16(kid.trim()).ok_or_else(|| bad(name, "the key ID is not 16 bytes of hex or base64"))?
+        parse_16(kid.trim())
+            .ok_or_else(|| bad(name, "the key ID is not 16 bytes of hex or base64"))?
     };
-    let key = parse_16(key.trim()).ok_or_else(|| bad(name, "the key is not 16 bytes of hex or base64"))?;
+    let key = parse_16(key.trim())
+        .ok_or_else(|| bad(name, "the key is not 16 bytes of hex or base64"))?;
     if key == [0; BLOCK] || (!kid_optional && kid == [0; BLOCK]) {
-        return Err(bad(name, "an all-zero key or key ID is not valid in any DRM system"));
+        return Err(bad(
+            name,
+            "an all-zero key or key ID is not valid in any DRM system",
+        ));
     }
     Ok(Some(ContentKey::new(kid, key)))
 }
@@ -212,7 +244,10 @@ fn iv_option(metas: &[Meta], name: &str, sizes: &[usize]) -> Result<Option<Vec<u
     let Some(text) = meta(metas, name) else {
         return Ok(None);
     };
-    let text = text.strip_prefix("0x").or(text.strip_prefix("0X")).unwrap_or(text);
+    let text = text
+        .strip_prefix("0x")
+        .or(text.strip_prefix("0X"))
+        .unwrap_or(text);
     match parse_hex(text) {
         Some(iv) if sizes.contains(&iv.len()) => Ok(Some(iv)),
         _ => Err(bad(name, "expected 16 or 32 hex digits")),
@@ -221,9 +256,10 @@ fn iv_option(metas: &[Meta], name: &str, sizes: &[usize]) -> Result<Option<Vec<u
 
 fn url_option(metas: &[Meta], name: &str) -> Result<Option<String>, DrmError> {
     match meta(metas, name) {
-        Some(url) if url.chars().any(|c| c.is_control() || c == '"') => {
-            Err(bad(name, "a URL must not contain quotes or control characters"))
-        }
+        Some(url) if url.chars().any(|c| c.is_control() || c == '"') => Err(bad(
+            name,
+            "a URL must not contain quotes or control characters",
+        )),
         other => Ok(other.map(str::to_string)),
     }
 }
@@ -279,7 +315,9 @@ impl Drm {
         };
         let scheme = match meta(metas, "iss.scheme") {
             None => Scheme::Cenc,
-            Some(s) => Scheme::parse(s).ok_or_else(|| bad("iss.scheme", "expected cenc or cbcs"))?,
+            Some(s) => {
+                Scheme::parse(s).ok_or_else(|| bad("iss.scheme", "expected cenc or cbcs"))?
+            }
         };
         let iv = iv_option(metas, "iss.key_iv", &[8, 16])?;
         let playready = (iss.is_some() || meta(metas, "iss.license_server_url").is_some())
@@ -315,7 +353,10 @@ impl Drm {
         let Some(key) = key_option(metas, "hls.key", true)? else {
             return Ok(None);
         };
-        let method = match meta(metas, "hls_playout").map(str::to_ascii_lowercase).as_deref() {
+        let method = match meta(metas, "hls_playout")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("aes") | Some("aes128") | Some("aes-128") | Some("true") => {
                 HlsMethod::Aes128
             }
@@ -329,8 +370,12 @@ impl Drm {
                 ))
             }
         };
-        let uri = url_option(metas, "hls.license_server_url")?
-            .ok_or_else(|| bad("hls.license_server_url", "HLS encryption needs the key's URL"))?;
+        let uri = url_option(metas, "hls.license_server_url")?.ok_or_else(|| {
+            bad(
+                "hls.license_server_url",
+                "HLS encryption needs the key's URL",
+            )
+        })?;
         let iv = iv_option(metas, "hls.key_iv", &[16])?.map(|iv| {
             let mut out = [0; BLOCK];
             out.copy_from_slice(&iv);
@@ -407,7 +452,14 @@ impl Cenc {
         entry: &SampleEntry,
         identity: &str,
     ) -> Result<Option<TrackCipher>, DrmError> {
-        TrackCipher::new(self.scheme, self.key_for(track.kind), self.iv.as_deref(), track, entry, identity)
+        TrackCipher::new(
+            self.scheme,
+            self.key_for(track.kind),
+            self.iv.as_deref(),
+            track,
+            entry,
+            identity,
+        )
     }
 
     /// The `pssh` boxes of an init segment: W3C common (ClearKey EME), PlayReady and
@@ -416,10 +468,18 @@ impl Cenc {
         let mut out = Vec::new();
         write_pssh(&mut out, &system::COMMON, &[*kid], &[]);
         if self.playready.is_some() {
-            write_pssh(&mut out, &system::PLAYREADY, &[*kid], &self.playready_object(kid));
+            write_pssh(
+                &mut out,
+                &system::PLAYREADY,
+                &[*kid],
+                &self.playready_object(kid),
+            );
         }
         if let Some(w) = &self.widevine {
-            let data = w.pssh_data.clone().unwrap_or_else(|| self.widevine_data(kid));
+            let data = w
+                .pssh_data
+                .clone()
+                .unwrap_or_else(|| self.widevine_data(kid));
             write_pssh(&mut out, &system::WIDEVINE, &[*kid], &data);
         }
         out
@@ -517,7 +577,10 @@ impl Cenc {
             );
         }
         if let Some(w) = &self.widevine {
-            let data = w.pssh_data.clone().unwrap_or_else(|| self.widevine_data(&kid));
+            let data = w
+                .pssh_data
+                .clone()
+                .unwrap_or_else(|| self.widevine_data(&kid));
             let mut pssh = Vec::new();
             write_pssh(&mut pssh, &system::WIDEVINE, &[kid], &data);
             let _ = writeln!(
@@ -601,7 +664,14 @@ impl HlsKey {
         identity: &str,
     ) -> Result<Option<TrackCipher>, DrmError> {
         let iv = self.iv.map(|iv| iv.to_vec());
-        TrackCipher::new(Scheme::Cbcs, &self.key, iv.as_deref(), track, entry, identity)
+        TrackCipher::new(
+            Scheme::Cbcs,
+            &self.key,
+            iv.as_deref(),
+            track,
+            entry,
+            identity,
+        )
     }
 }
 
@@ -634,8 +704,12 @@ impl TrackCipher {
         identity: &str,
     ) -> Result<Option<TrackCipher>, DrmError> {
         let nal = match (track.kind, &entry.codec) {
-            (TrackKind::Video, CodecConfig::Avc(c)) => Some((NalCodec::Avc, usize::from(c.nal_length_size))),
-            (TrackKind::Video, CodecConfig::Hevc(c)) => Some((NalCodec::Hevc, usize::from(c.nal_length_size))),
+            (TrackKind::Video, CodecConfig::Avc(c)) => {
+                Some((NalCodec::Avc, usize::from(c.nal_length_size)))
+            }
+            (TrackKind::Video, CodecConfig::Hevc(c)) => {
+                Some((NalCodec::Hevc, usize::from(c.nal_length_size)))
+            }
             (TrackKind::Video, _) => {
                 return Err(DrmError::Unsupported(format!(
                     "encrypting {} video is not supported (H.264 and HEVC are)",
@@ -706,6 +780,14 @@ impl TrackCipher {
         &self.key.kid
     }
 
+    /// Identifies the key and scheme in ETags without revealing the key.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let mut out = key_check_value(&self.key).to_vec();
+        out.extend_from_slice(&self.iv);
+        out.push(self.scheme as u8);
+        out
+    }
+
     /// The counter block (`cenc`) or the constant IV (`cbcs`) of sample `n` of the track.
     fn sample_iv(&self, n: u32) -> [u8; BLOCK] {
         match self.scheme {
@@ -744,14 +826,18 @@ impl TrackCipher {
         while at < init.len() {
             let (size, fourcc) = box_at(init, at).ok_or_else(broken)?;
             if &fourcc == b"moov" {
-                let mut moov = rewrite_path(&init[at..at + size], &[b"trak", b"mdia", b"minf", b"stbl", b"stsd"], &|stsd| {
-                    // stsd: full box header, entry count, then the one entry.
-                    let entry = stsd.get(16..)?;
-                    let protected = crypto::protect_sample_entry(entry, video, &tenc)?;
-                    let mut out = stsd[..16].to_vec();
-                    out.extend_from_slice(&protected);
-                    Some(out)
-                })
+                let mut moov = rewrite_path(
+                    &init[at..at + size],
+                    &[b"trak", b"mdia", b"minf", b"stbl", b"stsd"],
+                    &|stsd| {
+                        // stsd: full box header, entry count, then the one entry.
+                        let entry = stsd.get(16..)?;
+                        let protected = crypto::protect_sample_entry(entry, video, &tenc)?;
+                        let mut out = stsd[..16].to_vec();
+                        out.extend_from_slice(&protected);
+                        Some(out)
+                    },
+                )
                 .ok_or_else(broken)?;
                 moov.extend_from_slice(pssh);
                 let len = u32::try_from(moov.len()).map_err(|_| broken())?;
@@ -805,17 +891,17 @@ impl TrackCipher {
                 if piff {
                     write_piff(&mut extra, &aux, with_subsamples);
                 } else {
+                    // senc first: readers that take both it and saiz/saio (ffmpeg) keep
+                    // the one they read first.
+                    let first = write_senc(&mut extra, &aux, with_subsamples);
                     write_saiz(&mut extra, &aux, with_subsamples);
-                    let saio_len = 20;
-                    let senc_at = at_from_moof + extra.len() + saio_len;
-                    let mut senc = Vec::new();
-                    let first = write_senc(&mut senc, &aux, with_subsamples);
-                    write_saio(&mut extra, (senc_at + first) as u32);
-                    extra.extend_from_slice(&senc);
+                    write_saio(&mut extra, (at_from_moof + first) as u32);
                 }
                 extra
             })
-            .ok_or(crate::error::Error::Internal("fragment header without traf"))?
+            .ok_or(crate::error::Error::Internal(
+                "fragment header without traf",
+            ))?
         };
         let mut out = Vec::with_capacity(header.len() + plan.payload_len as usize);
         out.extend_from_slice(&header);
@@ -864,9 +950,16 @@ fn box_at(data: &[u8], at: usize) -> Option<(usize, [u8; 4])> {
 
 /// `container` (a whole box) with the box at `path` below it replaced by `f` of it, every
 /// size on the way fixed.
-fn rewrite_path(container: &[u8], path: &[&[u8; 4]], f: &dyn Fn(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+fn rewrite_path(
+    container: &[u8],
+    path: &[&[u8; 4]],
+    f: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
     let Some((first, rest)) = path.split_first() else {
-        return f(container);
+        let mut out = f(container)?;
+        let len = u32::try_from(out.len()).ok()?;
+        out.get_mut(0..4)?.copy_from_slice(&len.to_be_bytes());
+        return Some(out);
     };
     // Full boxes among the containers (stsd) are handled by `f`; the path's are plain.
     let mut out = container[..8].to_vec();
@@ -941,12 +1034,24 @@ fn add_to_traf(header: &[u8], extra: impl FnOnce(usize) -> Vec<u8>) -> Option<Ve
     Some(out)
 }
 
+/// A key's check value: the first bytes of the key encrypting its ID. Safe to publish (it is
+/// what PlayReady headers carry as CHECKSUM), and it changes with the key.
+fn key_check_value(key: &ContentKey) -> [u8; 8] {
+    let mut block = key.kid.into();
+    Aes128::new(key.key().into()).encrypt_block(&mut block);
+    let mut out = [0; 8];
+    out.copy_from_slice(&block[..8]);
+    out
+}
+
 /// AES-128-CBC over a whole segment with PKCS#7 padding (HLS `METHOD=AES-128`), fed in
 /// pieces: each piece is encrypted in place but for a tail shorter than a block, which
 /// starts the next piece.
+#[derive(Clone)]
 pub struct SegmentCipher {
     cipher: cbc::Encryptor<Aes128>,
     carry: Vec<u8>,
+    fingerprint: Vec<u8>,
 }
 
 impl std::fmt::Debug for SegmentCipher {
@@ -957,10 +1062,18 @@ impl std::fmt::Debug for SegmentCipher {
 
 impl SegmentCipher {
     pub fn new(key: &ContentKey, iv: &[u8; BLOCK]) -> SegmentCipher {
+        let mut fingerprint = key_check_value(key).to_vec();
+        fingerprint.extend_from_slice(iv);
         SegmentCipher {
             cipher: cbc::Encryptor::new(key.key().into(), iv.into()),
             carry: Vec::with_capacity(BLOCK),
+            fingerprint,
         }
+    }
+
+    /// Identifies key and IV in ETags without revealing the key.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        self.fingerprint.clone()
     }
 
     /// The encrypted length of `clear_len` bytes.
@@ -997,11 +1110,6 @@ impl SegmentCipher {
     }
 }
 
-/// The part of a sample range's payload a fragment sends.
-pub fn sample_range(plan: &FragmentPlan) -> Range<u32> {
-    plan.samples.clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1032,10 +1140,22 @@ mod tests {
     #[test]
     fn iss_key_protects_dash_and_smooth_and_refuses_the_rest() {
         let drm = Drm::from_metas(&metas(&[("iss.key", &format!("{KID}:{KEY}"))])).unwrap();
-        assert!(matches!(drm.for_format(Format::Dash), Ok(Protection::Cenc(_))));
-        assert!(matches!(drm.for_format(Format::Smooth), Ok(Protection::Cenc(_))));
-        assert!(matches!(drm.for_format(Format::Hls), Err(DrmError::FormatDisabled { .. })));
-        assert!(matches!(drm.for_format(Format::Hds), Err(DrmError::FormatDisabled { .. })));
+        assert!(matches!(
+            drm.for_format(Format::Dash),
+            Ok(Protection::Cenc(_))
+        ));
+        assert!(matches!(
+            drm.for_format(Format::Smooth),
+            Ok(Protection::Cenc(_))
+        ));
+        assert!(matches!(
+            drm.for_format(Format::Hls),
+            Err(DrmError::FormatDisabled { .. })
+        ));
+        assert!(matches!(
+            drm.for_format(Format::Hds),
+            Err(DrmError::FormatDisabled { .. })
+        ));
         let drm = Drm::from_metas(&metas(&[
             ("iss.key", &format!("{KID}:{KEY}")),
             ("hls_playout", "clear"),
@@ -1043,7 +1163,10 @@ mod tests {
         ]))
         .unwrap();
         assert!(matches!(drm.for_format(Format::Hls), Ok(Protection::Clear)));
-        assert!(matches!(drm.for_format(Format::Smooth), Err(DrmError::FormatDisabled { .. })));
+        assert!(matches!(
+            drm.for_format(Format::Smooth),
+            Err(DrmError::FormatDisabled { .. })
+        ));
         let c = drm.cenc.as_deref().unwrap();
         assert_eq!(c.scheme, Scheme::Cenc);
         assert!(c.playready.is_some() && c.widevine.is_none());
@@ -1070,8 +1193,11 @@ mod tests {
         for (name, value) in [
             ("iss.key", "nothex:zz"),
             ("iss.key", "00:11"),
-            ("iss.key", &format!("{KID}")),
-            ("iss.key", &format!("{KID}:00000000000000000000000000000000")),
+            ("iss.key", KID),
+            (
+                "iss.key",
+                &format!("{KID}:00000000000000000000000000000000"),
+            ),
             ("iss.scheme", "cens"),
             ("iss.key_iv", "123"),
             ("hls.key", &format!(":{KEY}")), // no license_server_url
@@ -1095,7 +1221,10 @@ mod tests {
     fn hls_methods_and_attributes() {
         let base = [
             ("hls.key", format!(":{KEY}")),
-            ("hls.license_server_url", "https://k.example/key?a=1".to_string()),
+            (
+                "hls.license_server_url",
+                "https://k.example/key?a=1".to_string(),
+            ),
         ];
         let with = |extra: &[(&str, &str)]| {
             let mut m: Vec<(&str, &str)> = base.iter().map(|(a, b)| (*a, b.as_str())).collect();
@@ -1104,12 +1233,22 @@ mod tests {
         };
         let aes = with(&[]);
         assert_eq!(aes.method, HlsMethod::Aes128);
-        assert_eq!(aes.attributes(), "METHOD=AES-128,URI=\"https://k.example/key?a=1\"");
+        assert_eq!(
+            aes.attributes(),
+            "METHOD=AES-128,URI=\"https://k.example/key?a=1\""
+        );
         assert_eq!(aes.segment_iv(5)[15], 5);
-        let fp = with(&[("hls_playout", "sample_aes_streamingkeydelivery"), ("hls.key_iv", "0x000102030405060708090a0b0c0d0e0f")]);
+        let fp = with(&[
+            ("hls_playout", "sample_aes_streamingkeydelivery"),
+            ("hls.key_iv", "0x000102030405060708090a0b0c0d0e0f"),
+        ]);
         assert_eq!(fp.method, HlsMethod::FairPlay);
-        assert!(fp.attributes().contains("KEYFORMAT=\"com.apple.streamingkeydelivery\""));
-        assert!(fp.attributes().ends_with(",IV=0x000102030405060708090A0B0C0D0E0F"));
+        assert!(fp
+            .attributes()
+            .contains("KEYFORMAT=\"com.apple.streamingkeydelivery\""));
+        assert!(fp
+            .attributes()
+            .ends_with(",IV=0x000102030405060708090A0B0C0D0E0F"));
         assert_eq!(fp.segment_iv(5), fp.iv.unwrap());
     }
 
@@ -1144,12 +1283,18 @@ mod tests {
     fn playready_object_layout() {
         let drm = Drm::from_metas(&metas(&[
             ("iss.key", &format!("{KID}:{KEY}")),
-            ("iss.license_server_url", "https://pr.example/rightsmanager.asmx?a=1&b=2"),
+            (
+                "iss.license_server_url",
+                "https://pr.example/rightsmanager.asmx?a=1&b=2",
+            ),
         ]))
         .unwrap();
         let c = drm.cenc.unwrap();
         let pro = c.playready_object(&c.video.kid);
-        assert_eq!(u32::from_le_bytes(pro[0..4].try_into().unwrap()) as usize, pro.len());
+        assert_eq!(
+            u32::from_le_bytes(pro[0..4].try_into().unwrap()) as usize,
+            pro.len()
+        );
         let len = u16::from_le_bytes(pro[8..10].try_into().unwrap()) as usize;
         let units: Vec<u16> = pro[10..10 + len]
             .chunks_exact(2)
@@ -1195,7 +1340,10 @@ mod tests {
         assert_eq!(out.len(), h.len() + 8);
         assert_eq!(box_at(&out, 16).unwrap().0 as u32, moof + 8);
         let trun_at = 16 + 8 + 16 + 8 + 16;
-        assert_eq!(u32::from_be_bytes(out[trun_at + 16..trun_at + 20].try_into().unwrap()), moof + 16);
+        assert_eq!(
+            u32::from_be_bytes(out[trun_at + 16..trun_at + 20].try_into().unwrap()),
+            moof + 16
+        );
         assert_eq!(&out[16 + moof as usize + 8 - 8 + 4..][..4], b"free");
     }
 }

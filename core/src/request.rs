@@ -37,10 +37,11 @@ pub use backends::{parse_content_range, Backend, Backends};
 pub use caches::{Caches, Generated, DEFAULT_CACHE_BYTES};
 pub use options::Options;
 
+use crate::drm::{Drm, DrmError, Format, HlsMethod, Protection, SegmentCipher, TrackCipher};
 use crate::error::Error;
 use crate::fragment::{ByteRange, FragmentPlan};
 use crate::index::{build_index, IndexError, MediaIndex, Sample};
-use crate::ism::{climbs, is_within, join_relative, resolve_src, ServerManifest, SourceRef};
+use crate::ism::{climbs, is_within, join_relative, resolve_src, Meta, ServerManifest, SourceRef};
 use crate::live::channel::ChannelSnapshot;
 use crate::live::window::{LiveInfo, LivePlace};
 use crate::package::hls::{self, HlsOptions};
@@ -154,6 +155,9 @@ pub enum Body {
         tracks: Vec<TsTrack>,
         sources: Vec<(SharedSource, String)>,
         format: TsFormat,
+        /// HLS AES-128: the segment is encrypted whole as it is written (its length padded
+        /// to [`SegmentCipher::padded_len`]).
+        encryption: Option<Box<SegmentCipher>>,
     },
 }
 
@@ -214,6 +218,8 @@ pub struct Request {
     in_memory_fragment: std::cell::Cell<Option<(u64, u64, u32)>>,
     /// The live presentation's server manifest (its tracks those of the window) and timing.
     live_window: Option<(Arc<ServerManifest>, Arc<LiveInfo>)>,
+    /// Options the location sets over the server manifest's (`origin_drm`), last wins.
+    overrides: Vec<Meta>,
 }
 
 /// The files a presentation is made of, all opened.
@@ -254,7 +260,16 @@ impl Request {
             climbing: Default::default(),
             in_memory_fragment: Default::default(),
             live_window: None,
+            overrides: Vec::new(),
         }
+    }
+
+    /// Options set over the server manifest's metas for this request (`origin_drm`: key
+    /// material an operator fetches per request), named as in the `.ism`
+    /// (`iss.key`, `hls_playout`, …).
+    pub fn with_overrides(mut self, overrides: Vec<Meta>) -> Request {
+        self.overrides = overrides;
+        self
     }
 
     /// A request on a live channel (`.isml`) plays `channel`, its archive as the driver read it.
@@ -375,8 +390,14 @@ impl Request {
                 Some((_, info)) => Some(format!("{}|{}|", info.ended, info.updated_ms)),
             };
             if let (true, Some(live_key)) = (is_manifest(&self.route.target), live_key) {
+                let overrides = self.overrides.iter().fold(0u64, |h, m| {
+                    xxhash_rust::xxh3::xxh3_64_with_seed(
+                        format!("{}\0{}\0", m.name, m.content).as_bytes(),
+                        h,
+                    )
+                });
                 let mut key = format!(
-                    "{}|{}|{:?}|{:?}|{}|{live_key}",
+                    "{}|{}|{:?}|{:?}|{}|{overrides:x}|{live_key}",
                     self.route.manifest_path,
                     files.modified,
                     self.route.target,
@@ -827,12 +848,21 @@ impl Request {
             return Err(Stop::Fail(Error::EmptyTrack(t.id())));
         }
         self.select_tracks(&mut p, caches)?;
-        let options = Options::merge(&self.route, &p.manifest, &self.query).map_err(|error| {
-            Error::Manifest {
-                path: self.manifest_path.clone(),
-                error,
-            }
-        })?;
+        let mut options =
+            Options::merge(&self.route, &p.manifest, &self.query).map_err(|error| {
+                Error::Manifest {
+                    path: self.manifest_path.clone(),
+                    error,
+                }
+            })?;
+        options.drm = if self.overrides.is_empty() {
+            Drm::from_metas(&p.manifest.metas)
+        } else {
+            let mut metas = p.manifest.metas.clone();
+            metas.extend(self.overrides.iter().cloned());
+            Drm::from_metas(&metas)
+        }
+        .map_err(|error| self.drm_error(error))?;
         Ok(Loaded {
             p,
             options,
@@ -992,10 +1022,32 @@ impl Request {
             }
             other => other,
         };
+        // A format the content protection switches off answers nothing at all.
+        let format = match target {
+            Target::Smooth(_) => Some(Format::Smooth),
+            Target::Dash(_) => Some(Format::Dash),
+            Target::Hls(_) => Some(Format::Hls),
+            Target::Hds(_) => Some(Format::Hds),
+            _ => None,
+        };
+        let protection = match format {
+            Some(f) => o.drm.for_format(f).map_err(|e| self.drm_error(e))?,
+            None => Protection::Clear,
+        };
+        let cenc = match protection {
+            Protection::Cenc(c) => Some(c),
+            _ => None,
+        };
+        let hls_key = match protection {
+            Protection::Hls(k) => Some(k),
+            _ => None,
+        };
+        // Stored fragments are clear: pass-through only serves unprotected Smooth.
+        let pass_through = self.iss_pass_through && cenc.is_none();
         const M3U8: &str = "application/vnd.apple.mpegurl";
         let (body, content_type) = match target {
             Target::Smooth(SmoothTarget::Manifest) => (
-                mss::manifest(p, o.smooth_length, self.iss_pass_through, &self.query)?,
+                mss::manifest(p, o.smooth_length, pass_through, &self.query, cenc)?,
                 "application/vnd.ms-sstr+xml",
             ),
             Target::Dash(DashTarget::Manifest) => (dash::mpd(p, &o.dash()), "application/dash+xml"),
@@ -1013,6 +1065,15 @@ impl Request {
                 (text, M3U8)
             }
             Target::Hls(HlsTarget::Playlist {
+                kind: HlsPlaylist::IFrames,
+                ..
+            }) if hls_key.is_some() => {
+                // Byte ranges cannot address key frames inside encrypted segments.
+                return Err(Stop::Fail(Error::NotFound {
+                    path: "I-frame playlist of encrypted HLS".into(),
+                }));
+            }
+            Target::Hls(HlsTarget::Playlist {
                 variant,
                 kind: HlsPlaylist::IFrames,
                 ..
@@ -1022,34 +1083,51 @@ impl Request {
                 track,
                 time,
             }) => {
-                if self.iss_pass_through && p.live.is_none() {
+                if pass_through && p.live.is_none() {
                     let (t, samples) = mss::fragment_samples(p, *bitrate, track, *time)?;
                     if let Some(stored) = self.stored_fragment_answer(loaded, t, samples)? {
                         return Ok(stored);
                     }
                 }
-                let (t, plan) = mss::fragment(
-                    p,
-                    *bitrate,
-                    track,
-                    *time,
-                    o.smooth_length,
-                    self.iss_pass_through,
-                )?;
-                return self.fragment_answer(loaded, t, plan);
+                let (t, plan) =
+                    mss::fragment(p, *bitrate, track, *time, o.smooth_length, pass_through)?;
+                let cipher = match cenc {
+                    Some(c) => self.cenc_cipher(c, t)?,
+                    None => None,
+                };
+                return self.protected_fragment_answer(loaded, t, plan, cipher, true);
             }
             Target::Dash(DashTarget::Init { track }) => {
                 let t = dash::find_track(p, track)?;
-                let bytes = dash::init_segment(p, track)?;
+                let mut bytes = dash::init_segment(p, track)?;
+                if let Some(c) = cenc {
+                    if let Some(cipher) = self.cenc_cipher(c, t)? {
+                        bytes = cipher
+                            .protect_init(&bytes, &c.pssh_boxes(cipher.kid()))
+                            .map_err(|e| self.drm_error(e))?;
+                    }
+                }
                 return Ok(self.bytes_answer(loaded, bytes, dash::mime_type(t.kind)));
             }
             Target::Dash(DashTarget::Media { track, index }) => {
                 let (t, plan) = dash::media_segment(p, track, *index, &o.dash())?;
-                return self.fragment_answer(loaded, t, plan);
+                let cipher = match cenc {
+                    Some(c) => self.cenc_cipher(c, t)?,
+                    None => None,
+                };
+                return self.protected_fragment_answer(loaded, t, plan, cipher, false);
             }
             Target::Hls(HlsTarget::Init { variant }) => {
                 let t = hls::listed_track(p, variant, hls::HlsResource::Fmp4)?;
-                let bytes = hls::init_segment(p, variant)?;
+                let mut bytes = hls::init_segment(p, variant)?;
+                // AES-128 encrypts media segments whole; their init segment stays clear.
+                if let Some(k) = hls_key.filter(|k| k.method != HlsMethod::Aes128) {
+                    if let Some(cipher) = self.hls_cipher(k, t)? {
+                        bytes = cipher
+                            .protect_init(&bytes, &[])
+                            .map_err(|e| self.drm_error(e))?;
+                    }
+                }
                 return Ok(self.bytes_answer(loaded, bytes, dash::mime_type(t.kind)));
             }
             Target::Hls(HlsTarget::Segment {
@@ -1058,13 +1136,31 @@ impl Request {
                 format: HlsSegmentFormat::Fmp4,
             }) => {
                 let (t, plan) = hls::fmp4_segment(p, variant, *n, &o.hls(true))?;
-                return self.fragment_answer(loaded, t, plan);
+                return match hls_key {
+                    Some(k) if k.method == HlsMethod::Aes128 => {
+                        self.whole_encrypted_answer(loaded, t, plan, k.segment_cipher(*n))
+                    }
+                    Some(k) => {
+                        let cipher = self.hls_cipher(k, t)?;
+                        self.protected_fragment_answer(loaded, t, plan, cipher, false)
+                    }
+                    None => self.fragment_answer(loaded, t, plan),
+                };
             }
             Target::Hls(HlsTarget::Segment {
                 variant,
                 index: SegmentIndex::Number(n),
                 format: format @ (HlsSegmentFormat::Ts | HlsSegmentFormat::Aac),
             }) => {
+                let encryption = match hls_key {
+                    Some(k) if k.method == HlsMethod::Aes128 => Some(Box::new(k.segment_cipher(*n))),
+                    Some(_) => {
+                        return Err(Stop::Fail(self.drm_error(DrmError::Unsupported(
+                            "SAMPLE-AES is made for fMP4 segments only: set hls_fmp4 (or use AES-128 for MPEG-TS)".into(),
+                        ))))
+                    }
+                    None => None,
+                };
                 let (parts, format) = if *format == HlsSegmentFormat::Ts {
                     let parts = hls::ts_segment_samples(p, variant, *n, &o.hls(false))?;
                     (parts, TsFormat::Transport)
@@ -1072,7 +1168,7 @@ impl Request {
                     let parts = hls::packed_audio_samples(p, variant, *n, &o.hls(false))?;
                     (parts, TsFormat::PackedAudio)
                 };
-                return self.repackaged_answer(loaded, &parts, format);
+                return self.repackaged_answer(loaded, &parts, format, encryption);
             }
             Target::Hls(HlsTarget::Segment {
                 variant,
@@ -1174,6 +1270,102 @@ impl Request {
         track: &Track,
         plan: FragmentPlan,
     ) -> Result<Answer, Stop> {
+        let (path, source) = self.payload_source(track, &plan)?;
+        Ok(Answer {
+            etag: etag(&[&plan.header, &loaded.versions]),
+            content_type: dash::mime_type(track.kind),
+            modified: loaded.modified,
+            body: Body::Fragment { plan, source, path },
+            expiry: None,
+        })
+    }
+
+    fn drm_error(&self, error: DrmError) -> Error {
+        Error::Drm {
+            path: self.manifest_path.clone(),
+            error,
+        }
+    }
+
+    /// The Common Encryption cipher of a track (`None`: a kind that stays clear).
+    fn cenc_cipher(&self, c: &crate::drm::Cenc, t: &Track) -> Result<Option<TrackCipher>, Stop> {
+        Ok(c.track_cipher(t.index(), &t.entry, &t.url_id())
+            .map_err(|e| self.drm_error(e))?)
+    }
+
+    /// The SAMPLE-AES (`cbcs`) cipher of an HLS track.
+    fn hls_cipher(&self, k: &crate::drm::HlsKey, t: &Track) -> Result<Option<TrackCipher>, Stop> {
+        Ok(k.track_cipher(t.index(), &t.entry, &t.url_id())
+            .map_err(|e| self.drm_error(e))?)
+    }
+
+    /// A fragment with its samples encrypted by `cipher` (sent as planned without one).
+    fn protected_fragment_answer(
+        &self,
+        loaded: &Loaded,
+        track: &Track,
+        plan: FragmentPlan,
+        cipher: Option<TrackCipher>,
+        piff: bool,
+    ) -> Result<Answer, Stop> {
+        let Some(cipher) = cipher else {
+            return self.fragment_answer(loaded, track, plan);
+        };
+        let (path, source) = self.payload_source(track, &plan)?;
+        let bytes = cipher.encrypt_fragment(&plan, track.index(), &*source, piff, &path)?;
+        source.intact().map_err(Error::from_source)?;
+        self.in_memory_fragment
+            .set(Some((plan.start_time, plan.duration, plan.timescale)));
+        // The header holds the IVs; the key's fingerprint covers a key change that keeps them.
+        Ok(Answer {
+            etag: etag(&[
+                &bytes[..plan.header.len().min(bytes.len())],
+                &cipher.fingerprint(),
+                &loaded.versions,
+            ]),
+            content_type: dash::mime_type(track.kind),
+            modified: loaded.modified,
+            body: Body::Bytes(bytes),
+            expiry: None,
+        })
+    }
+
+    /// A fragment encrypted whole (HLS AES-128 on fMP4 segments).
+    fn whole_encrypted_answer(
+        &self,
+        loaded: &Loaded,
+        track: &Track,
+        plan: FragmentPlan,
+        cipher: SegmentCipher,
+    ) -> Result<Answer, Stop> {
+        let (path, source) = self.payload_source(track, &plan)?;
+        let mut clear = Vec::with_capacity(plan.total_len() as usize + crate::crypto::BLOCK);
+        clear.extend_from_slice(&plan.header);
+        for r in &plan.payload {
+            let len = usize::try_from(r.len).map_err(|_| Error::Internal("payload too large"))?;
+            clear.extend_from_slice(&source.bytes(r.offset, len).map_err(Error::from_source)?);
+        }
+        source.intact().map_err(Error::from_source)?;
+        let _ = path;
+        let fingerprint = cipher.fingerprint();
+        let bytes = cipher.encrypt_all(clear);
+        self.in_memory_fragment
+            .set(Some((plan.start_time, plan.duration, plan.timescale)));
+        Ok(Answer {
+            etag: etag(&[&plan.header, &fingerprint, &loaded.versions]),
+            content_type: dash::mime_type(track.kind),
+            modified: loaded.modified,
+            body: Body::Bytes(bytes),
+            expiry: None,
+        })
+    }
+
+    /// The file of a track and a reader holding the payload of `plan`.
+    fn payload_source(
+        &self,
+        track: &Track,
+        plan: &FragmentPlan,
+    ) -> Result<(String, SharedSource), Stop> {
         let path = self.track_path(track)?;
         let (start, end) = plan.payload.iter().fold((u64::MAX, 0u64), |(lo, hi), r| {
             (lo.min(r.offset), hi.max(r.offset + r.len))
@@ -1183,13 +1375,7 @@ impl Request {
         } else {
             self.reader(&path, 0, 0)?
         };
-        Ok(Answer {
-            etag: etag(&[&plan.header, &loaded.versions]),
-            content_type: dash::mime_type(track.kind),
-            modified: loaded.modified,
-            body: Body::Fragment { plan, source, path },
-            expiry: None,
-        })
+        Ok((path, source))
     }
 
     /// `usp_iss_pass_through`: the stored `moof` + `mdat` that hold exactly `samples`, sent
@@ -1259,6 +1445,7 @@ impl Request {
         loaded: &Loaded,
         parts: &[(&Track, std::ops::Range<u32>)],
         format: TsFormat,
+        encryption: Option<Box<SegmentCipher>>,
     ) -> Result<Answer, Stop> {
         let mut sources = Vec::with_capacity(parts.len());
         let mut tracks = Vec::with_capacity(parts.len());
@@ -1276,8 +1463,12 @@ impl Request {
         // A repackaged segment is a pure function of its samples and the request: its ETag
         // comes from the files' versions, not from hashing the whole segment.
         let request = format!("{:?}|{}", self.route.target, self.query);
+        let key = encryption
+            .as_ref()
+            .map(|c| c.fingerprint())
+            .unwrap_or_default();
         Ok(Answer {
-            etag: etag(&[b"ts", request.as_bytes(), &loaded.versions]),
+            etag: etag(&[b"ts", request.as_bytes(), &key, &loaded.versions]),
             content_type: match format {
                 TsFormat::Transport => "video/MP2T",
                 TsFormat::PackedAudio => "audio/aac",
@@ -1287,6 +1478,7 @@ impl Request {
                 tracks,
                 sources,
                 format,
+                encryption,
             },
             expiry: None,
         })

@@ -86,12 +86,17 @@ fn write_body_in_pieces(body: &Body, out: &mut dyn Write, piece: usize) -> Resul
             tracks,
             sources,
             format,
+            encryption,
         } => {
             let mut writer = TsWriter::new(tracks.clone(), *format)?;
             let mut buf = Vec::with_capacity(piece + crate::package::ts::PACKET);
             let mut total = 0u64;
+            let mut cipher = encryption.clone();
             while !writer.is_done() {
                 buf.clear();
+                if let Some(c) = &mut cipher {
+                    c.begin_piece(&mut buf);
+                }
                 while buf.len() < piece && !writer.is_done() {
                     let data = match writer.next() {
                         Some((t, sample)) => {
@@ -103,6 +108,9 @@ fn write_body_in_pieces(body: &Body, out: &mut dyn Write, piece: usize) -> Resul
                 }
                 for (source, _) in sources {
                     source.intact()?;
+                }
+                if let Some(c) = &mut cipher {
+                    c.seal_piece(&mut buf, writer.is_done());
                 }
                 out.write_all(&buf)?;
                 total += buf.len() as u64;
@@ -336,6 +344,7 @@ mod tests {
                 .collect(),
             sources: vec![(shared, name)],
             format: TsFormat::Transport,
+            encryption: None,
         };
         for piece in [ts::PACKET, 1000, PIECE] {
             assert!(written(&body, piece).unwrap() == want, "pieces of {piece}");

@@ -180,6 +180,7 @@ fn dash_opts(template: MpdSegmentTemplate, name: &str) -> DashOptions {
         query: String::new(),
         min_buffer_time: None,
         presentation_delay: None,
+        protection: None,
     }
 }
 
@@ -190,6 +191,7 @@ fn hls_opts(fmp4: bool, version: u32, name: &str) -> HlsOptions {
         fmp4,
         version,
         query: String::new(),
+        key: None,
     }
 }
 
@@ -236,7 +238,14 @@ fn golden_manifests() {
     );
     check(
         "ladder.ismc",
-        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap(),
+        &mss::manifest(
+            &p,
+            origin_core::package::DEFAULT_SEGMENT_LENGTH,
+            false,
+            "",
+            None,
+        )
+        .unwrap(),
     );
     let p = subtitled();
     check(
@@ -266,7 +275,14 @@ fn golden_manifests() {
     );
     check(
         "subs.ismc",
-        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap(),
+        &mss::manifest(
+            &p,
+            origin_core::package::DEFAULT_SEGMENT_LENGTH,
+            false,
+            "",
+            None,
+        )
+        .unwrap(),
     );
     let p = progressive();
     check(
@@ -275,7 +291,14 @@ fn golden_manifests() {
     );
     check(
         "progressive.ismc",
-        &mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap(),
+        &mss::manifest(
+            &p,
+            origin_core::package::DEFAULT_SEGMENT_LENGTH,
+            false,
+            "",
+            None,
+        )
+        .unwrap(),
     );
     assert!(Path::new(&root().join("tests/golden")).is_dir());
 }

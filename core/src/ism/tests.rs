@@ -909,11 +909,19 @@ fn param_groups_hold_drm_options_and_round_trip() {
     let names: Vec<&str> = m.metas.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(
         names,
-        ["hls_playout", "hls.key", "hls.license_server_url", "iss.key"]
+        [
+            "hls_playout",
+            "hls.key",
+            "hls.license_server_url",
+            "iss.key"
+        ]
     );
     let xml = m.to_xml();
     assert!(xml.contains("<paramGroup id=\"hls\">"), "{xml}");
     assert_eq!(ServerManifest::parse(xml.as_bytes()).unwrap(), m);
     // A paramGroup needs its id.
-    assert!(parse(&with_head("<paramGroup><meta name=\"key\" content=\"x\"/></paramGroup>")).is_err());
+    assert!(parse(&with_head(
+        "<paramGroup><meta name=\"key\" content=\"x\"/></paramGroup>"
+    ))
+    .is_err());
 }

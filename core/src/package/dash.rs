@@ -24,6 +24,8 @@ pub struct DashOptions {
     pub min_buffer_time: Option<f64>,
     /// `mpd_suggested_presentation_delay`, seconds (live; default three segments).
     pub presentation_delay: Option<f64>,
+    /// Common Encryption to signal in every audio and video adaptation set.
+    pub protection: Option<std::sync::Arc<crate::drm::Cenc>>,
 }
 
 /// The composition-offset shift that applies a track's edit list inside the fragments, so that
@@ -159,11 +161,16 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         x,
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
          <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
-         xsi:schemaLocation=\"urn:mpeg:dash:schema:mpd:2011 DASH-MPD.xsd\" \
+         xsi:schemaLocation=\"urn:mpeg:dash:schema:mpd:2011 DASH-MPD.xsd\"{} \
          {kind} maxSegmentDuration=\"PT{max_segment}S\" \
          minBufferTime=\"PT{}S\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\">\n\
          \x20 <Period id=\"1\" start=\"PT0S\">\n\
          \x20   <BaseURL>dash/</BaseURL>\n",
+        if opts.protection.is_some() {
+            crate::drm::Cenc::DASH_NAMESPACES
+        } else {
+            ""
+        },
         opts.min_buffer_time.unwrap_or(10.0)
     );
     // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
@@ -217,6 +224,9 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
                 x,
                 "      <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{channels}\"/>"
             );
+        }
+        if let (Some(c), TrackKind::Video | TrackKind::Audio) = (&opts.protection, kind) {
+            c.dash_content_protection(&mut x, kind, "      ");
         }
         let role = if kind == TrackKind::Text {
             "subtitle"
@@ -438,6 +448,7 @@ mod tests {
                 query: String::new(),
                 min_buffer_time: None,
                 presentation_delay: None,
+                protection: None,
             }
         )
         .contains("id=\"video=165000\""));

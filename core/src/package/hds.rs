@@ -715,7 +715,6 @@ fn amf_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-
 /// What fragment `<variant>Seg<segment>-Frag<fragment>` is made of: each track's samples,
 /// and the variant's bootstrap the fragment carries.
 #[derive(Debug, Clone)]
@@ -1189,10 +1188,14 @@ mod tests {
                     let (name, attrs) = stack.last().unwrap();
                     match name.as_str() {
                         "bootstrapInfo" => {
-                            f4m.bootstraps
-                                .insert(attrs["id"].clone(), (attrs.clone(), crate::base64::decode(&text).unwrap()));
+                            f4m.bootstraps.insert(
+                                attrs["id"].clone(),
+                                (attrs.clone(), crate::base64::decode(&text).unwrap()),
+                            );
                         }
-                        "metadata" => f4m.media.last_mut().unwrap().1 = crate::base64::decode(&text).unwrap(),
+                        "metadata" => {
+                            f4m.media.last_mut().unwrap().1 = crate::base64::decode(&text).unwrap()
+                        }
                         _ => {
                             f4m.fields.insert(name.clone(), text);
                         }

@@ -22,6 +22,16 @@ pub struct HlsOptions {
     pub version: u32,
     /// The request's query (`?vbegin=…`, or empty), repeated on every URL the playlists hold.
     pub query: String,
+    /// The key of encrypted segments: `EXT-X-KEY` in media playlists, `EXT-X-SESSION-KEY` in
+    /// the master, no I-frame playlists (their byte ranges cannot address encrypted data).
+    pub key: Option<std::sync::Arc<crate::drm::HlsKey>>,
+}
+
+/// `EXT-X-SESSION-KEY` when segments are encrypted.
+fn session_key(x: &mut String, opts: &HlsOptions) {
+    if let Some(key) = &opts.key {
+        let _ = writeln!(x, "#EXT-X-SESSION-KEY:{}\n", key.attributes());
+    }
 }
 
 /// A quoted-string attribute value (RFC 8216 §4.2) holds no `"` (nor a line break, which no
@@ -52,6 +62,7 @@ pub fn master(p: &Presentation, opts: &HlsOptions) -> Result<String, PackageErro
         x,
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
     );
+    session_key(&mut x, opts);
     let audio: Vec<&Track> = p.of_kind(TrackKind::Audio).collect();
     let mut groups: Vec<(String, u64, String)> = Vec::new(); // (group, max bitrate, codecs)
     for a in &audio {
@@ -288,11 +299,15 @@ pub fn media_playlist(
     }
     let clock = segment_clock(p, t, opts)?;
     let name = variant_name(opts, &[t]);
-    let map = format!(
+    let mut map = format!(
         "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s{}\"\n",
         quote(&name),
         quote(&opts.query)
     );
+    if let Some(key) = &opts.key {
+        // SAMPLE-AES leaves the init segment clear; the key applies to the segments after it.
+        let _ = writeln!(map, "#EXT-X-KEY:{}", key.attributes());
+    }
     Ok(write_playlist(7, &clock, &map, &name, "m4s", &opts.query))
 }
 
@@ -346,6 +361,7 @@ fn master_ts(p: &Presentation, opts: &HlsOptions) -> String {
         x,
         "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
     );
+    session_key(&mut x, opts);
     let audio: Vec<&Track> = p.of_kind(TrackKind::Audio).collect();
     let grouped = opts.version >= 4 && p.of_kind(TrackKind::Video).next().is_some();
     let mut audio_bitrate = 0;
@@ -446,10 +462,14 @@ pub fn ts_playlist(
     let reference = variant_reference(&tracks);
     let clock = segment_clock(p, reference, opts)?;
     let name = variant_name(opts, &tracks);
+    let mut tags = String::from("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if let Some(key) = &opts.key {
+        let _ = writeln!(tags, "#EXT-X-KEY:{}", key.attributes());
+    }
     Ok(write_playlist(
         opts.version.clamp(3, 7),
         &clock,
-        "#EXT-X-INDEPENDENT-SEGMENTS\n",
+        &tags,
         &name,
         "ts",
         &opts.query,
@@ -683,6 +703,9 @@ pub fn iframe_playlist(
 
 /// `EXT-X-I-FRAME-STREAM-INF` of a video track's I-frame playlist.
 fn iframe_stream_line(x: &mut String, v: &Track, variant: &str, opts: &HlsOptions) {
+    if opts.key.is_some() {
+        return;
+    }
     let _ = write!(
         x,
         "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
@@ -873,6 +896,7 @@ mod tests {
             fmp4,
             version,
             query: String::new(),
+            key: None,
         }
     }
 

@@ -68,6 +68,7 @@ pub fn manifest(
     target: super::SegmentLength,
     as_stored: bool,
     query: &str,
+    protection: Option<&crate::drm::Cenc>,
 ) -> Result<String, PackageError> {
     let duration = (p.duration_secs() * TIMESCALE as f64).round() as u64;
     let mut x = String::with_capacity(4096);
@@ -179,6 +180,9 @@ pub fn manifest(
             x.push_str("/>\n");
         }
         x.push_str("  </StreamIndex>\n");
+    }
+    if let Some(c) = protection {
+        x.push_str(&c.smooth_protection());
     }
     x.push_str("</SmoothStreamingMedia>\n");
     Ok(x)
@@ -355,7 +359,7 @@ mod tests {
         let audio = p.find_smooth("audio_eng", 128_000).unwrap();
         let stored: Vec<u64> = audio.index().fragments.iter().map(|f| f.start).collect();
         assert!(stored.len() > 1);
-        let listed = manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, true, "").unwrap();
+        let listed = manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, true, "", None).unwrap();
         for &start in &stored {
             let (t, samples) = fragment_samples(&p, 128_000, "audio_eng", start).unwrap();
             assert!(std::ptr::eq(t, audio));
@@ -398,7 +402,7 @@ mod tests {
         ));
         p.tracks[0].kind = TrackKind::Other;
         assert!(
-            !manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, false, "")
+            !manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, false, "", None)
                 .unwrap()
                 .contains("Bitrate=\"165000\"")
         );

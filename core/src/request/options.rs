@@ -1,6 +1,7 @@
 //! The options a request runs with, merged once: the query over the server manifest's metas
 //! over the defaults.
 
+use crate::drm::{Drm, Format, Protection};
 use crate::ism::{IsmError, ServerManifest};
 use crate::package::dash::DashOptions;
 use crate::package::hds::HdsOptions;
@@ -29,6 +30,8 @@ pub struct Options {
     /// `mpd_min_buffer_time` and `mpd_suggested_presentation_delay`, seconds.
     pub min_buffer_time: Option<u64>,
     pub presentation_delay: Option<u64>,
+    /// Content protection (the manifest's options with the location's overrides).
+    pub drm: Drm,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             query: query.to_string(),
             min_buffer_time: metas.mpd_min_buffer_time,
             presentation_delay: metas.mpd_suggested_presentation_delay,
+            drm: Drm::default(),
         })
     }
 
@@ -79,6 +83,10 @@ impl Options {
             query: self.query.clone(),
             min_buffer_time: self.min_buffer_time.map(|s| s as f64),
             presentation_delay: self.presentation_delay.map(|s| s as f64),
+            protection: match self.drm.for_format(Format::Dash) {
+                Ok(Protection::Cenc(_)) => self.drm.cenc.clone(),
+                _ => None,
+            },
         }
     }
 
@@ -99,6 +107,10 @@ impl Options {
             fmp4,
             version: self.hls_version,
             query: self.query.clone(),
+            key: match self.drm.for_format(Format::Hls) {
+                Ok(Protection::Hls(_)) => self.drm.hls.clone(),
+                _ => None,
+            },
         }
     }
 }

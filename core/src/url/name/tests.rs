@@ -186,6 +186,7 @@ fn hls_opts(fmp4: bool, version: u32) -> hls::HlsOptions {
         fmp4,
         version,
         query: String::new(),
+        key: None,
     }
 }
 
@@ -283,6 +284,7 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
                 query: String::new(),
                 min_buffer_time: None,
                 presentation_delay: None,
+                protection: None,
             },
         );
         let ids = attributes(&mpd, "id");
@@ -322,7 +324,8 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
 #[test]
 fn smooth_urls_with_hostile_names_resolve_to_their_tracks() {
     let p = hostile();
-    let manifest = mss::manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, false, "").unwrap();
+    let manifest =
+        mss::manifest(&p, crate::package::DEFAULT_SEGMENT_LENGTH, false, "", None).unwrap();
     // Names are XML-escaped where the manifest shows them.
     assert!(manifest.contains(&format!("Name=\"{}\"", xml_escape("x\"y"))));
     let mut resolved = Vec::new();
