@@ -76,6 +76,8 @@ def site(make_nginx, media, request, tmp_path):
                 usp_handle_ism;
                 ism_proxy_pass http://127.0.0.1:{backend.port}/media/;
             }}""")
+    if param == "drm":
+        return drm_site(n, root)
     if param == "s3":
         from test_s3 import ACCESS_KEY, SECRET_KEY, s3s_fs
         data = tmp_path / "s3"
@@ -94,6 +96,35 @@ def site(make_nginx, media, request, tmp_path):
     return n.start(r"""
         types { text/html html; application/javascript js; }
         location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }
+    """)
+
+
+def drm_site(n, root):
+    """The ladder encrypted two ways: CENC for DASH with the ClearKey license server at
+    /license (a fixed W3C ClearKey JSON answer), and AES-128 for HLS with the key at /keys/."""
+    from test_drm import KEY, KID, b64url
+    media = root / "media"
+    inputs = [str(media / f) for f in LADDER]
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "cenc.ism"), *inputs,
+                    f"--iss.key={KID}:{KEY}"], check=True, capture_output=True)
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "aes.ism"), *inputs,
+                    f"--hls.key=:{KEY}", "--hls.license_server_url=/keys/k.key",
+                    "--mpd_playout=false", "--iss_playout=false"],
+                   check=True, capture_output=True)
+    (root / "keys").mkdir(mode=0o755)
+    (root / "keys" / "k.key").write_bytes(bytes.fromhex(KEY))
+    for p in root.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    license = json.dumps({"keys": [{"kty": "oct", "kid": b64url(KID), "k": b64url(KEY)}],
+                          "type": "temporary"})
+    return n.start(rf"""
+        types {{ text/html html; application/javascript js; }}
+        location ~ \.(ism|isml|mp4)(/|$) {{
+            usp_handle_ism;
+            origin_drm clearkey.license_server_url http://$http_host/license;
+        }}
+        location = /license {{ default_type application/json; return 200 '{license}'; }}
+        location /keys/ {{ }}
     """)
 
 
@@ -131,8 +162,23 @@ def test_webvtt_in_mp4_subtitles_in_chromium(site, kind):
     play_in_chromium(site, kind, with_subtitles=True)
 
 
-def play_in_chromium(site, kind, with_subtitles):
-    out = subprocess.run(["node", str(WEB / "play.mjs"), site.url("/index.html"), kind, "5",
+@pytest.mark.slow
+@pytest.mark.parametrize("site", ["drm"], indirect=True)
+@pytest.mark.parametrize("presentation,kind,fetched", [
+    ("cenc", "dash", "POST /license"), ("cenc", "shaka-dash", "POST /license"),
+    ("aes", "hls-ts", "GET /keys/k.key"), ("aes", "hls", "GET /keys/k.key")])
+def test_plays_encrypted_in_chromium(site, presentation, kind, fetched):
+    """dash.js and shaka play CENC DASH with the browser's ClearKey CDM, getting the key from
+    the license server the MPD names; hls.js plays AES-128 HLS (TS and fMP4) with the key from
+    the playlist's URI."""
+    play_in_chromium(site, kind, with_subtitles=False,
+                     page=f"/index.html?p=/media/{presentation}.ism")
+    access = (site.prefix / "logs" / "access.log").read_text()
+    assert fetched in access
+
+
+def play_in_chromium(site, kind, with_subtitles, page="/index.html"):
+    out = subprocess.run(["node", str(WEB / "play.mjs"), site.url(page), kind, "5",
                           "cues" if with_subtitles else "-"],
                          capture_output=True, text=True, timeout=120)
     result = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
