@@ -198,6 +198,22 @@ def main() -> None:
         n.start(r"""
             location /static/ { }
             location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }
+            # The same title encrypted on request (keys from the location, as per-request
+            # keys would come): CENC for DASH, AES-128 for HLS TS, SAMPLE-AES (cbcs) for fMP4.
+            location ^~ /drm/ {
+                alias html/v/;
+                usp_handle_ism;
+                origin_drm iss.key 10f2b3c4d5e6f708192a3b4c5d6e7f80:3a1c5e7f9b2d4f6081a3c5e7092b4d6f;
+                origin_drm hls.key :3a1c5e7f9b2d4f6081a3c5e7092b4d6f;
+                origin_drm hls.license_server_url /k;
+            }
+            location ^~ /cbcs/ {
+                alias html/v/;
+                usp_handle_ism;
+                origin_drm hls.key 10f2b3c4d5e6f708192a3b4c5d6e7f80:3a1c5e7f9b2d4f6081a3c5e7092b4d6f;
+                origin_drm hls_playout sample_aes;
+                origin_drm hls.license_server_url skd://k;
+            }
         """, http_extra="sendfile on; tcp_nopush on; access_log off;")
         rows = []
         # Manifests: the first request after start builds the index (cold), then warm. The
@@ -243,8 +259,14 @@ def main() -> None:
                         ("DASH 2 s video segment", dash_urls, "fmp4"),
                         ("HLS fMP4 2 s video segment", hls_urls, "fmp4"),
                         ("Smooth 2 s video fragment", mss_urls, "fmp4"),
+                        ("DASH 2 s video segment, CENC (AES-CTR)",
+                         [u.replace("/v/", "/drm/", 1) for u in dash_urls], "fmp4"),
+                        ("HLS fMP4 2 s video segment, SAMPLE-AES (cbcs)",
+                         [u.replace("/v/", "/cbcs/", 1) for u in hls_urls], "fmp4"),
                         ("static TS segment (baseline)", ts_static_urls, "ts"),
-                        ("HLS TS 2 s video segment", ts_urls, "ts")]
+                        ("HLS TS 2 s video segment", ts_urls, "ts"),
+                        ("HLS TS 2 s video segment, AES-128",
+                         [u.replace("/v/", "/drm/", 1) for u in ts_urls], "ts")]
         measure(n, static_urls + ts_static_urls, 2)  # warm-up
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in segment_rows}
         for _ in range(3):

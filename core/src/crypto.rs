@@ -258,7 +258,8 @@ pub enum NalCodec {
 }
 
 impl NalCodec {
-    fn header_len(self) -> usize {
+    /// Bytes of the NAL unit header.
+    pub fn header_len(self) -> usize {
         match self {
             NalCodec::Avc => 1,
             NalCodec::Hevc => 2,
@@ -277,15 +278,16 @@ impl NalCodec {
 const MIN_PROTECTED: usize = BLOCK;
 
 /// Subsamples of a video sample of length-prefixed NAL units: every NAL unit's length prefix
-/// and header in the clear, plus `clear_leader` bytes of the slice (its header), then the rest
-/// protected; parameter sets, SEI and other non-slice NAL units wholly clear. With `align`
-/// (`cenc` video) the protected part of each NAL unit is a whole number of blocks, the
-/// remainder moved into the clear, as players' decoders expect.
+/// and header in the clear, and of a slice also what `slice_clear` says of it (the bytes from
+/// its NAL header through its slice header), then the rest protected; parameter sets, SEI and
+/// other non-slice NAL units wholly clear (`slice_clear` sees them too, with `false`, to take
+/// note of parameter sets). With `align` (`cenc` video) the protected part of each NAL unit is
+/// a whole number of blocks, the remainder moved into the clear, as players' decoders expect.
 pub fn nal_subsamples(
     sample: &[u8],
     length_size: usize,
     codec: NalCodec,
-    clear_leader: usize,
+    slice_clear: &mut dyn FnMut(&[u8], bool) -> usize,
     align: bool,
 ) -> Result<Vec<Subsample>, CryptoError> {
     let mut out = Vec::new();
@@ -310,8 +312,9 @@ pub fn nal_subsamples(
                 nal: nal_len,
             });
         }
-        let leader = length_size + codec.header_len() + clear_leader;
         let is_slice = codec.is_slice(sample[at + length_size]);
+        let body = &sample[at + length_size..at + total];
+        let leader = length_size + slice_clear(body, is_slice).max(codec.header_len());
         let mut protected = if is_slice && total >= leader + MIN_PROTECTED {
             total - leader
         } else {
@@ -680,7 +683,7 @@ mod tests {
             nal(&[0x41], 100),
         ]
         .concat();
-        let subs = nal_subsamples(&sample, 4, NalCodec::Avc, 0, true).unwrap();
+        let subs = nal_subsamples(&sample, 4, NalCodec::Avc, &mut |_, _| 1, true).unwrap();
         let total: u64 = subs
             .iter()
             .map(|s| u64::from(s.clear) + u64::from(s.protected))
@@ -692,12 +695,12 @@ mod tests {
         assert_eq!(usize::from(subs[0].clear), 4 + 21 + 4 + 1 + (300 % 16));
         assert_eq!(subs[0].protected, 300 - 300 % 16);
         // Unaligned (cbcs): only prefix and header clear.
-        let subs = nal_subsamples(&sample, 4, NalCodec::Avc, 0, false).unwrap();
+        let subs = nal_subsamples(&sample, 4, NalCodec::Avc, &mut |_, _| 1, false).unwrap();
         assert_eq!(usize::from(subs[0].clear), 4 + 21 + 4 + 1);
         assert_eq!(subs[0].protected, 300);
         // HEVC: two-byte headers; VPS (32) clear.
         let hevc = [nal(&[0x40, 0x01], 30), nal(&[0x26, 0x01], 64)].concat();
-        let subs = nal_subsamples(&hevc, 4, NalCodec::Hevc, 0, false).unwrap();
+        let subs = nal_subsamples(&hevc, 4, NalCodec::Hevc, &mut |_, _| 2, false).unwrap();
         assert_eq!(
             subs,
             vec![Subsample {
@@ -708,7 +711,7 @@ mod tests {
         // A NAL unit that overruns the sample.
         let mut bad = nal(&[0x65], 40);
         bad.truncate(30);
-        assert!(nal_subsamples(&bad, 4, NalCodec::Avc, 0, true).is_err());
+        assert!(nal_subsamples(&bad, 4, NalCodec::Avc, &mut |_, _| 1, true).is_err());
     }
 
     #[test]

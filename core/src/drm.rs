@@ -27,7 +27,7 @@ use crate::crypto::{
 use crate::fragment::FragmentPlan;
 use crate::index::{TrackIndex, TrackKind};
 use crate::ism::Meta;
-use crate::mp4::codec::{CodecConfig, SampleEntry};
+use crate::mp4::codec::{AvcSliceHeaders, CodecConfig, SampleEntry};
 use crate::package::xml_escape;
 use crate::source::Source;
 
@@ -685,11 +685,15 @@ pub struct TrackCipher {
     pattern: Pattern,
     /// `cenc`: the IV of sample 0 (each sample adds its number); `cbcs`: the constant IV.
     iv: [u8; BLOCK],
+    /// H.264: the parameter sets slice headers are read with.
+    slices: Option<AvcSliceHeaders>,
 }
 
-/// Bytes of each slice NAL unit after its header kept clear, for the slice header: more than
-/// any slice header of real streams takes (they are a few to a few dozen bytes, weighted
-/// prediction tables included), as DECE CFF players expect of `cenc`.
+/// Bytes of a slice NAL unit after its NAL header kept clear when its slice header cannot be
+/// read (HEVC, an H.264 slice of an unknown parameter set): more than any slice header of real
+/// streams takes (a few to a few dozen bytes, weighted prediction tables included), as DECE
+/// CFF players expect of `cenc`. H.264 slices are read, and their data protected from the
+/// first byte after the header.
 pub const SLICE_HEADER_ALLOWANCE: usize = 96;
 
 impl TrackCipher {
@@ -757,12 +761,17 @@ impl TrackCipher {
         } else {
             Pattern::WHOLE
         };
+        let slices = match &entry.codec {
+            CodecConfig::Avc(c) => Some(AvcSliceHeaders::new(&c.sps, &c.pps)),
+            _ => None,
+        };
         Ok(Some(TrackCipher {
             scheme,
             key: key.clone(),
             nal,
             pattern,
             iv,
+            slices,
         }))
     }
 
@@ -802,17 +811,33 @@ impl TrackCipher {
     }
 
     /// The subsamples of one sample (none for audio: the whole sample is protected).
-    fn subsamples(&self, sample: &[u8]) -> Result<Vec<crypto::Subsample>, CryptoError> {
-        match self.nal {
-            Some((codec, length_size)) => nal_subsamples(
-                sample,
-                length_size,
-                codec,
-                SLICE_HEADER_ALLOWANCE,
-                self.scheme == Scheme::Cenc,
-            ),
-            None => Ok(Vec::new()),
-        }
+    /// `slices` takes note of parameter sets the sample carries (`avc3`).
+    fn subsamples(
+        &self,
+        sample: &[u8],
+        slices: &mut Option<AvcSliceHeaders>,
+    ) -> Result<Vec<crypto::Subsample>, CryptoError> {
+        let Some((codec, length_size)) = self.nal else {
+            return Ok(Vec::new());
+        };
+        let header = codec.header_len();
+        let mut slice_clear = |nal: &[u8], is_slice: bool| -> usize {
+            match slices.as_mut() {
+                Some(s) if !is_slice => {
+                    s.observe(nal);
+                    header
+                }
+                Some(s) => s.header_len(nal).unwrap_or(header + SLICE_HEADER_ALLOWANCE),
+                None => header + SLICE_HEADER_ALLOWANCE,
+            }
+        };
+        nal_subsamples(
+            sample,
+            length_size,
+            codec,
+            &mut slice_clear,
+            self.scheme == Scheme::Cenc,
+        )
     }
 
     /// The protected init segment: the clear one with its sample entry made `encv`/`enca`
@@ -867,6 +892,7 @@ impl TrackCipher {
             error,
         };
         let samples = plan.samples.clone();
+        let mut slices = self.slices.clone();
         let mut aux = Vec::with_capacity((samples.end - samples.start) as usize);
         for s in track.samples(samples.clone()) {
             let data = source
@@ -877,7 +903,9 @@ impl TrackCipher {
                     Scheme::Cenc => self.sample_iv(s.index)[..8].to_vec(),
                     Scheme::Cbcs => Vec::new(),
                 },
-                subsamples: self.subsamples(&data).map_err(|e| failed(e.into()))?,
+                subsamples: self
+                    .subsamples(&data, &mut slices)
+                    .map_err(|e| failed(e.into()))?,
             });
         }
         let with_subsamples = self.nal.is_some();

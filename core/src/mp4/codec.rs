@@ -10,6 +10,7 @@
 mod aac;
 mod ac3;
 mod avc;
+mod avc_slice;
 mod bits;
 mod hevc;
 mod protection;
@@ -17,7 +18,8 @@ mod smooth;
 
 pub use aac::{parse_audio_specific_config, AacConfig, AudioSpecificConfig, OTI_MPEG4_AUDIO};
 pub use ac3::{Ac3Config, Eac3Config, Eac3Substream};
-pub use avc::{parse_sps, AvcConfig, AvcFormatExt, SpsInfo};
+pub use avc::{parse_sps, AvcConfig, AvcFormatExt, SpsInfo, SpsSliceFields};
+pub use avc_slice::AvcSliceHeaders;
 pub use hevc::{
     parse_hevc_sps, HevcConfig, HevcNalArray, HevcProfileTierLevel, HevcSpsInfo, HEVC_NAL_PPS,
     HEVC_NAL_SPS, HEVC_NAL_VPS,

@@ -62,6 +62,22 @@ pub struct SpsInfo {
     pub sar: Option<(u32, u32)>,
     /// Frame rate from the VUI timing info: `time_scale / (2 * num_units_in_tick)`, reduced.
     pub frame_rate: Option<(u32, u32)>,
+    /// What slice headers need to be read (their length is what encryption leaves clear).
+    pub slice: SpsSliceFields,
+}
+
+/// The SPS fields that shape a slice header (H.264 §7.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpsSliceFields {
+    pub sps_id: u32,
+    pub log2_max_frame_num: u32,
+    pub pic_order_cnt_type: u32,
+    pub log2_max_pic_order_cnt_lsb: u32,
+    pub delta_pic_order_always_zero: bool,
+    pub frame_mbs_only: bool,
+    pub separate_colour_plane: bool,
+    /// `ChromaArrayType`: 0 for monochrome or separately coded colour planes.
+    pub chroma_array_type: u32,
 }
 
 /// Profiles whose SPS carries `chroma_format_idc`, bit depths and scaling matrices (H.264
@@ -238,7 +254,8 @@ pub fn parse_sps(nal: &[u8], fourcc: FourCC, offset: u64) -> Result<SpsInfo, Mp4
     let profile_idc = b.bits_u8(8)?;
     let constraint_flags = b.bits_u8(8)?;
     let level_idc = b.bits_u8(8)?;
-    if b.ue()? > 31 {
+    let sps_id = b.ue()?;
+    if sps_id > 31 {
         return Err(b.error("SPS: seq_parameter_set_id above 31"));
     }
     let mut chroma_format_idc = 1u32;
@@ -271,17 +288,22 @@ pub fn parse_sps(nal: &[u8], fourcc: FourCC, offset: u64) -> Result<SpsInfo, Mp4
             }
         }
     }
-    if b.ue()? > 12 {
+    let log2_max_frame_num = b.ue()?.saturating_add(4);
+    if log2_max_frame_num > 16 {
         return Err(b.error("SPS: log2_max_frame_num_minus4 above 12"));
     }
-    match b.ue()? {
+    let pic_order_cnt_type = b.ue()?;
+    let mut log2_max_pic_order_cnt_lsb = 0;
+    let mut delta_pic_order_always_zero = false;
+    match pic_order_cnt_type {
         0 => {
-            if b.ue()? > 12 {
+            log2_max_pic_order_cnt_lsb = b.ue()?.saturating_add(4);
+            if log2_max_pic_order_cnt_lsb > 16 {
                 return Err(b.error("SPS: log2_max_pic_order_cnt_lsb_minus4 above 12"));
             }
         }
         1 => {
-            b.flag()?; // delta_pic_order_always_zero_flag
+            delta_pic_order_always_zero = b.flag()?;
             b.se()?; // offset_for_non_ref_pic
             b.se()?; // offset_for_top_to_bottom_field
             let cycle = b.ue()?;
@@ -362,6 +384,16 @@ pub fn parse_sps(nal: &[u8], fourcc: FourCC, offset: u64) -> Result<SpsInfo, Mp4
         frame_mbs_only,
         sar,
         frame_rate,
+        slice: SpsSliceFields {
+            sps_id,
+            log2_max_frame_num,
+            pic_order_cnt_type,
+            log2_max_pic_order_cnt_lsb,
+            delta_pic_order_always_zero,
+            frame_mbs_only,
+            separate_colour_plane,
+            chroma_array_type,
+        },
     })
 }
 

@@ -202,6 +202,12 @@ impl BitWriter {
         self.ue(u32::try_from(k).unwrap_or(u32::MAX));
     }
 
+    /// Bits written so far.
+    #[cfg(test)]
+    pub(crate) fn bit_len(&self) -> usize {
+        self.out.len() * 8 + self.used as usize
+    }
+
     /// The bytes written, the last one padded with zero bits.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         if self.used > 0 {
