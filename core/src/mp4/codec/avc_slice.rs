@@ -152,13 +152,11 @@ impl AvcSliceHeaders {
             b.flag()?; // direct_spatial_mv_pred_flag
         }
         let (mut l0, mut l1) = (pps.num_ref_idx_l0_default, pps.num_ref_idx_l1_default);
-        if p || sp || bi {
-            if b.flag()? {
-                // num_ref_idx_active_override_flag
-                l0 = b.ue()?.saturating_add(1);
-                if bi {
-                    l1 = b.ue()?.saturating_add(1);
-                }
+        // num_ref_idx_active_override_flag
+        if (p || sp || bi) && b.flag()? {
+            l0 = b.ue()?.saturating_add(1);
+            if bi {
+                l1 = b.ue()?.saturating_add(1);
             }
         }
         if l0 > 32 || l1 > 32 {
