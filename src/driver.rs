@@ -7,7 +7,7 @@ use origin_core::request::{Answer, Body, Need, Request, Step};
 use origin_core::url::Route;
 
 use crate::files::Files;
-use crate::send::{send_bytes, send_fragment, Fragment};
+use crate::send::{send_bytes, send_fragment, send_owned_bytes, Fragment};
 use crate::status::OriginError;
 
 /// Forgets the previous request's files.
@@ -101,7 +101,7 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
         Body::Text(generated) => {
             send_bytes(r, generated.text.as_bytes(), content_type, modified, &etag)
         }
-        Body::Bytes(bytes) => send_bytes(r, &bytes, content_type, modified, &etag),
+        Body::Bytes(bytes) => send_owned_bytes(r, bytes, content_type, modified, &etag),
         Body::Fragment { plan, source, path } => send_fragment(
             r,
             Fragment {

@@ -12,6 +12,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+import requests
 
 from test_hds import boxes
 from test_vod import FIXTURES, ISMTOOL, LADDER, MPD_NS, frame_hashes, media_dir
@@ -56,10 +57,13 @@ def origin(make_nginx):
     for f in keys.iterdir():
         f.chmod(0o644)
     return n.start(rf"""
+        origin_drm clearkey.license_server_url http://$http_host/license;
         location ~ \.(ism|isml|mp4)(/|$) {{
             usp_handle_ism;
             usp_handle_f4f;
-            origin_drm clearkey.license_server_url http://$http_host/license;
+        }}
+        location ^~ /v/mixed.ism/ {{
+            usp_handle_ism;
             origin_drm iss.key $tenant_key;
         }}
         location ^~ /wrongkey/ {{
@@ -208,7 +212,7 @@ def test_dash_signalling(origin):
         assert f"<KID>{base64.b64encode(guid).decode()}</KID>" in header
         pssh = base64.b64decode(cps[2].find(CENC_NS + "pssh").text)
         assert pssh[4:8] == b"pssh" and bytes.fromhex(KID) in pssh
-        # The ClearKey license URL, from a variable of the location.
+        # The ClearKey license URL, from a variable, set for the whole server.
         assert cps[3].find("{https://dashif.org/CPS}Laurl").text == origin.url("/license")
     # The key itself appears nowhere.
     for url in ["/v/cenc.ism/.mpd", "/v/cenc.ism/Manifest", "/v/aes.ism/.m3u8",
@@ -284,6 +288,15 @@ def test_hls_aes128_ts_decodes_with_the_served_key(origin):
     assert frame_hashes(origin.url("/v/aes.ism/aes-video=165000.m3u8"), "0:v") == want
     audio = origin.url("/v/aes.ism/aes-audio_eng=128000.m3u8")
     assert frame_hashes(audio, "0:a") == frame_hashes(str(FIXTURES / SOURCES["audio"]), "0:a")
+    # Packed audio too: segment n is AES-128-CBC with IV n, as ffmpeg's crypto protocol reads it.
+    clear_aac = frame_hashes(origin.url("/v/clear.ism/clear-audio_eng=128000-1.aac"), "0:a")
+    out = subprocess.run(["ffmpeg", "-v", "error", "-key", KEY, "-iv", f"{1:032x}", "-i",
+                          "crypto:" + origin.url("/v/aes.ism/aes-audio_eng=128000-1.aac"),
+                          "-map", "0:a", "-f", "framemd5", "-"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
+            if line and not line.startswith("#")] == clear_aac
     # A ranged request of the encrypted segment is the same bytes.
     part = origin.get("/v/aes.ism/aes-video=165000-1.ts", headers={"Range": "bytes=100-299"})
     assert part.status_code == 206 and part.content == seg.content[100:300]
@@ -373,3 +386,57 @@ def test_origin_drm_names_are_checked(make_nginx):
     n = make_nginx()
     out = n.test_config(n.config(r"location / { usp_handle_ism; origin_drm iss.secret x; }"))
     assert out.returncode != 0 and 'unknown option "iss.secret"' in out.stderr
+
+
+def test_live_channel_encrypted_on_request(make_nginx, tmp_path):
+    """An encoder pushes clear CMAF; the live DASH of the channel is CENC, its fragments
+    decrypting to the very frames of the clear ones, with their live caching headers."""
+    from test_live import cmaf_pieces, live_dir, timeline
+    n = make_nginx()
+    live_dir(n)
+    n.start(rf"""
+        location /live/ {{ usp_handle_ism; client_max_body_size 0;
+                           origin_drm iss.key {KID}:{KEY}; }}
+        location /clear/ {{ alias html/live/; usp_handle_ism; }}""")
+    init, fragments = cmaf_pieces()
+    url = n.url("/live/enc.isml/Streams(video.cmfv)")
+    assert requests.post(url, data=init).status_code == 200
+    for f in fragments[:3]:
+        assert requests.post(url, data=f).status_code == 200
+    mpd = n.get("/live/enc.isml/.mpd")
+    assert mpd.status_code == 200 and "cenc:default_KID" in mpd.text
+    tmpl = re.search(r'media="([^"]+)"', mpd.text).group(1)
+    rep = re.search(r'Representation id="([^"]+)"', mpd.text).group(1)
+    init_url = re.search(r'initialization="([^"]+)"', mpd.text).group(1).replace(
+        "$RepresentationID$", rep)
+    encrypted, clear = bytearray(), bytearray()
+    for base, out in (("/live/", encrypted), ("/clear/", clear)):
+        out += n.get(f"{base}enc.isml/dash/{init_url}").content
+        for t, _ in timeline(mpd.text):
+            seg = n.get(f"{base}enc.isml/dash/" + tmpl.replace("$RepresentationID$", rep)
+                        .replace("$Time$", str(t)))
+            assert seg.status_code == 200
+            if base == "/live/":
+                assert "max-age" in seg.headers.get("Cache-Control", "")
+            out += seg.content
+    (tmp_path / "enc.mp4").write_bytes(bytes(encrypted))
+    (tmp_path / "clear.mp4").write_bytes(bytes(clear))
+    want = decoded(tmp_path / "clear.mp4", "0:v", None)
+    assert want and decoded(tmp_path / "enc.mp4", "0:v", KEY) == want
+    assert decoded(tmp_path / "enc.mp4", "0:v", WRONG) != want
+
+
+def test_remote_sources_encrypted_on_request(make_nginx, tmp_path):
+    """The same protection when the media and the .ism come from another HTTP server."""
+    backend = make_nginx()
+    media = media_dir(backend, list(SOURCES.values()), {})
+    protected(media, "cenc.ism", f"--iss.key={KID}:{KEY}")
+    backend.start("")
+    origin = make_nginx()
+    origin.start(f"""
+        location /v/ {{ usp_handle_ism; ism_proxy_pass http://127.0.0.1:{backend.port}/v/; }}""")
+    for rep, stream, kind in (("video=165000", "0:v", "video"), ("audio_eng=128000", "0:a", "audio")):
+        path = fetch_representation(origin, "cenc.ism", rep, tmp_path)
+        want = frame_hashes(str(FIXTURES / SOURCES[kind]), stream)
+        assert decoded(path, stream, KEY) == want
+        assert decoded(path, stream, WRONG) != want

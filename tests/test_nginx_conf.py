@@ -15,7 +15,7 @@ def test_examples_exist():
     names = {p.name for p in EXAMPLES}
     for required in ["load-module.conf", "vod.conf", "live-ingest.conf", "progressive-mp4.conf",
                      "deny-sources.conf", "license-key.conf", "skip-rewrite.conf",
-                     "proxy-pass.conf", "live-api.conf", "s3.conf", "status.conf",
+                     "proxy-pass.conf", "live-api.conf", "s3.conf", "status.conf", "drm.conf",
                      "complete.conf"]:
         assert required in names
 

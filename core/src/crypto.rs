@@ -234,6 +234,61 @@ pub fn encrypt_sample(
     Ok(())
 }
 
+/// Appends `sample` encrypted to `out`: as [`encrypt_sample`] on a copy, but `cenc` writes each
+/// protected run straight from the source into `out` (one pass over the bytes instead of a
+/// copy and then a pass).
+pub fn encrypt_sample_into(
+    scheme: Scheme,
+    key: &ContentKey,
+    iv: &[u8; BLOCK],
+    pattern: Pattern,
+    sample: &[u8],
+    subsamples: &[Subsample],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    if scheme == Scheme::Cbcs {
+        let at = out.len();
+        out.extend_from_slice(sample);
+        return encrypt_sample(scheme, key, iv, pattern, &mut out[at..], subsamples);
+    }
+    let whole = [Subsample {
+        clear: 0,
+        protected: sample.len() as u32,
+    }];
+    let subsamples = if subsamples.is_empty() {
+        &whole[..]
+    } else {
+        subsamples
+    };
+    let covered: u64 = subsamples
+        .iter()
+        .map(|s| u64::from(s.clear) + u64::from(s.protected))
+        .sum();
+    if covered != sample.len() as u64 {
+        return Err(CryptoError::SubsampleMismatch {
+            covered,
+            size: sample.len(),
+        });
+    }
+    let mut cipher = Aes128Ctr::new(key.key().into(), iv.into());
+    let mut at = 0usize;
+    for s in subsamples {
+        let clear_end = at + usize::from(s.clear);
+        out.extend_from_slice(&sample[at..clear_end]);
+        let end = clear_end + s.protected as usize;
+        let from = out.len();
+        out.resize(from + s.protected as usize, 0);
+        cipher
+            .apply_keystream_b2b(&sample[clear_end..end], &mut out[from..])
+            .map_err(|_| CryptoError::SubsampleMismatch {
+                covered,
+                size: sample.len(),
+            })?;
+        at = end;
+    }
+    Ok(())
+}
+
 /// CBC over the pattern's encrypted blocks of one protected range, chained through them only;
 /// a trailing partial block stays clear.
 fn cbc_pattern(key: &ContentKey, iv: &[u8; BLOCK], pattern: Pattern, range: &mut [u8]) {
@@ -664,6 +719,63 @@ mod tests {
             dec.decrypt_block_mut(b.as_mut_slice().into());
             assert_eq!(b, blocks(&plain, n));
         }
+    }
+
+    #[test]
+    fn encrypting_into_a_buffer_equals_encrypting_in_place() {
+        let key = ContentKey::new([5; 16], [6; 16]);
+        let sample: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let maps = [
+            vec![],
+            vec![
+                Subsample {
+                    clear: 17,
+                    protected: 1600,
+                },
+                Subsample {
+                    clear: 0,
+                    protected: 3,
+                },
+                Subsample {
+                    clear: 380,
+                    protected: 3000,
+                },
+            ],
+        ];
+        for scheme in [Scheme::Cenc, Scheme::Cbcs] {
+            for subs in &maps {
+                let mut in_place = sample.clone();
+                encrypt_sample(scheme, &key, &[9; 16], Pattern::VIDEO, &mut in_place, subs)
+                    .unwrap();
+                let mut out = vec![0xee];
+                encrypt_sample_into(
+                    scheme,
+                    &key,
+                    &[9; 16],
+                    Pattern::VIDEO,
+                    &sample,
+                    subs,
+                    &mut out,
+                )
+                .unwrap();
+                assert_eq!(&out[1..], &in_place[..]);
+            }
+        }
+        let mut out = Vec::new();
+        let short = [Subsample {
+            clear: 1,
+            protected: 1,
+        }];
+        assert!(encrypt_sample_into(
+            Scheme::Cenc,
+            &key,
+            &[0; 16],
+            Pattern::WHOLE,
+            &sample,
+            &short,
+            &mut out
+        )
+        .is_err());
     }
 
     fn nal(header: &[u8], len: usize) -> Vec<u8> {

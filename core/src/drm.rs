@@ -20,7 +20,7 @@ use aes::Aes128;
 use cbc::cipher::{BlockEncryptMut, KeyIvInit};
 
 use crate::crypto::{
-    self, encrypt_sample, nal_subsamples, parse_16, parse_hex, system, write_pssh, write_saio,
+    self, encrypt_sample_into, nal_subsamples, parse_16, parse_hex, system, write_pssh, write_saio,
     write_saiz, write_senc, ContentKey, CryptoError, NalCodec, Pattern, SampleAux, Scheme,
     TrackEncryption, BLOCK,
 };
@@ -893,8 +893,9 @@ impl TrackCipher {
         };
         let samples = plan.samples.clone();
         let mut slices = self.slices.clone();
-        let mut aux = Vec::with_capacity((samples.end - samples.start) as usize);
-        for s in track.samples(samples.clone()) {
+        let listed: Vec<crate::index::Sample> = track.samples(samples).collect();
+        let mut aux = Vec::with_capacity(listed.len());
+        for s in &listed {
             let data = source
                 .bytes(s.offset, s.size as usize)
                 .map_err(crate::error::Error::from_source)?;
@@ -931,21 +932,20 @@ impl TrackCipher {
                 "fragment header without traf",
             ))?
         };
-        let mut out = Vec::with_capacity(header.len() + plan.payload_len as usize);
+        let mut out = crate::buffers::take(header.len() + plan.payload_len as usize);
         out.extend_from_slice(&header);
-        for (s, a) in track.samples(samples).zip(&aux) {
+        for (s, a) in listed.iter().zip(&aux) {
             let data = source
                 .bytes(s.offset, s.size as usize)
                 .map_err(crate::error::Error::from_source)?;
-            let at = out.len();
-            out.extend_from_slice(&data);
-            encrypt_sample(
+            encrypt_sample_into(
                 self.scheme,
                 &self.key,
                 &self.sample_iv(s.index),
                 self.pattern,
-                &mut out[at..],
+                &data,
                 &a.subsamples,
+                &mut out,
             )
             .map_err(|e| failed(e.into()))?;
         }
@@ -1278,6 +1278,31 @@ mod tests {
             .attributes()
             .ends_with(",IV=0x000102030405060708090A0B0C0D0E0F"));
         assert_eq!(fp.segment_iv(5), fp.iv.unwrap());
+    }
+
+    #[test]
+    fn given_system_data_is_sent_as_given() {
+        let drm = Drm::from_metas(&metas(&[
+            (
+                "iss.key",
+                "10f2b3c4-d5e6-f708-192a-3b4c5d6e7f80:OhxefzstT2CBo8XnCStNbw==",
+            ),
+            ("iss.drm_specific_data", "AAEC"),
+            ("widevine.drm_specific_data", "CAES"),
+        ]))
+        .unwrap();
+        let c = drm.cenc.unwrap();
+        // The UUID form and base64 name the same bytes as hex does.
+        assert_eq!(c.video.kid[..2], [0x10, 0xf2]);
+        assert_eq!(c.video.key()[..2], [0x3a, 0x1c]);
+        assert_eq!(c.playready_object(&c.video.kid), [0, 1, 2]);
+        let pssh = c.pssh_boxes(&c.video.kid);
+        let widevine = pssh
+            .windows(16)
+            .position(|w| w == system::WIDEVINE)
+            .unwrap();
+        // system ID, KID count, KID, data size, data.
+        assert_eq!(&pssh[widevine + 16 + 4 + 16..][..7], [0, 0, 0, 3, 8, 1, 18]);
     }
 
     #[test]

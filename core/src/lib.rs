@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod base64;
+pub mod buffers;
 pub mod cache;
 pub mod config;
 pub mod crypto;

@@ -1339,7 +1339,7 @@ impl Request {
         cipher: SegmentCipher,
     ) -> Result<Answer, Stop> {
         let (path, source) = self.payload_source(track, &plan)?;
-        let mut clear = Vec::with_capacity(plan.total_len() as usize + crate::crypto::BLOCK);
+        let mut clear = crate::buffers::take(plan.total_len() as usize + crate::crypto::BLOCK);
         clear.extend_from_slice(&plan.header);
         for r in &plan.payload {
             let len = usize::try_from(r.len).map_err(|_| Error::Internal("payload too large"))?;

@@ -8,6 +8,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = m.options();
+    let _ = origin_core::drm::Drm::from_metas(&m.metas);
     for t in &m.tracks {
         let _ = resolve_src(&t.src);
     }

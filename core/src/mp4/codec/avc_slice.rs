@@ -13,6 +13,8 @@ use crate::mp4::{FourCC, Mp4Error};
 /// Longest slice header read (bytes of the NAL unit): longer ones, which no real stream has,
 /// are left to the caller's fallback.
 const MAX_HEADER: usize = 1024;
+/// What is read first.
+const SHORT_HEADER: usize = 64;
 /// Most parameter sets of each kind kept (H.264 allows 32 SPS and 256 PPS ids).
 const MAX_SETS: usize = 256;
 
@@ -82,11 +84,26 @@ impl AvcSliceHeaders {
     /// when the header cannot be read (an unknown parameter set, a slice group map, a
     /// truncated or malformed header).
     pub fn header_len(&self, nal: &[u8]) -> Option<usize> {
-        let head = &nal[..nal.len().min(MAX_HEADER)];
-        let rbsp = unescape_rbsp(head);
-        let bits = self.header_bits(&rbsp).ok()??;
-        let rbsp_bytes = bits.div_ceil(8);
-        escaped_len(head, rbsp_bytes)
+        // Slice headers are a few to a few dozen bytes: read a short prefix first, and all of
+        // MAX_HEADER only when the header runs past it.
+        for limit in [SHORT_HEADER, MAX_HEADER] {
+            let head = &nal[..nal.len().min(limit)];
+            // Most headers hold no emulation prevention byte: read those in place.
+            let escaped = head.windows(3).any(|w| w == [0, 0, 3]);
+            let unescaped;
+            let rbsp = if escaped {
+                unescaped = unescape_rbsp(head);
+                &unescaped[..]
+            } else {
+                head
+            };
+            match self.header_bits(rbsp) {
+                Ok(bits) => return escaped_len(head, bits?.div_ceil(8)),
+                Err(_) if head.len() < nal.len() => continue,
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// Bits of the slice header (NAL header byte included) in the unescaped NAL unit.
