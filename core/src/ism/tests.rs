@@ -925,3 +925,16 @@ fn param_groups_hold_drm_options_and_round_trip() {
     ))
     .is_err());
 }
+
+#[test]
+fn metas_keep_their_order_around_param_groups() {
+    // Found by the ism_parser fuzz target: a group's metas written together moved them.
+    let m = parse(&with_head(
+        r#"<meta name="a" content="1"/><paramGroup id="g"><meta name="x" content="2"/></paramGroup>
+        <meta name="b" content="3"/><paramGroup id="g"><meta name="y" content="4"/></paramGroup>"#,
+    ))
+    .unwrap();
+    let xml = m.to_xml();
+    assert_eq!(ServerManifest::parse(xml.as_bytes()).unwrap(), m);
+    assert_eq!(xml.matches("<paramGroup").count(), 2);
+}

@@ -11,36 +11,38 @@ pub(super) fn write(manifest: &ServerManifest) -> String {
         String::with_capacity(512 + 128 * manifest.metas.len() + 1024 * manifest.tracks.len());
     out.push_str(PROLOG);
     out.push_str("  <head>\n");
-    // Metas named `<group>.<name>` are written in `<paramGroup id="<group>">`, each group
-    // where its first meta is.
-    let mut groups_done: Vec<&str> = Vec::new();
+    // Metas named `<group>.<name>` are written in `<paramGroup id="<group>">`: each run of
+    // consecutive metas of one group in one element, so that the order reads back the same.
+    let mut open_group: Option<&str> = None;
     for meta in &manifest.metas {
-        match meta.name.split_once('.') {
+        let group = meta.name.split_once('.');
+        if open_group.is_some() && open_group != group.map(|(g, _)| g) {
+            out.push_str("    </paramGroup>\n");
+            open_group = None;
+        }
+        match group {
             None => {
                 out.push_str("    <meta");
                 attribute(&mut out, "name", &meta.name);
                 attribute(&mut out, "content", &meta.content);
                 out.push_str(" />\n");
             }
-            Some((group, _)) if groups_done.contains(&group) => {}
-            Some((group, _)) => {
-                groups_done.push(group);
-                out.push_str("    <paramGroup");
-                attribute(&mut out, "id", group);
-                out.push_str(">\n");
-                for m in &manifest.metas {
-                    if let Some((g, name)) = m.name.split_once('.') {
-                        if g == group {
-                            out.push_str("      <meta");
-                            attribute(&mut out, "name", name);
-                            attribute(&mut out, "content", &m.content);
-                            out.push_str(" />\n");
-                        }
-                    }
+            Some((group, name)) => {
+                if open_group.is_none() {
+                    out.push_str("    <paramGroup");
+                    attribute(&mut out, "id", group);
+                    out.push_str(">\n");
+                    open_group = Some(group);
                 }
-                out.push_str("    </paramGroup>\n");
+                out.push_str("      <meta");
+                attribute(&mut out, "name", name);
+                attribute(&mut out, "content", &meta.content);
+                out.push_str(" />\n");
             }
         }
+    }
+    if open_group.is_some() {
+        out.push_str("    </paramGroup>\n");
     }
     out.push_str("  </head>\n  <body>\n    <switch>\n");
     for track in &manifest.tracks {
