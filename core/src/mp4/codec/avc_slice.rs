@@ -449,6 +449,61 @@ mod tests {
         assert_eq!(empty.header_len(&nal), None);
     }
 
+    /// Every slice of the encoder-made fixtures (x264, CABAC): the header read ends where
+    /// `cabac_alignment_one_bit`s fill the byte, the check the syntax itself offers.
+    #[test]
+    fn real_slices_end_their_header_at_the_cabac_alignment() {
+        use crate::index::build_index;
+        use crate::mp4::codec::{parse_sample_entry, CodecConfig};
+        use crate::mp4::Reader;
+        use crate::source::{MmapSource, Source};
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut slices = 0;
+        for name in [
+            "ladder-video-360.ismv",
+            "ladder-video-720.ismv",
+            "progressive.mp4",
+        ] {
+            let src = MmapSource::open(&dir.join(name)).unwrap();
+            let idx = build_index(&src).unwrap();
+            let track = idx
+                .tracks
+                .iter()
+                .find(|t| t.kind == crate::index::TrackKind::Video)
+                .unwrap();
+            let (h, body) = Reader::new(&track.sample_entry, 0)
+                .next_box_body()
+                .unwrap()
+                .unwrap();
+            let CodecConfig::Avc(avcc) = parse_sample_entry(h.fourcc, body).unwrap().codec else {
+                panic!("{name}: not H.264");
+            };
+            let headers = AvcSliceHeaders::new(&avcc.sps, &avcc.pps);
+            for s in track.samples(0..track.sample_count()) {
+                let data = src.bytes(s.offset, s.size as usize).unwrap();
+                let mut at = 0;
+                while at + 4 <= data.len() {
+                    let len = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+                    let nal = &data[at + 4..at + 4 + len];
+                    at += 4 + len;
+                    if !(1..=5).contains(&(nal[0] & 0x1f)) {
+                        continue;
+                    }
+                    let rbsp = unescape_rbsp(&nal[..nal.len().min(MAX_HEADER)]);
+                    let bits = headers.header_bits(&rbsp).unwrap().unwrap();
+                    let mut b = reader(&rbsp);
+                    b.skip(bits).unwrap();
+                    while b.position() % 8 != 0 {
+                        assert!(b.flag().unwrap(), "{name}: slice header ends at bit {bits}");
+                    }
+                    assert_eq!(headers.header_len(nal), escaped_len(nal, bits.div_ceil(8)));
+                    slices += 1;
+                }
+            }
+        }
+        assert!(slices >= 300, "{slices}");
+    }
+
     #[test]
     fn emulation_prevention_inside_the_header_is_counted() {
         assert_eq!(escaped_len(&[0, 0, 3, 1, 2], 3), Some(4));
