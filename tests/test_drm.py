@@ -64,6 +64,7 @@ def origin(make_nginx):
         }}
         location ^~ /v/mixed.ism/ {{
             usp_handle_ism;
+            usp_handle_f4f;
             origin_drm iss.key $tenant_key;
         }}
         location ^~ /wrongkey/ {{
