@@ -37,6 +37,16 @@ media="$root/build/media"
 (cd "$media" && "$root/target/release/ismtool" create -o demo.ism \
   ladder-video-360.ismv ladder-video-480.ismv ladder-video-720.ismv \
   ladder-audio-eng.isma ladder-audio-fra.isma subtitles-eng.mp4)
+# The same ladder encrypted on request: CENC for DASH (ClearKey license at /clearkey), AES-128
+# for HLS (the key at /keys/demo.key). Demo keys: never use these for real content.
+drm_kid=10f2b3c4d5e6f708192a3b4c5d6e7f80
+drm_key=3a1c5e7f9b2d4f6081a3c5e7092b4d6f
+(cd "$media" && "$root/target/release/ismtool" create -o demo-drm.ism \
+  ladder-video-360.ismv ladder-video-480.ismv ladder-video-720.ismv \
+  ladder-audio-eng.isma ladder-audio-fra.isma \
+  "--iss.key=$drm_kid:$drm_key" "--hls.key=:$drm_key" --hls.license_server_url=/keys/demo.key)
+b64url() { python3 -c 'import base64,sys; print(base64.urlsafe_b64encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$1"; }
+clearkey_license="{\"keys\":[{\"kty\":\"oct\",\"kid\":\"$(b64url $drm_kid)\",\"k\":\"$(b64url $drm_key)\"}],\"type\":\"temporary\"}"
 
 port=${PORT:-8080}
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -64,6 +74,8 @@ for f in "$web/hls.js/dist/hls.min.js" "$web/dashjs/dist/modern/umd/dash.all.min
          "$web/dashjs/dist/modern/umd/dash.mss.min.js" "$web/shaka-player/dist/shaka-player.compiled.js"; do
   [ -f "$f" ] && cp "$f" "$demo/html/players/"
 done
+mkdir -p "$demo/html/keys"
+python3 -c 'import sys; open(sys.argv[2], "wb").write(bytes.fromhex(sys.argv[1]))' "$drm_key" "$demo/html/keys/demo.key"
 chmod -R a+rX "$demo/html"
 
 user_line=""
@@ -89,7 +101,12 @@ http {
         root $demo/html;
         disable_symlinks off;
         location ^~ /live/ { usp_handle_ism; usp_handle_f4f; client_max_body_size 0; }
-        location ~ \.(ism|isml|mp4)(/.*)?$ { usp_handle_ism; usp_handle_f4f; }
+        location ~ \.(ism|isml|mp4)(/.*)?$ {
+            usp_handle_ism;
+            usp_handle_f4f;
+            origin_drm clearkey.license_server_url http://\$http_host/clearkey;
+        }
+        location = /clearkey { default_type application/json; return 200 '$clearkey_license'; }
         location = /origin-status { origin_status; allow 127.0.0.1; deny all; }
     }
 }
@@ -117,6 +134,7 @@ ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/
   HDS                $base/media/demo.ism/.f4m
   progressive MP4    $base/media/progressive.mp4
   bare MP4 as DASH   $base/media/progressive.mp4/.mpd
+  encrypted          $base/?p=/media/demo-drm.ism   (DASH with ClearKey, HLS with AES-128; demo keys)
 
   live channel       $base/?p=/live/channel1.isml      (the player page, playing the live channel)
   live DASH / HLS    $base/live/channel1.isml/.mpd   $base/live/channel1.isml/.m3u8

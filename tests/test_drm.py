@@ -441,3 +441,20 @@ def test_remote_sources_encrypted_on_request(make_nginx, tmp_path):
         want = frame_hashes(str(FIXTURES / SOURCES[kind]), stream)
         assert decoded(path, stream, KEY) == want
         assert decoded(path, stream, WRONG) != want
+
+
+@pytest.mark.parametrize("scheme", ["cenc", "cbcs"])
+def test_hevc_decrypts_frame_exact(make_nginx, tmp_path, scheme):
+    """HEVC slices: slice segment headers read and left clear, the data protected."""
+    n = make_nginx()
+    media = media_dir(n, ["hevc.mp4"], {})
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "hevc.ism"), str(media / "hevc.mp4"),
+                    f"--iss.key={KID}:{KEY}", f"--iss.scheme={scheme}"],
+                   check=True, capture_output=True)
+    (media / "hevc.ism").chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+    rep = re.search(r'Representation id="(video[^"]*)"', n.get("/v/hevc.ism/.mpd").text).group(1)
+    path = fetch_representation(n, "hevc.ism", rep, tmp_path)
+    want = frame_hashes(str(FIXTURES / "hevc.mp4"), "0:v")
+    assert decoded(path, "0:v", KEY) == want
+    assert decoded(path, "0:v", WRONG) != want

@@ -27,7 +27,7 @@ use crate::crypto::{
 use crate::fragment::FragmentPlan;
 use crate::index::{TrackIndex, TrackKind};
 use crate::ism::Meta;
-use crate::mp4::codec::{AvcSliceHeaders, CodecConfig, SampleEntry};
+use crate::mp4::codec::{AvcSliceHeaders, CodecConfig, HevcSliceHeaders, SampleEntry};
 use crate::package::xml_escape;
 use crate::source::Source;
 
@@ -685,15 +685,38 @@ pub struct TrackCipher {
     pattern: Pattern,
     /// `cenc`: the IV of sample 0 (each sample adds its number); `cbcs`: the constant IV.
     iv: [u8; BLOCK],
-    /// H.264: the parameter sets slice headers are read with.
-    slices: Option<AvcSliceHeaders>,
+    /// The parameter sets slice headers are read with.
+    slices: Option<SliceHeaders>,
+}
+
+/// Slice header readers, by codec.
+#[derive(Debug, Clone)]
+enum SliceHeaders {
+    Avc(AvcSliceHeaders),
+    Hevc(HevcSliceHeaders),
+}
+
+impl SliceHeaders {
+    fn observe(&mut self, nal: &[u8]) {
+        match self {
+            SliceHeaders::Avc(h) => h.observe(nal),
+            SliceHeaders::Hevc(h) => h.observe(nal),
+        }
+    }
+
+    fn header_len(&self, nal: &[u8]) -> Option<usize> {
+        match self {
+            SliceHeaders::Avc(h) => h.header_len(nal),
+            SliceHeaders::Hevc(h) => h.header_len(nal),
+        }
+    }
 }
 
 /// Bytes of a slice NAL unit after its NAL header kept clear when its slice header cannot be
-/// read (HEVC, an H.264 slice of an unknown parameter set): more than any slice header of real
-/// streams takes (a few to a few dozen bytes, weighted prediction tables included), as DECE
-/// CFF players expect of `cenc`. H.264 slices are read, and their data protected from the
-/// first byte after the header.
+/// read (a slice of an unknown parameter set, syntax the readers do not know): more than any
+/// slice header of real streams takes (a few to a few dozen bytes, weighted prediction tables
+/// included), as DECE CFF players expect of `cenc`. Slices that are read are protected from
+/// the first byte after their header.
 pub const SLICE_HEADER_ALLOWANCE: usize = 96;
 
 impl TrackCipher {
@@ -762,7 +785,12 @@ impl TrackCipher {
             Pattern::WHOLE
         };
         let slices = match &entry.codec {
-            CodecConfig::Avc(c) => Some(AvcSliceHeaders::new(&c.sps, &c.pps)),
+            CodecConfig::Avc(c) => Some(SliceHeaders::Avc(AvcSliceHeaders::new(&c.sps, &c.pps))),
+            CodecConfig::Hevc(c) => Some(SliceHeaders::Hevc(HevcSliceHeaders::new(
+                c.arrays
+                    .iter()
+                    .flat_map(|a| a.nal_units.iter().map(|u| &u[..])),
+            ))),
             _ => None,
         };
         Ok(Some(TrackCipher {
@@ -815,7 +843,7 @@ impl TrackCipher {
     fn subsamples(
         &self,
         sample: &[u8],
-        slices: &mut Option<AvcSliceHeaders>,
+        slices: &mut Option<SliceHeaders>,
     ) -> Result<Vec<crypto::Subsample>, CryptoError> {
         let Some((codec, length_size)) = self.nal else {
             return Ok(Vec::new());

@@ -10,7 +10,7 @@ use origin_core::crypto::{
 use origin_core::drm::Drm;
 use origin_core::index::TrackKind;
 use origin_core::ism::Meta;
-use origin_core::mp4::codec::AvcSliceHeaders;
+use origin_core::mp4::codec::{AvcSliceHeaders, HevcSliceHeaders};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -49,14 +49,20 @@ fuzz_target!(|data: &[u8]| {
     let Some((sps, a)) = take(rest) else { return };
     let Some((pps, b)) = take(&rest[a..]) else { return };
     let sample = &rest[a + b..];
-    let mut slices = AvcSliceHeaders::new(&[sps], &[pps]);
     let codec = if mode & 2 == 0 { NalCodec::Avc } else { NalCodec::Hevc };
+    let mut avc = AvcSliceHeaders::new(&[sps.clone()], &[pps.clone()]);
+    let mut hevc = HevcSliceHeaders::new([&sps[..], &pps[..]]);
     let mut clear = |nal: &[u8], is_slice: bool| {
         if !is_slice {
-            slices.observe(nal);
+            avc.observe(nal);
+            hevc.observe(nal);
             return 1;
         }
-        let n = slices.header_len(nal).unwrap_or(97);
+        let n = match codec {
+            NalCodec::Avc => avc.header_len(nal),
+            NalCodec::Hevc => hevc.header_len(nal),
+        }
+        .unwrap_or(97);
         assert!(n <= nal.len().max(97));
         n
     };

@@ -13,6 +13,7 @@ mod avc;
 mod avc_slice;
 mod bits;
 mod hevc;
+mod hevc_slice;
 mod protection;
 mod smooth;
 
@@ -24,6 +25,7 @@ pub use hevc::{
     parse_hevc_sps, HevcConfig, HevcNalArray, HevcProfileTierLevel, HevcSpsInfo, HEVC_NAL_PPS,
     HEVC_NAL_SPS, HEVC_NAL_VPS,
 };
+pub use hevc_slice::HevcSliceHeaders;
 pub use smooth::{sample_entry_from_smooth, CodecError, SmoothParams};
 
 use super::{BoxHeader, FourCC, Mp4Error, Reader};

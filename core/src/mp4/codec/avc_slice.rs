@@ -15,7 +15,7 @@ use crate::mp4::{FourCC, Mp4Error};
 const MAX_HEADER: usize = 1024;
 /// What is read first.
 const SHORT_HEADER: usize = 64;
-/// Most parameter sets of each kind kept (H.264 allows 32 SPS and 256 PPS ids).
+/// Most parameter sets of each kind kept (H.264 allows 32 SPS and 256 PPS ids, H.265 16 and 64).
 const MAX_SETS: usize = 256;
 
 /// The PPS fields that shape a slice header.
@@ -61,18 +61,14 @@ impl AvcSliceHeaders {
         match nal.first().map(|b| b & 0x1f) {
             Some(7) => {
                 if let Ok(sps) = parse_sps(nal, FourCC::new(b"avc1"), 0) {
-                    self.sps.retain(|s| s.sps_id != sps.slice.sps_id);
-                    if self.sps.len() < MAX_SETS {
-                        self.sps.push(sps.slice);
-                    }
+                    let id = sps.slice.sps_id;
+                    keep_set(&mut self.sps, sps.slice, |s| s.sps_id == id);
                 }
             }
             Some(8) => {
                 if let Ok(pps) = parse_pps(nal) {
-                    self.pps.retain(|p| p.pps_id != pps.pps_id);
-                    if self.pps.len() < MAX_SETS {
-                        self.pps.push(pps);
-                    }
+                    let id = pps.pps_id;
+                    keep_set(&mut self.pps, pps, |p| p.pps_id == id);
                 }
             }
             _ => {}
@@ -84,26 +80,7 @@ impl AvcSliceHeaders {
     /// when the header cannot be read (an unknown parameter set, a slice group map, a
     /// truncated or malformed header).
     pub fn header_len(&self, nal: &[u8]) -> Option<usize> {
-        // Slice headers are a few to a few dozen bytes: read a short prefix first, and all of
-        // MAX_HEADER only when the header runs past it.
-        for limit in [SHORT_HEADER, MAX_HEADER] {
-            let head = &nal[..nal.len().min(limit)];
-            // Most headers hold no emulation prevention byte: read those in place.
-            let escaped = head.windows(3).any(|w| w == [0, 0, 3]);
-            let unescaped;
-            let rbsp = if escaped {
-                unescaped = unescape_rbsp(head);
-                &unescaped[..]
-            } else {
-                head
-            };
-            match self.header_bits(rbsp) {
-                Ok(bits) => return escaped_len(head, bits?.div_ceil(8)),
-                Err(_) if head.len() < nal.len() => continue,
-                Err(_) => return None,
-            }
-        }
-        None
+        header_bytes(nal, SHORT_HEADER, MAX_HEADER, |rbsp| self.header_bits(rbsp))
     }
 
     /// Bits of the slice header (NAL header byte included) in the unescaped NAL unit.
@@ -321,9 +298,46 @@ fn parse_pps(nal: &[u8]) -> Result<PpsFields, Mp4Error> {
     })
 }
 
+/// Keeps a parameter set, replacing one of the same id (as a decoder does), at most
+/// [`MAX_SETS`] of a kind.
+pub(super) fn keep_set<T>(sets: &mut Vec<T>, set: T, same_id: impl Fn(&T) -> bool) {
+    sets.retain(|s| !same_id(s));
+    if sets.len() < MAX_SETS {
+        sets.push(set);
+    }
+}
+
+/// Bytes of `nal` through its slice header, `bits` reading the header's length in bits from
+/// unescaped bytes. Slice headers are a few to a few dozen bytes: a short prefix is read
+/// first, up to `max` bytes only when the header runs past it; most prefixes hold no
+/// emulation prevention byte and are read in place.
+pub(super) fn header_bytes(
+    nal: &[u8],
+    short: usize,
+    max: usize,
+    bits: impl Fn(&[u8]) -> Result<Option<usize>, Mp4Error>,
+) -> Option<usize> {
+    for limit in [short, max] {
+        let head = &nal[..nal.len().min(limit)];
+        let unescaped;
+        let rbsp = if head.windows(3).any(|w| w == [0, 0, 3]) {
+            unescaped = unescape_rbsp(head);
+            &unescaped[..]
+        } else {
+            head
+        };
+        match bits(rbsp) {
+            Ok(bits) => return escaped_len(head, bits?.div_ceil(8)),
+            Err(_) if head.len() < nal.len() => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// Bytes of `escaped` that hold its first `rbsp_bytes` unescaped bytes (emulation prevention
 /// bytes among them counted).
-fn escaped_len(escaped: &[u8], rbsp_bytes: usize) -> Option<usize> {
+pub(super) fn escaped_len(escaped: &[u8], rbsp_bytes: usize) -> Option<usize> {
     let mut zeros = 0usize;
     let mut kept = 0usize;
     for (at, &byte) in escaped.iter().enumerate() {

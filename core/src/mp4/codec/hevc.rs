@@ -372,7 +372,7 @@ pub fn parse_hevc_sps(nal: &[u8], fourcc: FourCC, offset: u64) -> Result<HevcSps
 
 /// `profile_tier_level(1, maxNumSubLayersMinus1)` (H.265 §7.3.3): the general part is kept,
 /// the sub-layer parts skipped.
-fn parse_profile_tier_level(
+pub(super) fn parse_profile_tier_level(
     b: &mut BitReader<'_>,
     max_sub_layers_minus1: u8,
 ) -> Result<HevcProfileTierLevel, Mp4Error> {
