@@ -212,6 +212,11 @@ impl Error {
                 error: crate::drm::DrmError::Unsupported(_),
                 ..
             } => "UNSUPPORTED",
+            // A sample whose NAL units overrun it is bad media, not bad configuration.
+            Error::Drm {
+                error: crate::drm::DrmError::Sample(_),
+                ..
+            } => "BAD_MEDIA",
             Error::Drm { .. } => "BAD_DRM_CONFIG",
             Error::Unsupported(_) | Error::NotImplemented(_) => "UNSUPPORTED",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
