@@ -179,6 +179,35 @@ pub struct Subsample {
     pub protected: u32,
 }
 
+/// One subsample protecting all of a sample of `len` bytes.
+fn whole_sample(len: usize) -> [Subsample; 1] {
+    [Subsample {
+        clear: 0,
+        protected: len as u32,
+    }]
+}
+
+/// `subsamples`, or `whole` when there are none, checked to cover exactly `len` bytes.
+fn covering<'a>(
+    subsamples: &'a [Subsample],
+    whole: &'a [Subsample; 1],
+    len: usize,
+) -> Result<&'a [Subsample], CryptoError> {
+    let subsamples = if subsamples.is_empty() {
+        &whole[..]
+    } else {
+        subsamples
+    };
+    let covered: u64 = subsamples
+        .iter()
+        .map(|s| u64::from(s.clear) + u64::from(s.protected))
+        .sum();
+    if covered != len as u64 {
+        return Err(CryptoError::SubsampleMismatch { covered, size: len });
+    }
+    Ok(subsamples)
+}
+
 /// Encrypts `data` in place. `subsamples` empty means the whole sample is protected (audio).
 /// `iv` is the sample's counter block (`cenc`: its 8-byte IV then 8 zero bytes) or the constant
 /// IV (`cbcs`).
@@ -190,25 +219,8 @@ pub fn encrypt_sample(
     data: &mut [u8],
     subsamples: &[Subsample],
 ) -> Result<(), CryptoError> {
-    let whole = [Subsample {
-        clear: 0,
-        protected: data.len() as u32,
-    }];
-    let subsamples = if subsamples.is_empty() {
-        &whole[..]
-    } else {
-        subsamples
-    };
-    let covered: u64 = subsamples
-        .iter()
-        .map(|s| u64::from(s.clear) + u64::from(s.protected))
-        .sum();
-    if covered != data.len() as u64 {
-        return Err(CryptoError::SubsampleMismatch {
-            covered,
-            size: data.len(),
-        });
-    }
+    let whole = whole_sample(data.len());
+    let subsamples = covering(subsamples, &whole, data.len())?;
     match scheme {
         Scheme::Cenc => {
             // One keystream over the sample's protected bytes, in order.
@@ -251,25 +263,8 @@ pub fn encrypt_sample_into(
         out.extend_from_slice(sample);
         return encrypt_sample(scheme, key, iv, pattern, &mut out[at..], subsamples);
     }
-    let whole = [Subsample {
-        clear: 0,
-        protected: sample.len() as u32,
-    }];
-    let subsamples = if subsamples.is_empty() {
-        &whole[..]
-    } else {
-        subsamples
-    };
-    let covered: u64 = subsamples
-        .iter()
-        .map(|s| u64::from(s.clear) + u64::from(s.protected))
-        .sum();
-    if covered != sample.len() as u64 {
-        return Err(CryptoError::SubsampleMismatch {
-            covered,
-            size: sample.len(),
-        });
-    }
+    let whole = whole_sample(sample.len());
+    let subsamples = covering(subsamples, &whole, sample.len())?;
     let mut cipher = Aes128Ctr::new(key.key().into(), iv.into());
     let mut at = 0usize;
     for s in subsamples {
@@ -281,7 +276,7 @@ pub fn encrypt_sample_into(
         cipher
             .apply_keystream_b2b(&sample[clear_end..end], &mut out[from..])
             .map_err(|_| CryptoError::SubsampleMismatch {
-                covered,
+                covered: end as u64,
                 size: sample.len(),
             })?;
         at = end;
