@@ -39,13 +39,31 @@ pub struct Setting<T> {
 }
 
 /// `http`-level configuration.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MainConf {
     /// `usp_license_key`: the key file's full path. Accepted for compatibility; not enforced.
     pub license_key: Option<String>,
     /// `origin_cache_size`: bytes of parsed indexes, manifests and segment tables each worker
     /// keeps (ours; the commercial module has no equivalent).
     pub cache_size: Option<usize>,
+    /// `origin_thread_pool`: the nginx thread pool blocking work (live ingest's archive writes,
+    /// the Live API's changes) runs on, nginx's `default` pool unless set (ours).
+    pub thread_pool_name: Option<String>,
+    /// That pool, registered once a location can ingest or change publishing points.
+    #[cfg(ngx_feature = "threads")]
+    pub thread_pool: *mut ngx::ffi::ngx_thread_pool_t,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            license_key: None,
+            cache_size: None,
+            thread_pool_name: None,
+            #[cfg(ngx_feature = "threads")]
+            thread_pool: ptr::null_mut(),
+        }
+    }
 }
 
 /// S3 request signing for sources under a location.
@@ -346,7 +364,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 22] = [
+pub static mut COMMANDS: [ngx_command_t; 23] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -379,6 +397,14 @@ pub static mut COMMANDS: [ngx_command_t; 22] = [
         name: ngx_string!("usp_license_key"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(set_license_key),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("origin_thread_pool"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_thread_pool),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),
@@ -688,6 +714,60 @@ unsafe extern "C" fn set_cache_size(
     })
 }
 
+unsafe extern "C" fn set_thread_pool(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    entry::guard_conf(cf, || {
+        // SAFETY: nginx passes the configuration being parsed and our main conf.
+        let (cfr, conf) = unsafe { (&mut *cf, &mut *(conf as *mut MainConf)) };
+        const NAME: &str = "origin_thread_pool";
+        if conf.thread_pool_name.is_some() {
+            return conf_error(cf, &duplicate(NAME));
+        }
+        let args = match conf_args(cfr) {
+            Ok(a) => a,
+            Err(e) => return conf_error(cf, &e),
+        };
+        match args.as_slice() {
+            [_, name] if !name.is_empty() => {
+                conf.thread_pool_name = Some(name.to_string());
+                ngx::core::NGX_CONF_OK
+            }
+            _ => conf_error(cf, &invalid(NAME, "", "expected the name of a thread pool")),
+        }
+    })
+}
+
+/// Registers the thread pool blocking work runs on, once: the first location that can ingest
+/// or change publishing points asks for it (nginx starts a pool's threads only when some
+/// module registered it).
+///
+/// # Safety
+/// `cf` is the configuration being merged.
+unsafe fn want_thread_pool(cf: *mut ngx_conf_t) -> Result<(), String> {
+    // SAFETY: during configuration our module's main conf slot holds a MainConf.
+    let main = unsafe { (*cf).http_main_conf_unchecked::<MainConf>(crate::module()) };
+    let Some(mut main) = main else {
+        return Err("no http configuration".into());
+    };
+    // SAFETY: the pointer came from nginx's configuration context and is valid.
+    let main = unsafe { main.as_mut() };
+    #[cfg(ngx_feature = "threads")]
+    if main.thread_pool.is_null() {
+        // SAFETY: per this function's contract.
+        main.thread_pool =
+            unsafe { crate::offload::add_pool(cf, main.thread_pool_name.as_deref()) }
+                .map_err(|e| e.to_string())?;
+    }
+    #[cfg(not(ngx_feature = "threads"))]
+    if main.thread_pool_name.is_some() {
+        return Err("\"origin_thread_pool\" needs nginx built with --with-threads".into());
+    }
+    Ok(())
+}
+
 /// The `http`-level configuration a request runs under.
 pub fn main_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&MainConf> {
     // SAFETY: our module's slot in the request's main_conf array holds a MainConf.
@@ -738,6 +818,12 @@ pub unsafe extern "C" fn merge_loc_conf(
             Ok(()) => {
                 // SAFETY: during merge cf->ctx holds the confs of the location being merged.
                 unsafe { inherit_handler(cf, conf) };
+                if LocConf::on(conf.handle_ism) || LocConf::on(conf.handle_api) {
+                    // SAFETY: cf is the configuration being merged.
+                    if let Err(e) = unsafe { want_thread_pool(cf) } {
+                        return conf_error(cf, &e);
+                    }
+                }
                 ngx::core::NGX_CONF_OK
             }
             Err((message, at)) => {

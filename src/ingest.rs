@@ -1,18 +1,22 @@
 //! Live ingest: an encoder's POST (or PUT) to `<ch>.isml/Streams(<name>)`, read as it arrives.
 //!
 //! The body is read unbuffered (`request_body_no_buffering`): each piece nginx receives goes
-//! to the core's [`IngestSession`] at once, which writes (and flushes) every fragment it
-//! completes before the next piece is read. A long chunked POST therefore never waits in a
-//! temporary file, and what an encoder sent before a dropped connection is kept. The answer
-//! (200, or the status of the first refusal) goes out when the body ends or is refused.
+//! to the core's [`IngestSession`] at once, which checks and assembles fragments and queues the
+//! archive operations that store them. Those operations block (appends, `fdatasync`, `flock`),
+//! so they run on nginx's thread pool ([`crate::offload`]), and the body is not read further
+//! while they do: TCP holds the encoder back, memory stays bounded, and the event loop serves
+//! every other request meanwhile. The answer (200, or the status of the first refusal) goes
+//! out when the body ended and everything it brought is durable, or when it was refused.
 //!
 //! nginx reads an unbuffered body only as far as its buffer lets it: the buffer is handed to us
 //! and must be consumed (`pos = last`) before nginx reads on, and a read that finds nothing new
-//! waits for the next read event. Both happen in [`pump`], in a loop, as nginx's upstream module
-//! does it (BUILD.md).
+//! waits for the next read event. Both happen in [`advance`], in a loop, as nginx's upstream
+//! module does it. While work is on the pool no read happens, so the read timer
+//! (`client_body_timeout`) is stopped; the next read arms it again.
 
 use std::ffi::c_void;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_http_finalize_request, ngx_http_read_client_request_body,
@@ -21,15 +25,45 @@ use ngx::ffi::{
     NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 use origin_core::live::ingest::IngestError;
-use origin_core::live::session::IngestSession;
+use origin_core::live::session::{Applied, IngestSession, SessionStart};
+use origin_core::live::store::ArchiveStore;
 
 use crate::live::now_ms;
+use crate::offload::Offload;
 use crate::status::{fail, OriginError};
 
-/// What a request being ingested keeps between read events.
+/// What a piece of blocking work of an ingest request did.
+enum Done {
+    /// The channel was opened (its options, the stream's stored init segment).
+    Opened(Result<(ArchiveStore, SessionStart), IngestError>),
+    /// Queued operations ran (the store comes back with what they did).
+    Ran(ArchiveStore, Result<Applied, IngestError>),
+}
+
+/// What the request does once no work is on the pool.
+enum Next {
+    /// Read on and feed the session.
+    Read,
+    /// Answer with this status (the body ended, everything in it is durable).
+    Answer(usize),
+    /// Answer with this error.
+    Fail(OriginError),
+    /// End the request with this code (the client closed or broke the body).
+    Close(ngx_int_t),
+}
+
+/// What a request being ingested keeps between events.
 struct Ingest {
-    session: IngestSession,
-    /// Set once the request was answered (an error mid-body): what follows is not read.
+    isml: PathBuf,
+    stream: String,
+    encoder: String,
+    /// Set once the channel is open.
+    session: Option<IngestSession>,
+    /// The archive, when no work holds it.
+    store: Option<ArchiveStore>,
+    offload: Offload<Done>,
+    next: Next,
+    /// Set once the request was finalized: what follows is not read.
     done: bool,
 }
 
@@ -40,24 +74,43 @@ pub fn serve(
     stream: &str,
     create: bool,
 ) -> Result<ngx_int_t, OriginError> {
-    let mut session = IngestSession::open(std::path::Path::new(isml), stream, create)?;
     // SAFETY: the connection outlives its request; addr_text is its peer's address.
     let address = unsafe { crate::driver::ngx_str(&(*r.connection).addr_text) };
-    session.set_encoder(&String::from_utf8_lossy(address));
     let ingest = crate::send::own_by_request(
         r,
         Ingest {
-            session,
+            isml: PathBuf::from(isml),
+            stream: stream.to_string(),
+            encoder: String::from_utf8_lossy(address).into_owned(),
+            session: None,
+            store: None,
+            offload: Offload::default(),
+            next: Next::Read,
             done: false,
         },
     )?;
     set_ctx(r, ingest as *mut c_void);
     r.set_request_body_no_buffering(1);
     // SAFETY: r is the main request being handled; nginx calls `body_started` once it has
-    // read what is there (the whole body, or its first part).
+    // read what is there (the whole body, or its first part). Nothing is fed before the
+    // channel is open.
     let rc = unsafe { ngx_http_read_client_request_body(r, Some(body_started)) };
     if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
         return Ok(rc);
+    }
+    // SAFETY: set above, freed with the pool.
+    let state = unsafe { &mut *ingest };
+    if !state.done {
+        let (isml, stream) = (state.isml.clone(), state.stream.clone());
+        if let Err(e) = state.offload.post(
+            r,
+            move || Done::Opened(ArchiveStore::open(&isml, &stream, create)),
+            work_done,
+        ) {
+            state.done = true;
+            // SAFETY: releases the count ngx_http_read_client_request_body took.
+            unsafe { ngx_http_finalize_request(r, fail(r, &e)) };
+        }
     }
     Ok(NGX_DONE as ngx_int_t)
 }
@@ -87,22 +140,129 @@ unsafe extern "C" fn body_readable(r: *mut ngx_http_request_t) {
     on_event(r);
 }
 
+/// Work on the pool is done: its outcome is taken, then the request goes on.
+unsafe extern "C" fn work_done(r: *mut ngx_http_request_t) {
+    crate::entry::guard_request(r, || {
+        // SAFETY: nginx (the thread task's completion) calls it with the valid request.
+        let r = unsafe { &mut *r };
+        r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
+        let ingest = ctx(r);
+        if ingest.is_null() {
+            return NGX_OK as ngx_int_t;
+        }
+        // SAFETY: set by `serve`, freed with the pool, used by one event at a time.
+        let ingest = unsafe { &mut *ingest };
+        match ingest.offload.take() {
+            Some(Ok(Done::Opened(Ok((store, start))))) => {
+                let mut session = IngestSession::new(start, &ingest.stream);
+                session.set_encoder(&ingest.encoder);
+                ingest.session = Some(session);
+                ingest.store = Some(store);
+            }
+            Some(Ok(Done::Opened(Err(e)))) => ingest.fail(e.into()),
+            Some(Ok(Done::Ran(store, result))) => {
+                ingest.store = Some(store);
+                match result {
+                    Ok(applied) => {
+                        if let Some(session) = &mut ingest.session {
+                            session.applied(applied);
+                        }
+                    }
+                    Err(e) => ingest.fail(e.into()),
+                }
+            }
+            Some(Err(e)) => ingest.fail(e),
+            None => {}
+        }
+        NGX_OK as ngx_int_t
+    });
+    on_event(r);
+}
+
+impl Ingest {
+    /// The body ended: the session queues what waits; the request then goes on with `then`,
+    /// or with the session's refusal (a body that ended inside a box).
+    fn finish(&mut self, then: Next) -> Next {
+        let Some(session) = self.session.as_mut() else {
+            return then;
+        };
+        match session.finish(now_ms()) {
+            Ok(()) => then,
+            Err(e) => {
+                session.count_error();
+                Next::Fail(e.into())
+            }
+        }
+    }
+
+    /// The request ends with `e`, unless it ends already (a refusal stands over what follows
+    /// it; a client gone is gone).
+    fn fail(&mut self, e: OriginError) {
+        if matches!(self.next, Next::Read | Next::Answer(_)) {
+            self.next = Next::Fail(e);
+        }
+    }
+
+    /// Runs the operations the session queued on the pool; false when there were none.
+    fn run_queued(&mut self, r: &mut ngx_http_request_t) -> Result<bool, OriginError> {
+        let Some(session) = &mut self.session else {
+            return Ok(false);
+        };
+        if !session.has_ops() {
+            return Ok(false);
+        }
+        let ops = session.take_ops();
+        let mut store = self
+            .store
+            .take()
+            .ok_or(OriginError::Internal("ingest without its archive"))?;
+        stop_read_timer(r);
+        self.offload.post(
+            r,
+            move || {
+                let result = store.run(ops);
+                Done::Ran(store, result)
+            },
+            work_done,
+        )?;
+        Ok(true)
+    }
+}
+
+/// No read is waited for while work runs on the pool: `client_body_timeout` counts the
+/// client's silence, not the archive's.
+fn stop_read_timer(r: &mut ngx_http_request_t) {
+    // SAFETY: the connection and its read event are valid while the request is.
+    unsafe {
+        let rev = (*r.connection).read;
+        if (*rev).timer_set() != 0 {
+            ngx::ffi::ngx_del_timer(rev);
+        }
+    }
+}
+
 fn on_event(r: *mut ngx_http_request_t) {
     crate::entry::guard_request(r, || {
         // SAFETY: nginx calls its handlers with a valid request.
         let r = unsafe { &mut *r };
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
-        let rc = crate::log::with_log(log, || match pump(r) {
-            Ok(None) => None,
-            Ok(Some(rc)) => Some(rc),
-            Err(e) => {
-                let ingest = ctx(r);
-                if !ingest.is_null() {
-                    // SAFETY: set by `serve`, freed with the pool.
-                    unsafe { (*ingest).session.count_error() };
+        let rc = crate::log::with_log(log, || {
+            let ingest = ctx(r);
+            if ingest.is_null() {
+                return Some(fail(r, &OriginError::Internal("ingest without its state")));
+            }
+            // SAFETY: set by `serve`, freed with the pool, used by one event at a time.
+            let ingest = unsafe { &mut *ingest };
+            if ingest.done {
+                return None;
+            }
+            match advance(r, ingest) {
+                Ok(rc) => rc,
+                Err(e) => {
+                    // Nothing more can run: the request ends here.
+                    Some(fail(r, &e))
                 }
-                Some(fail(r, &e))
             }
         });
         if let Some(rc) = rc {
@@ -118,34 +278,55 @@ fn on_event(r: *mut ngx_http_request_t) {
     });
 }
 
-/// Feeds what nginx has read to the session and reads on, until nginx has nothing more for
-/// now (`None`: wait for the next read event) or the body ended or failed (`Some(rc)`).
-fn pump(r: &mut ngx_http_request_t) -> Result<Option<ngx_int_t>, OriginError> {
-    let ingest = ctx(r);
-    if ingest.is_null() {
-        return Err(OriginError::Internal("ingest without its state"));
-    }
-    // SAFETY: set by `serve`, freed with the pool, used by one event at a time.
-    let ingest = unsafe { &mut *ingest };
-    if ingest.done {
-        return Ok(None);
-    }
-    let now = now_ms();
+/// Feeds what nginx has read to the session, runs what it queues on the pool, and reads on,
+/// until the request waits (`None`: for the pool, or for the next read event) or ends
+/// (`Some(rc)`).
+fn advance(
+    r: &mut ngx_http_request_t,
+    ingest: &mut Ingest,
+) -> Result<Option<ngx_int_t>, OriginError> {
     loop {
-        feed(r, &mut ingest.session, now)?;
+        if ingest.offload.in_flight() {
+            // Work runs on the pool: its end brings the request back.
+            return Ok(None);
+        }
+        match std::mem::replace(&mut ingest.next, Next::Read) {
+            Next::Read => {}
+            Next::Answer(status) => return send_empty(r, status).map(Some),
+            Next::Fail(e) => return Ok(Some(fail(r, &e))),
+            Next::Close(rc) => return Ok(Some(rc)),
+        }
+        // Not open yet: the end of the opening brings the request back.
+        let Some(session) = ingest.session.as_mut() else {
+            return Ok(None);
+        };
+        if let Err(e) = feed(r, session, now_ms()) {
+            // What came before the refusal is stored, then the refusal answered.
+            session.count_error();
+            ingest.next = Next::Fail(e);
+            if ingest.run_queued(r)? {
+                return Ok(None);
+            }
+            continue;
+        }
+        if ingest.run_queued(r)? {
+            return Ok(None);
+        }
         if r.reading_body() == 0 {
-            ingest.session.finish(now_ms())?;
-            return respond(r).map(Some);
+            ingest.next = ingest.finish(Next::Answer(200));
+            ingest.run_queued(r)?;
+            continue;
         }
         // SAFETY: r is the main request reading its body unbuffered.
         let rc = unsafe { ngx_http_read_unbuffered_request_body(r) };
-        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t || rc == NGX_ERROR as ngx_int_t {
             // The client closed the connection or broke the framing; what was complete is kept.
-            let _ = ingest.session.finish(now_ms());
-            return Ok(Some(rc));
-        }
-        if rc == NGX_ERROR as ngx_int_t {
-            return Ok(Some(rc));
+            ingest.next = ingest.finish(Next::Close(rc));
+            if let Next::Fail(_) = ingest.next {
+                ingest.next = Next::Close(rc);
+            }
+            ingest.run_queued(r)?;
+            continue;
         }
         // SAFETY: request_body is set while the body is read.
         let more = unsafe { !r.request_body.is_null() && !(*r.request_body).bufs.is_null() };
@@ -234,11 +415,6 @@ unsafe fn only_in_file(b: *const ngx_buf_t) -> bool {
             && (*b).mmap() == 0
             && !(*b).file.is_null()
     }
-}
-
-/// 200, no body: every fragment of the request is on disk.
-fn respond(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
-    send_empty(r, 200)
 }
 
 /// A response with this status and no body.

@@ -18,6 +18,7 @@ mod ingest;
 mod live;
 mod log;
 mod metrics;
+mod offload;
 mod remote;
 mod response;
 mod send;

@@ -86,9 +86,33 @@ pub fn report(
     )
 }
 
-/// The path of the channel a PUT is creating, while its body is read.
-struct Put {
+/// A change of a publishing point (PUT, DELETE) while its body is read and its files are
+/// written on the thread pool.
+struct Change {
     isml: String,
+    /// The status the change answers with, or why it failed.
+    offload: crate::offload::Offload<Result<usize, OriginError>>,
+}
+
+fn set_change(
+    r: &mut ngx::ffi::ngx_http_request_t,
+    isml: &str,
+) -> Result<*mut Change, OriginError> {
+    let change = crate::send::own_by_request(
+        r,
+        Change {
+            isml: isml.to_string(),
+            offload: crate::offload::Offload::default(),
+        },
+    )?;
+    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
+    unsafe { *r.ctx.add(crate::module().ctx_index) = change as *mut std::ffi::c_void };
+    Ok(change)
+}
+
+fn change_of(r: &ngx::ffi::ngx_http_request_t) -> *mut Change {
+    // SAFETY: set by `set_change`, freed with the pool.
+    unsafe { *r.ctx.add(crate::module().ctx_index) as *mut Change }
 }
 
 /// `PUT <ch>.isml` (with `usp_handle_api`): creates or updates the publishing point from the
@@ -97,14 +121,7 @@ pub fn put(
     r: &mut ngx::ffi::ngx_http_request_t,
     isml: &str,
 ) -> Result<ngx::ffi::ngx_int_t, OriginError> {
-    let put = crate::send::own_by_request(
-        r,
-        Put {
-            isml: isml.to_string(),
-        },
-    )?;
-    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
-    unsafe { *r.ctx.add(crate::module().ctx_index) = put as *mut std::ffi::c_void };
+    set_change(r, isml)?;
     // SAFETY: r is the main request; nginx calls `put_body_read` once the body is read.
     let rc = unsafe { ngx::ffi::ngx_http_read_client_request_body(r, Some(put_body_read)) };
     if rc >= ngx::ffi::NGX_HTTP_SPECIAL_RESPONSE as ngx::ffi::ngx_int_t {
@@ -117,32 +134,34 @@ unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
     crate::entry::guard_request(r, || {
         // SAFETY: nginx calls the post handler with its valid request.
         let r = unsafe { &mut *r };
-        // SAFETY: set by `put`, freed with the pool.
-        let put = unsafe { *r.ctx.add(crate::module().ctx_index) as *const Put };
-        let rc = if put.is_null() {
-            crate::status::fail(r, &OriginError::Internal("a PUT without its state"))
-        } else {
-            // SAFETY: as above.
-            let isml = unsafe { (*put).isml.clone() };
-            // SAFETY: the connection and its log live as long as the request.
-            let log = unsafe { (*r.connection).log };
-            crate::log::with_log(log, || {
-                let result = crate::ingest::whole_body(r, origin_core::live::admin::MAX_PUT_BYTES)
-                    .and_then(|body| {
-                        origin_core::live::admin::put_channel(Path::new(&isml), &body)
-                            .map_err(OriginError::from)
-                    })
-                    .and_then(|created| {
-                        crate::ingest::send_empty(r, if created { 201 } else { 200 })
-                    });
-                match result {
-                    Ok(rc) => rc,
-                    Err(e) => crate::status::fail(r, &e),
-                }
-            })
-        };
-        // SAFETY: releases the count ngx_http_read_client_request_body took.
-        unsafe { ngx::ffi::ngx_http_finalize_request(r, rc) };
+        // SAFETY: the connection and its log live as long as the request.
+        let log = unsafe { (*r.connection).log };
+        crate::log::with_log(log, || {
+            let posted = crate::ingest::whole_body(r, origin_core::live::admin::MAX_PUT_BYTES)
+                .and_then(|body| {
+                    let change = change_of(r);
+                    if change.is_null() {
+                        return Err(OriginError::Internal("a PUT without its state"));
+                    }
+                    // SAFETY: set by `put`, freed with the pool.
+                    let change = unsafe { &mut *change };
+                    let isml = change.isml.clone();
+                    change.offload.post(
+                        r,
+                        move || {
+                            origin_core::live::admin::put_channel(Path::new(&isml), &body)
+                                .map(|created| if created { 201 } else { 200 })
+                                .map_err(OriginError::from)
+                        },
+                        change_done,
+                    )
+                });
+            if let Err(e) = posted {
+                let rc = crate::status::fail(r, &e);
+                // SAFETY: releases the count ngx_http_read_client_request_body took.
+                unsafe { ngx::ffi::ngx_http_finalize_request(r, rc) };
+            }
+        });
         ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t
     });
 }
@@ -157,6 +176,50 @@ pub fn delete(
     if rc != ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
         return Ok(rc);
     }
-    origin_core::live::admin::delete_channel(Path::new(isml))?;
-    crate::ingest::send_empty(r, 204)
+    let change = set_change(r, isml)?;
+    let isml = isml.to_string();
+    // SAFETY: set above, freed with the pool.
+    unsafe { &mut *change }.offload.post(
+        r,
+        move || {
+            origin_core::live::admin::delete_channel(Path::new(&isml))
+                .map(|()| 204)
+                .map_err(OriginError::from)
+        },
+        change_done,
+    )?;
+    // SAFETY: the main request; the count keeps it until `change_done` finalizes it.
+    unsafe { (*r.main).set_count((*r.main).count() + 1) };
+    Ok(ngx::ffi::NGX_DONE as ngx::ffi::ngx_int_t)
+}
+
+/// A change's files are written: its answer goes out.
+unsafe extern "C" fn change_done(r: *mut ngx::ffi::ngx_http_request_t) {
+    crate::entry::guard_request(r, || {
+        // SAFETY: nginx (the thread task's completion) calls it with the valid request.
+        let r = unsafe { &mut *r };
+        r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
+        // SAFETY: the connection and its log live as long as the request.
+        let log = unsafe { (*r.connection).log };
+        let rc = crate::log::with_log(log, || {
+            let change = change_of(r);
+            let outcome = if change.is_null() {
+                Err(OriginError::Internal("a change without its state"))
+            } else {
+                // SAFETY: set by `set_change`, freed with the pool.
+                unsafe { &mut *change }
+                    .offload
+                    .take()
+                    .unwrap_or(Err(OriginError::Internal("a change that did not run")))
+                    .and_then(|r| r)
+            };
+            match outcome.and_then(|status| crate::ingest::send_empty(r, status)) {
+                Ok(rc) => rc,
+                Err(e) => crate::status::fail(r, &e),
+            }
+        });
+        // SAFETY: releases the count the request took for the change.
+        unsafe { ngx::ffi::ngx_http_finalize_request(r, rc) };
+        ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t
+    });
 }

@@ -317,3 +317,26 @@ http {{
     def crashes(self) -> list[str]:
         """Error-log lines that mean a worker died."""
         return [line for line in self.log_text().splitlines() if "exited on signal" in line]
+
+
+def slow_sync_library() -> Path:
+    """tests/support/slow_sync.c built (once) as an LD_PRELOAD library: fsync and fdatasync
+    take ORIGIN_SLOW_SYNC_MS longer, and ORIGIN_SYNC_TRACE logs each one (slow storage)."""
+    source = Path(__file__).resolve().parent / "support" / "slow_sync.c"
+    library = BUILD / "slow_sync.so"
+    if not library.exists() or library.stat().st_mtime < source.stat().st_mtime:
+        BUILD.mkdir(exist_ok=True)
+        partial = library.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(partial), str(source), "-ldl"],
+                       check=True)
+        partial.replace(library)
+    return library
+
+
+def slow_storage(sync_ms: int, trace: Path | None = None) -> list[str]:
+    """A wrapper for `Nginx(wrapper=…)`: nginx and its workers see storage whose every sync
+    takes `sync_ms` more milliseconds."""
+    env = ["env", f"LD_PRELOAD={slow_sync_library()}", f"ORIGIN_SLOW_SYNC_MS={sync_ms}"]
+    if trace is not None:
+        env.append(f"ORIGIN_SYNC_TRACE={trace}")
+    return env

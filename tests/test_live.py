@@ -405,7 +405,8 @@ def cmaf_stream(origin, loops=3):
 
 def chunked_post(origin, path, pieces, *, abort=False, pause=0.0):
     """POSTs `pieces` as chunks of one chunked body; `abort` drops the connection instead of
-    ending the body (an encoder killed mid-fragment). Returns the status, or None."""
+    ending the body (an encoder killed mid-fragment). Returns the status, or None (aborted, or
+    no answer came)."""
     s = socket.create_connection(("127.0.0.1", origin.port), timeout=60)
     try:
         s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -417,8 +418,9 @@ def chunked_post(origin, path, pieces, *, abort=False, pause=0.0):
         if abort:
             return None
         s.sendall(b"0\r\n\r\n")
-        reply = s.makefile("rb").readline()
-        return int(reply.split()[1])
+        reply = s.makefile("rb").readline().split()
+        # No status line: the connection was closed without an answer.
+        return int(reply[1]) if len(reply) > 1 else None
     finally:
         s.close()
 
@@ -440,6 +442,104 @@ def test_an_encoder_killed_mid_fragment_loses_nothing_complete(live):
     video = timeline(live.get("/live/k.isml/.mpd").text)
     assert len(video) == len(fragments)
     assert all(t1 == t0 + d0 for (t0, d0), (t1, _) in zip(video, video[1:]))
+
+
+def slow_live(make_nginx, sync_ms):
+    """A one-worker origin whose archive storage takes `sync_ms` for every sync, and the file
+    that traces its syncs."""
+    from harness import slow_storage
+    n = make_nginx(workers=1)
+    trace = n.prefix / "syncs"
+    trace.touch(mode=0o666)
+    trace.chmod(0o666)
+    n.wrapper = slow_storage(sync_ms, trace)
+    live_dir(n)
+    n.start("""
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }""")
+    return n, trace
+
+
+def syncing(trace, name, after=0):
+    """Whether a sync of a file called `name` began (past the first `after` lines of the
+    trace) and has not ended yet."""
+    lines = trace.read_text().splitlines()[after:] if trace.exists() else []
+    open_syncs = set()
+    for line in lines:
+        what, _, path = line.partition(" ")
+        if os.path.basename(path) != name:
+            continue
+        if what == "begin":
+            open_syncs.add(path)
+        else:
+            open_syncs.discard(path)
+    return bool(open_syncs)
+
+
+def test_the_worker_serves_others_while_ingest_syncs(make_nginx):
+    """Archive syncs run off the event loop: while a fragment's sync takes seconds, the same
+    (only) worker answers other requests."""
+    origin, trace = slow_live(make_nginx, 3000)
+    init, fragments = cmaf_stream(origin)
+    path = "/live/s.isml/Streams(video.cmfv)"
+    assert chunked_post(origin, path, [init, fragments[0]]) == 200
+    mark = len(trace.read_text().splitlines())
+    post = threading.Thread(target=chunked_post, args=(origin, path, [fragments[1]]))
+    post.start()
+    wait_for(lambda: syncing(trace, "00000001.frag", mark), what="the fragment's sync")
+    # Answered while the sync still runs (the sync ends 3 s after it began).
+    assert origin.get("/live/s.isml/state").status_code == 200
+    assert syncing(trace, "00000001.frag", mark)
+    post.join(timeout=60)
+    assert len(timeline(origin.get("/live/s.isml/.mpd").text)) == 2
+
+
+def test_a_worker_killed_while_a_record_is_synced_loses_nothing_acknowledged(make_nginx):
+    origin, trace = slow_live(make_nginx, 1500)
+    init, fragments = cmaf_stream(origin)
+    url = origin.url("/live/w.isml/Streams(video.cmfv)")
+    assert requests.post(url, data=init).status_code == 200
+    assert requests.post(url, data=fragments[0]).status_code == 200
+    acknowledged = timeline(origin.get("/live/w.isml/.mpd").text)
+    assert len(acknowledged) == 1
+    # The next fragment: the worker dies while its record is being synced.
+    mark = len(trace.read_text().splitlines())
+    result = {}
+
+    def send_second():
+        try:
+            result["status"] = chunked_post(origin, "/live/w.isml/Streams(video.cmfv)",
+                                            [fragments[1]])
+        except OSError as e:  # the worker died under the request: no answer
+            result["error"] = e
+
+    post = threading.Thread(target=send_second)
+    worker = origin.worker_pids()
+    post.start()
+    wait_for(lambda: syncing(trace, "records", mark), what="the record's sync")
+    os.kill(worker[0], signal.SIGKILL)
+    post.join(timeout=60)
+    # Not acknowledged: the encoder got no answer.
+    assert result.get("status") is None
+    # A new worker serves what was acknowledged, whole; the unacknowledged fragment is there
+    # complete or not at all.
+    wait_for(lambda: origin.worker_pids() and origin.worker_pids() != worker, what="a new worker")
+    after = timeline(origin.get("/live/w.isml/.mpd").text)
+    assert after[:1] == acknowledged and len(after) <= 2
+    # The encoder sends the fragment again (it got no answer), then the rest, the last one
+    # branded as the end of the stream.
+    lmsg = (24).to_bytes(4, "big") + b"stypmsdh\0\0\0\0msdhlmsg"
+    for f in fragments[1:-1]:
+        assert requests.post(url, data=f).status_code == 200
+    assert requests.post(url, data=lmsg + fragments[-1]).status_code == 200
+    video = timeline(origin.get("/live/w.isml/.mpd").text)
+    assert len(video) == len(fragments)
+    assert all(t1 == t0 + d0 for (t0, d0), (t1, _) in zip(video, video[1:]))
+    sent = origin.prefix / "sent.cmfv"
+    sent.write_bytes(init + b"".join(fragments))
+    assert packets(origin.url("/live/w.isml/.mpd"), "0:v") == packets(str(sent), "0:v")
 
 
 def test_a_dripping_encoder_neither_times_out_nor_slows_others(live):

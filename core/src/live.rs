@@ -3,8 +3,13 @@
 //! window through the same packagers as VOD.
 //!
 //! - [`ingest`]: the request body split into boxes as it arrives;
-//! - [`session`]: one ingest request, from boxes to tracks and archive records;
-//! - [`archive`]: the on-disk layout, its writer and its records.
+//! - [`session`]: one ingest request as a pure state machine, from boxes to tracks and the
+//!   archive operations that store them;
+//! - [`store`]: those operations carried out on disk (blocking: drivers run them off their
+//!   event loop);
+//! - [`archive`]: the on-disk layout, its writer and its records;
+//! - [`channel`], [`window`]: the archive as egress reads it, and the window a request plays;
+//! - [`api`], [`admin`]: the Live API's reports, and publishing points made and removed.
 
 pub mod admin;
 pub mod api;
@@ -12,4 +17,5 @@ pub mod archive;
 pub mod channel;
 pub mod ingest;
 pub mod session;
+pub mod store;
 pub mod window;

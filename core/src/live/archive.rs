@@ -168,14 +168,20 @@ impl Drop for Locked<'_> {
     }
 }
 
+/// A temporary name beside `path` that no other writer uses: not another process (its id),
+/// nor another thread of this one (a count), since archive writes run on thread pools.
+pub fn temporary_name(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".tmp{}-{n}", std::process::id()));
+    PathBuf::from(s)
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename, flushed, so readers see the
 /// old file or the new one, never a part.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = {
-        let mut s = path.as_os_str().to_owned();
-        s.push(format!(".tmp{}", std::process::id()));
-        PathBuf::from(s)
-    };
+    let tmp = temporary_name(path);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)

@@ -423,7 +423,7 @@ pub fn anchor_for(ingest_ms: i64, start: u64, timescale: u32) -> i64 {
 mod tests {
     use super::*;
     use crate::index::build_index;
-    use crate::live::session::IngestSession;
+    use crate::live::store::DirectIngest;
     use crate::source::Source;
 
     #[test]
@@ -436,7 +436,7 @@ mod tests {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"),
         )
         .unwrap();
-        let mut s = IngestSession::open(&isml, "s1", true).unwrap();
+        let mut s = DirectIngest::open(&isml, "s1", true).unwrap();
         s.push(&bytes, 1_000_000).unwrap();
         s.finish(1_000_000).unwrap();
         let mut reader = ChannelReader::new();

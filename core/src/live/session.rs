@@ -1,21 +1,19 @@
-//! One ingest request: the body's boxes (see [`super::ingest`]) become tracks of the channel
-//! and records of its archive (see [`super::archive`]).
+//! One ingest request as a pure state machine: the body's boxes (see [`super::ingest`]) become
+//! tracks of the channel and operations on its archive ([`ArchiveOp`]). The session does no
+//! I/O: its driver runs the operations it queued (see [`super::store`]) and feeds it more of the
+//! body only once they are done, so a driver can run them off its event loop (nginx's thread
+//! pool) and still acknowledge a request only once everything it brought is durable.
 //!
 //! A session learns its tracks from the init segment the stream carries, or, for an encoder
 //! that POSTs each CMAF segment on its own, from the init segment an earlier request of the
-//! same stream left in the archive. Each fragment is checked by indexing it against that init
-//! segment (so garbage, a fragment of an unknown track or samples past their `mdat` are refused
-//! before anything is written), assembled with the ones after it when the encoder sends one
-//! `moof` per frame, and appended to its track.
+//! same stream left in the archive (read when the session starts). Each fragment is checked by
+//! indexing it against that init segment (so garbage, a fragment of an unknown track or samples
+//! past their `mdat` are refused before anything is written), assembled with the ones after it
+//! when the encoder sends one `moof` per frame, and appended to its track.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::archive::{
-    archive_dir, track_dir_name, write_atomically, Appended, Locked, Retention, Timing, TrackStats,
-    TrackWriter, FLAG_SYNC,
-};
-use super::channel::{anchor_for, anchor_path};
+use super::archive::{track_dir_name, Retention, Timing, FLAG_SYNC};
 use super::ingest::{Event, IngestError, IngestParser, RawFragment};
 use crate::index::{build_index, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{ServerManifest, TrackEntry, TrackKind as IsmKind};
@@ -78,7 +76,7 @@ impl ChannelOptions {
         }
     }
 
-    fn retention(&self, timescale: u32) -> Retention {
+    pub fn retention(&self, timescale: u32) -> Retention {
         let ticks = |secs: u64| secs.saturating_mul(u64::from(timescale));
         let keep = self.retain_secs();
         Retention {
@@ -86,6 +84,84 @@ impl ChannelOptions {
             keep_ticks: keep.map(ticks),
             restart_on_reconnect: self.restart_on_reconnect,
         }
+    }
+}
+
+/// What a session starts from, read from the archive by its driver (see
+/// [`super::store::ArchiveStore::open`]).
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    pub options: ChannelOptions,
+    /// The init segment this stream last left in the archive (an encoder that POSTs each
+    /// segment on its own sends it once, in a request of its own).
+    pub stored_init: Option<Vec<u8>>,
+    /// The archive directory's file name: the `src` of every track starts with it.
+    pub archive_name: String,
+}
+
+/// An operation on a channel's archive, queued by a session for its driver to run, in order.
+/// Each is durable when its run returns (see [`super::store::ArchiveStore::run`]).
+#[derive(Debug)]
+pub enum ArchiveOp {
+    /// Makes the channel: its server manifest when it is missing (and the session may create
+    /// it), the archive directory and its `streams` folder.
+    CreateChannel,
+    /// Keeps the init segment of `stream` for its later per-segment requests.
+    StoreStreamInit { stream: String, init: Arc<Vec<u8>> },
+    /// Registers a track: its directory (`info`, `init`), the encoder's address, and its entry
+    /// in the server manifest.
+    OpenTrack(Box<OpenTrackOp>),
+    /// Appends one record to a track.
+    Append(Box<AppendOp>),
+    /// Marks the end of a track's stream.
+    EndStream { dir_name: String, now_ms: i64 },
+    /// Adds a refused request to the counters of the session's tracks.
+    CountError,
+}
+
+/// See [`ArchiveOp::OpenTrack`].
+#[derive(Debug)]
+pub struct OpenTrackOp {
+    pub dir_name: String,
+    pub init: Arc<Vec<u8>>,
+    pub info: String,
+    pub entry: TrackEntry,
+    pub encoder: String,
+}
+
+/// See [`ArchiveOp::Append`]: one record's bytes (one fragment, or several assembled), where
+/// each `moof` sits in them, and what the track keeps.
+#[derive(Debug)]
+pub struct AppendOp {
+    pub dir_name: String,
+    pub timing: Timing,
+    /// `moof` + `mdat` of each fragment, one after the other; absolute data offsets count
+    /// from each `moof` until the store moves them to where the record is kept.
+    pub bytes: Vec<u8>,
+    pub moofs: Vec<u64>,
+    /// How many fragments the encoder sent for this record.
+    pub fragments: u64,
+    pub retention: Retention,
+    pub timescale: u32,
+    /// The track's init segment and info, for a timeline that restarts in a new directory.
+    pub init: Arc<Vec<u8>>,
+    pub info: String,
+    pub now_ms: i64,
+}
+
+/// What running operations did, for the session's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub fragments: u64,
+    pub duplicates: u64,
+    pub bytes: u64,
+}
+
+impl Applied {
+    pub fn add(&mut self, other: Applied) {
+        self.fragments += other.fragments;
+        self.duplicates += other.duplicates;
+        self.bytes += other.bytes;
     }
 }
 
@@ -100,7 +176,7 @@ struct Init {
 /// A track this session writes.
 struct TrackIngest {
     track_id: u32,
-    writer: TrackWriter,
+    dir_name: String,
     timescale: u32,
     kind: TrackKind,
     /// The track's `info` file.
@@ -129,65 +205,73 @@ pub struct IngestSummary {
 
 /// One ingest request to a channel.
 pub struct IngestSession {
-    isml: PathBuf,
-    archive: PathBuf,
     stream: String,
+    archive_name: String,
     options: ChannelOptions,
     parser: IngestParser,
     announced: Option<ServerManifest>,
     init: Option<Init>,
+    /// The init segment the archive holds for this stream (what the session last stored).
+    stored_init: Option<Arc<Vec<u8>>>,
+    channel_made: bool,
     tracks: Vec<TrackIngest>,
     summary: IngestSummary,
     events: Vec<Event>,
     /// The encoder's address, as the statistics report it.
     encoder: String,
+    /// Operations queued for the driver.
+    ops: Vec<ArchiveOp>,
 }
 
 impl IngestSession {
-    /// A session for `Streams(<stream>)` of the channel whose server manifest is `isml`. The
-    /// channel is created (with default options) when it does not exist and `create` allows.
-    /// Nothing is written before the stream brings an init segment: a refused request leaves
-    /// no trace.
-    pub fn open(isml: &Path, stream: &str, create: bool) -> Result<IngestSession, IngestError> {
-        let manifest = match std::fs::read(isml) {
-            Ok(bytes) => ServerManifest::parse(&bytes)
-                .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                ServerManifest::default()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IngestError::UnknownChannel(isml.display().to_string()))
-            }
-            Err(source) => {
-                return Err(IngestError::Storage {
-                    path: isml.display().to_string(),
-                    source,
-                })
-            }
-        };
-        let options = ChannelOptions::of(&manifest)
-            .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display())))?;
-        let archive = archive_dir(isml);
-        Ok(IngestSession {
-            isml: isml.to_path_buf(),
-            archive,
+    /// A session for `Streams(<stream>)` of the channel `start` describes.
+    pub fn new(start: SessionStart, stream: &str) -> IngestSession {
+        IngestSession {
             stream: stream.to_string(),
-            options,
+            archive_name: start.archive_name,
+            options: start.options,
             parser: IngestParser::new(),
             announced: None,
             init: None,
+            stored_init: start.stored_init.map(Arc::new),
+            channel_made: false,
             tracks: Vec::new(),
             summary: IngestSummary::default(),
             events: Vec::new(),
             encoder: String::new(),
-        })
+            ops: Vec::new(),
+        }
     }
 
     pub fn summary(&self) -> &IngestSummary {
         &self.summary
     }
 
-    /// Takes the next bytes of the body. Everything they complete is on disk when this returns.
+    /// Records the address of the encoder in the tracks this session opens.
+    pub fn set_encoder(&mut self, address: &str) {
+        self.encoder = address.to_string();
+    }
+
+    /// The operations queued since the last call, in the order they must run. The driver runs
+    /// them all (and hands what they did to [`IngestSession::applied`]) before it pushes more.
+    pub fn take_ops(&mut self) -> Vec<ArchiveOp> {
+        std::mem::take(&mut self.ops)
+    }
+
+    /// Whether operations wait to be run.
+    pub fn has_ops(&self) -> bool {
+        !self.ops.is_empty()
+    }
+
+    /// What the driver's run of the queued operations did.
+    pub fn applied(&mut self, applied: Applied) {
+        self.summary.fragments += applied.fragments;
+        self.summary.duplicates += applied.duplicates;
+        self.summary.bytes += applied.bytes;
+    }
+
+    /// Takes the next bytes of the body. What they complete is queued as operations, also
+    /// when an error follows (what came before a bad box stands).
     pub fn push(&mut self, data: &[u8], now_ms: i64) -> Result<(), IngestError> {
         let mut events = std::mem::take(&mut self.events);
         let result = self
@@ -199,15 +283,21 @@ impl IngestSession {
         result
     }
 
-    /// The body ended: assembled fragments still waiting are written. A body that ended inside
-    /// a box is an error, after what came before it is written.
-    pub fn finish(&mut self, now_ms: i64) -> Result<IngestSummary, IngestError> {
+    /// The body ended: assembled fragments still waiting are queued. A body that ended inside
+    /// a box is an error, after what came before it is queued.
+    pub fn finish(&mut self, now_ms: i64) -> Result<(), IngestError> {
         let truncated = self.parser.finish();
         for k in 0..self.tracks.len() {
-            self.flush_track(k, now_ms)?;
+            self.flush_track(k, now_ms);
         }
-        truncated?;
-        Ok(self.summary.clone())
+        truncated
+    }
+
+    /// Counts a refused request against the tracks it was writing, for the statistics.
+    pub fn count_error(&mut self) {
+        if !self.tracks.is_empty() {
+            self.ops.push(ArchiveOp::CountError);
+        }
     }
 
     fn handle(&mut self, events: &mut Vec<Event>, now_ms: i64) -> Result<(), IngestError> {
@@ -225,10 +315,10 @@ impl IngestSession {
                     let track_id = checked.track_id;
                     self.add(checked, now_ms)?;
                     if last {
-                        self.end_tracks(Some(track_id), now_ms)?;
+                        self.end_tracks(Some(track_id), now_ms);
                     }
                 }
-                Event::End => self.end_tracks(None, now_ms)?,
+                Event::End => self.end_tracks(None, now_ms),
             }
         }
         Ok(())
@@ -243,17 +333,19 @@ impl IngestSession {
             }
         }
         let init = index_init(bytes, self.announced.take())?;
-        self.create_channel()?;
-        // Remembered for the requests that bring this stream's segments without it.
-        let path = self.stream_path();
-        let same = std::fs::read(&path).is_ok_and(|old| old == *init.bytes);
-        if !same {
-            write_atomically(&path, &init.bytes).map_err(|source| IngestError::Storage {
-                path: path.display().to_string(),
-                source,
-            })?;
+        if !self.channel_made {
+            self.ops.push(ArchiveOp::CreateChannel);
+            self.channel_made = true;
         }
-        // Tracks already open keep their writers when the new init announces them alike.
+        // Remembered for the requests that bring this stream's segments without it.
+        if self.stored_init.as_deref() != Some(&*init.bytes) {
+            self.ops.push(ArchiveOp::StoreStreamInit {
+                stream: self.stream.clone(),
+                init: init.bytes.clone(),
+            });
+            self.stored_init = Some(init.bytes.clone());
+        }
+        // Tracks already open stay open when the new init announces them alike.
         self.tracks.retain(|t| {
             init.index
                 .track(t.track_id)
@@ -263,39 +355,13 @@ impl IngestSession {
         Ok(())
     }
 
-    /// The channel's server manifest and archive directory, made when missing.
-    fn create_channel(&self) -> Result<(), IngestError> {
-        if !self.isml.exists() {
-            read_manifest(&self.isml, true)?;
-        }
-        for dir in [self.archive.clone(), self.archive.join("streams")] {
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(source) => {
-                    return Err(IngestError::Storage {
-                        path: dir.display().to_string(),
-                        source,
-                    })
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn stream_path(&self) -> PathBuf {
-        self.archive
-            .join("streams")
-            .join(crate::url::encode_name(&self.stream).as_ref())
-    }
-
     /// Indexes a fragment against the init segment: its track, start, duration and whether it
     /// starts with a sync sample.
     fn check(&mut self, mut raw: RawFragment) -> Result<Checked, IngestError> {
         if self.init.is_none() {
-            match std::fs::read(self.stream_path()) {
-                Ok(bytes) => self.init = Some(index_init(bytes, None)?),
-                Err(_) => {
+            match &self.stored_init {
+                Some(bytes) => self.init = Some(index_init((**bytes).clone(), None)?),
+                None => {
                     return Err(IngestError::NoInit(format!(
                         "stream {} sent a fragment before any init segment",
                         self.stream
@@ -336,6 +402,7 @@ impl IngestSession {
         source.push_bytes(init.bytes.clone());
         source.push_bytes(bytes.clone());
         let indexed = build_index(&source).map_err(|e| IngestError::Malformed(e.to_string()))?;
+        drop(source);
         raw.bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
         shift_base_offsets(&mut raw.bytes, -(init_len as i64))?;
         let t = indexed
@@ -352,7 +419,7 @@ impl IngestSession {
         })
     }
 
-    /// Queues a fragment on its track, writing what it completes.
+    /// Queues a fragment on its track, queueing the record it completes.
     fn add(&mut self, fragment: Checked, now_ms: i64) -> Result<(), IngestError> {
         let k = match self
             .tracks
@@ -370,7 +437,7 @@ impl IngestSession {
         let kind = t.kind;
         let boundary = fragment.sync || kind != TrackKind::Video;
         if !t.pending.is_empty() && boundary && pending + fragment.duration / 2 >= target {
-            self.flush_track(k, now_ms)?;
+            self.flush_track(k, now_ms);
         }
         let whole = match kind {
             // A fragment that starts a GOP and is long enough is written at once: encoders
@@ -380,7 +447,7 @@ impl IngestSession {
         };
         self.tracks[k].pending.push(fragment);
         if whole && self.tracks[k].pending.len() == 1 {
-            self.flush_track(k, now_ms)?;
+            self.flush_track(k, now_ms);
         }
         Ok(())
     }
@@ -396,10 +463,11 @@ impl IngestSession {
         }
     }
 
-    fn flush_track(&mut self, k: usize, now_ms: i64) -> Result<(), IngestError> {
+    /// Queues the record of the fragments waiting on track `k`.
+    fn flush_track(&mut self, k: usize, now_ms: i64) {
         let pending = std::mem::take(&mut self.tracks[k].pending);
         let Some(first) = pending.first() else {
-            return Ok(());
+            return;
         };
         let start = first.start;
         let duration = pending.last().map_or(0, |l| l.start + l.duration) - start;
@@ -415,107 +483,38 @@ impl IngestSession {
             moofs.push(bytes.len() as u64);
             bytes.extend_from_slice(&f.raw.bytes);
         }
-        let retention = self.options.retention(self.tracks[k].timescale);
-        let t = &mut self.tracks[k];
-        let rebase = |b: &mut [u8], vpos: u64| {
-            let _ = shift_record_offsets(b, &moofs, vpos);
-        };
-        let mut appended = t
-            .writer
-            .append(timing, &mut bytes, rebase, retention, now_ms)?;
-        let restarted = appended == Appended::Restart;
-        if restarted {
-            // A new timeline: the stopped track's archive goes, this fragment starts anew.
-            let dir = t.writer.dir().to_path_buf();
-            std::fs::remove_dir_all(&dir).map_err(|source| IngestError::Storage {
-                path: dir.display().to_string(),
-                source,
-            })?;
-            let init = self
-                .init
-                .as_ref()
-                .map(|i| i.bytes.clone())
-                .unwrap_or_default();
-            t.writer = TrackWriter::open(&dir, &init, &t.info)?;
-            let rebase = |b: &mut [u8], vpos: u64| {
-                let _ = shift_record_offsets(b, &moofs, vpos);
-            };
-            appended = t
-                .writer
-                .append(timing, &mut bytes, rebase, retention, now_ms)?;
-        }
-        let mut count = TrackStats {
-            last_ms: now_ms,
-            ..TrackStats::default()
-        };
-        match appended {
-            Appended::Stored(_) => {
-                self.summary.fragments += pending.len() as u64;
-                self.summary.bytes += bytes.len() as u64;
-                count.fragments = pending.len() as u64;
-                count.bytes = bytes.len() as u64;
-                let timescale = self.tracks[k].timescale;
-                self.write_anchor(anchor_for(now_ms, start, timescale), restarted)?;
-            }
-            Appended::Duplicate | Appended::Restart => {
-                self.summary.duplicates += pending.len() as u64;
-                count.duplicates = pending.len() as u64;
-            }
-        }
-        self.tracks[k].writer.count(count)
+        let t = &self.tracks[k];
+        let init = self
+            .init
+            .as_ref()
+            .map(|i| i.bytes.clone())
+            .unwrap_or_default();
+        self.ops.push(ArchiveOp::Append(Box::new(AppendOp {
+            dir_name: t.dir_name.clone(),
+            timing,
+            bytes,
+            moofs,
+            fragments: pending.len() as u64,
+            retention: self.options.retention(t.timescale),
+            timescale: t.timescale,
+            init,
+            info: t.info.clone(),
+            now_ms,
+        })));
     }
 
-    /// Counts a refused request against the tracks it was writing, for the statistics.
-    pub fn count_error(&mut self) {
-        for t in &mut self.tracks {
-            let _ = t.writer.count(TrackStats {
-                errors: 1,
-                ..TrackStats::default()
-            });
-        }
-    }
-
-    /// Records the address of the encoder in the tracks this session writes.
-    pub fn set_encoder(&mut self, address: &str) {
-        self.encoder = address.to_string();
-    }
-
-    /// Writes the channel's anchor once (the first fragment of the channel sets it), or anew
-    /// when a timeline restarts.
-    fn write_anchor(&self, anchor_ms: i64, replace: bool) -> Result<(), IngestError> {
-        let path = anchor_path(&self.archive);
-        let storage = |source| IngestError::Storage {
-            path: path.display().to_string(),
-            source,
-        };
-        if replace {
-            return write_atomically(&path, anchor_ms.to_string().as_bytes()).map_err(storage);
-        }
-        if path.exists() {
-            return Ok(());
-        }
-        // Two workers may race here: the first link wins, the other's is dropped.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        write_atomically(&tmp, anchor_ms.to_string().as_bytes()).map_err(storage)?;
-        let linked = std::fs::hard_link(&tmp, &path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(storage(e)),
-        }
-    }
-
-    fn end_tracks(&mut self, track: Option<u32>, now_ms: i64) -> Result<(), IngestError> {
+    fn end_tracks(&mut self, track: Option<u32>, now_ms: i64) {
         for k in 0..self.tracks.len() {
             if track.is_some_and(|id| id != self.tracks[k].track_id) {
                 continue;
             }
-            self.flush_track(k, now_ms)?;
-            self.tracks[k].writer.end_stream(now_ms)?;
+            self.flush_track(k, now_ms);
+            self.ops.push(ArchiveOp::EndStream {
+                dir_name: self.tracks[k].dir_name.clone(),
+                now_ms,
+            });
         }
         self.summary.ended = true;
-        Ok(())
     }
 
     /// Registers the track of a first fragment: its directory in the archive and its entry in
@@ -528,7 +527,7 @@ impl IngestSession {
             return Err(IngestError::NoInit(format!("track {track_id}")));
         };
         let single = init.index.tracks.len() == 1;
-        let entry = track_entry(
+        let mut entry = track_entry(
             track,
             init.announced.as_ref(),
             single.then_some(self.stream.as_str()),
@@ -537,81 +536,32 @@ impl IngestSession {
         let name = entry.track_name().unwrap_or("track").to_string();
         let bitrate = entry.system_bitrate.unwrap_or(1000);
         let dir_name = track_dir_name(&name, bitrate);
-        let mut entry = entry;
-        entry.src = format!(
-            "{}/{dir_name}",
-            self.archive
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        );
+        entry.src = format!("{}/{dir_name}", self.archive_name);
         let info = format!(
             "kind={}\nname={name}\nbitrate={bitrate}\ntrack_id={track_id}\nstream={}\n",
             track.kind.as_str(),
             self.stream
         );
-        let writer = TrackWriter::open(&self.archive.join(&dir_name), &init.bytes, &info)?;
-        if !self.encoder.is_empty() {
-            let _ = write_atomically(&writer.dir().join("encoder"), self.encoder.as_bytes());
+        if !self.channel_made {
+            self.ops.push(ArchiveOp::CreateChannel);
+            self.channel_made = true;
         }
-        self.record_track(entry)?;
+        self.ops.push(ArchiveOp::OpenTrack(Box::new(OpenTrackOp {
+            dir_name: dir_name.clone(),
+            init: init.bytes.clone(),
+            info: info.clone(),
+            entry,
+            encoder: self.encoder.clone(),
+        })));
         self.tracks.push(TrackIngest {
             track_id,
-            writer,
+            dir_name,
             timescale: track.timescale,
             kind: track.kind,
             info,
             pending: Vec::new(),
         });
         Ok(self.tracks.len() - 1)
-    }
-
-    /// Adds the track to the server manifest, unless it is there.
-    fn record_track(&self, entry: TrackEntry) -> Result<(), IngestError> {
-        let storage = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| IngestError::Storage { path, source }
-        };
-        let lock_path = self.archive.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(storage(&lock_path))?;
-        let _held = Locked::exclusive(&lock).map_err(storage(&lock_path))?;
-        let mut manifest = read_manifest(&self.isml, true)?;
-        if manifest.tracks.iter().any(|t| t.src == entry.src) {
-            return Ok(());
-        }
-        manifest.tracks.push(entry);
-        write_atomically(&self.isml, manifest.to_xml().as_bytes()).map_err(storage(&self.isml))
-    }
-}
-
-/// The server manifest of a channel; a missing one is written with no options when `create`.
-fn read_manifest(isml: &Path, create: bool) -> Result<ServerManifest, IngestError> {
-    match std::fs::read(isml) {
-        Ok(bytes) => ServerManifest::parse(&bytes)
-            .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !create {
-                return Err(IngestError::UnknownChannel(isml.display().to_string()));
-            }
-            let manifest = ServerManifest::default();
-            // Another worker may create it at the same moment: both write the same bytes.
-            write_atomically(isml, manifest.to_xml().as_bytes()).map_err(|source| {
-                IngestError::Storage {
-                    path: isml.display().to_string(),
-                    source,
-                }
-            })?;
-            Ok(manifest)
-        }
-        Err(source) => Err(IngestError::Storage {
-            path: isml.display().to_string(),
-            source,
-        }),
     }
 }
 
@@ -726,7 +676,11 @@ fn shift_base_offsets(bytes: &mut [u8], delta: i64) -> Result<(), IngestError> {
 
 /// Moves the absolute offsets of each `moof` of a record (at `moofs` within it) to where the
 /// record sits in the track's virtual file.
-fn shift_record_offsets(bytes: &mut [u8], moofs: &[u64], vpos: u64) -> Result<(), IngestError> {
+pub(crate) fn shift_record_offsets(
+    bytes: &mut [u8],
+    moofs: &[u64],
+    vpos: u64,
+) -> Result<(), IngestError> {
     for &at in moofs {
         let b = bytes
             .get_mut(at as usize..)
@@ -808,6 +762,8 @@ fn btrt_average(entry: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::live::archive::read_records;
+    use crate::live::store::DirectIngest;
+    use std::path::{Path, PathBuf};
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(
@@ -826,7 +782,7 @@ mod tests {
     }
 
     fn push(isml: &Path, stream: &str, bytes: &[u8], chunk: usize) -> IngestSummary {
-        let mut s = IngestSession::open(isml, stream, true).unwrap();
+        let mut s = DirectIngest::open(isml, stream, true).unwrap();
         for c in bytes.chunks(chunk) {
             s.push(c, 1_000).unwrap();
         }
@@ -860,6 +816,54 @@ mod tests {
         let (after, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(after, records);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_session_alone_queues_operations_and_touches_nothing() {
+        let start = SessionStart {
+            options: ChannelOptions::of(&ServerManifest::default()).unwrap(),
+            stored_init: None,
+            archive_name: "ch.isml.archive".into(),
+        };
+        let mut s = IngestSession::new(start, "s1");
+        for c in fixture("smooth.ismv").chunks(4093) {
+            s.push(c, 1_000).unwrap();
+        }
+        s.finish(2_000).unwrap();
+        let ops = s.take_ops();
+        let kinds: Vec<&str> = ops
+            .iter()
+            .map(|op| match op {
+                ArchiveOp::CreateChannel => "create",
+                ArchiveOp::StoreStreamInit { .. } => "init",
+                ArchiveOp::OpenTrack(_) => "open",
+                ArchiveOp::Append(_) => "append",
+                ArchiveOp::EndStream { .. } => "end",
+                ArchiveOp::CountError => "error",
+            })
+            .collect();
+        // The channel and the stream's init first, each track opened before its first record,
+        // every track ended last.
+        assert_eq!(&kinds[..2], ["create", "init"]);
+        assert_eq!(kinds.iter().filter(|k| **k == "open").count(), 2);
+        assert_eq!(&kinds[kinds.len() - 2..], ["end", "end"]);
+        for (k, op) in ops.iter().enumerate() {
+            if let ArchiveOp::Append(a) = op {
+                assert!(ops[..k]
+                    .iter()
+                    .any(|o| matches!(o, ArchiveOp::OpenTrack(t) if t.dir_name == a.dir_name)));
+                assert!(a.bytes.len() as u64 > a.moofs.len() as u64 * 8);
+            }
+        }
+        assert!(!s.has_ops());
+        // Nothing counted as stored until the driver says what its runs did.
+        assert_eq!(s.summary().fragments, 0);
+        s.applied(Applied {
+            fragments: 3,
+            duplicates: 1,
+            bytes: 10,
+        });
+        assert_eq!((s.summary().fragments, s.summary().duplicates), (3, 1));
     }
 
     #[test]
@@ -911,7 +915,7 @@ mod tests {
         let mut stream = bytes[..moof_at].to_vec();
         stream.extend_from_slice(&doubled);
         stream.extend_from_slice(&bytes[moof_at + moof_len..]);
-        let mut s = IngestSession::open(&isml, "s1", true).unwrap();
+        let mut s = DirectIngest::open(&isml, "s1", true).unwrap();
         let err = s.push(&stream, 0).unwrap_err();
         assert_eq!(err.http_status(), 415, "{err}");
         std::fs::remove_dir_all(&d).unwrap();
@@ -925,18 +929,18 @@ mod tests {
         // Split at the first moof: the init goes alone, then each fragment.
         let first_moof = bytes.windows(4).position(|w| w == b"moof").unwrap() - 4;
         push(&isml, "video.cmfv", &bytes[..first_moof], 100);
-        let mut s = IngestSession::open(&isml, "video.cmfv", true).unwrap();
+        let mut s = DirectIngest::open(&isml, "video.cmfv", true).unwrap();
         s.push(&bytes[first_moof..], 5).unwrap();
         let summary = s.finish(3).unwrap();
         assert!(summary.fragments > 0);
         let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
         assert_eq!(manifest.tracks[0].track_name(), Some("video"));
         // Media of another stream, which never sent an init segment: 412.
-        let mut s = IngestSession::open(&isml, "other", true).unwrap();
+        let mut s = DirectIngest::open(&isml, "other", true).unwrap();
         let err = s.push(&bytes[first_moof..], 1 << 20).unwrap_err();
         assert_eq!(err.http_status(), 412);
         // Garbage: 400, and nothing written.
-        let mut s = IngestSession::open(&isml, "video.cmfv", true).unwrap();
+        let mut s = DirectIngest::open(&isml, "video.cmfv", true).unwrap();
         let mut junk = bytes[first_moof..first_moof + 400].to_vec();
         junk[20..40].fill(0xff);
         assert!(s.push(&junk, 1 << 20).is_err() || s.finish(0).is_err());
