@@ -7,8 +7,13 @@
    manifests; the worker's CPU share, the fragments acknowledged, the slowest acknowledgement.
 3. Live manifest CPU: worker CPU per request of a live channel's MPD / HLS playlist with a
    30-second window, against a VOD manifest of the same length, in the same run (wrk).
+4. Stalls: one worker (CPU 0) ingesting C channels of 6 Mbit/s in real time while a client
+   asks it for an unrelated VOD segment every 20 ms: the p50, p99 and max latency of those
+   requests without ingest, with it, and with it on slow storage (every sync made
+   `--sync-ms` longer by tests/support/slow_sync.c, preloaded). `--module` measures another
+   build of the module (the one before a change) in the same nginx.
 
-    python scripts/bench_live.py [--channels 50] [--seconds 20]
+    python scripts/bench_live.py [--channels 50] [--seconds 20] [--skip …] [--module PATH]
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import cpu_seconds, measure  # noqa: E402
-from harness import Nginx, builds  # noqa: E402
+from harness import Nginx, builds, slow_storage  # noqa: E402
 from test_live import shift_fragment, split_cmaf  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "progressive.mp4"
@@ -58,9 +63,12 @@ def six_megabit_stream() -> tuple[bytes, list[bytes]]:
                  "-sc_threshold", "0", "-x264-params", "nal-hrd=cbr"])
 
 
-def origin(build, workers: int, wrapper=None) -> Nginx:
-    # The release module (not the test-hooks one).
-    n = Nginx(build, workers=workers, wrapper=wrapper, module=build.module)
+MODULE: Path | None = None
+
+
+def origin(build, workers: int, wrapper=None, extra: str = "") -> Nginx:
+    # The release module (not the test-hooks one), unless --module names another.
+    n = Nginx(build, workers=workers, wrapper=wrapper, module=MODULE or build.module)
     live = n.root / "live"
     live.mkdir()
     live.chmod(0o777)
@@ -69,7 +77,7 @@ def origin(build, workers: int, wrapper=None) -> Nginx:
             usp_handle_ism;
             client_max_body_size 0;
             add_header X-Worker $pid always;
-        }""", main_extra="worker_rlimit_nofile 8192;", worker_connections=4096)
+        }""" + extra, main_extra="worker_rlimit_nofile 8192;", worker_connections=4096)
     return n
 
 
@@ -185,6 +193,79 @@ def capacity(build, channels: int, seconds: int) -> dict:
         n.cleanup()
 
 
+def stalls(build, channels: int, seconds: int, ingest: bool, sync_ms: int = 0) -> dict:
+    """Latency of unrelated VOD segment requests on a worker ingesting `channels` channels."""
+    wrapper = ["taskset", "-c", "0"]
+    if sync_ms:
+        wrapper = slow_storage(sync_ms) + wrapper
+    vod_extra = """
+        location /vod/ { usp_handle_ism; }"""
+    n = origin(build, workers=1, wrapper=wrapper, extra=vod_extra)
+    try:
+        vod = n.root / "vod"
+        vod.mkdir()
+        (vod / "v.mp4").write_bytes(FIXTURE.read_bytes())
+        for p in (vod, vod / "v.mp4"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        segment = "/vod/v.mp4/dash/v-video=" + _dash_bitrate(n) + "-0.dash"
+        assert n.get(segment).status_code == 200, segment
+        init, fragments = six_megabit_stream()
+        rounds = seconds // 2
+        start = time.monotonic() + 1.0
+        failures: list[str] = []
+
+        def encoder(ch: int):
+            conn = http.client.HTTPConnection("127.0.0.1", n.port, timeout=60)
+            path = f"/live/s{ch}.isml/Streams(video.cmfv)"
+            try:
+                post(conn, path, init)
+                for k in range(rounds):
+                    due = start + 2 * k + (ch % 20) * 0.1
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    status, _ = post(conn, path, fragments[k % len(fragments)] if k < len(fragments)
+                                     else shifted(fragments, k))
+                    if status != 200:
+                        failures.append(f"s{ch}: {status}")
+            except OSError as e:
+                failures.append(f"s{ch}: {e}")
+
+        threads = [threading.Thread(target=encoder, args=(c,)) for c in range(channels)] \
+            if ingest else []
+        for t in threads:
+            t.start()
+        probe = http.client.HTTPConnection("127.0.0.1", n.port, timeout=60)
+        waits: list[float] = []
+        time.sleep(max(0.0, start + 2 - time.monotonic()))
+        end = start + 2 * rounds
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            probe.request("GET", segment)
+            r = probe.getresponse()
+            r.read()
+            waits.append((time.perf_counter() - t0) * 1000)
+            if r.status != 200:
+                failures.append(f"vod: {r.status}")
+            time.sleep(0.02)
+        for t in threads:
+            t.join()
+        waits.sort()
+        return {
+            "requests": len(waits),
+            "p50": statistics.median(waits),
+            "p99": waits[min(len(waits) - 1, int(len(waits) * 0.99))],
+            "max": waits[-1],
+            "failures": failures[:5],
+        }
+    finally:
+        n.cleanup()
+
+
+def _dash_bitrate(n: Nginx) -> str:
+    import re
+    mpd = n.get("/vod/v.mp4/.mpd").text
+    return re.search(r'Representation id="video=(\d+)"', mpd).group(1)
+
+
 def shifted(fragments: list[bytes], k: int) -> bytes:
     """Fragment k of an endless stream made of the file's fragments, its times moved on
     (20 s per lap, at the 12 800 timescale ffmpeg gives 25 fps video)."""
@@ -233,8 +314,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--channels", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--skip", default="", help="comma-separated: latency,capacity,manifests")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated: latency,capacity,manifests,stalls")
+    ap.add_argument("--sync-ms", type=int, default=100,
+                    help="added time of each sync for the slow-storage stall rows")
+    ap.add_argument("--module", type=Path, help="the module to measure (default: build/'s)")
     a = ap.parse_args()
+    global MODULE
+    MODULE = a.module
     build = next(b for b in builds() if "1.28" in b.name)
     MEDIA.mkdir(parents=True, exist_ok=True)
     skip = set(a.skip.split(","))
@@ -249,6 +336,14 @@ def main() -> None:
               f"(CPU 0): worker CPU {r['cpu_share'] * 100:.0f}% of a core, {r['fragments']} "
               f"fragments acknowledged (p50 {r['ack_p50_ms']:.0f} ms, max {r['ack_max_ms']:.0f} ms), "
               f"{r['manifests_served']} manifests served meanwhile, failures: {r['failures']}")
+    if "stalls" not in skip:
+        rows = [("no ingest", False, 0), (f"{a.channels} channels", True, 0),
+                (f"{a.channels} channels, syncs +{a.sync_ms} ms", True, a.sync_ms)]
+        for name, ingest, sync_ms in rows:
+            r = stalls(build, a.channels, a.seconds, ingest, sync_ms)
+            print(f"VOD segment latency on the ingesting worker, {name:32s}: "
+                  f"p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, max {r['max']:.2f} ms "
+                  f"({r['requests']} requests) failures: {r['failures']}")
     if "manifests" not in skip:
         for name, (us, rps) in manifests(build, 10).items():
             print(f"{name:20s} {us:8.1f} us worker CPU per request ({rps:.0f} req/s)")

@@ -496,6 +496,29 @@ def test_the_worker_serves_others_while_ingest_syncs(make_nginx):
     assert len(timeline(origin.get("/live/s.isml/.mpd").text)) == 2
 
 
+def test_ingest_runs_on_the_thread_pool_the_configuration_names(make_nginx):
+    n = make_nginx(workers=1)
+    live_dir(n)
+    server = """
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }"""
+    # A pool nginx does not know fails the configuration test.
+    bad = n.test_config(n.config(server, http_extra="origin_thread_pool archive;"))
+    assert bad.returncode != 0 and 'unknown thread pool "archive"' in bad.stderr
+    n.start(server, http_extra="origin_thread_pool archive;",
+            main_extra="thread_pool archive threads=2;")
+    init, fragments = cmaf_stream(n)
+    url = n.url("/live/p.isml/Streams(video.cmfv)")
+    assert requests.post(url, data=init).status_code == 200
+    assert requests.post(url, data=fragments[0]).status_code == 200
+    assert len(timeline(n.get("/live/p.isml/.mpd").text)) == 1
+    # Two pool threads beside the event loop (nginx's default pool would have 32).
+    worker = n.worker_pids()[0]
+    assert len(os.listdir(f"/proc/{worker}/task")) == 3
+
+
 def test_a_worker_killed_while_a_record_is_synced_loses_nothing_acknowledged(make_nginx):
     origin, trace = slow_live(make_nginx, 1500)
     init, fragments = cmaf_stream(origin)
