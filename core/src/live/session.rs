@@ -477,12 +477,20 @@ impl IngestSession {
             duration,
             flags: if first.sync { FLAG_SYNC } else { 0 },
         };
-        let mut bytes = Vec::with_capacity(pending.iter().map(|f| f.raw.bytes.len()).sum());
-        let mut moofs = Vec::with_capacity(pending.len());
-        for f in &pending {
-            moofs.push(bytes.len() as u64);
-            bytes.extend_from_slice(&f.raw.bytes);
-        }
+        let fragments = pending.len() as u64;
+        let (bytes, moofs) = match <[Checked; 1]>::try_from(pending) {
+            // One fragment (the usual case): its bytes move, uncopied.
+            Ok([one]) => (one.raw.bytes, vec![0]),
+            Err(pending) => {
+                let mut bytes = Vec::with_capacity(pending.iter().map(|f| f.raw.bytes.len()).sum());
+                let mut moofs = Vec::with_capacity(pending.len());
+                for f in &pending {
+                    moofs.push(bytes.len() as u64);
+                    bytes.extend_from_slice(&f.raw.bytes);
+                }
+                (bytes, moofs)
+            }
+        };
         let t = &self.tracks[k];
         let init = self
             .init
@@ -494,7 +502,7 @@ impl IngestSession {
             timing,
             bytes,
             moofs,
-            fragments: pending.len() as u64,
+            fragments,
             retention: self.options.retention(t.timescale),
             timescale: t.timescale,
             init,
