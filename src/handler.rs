@@ -147,7 +147,6 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         (Target::Hds(_), _) if !LocConf::on(lcf.handle_f4f) => Err(OriginError::Route(
             origin_core::url::RouteError::UnknownVirtualPath("HDS (usp_handle_f4f is off)".into()),
         )),
-        (Target::Live(_), _) => Err(OriginError::NotImplemented("live")),
         _ => crate::driver::serve(r, route, manifest_file, root, LocConf::on(lcf.disable_mmap)),
     }
 }

@@ -20,7 +20,6 @@ use ngx::ffi::{
     ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_DONE, NGX_ERROR, NGX_HTTP_LAST,
     NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
-use origin_core::live::ingest::IngestError;
 use origin_core::live::session::IngestSession;
 
 use crate::live::now_ms;
@@ -263,10 +262,8 @@ pub fn whole_body(r: &ngx_http_request_t, limit: usize) -> Result<Vec<u8>, Origi
     if rb.is_null() {
         return Ok(out);
     }
-    let too_large = || {
-        OriginError::Ingest(IngestError::Malformed(format!(
-            "a request body over {limit} bytes"
-        )))
+    let too_large = || OriginError::BodyTooLarge {
+        limit: limit as u64,
     };
     // SAFETY: the chain belongs to the request body nginx finished reading.
     unsafe {

@@ -128,10 +128,7 @@ unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
             let log = unsafe { (*r.connection).log };
             crate::log::with_log(log, || {
                 let result = crate::ingest::whole_body(r, origin_core::live::admin::MAX_PUT_BYTES)
-                    .and_then(|body| {
-                        origin_core::live::admin::put_channel(Path::new(&isml), &body)
-                            .map_err(OriginError::from)
-                    })
+                    .and_then(|body| origin_core::live::admin::put_channel(Path::new(&isml), &body))
                     .and_then(|created| {
                         crate::ingest::send_empty(r, if created { 201 } else { 200 })
                     });
