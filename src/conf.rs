@@ -818,6 +818,8 @@ pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     entry::guard_conf_status(cf, || {
         crate::log::install();
+        // SAFETY: postconfiguration is where nginx's filters are installed.
+        unsafe { crate::remote::install_body_filter() };
         // SAFETY: called by nginx with the configuration being read.
         if unsafe { crate::metrics::add_zone(cf) }.is_err() {
             return ngx::ffi::NGX_ERROR as ngx_int_t;

@@ -21,6 +21,7 @@ use ngx::ffi::{
     ngx_palloc, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_DONE, NGX_HTTP_GATEWAY_TIME_OUT,
     NGX_HTTP_SUBREQUEST_BACKGROUND, NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_OK,
 };
+use origin_core::remote::{Asked, Completion, Fetched, Response as FetchResponse};
 use origin_core::request::{Backend, Backends, Body, Need, Opened, Request, Step};
 use origin_core::source::{SharedSource, Source, SourceIdentity, SparseSource};
 use origin_core::url::Route;
@@ -61,8 +62,6 @@ struct Remote {
     /// record, which must not move when the list grows.
     #[allow(clippy::vec_box)]
     fetches: Vec<Box<Fetch>>,
-    /// The backend URL prefix that identifies objects across locations and servers.
-    backend: String,
     /// Largest body one fetch may bring.
     fetch_max: u64,
     /// How a path under the location becomes the URL the proxy requests (for signing).
@@ -167,21 +166,17 @@ struct Fetch {
     /// Where nginx collects the response body: the fetch's own memory, which becomes the
     /// source's bytes without another copy.
     body: Vec<u8>,
-    /// 0 for the first try; a failed first try is retried once.
+    /// The body's room: `len` and slack for a server that sends a small object whole.
+    capacity: usize,
+    /// The backend sent more than `capacity` bytes: the read was cut (see
+    /// `fetch_body_filter`).
+    over_limit: bool,
+    /// The client connection's error flag before the cut, which the cut's NGX_ERROR sets.
+    connection_error_before: bool,
+    /// 0 for the first try (`origin_core::remote::retry` decides whether another follows).
     attempt: u8,
     done: bool,
     post: ngx_http_post_subrequest_t,
-}
-
-/// What a completed fetch brought.
-struct Fetched {
-    /// Bytes from `offset`.
-    bytes: Vec<u8>,
-    /// The object's size.
-    total: u64,
-    /// ETag, else Last-Modified, else empty.
-    version: String,
-    modified: i64,
 }
 
 /// `$origin_fetch_range`: the `Range` of the fetch subrequest being proxied (`bytes=a-b`), for
@@ -245,6 +240,72 @@ pub fn unbuffer_fetch(r: &mut ngx_http_request_t) {
         (*u).conf = conf;
         (*u).set_buffering(0);
     }
+}
+
+/// The body filter after ours.
+static mut NEXT_BODY_FILTER: ngx::ffi::ngx_http_output_body_filter_pt = None;
+
+/// Puts [`fetch_body_filter`] at the head of nginx's body filters (postconfiguration).
+///
+/// # Safety
+/// Called once per configuration, from postconfiguration, as every nginx filter is installed.
+pub unsafe fn install_body_filter() {
+    // SAFETY: nginx reads and writes the filter chain only while the configuration is read,
+    // single-threaded; this is that time.
+    unsafe {
+        NEXT_BODY_FILTER = ngx::ffi::ngx_http_top_body_filter;
+        ngx::ffi::ngx_http_top_body_filter = Some(fetch_body_filter);
+    }
+}
+
+/// Cuts a fetch whose body would overflow its buffer. nginx's own in-memory collection
+/// refuses such a body with NGX_ERROR, which marks the shared client connection as failed
+/// and ends the client's request with no status line at all; here the same NGX_ERROR stops
+/// the proxy's read (its upstream connection is closed), and the fetch remembers that the
+/// error was its own cut, so its post-subrequest handler clears the connection's flag and
+/// the client request answers 502 like any wrong backend answer.
+unsafe extern "C" fn fetch_body_filter(
+    r: *mut ngx_http_request_t,
+    chain: *mut ngx::ffi::ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request and chain; the filter after ours was set by
+    // `install_body_filter` before any request ran.
+    let next = unsafe { NEXT_BODY_FILTER };
+    let Some(next) = next else {
+        return ngx::ffi::NGX_ERROR as ngx_int_t;
+    };
+    // SAFETY: as above.
+    if chain.is_null() || !is_fetch(unsafe { &*r }) {
+        // SAFETY: the next filter takes what ours was given.
+        return unsafe { next(r, chain) };
+    }
+    crate::entry::guard_request(r, || {
+        // SAFETY: a fetch's request, its ctx (its Fetch, alive with the client request's
+        // pool), its `out` buffer (made by `start_fetch`) and the chain nginx passes are valid.
+        unsafe {
+            let fetch = &mut *(ctx(&*r) as *mut Fetch);
+            let out = (*r).out;
+            if out.is_null() || (*out).buf.is_null() {
+                return next(r, chain);
+            }
+            let room = (*(*out).buf).end.offset_from((*(*out).buf).last).max(0) as usize;
+            let mut incoming = 0usize;
+            let mut cl = chain;
+            while !cl.is_null() {
+                let b = (*cl).buf;
+                if !b.is_null() && !(*b).pos.is_null() {
+                    incoming += (*b).last.offset_from((*b).pos).max(0) as usize;
+                }
+                cl = (*cl).next;
+            }
+            if incoming > room {
+                fetch.over_limit = true;
+                fetch.connection_error_before = (*(*r).connection).error() != 0;
+                return ngx::ffi::NGX_ERROR as ngx_int_t;
+            }
+            next(r, chain)
+        }
+    })
 }
 
 /// Whether `r` is one of our fetch subrequests: those go to the proxy.
@@ -325,11 +386,6 @@ pub fn serve(
         in_flight: 0,
         queued: std::collections::VecDeque::new(),
         fetches: Vec::new(),
-        backend: lcf
-            .proxy_pass
-            .as_ref()
-            .map(|p| p.value.to_string())
-            .unwrap_or_default(),
         fetch_max,
         ttl: std::time::Duration::from_secs(lcf.remote_ttl.unwrap_or(DEFAULT_REMOTE_TTL_SECS)),
         upstream: Upstream::of(lcf).ok_or(OriginError::Internal("ism_proxy_pass without a URL"))?,
@@ -479,11 +535,15 @@ fn start_fetch(
         data: uri.data,
     };
     let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
+    // The range, and room for a server that sends a small object whole.
+    let capacity = len as usize + BODY_SLACK;
     let mut fetch = Box::new(Fetch {
         remote,
         range: range.clone(),
-        // The range, and room for a server that sends a small object whole.
-        body: Vec::with_capacity(len as usize + BODY_SLACK),
+        body: Vec::with_capacity(capacity),
+        capacity,
+        over_limit: false,
+        connection_error_before: false,
         path,
         offset,
         len,
@@ -554,7 +614,6 @@ unsafe fn request_headers(
     r: &mut ngx_http_request_t,
     headers: &[(&str, &str)],
 ) -> Result<(), OriginError> {
-    const SLOTS: usize = 8;
     // SAFETY: plain C data; every field nginx reads is set below or is a valid zero.
     unsafe {
         let mut fresh: ngx_http_headers_in_t = std::mem::zeroed();
@@ -562,7 +621,27 @@ unsafe fn request_headers(
         fresh.content_length_n = -1;
         fresh.keep_alive_n = -1;
         (*sr).headers_in = fresh;
-        let list = &mut (*sr).headers_in.headers;
+        (*sr).headers_in.range = header_list(&mut (*sr).headers_in.headers, r, headers)?;
+    }
+    Ok(())
+}
+
+/// Makes `list` hold exactly `headers`, in `r`'s pool; returns the `Range` element (null when
+/// there is none), which nginx also keeps apart from the list.
+///
+/// # Safety
+/// `list` is a header list of `r` or of one of its subrequests, not being read meanwhile.
+unsafe fn header_list(
+    list: *mut ngx::ffi::ngx_list_t,
+    r: &mut ngx_http_request_t,
+    headers: &[(&str, &str)],
+) -> Result<*mut ngx_table_elt_t, OriginError> {
+    const SLOTS: usize = 8;
+    let mut range = ptr::null_mut();
+    // SAFETY: per this function's contract; the elements and strings live in r's pool, as
+    // long as the request.
+    unsafe {
+        let list = &mut *list;
         let elts = ngx_palloc(r.pool, SLOTS * std::mem::size_of::<ngx_table_elt_t>());
         if elts.is_null() {
             return Err(OriginError::Internal("out of memory"));
@@ -595,11 +674,11 @@ unsafe fn request_headers(
             };
             (*h).lowcase_key = lower.data;
             if name.eq_ignore_ascii_case("range") {
-                (*sr).headers_in.range = h;
+                range = h;
             }
         }
     }
-    Ok(())
+    Ok(range)
 }
 
 /// Post-subrequest handler of a fetch: records what came back, and wakes the client request
@@ -620,10 +699,19 @@ unsafe extern "C" fn fetched(
         // SAFETY: the Remote outlives its fetches (both freed with the request pool).
         let remote = unsafe { &mut *fetch.remote };
         remote.in_flight -= 1;
+        if fetch.over_limit {
+            // The cut read is ours, not the client connection's: see `fetch_body_filter`.
+            // SAFETY: the subrequest shares the client request's live connection.
+            unsafe { (*(*sr).connection).set_error(u32::from(fetch.connection_error_before)) };
+        }
         // SAFETY: nginx passes the finished subrequest.
-        let result = read_response(unsafe { &*sr }, rc, fetch, &remote.backend);
-        let retry =
-            matches!(result, Err(OriginError::Backend { retry: true, .. })) && fetch.attempt == 0;
+        let response = response_of(unsafe { &*sr }, rc, fetch);
+        let asked = Asked {
+            offset: fetch.offset,
+            len: fetch.len,
+        };
+        let result = origin_core::remote::check(&remote.upstream.url(&fetch.path), asked, response);
+        let retry = matches!(&result, Err(e) if origin_core::remote::retry(e, fetch.attempt));
         // SAFETY: the client request is alive while its fetches are.
         let r = unsafe { &mut *remote.r };
         let retried = retry
@@ -634,7 +722,7 @@ unsafe extern "C" fn fetched(
                 fetch.offset,
                 fetch.len,
                 fetch.open,
-                1,
+                fetch.attempt + 1,
             )
             .is_ok();
         if !retried {
@@ -716,9 +804,10 @@ impl Remote {
         }
     }
 
-    /// The worker-wide name of the object at `path`.
+    /// The worker-wide name of the object at `path`: the URL the proxy requests for it, the
+    /// same from every location and server that reads it.
     fn key(&self, path: &str) -> String {
-        format!("{}{path}", self.backend)
+        self.upstream.url(path)
     }
 
     /// Supplies an object from what the worker knows of it, without a request.
@@ -796,7 +885,7 @@ impl Remote {
             self.request.supply_open(
                 path,
                 Err(OriginError::Backend {
-                    url: format!("{}{path}", self.backend),
+                    url: self.upstream.url(path),
                     what: format!(
                         "the object changed between reads (version \"{}\", {} bytes)",
                         fetched.version, fetched.total
@@ -822,39 +911,16 @@ fn header_value(h: *const ngx_table_elt_t) -> Option<String> {
     Some(String::from_utf8_lossy(crate::driver::ngx_str(v)).into_owned())
 }
 
-/// Checks and extracts what a fetch subrequest brought: the exact range asked for, of an
-/// object whose size and version it states, or the error it is.
-fn read_response(
-    sr: &ngx_http_request_t,
-    rc: ngx_int_t,
-    fetch: &mut Fetch,
-    backend: &str,
-) -> Result<Fetched, OriginError> {
-    let url = format!("{backend}{}", fetch.path);
-    let status = sr.headers_out.status as u16;
-    // A response that is wrong (not a failure to get one) is not retried.
-    let backend_error = |what: String| OriginError::Backend {
-        url: url.clone(),
-        what,
-        timeout: false,
-        retry: false,
+/// What a fetch subrequest brought, copied out of nginx for the core to check
+/// (`origin_core::remote::check`).
+fn response_of(sr: &ngx_http_request_t, rc: ngx_int_t, fetch: &mut Fetch) -> FetchResponse {
+    let completion = if rc == NGX_OK as ngx_int_t {
+        Completion::Complete
+    } else if rc == NGX_HTTP_GATEWAY_TIME_OUT as ngx_int_t {
+        Completion::TimedOut
+    } else {
+        Completion::Incomplete
     };
-    // The proxy ends a fetch with NGX_OK once the whole response arrived, whatever its
-    // status; anything else means none or only part of it did (refused, reset, timed out).
-    if rc != NGX_OK as ngx_int_t || status == 0 {
-        let timeout = rc == NGX_HTTP_GATEWAY_TIME_OUT as ngx_int_t;
-        let what = match (timeout, status) {
-            (true, _) => "timed out".to_string(),
-            (false, 0) => "no response".to_string(),
-            (false, s) => format!("the status {s} response was cut short"),
-        };
-        return Err(OriginError::Backend {
-            url: url.clone(),
-            what,
-            timeout,
-            retry: true,
-        });
-    }
     // The body was collected into the fetch's own buffer (see `start_fetch`).
     // SAFETY: sr->out is the buffer header start_fetch made over `fetch.body`; nginx wrote
     // `last - start` bytes into it, never past its capacity.
@@ -865,110 +931,25 @@ fn read_response(
             (*sr.out).buf
         };
         if b.is_null() || (*b).start != fetch.body.as_mut_ptr() {
-            return Err(OriginError::Backend {
-                url,
-                what: "the response was not collected".into(),
-                timeout: false,
-                retry: false,
-            });
+            None
+        } else {
+            Some((*b).last.offset_from((*b).start) as usize)
         }
-        (*b).last.offset_from((*b).start) as usize
     };
-    // SAFETY: those bytes are initialised (written by nginx's in-memory filter).
-    unsafe { fetch.body.set_len(received.min(fetch.body.capacity())) };
-    let mut body = std::mem::take(&mut fetch.body);
-    let version = header_value(sr.headers_out.etag)
-        .or_else(|| {
-            (sr.headers_out.last_modified_time > 0)
-                .then(|| format!("modified {}", sr.headers_out.last_modified_time))
-        })
-        .unwrap_or_default();
-    let modified = if sr.headers_out.last_modified_time > 0 {
-        sr.headers_out.last_modified_time
-    } else {
-        0
-    };
-    let content_range = header_value(sr.headers_out.content_range);
-    let asked_end = fetch.offset + fetch.len;
-    match status {
-        206 => {
-            let cr =
-                content_range.ok_or_else(|| backend_error("a 206 without Content-Range".into()))?;
-            let (first, last, total) = origin_core::request::parse_content_range(&cr)
-                .ok_or_else(|| backend_error(format!("unreadable Content-Range \"{cr}\"")))?;
-            let expected_last = asked_end.min(total).saturating_sub(1);
-            if first != fetch.offset || last != expected_last {
-                return Err(backend_error(format!(
-                    "Content-Range \"{cr}\" for bytes {}-{}",
-                    fetch.offset,
-                    asked_end - 1
-                )));
-            }
-            if body.len() as u64 != last - first + 1 {
-                // Fewer bytes than stated: the connection ended early (a reset), which another
-                // try may not meet. More is a wrong answer.
-                return Err(OriginError::Backend {
-                    url: url.clone(),
-                    what: format!("{} bytes for Content-Range \"{cr}\"", body.len()),
-                    timeout: false,
-                    retry: (body.len() as u64) < last - first + 1,
-                });
-            }
-            Ok(Fetched {
-                bytes: body,
-                total,
-                version,
-                modified,
-            })
-        }
-        200 => {
-            // The whole object (a server that ignores Range): take the part asked for.
-            let total = body.len() as u64;
-            if sr.headers_out.content_length_n >= 0
-                && sr.headers_out.content_length_n as u64 != total
-            {
-                return Err(backend_error(format!(
-                    "{total} bytes for Content-Length {}",
-                    sr.headers_out.content_length_n
-                )));
-            }
-            let start = fetch.offset.min(total) as usize;
-            let end = asked_end.min(total) as usize;
-            body.truncate(end);
-            body.drain(..start);
-            Ok(Fetched {
-                bytes: body,
-                total,
-                version,
-                modified,
-            })
-        }
-        416 if fetch.offset == 0 => {
-            // An empty object: Content-Range says `bytes */0`.
-            match content_range
-                .as_deref()
-                .and_then(|cr| cr.strip_prefix("bytes */"))
-            {
-                Some("0") => Ok(Fetched {
-                    bytes: Vec::new(),
-                    total: 0,
-                    version,
-                    modified,
-                }),
-                _ => Err(backend_error("416 for the first bytes".into())),
-            }
-        }
-        404 | 410 => Err(OriginError::NotFound { path: url }),
-        401 | 403 => Err(OriginError::Forbidden { path: url }),
-        300..=399 => Err(backend_error(format!(
-            "status {status}: redirects are not followed"
-        ))),
-        500..=599 => Err(OriginError::Backend {
-            url,
-            what: format!("status {status}"),
-            timeout: status == 504,
-            retry: true,
-        }),
-        _ => Err(backend_error(format!("status {status}"))),
+    let body = received.map(|n| {
+        // SAFETY: those bytes are initialised (written by nginx's in-memory filter).
+        unsafe { fetch.body.set_len(n.min(fetch.body.capacity())) };
+        std::mem::take(&mut fetch.body)
+    });
+    let out = &sr.headers_out;
+    FetchResponse {
+        completion,
+        status: out.status as u16,
+        content_range: header_value(out.content_range),
+        content_length: u64::try_from(out.content_length_n).ok(),
+        etag: header_value(out.etag),
+        last_modified: (out.last_modified_time > 0).then_some(out.last_modified_time),
+        body,
+        over_limit: fetch.over_limit.then_some(fetch.capacity as u64),
     }
 }

@@ -106,7 +106,12 @@ def test_wrong_secret_is_a_clear_403(make_nginx, s3):
     origin = make_nginx().start(location(port, secret="not/the+secret"))
     r = origin.get("/s3/v/ladder.ism/.mpd")
     assert r.status_code == 403
-    assert origin.log_lines("permission denied") or origin.log_lines("403")
+    assert r.headers["X-Origin-Error"] == "FORBIDDEN"
+    # The client sees 403; the operator sees an error line (the origin's own credentials are
+    # wrong), naming the URL signed and sent: the bucket's path, not the location's.
+    lines = origin.log_lines(f"http://127.0.0.1:{port}/media/v/ladder.ism: permission denied")
+    assert lines and all("[error]" in line for line in lines), origin.log_text()[-2000:]
+    assert not origin.log_lines("/media//"), origin.log_text()[-2000:]
     assert not origin.crashes()
 
 

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod mp4;
 pub mod package;
 pub mod presentation;
+pub mod remote;
 pub mod request;
 pub mod s3;
 pub mod segment;
