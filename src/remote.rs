@@ -31,6 +31,7 @@ use origin_core::s3::S3Signer;
 use crate::conf::LocConf;
 use crate::response::pool_str;
 use crate::status::{fail, OriginError};
+use origin_core::config::location::LocationSettings;
 
 /// A proxy content handler (`ngx_http_proxy_handler`), kept aside by `ism_proxy_pass`.
 pub type ProxyHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
@@ -87,7 +88,7 @@ struct Upstream {
 
 impl Upstream {
     fn of(lcf: &LocConf) -> Option<Upstream> {
-        let url = &lcf.proxy_pass.as_ref()?.value;
+        let url = &lcf.settings.proxy_pass.as_ref()?.value;
         let host = if url.host.contains(':') {
             format!("[{}]", url.host)
         } else {
@@ -141,7 +142,7 @@ fn escape_uri(s: &str) -> String {
 
 /// The S3 signer of a location with S3 credentials.
 fn signer(lcf: &LocConf) -> Option<S3Signer> {
-    let s3 = &lcf.s3;
+    let s3 = &lcf.settings.s3;
     Some(S3Signer {
         access_key: s3.access_key.as_ref()?.value.clone(),
         secret_key: s3.secret_key.as_ref()?.value.clone(),
@@ -327,7 +328,7 @@ fn set_ctx(r: *mut ngx_http_request_t, value: *mut c_void) {
 /// The backends a location's absolute source URLs may name: its `ism_proxy_pass` origin,
 /// read through the location (the inverse of `proxy_pass`'s mapping).
 fn backends(lcf: &LocConf) -> Backends {
-    let Some(pass) = &lcf.proxy_pass else {
+    let Some(pass) = &lcf.settings.proxy_pass else {
         return Backends::default();
     };
     let url = &pass.value;
@@ -351,18 +352,12 @@ fn backends(lcf: &LocConf) -> Backends {
     }])
 }
 
-/// Serves a routed request whose files are remote.
+/// Packages a routed request whose files are remote (`handling::Action::PackageRemote`).
 pub fn serve(
     r: &mut ngx_http_request_t,
     route: Route,
     lcf: &LocConf,
-    proxy: ProxyHandler,
 ) -> Result<ngx_int_t, OriginError> {
-    if route.target == origin_core::url::Target::Presentation {
-        // A progressive download of the file itself: the proxy serves it, ranges and all.
-        // SAFETY: the proxy handler takes the request as any content handler does.
-        return Ok(unsafe { proxy(r) });
-    }
     crate::caches::size(
         crate::conf::main_conf(r)
             .and_then(|c| c.cache_size)
@@ -379,7 +374,7 @@ pub fn serve(
         request: Request::new(route, manifest, &query)
             .with_overrides(overrides)
             .with_backends(backends(lcf))
-            .with_iss_pass_through(LocConf::on(lcf.iss_pass_through))
+            .with_iss_pass_through(LocationSettings::on(lcf.settings.iss_pass_through))
             // `..` in a src may not climb out of what this location maps to the backend.
             .with_root(lcf.location_prefix.clone()),
         sources: HashMap::new(),
@@ -387,7 +382,9 @@ pub fn serve(
         queued: std::collections::VecDeque::new(),
         fetches: Vec::new(),
         fetch_max,
-        ttl: std::time::Duration::from_secs(lcf.remote_ttl.unwrap_or(DEFAULT_REMOTE_TTL_SECS)),
+        ttl: std::time::Duration::from_secs(
+            lcf.settings.remote_ttl.unwrap_or(DEFAULT_REMOTE_TTL_SECS),
+        ),
         upstream: Upstream::of(lcf).ok_or(OriginError::Internal("ism_proxy_pass without a URL"))?,
         signer: signer(lcf),
         waiting: false,
@@ -679,6 +676,79 @@ unsafe fn header_list(
         }
     }
     Ok(range)
+}
+
+/// The client's request headers a signed progressive download passes on: its range and its
+/// conditions, which the backend answers as for any client.
+const PASSED_ON: [&str; 6] = [
+    "Range",
+    "If-Range",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Match",
+    "If-Unmodified-Since",
+];
+
+/// A progressive download of the backend's file (`handling::Action::ProxyFile`): the proxy
+/// serves it, ranges and all. With S3 credentials (`signed`) the request is signed as the
+/// reads are: it goes out with the client's range and conditions and the SigV4 headers only,
+/// and without the client's query, which S3 would read as operations on the object, done with
+/// the location's credentials.
+pub fn proxy_file(
+    r: &mut ngx_http_request_t,
+    lcf: &LocConf,
+    proxy: ProxyHandler,
+    signed: bool,
+) -> Result<ngx_int_t, OriginError> {
+    if signed {
+        sign_client_request(r, lcf)?;
+    }
+    // SAFETY: the proxy handler takes the request as any content handler does.
+    Ok(unsafe { proxy(r) })
+}
+
+/// Turns the client request into the signed GET the proxy sends for it.
+fn sign_client_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> Result<(), OriginError> {
+    let signer = signer(lcf).ok_or(OriginError::Internal("signing without S3 credentials"))?;
+    let upstream =
+        Upstream::of(lcf).ok_or(OriginError::Internal("ism_proxy_pass without a URL"))?;
+    let path = std::str::from_utf8(crate::driver::ngx_str(&r.uri))
+        .map_err(|_| OriginError::Internal("a request path that is not UTF-8"))?
+        .to_string();
+    // Without the query, and with the path escaped exactly as for our own reads (nginx's
+    // proxy escapes the path of a request it sees as quoted, as of a subrequest, instead of
+    // passing the client's raw request line on): the URL it requests is `upstream.url`.
+    r.args.len = 0;
+    r.set_valid_unparsed_uri(0);
+    r.set_quoted_uri(1);
+    let url = upstream.url(&path);
+    // SAFETY: the client's header list, read before it is replaced.
+    let mut headers: Vec<(String, String)> = unsafe {
+        ngx::http::list_iterator(&r.headers_in.headers)
+            .filter_map(|(name, value)| {
+                let name = String::from_utf8_lossy(name.as_bytes());
+                PASSED_ON
+                    .iter()
+                    .find(|p| p.eq_ignore_ascii_case(&name))
+                    .map(|p| {
+                        (
+                            p.to_string(),
+                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                        )
+                    })
+            })
+            .collect()
+    };
+    let method = String::from_utf8_lossy(crate::driver::ngx_str(&r.method_name)).into_owned();
+    headers.extend(signer.sign_read(&method, &url, &[], std::time::SystemTime::now())?);
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    // SAFETY: the request's own header list, which nothing reads while it is replaced.
+    let range = unsafe { header_list(&mut r.headers_in.headers, r, &headers)? };
+    r.headers_in.range = range;
+    Ok(())
 }
 
 /// Post-subrequest handler of a fetch: records what came back, and wakes the client request

@@ -42,7 +42,7 @@ pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
         // nginx's error page for 405 needs an Allow header to be correct.
         let _ = crate::response::add_header(r, "Allow", "GET, HEAD");
     }
-    let maps = crate::conf::loc_conf(r).and_then(|c| c.status_map.as_deref());
+    let maps = crate::conf::loc_conf(r).and_then(|c| c.settings.status_map.as_deref());
     let status = err.client_status(maps.unwrap_or_default());
     if status == 204 {
         return no_content(r);

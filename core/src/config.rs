@@ -1,7 +1,10 @@
-//! Validation of directive values, shared by the nginx glue (at `nginx -t` time) and the CLI.
+//! Validation of directive values, shared by the nginx glue (at `nginx -t` time) and the CLI,
+//! and a location's settings as its directives make them ([`location`]).
 //!
 //! Each function returns a message that names what is wrong with the value; the glue adds the
-//! directive name and the file:line.
+//! file:line.
+
+pub mod location;
 
 use std::fmt;
 

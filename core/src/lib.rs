@@ -14,6 +14,7 @@ pub mod drm;
 pub mod error;
 pub mod filter;
 pub mod fragment;
+pub mod handling;
 pub mod index;
 pub mod ism;
 pub mod live;
