@@ -18,25 +18,9 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModuleConfExt;
 use ngx::ngx_string;
-use origin_core::config::{
-    parse_switch, validate_s3_credential, validate_s3_region, ProxyPassUrl, StatusMapping,
-};
+use origin_core::config::location::{ContentHandler, LocationSettings, Position};
 
 use crate::entry;
-
-/// Where a directive was written, for errors found after its block was read (merge time).
-#[derive(Debug, Clone, Default)]
-pub struct Position {
-    pub file: String,
-    pub line: usize,
-}
-
-/// A value together with where it was configured.
-#[derive(Debug, Clone)]
-pub struct Setting<T> {
-    pub value: T,
-    pub at: Position,
-}
 
 /// `http`-level configuration.
 #[derive(Debug)]
@@ -66,48 +50,16 @@ impl Default for MainConf {
     }
 }
 
-/// S3 request signing for sources under a location.
-#[derive(Debug, Clone, Default)]
-pub struct S3Conf {
-    pub access_key: Option<Setting<String>>,
-    pub secret_key: Option<Setting<String>>,
-    pub region: Option<Setting<String>>,
-    pub security_token: Option<Setting<String>>,
-}
-
-/// `location`-level configuration. After merge every switch is `Some`.
+/// `location`-level configuration: the settings the core decides (every value, duplicate,
+/// combination and inheritance rule), and what only nginx holds.
 #[derive(Debug, Clone, Default)]
 pub struct LocConf {
-    pub handle_ism: Option<bool>,
-    pub iss_pass_through: Option<bool>,
-    pub prefer_static: Option<bool>,
-    /// `origin_static_root`: where `usp_prefer_static` looks for files, in place of the
-    /// location's `root` or `alias` (a tree that mirrors it, as `ismtool package` writes one);
-    /// ours.
-    pub static_root: Option<String>,
-    pub skip_rewrite: Option<bool>,
-    pub handle_f4f: Option<bool>,
-    pub handle_api: Option<bool>,
-    pub disable_mmap: Option<bool>,
-    pub dynamic_time_shift_buffer_depth: Option<bool>,
-    /// `origin_live_auto_create`: an encoder's first push creates an unknown channel (the
-    /// default); off, only channels made beforehand (an `.isml` file, or PUT) take ingest.
-    pub live_auto_create: Option<bool>,
-    pub proxy_pass: Option<Setting<ProxyPassUrl>>,
+    pub settings: LocationSettings,
     /// nginx's proxy content handler, set up by `ism_proxy_pass` on this location: fetch
     /// subrequests go to it.
     pub proxy_handler: Option<crate::remote::ProxyHandler>,
     /// The location's name (its prefix), which fetch subrequests' paths start with.
     pub location_prefix: String,
-    /// `origin_remote_ttl`: seconds a remote object's version is trusted before a request
-    /// checks it again (ours; the commercial module has no equivalent).
-    pub remote_ttl: Option<u64>,
-    pub s3: S3Conf,
-    /// `origin_status_map`: error statuses answered as others (ours; the commercial module's
-    /// users do this with Lua). `None` until set here or inherited.
-    pub status_map: Option<Vec<StatusMapping>>,
-    /// `origin_status`: this location answers with the counters of the status endpoint.
-    pub status_endpoint: Option<bool>,
     /// `origin_drm NAME VALUE`: content protection options set over the server manifest's,
     /// the value evaluated per request (ours). `None` until set here or inherited.
     pub drm_overrides: Option<Vec<DrmOverride>>,
@@ -118,241 +70,6 @@ pub struct LocConf {
 pub struct DrmOverride {
     pub name: String,
     pub value: *mut ngx::ffi::ngx_http_complex_value_t,
-}
-
-impl LocConf {
-    /// A switch's merged value (`false` when never set anywhere).
-    pub fn on(flag: Option<bool>) -> bool {
-        flag.unwrap_or(false)
-    }
-
-    fn switch_mut(&mut self, name: &str) -> Option<&mut Option<bool>> {
-        Some(match name {
-            "usp_handle_ism" => &mut self.handle_ism,
-            "usp_iss_pass_through" => &mut self.iss_pass_through,
-            "usp_prefer_static" => &mut self.prefer_static,
-            "usp_skip_rewrite" => &mut self.skip_rewrite,
-            "usp_handle_f4f" => &mut self.handle_f4f,
-            "usp_handle_api" => &mut self.handle_api,
-            "usp_disable_mmap" => &mut self.disable_mmap,
-            "usp_dynamic_time_shift_buffer_depth" => &mut self.dynamic_time_shift_buffer_depth,
-            "origin_live_auto_create" => &mut self.live_auto_create,
-            _ => return None,
-        })
-    }
-
-    fn switch_value(&self, name: &str) -> Option<bool> {
-        match name {
-            "usp_handle_ism" => self.handle_ism,
-            "usp_handle_f4f" => self.handle_f4f,
-            "usp_handle_api" => self.handle_api,
-            _ => None,
-        }
-    }
-
-    fn s3_mut(&mut self, name: &str) -> Option<&mut Option<Setting<String>>> {
-        Some(match name {
-            "s3_access_key" => &mut self.s3.access_key,
-            "s3_secret_key" => &mut self.s3.secret_key,
-            "s3_region" => &mut self.s3.region,
-            "s3_security_token" => &mut self.s3.security_token,
-            _ => return None,
-        })
-    }
-
-    /// Applies one directive of this location. `args` excludes the directive name.
-    fn set(&mut self, name: &str, args: &[&str], at: Position) -> Result<(), String> {
-        if let Some(slot) = self.switch_mut(name) {
-            if slot.is_some() {
-                return Err(duplicate(name));
-            }
-            let value = match args {
-                [] => true,
-                [v] => parse_switch(v).map_err(|e| invalid(name, v, &e.to_string()))?,
-                _ => {
-                    return Err(format!(
-                        "invalid number of arguments in \"{name}\" directive"
-                    ))
-                }
-            };
-            *slot = Some(value);
-            if value && HANDLER_SWITCHES.contains(&name) && self.status_endpoint.is_some() {
-                return Err(both_handlers(name));
-            }
-            return Ok(());
-        }
-        if name == "origin_status" {
-            if self.status_endpoint.is_some() {
-                return Err(duplicate(name));
-            }
-            if let Some(other) = HANDLER_SWITCHES
-                .into_iter()
-                .find(|s| self.switch_value(s) == Some(true))
-            {
-                return Err(both_handlers(other));
-            }
-            self.status_endpoint = Some(true);
-            return Ok(());
-        }
-        if name == "origin_status_map" {
-            let mapping =
-                StatusMapping::parse(args).map_err(|e| invalid(name, &args.join(" "), &e.0))?;
-            let maps = self.status_map.get_or_insert_with(Vec::new);
-            if maps
-                .iter()
-                .any(|m| m.from == mapping.from && m.tokens == mapping.tokens)
-            {
-                return Err(format!(
-                    "\"{name}\" maps {} twice for the same tokens",
-                    mapping.from
-                ));
-            }
-            maps.push(mapping);
-            return Ok(());
-        }
-        let [value] = args else {
-            return Err(format!(
-                "invalid number of arguments in \"{name}\" directive"
-            ));
-        };
-        if name == "origin_static_root" {
-            if self.static_root.is_some() {
-                return Err(duplicate(name));
-            }
-            if !value.starts_with('/') {
-                return Err(invalid(name, value, "expected an absolute path"));
-            }
-            self.static_root = Some(value.to_string());
-            return Ok(());
-        }
-        if name == "origin_remote_ttl" {
-            if self.remote_ttl.is_some() {
-                return Err(duplicate(name));
-            }
-            let secs = origin_core::config::parse_seconds(value)
-                .map_err(|e| invalid(name, value, &e.0))?;
-            self.remote_ttl = Some(secs);
-            return Ok(());
-        }
-        if name == "ism_proxy_pass" {
-            if self.proxy_pass.is_some() {
-                return Err(duplicate(name));
-            }
-            let url = ProxyPassUrl::parse(value).map_err(|e| invalid(name, value, &e.0))?;
-            self.proxy_pass = Some(Setting { value: url, at });
-            return Ok(());
-        }
-        let Some(slot) = self.s3_mut(name) else {
-            return Err(format!("unknown directive \"{name}\""));
-        };
-        if slot.is_some() {
-            return Err(duplicate(name));
-        }
-        let checked = if name == "s3_region" {
-            validate_s3_region(value)
-        } else {
-            validate_s3_credential(value)
-        };
-        // Secrets are never echoed into logs.
-        let shown = if name == "s3_region" { value } else { "…" };
-        checked.map_err(|e| invalid(name, shown, &e.0))?;
-        *slot = Some(Setting {
-            value: value.to_string(),
-            at,
-        });
-        Ok(())
-    }
-
-    /// Inherits unset values from the enclosing level and checks the combination.
-    fn merge(&mut self, prev: &LocConf) -> Result<(), (String, Position)> {
-        for (this, parent) in [
-            (&mut self.handle_ism, prev.handle_ism),
-            (&mut self.iss_pass_through, prev.iss_pass_through),
-            (&mut self.prefer_static, prev.prefer_static),
-            (&mut self.skip_rewrite, prev.skip_rewrite),
-            (&mut self.handle_f4f, prev.handle_f4f),
-            (&mut self.handle_api, prev.handle_api),
-            (&mut self.disable_mmap, prev.disable_mmap),
-            (
-                &mut self.dynamic_time_shift_buffer_depth,
-                prev.dynamic_time_shift_buffer_depth,
-            ),
-        ] {
-            *this = Some(this.or(parent).unwrap_or(false));
-        }
-        if self.remote_ttl.is_none() {
-            self.remote_ttl = prev.remote_ttl;
-        }
-        if self.static_root.is_none() {
-            self.static_root = prev.static_root.clone();
-        }
-        // Only for the `limit_except` and `if` blocks inside the location (see
-        // `inherit_handler`): nested named locations have handlers of their own.
-        if self.status_endpoint.is_none() {
-            self.status_endpoint = prev.status_endpoint;
-        }
-        // Like nginx's own list directives: a location that maps nothing inherits all maps.
-        if self.status_map.is_none() {
-            self.status_map = prev.status_map.clone();
-        }
-        if self.drm_overrides.is_none() {
-            self.drm_overrides = prev.drm_overrides.clone();
-        }
-        // On unless turned off, here or above.
-        self.live_auto_create = Some(
-            self.live_auto_create
-                .or(prev.live_auto_create)
-                .unwrap_or(true),
-        );
-        // Like `proxy_pass`, `ism_proxy_pass` is not inherited: nginx's proxy module, which
-        // does the reads, is configured in the location that names it and nowhere else.
-        // S3 credentials travel as a set: a location that sets any of them does not inherit the
-        // others, so keys from two places are never mixed into one signature.
-        let s3 = &self.s3;
-        let sets_any = s3.access_key.is_some()
-            || s3.secret_key.is_some()
-            || s3.region.is_some()
-            || s3.security_token.is_some();
-        if !sets_any {
-            self.s3 = prev.s3.clone();
-        }
-        let s3 = &self.s3;
-        match (&s3.access_key, &s3.secret_key) {
-            (Some(a), None) => {
-                return Err((
-                    "\"s3_access_key\" is set without \"s3_secret_key\"".into(),
-                    a.at.clone(),
-                ))
-            }
-            (None, Some(s)) => {
-                return Err((
-                    "\"s3_secret_key\" is set without \"s3_access_key\"".into(),
-                    s.at.clone(),
-                ))
-            }
-            (None, None) => {
-                if let Some(t) = &s3.security_token {
-                    return Err((
-                        "\"s3_security_token\" is set without \"s3_access_key\" and \"s3_secret_key\""
-                            .into(),
-                        t.at.clone(),
-                    ));
-                }
-            }
-            (Some(_), Some(_)) => {}
-        }
-        Ok(())
-    }
-}
-
-/// The switches that make a location's content handler the module's packaging handler.
-const HANDLER_SWITCHES: [&str; 3] = ["usp_handle_ism", "usp_handle_f4f", "usp_handle_api"];
-
-/// A location has one content handler: the packaging module's or the status endpoint's.
-fn both_handlers(switch: &str) -> String {
-    format!(
-        "\"{switch}\" and \"origin_status\" in one location: a location either packages or reports"
-    )
 }
 
 fn duplicate(name: &str) -> String {
@@ -503,16 +220,10 @@ unsafe extern "C" fn set_directive(
                 Err(e) => conf_error(cf, &e),
             };
         }
-        if let Err(e) = conf.set(name, values, conf_position(cfr)) {
+        if let Err(e) = conf.settings.set(name, values, conf_position(cfr)) {
             return conf_error(cf, &e);
         }
-        let handler: ngx::ffi::ngx_http_handler_pt = if *name == "origin_status" {
-            Some(crate::metrics::status_handler)
-        } else if HANDLER_SWITCHES.contains(name) && conf.switch_value(name) == Some(true) {
-            Some(crate::handler::content_handler)
-        } else {
-            None
-        };
+        let handler = handler_of(conf.settings.handler_set_by(name));
         if *name == "ism_proxy_pass" {
             // SAFETY: called from the directive handler with nginx's configuration state.
             if let Err(rv) = unsafe { install_proxy(cf, conf) } {
@@ -546,25 +257,14 @@ unsafe fn add_drm_override(
     conf: &mut LocConf,
     values: &[&str],
 ) -> Result<(), String> {
-    use origin_core::drm::{GROUP_OPTIONS, PLAYOUT_OPTIONS};
     let [name, _] = values else {
         return Err("invalid number of arguments in \"origin_drm\" directive".into());
     };
-    if !GROUP_OPTIONS.contains(name) && !PLAYOUT_OPTIONS.contains(name) {
-        return Err(format!(
-            "unknown option \"{name}\" in \"origin_drm\" directive, expected one of {}",
-            GROUP_OPTIONS
-                .iter()
-                .chain(PLAYOUT_OPTIONS.iter())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
     let overrides = conf.drm_overrides.get_or_insert_with(Vec::new);
-    if overrides.iter().any(|o| o.name == *name) {
-        return Err(format!("\"origin_drm\" sets {name} twice"));
-    }
+    origin_core::config::location::check_drm_option(
+        name,
+        overrides.iter().map(|o| o.name.as_str()),
+    )?;
     // SAFETY: during configuration cf, its pool and its args array are valid; the value
     // string is the directive's own argument, which lives as long as the configuration.
     unsafe {
@@ -814,11 +514,14 @@ pub unsafe extern "C" fn merge_loc_conf(
     entry::guard_conf(cf, || {
         // SAFETY: both pointers are location confs created by create_loc_conf.
         let (prev, conf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
-        match conf.merge(prev) {
+        if conf.drm_overrides.is_none() {
+            conf.drm_overrides = prev.drm_overrides.clone();
+        }
+        match conf.settings.merge(&prev.settings) {
             Ok(()) => {
                 // SAFETY: during merge cf->ctx holds the confs of the location being merged.
                 unsafe { inherit_handler(cf, conf) };
-                if LocConf::on(conf.handle_ism) || LocConf::on(conf.handle_api) {
+                if conf.settings.may_write_archives() {
                     // SAFETY: cf is the configuration being merged.
                     if let Err(e) = unsafe { want_thread_pool(cf) } {
                         return conf_error(cf, &e);
@@ -854,16 +557,10 @@ pub unsafe extern "C" fn merge_loc_conf(
 /// # Safety
 /// `cf` is the configuration being merged, its context that of `conf`'s location.
 unsafe fn inherit_handler(cf: *mut ngx_conf_t, conf: &LocConf) {
-    let packages = [conf.handle_ism, conf.handle_f4f, conf.handle_api]
-        .into_iter()
-        .any(LocConf::on);
-    let handler: ngx::ffi::ngx_http_handler_pt = if packages {
-        Some(crate::handler::content_handler)
-    } else if LocConf::on(conf.status_endpoint) {
-        Some(crate::metrics::status_handler)
-    } else {
+    let handler = handler_of(conf.settings.content_handler());
+    if handler.is_none() {
         return;
-    };
+    }
     // SAFETY: per this function's contract.
     let clcf = unsafe {
         (*cf).http_location_conf_unchecked::<ngx_http_core_loc_conf_t>(&*ptr::addr_of!(
@@ -876,6 +573,14 @@ unsafe fn inherit_handler(cf: *mut ngx_conf_t, conf: &LocConf) {
         if clcf.noname() != 0 && clcf.handler.is_none() {
             clcf.handler = handler;
         }
+    }
+}
+
+/// The nginx content handler of each of the module's handlers.
+fn handler_of(handler: Option<ContentHandler>) -> ngx::ffi::ngx_http_handler_pt {
+    match handler? {
+        ContentHandler::Packaging => Some(crate::handler::content_handler),
+        ContentHandler::StatusEndpoint => Some(crate::metrics::status_handler),
     }
 }
 
@@ -904,6 +609,8 @@ pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     entry::guard_conf_status(cf, || {
         crate::log::install();
+        // SAFETY: postconfiguration is where nginx's filters are installed.
+        unsafe { crate::remote::install_body_filter() };
         // SAFETY: called by nginx with the configuration being read.
         if unsafe { crate::metrics::add_zone(cf) }.is_err() {
             return ngx::ffi::NGX_ERROR as ngx_int_t;

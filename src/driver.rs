@@ -3,6 +3,7 @@
 //! fragments as generated header bytes followed by file ranges, repackaged segments in pieces.
 
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
+use origin_core::config::location::LocationSettings;
 use origin_core::request::{Answer, Body, Need, Request, Step};
 use origin_core::url::Route;
 
@@ -38,8 +39,8 @@ pub fn serve(
     );
     let query = String::from_utf8_lossy(ngx_str(&r.args)).into_owned();
     let live = route.kind == origin_core::url::ManifestKind::Live;
-    let on = |switch: fn(&crate::conf::LocConf) -> Option<bool>| {
-        crate::conf::loc_conf(r).is_some_and(|c| crate::conf::LocConf::on(switch(c)))
+    let on = |switch: fn(&LocationSettings) -> Option<bool>| {
+        crate::conf::loc_conf(r).is_some_and(|c| LocationSettings::on(switch(&c.settings)))
     };
     let pass_through = on(|c| c.iss_pass_through);
     let mut request = if live {

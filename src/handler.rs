@@ -1,7 +1,8 @@
 //! The content handler installed by `usp_handle_ism` (and `usp_handle_f4f` / `usp_handle_api`).
 //!
-//! URL → route (core) → server manifest on disk → the target's producer → response. Each step
-//! returns `Result`; errors become a status and a log line in `status::fail`.
+//! URL → route (core) → the core's plan for it (`origin_core::handling`: the same decision for
+//! local, remote and S3 files) → the job that carries it out → response. Each step returns
+//! `Result`; errors become a status and a log line in `status::fail`.
 
 use std::path::Path;
 
@@ -9,10 +10,12 @@ use ngx::ffi::{
     ngx_http_discard_request_body, ngx_http_map_uri_to_path, ngx_http_request_t, ngx_int_t,
     ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_OK,
 };
+use origin_core::config::location::LocationSettings;
+use origin_core::handling::{self, Action, Method};
 use origin_core::metrics::Format;
-use origin_core::url::{LiveTarget, ManifestKind, Route, RouteOptions, Target};
+use origin_core::url::{Route, RouteOptions};
 
-use crate::conf::{self, LocConf};
+use crate::conf;
 use crate::files::Files;
 use crate::response;
 use crate::status::{fail, OriginError};
@@ -74,81 +77,68 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         }
     }
 
+    let settings = &lcf.settings;
     let options = RouteOptions {
-        legacy_forms: !LocConf::on(lcf.skip_rewrite),
+        legacy_forms: !LocationSettings::on(settings.skip_rewrite),
     };
     let route = Route::parse(ngx_bytes(&r.uri), ngx_bytes(&r.args), options)?;
     crate::metrics::track(r, Format::of(&route));
     tracing::debug!(manifest = %route.manifest_path, target = ?route.target, "routed");
 
-    // HDS files are HDS too: with `usp_handle_f4f` off they are not served.
-    let hds_off = matches!(route.target, Target::Hds(_)) && !LocConf::on(lcf.handle_f4f);
-    if LocConf::on(lcf.prefer_static)
-        && reads
-        && !hds_off
-        && origin_core::stored::may_be_stored(&route)
-    {
-        if let Some(rc) = serve_static_if_present(r, &route, lcf.static_root.as_deref())? {
+    let plan = handling::plan(&route, method_of(method), settings)?;
+    if plan.static_first {
+        if let Some(rc) = serve_static_if_present(r, &route, settings.static_root.as_deref())? {
             return Ok(rc);
         }
     }
-
-    if let Target::Live(LiveTarget::Ingest { stream }) = &route.target {
-        if method & (NGX_HTTP_POST | NGX_HTTP_PUT) == 0 {
-            return Err(OriginError::MethodNotAllowed);
+    let proxy = || {
+        lcf.proxy_handler.ok_or(OriginError::Internal(
+            "ism_proxy_pass without the proxy's handler",
+        ))
+    };
+    match plan.action {
+        Action::Ingest { stream } => {
+            let isml = map_to_path(r, route.manifest_path.len())?;
+            let auto_create = settings.live_auto_create.unwrap_or(true);
+            crate::ingest::serve(r, &isml, &stream, auto_create)
         }
-        if lcf.proxy_handler.is_some() {
-            return Err(OriginError::Unsupported(
-                "live ingest into a location that reads from a remote server".into(),
-            ));
-        }
-        let isml = map_to_path(r, route.manifest_path.len())?;
-        return crate::ingest::serve(r, &isml, stream, lcf.live_auto_create.unwrap_or(true));
-    }
-    if route.kind == ManifestKind::Live
-        && route.target == Target::Presentation
-        && method & (NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0
-    {
-        if !LocConf::on(lcf.handle_api) {
-            return Err(OriginError::MethodNotAllowed);
-        }
-        let isml = map_to_path(r, route.manifest_path.len())?;
-        return if method & NGX_HTTP_PUT != 0 {
+        Action::PutChannel => {
+            let isml = map_to_path(r, route.manifest_path.len())?;
             crate::live::put(r, &isml)
-        } else {
-            crate::live::delete(r, &isml)
-        };
-    }
-    if let Target::Live(report) = &route.target {
-        if !reads {
-            return Err(OriginError::MethodNotAllowed);
         }
-        let isml = map_to_path(r, route.manifest_path.len())?;
-        return crate::live::report(r, &isml, report);
-    }
-    if method & (NGX_HTTP_POST | NGX_HTTP_PUT | NGX_HTTP_DELETE) != 0 || !reads {
-        return Err(OriginError::MethodNotAllowed);
-    }
-    if let Some(proxy) = lcf.proxy_handler {
-        return crate::remote::serve(r, route, &lcf, proxy);
-    }
-
-    let (manifest_file, root) = map_with_root(r, route.manifest_path.len())?;
-
-    match (&route.target, route.kind) {
-        (Target::Presentation, ManifestKind::Mp4) => {
+        Action::DeleteChannel => {
+            let isml = map_to_path(r, route.manifest_path.len())?;
+            crate::live::delete(r, &isml)
+        }
+        Action::LiveReport(report) => {
+            let isml = map_to_path(r, route.manifest_path.len())?;
+            crate::live::report(r, &isml, &report)
+        }
+        Action::SendFile => {
+            let manifest_file = map_to_path(r, route.manifest_path.len())?;
             let mut files = Files::of(r, true);
             let (fd, opened) = files.open_for_request(Path::new(&manifest_file))?;
             response::send_file(r, fd, &opened, &manifest_file, "video/mp4")
         }
-        (Target::Presentation, _) => Err(OriginError::Route(
-            origin_core::url::RouteError::UnknownVirtualPath(String::new()),
-        )),
-        (Target::Hds(_), _) if !LocConf::on(lcf.handle_f4f) => Err(OriginError::Route(
-            origin_core::url::RouteError::UnknownVirtualPath("HDS (usp_handle_f4f is off)".into()),
-        )),
-        (Target::Live(_), _) => Err(OriginError::NotImplemented("live")),
-        _ => crate::driver::serve(r, route, manifest_file, root, LocConf::on(lcf.disable_mmap)),
+        Action::ProxyFile { signed } => crate::remote::proxy_file(r, &lcf, proxy()?, signed),
+        Action::PackageRemote => crate::remote::serve(r, route, &lcf),
+        Action::PackageLocal => {
+            let (manifest_file, root) = map_with_root(r, route.manifest_path.len())?;
+            let disable_mmap = LocationSettings::on(settings.disable_mmap);
+            crate::driver::serve(r, route, manifest_file, root, disable_mmap)
+        }
+    }
+}
+
+/// nginx's method bits as the decision names them.
+fn method_of(method: u32) -> Method {
+    match method {
+        NGX_HTTP_GET => Method::Get,
+        NGX_HTTP_HEAD => Method::Head,
+        NGX_HTTP_POST => Method::Post,
+        NGX_HTTP_PUT => Method::Put,
+        NGX_HTTP_DELETE => Method::Delete,
+        _ => Method::Other,
     }
 }
 

@@ -439,10 +439,8 @@ pub fn whole_body(r: &ngx_http_request_t, limit: usize) -> Result<Vec<u8>, Origi
     if rb.is_null() {
         return Ok(out);
     }
-    let too_large = || {
-        OriginError::Ingest(IngestError::Malformed(format!(
-            "a request body over {limit} bytes"
-        )))
+    let too_large = || OriginError::BodyTooLarge {
+        limit: limit as u64,
     };
     // SAFETY: the chain belongs to the request body nginx finished reading.
     unsafe {

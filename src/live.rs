@@ -151,7 +151,6 @@ unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
                         move || {
                             origin_core::live::admin::put_channel(Path::new(&isml), &body)
                                 .map(|created| if created { 201 } else { 200 })
-                                .map_err(OriginError::from)
                         },
                         change_done,
                     )

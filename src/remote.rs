@@ -21,6 +21,7 @@ use ngx::ffi::{
     ngx_palloc, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_DONE, NGX_HTTP_GATEWAY_TIME_OUT,
     NGX_HTTP_SUBREQUEST_BACKGROUND, NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_OK,
 };
+use origin_core::remote::{Asked, Completion, Fetched, Response as FetchResponse};
 use origin_core::request::{Backend, Backends, Body, Need, Opened, Request, Step};
 use origin_core::source::{SharedSource, Source, SourceIdentity, SparseSource};
 use origin_core::url::Route;
@@ -30,6 +31,7 @@ use origin_core::s3::S3Signer;
 use crate::conf::LocConf;
 use crate::response::pool_str;
 use crate::status::{fail, OriginError};
+use origin_core::config::location::LocationSettings;
 
 /// A proxy content handler (`ngx_http_proxy_handler`), kept aside by `ism_proxy_pass`.
 pub type ProxyHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
@@ -61,8 +63,6 @@ struct Remote {
     /// record, which must not move when the list grows.
     #[allow(clippy::vec_box)]
     fetches: Vec<Box<Fetch>>,
-    /// The backend URL prefix that identifies objects across locations and servers.
-    backend: String,
     /// Largest body one fetch may bring.
     fetch_max: u64,
     /// How a path under the location becomes the URL the proxy requests (for signing).
@@ -88,7 +88,7 @@ struct Upstream {
 
 impl Upstream {
     fn of(lcf: &LocConf) -> Option<Upstream> {
-        let url = &lcf.proxy_pass.as_ref()?.value;
+        let url = &lcf.settings.proxy_pass.as_ref()?.value;
         let host = if url.host.contains(':') {
             format!("[{}]", url.host)
         } else {
@@ -142,7 +142,7 @@ fn escape_uri(s: &str) -> String {
 
 /// The S3 signer of a location with S3 credentials.
 fn signer(lcf: &LocConf) -> Option<S3Signer> {
-    let s3 = &lcf.s3;
+    let s3 = &lcf.settings.s3;
     Some(S3Signer {
         access_key: s3.access_key.as_ref()?.value.clone(),
         secret_key: s3.secret_key.as_ref()?.value.clone(),
@@ -167,21 +167,17 @@ struct Fetch {
     /// Where nginx collects the response body: the fetch's own memory, which becomes the
     /// source's bytes without another copy.
     body: Vec<u8>,
-    /// 0 for the first try; a failed first try is retried once.
+    /// The body's room: `len` and slack for a server that sends a small object whole.
+    capacity: usize,
+    /// The backend sent more than `capacity` bytes: the read was cut (see
+    /// `fetch_body_filter`).
+    over_limit: bool,
+    /// The client connection's error flag before the cut, which the cut's NGX_ERROR sets.
+    connection_error_before: bool,
+    /// 0 for the first try (`origin_core::remote::retry` decides whether another follows).
     attempt: u8,
     done: bool,
     post: ngx_http_post_subrequest_t,
-}
-
-/// What a completed fetch brought.
-struct Fetched {
-    /// Bytes from `offset`.
-    bytes: Vec<u8>,
-    /// The object's size.
-    total: u64,
-    /// ETag, else Last-Modified, else empty.
-    version: String,
-    modified: i64,
 }
 
 /// `$origin_fetch_range`: the `Range` of the fetch subrequest being proxied (`bytes=a-b`), for
@@ -247,6 +243,72 @@ pub fn unbuffer_fetch(r: &mut ngx_http_request_t) {
     }
 }
 
+/// The body filter after ours.
+static mut NEXT_BODY_FILTER: ngx::ffi::ngx_http_output_body_filter_pt = None;
+
+/// Puts [`fetch_body_filter`] at the head of nginx's body filters (postconfiguration).
+///
+/// # Safety
+/// Called once per configuration, from postconfiguration, as every nginx filter is installed.
+pub unsafe fn install_body_filter() {
+    // SAFETY: nginx reads and writes the filter chain only while the configuration is read,
+    // single-threaded; this is that time.
+    unsafe {
+        NEXT_BODY_FILTER = ngx::ffi::ngx_http_top_body_filter;
+        ngx::ffi::ngx_http_top_body_filter = Some(fetch_body_filter);
+    }
+}
+
+/// Cuts a fetch whose body would overflow its buffer. nginx's own in-memory collection
+/// refuses such a body with NGX_ERROR, which marks the shared client connection as failed
+/// and ends the client's request with no status line at all; here the same NGX_ERROR stops
+/// the proxy's read (its upstream connection is closed), and the fetch remembers that the
+/// error was its own cut, so its post-subrequest handler clears the connection's flag and
+/// the client request answers 502 like any wrong backend answer.
+unsafe extern "C" fn fetch_body_filter(
+    r: *mut ngx_http_request_t,
+    chain: *mut ngx::ffi::ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request and chain; the filter after ours was set by
+    // `install_body_filter` before any request ran.
+    let next = unsafe { NEXT_BODY_FILTER };
+    let Some(next) = next else {
+        return ngx::ffi::NGX_ERROR as ngx_int_t;
+    };
+    // SAFETY: as above.
+    if chain.is_null() || !is_fetch(unsafe { &*r }) {
+        // SAFETY: the next filter takes what ours was given.
+        return unsafe { next(r, chain) };
+    }
+    crate::entry::guard_request(r, || {
+        // SAFETY: a fetch's request, its ctx (its Fetch, alive with the client request's
+        // pool), its `out` buffer (made by `start_fetch`) and the chain nginx passes are valid.
+        unsafe {
+            let fetch = &mut *(ctx(&*r) as *mut Fetch);
+            let out = (*r).out;
+            if out.is_null() || (*out).buf.is_null() {
+                return next(r, chain);
+            }
+            let room = (*(*out).buf).end.offset_from((*(*out).buf).last).max(0) as usize;
+            let mut incoming = 0usize;
+            let mut cl = chain;
+            while !cl.is_null() {
+                let b = (*cl).buf;
+                if !b.is_null() && !(*b).pos.is_null() {
+                    incoming += (*b).last.offset_from((*b).pos).max(0) as usize;
+                }
+                cl = (*cl).next;
+            }
+            if incoming > room {
+                fetch.over_limit = true;
+                fetch.connection_error_before = (*(*r).connection).error() != 0;
+                return ngx::ffi::NGX_ERROR as ngx_int_t;
+            }
+            next(r, chain)
+        }
+    })
+}
+
 /// Whether `r` is one of our fetch subrequests: those go to the proxy.
 pub fn is_fetch(r: &ngx_http_request_t) -> bool {
     !ptr::eq(r, r.main) && !ctx(r).is_null()
@@ -266,7 +328,7 @@ fn set_ctx(r: *mut ngx_http_request_t, value: *mut c_void) {
 /// The backends a location's absolute source URLs may name: its `ism_proxy_pass` origin,
 /// read through the location (the inverse of `proxy_pass`'s mapping).
 fn backends(lcf: &LocConf) -> Backends {
-    let Some(pass) = &lcf.proxy_pass else {
+    let Some(pass) = &lcf.settings.proxy_pass else {
         return Backends::default();
     };
     let url = &pass.value;
@@ -290,18 +352,12 @@ fn backends(lcf: &LocConf) -> Backends {
     }])
 }
 
-/// Serves a routed request whose files are remote.
+/// Packages a routed request whose files are remote (`handling::Action::PackageRemote`).
 pub fn serve(
     r: &mut ngx_http_request_t,
     route: Route,
     lcf: &LocConf,
-    proxy: ProxyHandler,
 ) -> Result<ngx_int_t, OriginError> {
-    if route.target == origin_core::url::Target::Presentation {
-        // A progressive download of the file itself: the proxy serves it, ranges and all.
-        // SAFETY: the proxy handler takes the request as any content handler does.
-        return Ok(unsafe { proxy(r) });
-    }
     crate::caches::size(
         crate::conf::main_conf(r)
             .and_then(|c| c.cache_size)
@@ -318,20 +374,17 @@ pub fn serve(
         request: Request::new(route, manifest, &query)
             .with_overrides(overrides)
             .with_backends(backends(lcf))
-            .with_iss_pass_through(LocConf::on(lcf.iss_pass_through))
+            .with_iss_pass_through(LocationSettings::on(lcf.settings.iss_pass_through))
             // `..` in a src may not climb out of what this location maps to the backend.
             .with_root(lcf.location_prefix.clone()),
         sources: HashMap::new(),
         in_flight: 0,
         queued: std::collections::VecDeque::new(),
         fetches: Vec::new(),
-        backend: lcf
-            .proxy_pass
-            .as_ref()
-            .map(|p| p.value.to_string())
-            .unwrap_or_default(),
         fetch_max,
-        ttl: std::time::Duration::from_secs(lcf.remote_ttl.unwrap_or(DEFAULT_REMOTE_TTL_SECS)),
+        ttl: std::time::Duration::from_secs(
+            lcf.settings.remote_ttl.unwrap_or(DEFAULT_REMOTE_TTL_SECS),
+        ),
         upstream: Upstream::of(lcf).ok_or(OriginError::Internal("ism_proxy_pass without a URL"))?,
         signer: signer(lcf),
         waiting: false,
@@ -479,11 +532,15 @@ fn start_fetch(
         data: uri.data,
     };
     let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
+    // The range, and room for a server that sends a small object whole.
+    let capacity = len as usize + BODY_SLACK;
     let mut fetch = Box::new(Fetch {
         remote,
         range: range.clone(),
-        // The range, and room for a server that sends a small object whole.
-        body: Vec::with_capacity(len as usize + BODY_SLACK),
+        body: Vec::with_capacity(capacity),
+        capacity,
+        over_limit: false,
+        connection_error_before: false,
         path,
         offset,
         len,
@@ -554,7 +611,6 @@ unsafe fn request_headers(
     r: &mut ngx_http_request_t,
     headers: &[(&str, &str)],
 ) -> Result<(), OriginError> {
-    const SLOTS: usize = 8;
     // SAFETY: plain C data; every field nginx reads is set below or is a valid zero.
     unsafe {
         let mut fresh: ngx_http_headers_in_t = std::mem::zeroed();
@@ -562,7 +618,27 @@ unsafe fn request_headers(
         fresh.content_length_n = -1;
         fresh.keep_alive_n = -1;
         (*sr).headers_in = fresh;
-        let list = &mut (*sr).headers_in.headers;
+        (*sr).headers_in.range = header_list(&mut (*sr).headers_in.headers, r, headers)?;
+    }
+    Ok(())
+}
+
+/// Makes `list` hold exactly `headers`, in `r`'s pool; returns the `Range` element (null when
+/// there is none), which nginx also keeps apart from the list.
+///
+/// # Safety
+/// `list` is a header list of `r` or of one of its subrequests, not being read meanwhile.
+unsafe fn header_list(
+    list: *mut ngx::ffi::ngx_list_t,
+    r: &mut ngx_http_request_t,
+    headers: &[(&str, &str)],
+) -> Result<*mut ngx_table_elt_t, OriginError> {
+    const SLOTS: usize = 8;
+    let mut range = ptr::null_mut();
+    // SAFETY: per this function's contract; the elements and strings live in r's pool, as
+    // long as the request.
+    unsafe {
+        let list = &mut *list;
         let elts = ngx_palloc(r.pool, SLOTS * std::mem::size_of::<ngx_table_elt_t>());
         if elts.is_null() {
             return Err(OriginError::Internal("out of memory"));
@@ -595,10 +671,83 @@ unsafe fn request_headers(
             };
             (*h).lowcase_key = lower.data;
             if name.eq_ignore_ascii_case("range") {
-                (*sr).headers_in.range = h;
+                range = h;
             }
         }
     }
+    Ok(range)
+}
+
+/// The client's request headers a signed progressive download passes on: its range and its
+/// conditions, which the backend answers as for any client.
+const PASSED_ON: [&str; 6] = [
+    "Range",
+    "If-Range",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Match",
+    "If-Unmodified-Since",
+];
+
+/// A progressive download of the backend's file (`handling::Action::ProxyFile`): the proxy
+/// serves it, ranges and all. With S3 credentials (`signed`) the request is signed as the
+/// reads are: it goes out with the client's range and conditions and the SigV4 headers only,
+/// and without the client's query, which S3 would read as operations on the object, done with
+/// the location's credentials.
+pub fn proxy_file(
+    r: &mut ngx_http_request_t,
+    lcf: &LocConf,
+    proxy: ProxyHandler,
+    signed: bool,
+) -> Result<ngx_int_t, OriginError> {
+    if signed {
+        sign_client_request(r, lcf)?;
+    }
+    // SAFETY: the proxy handler takes the request as any content handler does.
+    Ok(unsafe { proxy(r) })
+}
+
+/// Turns the client request into the signed GET the proxy sends for it.
+fn sign_client_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> Result<(), OriginError> {
+    let signer = signer(lcf).ok_or(OriginError::Internal("signing without S3 credentials"))?;
+    let upstream =
+        Upstream::of(lcf).ok_or(OriginError::Internal("ism_proxy_pass without a URL"))?;
+    let path = std::str::from_utf8(crate::driver::ngx_str(&r.uri))
+        .map_err(|_| OriginError::Internal("a request path that is not UTF-8"))?
+        .to_string();
+    // Without the query, and with the path escaped exactly as for our own reads (nginx's
+    // proxy escapes the path of a request it sees as quoted, as of a subrequest, instead of
+    // passing the client's raw request line on): the URL it requests is `upstream.url`.
+    r.args.len = 0;
+    r.set_valid_unparsed_uri(0);
+    r.set_quoted_uri(1);
+    let url = upstream.url(&path);
+    // SAFETY: the client's header list, read before it is replaced.
+    let mut headers: Vec<(String, String)> = unsafe {
+        ngx::http::list_iterator(&r.headers_in.headers)
+            .filter_map(|(name, value)| {
+                let name = String::from_utf8_lossy(name.as_bytes());
+                PASSED_ON
+                    .iter()
+                    .find(|p| p.eq_ignore_ascii_case(&name))
+                    .map(|p| {
+                        (
+                            p.to_string(),
+                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                        )
+                    })
+            })
+            .collect()
+    };
+    let method = String::from_utf8_lossy(crate::driver::ngx_str(&r.method_name)).into_owned();
+    headers.extend(signer.sign_read(&method, &url, &[], std::time::SystemTime::now())?);
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    // SAFETY: the request's own header list, which nothing reads while it is replaced.
+    let range = unsafe { header_list(&mut r.headers_in.headers, r, &headers)? };
+    r.headers_in.range = range;
     Ok(())
 }
 
@@ -620,10 +769,19 @@ unsafe extern "C" fn fetched(
         // SAFETY: the Remote outlives its fetches (both freed with the request pool).
         let remote = unsafe { &mut *fetch.remote };
         remote.in_flight -= 1;
+        if fetch.over_limit {
+            // The cut read is ours, not the client connection's: see `fetch_body_filter`.
+            // SAFETY: the subrequest shares the client request's live connection.
+            unsafe { (*(*sr).connection).set_error(u32::from(fetch.connection_error_before)) };
+        }
         // SAFETY: nginx passes the finished subrequest.
-        let result = read_response(unsafe { &*sr }, rc, fetch, &remote.backend);
-        let retry =
-            matches!(result, Err(OriginError::Backend { retry: true, .. })) && fetch.attempt == 0;
+        let response = response_of(unsafe { &*sr }, rc, fetch);
+        let asked = Asked {
+            offset: fetch.offset,
+            len: fetch.len,
+        };
+        let result = origin_core::remote::check(&remote.upstream.url(&fetch.path), asked, response);
+        let retry = matches!(&result, Err(e) if origin_core::remote::retry(e, fetch.attempt));
         // SAFETY: the client request is alive while its fetches are.
         let r = unsafe { &mut *remote.r };
         let retried = retry
@@ -634,7 +792,7 @@ unsafe extern "C" fn fetched(
                 fetch.offset,
                 fetch.len,
                 fetch.open,
-                1,
+                fetch.attempt + 1,
             )
             .is_ok();
         if !retried {
@@ -716,9 +874,10 @@ impl Remote {
         }
     }
 
-    /// The worker-wide name of the object at `path`.
+    /// The worker-wide name of the object at `path`: the URL the proxy requests for it, the
+    /// same from every location and server that reads it.
     fn key(&self, path: &str) -> String {
-        format!("{}{path}", self.backend)
+        self.upstream.url(path)
     }
 
     /// Supplies an object from what the worker knows of it, without a request.
@@ -796,7 +955,7 @@ impl Remote {
             self.request.supply_open(
                 path,
                 Err(OriginError::Backend {
-                    url: format!("{}{path}", self.backend),
+                    url: self.upstream.url(path),
                     what: format!(
                         "the object changed between reads (version \"{}\", {} bytes)",
                         fetched.version, fetched.total
@@ -822,39 +981,16 @@ fn header_value(h: *const ngx_table_elt_t) -> Option<String> {
     Some(String::from_utf8_lossy(crate::driver::ngx_str(v)).into_owned())
 }
 
-/// Checks and extracts what a fetch subrequest brought: the exact range asked for, of an
-/// object whose size and version it states, or the error it is.
-fn read_response(
-    sr: &ngx_http_request_t,
-    rc: ngx_int_t,
-    fetch: &mut Fetch,
-    backend: &str,
-) -> Result<Fetched, OriginError> {
-    let url = format!("{backend}{}", fetch.path);
-    let status = sr.headers_out.status as u16;
-    // A response that is wrong (not a failure to get one) is not retried.
-    let backend_error = |what: String| OriginError::Backend {
-        url: url.clone(),
-        what,
-        timeout: false,
-        retry: false,
+/// What a fetch subrequest brought, copied out of nginx for the core to check
+/// (`origin_core::remote::check`).
+fn response_of(sr: &ngx_http_request_t, rc: ngx_int_t, fetch: &mut Fetch) -> FetchResponse {
+    let completion = if rc == NGX_OK as ngx_int_t {
+        Completion::Complete
+    } else if rc == NGX_HTTP_GATEWAY_TIME_OUT as ngx_int_t {
+        Completion::TimedOut
+    } else {
+        Completion::Incomplete
     };
-    // The proxy ends a fetch with NGX_OK once the whole response arrived, whatever its
-    // status; anything else means none or only part of it did (refused, reset, timed out).
-    if rc != NGX_OK as ngx_int_t || status == 0 {
-        let timeout = rc == NGX_HTTP_GATEWAY_TIME_OUT as ngx_int_t;
-        let what = match (timeout, status) {
-            (true, _) => "timed out".to_string(),
-            (false, 0) => "no response".to_string(),
-            (false, s) => format!("the status {s} response was cut short"),
-        };
-        return Err(OriginError::Backend {
-            url: url.clone(),
-            what,
-            timeout,
-            retry: true,
-        });
-    }
     // The body was collected into the fetch's own buffer (see `start_fetch`).
     // SAFETY: sr->out is the buffer header start_fetch made over `fetch.body`; nginx wrote
     // `last - start` bytes into it, never past its capacity.
@@ -865,110 +1001,25 @@ fn read_response(
             (*sr.out).buf
         };
         if b.is_null() || (*b).start != fetch.body.as_mut_ptr() {
-            return Err(OriginError::Backend {
-                url,
-                what: "the response was not collected".into(),
-                timeout: false,
-                retry: false,
-            });
+            None
+        } else {
+            Some((*b).last.offset_from((*b).start) as usize)
         }
-        (*b).last.offset_from((*b).start) as usize
     };
-    // SAFETY: those bytes are initialised (written by nginx's in-memory filter).
-    unsafe { fetch.body.set_len(received.min(fetch.body.capacity())) };
-    let mut body = std::mem::take(&mut fetch.body);
-    let version = header_value(sr.headers_out.etag)
-        .or_else(|| {
-            (sr.headers_out.last_modified_time > 0)
-                .then(|| format!("modified {}", sr.headers_out.last_modified_time))
-        })
-        .unwrap_or_default();
-    let modified = if sr.headers_out.last_modified_time > 0 {
-        sr.headers_out.last_modified_time
-    } else {
-        0
-    };
-    let content_range = header_value(sr.headers_out.content_range);
-    let asked_end = fetch.offset + fetch.len;
-    match status {
-        206 => {
-            let cr =
-                content_range.ok_or_else(|| backend_error("a 206 without Content-Range".into()))?;
-            let (first, last, total) = origin_core::request::parse_content_range(&cr)
-                .ok_or_else(|| backend_error(format!("unreadable Content-Range \"{cr}\"")))?;
-            let expected_last = asked_end.min(total).saturating_sub(1);
-            if first != fetch.offset || last != expected_last {
-                return Err(backend_error(format!(
-                    "Content-Range \"{cr}\" for bytes {}-{}",
-                    fetch.offset,
-                    asked_end - 1
-                )));
-            }
-            if body.len() as u64 != last - first + 1 {
-                // Fewer bytes than stated: the connection ended early (a reset), which another
-                // try may not meet. More is a wrong answer.
-                return Err(OriginError::Backend {
-                    url: url.clone(),
-                    what: format!("{} bytes for Content-Range \"{cr}\"", body.len()),
-                    timeout: false,
-                    retry: (body.len() as u64) < last - first + 1,
-                });
-            }
-            Ok(Fetched {
-                bytes: body,
-                total,
-                version,
-                modified,
-            })
-        }
-        200 => {
-            // The whole object (a server that ignores Range): take the part asked for.
-            let total = body.len() as u64;
-            if sr.headers_out.content_length_n >= 0
-                && sr.headers_out.content_length_n as u64 != total
-            {
-                return Err(backend_error(format!(
-                    "{total} bytes for Content-Length {}",
-                    sr.headers_out.content_length_n
-                )));
-            }
-            let start = fetch.offset.min(total) as usize;
-            let end = asked_end.min(total) as usize;
-            body.truncate(end);
-            body.drain(..start);
-            Ok(Fetched {
-                bytes: body,
-                total,
-                version,
-                modified,
-            })
-        }
-        416 if fetch.offset == 0 => {
-            // An empty object: Content-Range says `bytes */0`.
-            match content_range
-                .as_deref()
-                .and_then(|cr| cr.strip_prefix("bytes */"))
-            {
-                Some("0") => Ok(Fetched {
-                    bytes: Vec::new(),
-                    total: 0,
-                    version,
-                    modified,
-                }),
-                _ => Err(backend_error("416 for the first bytes".into())),
-            }
-        }
-        404 | 410 => Err(OriginError::NotFound { path: url }),
-        401 | 403 => Err(OriginError::Forbidden { path: url }),
-        300..=399 => Err(backend_error(format!(
-            "status {status}: redirects are not followed"
-        ))),
-        500..=599 => Err(OriginError::Backend {
-            url,
-            what: format!("status {status}"),
-            timeout: status == 504,
-            retry: true,
-        }),
-        _ => Err(backend_error(format!("status {status}"))),
+    let body = received.map(|n| {
+        // SAFETY: those bytes are initialised (written by nginx's in-memory filter).
+        unsafe { fetch.body.set_len(n.min(fetch.body.capacity())) };
+        std::mem::take(&mut fetch.body)
+    });
+    let out = &sr.headers_out;
+    FetchResponse {
+        completion,
+        status: out.status as u16,
+        content_range: header_value(out.content_range),
+        content_length: u64::try_from(out.content_length_n).ok(),
+        etag: header_value(out.etag),
+        last_modified: (out.last_modified_time > 0).then_some(out.last_modified_time),
+        body,
+        over_limit: fetch.over_limit.then_some(fetch.capacity as u64),
     }
 }

@@ -14,6 +14,9 @@ except that the first path segment of a request picks a behaviour:
     /norange/...   answers 206 without a Content-Range
     /etag/...      states a different ETag on every response
     /redirect/...  answers 302 to /ok/...
+    /huge/...      states a Content-Length of a terabyte and sends zeros until the reader stops
+    /endless/...   sends zeros without a Content-Length until the reader stops
+    /endlesschunked/...  the same as a chunked body that never ends
 
 Every request is recorded (`requests`), so tests count what the origin asked for.
 """
@@ -27,6 +30,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+
+# Modes whose body never ends (as far as any fetch limit is concerned).
+ENDLESS = ("huge", "endless", "endlesschunked")
+# Bytes an endless body stops at if its reader does not: far past every fetch limit.
+ENDLESS_BOUND = 4 << 30
 
 
 class FaultyBackend:
@@ -91,6 +100,8 @@ class FaultyBackend:
                 self.failed_once.add(rel)
             if first:
                 return self.send(h, 503, b"unavailable")
+        if mode in ENDLESS:
+            return self.endless(h, mode)
         if mode == "redirect":
             h.send_response(302)
             h.send_header("Location", f"/ok/{rel}")
@@ -143,6 +154,27 @@ class FaultyBackend:
             h.close_connection = True
             return
         h.wfile.write(body)
+
+    @staticmethod
+    def endless(h: BaseHTTPRequestHandler, mode: str) -> None:
+        """A body larger than any fetch may read: zeros until the reader closes (or a bound far
+        past every limit, so a reader that never stops cannot keep the thread forever)."""
+        h.send_response(200)
+        if mode == "huge":
+            h.send_header("Content-Length", str(1 << 40))
+        elif mode == "endlesschunked":
+            h.send_header("Transfer-Encoding", "chunked")
+        else:
+            h.send_header("Connection", "close")
+        h.end_headers()
+        block = bytes(64 << 10)
+        chunk = b"%x\r\n" % len(block) + block + b"\r\n"
+        try:
+            for _ in range(ENDLESS_BOUND // len(block)):
+                h.wfile.write(chunk if mode == "endlesschunked" else block)
+        except OSError:
+            pass
+        h.close_connection = True
 
     @staticmethod
     def send(h: BaseHTTPRequestHandler, status: int, body: bytes) -> None:

@@ -340,3 +340,28 @@ def slow_storage(sync_ms: int, trace: Path | None = None) -> list[str]:
     if trace is not None:
         env.append(f"ORIGIN_SYNC_TRACE={trace}")
     return env
+
+
+# ---------------------------------------------------------------- media edits
+def iso_language(code: str) -> int:
+    """An ISO 639-2/T code packed as `mdhd` stores it: three 5-bit letters."""
+    assert len(code) == 3 and code.islower(), code
+    return sum((ord(c) - 0x60) << shift for c, shift in zip(code, (10, 5, 0)))
+
+
+def with_mdhd_language(data: bytes, old: str, new: str) -> bytes:
+    """`data` (an MP4) with the language of every track whose `mdhd` says `old` set to `new`:
+    the same size and layout, another index (the track's language and name change)."""
+    out = bytearray(data)
+    found, at = 0, out.find(b"mdhd")
+    while at != -1:
+        version = out[at + 4]
+        # After the type: version and flags, then two times, timescale and duration (32-bit
+        # fields in version 0, 64-bit times and duration in version 1), then the language.
+        lang_at = at + 4 + 4 + (8 + 8 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4)
+        if int.from_bytes(out[lang_at:lang_at + 2], "big") == iso_language(old):
+            out[lang_at:lang_at + 2] = iso_language(new).to_bytes(2, "big")
+            found += 1
+        at = out.find(b"mdhd", at + 4)
+    assert found, f"no mdhd with language {old}"
+    return bytes(out)

@@ -101,6 +101,14 @@ INVALID = [
      r'invalid value "soon" in "origin_remote_ttl" directive, expected seconds', "origin_remote_ttl"),
     ("proxy pass beside ism_proxy_pass", 'proxy_pass http://127.0.0.1:1/;\nism_proxy_pass http://127.0.0.1:2/;', "",
      r'"ism_proxy_pass" directive is duplicate', "ism_proxy_pass"),
+    ("usp_handle_ism off beside ism_proxy_pass",
+     'usp_handle_ism off;\nism_proxy_pass http://127.0.0.1:9000/;', "",
+     r'"usp_handle_ism off" and "ism_proxy_pass" in one location', "ism_proxy_pass"),
+    ("ism_proxy_pass beside origin_status", 'origin_status;\nism_proxy_pass http://127.0.0.1:9000/;', "",
+     r'"ism_proxy_pass" and "origin_status" in one location', "ism_proxy_pass"),
+    ("status map to a code that drops the connection", 'origin_status_map 502 444;', "",
+     r'invalid value "502 444" in "origin_status_map" directive, "444" is not a status a client '
+     r'receives: nginx\'s code to close the connection', "origin_status_map"),
     ("too many arguments", 'usp_handle_ism on off;', "",
      r'invalid number of arguments in "usp_handle_ism" directive', "usp_handle_ism"),
 ]

@@ -222,7 +222,12 @@ def test_origin_status_map_is_checked_at_nginx_t(make_nginx):
     for bad, why in [("origin_status_map 412 200;", "204 or an error status"),
                      ("origin_status_map 412;", "invalid number of arguments"),
                      ("origin_status_map 412 204 NO_SUCH;", "unknown error token"),
-                     ("origin_status_map 412 204; origin_status_map 412 503;", "twice")]:
+                     ("origin_status_map 412 204; origin_status_map 412 503;", "twice"),
+                     # Codes nginx drops the connection for, or never sends as they are.
+                     ("origin_status_map 502 444;", '"444" is not a status a client receives'),
+                     ("origin_status_map 412 499;", '"499" is not a status a client receives'),
+                     ("origin_status_map 404 408;", '"408" is not a status a client receives'),
+                     ("origin_status_map 404 497;", '"497" is not a status a client receives')]:
         out = n.test_config(n.config(f"location / {{ usp_handle_ism; {bad} }}"))
         assert out.returncode != 0, bad
         assert "origin_status_map" in out.stderr and why in out.stderr, out.stderr

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, Nginx, self_signed_cert
+from harness import ROOT, Nginx, self_signed_cert, with_mdhd_language
 
 FIXTURES = ROOT / "tests" / "fixtures"
 ISMTOOL = ROOT / "target" / "release" / "ismtool"
@@ -937,6 +937,31 @@ def test_etag_follows_payload_changed_in_place(make_nginx):
         if r.status != 200:
             still.append(f"{u}: {r.status} for the old ETag")
     assert not still, "\n".join(still)
+
+
+def test_a_source_rewritten_with_its_mtime_restored_gets_a_new_index_and_etag(make_nginx):
+    """Rewritten in place (same inode, same size) and its modification time set back to the
+    nanosecond, as `touch -r`, `rsync --times` or a restore leave it: only the file's change
+    time tells, and it is part of the source's identity."""
+    n = make_nginx()
+    source = put(media_dir(n) / "c.mp4", FIXTURES / "progressive.mp4")
+    n.start(MODULE_LOCATION)
+    before = fetch(n.port, "/v/c.mp4/.mpd")
+    assert before.status == 200 and b'id="audio_eng=' in before.body, before.body
+    stat = source.stat()
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    with open(source, "r+b", buffering=0) as f:
+        f.write(with_mdhd_language(source.read_bytes(), "eng", "fra"))
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after_stat = source.stat()
+    assert (after_stat.st_ino, after_stat.st_size, after_stat.st_mtime_ns) == \
+        (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    after = fetch(n.port, "/v/c.mp4/.mpd")
+    assert after.status == 200
+    assert b'id="audio_fra=' in after.body and b"audio_eng" not in after.body, after.body
+    assert after.headers["etag"] != before.headers["etag"]
+    stale = fetch(n.port, "/v/c.mp4/.mpd", headers={"If-None-Match": before.headers["etag"]})
+    assert stale.status == 200
 
 
 def test_pread_truncation_never_logs_header_already_sent(make_nginx, tls_cert):

@@ -457,3 +457,55 @@ def test_sources_climbing_with_dotdot_stay_below_the_location(remote):
     escaped = origin.get("/video/proxy/v/esc.ism/.mpd")
     assert escaped.status_code == 403 and escaped.headers["X-Origin-Error"] == "SOURCE_REFUSED"
     assert origin.log_lines("leads outside the location's root")
+
+
+def test_the_reference_ism_proxy_pass_snippet_works_as_written(make_nginx):
+    """The reference module's documentation configures a remote location with `ism_proxy_pass`
+    alone; that location hands its `.ism` URLs to the module (with `usp_handle_ism` beside it
+    still accepted, as every other test here writes it)."""
+    backend = make_nginx()
+    publish(backend.root / "v")
+    backend.start("")
+    origin = make_nginx()
+    origin.start("""
+        location ^~ /video/proxy/ { ism_proxy_pass http://other-server/; }""",
+                 http_extra=f"upstream other-server {{ server 127.0.0.1:{backend.port}; }}")
+    r = origin.get("/video/proxy/v/ladder.ism/.mpd")
+    assert r.status_code == 200, origin.log_text()[-2000:]
+    got = frame_hashes(origin.url("/video/proxy/v/ladder.ism/.m3u8"), "0:v:0")
+    assert got == frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")
+    r = origin.get("/video/proxy/v/progressive.mp4", headers={"Range": "bytes=0-99"})
+    assert r.status_code == 206 and r.content == (FIXTURES / "progressive.mp4").read_bytes()[:100]
+
+
+def test_a_server_manifest_is_never_sent_from_a_remote_location(remote):
+    """The `.ism` itself (which can hold content keys) answers 404 through ism_proxy_pass, as
+    it does for local files; its packaged forms are served."""
+    origin, local, _ = remote
+    for path in ["/v/ladder.ism", "/v/ladder.ism/"]:
+        assert local.get(path).status_code == 404
+        r = origin.get("/video/proxy" + path)
+        assert r.status_code == 404 and b"<smil" not in r.content, path
+        assert r.headers["X-Origin-Error"] == "UNKNOWN_VIRTUAL_PATH"
+        assert origin.head("/video/proxy" + path).status_code == 404
+    assert origin.get("/video/proxy/v/ladder.ism/.mpd").status_code == 200
+
+
+def test_usp_handle_f4f_holds_for_remote_files(make_nginx):
+    """HDS comes from a remote location only where usp_handle_f4f is on, as for local files."""
+    backend = make_nginx()
+    publish(backend.root / "v")
+    backend.start("")
+    origin = make_nginx().start(f"""
+        location ^~ /off/ {{
+            usp_handle_ism;
+            ism_proxy_pass http://127.0.0.1:{backend.port}/;
+        }}
+        location ^~ /on/ {{
+            usp_handle_ism;
+            usp_handle_f4f;
+            ism_proxy_pass http://127.0.0.1:{backend.port}/;
+        }}""")
+    r = origin.get("/off/v/ladder.ism/ladder.f4m")
+    assert r.status_code == 404 and r.headers["X-Origin-Error"] == "UNKNOWN_VIRTUAL_PATH"
+    assert origin.get("/on/v/ladder.ism/ladder.f4m").status_code == 200

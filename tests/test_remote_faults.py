@@ -99,3 +99,49 @@ def test_a_slow_backend_does_not_stall_other_requests(faulty):
         # Answered while the slow fetches were still waiting for their backend.
         assert not all(f.done() for f in slow)
         assert [f.result().status_code for f in slow] == [504] * 4
+
+
+@pytest.mark.parametrize("mode", ["huge", "endless", "endlesschunked"])
+def test_a_body_over_the_fetch_limit_is_a_502_with_its_token(make_nginx, tmp_path, mode):
+    """A stated Content-Length of a terabyte, or a body (plain or chunked) that never ends: the
+    read is cut at its buffer and the client gets a 502 with BACKEND_ERROR, counted by the
+    status endpoint and remapped by origin_status_map, never a connection closed with no
+    status line."""
+    root = tmp_path / "files"
+    publish(root / "v")
+    with FaultyBackend(root) as backend:
+        origin = make_nginx().start(f"""
+            location ^~ /f/ {{
+                usp_handle_ism;
+                ism_proxy_pass http://127.0.0.1:{backend.port}/;
+                proxy_read_timeout 5s;
+            }}
+            location ^~ /mapped/ {{
+                usp_handle_ism;
+                ism_proxy_pass http://127.0.0.1:{backend.port}/;
+                origin_status_map 502 503 BACKEND_ERROR;
+            }}
+            location = /status {{ origin_status; }}""")
+        r = get(origin, f"/f/{mode}/v/ladder.ism/.mpd")
+        assert r.status_code == 502, r.text
+        assert r.headers["X-Origin-Error"] == "BACKEND_ERROR"
+        line = origin.log_lines(f"http://127.0.0.1:{backend.port}/{mode}/v/ladder.ism: ")
+        assert line and "[error]" in line[0] and "a body over the" in line[0], origin.log_text()
+        r = get(origin, f"/mapped/{mode}/v/ladder.ism/.mpd")
+        assert r.status_code == 503 and r.headers["X-Origin-Error"] == "BACKEND_ERROR"
+        counts = origin.get("/status").json()
+        assert counts["errors"]["BACKEND_ERROR"] == 2
+        assert counts["requests"]["by_status"]["502"]["requests"] == 1
+        # The worker serves on, and the next read of the same backend is not disturbed.
+        assert get(origin, "/f/ok/v/ladder.ism/.mpd").status_code == 200
+        assert not origin.crashes()
+
+
+def test_error_lines_name_the_url_that_was_read(faulty):
+    """The URL in an error line is the one the proxy requested: the location's prefix replaced
+    by the ism_proxy_pass path, joined with one slash."""
+    origin, backend = faulty
+    assert get(origin, "/f/503/v/ladder.ism/.mpd").status_code == 502
+    wanted = f"ngx_origin: http://127.0.0.1:{backend.port}/503/v/ladder.ism: status 503"
+    assert origin.log_lines(wanted), origin.log_text()[-2000:]
+    assert not origin.log_lines(f"{backend.port}//"), origin.log_text()[-2000:]

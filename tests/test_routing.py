@@ -93,3 +93,24 @@ def test_methods(origin):
     assert "GET" in r.headers.get("Allow", "")
     r = requests.delete(origin.url("/v/p.ism/Manifest"), timeout=10)
     assert r.status_code == 405
+
+
+def test_a_live_api_put_over_its_limit_is_413(make_nginx):
+    """A publishing point's PUT body over the 1 MiB a server manifest may take: its own status
+    and token, not a malformed body."""
+    import requests
+    n = make_nginx()
+    channels = n.root / "ch"
+    channels.mkdir()
+    channels.chmod(0o777)  # the workers write the channels here
+    n.start("""
+        location /ch/ { usp_handle_ism; usp_handle_api; client_max_body_size 8m; }""")
+    head = ('<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
+            '<meta name="dvr_window_length" content="20"/></head><body/></smil>')
+    big = head + " " * (1 << 20)
+    r = requests.put(n.url("/ch/big.isml"), data=big, timeout=30)
+    assert r.status_code == 413, r.text
+    assert r.headers["X-Origin-Error"] == "REQUEST_TOO_LARGE"
+    assert not (n.root / "ch" / "big.isml").exists()
+    # Within the limit, the same channel is made.
+    assert requests.put(n.url("/ch/big.isml"), data=head, timeout=30).status_code == 201

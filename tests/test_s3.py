@@ -106,8 +106,31 @@ def test_wrong_secret_is_a_clear_403(make_nginx, s3):
     origin = make_nginx().start(location(port, secret="not/the+secret"))
     r = origin.get("/s3/v/ladder.ism/.mpd")
     assert r.status_code == 403
-    assert origin.log_lines("permission denied") or origin.log_lines("403")
+    assert r.headers["X-Origin-Error"] == "FORBIDDEN"
+    # The client sees 403; the operator sees an error line (the origin's own credentials are
+    # wrong), naming the URL signed and sent: the bucket's path, not the location's.
+    lines = origin.log_lines(f"http://127.0.0.1:{port}/media/v/ladder.ism: permission denied")
+    assert lines and all("[error]" in line for line in lines), origin.log_text()[-2000:]
+    assert not origin.log_lines("/media//"), origin.log_text()[-2000:]
     assert not origin.crashes()
+
+
+def test_progressive_downloads_from_s3_are_signed(origins):
+    """A progressive download of an `.mp4` goes to S3 signed, as every read of its packaging
+    does: whole, in ranges, and with the client's query left out (S3 would take it for an
+    operation on the object, made with the origin's credentials)."""
+    origin, _ = origins
+    whole = (FIXTURES / "progressive.mp4").read_bytes()
+    r = origin.get("/s3/v/progressive.mp4")
+    assert r.status_code == 200, r.text[:500]
+    assert r.content == whole
+    r = origin.get("/s3/v/progressive.mp4", headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == whole[100:200]
+    r = origin.get("/s3/v/progressive.mp4?acl", headers={"Range": "bytes=0-9"})
+    assert r.status_code == 206 and r.content == whole[:10]
+    r = origin.head("/s3/v/progressive.mp4")
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(whole)
+    assert origin.get("/s3/v/none.mp4").status_code == 404
 
 
 def test_missing_object_is_404(origins):

@@ -3,6 +3,7 @@ fMP4-HLS rendition and the decoded frames (video) and samples (audio) equal the 
 Smooth manifest and fragments have the structure clients need; headers, HEAD, Range, ETag/304
 and errors behave as COMPAT.md says."""
 
+import re
 import shutil
 import struct
 import subprocess
@@ -536,3 +537,43 @@ def test_small_cache_still_serves_everything(make_nginx):
             assert r.status_code == 200 and r.text == first[f]
             assert n.get(f"/v/{f}/.m3u8").status_code == 200
     assert n.crashes() == []
+
+
+def test_a_source_listed_several_times_gives_unique_ids(make_nginx):
+    """An `.ism` that lists one source (or one track) several times: it is one track, so every
+    DASH Representation@id, HLS variant and Smooth QualityLevel is listed once. Two different
+    tracks that claim the same name and bitrate both stay: the later one takes the next free
+    bitrate, so each keeps a URL of its own."""
+    n = make_nginx()
+    media = media_dir(n, ["ladder-video-360.ismv", "ladder-video-480.ismv",
+                          "ladder-audio-eng.isma"], {})
+    (media / "twice.ism").write_text("""<?xml version="1.0" encoding="utf-8"?>
+<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head/><body><switch>
+<video src="ladder-video-360.ismv"/>
+<video src="ladder-video-480.ismv" systemBitrate="700000"/>
+<audio src="ladder-audio-eng.isma"/>
+<video src="ladder-video-360.ismv"/>
+<audio src="ladder-audio-eng.isma"/>
+<video src="ladder-video-360.ismv" systemBitrate="700000"/>
+</switch></body></smil>""")
+    (media / "twice.ism").chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; usp_handle_f4f; }")
+    mpd = ET.fromstring(n.get("/v/twice.ism/.mpd").content)
+    ids = [r.get("id") for r in mpd.iterfind(".//d:Representation", MPD_NS)]
+    assert len(ids) == len(set(ids)) == 4, ids
+    assert {"video=700000", "video=700001"} <= set(ids), ids
+    master = n.get("/v/twice.ism/.m3u8").text
+    variants = [line for line in master.splitlines() if line and not line.startswith("#")]
+    assert len(variants) == len(set(variants)) == 3, master
+    smooth = ET.fromstring(n.get("/v/twice.ism/Manifest").content)
+    for stream in smooth.iterfind("StreamIndex"):
+        rates = [q.get("Bitrate") for q in stream.iterfind("QualityLevel")]
+        assert len(rates) == len(set(rates)), (stream.get("Type"), rates)
+    f4m = n.get("/v/twice.ism/twice.f4m").text
+    media_urls = re.findall(r'<media[^>]* url="([^"]+)"', f4m)
+    assert len(media_urls) == len(set(media_urls)) == 3, f4m
+    # Every listed rendition has its own, servable, URL.
+    for variant in variants:
+        assert n.get(f"/v/twice.ism/{variant}").status_code == 200, variant
+    assert frame_hashes(n.url("/v/twice.ism/.mpd"), "0:v:0") == \
+        frame_hashes(str(FIXTURES / "ladder-video-360.ismv"), "0:v")

@@ -11,8 +11,10 @@ pub fn run(url: &str, skip_rewrite: bool) -> Result<(), String> {
     let opts = RouteOptions {
         legacy_forms: !skip_rewrite,
     };
-    let r = Route::parse(&path, query.as_bytes(), opts)
-        .map_err(|e| format!("{url}: {e} (HTTP {})", e.http_status()))?;
+    let r = Route::parse(&path, query.as_bytes(), opts).map_err(|e| {
+        let e = origin_core::Error::from(e);
+        format!("{url}: {e} (HTTP {})", e.status())
+    })?;
     println!("server manifest: {} ({:?})", r.manifest_path, r.kind);
     println!("target:          {:?}", r.target);
     println!("options:         {:?}", r.options);

@@ -1,7 +1,10 @@
-//! Validation of directive values, shared by the nginx glue (at `nginx -t` time) and the CLI.
+//! Validation of directive values, shared by the nginx glue (at `nginx -t` time) and the CLI,
+//! and a location's settings as its directives make them ([`location`]).
 //!
 //! Each function returns a message that names what is wrong with the value; the glue adds the
-//! directive name and the file:line.
+//! file:line.
+
+pub mod location;
 
 use std::fmt;
 
@@ -361,10 +364,17 @@ impl StatusMapping {
             ));
         };
         let status = |text: &str, allowed: &dyn Fn(u16) -> bool, what: &str| {
-            text.parse::<u16>()
+            let code = text
+                .parse::<u16>()
                 .ok()
                 .filter(|s| text.len() == 3 && allowed(*s))
-                .ok_or_else(|| ConfigError(format!("\"{text}\" is not {what}")))
+                .ok_or_else(|| ConfigError(format!("\"{text}\" is not {what}")))?;
+            match never_received(code) {
+                Some(why) => Err(ConfigError(format!(
+                    "\"{text}\" is not a status a client receives: {why}"
+                ))),
+                None => Ok(code),
+            }
         };
         let from = status(
             from,
@@ -401,6 +411,19 @@ impl StatusMapping {
     }
 }
 
+/// Why nginx never sends `status` to a client as it is, for the codes it gives a meaning of its
+/// own: a handler returning one of them drops the connection, or nginx answers another status.
+pub fn never_received(status: u16) -> Option<&'static str> {
+    match status {
+        408 => Some("nginx closes the connection without an answer"),
+        444 => Some("nginx's code to close the connection without an answer"),
+        494..=497 => Some("nginx's own code, answered as 400"),
+        498 => Some("a code nginx reserves"),
+        499 => Some("nginx's code for a client that closed the connection"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod status_map_tests {
     use super::*;
@@ -426,6 +449,24 @@ mod status_map_tests {
             &["412", "204", "NO_SUCH_TOKEN"],
         ] {
             assert!(StatusMapping::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_statuses_a_client_receives_are_mapped() {
+        // Codes nginx drops the connection for, or answers as 400 instead.
+        for code in ["408", "444", "494", "495", "496", "497", "498", "499"] {
+            let e = StatusMapping::parse(&["412", code]).unwrap_err().0;
+            assert!(
+                e.starts_with(&format!("\"{code}\" is not a status a client receives: ")),
+                "{e}"
+            );
+            assert!(StatusMapping::parse(&[code, "404"]).is_err(), "{code}");
+        }
+        for code in [
+            "400", "404", "410", "418", "429", "451", "500", "503", "599",
+        ] {
+            assert!(StatusMapping::parse(&["412", code]).is_ok(), "{code}");
         }
     }
 }

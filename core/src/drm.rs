@@ -248,9 +248,13 @@ fn iv_option(metas: &[Meta], name: &str, sizes: &[usize]) -> Result<Option<Vec<u
         .strip_prefix("0x")
         .or(text.strip_prefix("0X"))
         .unwrap_or(text);
+    let expected = match sizes {
+        [16] => "expected 32 hex digits (16 bytes)",
+        _ => "expected 16 or 32 hex digits (8 or 16 bytes)",
+    };
     match parse_hex(text) {
         Some(iv) if sizes.contains(&iv.len()) => Ok(Some(iv)),
-        _ => Err(bad(name, "expected 16 or 32 hex digits")),
+        _ => Err(bad(name, expected)),
     }
 }
 
@@ -1271,6 +1275,35 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("widevine.key"));
+    }
+
+    #[test]
+    fn each_key_iv_is_refused_with_its_own_name_and_sizes() {
+        let hls = |iv: &str| {
+            Drm::from_metas(&metas(&[
+                ("hls.key", &format!(":{KEY}")),
+                ("hls.license_server_url", "https://k.example/key"),
+                ("hls.key_iv", iv),
+            ]))
+        };
+        // 8 bytes: an IV iss.key_iv takes, HLS does not.
+        let e = hls("0x0001020304050607").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "content protection option hls.key_iv: expected 32 hex digits (16 bytes)"
+        );
+        assert!(hls("0x000102030405060708090a0b0c0d0e0f").is_ok());
+        let iss = |iv: &str| {
+            Drm::from_metas(&metas(&[
+                ("iss.key", &format!("{KID}:{KEY}")),
+                ("iss.key_iv", iv),
+            ]))
+        };
+        assert!(iss("0001020304050607").is_ok());
+        assert_eq!(
+            iss("00010203040506").unwrap_err().to_string(),
+            "content protection option iss.key_iv: expected 16 or 32 hex digits (8 or 16 bytes)"
+        );
     }
 
     #[test]

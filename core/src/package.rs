@@ -253,6 +253,11 @@ pub(crate) mod fixtures {
     /// A track: kind, fixture file, trackName, systemBitrate, systemLanguage.
     pub type Spec<'a> = (TrackKind, &'a str, &'a str, u64, Option<&'a str>);
 
+    /// The presentation of an in-memory server manifest, its sources read from the fixtures.
+    pub fn from_manifest(m: ServerManifest) -> Result<Presentation, PresentationError> {
+        Presentation::from_manifest(m, &mut Files)
+    }
+
     /// The presentation of an in-memory server manifest listing `tracks`.
     pub fn presentation(tracks: &[Spec<'_>]) -> Result<Presentation, PresentationError> {
         let mut m = ServerManifest::default();

@@ -282,7 +282,24 @@ impl Presentation {
                 .map(str::to_string)
                 .unwrap_or_else(|| default_track_name(t.kind, language.as_deref()));
             checked_names(&name, language.as_deref())?;
-            let bitrate = entry.system_bitrate.unwrap_or_else(|| average_bitrate(t));
+            let mut bitrate = entry.system_bitrate.unwrap_or_else(|| average_bitrate(t));
+            // URLs name a track by `<name>=<bitrate>`, so no two tracks may share both. The
+            // same source track listed again under the same name and bitrate is that track
+            // once; another track that would take a name and bitrate already taken gets the
+            // next free bitrate, as a bare MP4's tracks do.
+            let same = |o: &Track| o.name == name && o.bitrate == bitrate;
+            if tracks
+                .iter()
+                .any(|o| same(o) && o.track_no == track_no && o.media.identity == media.identity)
+            {
+                continue;
+            }
+            while tracks
+                .iter()
+                .any(|o| o.name == name && o.bitrate == bitrate)
+            {
+                bitrate += 1;
+            }
             tracks.push(Track {
                 name,
                 bitrate,
@@ -458,5 +475,55 @@ mod tests {
             .to_string();
         assert!(err.starts_with("server manifest: "), "{err}");
         assert_eq!(err.matches("server manifest").count(), 1, "{err}");
+    }
+
+    fn listing(entries: &[(Kind, &str, Option<u64>)]) -> Presentation {
+        let mut m = ServerManifest::default();
+        for &(kind, src, bitrate) in entries {
+            let mut t = TrackEntry::new(kind, src);
+            t.system_bitrate = bitrate;
+            m.tracks.push(t);
+        }
+        crate::package::fixtures::from_manifest(m).unwrap()
+    }
+
+    fn ids(p: &Presentation) -> Vec<String> {
+        p.tracks.iter().map(Track::url_id).collect()
+    }
+
+    #[test]
+    fn a_source_listed_twice_is_one_track() {
+        let once = listing(&[
+            (Kind::Video, "progressive.mp4", None),
+            (Kind::Audio, "progressive.mp4", None),
+        ]);
+        let twice = listing(&[
+            (Kind::Video, "progressive.mp4", None),
+            (Kind::Audio, "progressive.mp4", None),
+            (Kind::Video, "progressive.mp4", None),
+            (Kind::Audio, "progressive.mp4", None),
+        ]);
+        assert_eq!(ids(&twice), ids(&once));
+        assert_eq!(twice.tracks.len(), 2);
+    }
+
+    #[test]
+    fn tracks_that_would_share_a_name_and_bitrate_get_the_next_free_bitrate() {
+        // Two renditions that claim the same bitrate: both stay, told apart by their ids.
+        let p = listing(&[
+            (Kind::Video, "ladder-video-360.ismv", Some(800_000)),
+            (Kind::Video, "ladder-video-480.ismv", Some(800_000)),
+            (Kind::Video, "ladder-video-720.ismv", Some(800_000)),
+        ]);
+        assert_eq!(
+            ids(&p),
+            ["video=800000", "video=800001", "video=800002"].map(String::from)
+        );
+        // The same source track under another bitrate is the operator's choice: kept.
+        let p = listing(&[
+            (Kind::Video, "ladder-video-360.ismv", Some(400_000)),
+            (Kind::Video, "ladder-video-360.ismv", Some(800_000)),
+        ]);
+        assert_eq!(ids(&p), ["video=400000", "video=800000"].map(String::from));
     }
 }

@@ -54,6 +54,24 @@ impl S3Signer {
     ) -> Result<Vec<(String, String)>, SignError> {
         sign_request(self, "s3", true, "GET", url, headers, time)
     }
+
+    /// [`S3Signer::sign_get`] for a read made with `method` (`GET` or `HEAD`: a client's
+    /// progressive download is passed on with its own method).
+    pub fn sign_read(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        time: SystemTime,
+    ) -> Result<Vec<(String, String)>, SignError> {
+        if method != "GET" && method != "HEAD" {
+            return Err(SignError {
+                url: url.to_string(),
+                what: format!("{method} is not a read"),
+            });
+        }
+        sign_request(self, "s3", true, method, url, headers, time)
+    }
 }
 
 fn sign_request(
@@ -181,6 +199,26 @@ mod tests {
              SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
+    }
+
+    #[test]
+    fn reads_are_signed_with_their_own_method() {
+        let signer = S3Signer {
+            access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_key: "secret".into(),
+            session_token: None,
+            region: "us-east-1".into(),
+        };
+        let url = "http://127.0.0.1:9000/bucket/a.mp4";
+        let get = signer.sign_get(url, &[], at(1_369_353_600)).unwrap();
+        let read = |m| signer.sign_read(m, url, &[], at(1_369_353_600));
+        assert_eq!(read("GET").unwrap(), get);
+        assert_ne!(
+            header(&read("HEAD").unwrap(), "authorization"),
+            header(&get, "authorization")
+        );
+        let e = read("DELETE").unwrap_err().to_string();
+        assert!(e.ends_with("DELETE is not a read"), "{e}");
     }
 
     #[test]

@@ -13,12 +13,16 @@ use std::path::Path;
 /// changed file is never served from a stale index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SourceIdentity {
-    /// A local file: device, inode, size and modification time (ns).
+    /// A local file: device, inode, size, modification time and status change time (ns).
+    /// The change time is what a file rewritten in place with its size kept and its mtime
+    /// set back (`touch -r`, `rsync --times`, a restore) cannot hide: the kernel sets it on
+    /// every write and no call sets it to an earlier value.
     File {
         dev: u64,
         ino: u64,
         size: u64,
         mtime_ns: i128,
+        ctime_ns: i128,
     },
     /// A remote object: URL plus the server's ETag (or Last-Modified) and size.
     Remote {
@@ -144,12 +148,14 @@ impl SourceIdentity {
                 ino,
                 size,
                 mtime_ns,
+                ctime_ns,
             } => {
                 out.push(b'F');
                 out.extend_from_slice(&dev.to_le_bytes());
                 out.extend_from_slice(&ino.to_le_bytes());
                 out.extend_from_slice(&size.to_le_bytes());
                 out.extend_from_slice(&mtime_ns.to_le_bytes());
+                out.extend_from_slice(&ctime_ns.to_le_bytes());
             }
             SourceIdentity::Remote { url, version, size } => {
                 out.push(b'R');
@@ -192,6 +198,7 @@ impl SourceIdentity {
             ino: m.ino(),
             size: m.len(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
         }
     }
 }
@@ -406,6 +413,34 @@ mod mmap;
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_file_rewritten_in_place_with_its_mtime_restored_has_a_new_identity() {
+        let dir = std::env::temp_dir().join(format!("origin-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.mp4");
+        std::fs::write(&path, b"first version").unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        let old = SourceIdentity::of_metadata(&before);
+        // Later than the file system's timestamp granularity (a clock tick).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"other version", 0).unwrap();
+        f.set_modified(before.modified().unwrap()).unwrap();
+        drop(f);
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (after.ino(), after.len(), after.modified().unwrap()),
+            (before.ino(), before.len(), before.modified().unwrap())
+        );
+        let new = SourceIdentity::of_metadata(&after);
+        assert_ne!(old, new);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        old.write_fingerprint(&mut a);
+        new.write_fingerprint(&mut b);
+        assert_ne!(a, b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn pread_and_mmap_agree() {

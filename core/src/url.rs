@@ -94,7 +94,7 @@ impl Default for RouteOptions {
     }
 }
 
-/// Why a request could not be routed; each maps to one HTTP status in the glue.
+/// Why a request could not be routed; each maps to one HTTP status (`Error::status`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// The path is longer than [`MAX_PATH_LEN`] or the query longer than [`MAX_QUERY_LEN`].
@@ -166,22 +166,6 @@ fn subclip_message(vbegin: &str, vend: &str, order: Option<std::cmp::Ordering>) 
         }
         Some(_) => format!("bad subclip: vbegin ({b}) is after vend ({e})"),
         None => format!("bad subclip: vbegin ({b}) and vend ({e}) mix an offset and a UTC time"),
-    }
-}
-
-impl RouteError {
-    /// The HTTP status a client gets for this error.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            RouteError::TooLong(_) => 414,
-            RouteError::MalformedPath(_)
-            | RouteError::BadQuery { .. }
-            | RouteError::BadSubclip { .. } => 400,
-            RouteError::PathEscapes => 403,
-            RouteError::NoServerManifest
-            | RouteError::UnknownVirtualPath(_)
-            | RouteError::MalformedVirtualPath { .. } => 404,
-        }
     }
 }
 
@@ -263,6 +247,11 @@ mod tests {
         Route::parse(path.as_bytes(), b"", RouteOptions::default())
     }
 
+    /// The status the error answers with (`Error::status`, the one mapping).
+    fn status(e: RouteError) -> u16 {
+        crate::Error::from(e).status()
+    }
+
     #[test]
     fn splits_at_first_manifest_segment() {
         let r = route("/vod/a/video.ism/Manifest").unwrap();
@@ -330,7 +319,7 @@ mod tests {
     fn overlong_input_is_refused() {
         let long = format!("/{}.ism/Manifest", "a".repeat(MAX_PATH_LEN));
         assert!(matches!(route(&long), Err(RouteError::TooLong(_))));
-        assert_eq!(route(&long).unwrap_err().http_status(), 414);
+        assert_eq!(status(route(&long).unwrap_err()), 414);
         let q = "a=".to_string() + &"b".repeat(MAX_QUERY_LEN);
         assert!(matches!(
             Route::parse(b"/v.ism/Manifest", q.as_bytes(), RouteOptions::default()),
@@ -389,13 +378,14 @@ mod tests {
             "bad subclip: vbegin (10s) and vend (2024-01-01T00:00:00Z) mix an offset and a UTC time"
         );
         assert_eq!(
-            Route::parse(
-                b"/v.ism/.mpd",
-                b"vbegin=20&vend=10",
-                RouteOptions::default()
-            )
-            .unwrap_err()
-            .http_status(),
+            status(
+                Route::parse(
+                    b"/v.ism/.mpd",
+                    b"vbegin=20&vend=10",
+                    RouteOptions::default()
+                )
+                .unwrap_err()
+            ),
             400
         );
         // The last value of each counts, as for every option.
@@ -409,10 +399,10 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(route("/a/../v.ism/x").unwrap_err().http_status(), 403);
-        assert_eq!(route("/v.ism/nonsense").unwrap_err().http_status(), 404);
-        assert_eq!(route("/v.txt").unwrap_err().http_status(), 404);
+        assert_eq!(status(route("/a/../v.ism/x").unwrap_err()), 403);
+        assert_eq!(status(route("/v.ism/nonsense").unwrap_err()), 404);
+        assert_eq!(status(route("/v.txt").unwrap_err()), 404);
         let bad_query = Route::parse(b"/v.ism/.mpd", b"max_bitrate=x", RouteOptions::default());
-        assert_eq!(bad_query.unwrap_err().http_status(), 400);
+        assert_eq!(status(bad_query.unwrap_err()), 400);
     }
 }

@@ -20,12 +20,12 @@ fn storage(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
 
 /// Creates or updates the publishing point `isml` from a server-manifest body: its options
 /// (metas) replace the channel's; the tracks encoders announced are kept. True when created.
-pub fn put_channel(isml: &Path, body: &[u8]) -> Result<bool, IngestError> {
+pub fn put_channel(isml: &Path, body: &[u8]) -> Result<bool, crate::Error> {
     if body.len() > MAX_PUT_BYTES {
-        return Err(IngestError::Malformed(format!(
-            "a server manifest of {} bytes (at most {MAX_PUT_BYTES})",
-            body.len()
-        )));
+        // Too large is not malformed: the client sees 413, as for any body over a limit.
+        return Err(crate::Error::BodyTooLarge {
+            limit: MAX_PUT_BYTES as u64,
+        });
     }
     let new = ServerManifest::parse(body)
         .map_err(|e| IngestError::Malformed(format!("the body: {e}")))?;
@@ -33,7 +33,7 @@ pub fn put_channel(isml: &Path, body: &[u8]) -> Result<bool, IngestError> {
     let (mut manifest, created) = match std::fs::read(isml) {
         Ok(bytes) => (ServerManifest::parse(&bytes).unwrap_or_default(), false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (ServerManifest::default(), true),
-        Err(e) => return Err(storage(isml)(e)),
+        Err(e) => return Err(storage(isml)(e).into()),
     };
     manifest.metas = new.metas;
     write_atomically(isml, manifest.to_xml().as_bytes()).map_err(storage(isml))?;
@@ -76,11 +76,18 @@ mod tests {
         assert_eq!(m.meta("dvr_window_length"), Some("60"));
         let bad = br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
             <meta name="dvr_window_length" content="soon"/></head><body/></smil>"#;
-        assert_eq!(put_channel(&isml, bad).unwrap_err().http_status(), 400);
-        assert_eq!(put_channel(&isml, b"<nope").unwrap_err().http_status(), 400);
+        assert_eq!(put_channel(&isml, bad).unwrap_err().status(), 400);
+        assert_eq!(put_channel(&isml, b"<nope").unwrap_err().status(), 400);
+        // Over the limit: its own status and token, not a malformed body.
+        let huge = vec![b' '; MAX_PUT_BYTES + 1];
+        let err = put_channel(&isml, &huge).unwrap_err();
+        assert_eq!((err.status(), err.token()), (413, "REQUEST_TOO_LARGE"));
         delete_channel(&isml).unwrap();
         assert!(!isml.exists() && !d.join("ch.isml.archive").exists());
-        assert_eq!(delete_channel(&isml).unwrap_err().http_status(), 404);
+        assert_eq!(
+            crate::Error::from(delete_channel(&isml).unwrap_err()).status(),
+            404
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -753,7 +753,7 @@ mod tests {
         let err = w
             .append(t(5, 3, 0), &mut again, |_, _| {}, KEEP_ALL, 0)
             .unwrap_err();
-        assert_eq!(err.http_status(), 409);
+        assert_eq!(crate::Error::from(err).status(), 409);
         // Pruning removes whole files only.
         let keep = Retention {
             keep_ticks: Some(9),

@@ -52,23 +52,6 @@ pub enum IngestError {
     UnknownChannel(String),
 }
 
-impl IngestError {
-    /// The HTTP status the receiver answers (DASH-IF Live Media Ingest §6.1).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            IngestError::Malformed(_) | IngestError::Mp4(_) | IngestError::Truncated { .. } => 400,
-            IngestError::Unsupported(_) => 415,
-            IngestError::NoInit(_) => 412,
-            IngestError::Conflict(_) => 409,
-            IngestError::UnknownChannel(_) => 404,
-            IngestError::Storage { source, .. } => match source.raw_os_error() {
-                Some(libc::ENOSPC) | Some(libc::EDQUOT) => 507,
-                _ => 500,
-            },
-        }
-    }
-}
-
 /// One fragment as received: `moof` then `mdat`, whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFragment {
@@ -299,7 +282,7 @@ mod tests {
         let err = IngestParser::new()
             .push(&boxed(b"mdat", &[0; 4]), &mut e)
             .unwrap_err();
-        assert_eq!(err.http_status(), 400);
+        assert_eq!(crate::Error::from(err).status(), 400);
         let mut huge = (MAX_HEADER_BOX as u32 + 1).to_be_bytes().to_vec();
         huge.extend_from_slice(b"moov");
         assert!(IngestParser::new().push(&huge, &mut e).is_err());

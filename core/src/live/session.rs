@@ -925,7 +925,7 @@ mod tests {
         stream.extend_from_slice(&bytes[moof_at + moof_len..]);
         let mut s = DirectIngest::open(&isml, "s1", true).unwrap();
         let err = s.push(&stream, 0).unwrap_err();
-        assert_eq!(err.http_status(), 415, "{err}");
+        assert_eq!(crate::Error::from(err).status(), 415);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -946,7 +946,7 @@ mod tests {
         // Media of another stream, which never sent an init segment: 412.
         let mut s = DirectIngest::open(&isml, "other", true).unwrap();
         let err = s.push(&bytes[first_moof..], 1 << 20).unwrap_err();
-        assert_eq!(err.http_status(), 412);
+        assert_eq!(crate::Error::from(err).status(), 412);
         // Garbage: 400, and nothing written.
         let mut s = DirectIngest::open(&isml, "video.cmfv", true).unwrap();
         let mut junk = bytes[first_moof..first_moof + 400].to_vec();

@@ -61,21 +61,61 @@ fn install_guard() {
         if page > 0 {
             PAGE_SIZE.store(page as usize, Ordering::Relaxed);
         }
-        // SAFETY: a zeroed sigaction is a valid "no handler" value that we fill in; `old`
-        // receives the previous disposition. PREVIOUS is written once, here, before the handler
-        // can run (the handler is installed by this very call), and only read afterwards.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigbus as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-            libc::sigemptyset(&mut action.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGBUS, &action, &mut old) == 0 {
-                PREVIOUS = Some(old);
-                INSTALLED.store(true, Ordering::Release);
-            }
-        }
+        let installed = install_in_order(&mut ProcessSignals, |old| {
+            // SAFETY: PREVIOUS is written once, here, before our handler is installed (so
+            // before it can run and read it), and only read afterwards.
+            unsafe { PREVIOUS = Some(old) }
+        });
+        INSTALLED.store(installed, Ordering::Release);
     });
+}
+
+/// The two `sigaction` calls the guard makes, apart so their order can be tested.
+trait SignalTable {
+    /// SIGBUS's disposition now.
+    fn current(&mut self) -> Option<libc::sigaction>;
+    /// Makes `action` SIGBUS's disposition; true when it took.
+    fn install(&mut self, action: &libc::sigaction) -> bool;
+}
+
+/// The process's own signal table.
+struct ProcessSignals;
+
+impl SignalTable for ProcessSignals {
+    fn current(&mut self) -> Option<libc::sigaction> {
+        // SAFETY: a NULL new action only reads the disposition into `old`, a zeroed value
+        // sigaction fills in.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            (libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) == 0).then_some(old)
+        }
+    }
+
+    fn install(&mut self, action: &libc::sigaction) -> bool {
+        // SAFETY: `action` is a filled-in sigaction whose handler is async-signal-safe.
+        unsafe { libc::sigaction(libc::SIGBUS, action, std::ptr::null_mut()) == 0 }
+    }
+}
+
+/// Stores the previous disposition, then installs ours: a fault that is not ours, arriving
+/// the moment our handler is in place, already finds the disposition to hand it to.
+fn install_in_order(
+    table: &mut impl SignalTable,
+    store_previous: impl FnOnce(libc::sigaction),
+) -> bool {
+    let Some(old) = table.current() else {
+        return false;
+    };
+    store_previous(old);
+    // SAFETY: a zeroed sigaction is a valid "no handler" value that we fill in.
+    let action = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigbus as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+        libc::sigemptyset(&mut action.sa_mask);
+        action
+    };
+    table.install(&action)
 }
 
 /// The SIGBUS handler. Async-signal-safe: atomics, `mmap` and `sigaction` only.
@@ -226,6 +266,44 @@ impl Drop for Mapping {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// A signal table in which a SIGBUS that is not ours arrives the moment a handler is
+    /// installed: the handler then needs the previous disposition already stored.
+    struct FaultOnInstall<'a> {
+        stored: &'a std::cell::Cell<Option<usize>>,
+        previous: libc::sigaction,
+        handled_by_previous: Option<bool>,
+    }
+
+    impl SignalTable for FaultOnInstall<'_> {
+        fn current(&mut self) -> Option<libc::sigaction> {
+            Some(self.previous)
+        }
+        fn install(&mut self, action: &libc::sigaction) -> bool {
+            assert_eq!(action.sa_sigaction, on_sigbus as *const () as usize);
+            self.handled_by_previous = Some(self.stored.get() == Some(self.previous.sa_sigaction));
+            true
+        }
+    }
+
+    #[test]
+    fn the_previous_handler_is_stored_before_ours_is_installed() {
+        extern "C" fn previous_handler(_: libc::c_int) {}
+        // SAFETY: a zeroed sigaction with a handler set is a valid value.
+        let previous = unsafe {
+            let mut a: libc::sigaction = std::mem::zeroed();
+            a.sa_sigaction = previous_handler as *const () as usize;
+            a
+        };
+        let stored = std::cell::Cell::new(None);
+        let mut table = FaultOnInstall {
+            stored: &stored,
+            previous,
+            handled_by_previous: None,
+        };
+        assert!(install_in_order(&mut table, |old| stored.set(Some(old.sa_sigaction))));
+        assert_eq!(table.handled_by_previous, Some(true));
+    }
 
     #[test]
     fn a_truncated_mapping_reads_zeros_and_is_poisoned() {

@@ -415,7 +415,7 @@ mod tests {
             "a=%0a",
         ] {
             let err = q(bad).unwrap_err();
-            assert_eq!(err.http_status(), 400, "{bad}");
+            assert_eq!(crate::Error::from(err).status(), 400, "{bad}");
         }
         let many = vec!["a=1"; MAX_QUERY_OPTIONS + 1].join("&");
         assert!(q(&many).is_err());

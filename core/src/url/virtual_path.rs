@@ -702,7 +702,11 @@ mod tests {
             "/v.ism/QualityLevels(1)/Nonsense(video=0)",
         ] {
             let err = target(bad).unwrap_err();
-            assert_eq!(err.http_status(), 404, "{bad}: {err}");
+            assert_eq!(
+                crate::Error::from(err.clone()).status(),
+                404,
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -1005,7 +1009,7 @@ mod tests {
                 matches!(err, RouteError::MalformedVirtualPath { .. }),
                 "{bad}: {err:?}"
             );
-            assert_eq!(err.http_status(), 404, "{bad}");
+            assert_eq!(crate::Error::from(err.clone()).status(), 404, "{bad}");
             assert!(!err.to_string().chars().any(char::is_control), "{err}");
         }
     }
@@ -1017,7 +1021,7 @@ mod tests {
             .collect();
         let path = format!("/v.ism/v-{}.m3u8", many.join("-"));
         // Too many tracks: refused, not mistaken for the master playlist.
-        assert_eq!(target(&path).unwrap_err().http_status(), 404);
+        assert_eq!(crate::Error::from(target(&path).unwrap_err()).status(), 404);
         assert_eq!(variant_shape("a=1-=2"), None);
         assert_eq!(variant_shape("a=1-b"), None);
         assert_eq!(variant_shape("a=1--b=2").map(|v| v.tracks.len()), Some(2));
