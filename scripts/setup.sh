@@ -37,8 +37,8 @@ if command -v rustup >/dev/null; then
   done
 fi
 
-# A real S3 server that checks SigV4 signatures, for the S3 tests (TESTING.md). Building it takes
-# several minutes, once: cargo keeps it in ~/.cargo/bin.
+# A real S3 server that checks SigV4 signatures, for the S3 tests (see tests/test_s3.py).
+# Building it takes several minutes, once: cargo keeps it in ~/.cargo/bin.
 if ! cargo install --list 2>/dev/null | grep -q '^s3s-fs v0.14.1'; then
   say "installing s3s-fs 0.14.1 (a one-time build of a few minutes)"
   cargo install s3s-fs@0.14.1 --locked --features binary --quiet
