@@ -86,6 +86,7 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
         modified,
         etag,
         expiry,
+        media: _,
     } = answer;
     if let Some(expiry) = expiry {
         crate::response::add_header(

@@ -75,6 +75,21 @@ impl TrackArchive {
         self.records.last().is_some_and(Record::is_end_marker)
     }
 
+    /// The track's entry in the server manifest of a window: its kind, bitrate, ID and name,
+    /// its source `src` (the track's directory, relative to the channel's server manifest).
+    pub fn manifest_entry(&self, src: &str) -> crate::ism::TrackEntry {
+        let kind = match self.info.kind {
+            TrackKind::Video => crate::ism::TrackKind::Video,
+            TrackKind::Audio => crate::ism::TrackKind::Audio,
+            _ => crate::ism::TrackKind::Text,
+        };
+        let mut entry = crate::ism::TrackEntry::new(kind, src);
+        entry.system_bitrate = Some(self.info.bitrate);
+        entry.set_param("trackID", &self.info.track_id.to_string());
+        entry.set_param("trackName", &self.info.name);
+        entry
+    }
+
     /// The track's fragments `records` (consecutive, in order) as one fragmented MP4 file:
     /// the init segment, a `free` box standing for what came before the first of them, then
     /// each fragment from its data file. Sample offsets in the fragments are the positions
