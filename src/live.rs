@@ -14,18 +14,17 @@ thread_local! {
     static READER: RefCell<ChannelReader> = RefCell::new(ChannelReader::new());
 }
 
-/// The channel whose server manifest is `isml`, as its archive is now.
-pub fn snapshot(isml: &str) -> Result<Arc<ChannelSnapshot>, OriginError> {
-    let now = now_ms();
+/// The channel whose server manifest is `isml`, as its archive is at `now_ms` (the time now,
+/// as the caller read it).
+pub fn snapshot(isml: &str, now_ms: i64) -> Result<Arc<ChannelSnapshot>, OriginError> {
     READER.with(|reader| {
-        let mut snapshot = reader
+        let snapshot = reader
             .borrow_mut()
-            .snapshot(Path::new(isml))
+            .snapshot(Path::new(isml), now_ms)
             .map_err(|source| OriginError::Io {
                 path: isml.to_string(),
                 source,
             })?;
-        snapshot.now_ms = now;
         Ok(Arc::new(snapshot))
     })
 }
@@ -63,7 +62,7 @@ pub fn report(
             path: isml.to_string(),
         });
     }
-    let channel = snapshot(isml)?;
+    let channel = snapshot(isml, now_ms())?;
     let args = crate::driver::ngx_str(&r.args);
     let json = args
         .split(|&b| b == b'&')

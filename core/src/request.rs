@@ -42,6 +42,8 @@ mod dispatch;
 mod generated;
 mod keys;
 mod live;
+#[cfg(test)]
+mod live_tests;
 mod load;
 mod options;
 mod reads;
@@ -210,6 +212,8 @@ impl<E: Into<Error>> From<E> for Stop {
 /// A live channel as the driver read it for one request.
 struct LiveChannel {
     snapshot: Arc<ChannelSnapshot>,
+    /// When the driver read it, ms since the Unix epoch.
+    now_ms: i64,
     /// `usp_dynamic_time_shift_buffer_depth`.
     dynamic_depth: bool,
 }
@@ -309,12 +313,20 @@ impl Request {
         self
     }
 
-    /// A request on a live channel (`.isml`) plays `channel`, its archive as the driver read it.
+    /// A request on a live channel (`.isml`) plays `channel`, its archive as the driver read it
+    /// at `now_ms` (ms since the Unix epoch: the engine reads no clock). The data files of the
+    /// window are asked for with [`Need::Open`], as sources are.
     /// `dynamic_depth` (`usp_dynamic_time_shift_buffer_depth`): DASH `timeShiftBufferDepth`
     /// says what the window holds rather than the channel's DVR window length.
-    pub fn with_live(mut self, channel: Arc<ChannelSnapshot>, dynamic_depth: bool) -> Request {
+    pub fn with_live(
+        mut self,
+        channel: Arc<ChannelSnapshot>,
+        now_ms: i64,
+        dynamic_depth: bool,
+    ) -> Request {
         self.live = Some(LiveChannel {
             snapshot: channel,
+            now_ms,
             dynamic_depth,
         });
         self

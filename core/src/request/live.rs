@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use super::{Answer, Caches, Expiry, MediaSpan, Opened, Payload, Request, Stop};
+use super::{Answer, Caches, Expiry, MediaSpan, Need, Opened, Payload, Request, Stop};
 use crate::error::Error;
 use crate::ism::{join_relative, ServerManifest};
+use crate::live::channel::TrackArchive;
 use crate::live::window::{LiveInfo, LivePlace, WindowRequest};
 use crate::package::hds;
 use crate::segment::SegmentTable;
-use crate::source::Source;
+use crate::source::{SharedSource, Source};
 use crate::url::TimePoint;
 use crate::url::{DashTarget, HdsTarget, MpdSegmentTemplate, SegmentIndex, SmoothTarget, Target};
 
@@ -18,35 +19,85 @@ use super::keys::is_manifest;
 
 impl Request {
     /// A live channel's window: each track's fragments in it become a source of their own
-    /// (with the identity of the records they hold), and the presentation's server manifest
-    /// lists those tracks with the channel's options.
+    /// (with the identity of the records they hold), made of the data files the driver opened
+    /// for them (asked for here, all at once, as a presentation's sources are), and the
+    /// presentation's server manifest lists those tracks with the channel's options.
     pub(super) fn open_live_window(&mut self, caches: &mut Caches) -> Result<(), Stop> {
-        let channel = self
+        let (channel, now_ms) = self
             .live
             .as_ref()
-            .map(|l| l.snapshot.clone())
+            .map(|l| (l.snapshot.clone(), l.now_ms))
             .ok_or(Error::Internal("a live request without its channel"))?;
         let manifest = self.server_manifest(caches)?;
-        let asked = self.window_request(&manifest, channel.anchor_ms)?;
+        let asked = self.window_request(&manifest, channel.anchor_ms, now_ms)?;
         let window = crate::live::window::window(&channel, asked);
         if window.tracks.is_empty() {
             return Err(Stop::Fail(Error::NotFound {
                 path: format!("{} (nothing was ingested yet)", self.route.manifest_path),
             }));
         }
+        let archive = |rel: &str| {
+            join_relative(
+                &self.manifest_path,
+                &format!("{}/{rel}", channel.archive_name),
+            )
+            .ok_or(Error::Internal("an archive path that does not join"))
+        };
+        // Each track's data files: number, path, and the span of it the window's records use.
+        let mut data_files: Vec<Vec<(u32, String, u64, u64)>> = Vec::new();
+        for (track, records) in &window.tracks {
+            let mut files = Vec::new();
+            for file_no in TrackArchive::data_files(records) {
+                let (start, end) = records
+                    .iter()
+                    .filter(|r| r.file_no == file_no && r.size > 0)
+                    .fold((u64::MAX, 0u64), |(lo, hi), r| {
+                        (
+                            lo.min(r.file_offset),
+                            hi.max(r.file_offset + u64::from(r.size)),
+                        )
+                    });
+                files.push((file_no, archive(&track.data_file(file_no))?, start, end));
+            }
+            data_files.push(files);
+        }
+        let unopened: Vec<String> = data_files
+            .iter()
+            .flatten()
+            .filter(|(_, path, ..)| !self.was_supplied(path))
+            .map(|(_, path, ..)| path.clone())
+            .collect();
+        if !unopened.is_empty() {
+            return Err(Stop::Need(Need::Open(unopened)));
+        }
+        let mut readers: Vec<Vec<(u32, SharedSource)>> = Vec::with_capacity(data_files.len());
+        for files in &data_files {
+            let mut track_readers = Vec::with_capacity(files.len());
+            for (file_no, path, start, end) in files {
+                track_readers.push((*file_no, self.reader(path, *start, end - start)?));
+            }
+            readers.push(track_readers);
+        }
         let modified = window.info.updated_ms.div_euclid(1000);
         let mut live_manifest = ServerManifest {
             metas: manifest.metas.clone(),
             tracks: Vec::with_capacity(window.tracks.len()),
         };
-        for (track, records) in &window.tracks {
+        for ((track, records), readers) in window.tracks.iter().zip(&readers) {
             let src = format!("{}/{}", channel.archive_name, track.dir_name);
-            let path = join_relative(&self.manifest_path, &src)
-                .ok_or(Error::Internal("an archive path that does not join"))?;
-            let source = track.source(&path, records).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let path = archive(&track.dir_name)?;
+            let data_file = |file_no: u32| {
+                readers
+                    .iter()
+                    .find(|(n, _)| *n == file_no)
+                    .map(|(_, reader)| reader.clone())
+            };
+            let source = track
+                .source(&path, records, data_file)
+                .map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             self.opened.push((
                 path,
                 Ok(Opened {
@@ -69,6 +120,7 @@ impl Request {
         &self,
         manifest: &ServerManifest,
         anchor_ms: i64,
+        now_ms: i64,
     ) -> Result<WindowRequest, Error> {
         let manifest_error = |error| Error::Manifest {
             path: self.manifest_path.clone(),
@@ -110,6 +162,7 @@ impl Request {
             begin: media_secs(self.route.options.vbegin),
             end: media_secs(self.route.options.vend),
             dynamic_depth: self.live.as_ref().is_some_and(|l| l.dynamic_depth),
+            now_ms,
         })
     }
 
