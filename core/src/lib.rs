@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod base64;
+pub mod body;
 pub mod buffers;
 pub mod cache;
 pub mod config;

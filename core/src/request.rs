@@ -184,8 +184,8 @@ pub enum Body {
         path: String,
     },
     /// A segment repackaged from samples (MPEG-TS, packed audio): every payload byte is
-    /// rewritten, so the driver writes it in pieces with a
-    /// [`TsWriter`](crate::package::ts::TsWriter). `sources` are indexed by
+    /// rewritten, so the driver writes it in pieces with
+    /// [`RepackagedPieces`](crate::body::RepackagedPieces). `sources` are indexed by
     /// [`TsTrack::source`].
     Repackaged {
         tracks: Vec<TsTrack>,

@@ -153,7 +153,7 @@ fn a_live_fragment_is_read_from_the_data_files_the_driver_supplied() {
     assert_eq!(answer.modified, INGESTED_MS / 1000);
     assert!(answer.expiry.is_some());
     let mut body = Vec::new();
-    crate::stored::write_body(&answer.body, &mut body).unwrap();
+    crate::body::write_body(&answer.body, &mut body).unwrap();
     // The fragment's samples are the bytes the data file holds for its record.
     let data_path = snapshot.archive_dir.join(video.data_file(record.file_no));
     let data = std::fs::read(data_path).unwrap();
