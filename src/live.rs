@@ -54,6 +54,7 @@ pub fn report(
     target: &origin_core::url::LiveTarget,
 ) -> Result<ngx::ffi::ngx_int_t, OriginError> {
     use origin_core::live::api;
+    use origin_core::mime;
     use origin_core::url::LiveTarget;
     if !Path::new(isml).exists()
         && !origin_core::live::archive::archive_dir(Path::new(isml)).exists()
@@ -68,10 +69,10 @@ pub fn report(
         .split(|&b| b == b'&')
         .any(|kv| kv.eq_ignore_ascii_case(b"format=json"));
     let (text, content_type) = match target {
-        LiveTarget::State => (api::state(&channel), "application/smil+xml"),
-        LiveTarget::Archive => (api::archive(&channel), "application/smil+xml"),
-        LiveTarget::Statistics if json => (api::statistics(&channel, true), "application/json"),
-        LiveTarget::Statistics => (api::statistics(&channel, false), "application/smil+xml"),
+        LiveTarget::State => (api::state(&channel), mime::SMIL),
+        LiveTarget::Archive => (api::archive(&channel), mime::SMIL),
+        LiveTarget::Statistics if json => (api::statistics(&channel, true), mime::JSON),
+        LiveTarget::Statistics => (api::statistics(&channel, false), mime::SMIL),
         LiveTarget::Ingest { .. } => return Err(OriginError::MethodNotAllowed),
     };
     crate::response::add_header(r, "Cache-Control", "no-cache")?;

@@ -221,7 +221,7 @@ mod tests {
     fn text_and_bytes_are_written_as_they_are() {
         let text = Body::Text(Arc::new(Generated {
             text: "#EXTM3U\n".into(),
-            content_type: "application/vnd.apple.mpegurl",
+            content_type: crate::mime::M3U8,
             etag: "\"x\"".into(),
             modified: 0,
         }));

@@ -40,6 +40,7 @@ pub mod index;
 pub mod ism;
 pub mod live;
 pub mod metrics;
+pub mod mime;
 pub mod mp4;
 pub mod package;
 pub mod presentation;

@@ -464,8 +464,8 @@ impl Exposition {
 
     pub fn content_type(self) -> &'static str {
         match self {
-            Exposition::Json => "application/json",
-            Exposition::Prometheus => "text/plain; version=0.0.4",
+            Exposition::Json => crate::mime::JSON,
+            Exposition::Prometheus => crate::mime::PROMETHEUS,
         }
     }
 

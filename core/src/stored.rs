@@ -3,24 +3,11 @@
 //! (`ismtool package` writes such files with [`crate::body::write_body`].)
 
 use crate::index::TrackKind;
-use crate::package::{dash, hds};
+use crate::mime;
 use crate::url::{
     DashTarget, HdsTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, Route, SmoothTarget, Target,
     TrackRef,
 };
-
-/// `application/vnd.apple.mpegurl`: HLS playlists.
-pub const M3U8_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
-/// `application/dash+xml`: the MPD.
-pub const MPD_CONTENT_TYPE: &str = "application/dash+xml";
-/// `application/vnd.ms-sstr+xml`: the Smooth Streaming client manifest.
-pub const SMOOTH_MANIFEST_CONTENT_TYPE: &str = "application/vnd.ms-sstr+xml";
-/// `video/MP2T`: MPEG-TS segments.
-pub const TS_CONTENT_TYPE: &str = "video/MP2T";
-/// `audio/aac`: HLS packed-audio segments.
-pub const PACKED_AUDIO_CONTENT_TYPE: &str = "audio/aac";
-/// `text/vtt`: WebVTT segments.
-pub const WEBVTT_CONTENT_TYPE: &str = "text/vtt";
 
 /// Whether a file stored at the request's path may answer it (`usp_prefer_static`). A file
 /// is one answer per path, whatever the query; `ismtool package` stores the answers a player
@@ -49,33 +36,33 @@ pub fn may_be_stored(route: &Route) -> bool {
 /// `audio_<lang>`, `textstream_<lang>`) says it; any other is taken for video.
 pub fn content_type(route: &Route) -> Option<&'static str> {
     let presentation = presentation_name(&route.manifest_path);
-    let of_track = |t: &TrackRef| dash::mime_type(kind_by_name(&t.name, presentation));
+    let of_track = |t: &TrackRef| mime::of_track(kind_by_name(&t.name, presentation));
     let of_variant = |tracks: &[TrackRef]| match tracks {
         [t] => of_track(t),
-        _ => dash::mime_type(TrackKind::Video),
+        _ => mime::of_track(TrackKind::Video),
     };
     Some(match &route.target {
         Target::Presentation | Target::Live(_) => return None,
-        Target::Smooth(SmoothTarget::Manifest) => SMOOTH_MANIFEST_CONTENT_TYPE,
+        Target::Smooth(SmoothTarget::Manifest) => mime::SMOOTH_MANIFEST,
         Target::Smooth(SmoothTarget::Fragment { track, .. }) => {
-            dash::mime_type(kind_by_name(track, presentation))
+            mime::of_track(kind_by_name(track, presentation))
         }
-        Target::Dash(DashTarget::Manifest) => MPD_CONTENT_TYPE,
+        Target::Dash(DashTarget::Manifest) => mime::MPD,
         Target::Dash(DashTarget::Init { track } | DashTarget::Media { track, .. }) => {
             of_track(track)
         }
-        Target::Hls(HlsTarget::Master | HlsTarget::Playlist { .. }) => M3U8_CONTENT_TYPE,
+        Target::Hls(HlsTarget::Master | HlsTarget::Playlist { .. }) => mime::M3U8,
         Target::Hls(HlsTarget::Init { variant }) => of_variant(&variant.tracks),
         Target::Hls(HlsTarget::Segment {
             variant, format, ..
         }) => match format {
-            HlsSegmentFormat::Ts => TS_CONTENT_TYPE,
-            HlsSegmentFormat::Aac => PACKED_AUDIO_CONTENT_TYPE,
-            HlsSegmentFormat::WebVtt => WEBVTT_CONTENT_TYPE,
+            HlsSegmentFormat::Ts => mime::TS,
+            HlsSegmentFormat::Aac => mime::PACKED_AUDIO,
+            HlsSegmentFormat::WebVtt => mime::WEBVTT,
             HlsSegmentFormat::Fmp4 => of_variant(&variant.tracks),
         },
-        Target::Hds(HdsTarget::Manifest) => hds::MANIFEST_CONTENT_TYPE,
-        Target::Hds(HdsTarget::Fragment { .. }) => hds::FRAGMENT_CONTENT_TYPE,
+        Target::Hds(HdsTarget::Manifest) => mime::F4M,
+        Target::Hds(HdsTarget::Fragment { .. }) => mime::F4F,
     })
 }
 
@@ -139,42 +126,36 @@ mod tests {
     #[test]
     fn content_types_are_the_generated_answers() {
         for (url, want) in [
-            ("/v/m.ism/Manifest", Some(SMOOTH_MANIFEST_CONTENT_TYPE)),
+            ("/v/m.ism/Manifest", Some(mime::SMOOTH_MANIFEST)),
             (
                 "/v/m.ism/QualityLevels(1)/Fragments(video=0)",
-                Some("video/mp4"),
+                Some(mime::VIDEO_MP4),
             ),
             (
                 "/v/m.ism/QualityLevels(1)/Fragments(audio_eng=0)",
-                Some("audio/mp4"),
+                Some(mime::AUDIO_MP4),
             ),
             (
                 "/v/m.ism/QualityLevels(1)/Fragments(textstream_eng=0)",
-                Some("application/mp4"),
+                Some(mime::APPLICATION_MP4),
             ),
-            ("/v/m.ism/.mpd", Some(MPD_CONTENT_TYPE)),
-            ("/v/m.ism/dash/m-video=1.dash", Some("video/mp4")),
-            ("/v/m.ism/dash/m-audio_eng=1-0.dash", Some("audio/mp4")),
+            ("/v/m.ism/.mpd", Some(mime::MPD)),
+            ("/v/m.ism/dash/m-video=1.dash", Some(mime::VIDEO_MP4)),
+            ("/v/m.ism/dash/m-audio_eng=1-0.dash", Some(mime::AUDIO_MP4)),
             // The presentation's own name is no hint: `audio-m` plays video.
             (
                 "/v/audio-m.ism/dash/audio-m-video=1-0.dash",
-                Some("video/mp4"),
+                Some(mime::VIDEO_MP4),
             ),
-            ("/v/m.ism/.m3u8", Some(M3U8_CONTENT_TYPE)),
-            ("/v/m.ism/keyframes/m-video=1.m3u8", Some(M3U8_CONTENT_TYPE)),
-            ("/v/m.ism/m-video=1-1.ts", Some(TS_CONTENT_TYPE)),
-            ("/v/m.ism/m-audio=1-1.aac", Some(PACKED_AUDIO_CONTENT_TYPE)),
-            (
-                "/v/m.ism/m-textstream_eng=1-1.vtt",
-                Some(WEBVTT_CONTENT_TYPE),
-            ),
-            ("/v/m.ism/hls/m-audio_eng=1.m4s", Some("audio/mp4")),
-            ("/v/m.ism/hls/m-video=1-2.m4s", Some("video/mp4")),
-            ("/v/m.ism/.f4m", Some(hds::MANIFEST_CONTENT_TYPE)),
-            (
-                "/v/m.ism/m-video=1Seg1-Frag2",
-                Some(hds::FRAGMENT_CONTENT_TYPE),
-            ),
+            ("/v/m.ism/.m3u8", Some(mime::M3U8)),
+            ("/v/m.ism/keyframes/m-video=1.m3u8", Some(mime::M3U8)),
+            ("/v/m.ism/m-video=1-1.ts", Some(mime::TS)),
+            ("/v/m.ism/m-audio=1-1.aac", Some(mime::PACKED_AUDIO)),
+            ("/v/m.ism/m-textstream_eng=1-1.vtt", Some(mime::WEBVTT)),
+            ("/v/m.ism/hls/m-audio_eng=1.m4s", Some(mime::AUDIO_MP4)),
+            ("/v/m.ism/hls/m-video=1-2.m4s", Some(mime::VIDEO_MP4)),
+            ("/v/m.ism/.f4m", Some(mime::F4M)),
+            ("/v/m.ism/m-video=1Seg1-Frag2", Some(mime::F4F)),
             ("/v/m.ism", None),
             ("/v/c.isml/state", None),
         ] {

@@ -70,15 +70,6 @@ pub fn presentation_delay(track: &Track) -> i64 {
     }
 }
 
-/// The MIME type a track's segments carry.
-pub fn mime_type(kind: TrackKind) -> &'static str {
-    match kind {
-        TrackKind::Video => "video/mp4",
-        TrackKind::Audio => "audio/mp4",
-        _ => "application/mp4",
-    }
-}
-
 /// Codec family (adaptation sets never mix families: players cannot switch between them).
 fn family(t: &Track) -> String {
     t.entry
@@ -192,7 +183,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
                 TrackKind::Audio => 1,
                 _ => 3,
             },
-            mime_type(kind)
+            crate::mime::of_track(kind)
         );
         if let Some(lang) = &first.language {
             let _ = write!(x, " lang=\"{}\"", xml_escape(lang));

@@ -28,11 +28,6 @@ use crate::presentation::{Presentation, Track};
 use crate::segment::SegmentTable;
 use crate::url::{encode_name, excerpt, Variant};
 
-/// Content type of the manifest.
-pub const MANIFEST_CONTENT_TYPE: &str = "application/f4m+xml";
-/// Content type of a fragment.
-pub const FRAGMENT_CONTENT_TYPE: &str = "video/f4f";
-
 /// The one timescale HDS boxes use here: milliseconds, the unit of FLV timestamps.
 const TIMESCALE: u32 = 1000;
 /// The segment every fragment belongs to (`<variant>Seg1-Frag<n>`): one segment run.

@@ -11,6 +11,7 @@ use super::{Answer, Body, Generated, MediaSpan, Payload, Request, Stop};
 use crate::drm::{Cenc, HlsKey, SegmentCipher, TrackCipher};
 use crate::error::Error;
 use crate::fragment::{ByteRange, FragmentPlan};
+use crate::mime;
 use crate::package::dash;
 use crate::package::mss;
 use crate::package::ts::{TsFormat, TsTrack};
@@ -52,7 +53,7 @@ impl Request {
         let (path, source) = self.payload_source(track, &plan)?;
         Ok(Answer {
             etag: etag(&[&plan.header, &loaded.versions]),
-            content_type: dash::mime_type(track.kind),
+            content_type: mime::of_track(track.kind),
             modified: loaded.modified,
             media: Some(MediaSpan::of_plan(&plan, Payload::FromSource)),
             body: Body::Fragment { plan, source, path },
@@ -94,7 +95,7 @@ impl Request {
                 &cipher.fingerprint(),
                 &loaded.versions,
             ]),
-            content_type: dash::mime_type(track.kind),
+            content_type: mime::of_track(track.kind),
             modified: loaded.modified,
             media: Some(MediaSpan::of_plan(&plan, Payload::InMemory)),
             body: Body::Bytes(bytes),
@@ -122,7 +123,7 @@ impl Request {
         let bytes = cipher.encrypt_all(clear);
         Ok(Answer {
             etag: etag(&[&plan.header, &fingerprint, &loaded.versions]),
-            content_type: dash::mime_type(track.kind),
+            content_type: mime::of_track(track.kind),
             modified: loaded.modified,
             media: Some(MediaSpan::of_plan(&plan, Payload::InMemory)),
             body: Body::Bytes(bytes),
@@ -202,7 +203,7 @@ impl Request {
         let target = format!("{:?}", self.route.target);
         Ok(Some(Answer {
             etag: etag(&[b"stored", target.as_bytes(), &loaded.versions]),
-            content_type: dash::mime_type(track.kind),
+            content_type: mime::of_track(track.kind),
             modified: loaded.modified,
             media: Some(MediaSpan::of_plan(&plan, Payload::FromSource)),
             body: Body::Fragment { plan, source, path },
@@ -251,8 +252,8 @@ impl Request {
         Ok(Answer {
             etag: etag(&[b"ts", request.as_bytes(), &key, &loaded.versions]),
             content_type: match format {
-                TsFormat::Transport => "video/MP2T",
-                TsFormat::PackedAudio => "audio/aac",
+                TsFormat::Transport => mime::TS,
+                TsFormat::PackedAudio => mime::PACKED_AUDIO,
             },
             modified: loaded.modified,
             media,

@@ -10,14 +10,13 @@ use super::load::Loaded;
 use super::{Answer, Caches, Generated, MediaSpan, Payload, Request, Stop};
 use crate::drm::{Cenc, DrmError, Format, HlsKey, HlsMethod, Protection};
 use crate::error::Error;
+use crate::mime;
 use crate::package::ts::TsFormat;
 use crate::package::{dash, hds, hls, mss};
 use crate::url::{
     DashTarget, HdsTarget, HlsPlaylist, HlsSegmentFormat, HlsTarget, RouteError, SegmentIndex,
     SmoothTarget, Target,
 };
-
-const M3U8: &str = "application/vnd.apple.mpegurl";
 
 /// The content protection an answer gets.
 #[derive(Clone, Copy)]
@@ -118,10 +117,10 @@ impl Request {
                     &self.query,
                     protect.cenc,
                 )?,
-                "application/vnd.ms-sstr+xml",
+                mime::SMOOTH_MANIFEST,
             ),
-            Target::Dash(DashTarget::Manifest) => (dash::mpd(p, &o.dash()), "application/dash+xml"),
-            Target::Hls(HlsTarget::Master) => (hls::master(p, &o.hls(o.hls_fmp4))?, M3U8),
+            Target::Dash(DashTarget::Manifest) => (dash::mpd(p, &o.dash()), mime::MPD),
+            Target::Hls(HlsTarget::Master) => (hls::master(p, &o.hls(o.hls_fmp4))?, mime::M3U8),
             Target::Hls(HlsTarget::Playlist {
                 variant,
                 kind: HlsPlaylist::Media,
@@ -132,7 +131,7 @@ impl Request {
                 } else {
                     hls::ts_playlist(p, variant, &o.hls(false))?
                 };
-                (text, M3U8)
+                (text, mime::M3U8)
             }
             Target::Hls(HlsTarget::Playlist {
                 kind: HlsPlaylist::IFrames,
@@ -147,10 +146,11 @@ impl Request {
                 variant,
                 kind: HlsPlaylist::IFrames,
                 ..
-            }) => (self.iframe_playlist(p, variant, &o.hls(o.hls_fmp4))?, M3U8),
-            Target::Hds(HdsTarget::Manifest) => {
-                (hds::manifest(p, &o.hds())?, hds::MANIFEST_CONTENT_TYPE)
-            }
+            }) => (
+                self.iframe_playlist(p, variant, &o.hls(o.hls_fmp4))?,
+                mime::M3U8,
+            ),
+            Target::Hds(HdsTarget::Manifest) => (hds::manifest(p, &o.hds())?, mime::F4M),
             _ => return Err(Stop::Fail(Error::Internal("not a manifest target"))),
         };
         let generated = Arc::new(Generated {
@@ -209,7 +209,7 @@ impl Request {
                             .map_err(|e| self.drm_error(e))?;
                     }
                 }
-                Ok(bytes_answer(loaded, bytes, dash::mime_type(t.kind)))
+                Ok(bytes_answer(loaded, bytes, mime::of_track(t.kind)))
             }
             Target::Dash(DashTarget::Media { track, index }) => {
                 let (t, plan) = dash::media_segment(p, track, *index, &o.dash())?;
@@ -230,7 +230,7 @@ impl Request {
                             .map_err(|e| self.drm_error(e))?;
                     }
                 }
-                Ok(bytes_answer(loaded, bytes, dash::mime_type(t.kind)))
+                Ok(bytes_answer(loaded, bytes, mime::of_track(t.kind)))
             }
             Target::Hls(HlsTarget::Segment {
                 variant,
@@ -248,7 +248,7 @@ impl Request {
             }) => {
                 let plan = hds::fragment(p, variant, *segment, *fragment, &o.hds())?;
                 let bytes = self.hds_fragment(&plan)?;
-                let mut answer = bytes_answer(loaded, bytes, hds::FRAGMENT_CONTENT_TYPE);
+                let mut answer = bytes_answer(loaded, bytes, mime::F4F);
                 answer.media = Some(MediaSpan {
                     start: plan.start_time,
                     duration: plan.duration,
@@ -312,7 +312,7 @@ impl Request {
             HlsSegmentFormat::WebVtt => {
                 let plan = hls::webvtt_segment_plan(p, variant, n, &o.hls(o.hls_fmp4))?;
                 let text = self.webvtt_segment(&plan)?;
-                Ok(bytes_answer(loaded, text.into_bytes(), "text/vtt"))
+                Ok(bytes_answer(loaded, text.into_bytes(), mime::WEBVTT))
             }
         }
     }
