@@ -24,6 +24,7 @@ use crate::crypto::{
     write_saiz, write_senc, ContentKey, CryptoError, NalCodec, Pattern, SampleAux, Scheme,
     TrackEncryption, BLOCK,
 };
+use crate::format::Format;
 use crate::fragment::FragmentPlan;
 use crate::index::{TrackIndex, TrackKind};
 use crate::ism::Meta;
@@ -54,34 +55,14 @@ pub const GROUP_OPTIONS: [&str; 15] = [
 /// The flat metas of content protection.
 pub const PLAYOUT_OPTIONS: [&str; 4] = ["iss_playout", "mpd_playout", "hls_playout", "hds_playout"];
 
-/// The formats, as their `<fmt>_playout` metas name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Smooth,
-    Dash,
-    Hls,
-    Hds,
-}
-
-impl Format {
-    const ALL: [Format; 4] = [Format::Smooth, Format::Dash, Format::Hls, Format::Hds];
-
-    fn meta_prefix(self) -> &'static str {
-        match self {
-            Format::Smooth => "iss",
-            Format::Dash => "mpd",
-            Format::Hls => "hls",
-            Format::Hds => "hds",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Smooth => "Smooth Streaming",
-            Format::Dash => "MPEG-DASH",
-            Format::Hls => "HLS",
-            Format::Hds => "HDS",
-        }
+/// The `<fmt>_playout` meta's prefix of a streaming format.
+fn meta_prefix(format: Format) -> Option<&'static str> {
+    match format {
+        Format::Smooth => Some("iss"),
+        Format::Dash => Some("mpd"),
+        Format::Hls => Some("hls"),
+        Format::Hds => Some("hds"),
+        _ => None,
     }
 }
 
@@ -274,9 +255,12 @@ impl Drm {
     /// Reads the options from a server manifest's metas (`paramGroup` metas are named
     /// `<group>.<name>`). Nothing configured is no protection.
     pub fn from_metas(metas: &[Meta]) -> Result<Drm, DrmError> {
-        let mut playout = [Playout::Default; 4];
-        for (n, format) in Format::ALL.iter().enumerate() {
-            let name = format!("{}_playout", format.meta_prefix());
+        let mut playout = [Playout::Default; Format::PACKAGED.len()];
+        for (n, format) in Format::PACKAGED.iter().enumerate() {
+            let Some(prefix) = meta_prefix(*format) else {
+                continue;
+            };
+            let name = format!("{prefix}_playout");
             playout[n] = match meta(metas, &name).map(str::to_ascii_lowercase).as_deref() {
                 Some("clear") => Playout::Clear,
                 Some("false") | Some("0") | Some("no") => Playout::Disabled,
@@ -401,13 +385,16 @@ impl Drm {
         self.cenc.is_some() || self.hls.is_some()
     }
 
-    /// What a request of `format` gets, or why it is refused.
+    /// What a request of `format` gets, or why it is refused (anything but a streaming
+    /// format is clear).
     pub fn for_format(&self, format: Format) -> Result<Protection<'_>, DrmError> {
-        let n = Format::ALL.iter().position(|&f| f == format).unwrap_or(0);
+        let Some(n) = Format::PACKAGED.iter().position(|&f| f == format) else {
+            return Ok(Protection::Clear);
+        };
         let configured = match format {
             Format::Dash | Format::Smooth => self.cenc.as_deref().map(Protection::Cenc),
             Format::Hls => self.hls.as_deref().map(Protection::Hls),
-            Format::Hds => None,
+            _ => None,
         };
         match (self.playout[n], configured) {
             (Playout::Disabled, _) => Err(DrmError::FormatDisabled {
@@ -1188,7 +1175,7 @@ mod tests {
     fn nothing_configured_is_clear_everywhere() {
         let drm = Drm::from_metas(&[]).unwrap();
         assert!(!drm.is_configured());
-        for f in Format::ALL {
+        for f in Format::PACKAGED {
             assert!(matches!(drm.for_format(f), Ok(Protection::Clear)));
         }
     }
@@ -1211,6 +1198,11 @@ mod tests {
         assert!(matches!(
             drm.for_format(Format::Hds),
             Err(DrmError::FormatDisabled { .. })
+        ));
+        // What no packager writes is not protected, nor refused.
+        assert!(matches!(
+            drm.for_format(Format::Progressive),
+            Ok(Protection::Clear)
         ));
         let drm = Drm::from_metas(&metas(&[
             ("iss.key", &format!("{KID}:{KEY}")),

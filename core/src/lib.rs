@@ -35,6 +35,7 @@ pub mod crypto;
 pub mod drm;
 pub mod error;
 pub mod filter;
+pub mod format;
 pub mod fragment;
 pub mod index;
 pub mod ism;

@@ -8,8 +8,9 @@ use super::answers::{bytes_answer, text_answer};
 use super::keys::etag;
 use super::load::Loaded;
 use super::{Answer, Caches, Generated, MediaSpan, Payload, Request, Stop};
-use crate::drm::{Cenc, DrmError, Format, HlsKey, HlsMethod, Protection};
+use crate::drm::{Cenc, DrmError, HlsKey, HlsMethod, Protection};
 use crate::error::Error;
+use crate::format::Format;
 use crate::mime;
 use crate::package::ts::TsFormat;
 use crate::package::{dash, hds, hls, mss};
@@ -35,7 +36,7 @@ impl Request {
             return Err(Stop::Fail(Error::Internal("answer before load")));
         };
         let target = self.numbered_target(loaded)?;
-        let protect = self.protection(loaded, &target)?;
+        let protect = self.protection(loaded)?;
         if super::keys::is_manifest(&target) {
             self.manifest_answer(loaded, &target, protect, caches)
         } else {
@@ -64,24 +65,14 @@ impl Request {
         }
     }
 
-    /// The protection of the target's format; a format the content protection switches off
+    /// The protection of the route's format; a format the content protection switches off
     /// answers nothing at all.
-    fn protection<'l>(&self, loaded: &'l Loaded, target: &Target) -> Result<Protect<'l>, Stop> {
-        let format = match target {
-            Target::Smooth(_) => Some(Format::Smooth),
-            Target::Dash(_) => Some(Format::Dash),
-            Target::Hls(_) => Some(Format::Hls),
-            Target::Hds(_) => Some(Format::Hds),
-            _ => None,
-        };
-        let protection = match format {
-            Some(f) => loaded
-                .options
-                .drm
-                .for_format(f)
-                .map_err(|e| self.drm_error(e))?,
-            None => Protection::Clear,
-        };
+    fn protection<'l>(&self, loaded: &'l Loaded) -> Result<Protect<'l>, Stop> {
+        let protection = loaded
+            .options
+            .drm
+            .for_format(Format::of(&self.route))
+            .map_err(|e| self.drm_error(e))?;
         let cenc = match protection {
             Protection::Cenc(c) => Some(c),
             _ => None,
