@@ -29,6 +29,7 @@ use crate::fragment::FragmentPlan;
 use crate::index::{TrackIndex, TrackKind};
 use crate::ism::Meta;
 use crate::mp4::codec::{AvcSliceHeaders, CodecConfig, HevcSliceHeaders, SampleEntry};
+use crate::mp4::{FourCC, Reader};
 use crate::package::xml_escape;
 use crate::source::Source;
 
@@ -862,12 +863,10 @@ impl TrackCipher {
         let video = self.nal.is_some();
         let broken = || DrmError::Unsupported("init segment without one sample entry".into());
         let mut out = Vec::with_capacity(init.len() + 256 + pssh.len());
-        let mut at = 0;
-        while at < init.len() {
-            let (size, fourcc) = box_at(init, at).ok_or_else(broken)?;
-            if &fourcc == b"moov" {
+        for (fourcc, bytes) in boxes(init).ok_or_else(broken)? {
+            if &fourcc.0 == b"moov" {
                 let mut moov = rewrite_path(
-                    &init[at..at + size],
+                    bytes,
                     &[b"trak", b"mdia", b"minf", b"stbl", b"stsd"],
                     &|stsd| {
                         // stsd: full box header, entry count, then the one entry.
@@ -880,13 +879,11 @@ impl TrackCipher {
                 )
                 .ok_or_else(broken)?;
                 moov.extend_from_slice(pssh);
-                let len = u32::try_from(moov.len()).map_err(|_| broken())?;
-                moov[0..4].copy_from_slice(&len.to_be_bytes());
+                set_size(&mut moov).ok_or_else(broken)?;
                 out.extend_from_slice(&moov);
             } else {
-                out.extend_from_slice(&init[at..at + size]);
+                out.extend_from_slice(bytes);
             }
-            at += size;
         }
         Ok(out)
     }
@@ -984,11 +981,26 @@ fn write_piff(out: &mut Vec<u8>, aux: &[SampleAux], with_subsamples: bool) {
     out.extend_from_slice(body);
 }
 
-/// The size and type of the box at `at` (32-bit sizes: the boxes here are generated).
-fn box_at(data: &[u8], at: usize) -> Option<(usize, [u8; 4])> {
-    let size = u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
-    let fourcc: [u8; 4] = data.get(at + 4..at + 8)?.try_into().ok()?;
-    (size >= 8 && at + size <= data.len()).then_some((size, fourcc))
+/// The boxes laid end to end in `data`: each one's type and bytes, read with the box reader of
+/// [`crate::mp4`]. `None` when `data` is not whole boxes, or a box has a 64-bit size (the
+/// boxes rewritten here are generated, with 32-bit sizes that are rewritten in place).
+fn boxes(data: &[u8]) -> Option<Vec<(FourCC, &[u8])>> {
+    let mut r = Reader::new(data, 0);
+    let mut out = Vec::new();
+    while let Some((h, _)) = r.next_box_body().ok()? {
+        if h.header_size != 8 {
+            return None;
+        }
+        out.push((h.fourcc, data.get(h.offset as usize..h.end() as usize)?));
+    }
+    Some(out)
+}
+
+/// Writes a box's length into its 32-bit size field.
+fn set_size(b: &mut [u8]) -> Option<()> {
+    let len = u32::try_from(b.len()).ok()?;
+    b.get_mut(0..4)?.copy_from_slice(&len.to_be_bytes());
+    Some(())
 }
 
 /// `container` (a whole box) with the box at `path` below it replaced by `f` of it, every
@@ -1000,27 +1012,21 @@ fn rewrite_path(
 ) -> Option<Vec<u8>> {
     let Some((first, rest)) = path.split_first() else {
         let mut out = f(container)?;
-        let len = u32::try_from(out.len()).ok()?;
-        out.get_mut(0..4)?.copy_from_slice(&len.to_be_bytes());
+        set_size(&mut out)?;
         return Some(out);
     };
     // Full boxes among the containers (stsd) are handled by `f`; the path's are plain.
-    let mut out = container[..8].to_vec();
-    let mut at = 8;
+    let mut out = container.get(..8)?.to_vec();
     let mut found = false;
-    while at < container.len() {
-        let (size, fourcc) = box_at(container, at)?;
-        let child = &container[at..at + size];
-        if &fourcc == *first && !found {
+    for (fourcc, child) in boxes(container.get(8..)?)? {
+        if &fourcc.0 == *first && !found {
             out.extend_from_slice(&rewrite_path(child, rest, f)?);
             found = true;
         } else {
             out.extend_from_slice(child);
         }
-        at += size;
     }
-    let len = u32::try_from(out.len()).ok()?;
-    out[0..4].copy_from_slice(&len.to_be_bytes());
+    set_size(&mut out)?;
     found.then_some(out)
 }
 
@@ -1028,51 +1034,48 @@ fn rewrite_path(
 /// `traf`: sizes and the `trun` data offset moved by their length. `extra` is given where
 /// it will start, from the `moof`'s first byte.
 fn add_to_traf(header: &[u8], extra: impl FnOnce(usize) -> Vec<u8>) -> Option<Vec<u8>> {
-    let mut moof = 0;
-    let (size, fourcc) = box_at(header, 0)?;
-    if &fourcc == b"styp" {
-        moof = size;
+    // The boxes before the mdat's header: the mdat's payload is not in `header`.
+    let mut r = Reader::new(header, 0);
+    let (mut moof, mut moof_body) = r.next_box_body().ok()??;
+    if moof.fourcc == FourCC::new(b"styp") {
+        (moof, moof_body) = r.next_box_body().ok()??;
     }
-    let (moof_size, fourcc) = box_at(header, moof)?;
-    if &fourcc != b"moof" {
+    if moof.fourcc != FourCC::new(b"moof") || moof.header_size != 8 {
         return None;
     }
-    let mut at = moof + 8;
-    let (traf, traf_size) = loop {
-        let (size, fourcc) = box_at(header, at)?;
-        if &fourcc == b"traf" {
-            break (at, size);
+    let (traf, mut traf_body) = std::iter::from_fn(|| moof_body.next_box_body().ok()?)
+        .find(|(h, _)| h.fourcc == FourCC::new(b"traf"))?;
+    if traf.header_size != 8 {
+        return None;
+    }
+    // Every trun with a data offset: it counts from the moof, which grows before the mdat.
+    let mut data_offsets = Vec::new();
+    while let Some((h, mut body)) = traf_body.next_box_body().ok()? {
+        if h.fourcc == FourCC::new(b"trun") && body.full_box().ok()?.1 & 1 != 0 {
+            data_offsets.push(h.body_offset() as usize + 8);
         }
-        at += size;
-        if at >= moof + moof_size {
-            return None;
-        }
-    };
-    let traf_end = traf + traf_size;
-    let extra = extra(traf_end - moof);
-    let grow = extra.len();
-    let mut out = Vec::with_capacity(header.len() + grow);
-    out.extend_from_slice(&header[..traf_end]);
+    }
+    let (moof_at, traf_at, traf_end) = (
+        moof.offset as usize,
+        traf.offset as usize,
+        traf.end() as usize,
+    );
+    let extra = extra(traf_end - moof_at);
+    let grow = u32::try_from(extra.len()).ok()?;
+    let mut out = Vec::with_capacity(header.len() + extra.len());
+    out.extend_from_slice(header.get(..traf_end)?);
     out.extend_from_slice(&extra);
-    out.extend_from_slice(&header[traf_end..]);
+    out.extend_from_slice(header.get(traf_end..)?);
     let add = |out: &mut Vec<u8>, at: usize| -> Option<()> {
-        let v = u32::from_be_bytes(out.get(at..at + 4)?.try_into().ok()?);
-        out[at..at + 4].copy_from_slice(&(v.checked_add(grow as u32)?).to_be_bytes());
+        let field = out.get_mut(at..at + 4)?;
+        let v = u32::from_be_bytes(field.try_into().ok()?);
+        field.copy_from_slice(&v.checked_add(grow)?.to_be_bytes());
         Some(())
     };
-    add(&mut out, moof)?;
-    add(&mut out, traf)?;
-    // Every trun with a data offset: it counts from the moof, which grew before the mdat.
-    let mut at = traf + 8;
-    while at < traf_end {
-        let (size, fourcc) = box_at(&out, at)?;
-        if &fourcc == b"trun" {
-            let flags = u32::from_be_bytes(out.get(at + 8..at + 12)?.try_into().ok()?) & 0xff_ffff;
-            if flags & 1 != 0 {
-                add(&mut out, at + 16)?;
-            }
-        }
-        at += size;
+    add(&mut out, moof_at)?;
+    add(&mut out, traf_at)?;
+    for at in data_offsets {
+        add(&mut out, at)?;
     }
     Some(out)
 }
@@ -1411,12 +1414,19 @@ mod tests {
         })
         .unwrap();
         assert_eq!(out.len(), h.len() + 8);
-        assert_eq!(box_at(&out, 16).unwrap().0 as u32, moof + 8);
+        assert_eq!(
+            u32::from_be_bytes(out[16..20].try_into().unwrap()),
+            moof + 8
+        );
         let trun_at = 16 + 8 + 16 + 8 + 16;
         assert_eq!(
             u32::from_be_bytes(out[trun_at + 16..trun_at + 20].try_into().unwrap()),
             moof + 16
         );
         assert_eq!(&out[16 + moof as usize + 8 - 8 + 4..][..4], b"free");
+        // Cut anywhere before the mdat header: refused, never a panic.
+        for len in 0..16 + moof as usize {
+            assert!(add_to_traf(&h[..len], |_| Vec::new()).is_none(), "{len}");
+        }
     }
 }
