@@ -28,10 +28,10 @@ use crate::format::Format;
 use crate::fragment::FragmentPlan;
 use crate::index::{TrackIndex, TrackKind};
 use crate::ism::Meta;
+use crate::markup::xml_escape;
 use crate::mp4::codec::{AvcSliceHeaders, CodecConfig, HevcSliceHeaders, SampleEntry};
 use crate::mp4::{FourCC, Reader};
-use crate::package::xml_escape;
-use crate::source::Source;
+use crate::source::{Source, SourceError};
 
 /// The options kept in `paramGroup`s (`<group>.<name>`): what `ismtool create --iss.key=…`
 /// writes there and `origin_drm` may set.
@@ -78,6 +78,20 @@ enum Playout {
     Clear,
     /// `false`: not served.
     Disabled,
+}
+
+/// Why a fragment could not be encrypted.
+#[derive(Debug, thiserror::Error)]
+pub enum EncryptError {
+    /// Its samples could not be read.
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    /// A sample could not be encrypted (subsamples that do not cover it).
+    #[error("{0}")]
+    Drm(#[from] DrmError),
+    /// The planned header has no `traf` to add the encryption boxes to.
+    #[error("fragment header without traf")]
+    NoTraf,
 }
 
 /// Why protection cannot be applied.
@@ -897,28 +911,20 @@ impl TrackCipher {
         track: &TrackIndex,
         source: &dyn Source,
         piff: bool,
-        path: &str,
-    ) -> Result<Vec<u8>, crate::error::Error> {
-        let failed = |error: DrmError| crate::error::Error::Drm {
-            path: path.to_string(),
-            error,
-        };
+    ) -> Result<Vec<u8>, EncryptError> {
+        let failed = |error: CryptoError| EncryptError::Drm(error.into());
         let samples = plan.samples.clone();
         let mut slices = self.slices.clone();
         let listed: Vec<crate::index::Sample> = track.samples(samples).collect();
         let mut aux = Vec::with_capacity(listed.len());
         for s in &listed {
-            let data = source
-                .bytes(s.offset, s.size as usize)
-                .map_err(crate::error::Error::from_source)?;
+            let data = source.bytes(s.offset, s.size as usize)?;
             aux.push(SampleAux {
                 iv: match self.scheme {
                     Scheme::Cenc => self.sample_iv(s.index)[..8].to_vec(),
                     Scheme::Cbcs => Vec::new(),
                 },
-                subsamples: self
-                    .subsamples(&data, &mut slices)
-                    .map_err(|e| failed(e.into()))?,
+                subsamples: self.subsamples(&data, &mut slices).map_err(failed)?,
             });
         }
         let with_subsamples = self.nal.is_some();
@@ -940,16 +946,12 @@ impl TrackCipher {
                 }
                 extra
             })
-            .ok_or(crate::error::Error::Internal(
-                "fragment header without traf",
-            ))?
+            .ok_or(EncryptError::NoTraf)?
         };
         let mut out = crate::buffers::take(header.len() + plan.payload_len as usize);
         out.extend_from_slice(&header);
         for (s, a) in listed.iter().zip(&aux) {
-            let data = source
-                .bytes(s.offset, s.size as usize)
-                .map_err(crate::error::Error::from_source)?;
+            let data = source.bytes(s.offset, s.size as usize)?;
             encrypt_sample_into(
                 self.scheme,
                 &self.key,
@@ -959,7 +961,7 @@ impl TrackCipher {
                 &a.subsamples,
                 &mut out,
             )
-            .map_err(|e| failed(e.into()))?;
+            .map_err(failed)?;
         }
         Ok(out)
     }

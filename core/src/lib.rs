@@ -40,6 +40,7 @@ pub mod fragment;
 pub mod index;
 pub mod ism;
 pub mod live;
+pub mod markup;
 pub mod metrics;
 pub mod mime;
 pub mod mp4;

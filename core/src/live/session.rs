@@ -17,10 +17,10 @@ use super::archive::{
 };
 use super::channel::{anchor_for, anchor_path};
 use super::ingest::{Event, IngestError, IngestParser, RawFragment};
+use crate::index::default_track_name;
 use crate::index::{build_index, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{ServerManifest, TrackEntry, TrackKind as IsmKind};
 use crate::mp4::reader::{FourCC, Reader};
-use crate::presentation::default_track_name;
 use crate::source::{PiecesSource, SourceIdentity};
 
 /// Fragment length audio and text are assembled to when the encoder sends them in pieces

@@ -19,9 +19,10 @@
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use super::{dash, frame_rate, segments, xml_escape, PackageError, SegmentLength};
+use super::{dash, frame_rate, segments, PackageError, SegmentLength};
 use crate::index::{Sample, TrackKind};
 use crate::live::window::LivePlace;
+use crate::markup::xml_escape;
 use crate::mp4::codec::{write_sample_entry, CodecConfig, MediaInfo, SampleEntry};
 use crate::mp4::{FourCC, Reader};
 use crate::presentation::{Presentation, Track};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::keys::etag;
 use super::load::Loaded;
 use super::{Answer, Body, Generated, MediaSpan, Payload, Request, Stop};
-use crate::drm::{Cenc, HlsKey, SegmentCipher, TrackCipher};
+use crate::drm::{Cenc, EncryptError, HlsKey, SegmentCipher, TrackCipher};
 use crate::error::Error;
 use crate::fragment::{ByteRange, FragmentPlan};
 use crate::mime;
@@ -86,7 +86,13 @@ impl Request {
             return self.fragment_answer(loaded, track, plan);
         };
         let (path, source) = self.payload_source(track, &plan)?;
-        let bytes = cipher.encrypt_fragment(&plan, track.index(), &*source, piff, &path)?;
+        let bytes = cipher
+            .encrypt_fragment(&plan, track.index(), &*source, piff)
+            .map_err(|e| match e {
+                EncryptError::Source(e) => Error::from_source(e),
+                EncryptError::Drm(error) => Error::Drm { path, error },
+                EncryptError::NoTraf => Error::Internal("fragment header without traf"),
+            })?;
         source.intact().map_err(Error::from_source)?;
         // The header holds the IVs; the key's fingerprint covers a key change that keeps them.
         Ok(Answer {

@@ -117,7 +117,7 @@ fn the_data_files_of_a_window_are_asked_for_and_the_time_is_the_one_given() {
         panic!("not a manifest")
     };
     // UTCTiming says when the manifest was made: the time the driver gave.
-    let now = crate::package::iso8601_utc(NOW_MS);
+    let now = crate::markup::iso8601_utc(NOW_MS);
     assert!(
         text.text.contains(&format!("value=\"{now}\"")),
         "{}",
