@@ -1,6 +1,7 @@
 //! Answers made from sample bytes read in memory: the I-frame playlist (sized from each key
 //! frame), HDS fragments (FLV tags) and WebVTT segments.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::{Request, Stop};
@@ -10,7 +11,7 @@ use crate::package::hls::{self, HlsOptions};
 use crate::package::ts;
 use crate::package::{dash, hds, PackageError};
 use crate::presentation::{Presentation, Track};
-use crate::source::{SharedSource, SourceError};
+use crate::source::{SharedSource, Source, SourceError};
 use crate::url::Variant;
 
 impl Request {
@@ -87,14 +88,7 @@ impl Request {
         }
         let mut read = Vec::with_capacity(plan.tracks.len());
         for (part, src) in plan.tracks.iter().zip(&sources) {
-            let samples = part
-                .track
-                .index()
-                .samples(part.samples.clone())
-                .map(|s| Ok((s, src.bytes(s.offset, s.size as usize)?)))
-                .collect::<Result<Vec<_>, SourceError>>()
-                .map_err(Error::from_source)?;
-            read.push(samples);
+            read.push(read_samples(part.track, part.samples.clone(), &**src)?);
         }
         let inputs: Vec<hds::HdsTrackSamples<'_>> = plan
             .tracks
@@ -114,16 +108,27 @@ impl Request {
     /// A WebVTT segment: the text track's samples read and converted.
     pub(super) fn webvtt_segment(&self, plan: &hls::TextSegment<'_>) -> Result<String, Stop> {
         let (src, _) = self.samples_reader(plan.track, plan.samples.clone())?;
-        let samples = plan
-            .track
-            .index()
-            .samples(plan.samples.clone())
-            .map(|s| Ok((s, src.bytes(s.offset, s.size as usize)?)))
-            .collect::<Result<Vec<_>, SourceError>>()
-            .map_err(Error::from_source)?;
+        let samples = read_samples(plan.track, plan.samples.clone(), &*src)?;
         let refs: Vec<(Sample, &[u8])> = samples.iter().map(|(s, b)| (*s, &b[..])).collect();
         let text = hls::webvtt_segment(plan, &refs)?;
         src.intact().map_err(Error::from_source)?;
         Ok(text)
     }
+}
+
+/// Samples with their bytes, borrowed from a source where it can lend them.
+type SampleBytes<'s> = Vec<(Sample, Cow<'s, [u8]>)>;
+
+/// Samples `samples` of `track`, each with its bytes read from `src`.
+fn read_samples<'s>(
+    track: &Track,
+    samples: Range<u32>,
+    src: &'s dyn Source,
+) -> Result<SampleBytes<'s>, Error> {
+    track
+        .index()
+        .samples(samples)
+        .map(|s| Ok((s, src.bytes(s.offset, s.size as usize)?)))
+        .collect::<Result<Vec<_>, SourceError>>()
+        .map_err(Error::from_source)
 }
