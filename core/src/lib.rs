@@ -4,6 +4,15 @@
 //! ([`package`]), content protection ([`drm`]), live channels ([`live`]) and the request
 //! engine ([`request`]) that ties them together. Nothing here sees an nginx type.
 //!
+//! # Layers
+//! A module imports only from the layers below its own (tests aside), lowest first:
+//! 1. [`base64`], [`buffers`], [`config`], [`filter`], [`markup`], [`mp4`], [`s3`], [`source`];
+//! 2. [`crypto`], [`index`], [`url`];
+//! 3. [`cache`], [`format`](mod@format), [`fragment`], [`ism`], [`mime`], [`segment`], [`text`];
+//! 4. [`drm`], [`live`], [`stored`];
+//! 5. [`presentation`]; 6. [`package`]; 7. [`error`]; 8. [`metrics`]; 9. [`request`];
+//!    10. [`body`].
+//!
 //! # Who does I/O
 //! The request engine does none on a request's path: it says what it needs
 //! ([`request::Need`]: a file opened, a byte range read) and its driver (the nginx glue,
