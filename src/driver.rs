@@ -1,6 +1,8 @@
 //! The driver of the core's request engine: it satisfies each need the engine states (a file's
 //! identity and bytes) from local files, at once, and sends the answer: manifests from memory,
 //! fragments as generated header bytes followed by file ranges, repackaged segments in pieces.
+//! A live channel's archive is read here too: its records before the request runs, with the
+//! clock, and its data files when the engine asks for them.
 
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
 use origin_core::config::location::LocationSettings;
@@ -44,9 +46,11 @@ pub fn serve(
     };
     let pass_through = on(|c| c.iss_pass_through);
     let mut request = if live {
-        let channel = crate::live::snapshot(&file)?;
+        // The clock is read here, once: the engine decides from the time it is given.
+        let now = crate::live::now_ms();
+        let channel = crate::live::snapshot(&file, now)?;
         let dynamic = on(|c| c.dynamic_time_shift_buffer_depth);
-        Request::new(route, file, &query).with_live(channel, dynamic)
+        Request::new(route, file, &query).with_live(channel, now, dynamic)
     } else {
         Request::new(route, file, &query)
     }
@@ -87,6 +91,7 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
         modified,
         etag,
         expiry,
+        media: _,
     } = answer;
     if let Some(expiry) = expiry {
         crate::response::add_header(

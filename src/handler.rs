@@ -118,7 +118,7 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
             let manifest_file = map_to_path(r, route.manifest_path.len())?;
             let mut files = Files::of(r, true);
             let (fd, opened) = files.open_for_request(Path::new(&manifest_file))?;
-            response::send_file(r, fd, &opened, &manifest_file, "video/mp4")
+            response::send_file(r, fd, &opened, &manifest_file, origin_core::mime::VIDEO_MP4)
         }
         Action::ProxyFile { signed } => crate::remote::proxy_file(r, &lcf, proxy()?, signed),
         Action::PackageRemote => crate::remote::serve(r, route, &lcf),
@@ -215,24 +215,7 @@ fn serve_static_if_present(
         Err(OriginError::NotFound { .. } | OriginError::NotRegularFile { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let content_type =
-        origin_core::stored::content_type(route).unwrap_or_else(|| content_type_for(&path));
+    let content_type = origin_core::stored::content_type(route)
+        .unwrap_or_else(|| origin_core::mime::of_extension(&path));
     response::send_file(r, fd, &opened, &path, content_type).map(Some)
-}
-
-/// Content types of the files a presentation's directory holds.
-fn content_type_for(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("mpd") => "application/dash+xml",
-        Some("m3u8") => "application/vnd.apple.mpegurl",
-        Some("ts") => "video/MP2T",
-        Some("m4s") | Some("dash") | Some("mp4") | Some("ismv") | Some("cmfv") => "video/mp4",
-        Some("isma") | Some("cmfa") | Some("m4a") => "audio/mp4",
-        Some("aac") => "audio/aac",
-        Some("vtt") | Some("webvtt") => "text/vtt",
-        Some("f4m") => "application/f4m+xml",
-        Some("xml") | Some("ism") | Some("isml") => "application/xml",
-        _ => "application/octet-stream",
-    }
 }

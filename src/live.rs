@@ -14,18 +14,17 @@ thread_local! {
     static READER: RefCell<ChannelReader> = RefCell::new(ChannelReader::new());
 }
 
-/// The channel whose server manifest is `isml`, as its archive is now.
-pub fn snapshot(isml: &str) -> Result<Arc<ChannelSnapshot>, OriginError> {
-    let now = now_ms();
+/// The channel whose server manifest is `isml`, as its archive is at `now_ms` (the time now,
+/// as the caller read it).
+pub fn snapshot(isml: &str, now_ms: i64) -> Result<Arc<ChannelSnapshot>, OriginError> {
     READER.with(|reader| {
-        let mut snapshot = reader
+        let snapshot = reader
             .borrow_mut()
-            .snapshot(Path::new(isml))
+            .snapshot(Path::new(isml), now_ms)
             .map_err(|source| OriginError::Io {
                 path: isml.to_string(),
                 source,
             })?;
-        snapshot.now_ms = now;
         Ok(Arc::new(snapshot))
     })
 }
@@ -55,6 +54,7 @@ pub fn report(
     target: &origin_core::url::LiveTarget,
 ) -> Result<ngx::ffi::ngx_int_t, OriginError> {
     use origin_core::live::api;
+    use origin_core::mime;
     use origin_core::url::LiveTarget;
     if !Path::new(isml).exists()
         && !origin_core::live::archive::archive_dir(Path::new(isml)).exists()
@@ -63,16 +63,16 @@ pub fn report(
             path: isml.to_string(),
         });
     }
-    let channel = snapshot(isml)?;
+    let channel = snapshot(isml, now_ms())?;
     let args = crate::driver::ngx_str(&r.args);
     let json = args
         .split(|&b| b == b'&')
         .any(|kv| kv.eq_ignore_ascii_case(b"format=json"));
     let (text, content_type) = match target {
-        LiveTarget::State => (api::state(&channel), "application/smil+xml"),
-        LiveTarget::Archive => (api::archive(&channel), "application/smil+xml"),
-        LiveTarget::Statistics if json => (api::statistics(&channel, true), "application/json"),
-        LiveTarget::Statistics => (api::statistics(&channel, false), "application/smil+xml"),
+        LiveTarget::State => (api::state(&channel), mime::SMIL),
+        LiveTarget::Archive => (api::archive(&channel), mime::SMIL),
+        LiveTarget::Statistics if json => (api::statistics(&channel, true), mime::JSON),
+        LiveTarget::Statistics => (api::statistics(&channel, false), mime::SMIL),
         LiveTarget::Ingest { .. } => return Err(OriginError::MethodNotAllowed),
     };
     crate::response::add_header(r, "Cache-Control", "no-cache")?;

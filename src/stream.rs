@@ -2,11 +2,11 @@
 //! them. Every payload byte of these is rewritten, so they cannot be sent from the file; making
 //! the whole segment up front would hold it in the worker for as long as the slowest client
 //! takes to read it (a 1080p segment is megabytes, and a hundred slow readers exhaust a worker).
-//! Here one buffer of at most [`PIECE`] bytes per response is filled, handed to nginx, and
-//! filled again only once nginx has written all of it; the core's `TsWriter` measured the
-//! segment first, so Content-Length, HEAD, ranges and 304 work as for any response.
+//! Here one buffer of at most [`PIECE`] bytes per response is filled by the core's
+//! [`RepackagedPieces`] (the writer `ismtool package` stores segments with), handed to nginx,
+//! and filled again only once nginx has written all of it; the segment was measured first, so
+//! Content-Length, HEAD, ranges and 304 work as for any response.
 
-use std::borrow::Cow;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -15,16 +15,13 @@ use ngx::ffi::{
     ngx_http_output_filter, ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_ERROR,
     NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
+use origin_core::body::{RepackagedPieces, PIECE};
 use origin_core::drm::SegmentCipher;
-use origin_core::index::Sample;
-use origin_core::package::ts::{TsFormat, TsTrack, TsWriter};
+use origin_core::package::ts::{TsFormat, TsTrack};
+use origin_core::source::SharedSource;
 
 use crate::send::{chain_link, pool_buf, send_headers};
 use crate::status::OriginError;
-use origin_core::source::SharedSource;
-
-/// Largest piece of a repackaged response held in memory per request (plus one TS packet).
-const PIECE: usize = 256 << 10;
 /// Piece buffers a worker keeps for the next responses: a fresh 256 KiB allocation per
 /// request would make glibc hand the pages back and fault them in again every time.
 const SPARE_PIECES: usize = 8;
@@ -55,26 +52,12 @@ impl Drop for TsBody {
     }
 }
 
-/// A segment being written: the writer's state, the sources its samples come from, and the
-/// one buffer nginx is sending from.
+/// A segment being written: the core's piece writer and the one buffer nginx is sending from.
 pub struct TsBody {
-    writer: TsWriter,
-    /// Indexed by `TsTrack::source`.
-    sources: Vec<(SharedSource, String)>,
+    pieces: RepackagedPieces,
     piece: Vec<u8>,
     /// nginx's header of `piece`, once a piece was handed over.
     buf: *mut ngx_buf_t,
-    /// HLS AES-128: each piece is encrypted before it is handed over.
-    encryption: Option<Box<SegmentCipher>>,
-}
-
-fn sample_bytes<'s>(
-    sources: &'s [(SharedSource, String)],
-    track: &TsTrack,
-    sample: &Sample,
-) -> Result<Cow<'s, [u8]>, OriginError> {
-    let (src, _) = &sources[track.source];
-    Ok(src.bytes(sample.offset, sample.size as usize)?)
 }
 
 impl TsBody {
@@ -86,33 +69,14 @@ impl TsBody {
         format: TsFormat,
         encryption: Option<Box<SegmentCipher>>,
     ) -> Result<(TsBody, u64), OriginError> {
-        let mut writer = TsWriter::new(tracks, format)?;
-        let mut total = writer.header_len() as u64;
-        for i in 0..writer.access_units() {
-            let (t, sample) = writer.access_unit(i);
-            let data = sample_bytes(&sources, &writer.tracks()[t], sample)?;
-            total += writer.measure(i, &data)? as u64;
-        }
-        if encryption.is_some() {
-            total = SegmentCipher::padded_len(total);
-        }
+        let mut pieces = RepackagedPieces::new(tracks, sources, format, encryption)?;
+        let total = pieces.measure()?;
         let body = TsBody {
-            writer,
-            sources,
+            pieces,
             piece: Vec::new(),
             buf: ptr::null_mut(),
-            encryption,
         };
-        body.check_sources()?;
         Ok((body, total))
-    }
-
-    /// Errors when a source changed under what was read from it.
-    fn check_sources(&self) -> Result<(), OriginError> {
-        for (src, _) in &self.sources {
-            src.intact()?;
-        }
-        Ok(())
     }
 
     /// Fills the next piece.
@@ -120,21 +84,7 @@ impl TsBody {
         if self.piece.capacity() == 0 {
             self.piece = take_piece();
         }
-        self.piece.clear();
-        if let Some(c) = &mut self.encryption {
-            c.begin_piece(&mut self.piece);
-        }
-        while self.piece.len() < PIECE && !self.writer.is_done() {
-            let data = match self.writer.next() {
-                Some((t, sample)) => sample_bytes(&self.sources, &self.writer.tracks()[t], sample)?,
-                None => Cow::Borrowed(&[][..]),
-            };
-            self.writer.write(&mut self.piece, &data, PIECE)?;
-        }
-        if let Some(c) = &mut self.encryption {
-            c.seal_piece(&mut self.piece, self.writer.is_done());
-        }
-        self.check_sources()
+        Ok(self.pieces.fill(&mut self.piece)?)
     }
 }
 
@@ -202,7 +152,7 @@ fn pump(r: &mut ngx_http_request_t, body: &mut TsBody) -> Result<Pump, OriginErr
                 }
             }
         }
-        if body.writer.is_done() {
+        if body.pieces.is_done() {
             return Ok(Pump::Done(rc));
         }
         body.fill()?;
@@ -220,7 +170,7 @@ fn pump(r: &mut ngx_http_request_t, body: &mut TsBody) -> Result<Pump, OriginErr
             (*b).last = start.add(body.piece.len());
             (*b).end = (*b).last;
             (*b).set_memory(1);
-            if body.writer.is_done() {
+            if body.pieces.is_done() {
                 let is_main = ptr::eq(r as *const _, r.main as *const _);
                 (*b).set_last_buf(u32::from(is_main));
                 (*b).set_last_in_chain(1);

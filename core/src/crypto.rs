@@ -14,7 +14,7 @@ use std::fmt;
 use aes::Aes128;
 use cbc::cipher::{BlockEncryptMut, KeyIvInit, StreamCipher};
 
-use crate::mp4::codec::{write_box, write_full_box};
+use crate::mp4::codec::{write_full_box, write_sinf, Tenc};
 use crate::mp4::FourCC;
 
 type Aes128Ctr = ctr::Ctr128BE<Aes128>;
@@ -411,39 +411,19 @@ pub struct TrackEncryption {
     pub constant_iv: Option<[u8; BLOCK]>,
 }
 
-/// `tenc` (Track Encryption box).
-pub fn write_tenc(out: &mut Vec<u8>, t: &TrackEncryption) {
-    let patterned = t.scheme == Scheme::Cbcs;
-    write_full_box(out, FourCC::new(b"tenc"), u8::from(patterned), 0, |b| {
-        b.push(0); // reserved
-        b.push(if patterned {
-            (t.pattern.crypt << 4) | (t.pattern.skip & 0x0f)
-        } else {
-            0
-        });
-        b.push(1); // default_isProtected
-        b.push(t.scheme.per_sample_iv_size());
-        b.extend_from_slice(&t.kid);
-        if t.scheme.per_sample_iv_size() == 0 {
-            let iv = t.constant_iv.unwrap_or([0; BLOCK]);
-            b.push(BLOCK as u8);
-            b.extend_from_slice(&iv);
+impl TrackEncryption {
+    /// The `tenc` of the track: `cbcs` writes its pattern and its constant IV (zero when none
+    /// was given).
+    pub fn tenc(&self) -> Tenc<'_> {
+        const ZERO_IV: [u8; BLOCK] = [0; BLOCK];
+        Tenc {
+            kid: self.kid,
+            per_sample_iv_size: self.scheme.per_sample_iv_size(),
+            pattern: (self.scheme == Scheme::Cbcs)
+                .then_some((self.pattern.crypt, self.pattern.skip)),
+            constant_iv: Some(self.constant_iv.as_ref().unwrap_or(&ZERO_IV)),
         }
-    });
-}
-
-/// `sinf` for a protected sample entry: `frma` (the original format), `schm`, `schi` with `tenc`.
-pub fn write_sinf(out: &mut Vec<u8>, original: FourCC, t: &TrackEncryption) {
-    write_box(out, FourCC::new(b"sinf"), |b| {
-        write_box(b, FourCC::new(b"frma"), |b| {
-            b.extend_from_slice(&original.0)
-        });
-        write_full_box(b, FourCC::new(b"schm"), 0, 0, |b| {
-            b.extend_from_slice(&t.scheme.fourcc().0);
-            b.extend_from_slice(&0x0001_0000u32.to_be_bytes());
-        });
-        write_box(b, FourCC::new(b"schi"), |b| write_tenc(b, t));
-    });
+    }
 }
 
 /// A sample entry (whole box, as stored in `stsd`) made protected: `encv`/`enca` with a `sinf`
@@ -455,7 +435,7 @@ pub fn protect_sample_entry(entry: &[u8], video: bool, t: &TrackEncryption) -> O
     let original = FourCC([entry[4], entry[5], entry[6], entry[7]]);
     let mut out = entry.to_vec();
     out[4..8].copy_from_slice(if video { b"encv" } else { b"enca" });
-    write_sinf(&mut out, original, t);
+    write_sinf(&mut out, original, t.scheme.fourcc(), &t.tenc());
     let size = u32::try_from(out.len()).ok()?;
     out[0..4].copy_from_slice(&size.to_be_bytes());
     Some(out)
@@ -843,6 +823,52 @@ mod tests {
     }
 
     #[test]
+    fn a_protected_sample_entry_reads_back_with_its_protection() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/ladder-video-360.mp4");
+        let src = crate::source::MmapSource::open(&path).unwrap();
+        let index = crate::index::build_index(&src).unwrap();
+        let entry = &index.tracks[0].sample_entry;
+        for (t, iv_size, constant_iv) in [
+            (
+                TrackEncryption {
+                    scheme: Scheme::Cbcs,
+                    kid: [0x11; 16],
+                    pattern: Pattern::VIDEO,
+                    constant_iv: Some([0x22; 16]),
+                },
+                0,
+                Some(vec![0x22; 16]),
+            ),
+            (
+                TrackEncryption {
+                    scheme: Scheme::Cenc,
+                    kid: [0x33; 16],
+                    pattern: Pattern::WHOLE,
+                    constant_iv: None,
+                },
+                8,
+                None,
+            ),
+        ] {
+            let protected = protect_sample_entry(entry, true, &t).unwrap();
+            let mut r = crate::mp4::Reader::new(&protected, 0);
+            let (h, body) = r.next_box_body().unwrap().unwrap();
+            let parsed = crate::mp4::codec::parse_sample_entry(h.fourcc, body).unwrap();
+            assert_eq!(
+                parsed.protection,
+                Some(crate::mp4::codec::Protection {
+                    scheme: t.scheme.fourcc(),
+                    original_format: FourCC::new(b"avc1"),
+                    default_kid: t.kid,
+                    per_sample_iv_size: iv_size,
+                    constant_iv,
+                })
+            );
+        }
+    }
+
+    #[test]
     fn boxes_have_the_layout_players_read() {
         let t = TrackEncryption {
             scheme: Scheme::Cbcs,
@@ -851,7 +877,7 @@ mod tests {
             constant_iv: Some([0x22; 16]),
         };
         let mut tenc = Vec::new();
-        write_tenc(&mut tenc, &t);
+        crate::mp4::codec::write_tenc(&mut tenc, &t.tenc());
         assert_eq!(&tenc[4..8], b"tenc");
         assert_eq!(tenc[8], 1); // version 1: the pattern
         assert_eq!(tenc[13], 0x19);

@@ -24,12 +24,14 @@ use crate::crypto::{
     write_saiz, write_senc, ContentKey, CryptoError, NalCodec, Pattern, SampleAux, Scheme,
     TrackEncryption, BLOCK,
 };
+use crate::format::Format;
 use crate::fragment::FragmentPlan;
 use crate::index::{TrackIndex, TrackKind};
 use crate::ism::Meta;
+use crate::markup::xml_escape;
 use crate::mp4::codec::{AvcSliceHeaders, CodecConfig, HevcSliceHeaders, SampleEntry};
-use crate::package::xml_escape;
-use crate::source::Source;
+use crate::mp4::{FourCC, Reader};
+use crate::source::{Source, SourceError};
 
 /// The options kept in `paramGroup`s (`<group>.<name>`): what `ismtool create --iss.key=…`
 /// writes there and `origin_drm` may set.
@@ -54,34 +56,14 @@ pub const GROUP_OPTIONS: [&str; 15] = [
 /// The flat metas of content protection.
 pub const PLAYOUT_OPTIONS: [&str; 4] = ["iss_playout", "mpd_playout", "hls_playout", "hds_playout"];
 
-/// The formats, as their `<fmt>_playout` metas name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Smooth,
-    Dash,
-    Hls,
-    Hds,
-}
-
-impl Format {
-    const ALL: [Format; 4] = [Format::Smooth, Format::Dash, Format::Hls, Format::Hds];
-
-    fn meta_prefix(self) -> &'static str {
-        match self {
-            Format::Smooth => "iss",
-            Format::Dash => "mpd",
-            Format::Hls => "hls",
-            Format::Hds => "hds",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Smooth => "Smooth Streaming",
-            Format::Dash => "MPEG-DASH",
-            Format::Hls => "HLS",
-            Format::Hds => "HDS",
-        }
+/// The `<fmt>_playout` meta's prefix of a streaming format.
+fn meta_prefix(format: Format) -> Option<&'static str> {
+    match format {
+        Format::Smooth => Some("iss"),
+        Format::Dash => Some("mpd"),
+        Format::Hls => Some("hls"),
+        Format::Hds => Some("hds"),
+        _ => None,
     }
 }
 
@@ -96,6 +78,20 @@ enum Playout {
     Clear,
     /// `false`: not served.
     Disabled,
+}
+
+/// Why a fragment could not be encrypted.
+#[derive(Debug, thiserror::Error)]
+pub enum EncryptError {
+    /// Its samples could not be read.
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    /// A sample could not be encrypted (subsamples that do not cover it).
+    #[error("{0}")]
+    Drm(#[from] DrmError),
+    /// The planned header has no `traf` to add the encryption boxes to.
+    #[error("fragment header without traf")]
+    NoTraf,
 }
 
 /// Why protection cannot be applied.
@@ -278,9 +274,12 @@ impl Drm {
     /// Reads the options from a server manifest's metas (`paramGroup` metas are named
     /// `<group>.<name>`). Nothing configured is no protection.
     pub fn from_metas(metas: &[Meta]) -> Result<Drm, DrmError> {
-        let mut playout = [Playout::Default; 4];
-        for (n, format) in Format::ALL.iter().enumerate() {
-            let name = format!("{}_playout", format.meta_prefix());
+        let mut playout = [Playout::Default; Format::PACKAGED.len()];
+        for (n, format) in Format::PACKAGED.iter().enumerate() {
+            let Some(prefix) = meta_prefix(*format) else {
+                continue;
+            };
+            let name = format!("{prefix}_playout");
             playout[n] = match meta(metas, &name).map(str::to_ascii_lowercase).as_deref() {
                 Some("clear") => Playout::Clear,
                 Some("false") | Some("0") | Some("no") => Playout::Disabled,
@@ -405,13 +404,16 @@ impl Drm {
         self.cenc.is_some() || self.hls.is_some()
     }
 
-    /// What a request of `format` gets, or why it is refused.
+    /// What a request of `format` gets, or why it is refused (anything but a streaming
+    /// format is clear).
     pub fn for_format(&self, format: Format) -> Result<Protection<'_>, DrmError> {
-        let n = Format::ALL.iter().position(|&f| f == format).unwrap_or(0);
+        let Some(n) = Format::PACKAGED.iter().position(|&f| f == format) else {
+            return Ok(Protection::Clear);
+        };
         let configured = match format {
             Format::Dash | Format::Smooth => self.cenc.as_deref().map(Protection::Cenc),
             Format::Hls => self.hls.as_deref().map(Protection::Hls),
-            Format::Hds => None,
+            _ => None,
         };
         match (self.playout[n], configured) {
             (Playout::Disabled, _) => Err(DrmError::FormatDisabled {
@@ -879,12 +881,10 @@ impl TrackCipher {
         let video = self.nal.is_some();
         let broken = || DrmError::Unsupported("init segment without one sample entry".into());
         let mut out = Vec::with_capacity(init.len() + 256 + pssh.len());
-        let mut at = 0;
-        while at < init.len() {
-            let (size, fourcc) = box_at(init, at).ok_or_else(broken)?;
-            if &fourcc == b"moov" {
+        for (fourcc, bytes) in boxes(init).ok_or_else(broken)? {
+            if &fourcc.0 == b"moov" {
                 let mut moov = rewrite_path(
-                    &init[at..at + size],
+                    bytes,
                     &[b"trak", b"mdia", b"minf", b"stbl", b"stsd"],
                     &|stsd| {
                         // stsd: full box header, entry count, then the one entry.
@@ -897,13 +897,11 @@ impl TrackCipher {
                 )
                 .ok_or_else(broken)?;
                 moov.extend_from_slice(pssh);
-                let len = u32::try_from(moov.len()).map_err(|_| broken())?;
-                moov[0..4].copy_from_slice(&len.to_be_bytes());
+                set_size(&mut moov).ok_or_else(broken)?;
                 out.extend_from_slice(&moov);
             } else {
-                out.extend_from_slice(&init[at..at + size]);
+                out.extend_from_slice(bytes);
             }
-            at += size;
         }
         Ok(out)
     }
@@ -917,28 +915,20 @@ impl TrackCipher {
         track: &TrackIndex,
         source: &dyn Source,
         piff: bool,
-        path: &str,
-    ) -> Result<Vec<u8>, crate::error::Error> {
-        let failed = |error: DrmError| crate::error::Error::Drm {
-            path: path.to_string(),
-            error,
-        };
+    ) -> Result<Vec<u8>, EncryptError> {
+        let failed = |error: CryptoError| EncryptError::Drm(error.into());
         let samples = plan.samples.clone();
         let mut slices = self.slices.clone();
         let listed: Vec<crate::index::Sample> = track.samples(samples).collect();
         let mut aux = Vec::with_capacity(listed.len());
         for s in &listed {
-            let data = source
-                .bytes(s.offset, s.size as usize)
-                .map_err(crate::error::Error::from_source)?;
+            let data = source.bytes(s.offset, s.size as usize)?;
             aux.push(SampleAux {
                 iv: match self.scheme {
                     Scheme::Cenc => self.sample_iv(s.index)[..8].to_vec(),
                     Scheme::Cbcs => Vec::new(),
                 },
-                subsamples: self
-                    .subsamples(&data, &mut slices)
-                    .map_err(|e| failed(e.into()))?,
+                subsamples: self.subsamples(&data, &mut slices).map_err(failed)?,
             });
         }
         let with_subsamples = self.nal.is_some();
@@ -960,16 +950,12 @@ impl TrackCipher {
                 }
                 extra
             })
-            .ok_or(crate::error::Error::Internal(
-                "fragment header without traf",
-            ))?
+            .ok_or(EncryptError::NoTraf)?
         };
         let mut out = crate::buffers::take(header.len() + plan.payload_len as usize);
         out.extend_from_slice(&header);
         for (s, a) in listed.iter().zip(&aux) {
-            let data = source
-                .bytes(s.offset, s.size as usize)
-                .map_err(crate::error::Error::from_source)?;
+            let data = source.bytes(s.offset, s.size as usize)?;
             encrypt_sample_into(
                 self.scheme,
                 &self.key,
@@ -979,7 +965,7 @@ impl TrackCipher {
                 &a.subsamples,
                 &mut out,
             )
-            .map_err(|e| failed(e.into()))?;
+            .map_err(failed)?;
         }
         Ok(out)
     }
@@ -1001,11 +987,26 @@ fn write_piff(out: &mut Vec<u8>, aux: &[SampleAux], with_subsamples: bool) {
     out.extend_from_slice(body);
 }
 
-/// The size and type of the box at `at` (32-bit sizes: the boxes here are generated).
-fn box_at(data: &[u8], at: usize) -> Option<(usize, [u8; 4])> {
-    let size = u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
-    let fourcc: [u8; 4] = data.get(at + 4..at + 8)?.try_into().ok()?;
-    (size >= 8 && at + size <= data.len()).then_some((size, fourcc))
+/// The boxes laid end to end in `data`: each one's type and bytes, read with the box reader of
+/// [`crate::mp4`]. `None` when `data` is not whole boxes, or a box has a 64-bit size (the
+/// boxes rewritten here are generated, with 32-bit sizes that are rewritten in place).
+fn boxes(data: &[u8]) -> Option<Vec<(FourCC, &[u8])>> {
+    let mut r = Reader::new(data, 0);
+    let mut out = Vec::new();
+    while let Some((h, _)) = r.next_box_body().ok()? {
+        if h.header_size != 8 {
+            return None;
+        }
+        out.push((h.fourcc, data.get(h.offset as usize..h.end() as usize)?));
+    }
+    Some(out)
+}
+
+/// Writes a box's length into its 32-bit size field.
+fn set_size(b: &mut [u8]) -> Option<()> {
+    let len = u32::try_from(b.len()).ok()?;
+    b.get_mut(0..4)?.copy_from_slice(&len.to_be_bytes());
+    Some(())
 }
 
 /// `container` (a whole box) with the box at `path` below it replaced by `f` of it, every
@@ -1017,27 +1018,21 @@ fn rewrite_path(
 ) -> Option<Vec<u8>> {
     let Some((first, rest)) = path.split_first() else {
         let mut out = f(container)?;
-        let len = u32::try_from(out.len()).ok()?;
-        out.get_mut(0..4)?.copy_from_slice(&len.to_be_bytes());
+        set_size(&mut out)?;
         return Some(out);
     };
     // Full boxes among the containers (stsd) are handled by `f`; the path's are plain.
-    let mut out = container[..8].to_vec();
-    let mut at = 8;
+    let mut out = container.get(..8)?.to_vec();
     let mut found = false;
-    while at < container.len() {
-        let (size, fourcc) = box_at(container, at)?;
-        let child = &container[at..at + size];
-        if &fourcc == *first && !found {
+    for (fourcc, child) in boxes(container.get(8..)?)? {
+        if &fourcc.0 == *first && !found {
             out.extend_from_slice(&rewrite_path(child, rest, f)?);
             found = true;
         } else {
             out.extend_from_slice(child);
         }
-        at += size;
     }
-    let len = u32::try_from(out.len()).ok()?;
-    out[0..4].copy_from_slice(&len.to_be_bytes());
+    set_size(&mut out)?;
     found.then_some(out)
 }
 
@@ -1045,51 +1040,48 @@ fn rewrite_path(
 /// `traf`: sizes and the `trun` data offset moved by their length. `extra` is given where
 /// it will start, from the `moof`'s first byte.
 fn add_to_traf(header: &[u8], extra: impl FnOnce(usize) -> Vec<u8>) -> Option<Vec<u8>> {
-    let mut moof = 0;
-    let (size, fourcc) = box_at(header, 0)?;
-    if &fourcc == b"styp" {
-        moof = size;
+    // The boxes before the mdat's header: the mdat's payload is not in `header`.
+    let mut r = Reader::new(header, 0);
+    let (mut moof, mut moof_body) = r.next_box_body().ok()??;
+    if moof.fourcc == FourCC::new(b"styp") {
+        (moof, moof_body) = r.next_box_body().ok()??;
     }
-    let (moof_size, fourcc) = box_at(header, moof)?;
-    if &fourcc != b"moof" {
+    if moof.fourcc != FourCC::new(b"moof") || moof.header_size != 8 {
         return None;
     }
-    let mut at = moof + 8;
-    let (traf, traf_size) = loop {
-        let (size, fourcc) = box_at(header, at)?;
-        if &fourcc == b"traf" {
-            break (at, size);
+    let (traf, mut traf_body) = std::iter::from_fn(|| moof_body.next_box_body().ok()?)
+        .find(|(h, _)| h.fourcc == FourCC::new(b"traf"))?;
+    if traf.header_size != 8 {
+        return None;
+    }
+    // Every trun with a data offset: it counts from the moof, which grows before the mdat.
+    let mut data_offsets = Vec::new();
+    while let Some((h, mut body)) = traf_body.next_box_body().ok()? {
+        if h.fourcc == FourCC::new(b"trun") && body.full_box().ok()?.1 & 1 != 0 {
+            data_offsets.push(h.body_offset() as usize + 8);
         }
-        at += size;
-        if at >= moof + moof_size {
-            return None;
-        }
-    };
-    let traf_end = traf + traf_size;
-    let extra = extra(traf_end - moof);
-    let grow = extra.len();
-    let mut out = Vec::with_capacity(header.len() + grow);
-    out.extend_from_slice(&header[..traf_end]);
+    }
+    let (moof_at, traf_at, traf_end) = (
+        moof.offset as usize,
+        traf.offset as usize,
+        traf.end() as usize,
+    );
+    let extra = extra(traf_end - moof_at);
+    let grow = u32::try_from(extra.len()).ok()?;
+    let mut out = Vec::with_capacity(header.len() + extra.len());
+    out.extend_from_slice(header.get(..traf_end)?);
     out.extend_from_slice(&extra);
-    out.extend_from_slice(&header[traf_end..]);
+    out.extend_from_slice(header.get(traf_end..)?);
     let add = |out: &mut Vec<u8>, at: usize| -> Option<()> {
-        let v = u32::from_be_bytes(out.get(at..at + 4)?.try_into().ok()?);
-        out[at..at + 4].copy_from_slice(&(v.checked_add(grow as u32)?).to_be_bytes());
+        let field = out.get_mut(at..at + 4)?;
+        let v = u32::from_be_bytes(field.try_into().ok()?);
+        field.copy_from_slice(&v.checked_add(grow)?.to_be_bytes());
         Some(())
     };
-    add(&mut out, moof)?;
-    add(&mut out, traf)?;
-    // Every trun with a data offset: it counts from the moof, which grew before the mdat.
-    let mut at = traf + 8;
-    while at < traf_end {
-        let (size, fourcc) = box_at(&out, at)?;
-        if &fourcc == b"trun" {
-            let flags = u32::from_be_bytes(out.get(at + 8..at + 12)?.try_into().ok()?) & 0xff_ffff;
-            if flags & 1 != 0 {
-                add(&mut out, at + 16)?;
-            }
-        }
-        at += size;
+    add(&mut out, moof_at)?;
+    add(&mut out, traf_at)?;
+    for at in data_offsets {
+        add(&mut out, at)?;
     }
     Some(out)
 }
@@ -1192,7 +1184,7 @@ mod tests {
     fn nothing_configured_is_clear_everywhere() {
         let drm = Drm::from_metas(&[]).unwrap();
         assert!(!drm.is_configured());
-        for f in Format::ALL {
+        for f in Format::PACKAGED {
             assert!(matches!(drm.for_format(f), Ok(Protection::Clear)));
         }
     }
@@ -1215,6 +1207,11 @@ mod tests {
         assert!(matches!(
             drm.for_format(Format::Hds),
             Err(DrmError::FormatDisabled { .. })
+        ));
+        // What no packager writes is not protected, nor refused.
+        assert!(matches!(
+            drm.for_format(Format::Progressive),
+            Ok(Protection::Clear)
         ));
         let drm = Drm::from_metas(&metas(&[
             ("iss.key", &format!("{KID}:{KEY}")),
@@ -1452,12 +1449,19 @@ mod tests {
         })
         .unwrap();
         assert_eq!(out.len(), h.len() + 8);
-        assert_eq!(box_at(&out, 16).unwrap().0 as u32, moof + 8);
+        assert_eq!(
+            u32::from_be_bytes(out[16..20].try_into().unwrap()),
+            moof + 8
+        );
         let trun_at = 16 + 8 + 16 + 8 + 16;
         assert_eq!(
             u32::from_be_bytes(out[trun_at + 16..trun_at + 20].try_into().unwrap()),
             moof + 16
         );
         assert_eq!(&out[16 + moof as usize + 8 - 8 + 4..][..4], b"free");
+        // Cut anywhere before the mdat header: refused, never a panic.
+        for len in 0..16 + moof as usize {
+            assert!(add_to_traf(&h[..len], |_| Vec::new()).is_none(), "{len}");
+        }
     }
 }

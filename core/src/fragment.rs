@@ -334,7 +334,7 @@ mod tests {
     fn round_trip(name: &str, track_no: usize) {
         let (src, idx) = fixture(name);
         let track = &idx.tracks[track_no];
-        let mut out = crate::mp4::writer::init_segment(track, 1);
+        let mut out = track.init_segment(1, None);
         let table = crate::segment::reference_segments(track, 2, 1);
         for k in 0..table.len() {
             let plan = plan_fragment(

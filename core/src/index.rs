@@ -15,6 +15,7 @@ use crate::mp4::fragment::{
 };
 use crate::mp4::moov::{Moov, SampleSizes as TableSizes, Trak, MAX_SAMPLES};
 use crate::mp4::reader::{parse_box_header, FourCC, Reader};
+use crate::mp4::writer::{init_segment_of, TrackHeader};
 use crate::mp4::Mp4Error;
 use crate::source::{Source, SourceError, SourceIdentity};
 
@@ -44,33 +45,19 @@ pub enum IndexError {
     OutOfMemory { name: String },
 }
 
-/// The kind of media a track carries, from its handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrackKind {
-    Video,
-    Audio,
-    Text,
-    Other,
-}
+pub use crate::mp4::TrackKind;
 
-impl TrackKind {
-    fn from_handler(h: FourCC) -> TrackKind {
-        match &h.0 {
-            b"vide" => TrackKind::Video,
-            b"soun" => TrackKind::Audio,
-            b"subt" | b"text" | b"sbtl" => TrackKind::Text,
-            _ => TrackKind::Other,
-        }
-    }
-
-    /// The name used in server manifests and filters (`video`, `audio`, `textstream`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrackKind::Video => "video",
-            TrackKind::Audio => "audio",
-            TrackKind::Text => "textstream",
-            TrackKind::Other => "data",
-        }
+/// The name mp4split gives a track: `video`, `audio[_<lang>]`, `textstream[_<lang>]`.
+pub fn default_track_name(kind: TrackKind, language: Option<&str>) -> String {
+    let base = match kind {
+        TrackKind::Video => return "video".to_string(),
+        TrackKind::Audio => "audio",
+        TrackKind::Text => "textstream",
+        TrackKind::Other => "data",
+    };
+    match language {
+        Some(l) => format!("{base}_{l}"),
+        None => base.to_string(),
     }
 }
 
@@ -1382,6 +1369,26 @@ impl MediaIndex {
             tracks: Vec::new(),
             file_size: self.file_size,
         }
+    }
+}
+
+impl TrackIndex {
+    /// The parts of the track an initialization segment describes.
+    pub fn header(&self) -> TrackHeader<'_> {
+        TrackHeader {
+            kind: self.kind,
+            timescale: self.timescale,
+            language: &self.language,
+            width: self.width,
+            height: self.height,
+            sample_entry: &self.sample_entry,
+        }
+    }
+
+    /// The track's initialization segment ([`init_segment_of`]): `track_id` is the ID used in
+    /// the output; `media_time` starts presentation there with an edit list.
+    pub fn init_segment(&self, track_id: u32, media_time: Option<i64>) -> Vec<u8> {
+        init_segment_of(&self.header(), track_id, media_time)
     }
 }
 

@@ -1,11 +1,42 @@
 //! origin-core: the nginx-free heart of ngx-origin.
 //!
-//! Routing ([`url`]), directive-value validation ([`config`]) and, in later layers, the media
-//! index and packagers. Nothing here sees an nginx type: where the core needs I/O it names a
-//! trait that the glue implements, so every function is testable with byte slices.
+//! Routing ([`url`]), server manifests ([`ism`]), the media index ([`index`]), the packagers
+//! ([`package`]), content protection ([`drm`]), live channels ([`live`]) and the request
+//! engine ([`request`]) that ties them together. Nothing here sees an nginx type.
+//!
+//! # Layers
+//! A module imports only from the layers below its own (tests aside), lowest first:
+//! 1. [`base64`], [`buffers`], [`config`], [`filter`], [`markup`], [`mp4`], [`s3`], [`source`];
+//! 2. [`crypto`], [`index`], [`url`];
+//! 3. [`cache`], [`format`](mod@format), [`fragment`], [`ism`], [`mime`], [`segment`], [`text`];
+//! 4. [`drm`], [`live`], [`stored`];
+//! 5. [`presentation`]; 6. [`package`]; 7. [`error`]; 8. [`metrics`]; 9. [`request`];
+//!    10. [`body`].
+//!
+//! # Who does I/O
+//! The request engine does none on a request's path: it says what it needs
+//! ([`request::Need`]: a file opened, a byte range read) and its driver (the nginx glue,
+//! `ismtool package`, the tests) supplies it, archive data files of a live channel included;
+//! the time of a live request is passed in ([`request::Request::with_live`]). The engine reads
+//! bytes only through the [`source::Source`]s a driver supplied: a mapping (memory), a
+//! descriptor the driver opened (`pread`), bytes a remote driver fetched. The one clock it
+//! reads is a monotonic stopwatch around index builds, for the metrics; no decision depends on
+//! it.
+//!
+//! The core modules that do I/O, each for a driver and outside a request's steps:
+//! - [`source`]: [`source::MmapSource`] and [`source::PreadSource`] open, stat and map local
+//!   files (their constructors are what drivers call to supply a file); the mapping and its
+//!   SIGBUS guard are the one `unsafe` module.
+//! - [`live::archive`] and [`live::session`]: the archive writer that live ingest drivers run
+//!   (data appends, syncs, records, rotation, pruning, the track lock).
+//! - [`live::channel::ChannelReader`]: lists a channel's archive and reads its records, init
+//!   and info files, for the egress driver before it runs a request.
+//! - [`live::api`] and [`live::admin`]: the Live API's reports (they read each track's stats)
+//!   and the PUT and DELETE of a publishing point.
 #![deny(unsafe_code)]
 
 pub mod base64;
+pub mod body;
 pub mod buffers;
 pub mod cache;
 pub mod config;
@@ -13,12 +44,15 @@ pub mod crypto;
 pub mod drm;
 pub mod error;
 pub mod filter;
+pub mod format;
 pub mod fragment;
 pub mod handling;
 pub mod index;
 pub mod ism;
 pub mod live;
+pub mod markup;
 pub mod metrics;
+pub mod mime;
 pub mod mp4;
 pub mod package;
 pub mod presentation;

@@ -10,6 +10,7 @@ pub mod reader;
 pub mod stream;
 pub mod writer;
 
+pub use moov::TrackKind;
 pub use reader::{BoxHeader, FourCC, Reader};
 
 /// Why a file could not be read as ISO-BMFF. Every variant names the box (`fourcc`) and the

@@ -11,7 +11,7 @@ use crate::cache::{LruCache, Weighted};
 use crate::segment::SegmentTable;
 use crate::source::SourceIdentity;
 
-use crate::index::{MediaIndex, TrackIndex, TrackKind};
+use crate::index::{default_track_name, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{resolve_src, ServerManifest, SourceRef, TrackKind as IsmKind};
 use crate::mp4::codec::{parse_sample_entry, SampleEntry};
 use crate::mp4::Reader;
@@ -73,7 +73,7 @@ pub struct Presentation {
 pub struct SegmentKey {
     pub reference: (SourceIdentity, usize),
     pub track: (SourceIdentity, usize),
-    pub target: crate::package::SegmentLength,
+    pub target: crate::ism::FragmentLength,
 }
 
 impl Weighted for SegmentTable {
@@ -149,20 +149,6 @@ pub fn sample_entry_of(track: &TrackIndex) -> Option<SampleEntry> {
     let mut r = Reader::new(&track.sample_entry, 0);
     let (h, body) = r.next_box_body().ok()??;
     parse_sample_entry(h.fourcc, body).ok()
-}
-
-/// The name mp4split gives a track: `video`, `audio[_<lang>]`, `textstream[_<lang>]`.
-pub fn default_track_name(kind: TrackKind, language: Option<&str>) -> String {
-    let base = match kind {
-        TrackKind::Video => return "video".to_string(),
-        TrackKind::Audio => "audio",
-        TrackKind::Text => "textstream",
-        TrackKind::Other => "data",
-    };
-    match language {
-        Some(l) => format!("{base}_{l}"),
-        None => base.to_string(),
-    }
 }
 
 /// Average payload bitrate of a track in bit/s, rounded to the nearest 1000 (at least 1000).

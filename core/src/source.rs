@@ -1,7 +1,13 @@
 //! Where media bytes come from. A [`Source`] is a file-like object with a length, positional
 //! reads and an identity for caching. Local files are memory-mapped ([`MmapSource`]) or read
-//! with pread ([`PreadSource`], `usp_disable_mmap`); remote sources (HTTP, S3) implement the same
-//! trait in the glue.
+//! with pread ([`PreadSource`], `usp_disable_mmap`); a remote object (HTTP, S3) is a
+//! [`SparseSource`] the remote driver fills with the ranges it fetched; a live track's window
+//! is a [`PiecesSource`] over its init segment and ranges of its data files.
+//!
+//! The request engine does not open files: drivers call the constructors here
+//! ([`MmapSource::open`], [`PreadSource::open`], `from_file`) to open, stat and map a file
+//! and supply the result. The engine only reads through what it was given: a mapping is
+//! memory, a [`PreadSource`] reads its driver-opened descriptor with `pread`.
 
 use std::borrow::Cow;
 use std::fs::File;

@@ -13,6 +13,8 @@ use origin_core::mp4::fragment::Moof;
 use origin_core::mp4::moov::Moov;
 use origin_core::mp4::stream::BoxStream;
 use origin_core::mp4::Reader;
+use origin_core::source::{PreadSource, SharedSource};
+use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, rest)) = data.split_first() else {
@@ -62,16 +64,24 @@ fuzz_target!(|data: &[u8]| {
         let _ = session.finish(2_000);
     }
     let mut reader = ChannelReader::new();
-    if let Ok(channel) = reader.snapshot(&isml) {
+    if let Ok(channel) = reader.snapshot(&isml, 3_000) {
         let w = window(
             &channel,
             WindowRequest {
                 dvr_window_secs: 30,
+                now_ms: 3_000,
                 ..WindowRequest::default()
             },
         );
         for (track, records) in &w.tracks {
-            let source = track.source("t", records).expect("acknowledged fragments read back");
+            // The data files, opened as a driver opens them for the engine.
+            let data_file = |n: u32| -> Option<SharedSource> {
+                let path = channel.archive_dir.join(track.data_file(n));
+                Some(Arc::new(PreadSource::open(&path).ok()?))
+            };
+            let source = track
+                .source("t", records, data_file)
+                .expect("acknowledged fragments read back");
             let _ = build_index(&source);
         }
     }

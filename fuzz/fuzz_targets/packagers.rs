@@ -34,10 +34,11 @@ fuzz_target!(|data: &[u8]| {
         query: String::new(),
         min_buffer_time: None,
         presentation_delay: None,
+        protection: None,
     };
     let _ = dash::mpd(&p, &dash_opts);
-    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "");
-    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, true, "");
+    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "", None);
+    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, true, "", None);
     // HDS: the manifest, and the first fragments of every variant written from their bytes.
     let hds_opts = hds::HdsOptions {
         target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
@@ -82,6 +83,7 @@ fuzz_target!(|data: &[u8]| {
             fmp4,
             version: 4,
             query: String::new(),
+            key: None,
         };
         let _ = hls::master(&p, &opts);
         for t in &p.tracks {

@@ -6,8 +6,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use origin_core::body::write_body;
 use origin_core::request::Body;
-use origin_core::stored::write_body;
 
 /// The output directory: a request path `/<manifest>/<virtual path>` is the file
 /// `DIR/<manifest>/<virtual path>`, as nginx maps a URL below the manifest's parent to a file.

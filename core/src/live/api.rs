@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::archive::TrackStats;
 use super::channel::{ChannelSnapshot, TrackArchive};
-use crate::package::{iso8601_utc, xml_escape};
+use crate::markup::{iso8601_utc, xml_escape};
 
 const SMIL_HEAD: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
 <smil xmlns=\"http://www.w3.org/2001/SMIL20/Language\">\n";

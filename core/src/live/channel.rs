@@ -2,11 +2,14 @@
 //! disk (so every worker, and a restarted nginx, sees the same channel), and the window of
 //! fragments a request plays, as one fragmented-MP4 source per track.
 //!
-//! A [`ChannelReader`] lives in each worker: it re-reads a track's records only when the
-//! records file changed (its inode or size), and keeps the data files open.
+//! A [`ChannelReader`] lives in each worker and is the driver's: it lists the archive and reads
+//! the records files before a request is run (I/O the request engine never does), re-reading a
+//! track's records only when its records file changed (its inode or size). The data files the
+//! fragments are in are opened by the driver when the engine asks for them
+//! ([`TrackArchive::data_file`]), and a track's window is made of what it supplied
+//! ([`TrackArchive::source`]).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,7 @@ use std::sync::Arc;
 
 use super::archive::{archive_dir, data_file_name, read_records, Record};
 use crate::index::TrackKind;
-use crate::source::{Backing, PiecesSource, SourceIdentity};
+use crate::source::{Backing, PiecesSource, SharedSource, SourceIdentity};
 
 /// What a track's `info` file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +64,6 @@ pub struct TrackArchive {
     pub timescale: u32,
     /// Identifies this version of the track: the records file's inode.
     generation: u64,
-    files: Arc<DataFiles>,
 }
 
 impl TrackArchive {
@@ -75,11 +77,48 @@ impl TrackArchive {
         self.records.last().is_some_and(Record::is_end_marker)
     }
 
+    /// The track's entry in the server manifest of a window: its kind, bitrate, ID and name,
+    /// its source `src` (the track's directory, relative to the channel's server manifest).
+    pub fn manifest_entry(&self, src: &str) -> crate::ism::TrackEntry {
+        let kind = match self.info.kind {
+            TrackKind::Video => crate::ism::TrackKind::Video,
+            TrackKind::Audio => crate::ism::TrackKind::Audio,
+            _ => crate::ism::TrackKind::Text,
+        };
+        let mut entry = crate::ism::TrackEntry::new(kind, src);
+        entry.system_bitrate = Some(self.info.bitrate);
+        entry.set_param("trackID", &self.info.track_id.to_string());
+        entry.set_param("trackName", &self.info.name);
+        entry
+    }
+
+    /// The data files `records` are kept in, each once, in order.
+    pub fn data_files(records: &[Record]) -> Vec<u32> {
+        let mut files: Vec<u32> = records
+            .iter()
+            .filter(|r| r.size > 0)
+            .map(|r| r.file_no)
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        files
+    }
+
+    /// Data file `file_no` of the track, relative to the channel's archive directory.
+    pub fn data_file(&self, file_no: u32) -> String {
+        format!("{}/{}", self.dir_name, data_file_name(file_no))
+    }
+
     /// The track's fragments `records` (consecutive, in order) as one fragmented MP4 file:
     /// the init segment, a `free` box standing for what came before the first of them, then
-    /// each fragment from its data file. Sample offsets in the fragments are the positions
-    /// they have in this file.
-    pub fn source(&self, path: &str, records: &[Record]) -> io::Result<PiecesSource> {
+    /// each fragment from its data file, as `data_file` gives it (by number). Sample offsets
+    /// in the fragments are the positions they have in this file.
+    pub fn source(
+        &self,
+        path: &str,
+        records: &[Record],
+        data_file: impl Fn(u32) -> Option<SharedSource>,
+    ) -> io::Result<PiecesSource> {
         let first_seq = records.first().map_or(0, |r| r.seq);
         let end_seq = records.last().map_or(0, |r| r.seq + 1);
         let mut s = PiecesSource::new(
@@ -101,11 +140,16 @@ impl TrackArchive {
             }
         }
         for r in records.iter().filter(|r| r.size > 0) {
-            let file = self.files.open(r.file_no)?;
+            let source = data_file(r.file_no).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} was not supplied", self.data_file(r.file_no)),
+                )
+            })?;
             s.push(
                 u64::from(r.size),
-                Backing::File {
-                    file,
+                Backing::Source {
+                    source,
                     offset: r.file_offset,
                 },
             );
@@ -127,35 +171,6 @@ fn free_box_header(len: u64) -> io::Result<Vec<u8>> {
     })
 }
 
-/// A track's data files, opened as they are needed.
-#[derive(Debug)]
-struct DataFiles {
-    dir: PathBuf,
-    open: std::sync::Mutex<HashMap<u32, Arc<File>>>,
-}
-
-impl DataFiles {
-    fn open(&self, file_no: u32) -> io::Result<Arc<File>> {
-        let mut open = self
-            .open
-            .lock()
-            .map_err(|_| io::Error::other("data file table poisoned"))?;
-        if let Some(f) = open.get(&file_no) {
-            return Ok(f.clone());
-        }
-        let f = Arc::new(File::open(self.dir.join(data_file_name(file_no)))?);
-        open.insert(file_no, f.clone());
-        Ok(f)
-    }
-
-    /// Closes the files no record names any more (pruned).
-    fn forget_before(&self, first_file: u32) {
-        if let Ok(mut open) = self.open.lock() {
-            open.retain(|&n, _| n >= first_file);
-        }
-    }
-}
-
 /// A channel's tracks, as their files were at one moment.
 #[derive(Debug, Clone)]
 pub struct ChannelSnapshot {
@@ -166,8 +181,6 @@ pub struct ChannelSnapshot {
     /// Wall-clock time of media time 0, milliseconds since the Unix epoch (DASH
     /// `availabilityStartTime`, HLS `EXT-X-PROGRAM-DATE-TIME`).
     pub anchor_ms: i64,
-    /// When the snapshot was taken, ms since the Unix epoch (set by whoever reads the clock).
-    pub now_ms: i64,
 }
 
 impl ChannelSnapshot {
@@ -223,15 +236,16 @@ impl ChannelReader {
         ChannelReader::default()
     }
 
-    /// The channel whose server manifest is `isml`, as its archive is now.
-    pub fn snapshot(&mut self, isml: &Path) -> io::Result<ChannelSnapshot> {
+    /// The channel whose server manifest is `isml`, as its archive is now; `now_ms` is the
+    /// time now (ms since the Unix epoch), as the caller read it.
+    pub fn snapshot(&mut self, isml: &Path, now_ms: i64) -> io::Result<ChannelSnapshot> {
         let dir = archive_dir(isml);
         let archive_name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut tracks = Vec::new();
-        let listing = match self.listing(&dir)? {
+        let listing = match self.listing(&dir, now_ms)? {
             Some(l) => l,
             None => {
                 return Ok(ChannelSnapshot {
@@ -239,7 +253,6 @@ impl ChannelReader {
                     archive_name,
                     tracks,
                     anchor_ms: 0,
-                    now_ms: 0,
                 })
             }
         };
@@ -262,7 +275,6 @@ impl ChannelReader {
             archive_name,
             tracks,
             anchor_ms,
-            now_ms: 0,
         })
     }
 
@@ -270,7 +282,7 @@ impl ChannelReader {
     /// (a track or the anchor was written: its modification time or link count moved). A
     /// directory changed less than a second before it was listed is listed again next time:
     /// its modification time is too coarse to tell two changes in the same tick apart.
-    fn listing(&mut self, dir: &Path) -> io::Result<Option<Listing>> {
+    fn listing(&mut self, dir: &Path, now_ms: i64) -> io::Result<Option<Listing>> {
         let meta = match std::fs::metadata(dir) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -305,12 +317,10 @@ impl ChannelReader {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let age = std::time::SystemTime::now()
-            .duration_since(meta.modified()?)
-            .unwrap_or_default();
+        let modified_ms = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
         let listing = Listing {
             version,
-            settled: age > std::time::Duration::from_secs(1),
+            settled: now_ms - modified_ms > 1000,
             names: Arc::new(names),
             anchor_ms,
         };
@@ -329,12 +339,12 @@ impl ChannelReader {
         }
         let (records, identity) = read_records(&records_path)?;
         let previous = self.tracks.remove(dir);
-        let (info, init, files) = match previous {
+        let (info, init) = match previous {
             // Same track (inode unchanged, or renamed by pruning: same init): reuse.
             Some(c)
                 if c.archive.init.len() as u64 == std::fs::metadata(dir.join("init"))?.len() =>
             {
-                (c.archive.info, c.archive.init, c.archive.files)
+                (c.archive.info, c.archive.init)
             }
             _ => {
                 let Some(info) = TrackInfo::parse(&std::fs::read_to_string(dir.join("info"))?)
@@ -342,16 +352,9 @@ impl ChannelReader {
                     return Ok(None);
                 };
                 let init = Arc::new(std::fs::read(dir.join("init"))?);
-                let files = Arc::new(DataFiles {
-                    dir: dir.to_path_buf(),
-                    open: std::sync::Mutex::new(HashMap::new()),
-                });
-                (info, init, files)
+                (info, init)
             }
         };
-        if let Some(first) = records.first() {
-            files.forget_before(first.file_no);
-        }
         let timescale = timescale_of(&init, info.track_id).unwrap_or(1);
         let archive = TrackArchive {
             dir_name: name.to_string(),
@@ -360,7 +363,6 @@ impl ChannelReader {
             records: Arc::new(records),
             timescale,
             generation: dir.metadata()?.ino(),
-            files,
         };
         self.tracks.insert(
             dir.to_path_buf(),
@@ -440,7 +442,7 @@ mod tests {
         s.push(&bytes, 1_000_000).unwrap();
         s.finish(1_000_000).unwrap();
         let mut reader = ChannelReader::new();
-        let snap = reader.snapshot(&isml).unwrap();
+        let snap = reader.snapshot(&isml, 2_000_000).unwrap();
         assert_eq!(snap.state(), "stopped");
         assert_eq!(snap.tracks.len(), 2);
         let video = snap
@@ -450,7 +452,19 @@ mod tests {
             .unwrap();
         let media: Vec<Record> = video.media().copied().collect();
         // Every fragment but the first: a free box stands for it.
-        let src = video.source("v", &media[1..]).unwrap();
+        // The data files, as a driver supplies them.
+        let opened: HashMap<u32, SharedSource> = TrackArchive::data_files(&media[1..])
+            .into_iter()
+            .map(|n| {
+                let path = snap.archive_dir.join(video.data_file(n));
+                let file: SharedSource = Arc::new(crate::source::PreadSource::open(&path).unwrap());
+                (n, file)
+            })
+            .collect();
+        assert!(!opened.is_empty());
+        let src = video
+            .source("v", &media[1..], |n| opened.get(&n).cloned())
+            .unwrap();
         let index = build_index(&src).unwrap();
         let t = index.track(video.info.track_id).unwrap();
         assert_eq!(t.dts(0), media[1].start);
@@ -458,11 +472,13 @@ mod tests {
         let first = t.samples(0..1).next().unwrap();
         assert!(src.bytes(first.offset, first.size as usize).is_ok());
         // Unchanged files: the same records, not read again.
-        let again = reader.snapshot(&isml).unwrap();
+        let again = reader.snapshot(&isml, 2_000_000).unwrap();
         assert!(Arc::ptr_eq(
             &again.tracks[0].records,
             &snap.tracks[0].records
         ));
+        // A data file the driver did not supply is an error, not a panic or a hole.
+        assert!(video.source("v", &media[1..], |_| None).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

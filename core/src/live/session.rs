@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use super::archive::{track_dir_name, Retention, Timing, FLAG_SYNC};
 use super::ingest::{Event, IngestError, IngestParser, RawFragment};
+use crate::index::default_track_name;
 use crate::index::{build_index, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{ServerManifest, TrackEntry, TrackKind as IsmKind};
 use crate::mp4::reader::{FourCC, Reader};
-use crate::presentation::default_track_name;
 use crate::source::{PiecesSource, SourceIdentity};
 
 /// Fragment length audio and text are assembled to when the encoder sends them in pieces

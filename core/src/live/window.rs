@@ -128,6 +128,8 @@ pub struct WindowRequest {
     pub end: Option<f64>,
     /// `usp_dynamic_time_shift_buffer_depth`: the advertised depth is what the window holds.
     pub dynamic_depth: bool,
+    /// The time of the request, ms since the Unix epoch (as the driver read the clock).
+    pub now_ms: i64,
 }
 
 /// The window of `snapshot` a request plays.
@@ -214,7 +216,7 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
         info: LiveInfo {
             anchor_ms: snapshot.anchor_ms,
             updated_ms: snapshot.updated_ms(),
-            now_ms: snapshot.now_ms,
+            now_ms: asked.now_ms,
             ended,
             dvr_window_secs,
             retain_secs: asked.retain_secs,

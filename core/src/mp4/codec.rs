@@ -26,6 +26,7 @@ pub use hevc::{
     HEVC_NAL_SPS, HEVC_NAL_VPS,
 };
 pub use hevc_slice::HevcSliceHeaders;
+pub use protection::{write_sinf, write_tenc, Tenc};
 pub use smooth::{sample_entry_from_smooth, CodecError, SmoothParams};
 
 use super::{BoxHeader, FourCC, Mp4Error, Reader};
@@ -417,7 +418,7 @@ pub fn write_sample_entry(entry: &SampleEntry, out: &mut Vec<u8>) {
             });
         }
         if let Some(p) = &entry.protection {
-            protection::write_sinf(p, out);
+            protection::write_protection(p, out);
         }
     });
 }

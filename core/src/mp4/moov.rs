@@ -5,6 +5,37 @@
 use super::reader::{FourCC, Reader};
 use super::Mp4Error;
 
+/// The kind of media a track carries, from its handler (`hdlr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Video,
+    Audio,
+    Text,
+    Other,
+}
+
+impl TrackKind {
+    /// The kind a `hdlr` handler type says.
+    pub fn from_handler(h: FourCC) -> TrackKind {
+        match &h.0 {
+            b"vide" => TrackKind::Video,
+            b"soun" => TrackKind::Audio,
+            b"subt" | b"text" | b"sbtl" => TrackKind::Text,
+            _ => TrackKind::Other,
+        }
+    }
+
+    /// The name used in server manifests and filters (`video`, `audio`, `textstream`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+            TrackKind::Text => "textstream",
+            TrackKind::Other => "data",
+        }
+    }
+}
+
 /// Most tracks a movie may have.
 pub const MAX_TRACKS: usize = 256;
 /// Most boxes nested inside one another before the file is refused.

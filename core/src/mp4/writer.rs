@@ -2,7 +2,7 @@
 //! initialization segment (ftyp + moov with mvex) of one track.
 
 use super::reader::FourCC;
-use crate::index::{TrackIndex, TrackKind};
+use super::TrackKind;
 
 /// A growing buffer of boxes. `begin` writes a placeholder size, `end` backfills it.
 #[derive(Debug, Default)]
@@ -89,13 +89,6 @@ pub fn pack_language(lang: &str) -> u16 {
 /// Brands of the initialization and media segments (CMAF, ISO/IEC 23000-19 §7.2).
 pub const CMAF_BRANDS: [&[u8; 4]; 4] = [b"iso6", b"cmfc", b"mp41", b"dash"];
 
-/// The initialization segment of one track: `ftyp` + `moov` (`mvhd`, `trak` with an empty
-/// sample table and the track's own sample entry, `mvex`/`trex`). `track_id` is the ID used in
-/// the output (1 for single-track CMAF).
-pub fn init_segment(track: &TrackIndex, track_id: u32) -> Vec<u8> {
-    init_segment_with_edit(track, track_id, None)
-}
-
 /// What an initialization segment says of its track.
 #[derive(Debug, Clone, Copy)]
 pub struct TrackHeader<'a> {
@@ -109,31 +102,11 @@ pub struct TrackHeader<'a> {
     pub sample_entry: &'a [u8],
 }
 
-impl TrackIndex {
-    /// The parts of the track an initialization segment describes.
-    pub fn header(&self) -> TrackHeader<'_> {
-        TrackHeader {
-            kind: self.kind,
-            timescale: self.timescale,
-            language: &self.language,
-            width: self.width,
-            height: self.height,
-            sample_entry: &self.sample_entry,
-        }
-    }
-}
-
-/// [`init_segment`] with an edit list that starts presentation at `media_time` (track
-/// timescale): how audio priming (AAC encoder delay) is signalled in CMAF.
-pub fn init_segment_with_edit(
-    track: &TrackIndex,
-    track_id: u32,
-    media_time: Option<i64>,
-) -> Vec<u8> {
-    init_segment_of(&track.header(), track_id, media_time)
-}
-
-/// The initialization segment of a track described by `track`.
+/// The initialization segment of a track described by `track`: `ftyp` + `moov` (`mvhd`, `trak`
+/// with an empty sample table and the track's own sample entry, `mvex`/`trex`). `track_id` is
+/// the ID used in the output (1 for single-track CMAF); `media_time` (track timescale) adds an
+/// edit list that starts presentation there: how audio priming (AAC encoder delay) is
+/// signalled in CMAF.
 pub fn init_segment_of(track: &TrackHeader<'_>, track_id: u32, media_time: Option<i64>) -> Vec<u8> {
     let mut w = BoxWriter::with_capacity(track.sample_entry.len() + 768);
     w.begin(b"ftyp");
@@ -323,7 +296,7 @@ mod tests {
         ] {
             let idx = build_index(&MmapSource::open(&dir.join(file)).unwrap()).unwrap();
             let track = &idx.tracks[track_no];
-            let init = init_segment(track, 7);
+            let init = track.init_segment(7, None);
             let mut r = Reader::new(&init, 0);
             let (ftyp, _) = r.next_box_body().unwrap().unwrap();
             assert_eq!(ftyp.fourcc, FourCC::new(b"ftyp"));

@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::{frame_rate, iso8601_duration, iso8601_utc, segments, xml_escape, PackageError};
+use super::{frame_rate, iso8601_duration, segments, PackageError};
 use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
 use crate::index::TrackKind;
+use crate::markup::{iso8601_utc, xml_escape};
 use crate::mp4::codec::MediaInfo;
 use crate::presentation::{Presentation, Track};
 use crate::url::{encode_name, excerpt, MpdSegmentTemplate, SegmentIndex, TrackRef};
@@ -67,15 +68,6 @@ pub fn presentation_delay(track: &Track) -> i64 {
     match t.edit {
         Some(e) if e.media_time > 0 && e.media_time <= i64::from(t.timescale) * 10 => e.media_time,
         _ => 0,
-    }
-}
-
-/// The MIME type a track's segments carry.
-pub fn mime_type(kind: TrackKind) -> &'static str {
-    match kind {
-        TrackKind::Video => "video/mp4",
-        TrackKind::Audio => "audio/mp4",
-        _ => "application/mp4",
     }
 }
 
@@ -192,7 +184,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
                 TrackKind::Audio => 1,
                 _ => 3,
             },
-            mime_type(kind)
+            crate::mime::of_track(kind)
         );
         if let Some(lang) = &first.language {
             let _ = write!(x, " lang=\"{}\"", xml_escape(lang));
@@ -374,7 +366,7 @@ pub fn init_for(t: &Track) -> Vec<u8> {
         Some(e) if t.kind != TrackKind::Video && e.media_time > 0 => Some(e.media_time),
         _ => None,
     };
-    crate::mp4::writer::init_segment_with_edit(idx, 1, priming)
+    idx.init_segment(1, priming)
 }
 
 /// The media segment a URL names (by `$Time$` or `$Number$`, per the template in use).

@@ -19,19 +19,15 @@
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use super::{dash, frame_rate, segments, xml_escape, PackageError, SegmentLength};
+use super::{dash, frame_rate, segments, PackageError, SegmentLength};
 use crate::index::{Sample, TrackKind};
 use crate::live::window::LivePlace;
+use crate::markup::xml_escape;
 use crate::mp4::codec::{write_sample_entry, CodecConfig, MediaInfo, SampleEntry};
 use crate::mp4::{FourCC, Reader};
 use crate::presentation::{Presentation, Track};
 use crate::segment::SegmentTable;
 use crate::url::{encode_name, excerpt, Variant};
-
-/// Content type of the manifest.
-pub const MANIFEST_CONTENT_TYPE: &str = "application/f4m+xml";
-/// Content type of a fragment.
-pub const FRAGMENT_CONTENT_TYPE: &str = "video/f4f";
 
 /// The one timescale HDS boxes use here: milliseconds, the unit of FLV timestamps.
 const TIMESCALE: u32 = 1000;

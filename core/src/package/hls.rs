@@ -640,7 +640,11 @@ fn playlist_header(x: &mut String, version: u32, clock: &Clock, live: bool) {
 /// `EXT-X-PROGRAM-DATE-TIME` of segment `k`, for a live channel.
 fn write_date_time(x: &mut String, clock: &Clock, k: usize) {
     if let Some(&ms) = clock.wall_clock_ms.get(k) {
-        let _ = writeln!(x, "#EXT-X-PROGRAM-DATE-TIME:{}", super::iso8601_utc(ms));
+        let _ = writeln!(
+            x,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            crate::markup::iso8601_utc(ms)
+        );
     }
 }
 

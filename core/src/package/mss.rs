@@ -6,9 +6,10 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{segments, xml_escape, PackageError};
+use super::{segments, PackageError};
 use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan, MAX_LOOKAHEAD};
 use crate::index::TrackKind;
+use crate::markup::xml_escape;
 use crate::mp4::codec::MediaInfo;
 use crate::mp4::reader::{parse_box_header, FourCC};
 use crate::presentation::{Presentation, Track};

@@ -1,7 +1,8 @@
 //! The options a request runs with, merged once: the query over the server manifest's metas
 //! over the defaults.
 
-use crate::drm::{Drm, Format, Protection};
+use crate::drm::{Drm, Protection};
+use crate::format::Format;
 use crate::ism::{IsmError, ServerManifest};
 use crate::package::dash::DashOptions;
 use crate::package::hds::HdsOptions;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::reads::{HEADER_READ_AHEAD, MFRA_TAIL};
 use super::*;
 use crate::ism::{TrackEntry, TrackKind};
 use crate::source::{MemorySource, SparseSource};

@@ -1,5 +1,7 @@
 //! The one place the core uses `unsafe`: mapping a file, and surviving the file being
-//! truncated while it is mapped.
+//! truncated while it is mapped. [`Mapping::new`] is called by the constructors of
+//! [`MmapSource`](super::MmapSource), which drivers call to supply a local file (the request
+//! engine maps nothing itself).
 //!
 //! Touching a page of a file mapping that lies past the file's current end raises SIGBUS, and
 //! the default action kills the process: an nginx worker, with every request it carries.

@@ -1,24 +1,36 @@
-//! A source assembled from pieces: bytes in memory, ranges of open files and runs of zeros,
-//! laid end to end. A live track is read this way: its init segment (in memory), then the
-//! fragments the archive holds (ranges of its data files), so that the index builder and the
-//! packagers see one fragmented MP4 file.
+//! A source assembled from pieces: bytes in memory, ranges of other sources and runs of
+//! zeros, laid end to end. A live track is read this way: its init segment (in memory), then
+//! the fragments the archive holds (ranges of its data files, as the driver supplied them), so
+//! that the index builder and the packagers see one fragmented MP4 file.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::{Source, SourceError, SourceIdentity};
+use super::{SharedSource, Source, SourceError, SourceIdentity};
 
 /// Where one piece's bytes are.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Backing {
     /// `Arc` bytes, from `start` on.
     Memory { bytes: Arc<Vec<u8>>, start: usize },
-    /// A range of an open file, from `offset` on.
-    File { file: Arc<File>, offset: u64 },
+    /// A range of another source (a data file the driver opened), from `offset` on.
+    Source { source: SharedSource, offset: u64 },
     /// Zeros (a gap nobody reads: the body of a `free` box standing for pruned media).
     Zero,
+}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backing::Memory { bytes, start } => {
+                write!(f, "Memory({} bytes from {start})", bytes.len())
+            }
+            Backing::Source { source, offset } => {
+                write!(f, "Source({} from {offset})", source.name())
+            }
+            Backing::Zero => f.write_str("Zero"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -115,22 +127,28 @@ impl Source for PiecesSource {
                     })?;
                     out.copy_from_slice(src);
                 }
-                Backing::File { file, offset } => {
-                    file.read_exact_at(out, offset + within).map_err(|source| {
-                        match source.kind() {
-                            std::io::ErrorKind::UnexpectedEof => SourceError::Changed {
-                                name: self.name.clone(),
-                            },
-                            _ => SourceError::Io {
-                                name: self.name.clone(),
-                                source,
-                            },
-                        }
-                    })?;
-                }
+                // A data file shorter than its records say: it changed under the archive.
+                Backing::Source { source, offset } => source
+                    .read_exact_at(offset + within, out)
+                    .map_err(|e| match e {
+                        SourceError::OutOfRange { .. } => SourceError::Changed {
+                            name: self.name.clone(),
+                        },
+                        other => other,
+                    })?,
                 Backing::Zero => out.fill(0),
             }
             done += n;
+        }
+        Ok(())
+    }
+
+    /// Errors when a source a piece reads from does (a mapping truncated under the reader).
+    fn intact(&self) -> Result<(), SourceError> {
+        for p in &self.pieces {
+            if let Backing::Source { source, .. } = &p.backing {
+                source.intact()?;
+            }
         }
         Ok(())
     }
@@ -158,18 +176,11 @@ impl Source for PiecesSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use crate::source::MemorySource;
 
     #[test]
     fn reads_across_pieces() {
-        let dir = std::env::temp_dir().join(format!("origin-pieces-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("data");
-        File::create(&path)
-            .unwrap()
-            .write_all(b"0123456789")
-            .unwrap();
-        let file = Arc::new(File::open(&path).unwrap());
+        let data: SharedSource = Arc::new(MemorySource::new("data", b"0123456789".to_vec()));
         let mut s = PiecesSource::new(
             "t".into(),
             SourceIdentity::Memory {
@@ -179,11 +190,25 @@ mod tests {
         );
         s.push_bytes(Arc::new(b"abc".to_vec()));
         s.push(2, Backing::Zero);
-        s.push(4, Backing::File { file, offset: 3 });
+        s.push(
+            4,
+            Backing::Source {
+                source: data.clone(),
+                offset: 3,
+            },
+        );
         assert_eq!(s.len(), 9);
         assert!(matches!(s.bytes(0, 3).unwrap(), Cow::Borrowed(b"abc")));
         assert_eq!(&*s.bytes(1, 8).unwrap(), b"bc\0\x003456");
         assert!(s.bytes(8, 2).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
+        // A piece past the end of its source: the source changed under the records.
+        s.push(
+            4,
+            Backing::Source {
+                source: data,
+                offset: 8,
+            },
+        );
+        assert!(matches!(s.bytes(9, 4), Err(SourceError::Changed { .. })));
     }
 }

@@ -92,33 +92,64 @@ fn parse_tenc(mut r: Reader<'_>) -> Result<TrackEncryption, Mp4Error> {
     Ok((kid, per_sample_iv_size, constant_iv))
 }
 
-/// Writes a `sinf` box. `cbcs` and `cens` get a version 1 `tenc` with the 1:9 pattern that
-/// CMAF and HLS use ([`Protection`] does not carry the pattern).
-pub(super) fn write_sinf(p: &Protection, out: &mut Vec<u8>) {
+/// What a written `tenc` says (ISO/IEC 23001-7 §8.2): the track is protected with `kid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tenc<'a> {
+    pub kid: [u8; 16],
+    /// `default_Per_Sample_IV_Size`: 0, 8 or 16.
+    pub per_sample_iv_size: u8,
+    /// `default_crypt_byte_block` and `default_skip_byte_block` of a pattern scheme (`cbcs`,
+    /// `cens`): the box is then version 1.
+    pub pattern: Option<(u8, u8)>,
+    /// `default_constant_IV`, written when the per-sample IV size is 0.
+    pub constant_iv: Option<&'a [u8]>,
+}
+
+/// Writes a `tenc` box.
+pub fn write_tenc(out: &mut Vec<u8>, t: &Tenc<'_>) {
+    write_full_box(out, TENC, u8::from(t.pattern.is_some()), 0, |out| {
+        out.push(0); // reserved
+        out.push(
+            t.pattern
+                .map_or(0, |(crypt, skip)| (crypt << 4) | (skip & 0x0f)),
+        );
+        out.push(1); // default_isProtected
+        out.push(t.per_sample_iv_size);
+        out.extend_from_slice(&t.kid);
+        if t.per_sample_iv_size == 0 {
+            if let Some(iv) = t.constant_iv {
+                let iv = &iv[..iv.len().min(16)];
+                out.push(iv.len() as u8);
+                out.extend_from_slice(iv);
+            }
+        }
+    });
+}
+
+/// Writes a `sinf` box: `frma` (the format before encryption), `schm` (`scheme`, version 1.0)
+/// and `schi` with the `tenc`.
+pub fn write_sinf(out: &mut Vec<u8>, original_format: FourCC, scheme: FourCC, tenc: &Tenc<'_>) {
     write_box(out, SINF, |out| {
-        write_box(out, FRMA, |out| out.extend_from_slice(&p.original_format.0));
+        write_box(out, FRMA, |out| out.extend_from_slice(&original_format.0));
         write_full_box(out, SCHM, 0, 0, |out| {
-            out.extend_from_slice(&p.scheme.0);
+            out.extend_from_slice(&scheme.0);
             out.extend_from_slice(&0x0001_0000u32.to_be_bytes());
         });
-        write_box(out, SCHI, |out| {
-            let pattern = uses_pattern(p.scheme);
-            write_full_box(out, TENC, u8::from(pattern), 0, |out| {
-                out.push(0);
-                out.push(if pattern { 0x19 } else { 0 });
-                out.push(1);
-                out.push(p.per_sample_iv_size);
-                out.extend_from_slice(&p.default_kid);
-                if p.per_sample_iv_size == 0 {
-                    if let Some(iv) = &p.constant_iv {
-                        let iv = &iv[..iv.len().min(16)];
-                        out.push(iv.len() as u8);
-                        out.extend_from_slice(iv);
-                    }
-                }
-            });
-        });
+        write_box(out, SCHI, |out| write_tenc(out, tenc));
     });
+}
+
+/// Writes the `sinf` a parsed [`Protection`] describes. `cbcs` and `cens` get a version 1
+/// `tenc` with the 1:9 pattern that CMAF and HLS use ([`Protection`] does not carry the
+/// pattern).
+pub(super) fn write_protection(p: &Protection, out: &mut Vec<u8>) {
+    let tenc = Tenc {
+        kid: p.default_kid,
+        per_sample_iv_size: p.per_sample_iv_size,
+        pattern: uses_pattern(p.scheme).then_some((1, 9)),
+        constant_iv: p.constant_iv.as_deref(),
+    };
+    write_sinf(out, p.original_format, p.scheme, &tenc);
 }
 
 #[cfg(test)]
@@ -127,7 +158,7 @@ mod tests {
 
     fn round_trip(p: &Protection) -> Protection {
         let mut out = Vec::new();
-        write_sinf(p, &mut out);
+        write_protection(p, &mut out);
         parse_sinf(Reader::new(&out[8..], 8).with_context(SINF)).unwrap()
     }
 
@@ -161,7 +192,7 @@ mod tests {
             constant_iv: None,
         };
         let mut out = Vec::new();
-        write_sinf(&p, &mut out);
+        write_protection(&p, &mut out);
         // Cut at every length: errors, no panics.
         for len in 8..out.len() {
             assert!(

@@ -1,6 +1,7 @@
 use super::*;
+use crate::markup::xml_escape;
 use crate::package::fixtures::ladder_named;
-use crate::package::{dash, hls, mss, xml_escape};
+use crate::package::{dash, hls, mss};
 use crate::presentation::{Presentation, PresentationError};
 use crate::url::{DashTarget, HlsTarget, Route, RouteOptions, SmoothTarget, Target, TrackRef};
 

@@ -1,0 +1,278 @@
+//! A live channel's side of a request: the window it plays (each track's fragments in it as
+//! one source, listed in a server manifest of its own), how long a live answer may be cached,
+//! and the status of a segment the window does not hold.
+
+use std::sync::Arc;
+
+use super::{Answer, Caches, Expiry, MediaSpan, Need, Opened, Payload, Request, Stop};
+use crate::error::Error;
+use crate::ism::{join_relative, ServerManifest};
+use crate::live::channel::TrackArchive;
+use crate::live::window::{LiveInfo, LivePlace, WindowRequest};
+use crate::package::hds;
+use crate::segment::SegmentTable;
+use crate::source::{SharedSource, Source};
+use crate::url::TimePoint;
+use crate::url::{DashTarget, HdsTarget, MpdSegmentTemplate, SegmentIndex, SmoothTarget, Target};
+
+use super::keys::is_manifest;
+
+impl Request {
+    /// A live channel's window: each track's fragments in it become a source of their own
+    /// (with the identity of the records they hold), made of the data files the driver opened
+    /// for them (asked for here, all at once, as a presentation's sources are), and the
+    /// presentation's server manifest lists those tracks with the channel's options.
+    pub(super) fn open_live_window(&mut self, caches: &mut Caches) -> Result<(), Stop> {
+        let (channel, now_ms) = self
+            .live
+            .as_ref()
+            .map(|l| (l.snapshot.clone(), l.now_ms))
+            .ok_or(Error::Internal("a live request without its channel"))?;
+        let manifest = self.server_manifest(caches)?;
+        let asked = self.window_request(&manifest, channel.anchor_ms, now_ms)?;
+        let window = crate::live::window::window(&channel, asked);
+        if window.tracks.is_empty() {
+            return Err(Stop::Fail(Error::NotFound {
+                path: format!("{} (nothing was ingested yet)", self.route.manifest_path),
+            }));
+        }
+        let archive = |rel: &str| {
+            join_relative(
+                &self.manifest_path,
+                &format!("{}/{rel}", channel.archive_name),
+            )
+            .ok_or(Error::Internal("an archive path that does not join"))
+        };
+        // Each track's data files: number, path, and the span of it the window's records use.
+        let mut data_files: Vec<Vec<(u32, String, u64, u64)>> = Vec::new();
+        for (track, records) in &window.tracks {
+            let mut files = Vec::new();
+            for file_no in TrackArchive::data_files(records) {
+                let (start, end) = records
+                    .iter()
+                    .filter(|r| r.file_no == file_no && r.size > 0)
+                    .fold((u64::MAX, 0u64), |(lo, hi), r| {
+                        (
+                            lo.min(r.file_offset),
+                            hi.max(r.file_offset + u64::from(r.size)),
+                        )
+                    });
+                files.push((file_no, archive(&track.data_file(file_no))?, start, end));
+            }
+            data_files.push(files);
+        }
+        let unopened: Vec<String> = data_files
+            .iter()
+            .flatten()
+            .filter(|(_, path, ..)| !self.was_supplied(path))
+            .map(|(_, path, ..)| path.clone())
+            .collect();
+        if !unopened.is_empty() {
+            return Err(Stop::Need(Need::Open(unopened)));
+        }
+        let mut readers: Vec<Vec<(u32, SharedSource)>> = Vec::with_capacity(data_files.len());
+        for files in &data_files {
+            let mut track_readers = Vec::with_capacity(files.len());
+            for (file_no, path, start, end) in files {
+                track_readers.push((*file_no, self.reader(path, *start, end - start)?));
+            }
+            readers.push(track_readers);
+        }
+        let modified = window.info.updated_ms.div_euclid(1000);
+        let mut live_manifest = ServerManifest {
+            metas: manifest.metas.clone(),
+            tracks: Vec::with_capacity(window.tracks.len()),
+        };
+        for ((track, records), readers) in window.tracks.iter().zip(&readers) {
+            let src = format!("{}/{}", channel.archive_name, track.dir_name);
+            let path = archive(&track.dir_name)?;
+            let data_file = |file_no: u32| {
+                readers
+                    .iter()
+                    .find(|(n, _)| *n == file_no)
+                    .map(|(_, reader)| reader.clone())
+            };
+            let source = track
+                .source(&path, records, data_file)
+                .map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            self.opened.push((
+                path,
+                Ok(Opened {
+                    identity: source.identity().clone(),
+                    size: source.len(),
+                    modified,
+                    reader: Some(Arc::new(source)),
+                }),
+            ));
+            live_manifest.tracks.push(track.manifest_entry(&src));
+        }
+        self.live_window = Some((Arc::new(live_manifest), Arc::new(window.info)));
+        Ok(())
+    }
+
+    /// What the request asks of the channel's window: the DVR window (a player may ask for
+    /// less than the channel keeps, never more), the retention, `time_shift` and
+    /// `vbegin`/`vend`.
+    fn window_request(
+        &self,
+        manifest: &ServerManifest,
+        anchor_ms: i64,
+        now_ms: i64,
+    ) -> Result<WindowRequest, Error> {
+        let manifest_error = |error| Error::Manifest {
+            path: self.manifest_path.clone(),
+            error,
+        };
+        let options = manifest.options().map_err(manifest_error)?;
+        let server_dvr = options
+            .dvr_window_length
+            .unwrap_or(crate::live::session::DEFAULT_DVR_WINDOW_SECS);
+        let wants_manifest = is_manifest(&self.route.target);
+        let dvr = match (wants_manifest, self.route.options.dvr_window_length) {
+            (true, Some(asked)) => asked.min(server_dvr),
+            _ => server_dvr,
+        };
+        let retain = crate::live::session::ChannelOptions::of(manifest)
+            .map_err(manifest_error)?
+            .retain_secs();
+        // vbegin / vend: wall-clock times (or offsets from the channel's start) select a part
+        // of the archive.
+        let media_secs = |t: Option<TimePoint>| {
+            t.map(|t| match t {
+                TimePoint::Utc(us) => (us / 1000 - anchor_ms) as f64 / 1000.0,
+                TimePoint::Offset(us) => us as f64 / 1_000_000.0,
+            })
+        };
+        Ok(WindowRequest {
+            dvr_window_secs: dvr,
+            retain_secs: retain,
+            // time_shift moves what manifests show; fragments stay where they are.
+            time_shift_secs: if wants_manifest {
+                self.route
+                    .options
+                    .time_shift
+                    .or(options.time_shift)
+                    .unwrap_or(0)
+            } else {
+                0
+            },
+            begin: media_secs(self.route.options.vbegin),
+            end: media_secs(self.route.options.vend),
+            dynamic_depth: self.live.as_ref().is_some_and(|l| l.dynamic_depth),
+            now_ms,
+        })
+    }
+
+    /// A live answer's expiry, and a fragment's Last-Modified: when it was ingested.
+    pub(super) fn live_headers(&self, mut answer: Answer) -> Answer {
+        if let Some((_, live)) = &self.live_window {
+            answer.expiry = Some(live_expiry(live, answer.media));
+            // A repackaged segment keeps the window's Last-Modified: its start is a sample's,
+            // which need not be where an ingested fragment starts.
+            if let Some(media) = answer.media.filter(|m| m.payload != Payload::Repackaged) {
+                if let Some(ms) = live.ingested_at(media.start) {
+                    answer.modified = ms.div_euclid(1000);
+                }
+            }
+        }
+        answer
+    }
+
+    /// A segment a live window does not hold: before the window, in a gap of it, or not yet
+    /// ingested, each with the status its format answers (COMPAT.md §5).
+    pub(super) fn missing_segment(&self, what: &str) -> Option<Error> {
+        let (loaded, info) = self
+            .loaded
+            .as_ref()
+            .and_then(|l| Some((l, l.p.live.clone()?)))?;
+        let p = &loaded.p;
+        let o = &loaded.options;
+        // The requested instant, in seconds, when the URL names one.
+        let at = |t: u64, timescale: u32| t as f64 / f64::from(timescale.max(1));
+        let (place, statuses) = match &self.route.target {
+            Target::Smooth(SmoothTarget::Fragment {
+                bitrate,
+                track,
+                time,
+            }) => {
+                let t = p.find_smooth(track, *bitrate).map(|t| t.index().timescale);
+                (t.map(|ts| info.place_of(at(*time, ts))), [404, 412, 412])
+            }
+            Target::Dash(DashTarget::Media { track, index }) => {
+                let place = p.find(track).map(|t| {
+                    let table = crate::package::segments(p, t, o.dash_length);
+                    match (index, o.template) {
+                        (SegmentIndex::Number(n), _)
+                        | (SegmentIndex::Templated(n), MpdSegmentTemplate::Number)
+                        | (SegmentIndex::Templated(n), MpdSegmentTemplate::NumberTimeline) => {
+                            number_place(&table, *n)
+                        }
+                        (SegmentIndex::Time(time), _) | (SegmentIndex::Templated(time), _) => {
+                            info.place_of(at(*time, t.index().timescale))
+                        }
+                    }
+                });
+                (place, [410, 404, 404])
+            }
+            Target::Hds(HdsTarget::Fragment {
+                variant,
+                segment,
+                fragment,
+            }) => (
+                hds::live_place(p, variant, *segment, *fragment, &o.hds()),
+                [404, 503, 503],
+            ),
+            _ => return None,
+        };
+        // An unknown track stays "not found".
+        let place = place?;
+        Some(Error::LiveSegment {
+            status: statuses[place as usize],
+            what: format!("{what}: {}", place.describe()),
+            token: place.token(),
+        })
+    }
+}
+
+/// How long a live answer may be cached: a manifest until the next fragment may come (it
+/// changes with every one), a segment until the archive drops it (it never changes before).
+fn live_expiry(live: &LiveInfo, media: Option<MediaSpan>) -> Expiry {
+    const DAY: u64 = 86_400;
+    match media {
+        None if live.ended => Expiry {
+            max_age_secs: 60,
+            sunset: None,
+        },
+        None => Expiry {
+            max_age_secs: 1,
+            sunset: None,
+        },
+        Some(m) => {
+            let end = m.start + m.duration;
+            let end_ms =
+                live.anchor_ms + (u128::from(end) * 1000 / u128::from(m.timescale.max(1))) as i64;
+            let sunset = live
+                .retain_secs
+                .map(|keep| (end_ms + keep as i64 * 1000).div_euclid(1000));
+            let left = sunset.map_or(DAY, |s| (s - live.now_ms.div_euclid(1000)).max(1) as u64);
+            Expiry {
+                max_age_secs: left.min(DAY),
+                sunset,
+            }
+        }
+    }
+}
+
+/// Where a segment number falls against a live window's segments.
+fn number_place(table: &SegmentTable, n: u64) -> LivePlace {
+    if n < table.first_number() {
+        LivePlace::Before
+    } else if n >= table.first_number() + table.len() as u64 {
+        LivePlace::NotYet
+    } else {
+        LivePlace::Gap
+    }
+}

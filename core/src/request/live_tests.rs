@@ -1,0 +1,176 @@
+//! A live channel driven through the engine as the nginx driver drives it: the archive's
+//! records are read before the request (with the clock), its data files are asked for with
+//! [`Need::Open`] like any source, and the time is the one given.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::*;
+use crate::live::channel::ChannelReader;
+use crate::live::session::IngestSession;
+use crate::source::MmapSource;
+use crate::url::RouteOptions;
+
+/// When the fragments were ingested, and (a minute later) when the requests are made.
+const INGESTED_MS: i64 = 1_700_000_000_000;
+const NOW_MS: i64 = INGESTED_MS + 60_000;
+
+/// A scratch directory holding `ch.isml` and its archive: the Smooth fixture pushed by an
+/// encoder that has not ended its stream (everything before its `mfra`).
+struct Channel {
+    dir: PathBuf,
+}
+
+impl Channel {
+    fn new(name: &str) -> Channel {
+        let dir = std::env::temp_dir().join(format!("origin-live-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"),
+        )
+        .unwrap();
+        let mfra = bytes.windows(4).rposition(|w| w == b"mfra").unwrap() - 4;
+        let mut s = IngestSession::open(&dir.join("ch.isml"), "s1", true).unwrap();
+        s.push(&bytes[..mfra], INGESTED_MS).unwrap();
+        drop(s);
+        Channel { dir }
+    }
+
+    fn isml(&self) -> String {
+        self.dir.join("ch.isml").display().to_string()
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a drive saw: the answer (or error) and every file the engine asked to open.
+struct Drive {
+    result: Result<Answer, Error>,
+    opened: Vec<String>,
+}
+
+/// Drives `url` on the channel; `refuse` says which files the driver cannot open.
+fn drive(channel: &Channel, url: &str, refuse: impl Fn(&str) -> bool) -> Drive {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let route = Route::parse(path.as_bytes(), query.as_bytes(), RouteOptions::default()).unwrap();
+    let snapshot = ChannelReader::new()
+        .snapshot(Path::new(&channel.isml()), NOW_MS)
+        .unwrap();
+    let mut req =
+        Request::new(route, channel.isml(), query).with_live(Arc::new(snapshot), NOW_MS, false);
+    let mut caches = Caches::default();
+    let mut opened = Vec::new();
+    let result = loop {
+        match req.step(&mut caches) {
+            Err(e) => break Err(e),
+            Ok(Step::Done(answer)) => break Ok(answer),
+            Ok(Step::Need(Need::Open(paths))) => {
+                for path in paths {
+                    opened.push(path.clone());
+                    let supplied = if refuse(&path) {
+                        Err(Error::NotFound { path: path.clone() })
+                    } else {
+                        let source: SharedSource =
+                            Arc::new(MmapSource::open(Path::new(&path)).unwrap());
+                        Ok(Opened {
+                            identity: source.identity().clone(),
+                            size: source.len(),
+                            modified: 1,
+                            reader: Some(source),
+                        })
+                    };
+                    req.supply_open(&path, supplied);
+                }
+            }
+            Ok(Step::Need(Need::Read(reads))) => {
+                panic!("a local file was asked for bytes: {reads:?}")
+            }
+        }
+    };
+    Drive { result, opened }
+}
+
+fn is_data_file(path: &str) -> bool {
+    path.contains("ch.isml.archive/") && path.ends_with(".frag")
+}
+
+#[test]
+fn the_data_files_of_a_window_are_asked_for_and_the_time_is_the_one_given() {
+    let channel = Channel::new("window");
+    let mpd = drive(&channel, "/ch.isml/.mpd", |_| false);
+    // The server manifest, then every data file of the window at once.
+    assert!(mpd.opened[0].ends_with("ch.isml"), "{:?}", mpd.opened);
+    let data: Vec<&String> = mpd.opened.iter().filter(|p| is_data_file(p)).collect();
+    assert!(
+        !data.is_empty(),
+        "no data file was asked for: {:?}",
+        mpd.opened
+    );
+    assert_eq!(data.len() + 1, mpd.opened.len(), "{:?}", mpd.opened);
+    let answer = mpd.result.unwrap();
+    let Body::Text(text) = &answer.body else {
+        panic!("not a manifest")
+    };
+    // UTCTiming says when the manifest was made: the time the driver gave.
+    let now = crate::markup::iso8601_utc(NOW_MS);
+    assert!(
+        text.text.contains(&format!("value=\"{now}\"")),
+        "{}",
+        text.text
+    );
+    assert_eq!(answer.expiry.map(|e| e.max_age_secs), Some(1));
+    assert_eq!(answer.media, None);
+}
+
+#[test]
+fn a_live_fragment_is_read_from_the_data_files_the_driver_supplied() {
+    let channel = Channel::new("fragment");
+    let snapshot = ChannelReader::new()
+        .snapshot(Path::new(&channel.isml()), NOW_MS)
+        .unwrap();
+    let video = snapshot
+        .tracks
+        .iter()
+        .find(|t| t.info.kind == crate::index::TrackKind::Video)
+        .unwrap();
+    let record = *video.media().next().unwrap();
+    let url = format!(
+        "/ch.isml/QualityLevels({})/Fragments({}={})",
+        video.info.bitrate, video.info.name, record.start
+    );
+    let d = drive(&channel, &url, |_| false);
+    assert!(d.opened.iter().any(|p| is_data_file(p)), "{:?}", d.opened);
+    let answer = d.result.unwrap();
+    let media = answer.media.unwrap();
+    assert_eq!(media.payload, Payload::FromSource);
+    assert_eq!(media.start, record.start);
+    // Last-Modified: when the fragment was ingested; kept as long as the archive keeps it.
+    assert_eq!(answer.modified, INGESTED_MS / 1000);
+    assert!(answer.expiry.is_some());
+    let mut body = Vec::new();
+    crate::body::write_body(&answer.body, &mut body).unwrap();
+    // The fragment's samples are the bytes the data file holds for its record.
+    let data_path = snapshot.archive_dir.join(video.data_file(record.file_no));
+    let data = std::fs::read(data_path).unwrap();
+    let at = record.file_offset as usize;
+    let stored = &data[at..at + record.size as usize];
+    let mdat = stored.windows(4).position(|w| w == b"mdat").unwrap() + 4;
+    let payload = &stored[mdat..];
+    assert!(body.windows(payload.len()).any(|w| w == payload));
+}
+
+#[test]
+fn a_data_file_the_driver_cannot_open_ends_the_request_with_its_error() {
+    let channel = Channel::new("refused");
+    let d = drive(&channel, "/ch.isml/.m3u8", is_data_file);
+    assert!(
+        matches!(&d.result, Err(Error::NotFound { path }) if is_data_file(path)),
+        "{:?}",
+        d.result.as_ref().err()
+    );
+}
