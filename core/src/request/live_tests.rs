@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::live::channel::ChannelReader;
-use crate::live::session::IngestSession;
+use crate::live::store::DirectIngest;
 use crate::source::MmapSource;
 use crate::url::RouteOptions;
 
@@ -31,7 +31,7 @@ impl Channel {
         )
         .unwrap();
         let mfra = bytes.windows(4).rposition(|w| w == b"mfra").unwrap() - 4;
-        let mut s = IngestSession::open(&dir.join("ch.isml"), "s1", true).unwrap();
+        let mut s = DirectIngest::open(&dir.join("ch.isml"), "s1", true).unwrap();
         s.push(&bytes[..mfra], INGESTED_MS).unwrap();
         drop(s);
         Channel { dir }
