@@ -7,7 +7,7 @@
 #   make NGINX_VERSION=x.y.z          same, with the tree in NGINX_SRC or build/src/nginx-x.y.z
 #   make install [MODULES_DIR=...]    copy the last built module into that nginx's modules dir
 #   make test                         everything CI runs (scripts/test.sh)
-#   make unittest | check             core tests | fmt + clippy
+#   make unittest | check             core tests | fmt + clippy + the module layers
 #
 # Every build leaves build/nginx-<version>/{sbin/nginx,modules/ngx_http_origin_module.so}
 # and build/current pointing at the last one.
@@ -60,6 +60,7 @@ unittest:
 check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check_layers.py
 
 demo:
 	scripts/demo.sh

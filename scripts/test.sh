@@ -19,6 +19,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "module layers (scripts/check_layers.py)"
+python3 scripts/check_layers.py
+
 step "unit tests (origin-core, origin-cli)"
 cargo test
 

@@ -1,37 +1,37 @@
 //! ngx_http_origin_module: the nginx glue of ngx-origin.
 //!
-//! This crate is the only home of `extern "C"`, raw pointers and ngx types. It holds the module
-//! statics (here), the directives and their typed configuration ([`conf`]), the content handler
-//! ([`handler`]), responses ([`response`]), the one mapping from errors to HTTP statuses
-//! ([`status`]), the bridge from `tracing` to nginx's error log ([`log`]), the counters of the
-//! status endpoint ([`metrics`]) and the panic fence every entry point goes through
-//! ([`entry`]). Media logic lives in `origin-core`.
+//! This crate is the only home of `extern "C"`, raw pointers and ngx types; media logic and
+//! every decision live in `origin-core`. Its modules form layers, each using only the ones
+//! below it (`scripts/check_layers.py` keeps it so; docs/DESIGN.md draws them):
+//!
+//! 1. [`ffi`]: strings, pool values and buffers, the typed request context, the request body,
+//!    time, the panic fence, logging, the thread pool;
+//! 2. [`settings`]: directives and configurations, files, the worker's caches, the counters;
+//! 3. [`respond`]: headers, sends, streamed bodies, errors as statuses;
+//! 4. [`jobs`]: the drivers of each kind of request (local, remote, ingest, Live API, status
+//!    endpoint);
+//! 5. [`handler`]: the content handler, which routes each request once and picks its job.
+//!
+//! This file holds only the module statics, and wires the layers together: the content
+//! handlers that directives install are handed down to [`settings`] before the configuration
+//! is read.
 #![allow(non_upper_case_globals)]
 
-mod caches;
-mod conf;
-mod driver;
-mod entry;
-mod files;
+mod ffi;
 mod handler;
-mod ingest;
-mod live;
-mod log;
-mod metrics;
-mod offload;
-mod remote;
-mod response;
-mod send;
-mod status;
-mod stream;
+mod jobs;
+mod respond;
+mod settings;
 
 use std::ptr::addr_of;
 
 use ngx::ffi::{ngx_http_module_t, ngx_module_t, NGX_HTTP_MODULE};
 
+use settings::conf;
+
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: Some(conf::preconfiguration),
-    postconfiguration: Some(conf::postconfiguration),
+    preconfiguration: Some(preconfiguration),
+    postconfiguration: Some(postconfiguration),
     create_main_conf: Some(conf::create_main_conf),
     init_main_conf: None,
     create_srv_conf: None,
@@ -39,6 +39,39 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     create_loc_conf: Some(conf::create_loc_conf),
     merge_loc_conf: Some(conf::merge_loc_conf),
 };
+
+/// The content handlers the module's directives install: the packaging handler and the status
+/// endpoint's, from the layers above the configuration's.
+static CONTENT_HANDLERS: conf::ContentHandlers = conf::ContentHandlers {
+    packaging: handler::content_handler,
+    status_endpoint: jobs::status_page::status_handler,
+};
+
+/// nginx's first call into the module for a configuration: the configuration layer learns the
+/// content handlers before any directive is read, and the remote job registers its variable.
+unsafe extern "C" fn preconfiguration(cf: *mut ngx::ffi::ngx_conf_t) -> ngx::ffi::ngx_int_t {
+    ffi::fence::guard_conf_status(cf, || {
+        conf::set_content_handlers(&CONTENT_HANDLERS);
+        // SAFETY: nginx's preconfiguration call, with its configuration.
+        unsafe { jobs::remote::add_variables(cf) }
+    })
+}
+
+/// After the `http` block was read: the configuration's own set-up, then the remote job's body
+/// filter (filters are installed here).
+unsafe extern "C" fn postconfiguration(cf: *mut ngx::ffi::ngx_conf_t) -> ngx::ffi::ngx_int_t {
+    // SAFETY: nginx's postconfiguration call, passed on.
+    let rc = unsafe { conf::postconfiguration(cf) };
+    if rc == ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
+        ffi::fence::guard_conf_status(cf, || {
+            // SAFETY: postconfiguration is where nginx's filters are installed.
+            unsafe { jobs::remote::install_body_filter() };
+            ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t
+        })
+    } else {
+        rc
+    }
+}
 
 // The module table nginx looks up in a dynamic module built outside its build system.
 #[cfg(feature = "export-modules")]
@@ -52,8 +85,8 @@ pub static mut ngx_http_origin_module: ngx_module_t = ngx_module_t {
     // The commands table is a static that nginx only reads; it lives for the whole process.
     commands: addr_of!(conf::COMMANDS) as *mut _,
     type_: NGX_HTTP_MODULE as _,
-    init_process: Some(metrics::init_process),
-    exit_process: Some(metrics::exit_process),
+    init_process: Some(settings::metrics::init_process),
+    exit_process: Some(settings::metrics::exit_process),
     ..ngx_module_t::default()
 };
 

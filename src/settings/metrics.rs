@@ -16,8 +16,6 @@
 //!   published ([`publish_caches`]) and keeps what they hold now (entries, bytes) in its own
 //!   slot, which the endpoint sums over the slots of live workers.
 
-mod endpoint;
-
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
@@ -35,8 +33,6 @@ use origin_core::metrics::{
     status_slot, token_index, CacheKind, Format, IndexBuilds, Snapshot, STATUS_SLOTS,
 };
 use origin_core::request::Caches;
-
-pub use endpoint::status_handler;
 
 /// The zone's name, as nginx's error messages about it show it.
 const ZONE_NAME: &str = "ngx_origin_status";
@@ -128,7 +124,7 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     // SAFETY: nginx passes the zone being initialised, its memory mapped at shm.addr.
     let zone = unsafe { &mut *zone };
     let log = zone.shm.log;
-    crate::entry::guard_log(
+    crate::ffi::fence::guard_log(
         log,
         "while initialising the status zone",
         NGX_ERROR as ngx_int_t,
@@ -181,7 +177,7 @@ fn my_pid() -> u64 {
 pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes its current cycle.
     let log = unsafe { (*cycle).log };
-    crate::entry::guard_log(
+    crate::ffi::fence::guard_log(
         log,
         "while starting the worker",
         NGX_OK as ngx_int_t,
@@ -213,7 +209,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 pub unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
     // SAFETY: nginx passes its current cycle.
     let log = unsafe { (*cycle).log };
-    crate::entry::guard_log(log, "while stopping the worker", (), || {
+    crate::ffi::fence::guard_log(log, "while stopping the worker", (), || {
         if let Some(slot) = my_slot() {
             for gauge in slot.entries.iter().chain(&slot.bytes) {
                 gauge.store(0, Relaxed);
@@ -285,7 +281,7 @@ unsafe extern "C" fn count_response(data: *mut c_void) {
     };
     // SAFETY: as above.
     let log = unsafe { (*r.connection).log };
-    crate::entry::guard_log(log, "while counting a response", (), || {
+    crate::ffi::fence::guard_log(log, "while counting a response", (), || {
         let Some(shared) = shared() else { return };
         // The status nginx's access log shows.
         let status = if r.err_status != 0 {

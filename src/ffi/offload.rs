@@ -16,7 +16,14 @@ use std::sync::Mutex;
 
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
 
-use crate::status::OriginError;
+use crate::ffi::OriginError;
+
+/// The thread pool blocking work runs on (registered with [`add_pool`]); without thread
+/// support, nothing: the work runs in place.
+#[cfg(ngx_feature = "threads")]
+pub type ThreadPool = *mut ngx::ffi::ngx_thread_pool_t;
+#[cfg(not(ngx_feature = "threads"))]
+pub type ThreadPool = ();
 
 /// What a request continues with once its work is done (installed as its write event
 /// handler for that one call).
@@ -47,7 +54,7 @@ impl<O> Shared<O> {
 }
 
 /// One request's blocking work, one piece at a time; lives in the request (see
-/// [`crate::send::own_by_request`]).
+/// [`crate::ffi::pool::own_by_request`]).
 pub struct Offload<O: Send + 'static> {
     shared: std::sync::Arc<Shared<O>>,
     /// The reference the posted task holds (`Arc::into_raw`), released when its outcome is
@@ -134,6 +141,7 @@ impl<O: Send + 'static> Offload<O> {
     pub fn post(
         &mut self,
         r: &mut ngx_http_request_t,
+        pool: ThreadPool,
         work: impl FnOnce() -> O + Send + 'static,
         then: Continuation,
     ) -> Result<(), OriginError> {
@@ -144,7 +152,7 @@ impl<O: Send + 'static> Offload<O> {
         *lock(&self.shared.outcome) = None;
         self.in_flight = true;
         r.write_event_handler = Some(then);
-        let posted = self.post_to_pool(r);
+        let posted = self.post_to_pool(r, pool);
         if posted.is_err() {
             self.in_flight = false;
             lock(&self.shared.work).take();
@@ -155,12 +163,15 @@ impl<O: Send + 'static> Offload<O> {
     }
 
     #[cfg(ngx_feature = "threads")]
-    fn post_to_pool(&mut self, r: &mut ngx_http_request_t) -> Result<(), OriginError> {
+    fn post_to_pool(
+        &mut self,
+        r: &mut ngx_http_request_t,
+        pool: ThreadPool,
+    ) -> Result<(), OriginError> {
         use ngx::ffi::{ngx_thread_task_alloc, ngx_thread_task_post, NGX_OK};
-        let pool = crate::conf::main_conf(r)
-            .map(|c| c.thread_pool)
-            .filter(|p| !p.is_null())
-            .ok_or(OriginError::Internal("no thread pool for blocking work"))?;
+        if pool.is_null() {
+            return Err(OriginError::Internal("no thread pool for blocking work"));
+        }
         if self.task.is_null() {
             // SAFETY: a task with room for one pointer, from the request's pool, which outlives
             // it (`blocked` keeps the request while the task runs).
@@ -197,7 +208,11 @@ impl<O: Send + 'static> Offload<O> {
     }
 
     #[cfg(not(ngx_feature = "threads"))]
-    fn post_to_pool(&mut self, r: &mut ngx_http_request_t) -> Result<(), OriginError> {
+    fn post_to_pool(
+        &mut self,
+        r: &mut ngx_http_request_t,
+        _pool: ThreadPool,
+    ) -> Result<(), OriginError> {
         // Without threads the work runs here; the request continues from the posted
         // requests, after the handler that posted it returns.
         self.shared.run();

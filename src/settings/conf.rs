@@ -20,7 +20,7 @@ use ngx::http::HttpModuleConfExt;
 use ngx::ngx_string;
 use origin_core::config::location::{ContentHandler, LocationSettings, Position};
 
-use crate::entry;
+use crate::ffi::fence as entry;
 
 /// `http`-level configuration.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub struct LocConf {
     pub settings: LocationSettings,
     /// nginx's proxy content handler, set up by `ism_proxy_pass` on this location: fetch
     /// subrequests go to it.
-    pub proxy_handler: Option<crate::remote::ProxyHandler>,
+    pub proxy_handler: Option<Handler>,
     /// The location's name (its prefix), which fetch subrequests' paths start with.
     pub location_prefix: String,
     /// `origin_drm NAME VALUE`: content protection options set over the server manifest's,
@@ -344,7 +344,7 @@ unsafe fn install_proxy(cf: *mut ngx_conf_t, conf: &mut LocConf) -> Result<(), *
         (*clcf).handler = previous;
         conf.location_prefix = String::from_utf8_lossy((*clcf).name.as_bytes()).into_owned();
         if (*clcf).subrequest_output_buffer_size == usize::MAX {
-            (*clcf).subrequest_output_buffer_size = crate::remote::FETCH_MAX_BYTES;
+            (*clcf).subrequest_output_buffer_size = FETCH_MAX_BYTES;
         }
     }
     Ok(())
@@ -458,7 +458,7 @@ unsafe fn want_thread_pool(cf: *mut ngx_conf_t) -> Result<(), String> {
     if main.thread_pool.is_null() {
         // SAFETY: per this function's contract.
         main.thread_pool =
-            unsafe { crate::offload::add_pool(cf, main.thread_pool_name.as_deref()) }
+            unsafe { crate::ffi::offload::add_pool(cf, main.thread_pool_name.as_deref()) }
                 .map_err(|e| e.to_string())?;
     }
     #[cfg(not(ngx_feature = "threads"))]
@@ -466,6 +466,26 @@ unsafe fn want_thread_pool(cf: *mut ngx_conf_t) -> Result<(), String> {
         return Err("\"origin_thread_pool\" needs nginx built with --with-threads".into());
     }
     Ok(())
+}
+
+/// The thread pool blocking work of `r` runs on (see `origin_thread_pool`).
+pub fn thread_pool(
+    r: &ngx::ffi::ngx_http_request_t,
+) -> Result<crate::ffi::offload::ThreadPool, crate::ffi::OriginError> {
+    #[cfg(ngx_feature = "threads")]
+    {
+        main_conf(r)
+            .map(|c| c.thread_pool)
+            .filter(|p| !p.is_null())
+            .ok_or(crate::ffi::OriginError::Internal(
+                "no thread pool for blocking work",
+            ))
+    }
+    #[cfg(not(ngx_feature = "threads"))]
+    {
+        let _ = r;
+        Ok(())
+    }
 }
 
 /// The `http`-level configuration a request runs under.
@@ -576,43 +596,42 @@ unsafe fn inherit_handler(cf: *mut ngx_conf_t, conf: &LocConf) {
     }
 }
 
-/// The nginx content handler of each of the module's handlers.
-fn handler_of(handler: Option<ContentHandler>) -> ngx::ffi::ngx_http_handler_pt {
-    match handler? {
-        ContentHandler::Packaging => Some(crate::handler::content_handler),
-        ContentHandler::StatusEndpoint => Some(crate::metrics::status_handler),
-    }
+/// Largest response one fetch collects when the location does not set
+/// `subrequest_output_buffer_size` (`ism_proxy_pass` sets it): larger reads are split.
+pub const FETCH_MAX_BYTES: usize = 16 << 20;
+
+/// An nginx content handler.
+pub type Handler = unsafe extern "C" fn(*mut ngx::ffi::ngx_http_request_t) -> ngx_int_t;
+
+/// The module's content handlers, which live in the layers above this one: the module's
+/// statics hand them down ([`set_content_handlers`]) before the configuration is read.
+pub struct ContentHandlers {
+    pub packaging: Handler,
+    pub status_endpoint: Handler,
 }
 
-/// Registers the module's variables.
-pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-    entry::guard_conf_status(cf, || {
-        let mut name = ngx_string!("origin_fetch_range");
-        // SAFETY: called by nginx with the configuration being read; the variable lives in the
-        // configuration pool. Not cacheable: subrequests share their parent's variable values,
-        // and every fetch has its own range.
-        unsafe {
-            let v = ngx::ffi::ngx_http_add_variable(
-                cf,
-                &mut name,
-                ngx::ffi::NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t,
-            );
-            if v.is_null() {
-                return ngx::ffi::NGX_ERROR as ngx_int_t;
-            }
-            (*v).get_handler = Some(crate::remote::fetch_range_variable);
-        }
-        ngx::ffi::NGX_OK as ngx_int_t
+static CONTENT_HANDLERS: std::sync::OnceLock<&'static ContentHandlers> = std::sync::OnceLock::new();
+
+/// Gives the configuration the content handlers its directives install.
+pub fn set_content_handlers(handlers: &'static ContentHandlers) {
+    // The same statics every time: a reload finds them set already.
+    let _ = CONTENT_HANDLERS.set(handlers);
+}
+
+/// The nginx content handler of each of the module's handlers.
+fn handler_of(handler: Option<ContentHandler>) -> ngx::ffi::ngx_http_handler_pt {
+    let handlers = CONTENT_HANDLERS.get()?;
+    Some(match handler? {
+        ContentHandler::Packaging => handlers.packaging,
+        ContentHandler::StatusEndpoint => handlers.status_endpoint,
     })
 }
 
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     entry::guard_conf_status(cf, || {
-        crate::log::install();
-        // SAFETY: postconfiguration is where nginx's filters are installed.
-        unsafe { crate::remote::install_body_filter() };
+        crate::ffi::log::install();
         // SAFETY: called by nginx with the configuration being read.
-        if unsafe { crate::metrics::add_zone(cf) }.is_err() {
+        if unsafe { crate::settings::metrics::add_zone(cf) }.is_err() {
             return ngx::ffi::NGX_ERROR as ngx_int_t;
         }
         ngx::ffi::NGX_OK as ngx_int_t
@@ -624,7 +643,7 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 /// value leaves the server manifest's option in force).
 pub fn drm_overrides(
     r: &mut ngx::ffi::ngx_http_request_t,
-) -> Result<Vec<origin_core::ism::Meta>, crate::status::OriginError> {
+) -> Result<Vec<origin_core::ism::Meta>, crate::ffi::OriginError> {
     let Some(list) = loc_conf(r).and_then(|c| c.drm_overrides.clone()) else {
         return Ok(Vec::new());
     };
@@ -637,11 +656,11 @@ pub fn drm_overrides(
             if ngx::ffi::ngx_http_complex_value(r, o.value, &mut value)
                 != ngx::ffi::NGX_OK as ngx_int_t
             {
-                return Err(crate::status::OriginError::Internal(
+                return Err(crate::ffi::OriginError::Internal(
                     "an origin_drm value could not be evaluated",
                 ));
             }
-            crate::driver::ngx_str(&value).to_vec()
+            crate::ffi::strings::bytes(&value).to_vec()
         };
         out.push(origin_core::ism::Meta {
             name: o.name,

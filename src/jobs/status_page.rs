@@ -8,13 +8,13 @@ use ngx::ffi::{
 };
 use origin_core::metrics::Exposition;
 
-use crate::response::{add_header, set_content_type};
-use crate::send::{chain_link, memory_buf};
-use crate::status::OriginError;
+use crate::ffi::pool::{chain_link, memory_buf};
+use crate::ffi::OriginError;
+use crate::respond::headers::{add_header, set_content_type};
 
 /// The `extern "C"` shim over [`respond`].
 pub unsafe extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: nginx hands the content handler a valid request it owns for this call.
         let r = unsafe { &mut *r };
         respond(r).unwrap_or_else(|e| {
@@ -47,12 +47,12 @@ fn respond(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     if rc != NGX_OK as ngx_int_t {
         return Ok(rc);
     }
-    let query = crate::driver::ngx_str(&r.args);
+    let query = crate::ffi::strings::bytes(&r.args);
     let Some(exposition) = Exposition::from_query(query) else {
         return Ok(NGX_HTTP_BAD_REQUEST as ngx_int_t);
     };
-    let snapshot =
-        crate::metrics::snapshot().ok_or(OriginError::Internal("the status zone is not mapped"))?;
+    let snapshot = crate::settings::metrics::snapshot()
+        .ok_or(OriginError::Internal("the status zone is not mapped"))?;
     let body = exposition.render(&snapshot);
 
     r.headers_out.status = NGX_HTTP_OK as _;

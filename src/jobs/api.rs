@@ -1,51 +1,9 @@
-//! Live channels in the worker: the reader of channel archives (one per worker, keeping what
-//! did not change between requests) and the Live API's reports (`state`, `archive`,
-//! `statistics`).
+//! The Live API: reports on a channel (`state`, `archive`, `statistics`), and publishing
+//! points created, updated (PUT) and removed (DELETE), their files written on the thread pool.
 
-use std::cell::RefCell;
 use std::path::Path;
-use std::sync::Arc;
 
-use origin_core::live::channel::{ChannelReader, ChannelSnapshot};
-
-use crate::status::OriginError;
-
-thread_local! {
-    static READER: RefCell<ChannelReader> = RefCell::new(ChannelReader::new());
-}
-
-/// The channel whose server manifest is `isml`, as its archive is at `now_ms` (the time now,
-/// as the caller read it).
-pub fn snapshot(isml: &str, now_ms: i64) -> Result<Arc<ChannelSnapshot>, OriginError> {
-    READER.with(|reader| {
-        let snapshot = reader
-            .borrow_mut()
-            .snapshot(Path::new(isml), now_ms)
-            .map_err(|source| OriginError::Io {
-                path: isml.to_string(),
-                source,
-            })?;
-        Ok(Arc::new(snapshot))
-    })
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// An HTTP date (RFC 9110 IMF-fixdate) of seconds since the Unix epoch.
-pub fn http_date(secs: i64) -> String {
-    let mut buf = [0u8; 40];
-    // SAFETY: ngx_http_time writes at most sizeof("Mon, 28 Sep 1970 06:00:00 GMT") bytes into
-    // the buffer and returns the end of what it wrote.
-    let end = unsafe { ngx::ffi::ngx_http_time(buf.as_mut_ptr(), secs as ngx::ffi::time_t) };
-    // SAFETY: `end` points into `buf`, at or after its start.
-    let len = unsafe { end.offset_from(buf.as_ptr()) }.clamp(0, buf.len() as isize) as usize;
-    String::from_utf8_lossy(&buf[..len]).into_owned()
-}
+use crate::ffi::OriginError;
 
 /// Answers `GET <ch>.isml/state | archive | statistics`.
 pub fn report(
@@ -63,8 +21,8 @@ pub fn report(
             path: isml.to_string(),
         });
     }
-    let channel = snapshot(isml, now_ms())?;
-    let args = crate::driver::ngx_str(&r.args);
+    let channel = crate::settings::caches::channel(isml, crate::ffi::time::now_ms())?;
+    let args = crate::ffi::strings::bytes(&r.args);
     let json = args
         .split(|&b| b == b'&')
         .any(|kv| kv.eq_ignore_ascii_case(b"format=json"));
@@ -75,9 +33,9 @@ pub fn report(
         LiveTarget::Statistics => (api::statistics(&channel, false), mime::SMIL),
         LiveTarget::Ingest { .. } => return Err(OriginError::MethodNotAllowed),
     };
-    crate::response::add_header(r, "Cache-Control", "no-cache")?;
+    crate::respond::headers::add_header(r, "Cache-Control", "no-cache")?;
     let etag = origin_core::request::etag(&[text.as_bytes()]);
-    crate::send::send_bytes(
+    crate::respond::send::send_bytes(
         r,
         text.as_bytes(),
         content_type,
@@ -91,28 +49,24 @@ pub fn report(
 struct Change {
     isml: String,
     /// The status the change answers with, or why it failed.
-    offload: crate::offload::Offload<Result<usize, OriginError>>,
+    offload: crate::ffi::offload::Offload<Result<usize, OriginError>>,
 }
 
 fn set_change(
     r: &mut ngx::ffi::ngx_http_request_t,
     isml: &str,
 ) -> Result<*mut Change, OriginError> {
-    let change = crate::send::own_by_request(
+    crate::ffi::ctx::own(
         r,
         Change {
             isml: isml.to_string(),
-            offload: crate::offload::Offload::default(),
+            offload: crate::ffi::offload::Offload::default(),
         },
-    )?;
-    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
-    unsafe { *r.ctx.add(crate::module().ctx_index) = change as *mut std::ffi::c_void };
-    Ok(change)
+    )
 }
 
 fn change_of(r: &ngx::ffi::ngx_http_request_t) -> *mut Change {
-    // SAFETY: set by `set_change`, freed with the pool.
-    unsafe { *r.ctx.add(crate::module().ctx_index) as *mut Change }
+    crate::ffi::ctx::get::<Change>(r).unwrap_or(std::ptr::null_mut())
 }
 
 /// `PUT <ch>.isml` (with `usp_handle_api`): creates or updates the publishing point from the
@@ -131,13 +85,13 @@ pub fn put(
 }
 
 unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: nginx calls the post handler with its valid request.
         let r = unsafe { &mut *r };
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
-        crate::log::with_log(log, || {
-            let posted = crate::ingest::whole_body(r, origin_core::live::admin::MAX_PUT_BYTES)
+        crate::ffi::log::with_log(log, || {
+            let posted = crate::ffi::body::whole_body(r, origin_core::live::admin::MAX_PUT_BYTES)
                 .and_then(|body| {
                     let change = change_of(r);
                     if change.is_null() {
@@ -148,6 +102,7 @@ unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
                     let isml = change.isml.clone();
                     change.offload.post(
                         r,
+                        crate::settings::conf::thread_pool(r)?,
                         move || {
                             origin_core::live::admin::put_channel(Path::new(&isml), &body)
                                 .map(|created| if created { 201 } else { 200 })
@@ -156,7 +111,7 @@ unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
                     )
                 });
             if let Err(e) = posted {
-                let rc = crate::status::fail(r, &e);
+                let rc = crate::respond::status::fail(r, &e);
                 // SAFETY: releases the count ngx_http_read_client_request_body took.
                 unsafe { ngx::ffi::ngx_http_finalize_request(r, rc) };
             }
@@ -180,6 +135,7 @@ pub fn delete(
     // SAFETY: set above, freed with the pool.
     unsafe { &mut *change }.offload.post(
         r,
+        crate::settings::conf::thread_pool(r)?,
         move || {
             origin_core::live::admin::delete_channel(Path::new(&isml))
                 .map(|()| 204)
@@ -194,13 +150,13 @@ pub fn delete(
 
 /// A change's files are written: its answer goes out.
 unsafe extern "C" fn change_done(r: *mut ngx::ffi::ngx_http_request_t) {
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: nginx (the thread task's completion) calls it with the valid request.
         let r = unsafe { &mut *r };
         r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
-        let rc = crate::log::with_log(log, || {
+        let rc = crate::ffi::log::with_log(log, || {
             let change = change_of(r);
             let outcome = if change.is_null() {
                 Err(OriginError::Internal("a change without its state"))
@@ -212,9 +168,9 @@ unsafe extern "C" fn change_done(r: *mut ngx::ffi::ngx_http_request_t) {
                     .unwrap_or(Err(OriginError::Internal("a change that did not run")))
                     .and_then(|r| r)
             };
-            match outcome.and_then(|status| crate::ingest::send_empty(r, status)) {
+            match outcome.and_then(|status| crate::respond::send::send_empty(r, status)) {
                 Ok(rc) => rc,
-                Err(e) => crate::status::fail(r, &e),
+                Err(e) => crate::respond::status::fail(r, &e),
             }
         });
         // SAFETY: releases the count the request took for the change.

@@ -7,7 +7,6 @@
 //! and filled again only once nginx has written all of it; the segment was measured first, so
 //! Content-Length, HEAD, ranges and 304 work as for any response.
 
-use std::ffi::c_void;
 use std::ptr;
 
 use ngx::ffi::{
@@ -20,8 +19,9 @@ use origin_core::drm::SegmentCipher;
 use origin_core::package::ts::{TsFormat, TsTrack};
 use origin_core::source::SharedSource;
 
-use crate::send::{chain_link, pool_buf, send_headers};
-use crate::status::OriginError;
+use super::headers::send_headers;
+use crate::ffi::pool::{chain_link, pool_buf};
+use crate::ffi::OriginError;
 /// Piece buffers a worker keeps for the next responses: a fresh 256 KiB allocation per
 /// request would make glibc hand the pages back and fault them in again every time.
 const SPARE_PIECES: usize = 8;
@@ -111,17 +111,15 @@ pub fn send(
     }
     // Several ranges would need the whole body at once: serve those as one 200 instead.
     r.set_single_range(1);
-    let body = crate::send::own_by_request(r, body)?;
+    let body = crate::ffi::pool::own_by_request(r, body)?;
     // SAFETY: `body` lives in the request pool's cleanup until the request is freed.
     match pump(r, unsafe { &mut *body }) {
         Ok(Pump::Done(rc)) => Ok(rc),
         Ok(Pump::Blocked) => {
             // SAFETY: the main request outlives this call; the count keeps it alive until the
             // write handler finalizes it.
-            unsafe {
-                (*r.main).set_count((*r.main).count() + 1);
-                ctx_slot(r).write(body as *mut c_void);
-            }
+            unsafe { (*r.main).set_count((*r.main).count() + 1) };
+            crate::ffi::ctx::set(r, body)?;
             r.write_event_handler = Some(on_write);
             arm_write_event(r)?;
             Ok(NGX_DONE as ngx_int_t)
@@ -189,7 +187,7 @@ fn pump(r: &mut ngx_http_request_t, body: &mut TsBody) -> Result<Pump, OriginErr
 
 /// Write-event handler of a body still being produced.
 unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: nginx calls the write handler with its valid request.
         let r = unsafe { &mut *r };
         // SAFETY: the connection and its write event live as long as the request.
@@ -213,8 +211,13 @@ unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 return NGX_OK as ngx_int_t;
             }
         }
+        let Some(body) = crate::ffi::ctx::get::<TsBody>(r) else {
+            // SAFETY: finalizing our own request, which has no body to write.
+            unsafe { ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t) };
+            return NGX_OK as ngx_int_t;
+        };
         // SAFETY: set by `send` before this handler was installed; freed with the pool.
-        let body = unsafe { &mut *(ctx_slot(r).read() as *mut TsBody) };
+        let body = unsafe { &mut *body };
         match pump(r, body) {
             Ok(Pump::Blocked) => {
                 if arm_write_event(r).is_err() {
@@ -239,7 +242,7 @@ unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
 
 /// Waits for the socket to take more, within `send_timeout`, as nginx's own writer does.
 fn arm_write_event(r: &mut ngx_http_request_t) -> Result<(), OriginError> {
-    let clcf = crate::conf::core_loc_conf(r)
+    let clcf = crate::settings::conf::core_loc_conf(r)
         .ok_or(OriginError::Internal("no core location configuration"))?;
     // SAFETY: the request's connection and its write event are valid while the request is.
     unsafe {
@@ -252,15 +255,6 @@ fn arm_write_event(r: &mut ngx_http_request_t) -> Result<(), OriginError> {
         }
     }
     Ok(())
-}
-
-/// The module's context slot of the request.
-///
-/// # Safety
-/// `r` must be a request of an http block this module is part of.
-unsafe fn ctx_slot(r: &mut ngx_http_request_t) -> *mut *mut c_void {
-    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
-    unsafe { r.ctx.add(crate::module().ctx_index) }
 }
 
 /// The line that says why a response was cut short.

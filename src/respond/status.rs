@@ -18,7 +18,7 @@ pub use origin_core::Error as OriginError;
 /// complete response with wrong bytes).
 pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
     let token = err.token();
-    crate::metrics::count_error(token);
+    crate::settings::metrics::count_error(token);
     let level = match err.severity() {
         Severity::Crit => NGX_LOG_CRIT,
         // An error met mid-response cuts the client's body short: worth an error line.
@@ -37,12 +37,12 @@ pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
     if r.header_sent() != 0 {
         return NGX_ERROR as ngx_int_t;
     }
-    let _ = crate::response::add_header(r, "X-Origin-Error", token);
+    let _ = crate::respond::headers::add_header(r, "X-Origin-Error", token);
     if err.status() == 405 {
         // nginx's error page for 405 needs an Allow header to be correct.
-        let _ = crate::response::add_header(r, "Allow", "GET, HEAD");
+        let _ = crate::respond::headers::add_header(r, "Allow", "GET, HEAD");
     }
-    let maps = crate::conf::loc_conf(r).and_then(|c| c.settings.status_map.as_deref());
+    let maps = crate::settings::conf::loc_conf(r).and_then(|c| c.settings.status_map.as_deref());
     let status = err.client_status(maps.unwrap_or_default());
     if status == 204 {
         return no_content(r);

@@ -22,13 +22,12 @@ use std::sync::Arc;
 
 use ngx::ffi::{
     ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_http_set_disable_symlinks, ngx_int_t,
-    ngx_open_cached_file, ngx_open_file_info_t, ngx_pool_cleanup_add, ngx_pool_cleanup_file,
-    ngx_pool_cleanup_file_t, ngx_uint_t, NGX_DISABLE_SYMLINKS_OFF, NGX_OK,
+    ngx_open_cached_file, ngx_open_file_info_t, ngx_uint_t, NGX_DISABLE_SYMLINKS_OFF, NGX_OK,
 };
 use origin_core::cache::{LruCache, Weighted};
 use origin_core::source::{MmapSource, PreadSource, SharedSource, SourceError, SourceIdentity};
 
-use crate::status::OriginError;
+use crate::ffi::OriginError;
 
 /// A file opened (or stat'ed) for the request being handled.
 #[derive(Clone)]
@@ -78,7 +77,7 @@ pub struct Files {
 impl Files {
     /// The opener of `r`'s location.
     pub fn of(r: &mut ngx_http_request_t, disable_mmap: bool) -> Files {
-        let clcf = crate::conf::core_loc_conf(r);
+        let clcf = crate::settings::conf::core_loc_conf(r);
         let through_nginx = clcf.is_some_and(|c| {
             !c.open_file_cache.is_null()
                 || c.disable_symlinks != NGX_DISABLE_SYMLINKS_OFF as ngx_uint_t
@@ -121,7 +120,7 @@ impl Files {
         let file = open_nonblocking(path)?;
         let meta = file.metadata().map_err(|e| from_io(path, e))?;
         let opened = opened_from(path, &meta, None)?;
-        let fd = close_with_request(self.r, file, path)?;
+        let fd = crate::ffi::pool::close_with_request(self.r, file, path)?;
         Ok((fd, opened))
     }
 
@@ -190,7 +189,7 @@ impl Files {
         path: &Path,
     ) -> Result<Opened, OriginError> {
         let shown = path.display().to_string();
-        let mut name = crate::response::pool_str(self.r, shown.as_bytes())?;
+        let mut name = crate::ffi::strings::pool_str(self.r, shown.as_bytes())?;
         // SAFETY: `of` is plain data nginx fills in; `name` is NUL-terminated in the request
         // pool; the request and its location configuration are valid for this call. Without an
         // open file cache nginx registers a pool cleanup that closes the descriptor.
@@ -286,27 +285,46 @@ fn source_error(e: SourceError) -> OriginError {
     OriginError::from_source(e)
 }
 
-/// Hands `file` to a pool cleanup that closes it when the request ends; returns its descriptor.
-fn close_with_request(
-    r: *mut ngx_http_request_t,
-    file: File,
-    path: &Path,
-) -> Result<i32, OriginError> {
-    use std::os::fd::IntoRawFd;
-    let name = crate::response::pool_str(r, path.display().to_string().as_bytes())?;
-    // SAFETY: the cleanup comes from the request pool and closes the descriptor exactly once,
-    // when the pool is destroyed, after the last buffer that reads it was sent.
-    unsafe {
-        let cln = ngx_pool_cleanup_add((*r).pool, std::mem::size_of::<ngx_pool_cleanup_file_t>());
-        if cln.is_null() {
-            return Err(OriginError::Internal("out of memory"));
-        }
-        let fd = file.into_raw_fd();
-        (*cln).handler = Some(ngx_pool_cleanup_file);
-        let clnf = (*cln).data as *mut ngx_pool_cleanup_file_t;
-        (*clnf).fd = fd;
-        (*clnf).name = name.data;
-        (*clnf).log = (*(*r).connection).log;
-        Ok(fd)
+/// Maps the first `prefix_len` bytes of the request path (the server manifest) to a file name
+/// under the location's `root` or `alias`, as nginx's static module would map that path.
+pub fn map_to_path(r: &mut ngx_http_request_t, prefix_len: usize) -> Result<String, OriginError> {
+    map_with_root(r, prefix_len).map(|(path, _)| path)
+}
+
+/// [`map_to_path`], and the document root (`root` or `alias`) the name starts with.
+pub fn map_with_root(
+    r: &mut ngx_http_request_t,
+    prefix_len: usize,
+) -> Result<(String, String), OriginError> {
+    if prefix_len > r.uri.len {
+        return Err(OriginError::Internal(
+            "manifest path longer than the request path",
+        ));
     }
+    let full_len = r.uri.len;
+    r.uri.len = prefix_len;
+    let mut path = ngx::ffi::ngx_str_t {
+        len: 0,
+        data: std::ptr::null_mut(),
+    };
+    let mut root_len = 0usize;
+    // SAFETY: r is valid; the temporary shortening of r->uri is undone before anything else can
+    // observe it (nginx is single-threaded per worker and this call does not re-enter us).
+    let last = unsafe { ngx::ffi::ngx_http_map_uri_to_path(r, &mut path, &mut root_len, 0) };
+    r.uri.len = full_len;
+    if last.is_null() {
+        return Err(OriginError::Internal(
+            "could not map the URI to a file name",
+        ));
+    }
+    // SAFETY: on success `path.data .. last` holds the mapped name (NUL at `last`).
+    let len = unsafe { last.offset_from(path.data) } as usize;
+    let bytes = unsafe { std::slice::from_raw_parts(path.data, len) };
+    let name = String::from_utf8(bytes.to_vec())
+        .map_err(|_| OriginError::Internal("file name is not UTF-8"))?;
+    let root = name
+        .get(..root_len.min(name.len()))
+        .unwrap_or_default()
+        .to_string();
+    Ok((name, root))
 }

@@ -28,17 +28,11 @@ use origin_core::url::Route;
 
 use origin_core::s3::S3Signer;
 
-use crate::conf::LocConf;
-use crate::response::pool_str;
-use crate::status::{fail, OriginError};
+use crate::ffi::strings::pool_str;
+use crate::ffi::OriginError;
+use crate::respond::status::fail;
+use crate::settings::conf::LocConf;
 use origin_core::config::location::LocationSettings;
-
-/// A proxy content handler (`ngx_http_proxy_handler`), kept aside by `ism_proxy_pass`.
-pub type ProxyHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
-
-/// Largest response one fetch collects when the location does not set
-/// `subrequest_output_buffer_size` (`ism_proxy_pass` sets it): larger reads are split.
-pub const FETCH_MAX_BYTES: usize = 16 << 20;
 
 /// Room beyond the asked range in a fetch's buffer, for a server that answers a small object
 /// whole instead of the range.
@@ -195,7 +189,11 @@ pub unsafe extern "C" fn fetch_range_variable(
             v.set_not_found(1);
             return NGX_OK as ngx_int_t;
         }
-        let fetch = &*(ctx(&*r) as *const Fetch);
+        let Some(fetch) = fetch_of(&*r) else {
+            v.set_not_found(1);
+            return NGX_OK as ngx_int_t;
+        };
+        let fetch = &*fetch;
         v.data = fetch.range.as_ptr() as *mut u8;
         v.set_len(fetch.range.len() as u32);
         v.set_valid(1);
@@ -226,7 +224,10 @@ pub fn unbuffer_fetch(r: &mut ngx_http_request_t) {
         {
             return;
         }
-        let fetch = &*(ctx(r) as *const Fetch);
+        let Some(fetch) = fetch_of(r) else {
+            return;
+        };
+        let fetch = &*fetch;
         let size = std::mem::size_of::<ngx::ffi::ngx_http_upstream_conf_t>();
         let conf = ngx_palloc(r.pool, size) as *mut ngx::ffi::ngx_http_upstream_conf_t;
         if conf.is_null() {
@@ -280,11 +281,14 @@ unsafe extern "C" fn fetch_body_filter(
         // SAFETY: the next filter takes what ours was given.
         return unsafe { next(r, chain) };
     }
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: a fetch's request, its ctx (its Fetch, alive with the client request's
         // pool), its `out` buffer (made by `start_fetch`) and the chain nginx passes are valid.
         unsafe {
-            let fetch = &mut *(ctx(&*r) as *mut Fetch);
+            let Some(fetch) = fetch_of(&*r) else {
+                return next(r, chain);
+            };
+            let fetch = &mut *fetch;
             let out = (*r).out;
             if out.is_null() || (*out).buf.is_null() {
                 return next(r, chain);
@@ -311,18 +315,15 @@ unsafe extern "C" fn fetch_body_filter(
 
 /// Whether `r` is one of our fetch subrequests: those go to the proxy.
 pub fn is_fetch(r: &ngx_http_request_t) -> bool {
-    !ptr::eq(r, r.main) && !ctx(r).is_null()
+    fetch_of(r).is_some()
 }
 
-/// The module's context slot of `r`.
-fn ctx(r: &ngx_http_request_t) -> *mut c_void {
-    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
-    unsafe { *r.ctx.add(crate::module().ctx_index) }
-}
-
-fn set_ctx(r: *mut ngx_http_request_t, value: *mut c_void) {
-    // SAFETY: as in `ctx`; r is a valid request of this module's http block.
-    unsafe { *(*r).ctx.add(crate::module().ctx_index) = value };
+/// The fetch a subrequest makes.
+fn fetch_of(r: &ngx_http_request_t) -> Option<*mut Fetch> {
+    if ptr::eq(r, r.main) {
+        return None;
+    }
+    crate::ffi::ctx::get::<Fetch>(r)
 }
 
 /// The backends a location's absolute source URLs may name: its `ism_proxy_pass` origin,
@@ -358,18 +359,18 @@ pub fn serve(
     route: Route,
     lcf: &LocConf,
 ) -> Result<ngx_int_t, OriginError> {
-    crate::caches::size(
-        crate::conf::main_conf(r)
+    crate::settings::caches::size(
+        crate::settings::conf::main_conf(r)
             .and_then(|c| c.cache_size)
             .unwrap_or(origin_core::request::DEFAULT_CACHE_BYTES),
     );
-    let query = String::from_utf8_lossy(crate::driver::ngx_str(&r.args)).into_owned();
+    let query = String::from_utf8_lossy(crate::ffi::strings::bytes(&r.args)).into_owned();
     let manifest = route.manifest_path.clone();
-    let fetch_max = crate::conf::core_loc_conf(r)
+    let fetch_max = crate::settings::conf::core_loc_conf(r)
         .map(|c| c.subrequest_output_buffer_size)
         .filter(|&n| n > 0 && n != usize::MAX)
-        .unwrap_or(FETCH_MAX_BYTES) as u64;
-    let overrides = crate::conf::drm_overrides(r)?;
+        .unwrap_or(crate::settings::conf::FETCH_MAX_BYTES) as u64;
+    let overrides = crate::settings::conf::drm_overrides(r)?;
     let remote = Remote {
         request: Request::new(route, manifest, &query)
             .with_overrides(overrides)
@@ -390,14 +391,14 @@ pub fn serve(
         waiting: false,
         r,
     };
-    let remote = crate::send::own_by_request(r, remote)?;
+    let remote = crate::ffi::pool::own_by_request(r, remote)?;
     // SAFETY: `remote` lives in the request pool until the request is freed.
     match pump(r, unsafe { &mut *remote })? {
         Some(rc) => Ok(rc),
         None => {
             // SAFETY: the main request; the count keeps it alive until `resume` finalizes it.
             unsafe { (*r.main).set_count((*r.main).count() + 1) };
-            set_ctx(r, remote as *mut c_void);
+            crate::ffi::ctx::set(r, remote)?;
             r.write_event_handler = Some(resume);
             // SAFETY: as above.
             unsafe { (*remote).waiting = true };
@@ -424,7 +425,7 @@ fn pump_step(
     r: &mut ngx_http_request_t,
     remote: &mut Remote,
 ) -> Result<Option<ngx_int_t>, OriginError> {
-    let step = crate::caches::with(|c| remote.request.step(c))?;
+    let step = crate::settings::caches::with(|c| remote.request.step(c))?;
     match step {
         Step::Done(answer) => {
             // The response takes over the request: a repackaged segment's writer installs its
@@ -433,7 +434,7 @@ fn pump_step(
             if let Body::Fragment { plan, path, .. } = &answer.body {
                 // Sent from the fetched bytes where they are.
                 if let Some(sparse) = remote.sources.get(path) {
-                    return crate::send::send_fragment_from_memory(
+                    return crate::respond::send::send_fragment_from_memory(
                         r,
                         plan,
                         sparse,
@@ -444,7 +445,7 @@ fn pump_step(
                     .map(Some);
                 }
             }
-            crate::driver::send(r, answer).map(Some)
+            crate::respond::answer::send(r, answer).map(Some)
         }
         Step::Need(Need::Open(paths)) => {
             for path in paths {
@@ -482,13 +483,12 @@ fn pump_step(
 /// The client request's write-event handler while fetches are in flight: nginx runs it when a
 /// fetch wakes it (and on socket events, which it ignores until the fetches are done).
 unsafe extern "C" fn resume(r: *mut ngx_http_request_t) {
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: nginx calls the write handler with its valid request.
         let r = unsafe { &mut *r };
-        let remote = ctx(r) as *mut Remote;
-        if remote.is_null() {
+        let Some(remote) = crate::ffi::ctx::get::<Remote>(r) else {
             return NGX_OK as ngx_int_t;
-        }
+        };
         // SAFETY: set by `serve`, freed with the pool.
         let remote = unsafe { &mut *remote };
         if remote.in_flight > 0 {
@@ -496,7 +496,7 @@ unsafe extern "C" fn resume(r: *mut ngx_http_request_t) {
         }
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
-        let rc = crate::log::with_log(log, || match pump(r, remote) {
+        let rc = crate::ffi::log::with_log(log, || match pump(r, remote) {
             Ok(None) => None,
             Ok(Some(rc)) => Some(rc),
             Err(e) => Some(fail(r, &e)),
@@ -585,7 +585,7 @@ fn start_fetch(
     // SAFETY: the buffer header and link are from the pool; `fetch.body`'s allocation lives in
     // the boxed fetch until the request ends and is not touched by us while nginx fills it.
     unsafe {
-        let b = crate::send::pool_buf(r)?;
+        let b = crate::ffi::pool::pool_buf(r)?;
         let start = fetch.body.as_mut_ptr();
         (*b).start = start;
         (*b).pos = start;
@@ -593,9 +593,10 @@ fn start_fetch(
         (*b).end = start.add(fetch.body.capacity());
         (*b).set_temporary(1);
         (*b).set_last_buf(1);
-        (*sr).out = crate::send::chain_link(r, b)?;
+        (*sr).out = crate::ffi::pool::chain_link(r, b)?;
     }
-    set_ctx(sr, &mut *fetch as *mut Fetch as *mut c_void);
+    // SAFETY: nginx made the subrequest for this call; it is valid.
+    crate::ffi::ctx::set(unsafe { &mut *sr }, &mut *fetch as *mut Fetch)?;
     remote.fetches.push(fetch);
     remote.in_flight += 1;
     Ok(())
@@ -697,7 +698,7 @@ const PASSED_ON: [&str; 6] = [
 pub fn proxy_file(
     r: &mut ngx_http_request_t,
     lcf: &LocConf,
-    proxy: ProxyHandler,
+    proxy: crate::settings::conf::Handler,
     signed: bool,
 ) -> Result<ngx_int_t, OriginError> {
     if signed {
@@ -712,7 +713,7 @@ fn sign_client_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> Result<(), 
     let signer = signer(lcf).ok_or(OriginError::Internal("signing without S3 credentials"))?;
     let upstream =
         Upstream::of(lcf).ok_or(OriginError::Internal("ism_proxy_pass without a URL"))?;
-    let path = std::str::from_utf8(crate::driver::ngx_str(&r.uri))
+    let path = std::str::from_utf8(crate::ffi::strings::bytes(&r.uri))
         .map_err(|_| OriginError::Internal("a request path that is not UTF-8"))?
         .to_string();
     // Without the query, and with the path escaped exactly as for our own reads (nginx's
@@ -739,7 +740,7 @@ fn sign_client_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> Result<(), 
             })
             .collect()
     };
-    let method = String::from_utf8_lossy(crate::driver::ngx_str(&r.method_name)).into_owned();
+    let method = String::from_utf8_lossy(crate::ffi::strings::bytes(&r.method_name)).into_owned();
     headers.extend(signer.sign_read(&method, &url, &[], std::time::SystemTime::now())?);
     let headers: Vec<(&str, &str)> = headers
         .iter()
@@ -758,7 +759,7 @@ unsafe extern "C" fn fetched(
     data: *mut c_void,
     rc: ngx_int_t,
 ) -> ngx_int_t {
-    crate::entry::guard_request(sr, || {
+    crate::ffi::fence::guard_request(sr, || {
         // SAFETY: `data` is the Fetch this subrequest was started with, alive while its
         // client request's pool is.
         let fetch = unsafe { &mut *(data as *mut Fetch) };
@@ -869,7 +870,7 @@ impl Remote {
     fn stop_waiting(&mut self, r: &mut ngx_http_request_t) {
         if self.waiting {
             self.waiting = false;
-            set_ctx(r, ptr::null_mut());
+            crate::ffi::ctx::clear(r);
             r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
         }
     }
@@ -978,7 +979,7 @@ fn header_value(h: *const ngx_table_elt_t) -> Option<String> {
     }
     // SAFETY: nginx's header elements hold `len` valid bytes for the request's life.
     let v = unsafe { &(*h).value };
-    Some(String::from_utf8_lossy(crate::driver::ngx_str(v)).into_owned())
+    Some(String::from_utf8_lossy(crate::ffi::strings::bytes(v)).into_owned())
 }
 
 /// What a fetch subrequest brought, copied out of nginx for the core to check
@@ -1022,4 +1023,27 @@ fn response_of(sr: &ngx_http_request_t, rc: ngx_int_t, fetch: &mut Fetch) -> Fet
         body,
         over_limit: fetch.over_limit.then_some(fetch.capacity as u64),
     }
+}
+
+/// Registers `$origin_fetch_range`.
+///
+/// # Safety
+/// `cf` is the configuration being read (nginx's preconfiguration).
+pub unsafe fn add_variables(cf: *mut ngx::ffi::ngx_conf_t) -> ngx_int_t {
+    let mut name = ngx::ngx_string!("origin_fetch_range");
+    // SAFETY: called by nginx with the configuration being read; the variable lives in the
+    // configuration pool. Not cacheable: subrequests share their parent's variable values,
+    // and every fetch has its own range.
+    unsafe {
+        let v = ngx::ffi::ngx_http_add_variable(
+            cf,
+            &mut name,
+            ngx::ffi::NGX_HTTP_VAR_NOCACHEABLE as ngx::ffi::ngx_uint_t,
+        );
+        if v.is_null() {
+            return ngx::ffi::NGX_ERROR as ngx_int_t;
+        }
+        (*v).get_handler = Some(fetch_range_variable);
+    }
+    ngx::ffi::NGX_OK as ngx_int_t
 }

@@ -14,23 +14,23 @@
 //! module does it. While work is on the pool no read happens, so the read timer
 //! (`client_body_timeout`) is stopped; the next read arms it again.
 
-use std::ffi::c_void;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_http_finalize_request, ngx_http_read_client_request_body,
-    ngx_http_read_unbuffered_request_body, ngx_http_request_t, ngx_http_send_header,
-    ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_DONE, NGX_ERROR, NGX_HTTP_LAST,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+    ngx_http_read_unbuffered_request_body, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 use origin_core::live::ingest::IngestError;
 use origin_core::live::session::{Applied, IngestSession, SessionStart};
 use origin_core::live::store::ArchiveStore;
 
-use crate::live::now_ms;
-use crate::offload::Offload;
-use crate::status::{fail, OriginError};
+use crate::ffi::body::{only_in_file, read_file_buf};
+use crate::ffi::offload::Offload;
+use crate::ffi::time::now_ms;
+use crate::ffi::OriginError;
+use crate::respond::send::send_empty;
+use crate::respond::status::fail;
 
 /// What a piece of blocking work of an ingest request did.
 enum Done {
@@ -75,8 +75,8 @@ pub fn serve(
     create: bool,
 ) -> Result<ngx_int_t, OriginError> {
     // SAFETY: the connection outlives its request; addr_text is its peer's address.
-    let address = unsafe { crate::driver::ngx_str(&(*r.connection).addr_text) };
-    let ingest = crate::send::own_by_request(
+    let address = unsafe { crate::ffi::strings::bytes(&(*r.connection).addr_text) };
+    let ingest = crate::ffi::ctx::own(
         r,
         Ingest {
             isml: PathBuf::from(isml),
@@ -89,7 +89,6 @@ pub fn serve(
             done: false,
         },
     )?;
-    set_ctx(r, ingest as *mut c_void);
     r.set_request_body_no_buffering(1);
     // SAFETY: r is the main request being handled; nginx calls `body_started` once it has
     // read what is there (the whole body, or its first part). Nothing is fed before the
@@ -104,6 +103,7 @@ pub fn serve(
         let (isml, stream) = (state.isml.clone(), state.stream.clone());
         if let Err(e) = state.offload.post(
             r,
+            crate::settings::conf::thread_pool(r)?,
             move || Done::Opened(ArchiveStore::open(&isml, &stream, create)),
             work_done,
         ) {
@@ -115,14 +115,9 @@ pub fn serve(
     Ok(NGX_DONE as ngx_int_t)
 }
 
+/// The request's ingest state (null when it has none).
 fn ctx(r: &ngx_http_request_t) -> *mut Ingest {
-    // SAFETY: r->ctx has one slot per http module, ours at our ctx_index.
-    unsafe { *r.ctx.add(crate::module().ctx_index) as *mut Ingest }
-}
-
-fn set_ctx(r: &mut ngx_http_request_t, value: *mut c_void) {
-    // SAFETY: as in `ctx`.
-    unsafe { *r.ctx.add(crate::module().ctx_index) = value };
+    crate::ffi::ctx::get::<Ingest>(r).unwrap_or(std::ptr::null_mut())
 }
 
 /// The body's first part is there (or all of it): reading goes on from read events.
@@ -142,7 +137,7 @@ unsafe extern "C" fn body_readable(r: *mut ngx_http_request_t) {
 
 /// Work on the pool is done: its outcome is taken, then the request goes on.
 unsafe extern "C" fn work_done(r: *mut ngx_http_request_t) {
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: nginx (the thread task's completion) calls it with the valid request.
         let r = unsafe { &mut *r };
         r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
@@ -212,6 +207,7 @@ impl Ingest {
             return Ok(false);
         }
         let ops = session.take_ops();
+        let pool = crate::settings::conf::thread_pool(r)?;
         let mut store = self
             .store
             .take()
@@ -219,6 +215,7 @@ impl Ingest {
         stop_read_timer(r);
         self.offload.post(
             r,
+            pool,
             move || {
                 let result = store.run(ops);
                 Done::Ran(store, result)
@@ -242,12 +239,12 @@ fn stop_read_timer(r: &mut ngx_http_request_t) {
 }
 
 fn on_event(r: *mut ngx_http_request_t) {
-    crate::entry::guard_request(r, || {
+    crate::ffi::fence::guard_request(r, || {
         // SAFETY: nginx calls its handlers with a valid request.
         let r = unsafe { &mut *r };
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
-        let rc = crate::log::with_log(log, || {
+        let rc = crate::ffi::log::with_log(log, || {
             let ingest = ctx(r);
             if ingest.is_null() {
                 return Some(fail(r, &OriginError::Internal("ingest without its state")));
@@ -369,103 +366,4 @@ fn feed(
         (*rb).bufs = std::ptr::null_mut();
     }
     Ok(())
-}
-
-/// A part of the body nginx kept in a temporary file (a body it read whole before we asked),
-/// handed to `take` a megabyte at a time.
-///
-/// # Safety
-/// `b` is a file buffer of the request body, its file open.
-unsafe fn read_file_buf(
-    b: &ngx_buf_t,
-    mut take: impl FnMut(&[u8]) -> Result<(), OriginError>,
-) -> Result<(), OriginError> {
-    // SAFETY: per the contract, the file is open for the request's lifetime.
-    let fd = unsafe { (*b.file).fd };
-    // SAFETY: borrowing the descriptor without taking ownership (ManuallyDrop keeps it open).
-    let file = std::mem::ManuallyDrop::new(unsafe {
-        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
-    });
-    let mut at = b.file_pos as u64;
-    let end = b.file_last as u64;
-    let mut buf = vec![0u8; ((end - at) as usize).min(1 << 20)];
-    while at < end {
-        let n = ((end - at) as usize).min(buf.len());
-        file.read_exact_at(&mut buf[..n], at)
-            .map_err(|source| OriginError::Io {
-                path: "client body temporary file".into(),
-                source,
-            })?;
-        take(&buf[..n])?;
-        at += n as u64;
-    }
-    Ok(())
-}
-
-/// True for a buffer whose bytes are only in a file.
-///
-/// # Safety
-/// `b` is a valid buffer.
-unsafe fn only_in_file(b: *const ngx_buf_t) -> bool {
-    // SAFETY: per the contract.
-    unsafe {
-        (*b).in_file() != 0
-            && (*b).temporary() == 0
-            && (*b).memory() == 0
-            && (*b).mmap() == 0
-            && !(*b).file.is_null()
-    }
-}
-
-/// A response with this status and no body.
-pub fn send_empty(r: &mut ngx_http_request_t, status: usize) -> Result<ngx_int_t, OriginError> {
-    r.headers_out.status = status;
-    r.headers_out.content_length_n = 0;
-    r.set_header_only(0);
-    // SAFETY: r is the request being answered.
-    let rc = unsafe { ngx_http_send_header(r) };
-    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t {
-        return Ok(rc);
-    }
-    // SAFETY: as above.
-    Ok(unsafe { ngx_http_send_special(r, NGX_HTTP_LAST as _) })
-}
-
-/// The whole request body nginx read (in memory, or in its temporary file), at most `limit`
-/// bytes.
-pub fn whole_body(r: &ngx_http_request_t, limit: usize) -> Result<Vec<u8>, OriginError> {
-    let mut out = Vec::new();
-    let rb = r.request_body;
-    if rb.is_null() {
-        return Ok(out);
-    }
-    let too_large = || OriginError::BodyTooLarge {
-        limit: limit as u64,
-    };
-    // SAFETY: the chain belongs to the request body nginx finished reading.
-    unsafe {
-        let mut cl = (*rb).bufs;
-        while !cl.is_null() {
-            let b = (*cl).buf;
-            if !b.is_null() {
-                if only_in_file(b) {
-                    if out.len() + ((*b).file_last - (*b).file_pos) as usize > limit {
-                        return Err(too_large());
-                    }
-                    read_file_buf(&*b, |bytes| {
-                        out.extend_from_slice(bytes);
-                        Ok(())
-                    })?;
-                } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
-                    let len = (*b).last.offset_from((*b).pos) as usize;
-                    if out.len() + len > limit {
-                        return Err(too_large());
-                    }
-                    out.extend_from_slice(std::slice::from_raw_parts((*b).pos, len));
-                }
-            }
-            cl = (*cl).next;
-        }
-    }
-    Ok(out)
 }

@@ -1,0 +1,58 @@
+//! The worker's caches: the core's [`Caches`] (manifests, indexes, segment tables, generated
+//! manifests), sized once from `origin_cache_size`, and the reader of live channels' archives
+//! (keeping what did not change between requests).
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::sync::Arc;
+
+use origin_core::live::channel::{ChannelReader, ChannelSnapshot};
+use origin_core::request::{Caches, DEFAULT_CACHE_BYTES};
+
+use crate::ffi::OriginError;
+
+thread_local! {
+    static CHANNELS: RefCell<ChannelReader> = RefCell::new(ChannelReader::new());
+    static CACHES: RefCell<Caches> = RefCell::new(Caches::new(DEFAULT_CACHE_BYTES));
+    /// Whether this worker has sized its caches from the configuration yet.
+    static SIZED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sizes this worker's caches from `origin_cache_size`, once (the configuration a worker runs
+/// under does not change during its life).
+pub fn size(total: usize) {
+    if SIZED.with(|s| s.replace(true)) {
+        return;
+    }
+    CACHES.with(|c| {
+        let mut caches = c.borrow_mut();
+        caches.set_budget(total);
+        crate::settings::metrics::publish_caches(&caches);
+    });
+}
+
+/// Runs `f` with the worker's caches (never re-entered: the engine does no I/O and calls
+/// nothing back), then publishes what they gained to the status counters.
+pub fn with<R>(f: impl FnOnce(&mut Caches) -> R) -> R {
+    CACHES.with(|c| {
+        let mut caches = c.borrow_mut();
+        let result = f(&mut caches);
+        crate::settings::metrics::publish_caches(&caches);
+        result
+    })
+}
+
+/// The channel whose server manifest is `isml`, as its archive is at `now_ms` (the time now,
+/// as the caller read it).
+pub fn channel(isml: &str, now_ms: i64) -> Result<Arc<ChannelSnapshot>, OriginError> {
+    CHANNELS.with(|reader| {
+        let snapshot = reader
+            .borrow_mut()
+            .snapshot(Path::new(isml), now_ms)
+            .map_err(|source| OriginError::Io {
+                path: isml.to_string(),
+                source,
+            })?;
+        Ok(Arc::new(snapshot))
+    })
+}
