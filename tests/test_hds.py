@@ -163,7 +163,7 @@ def test_live_hds_manifest_window_and_statuses(make_nginx):
     assert numbers[0] > 1 and numbers[-1] == len(fragments)
     for k in numbers:
         assert n.get(f"/live/h.isml/{variant}Seg1-Frag{k}").status_code == 200
-    # Before the window 404, past the live edge 503 (COMPAT.md §5).
+    # Before the window 404, past the live edge 503 (docs/COMPAT.md §5).
     before = n.get(f"/live/h.isml/{variant}Seg1-Frag{numbers[0] - 1}")
     assert before.status_code == 404
     ahead = n.get(f"/live/h.isml/{variant}Seg1-Frag{numbers[-1] + 1}")

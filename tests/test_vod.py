@@ -1,7 +1,7 @@
 """VOD packaging through a real nginx, checked with real clients: ffmpeg decodes every DASH and
 fMP4-HLS rendition and the decoded frames (video) and samples (audio) equal the source's; the
 Smooth manifest and fragments have the structure clients need; headers, HEAD, Range, ETag/304
-and errors behave as COMPAT.md says."""
+and errors behave as docs/COMPAT.md says."""
 
 import re
 import shutil

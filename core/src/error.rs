@@ -107,7 +107,7 @@ pub enum Error {
     #[error("{0}")]
     Ingest(#[from] crate::live::ingest::IngestError),
     /// A live segment outside what the channel holds (the status depends on the format and
-    /// on where the segment falls: COMPAT.md §5).
+    /// on where the segment falls: docs/COMPAT.md §5).
     #[error("{what}")]
     LiveSegment {
         status: u16,

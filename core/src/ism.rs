@@ -1,5 +1,5 @@
 //! Server manifests (`.ism` for VOD, `.isml` for a live publishing point): the SMIL 2.0 file
-//! that lists a presentation's tracks and the options its operator set (COMPAT.md §3).
+//! that lists a presentation's tracks and the options its operator set (docs/COMPAT.md §3).
 //!
 //! ```xml
 //! <smil xmlns="http://www.w3.org/2001/SMIL20/Language">

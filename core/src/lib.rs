@@ -5,13 +5,15 @@
 //! engine ([`request`]) that ties them together. Nothing here sees an nginx type.
 //!
 //! # Layers
-//! A module imports only from the layers below its own (tests aside), lowest first:
-//! 1. [`base64`], [`buffers`], [`config`], [`filter`], [`markup`], [`mp4`], [`s3`], [`source`];
+//! A module imports only from its own layer or the ones below it (tests aside), and no folder's
+//! modules use each other in a cycle; `scripts/check_layers.py` checks it. Lowest first:
+//! 1. [`base64`], [`buffers`], [`filter`], [`markup`], [`mp4`], [`s3`], [`source`];
 //! 2. [`crypto`], [`index`], [`url`];
 //! 3. [`cache`], [`format`](mod@format), [`fragment`], [`ism`], [`mime`], [`segment`], [`text`];
 //! 4. [`drm`], [`live`], [`stored`];
-//! 5. [`presentation`]; 6. [`package`]; 7. [`error`]; 8. [`metrics`]; 9. [`request`];
-//!    10. [`body`].
+//! 5. [`presentation`]; 6. [`package`]; 7. [`config`] (directive values and the location's
+//!    settings); 8. [`error`]; 9. [`metrics`], [`handling`] (the routing decision);
+//!    10. [`request`]; 11. [`body`], [`remote`] (checks of what a backend answered).
 //!
 //! # Who does I/O
 //! The request engine does none on a request's path: it says what it needs
@@ -27,8 +29,9 @@
 //! - [`source`]: [`source::MmapSource`] and [`source::PreadSource`] open, stat and map local
 //!   files (their constructors are what drivers call to supply a file); the mapping and its
 //!   SIGBUS guard are the one `unsafe` module.
-//! - [`live::archive`] and [`live::session`]: the archive writer that live ingest drivers run
-//!   (data appends, syncs, records, rotation, pruning, the track lock).
+//! - [`live::store`] (with [`live::archive`]): the archive operations that live ingest's pure
+//!   [`live::session`] queues, carried out on disk (appends, syncs, records, rotation,
+//!   pruning, the track lock), which drivers run off their event loop.
 //! - [`live::channel::ChannelReader`]: lists a channel's archive and reads its records, init
 //!   and info files, for the egress driver before it runs a request.
 //! - [`live::api`] and [`live::admin`]: the Live API's reports (they read each track's stats)

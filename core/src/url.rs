@@ -2,7 +2,7 @@
 //!
 //! Everything after `name.ism/` (or `.isml/`, or a bare `video.mp4/`) is virtual: it names a
 //! format, a track or variant and a time or number, and the packagers answer it from the media
-//! index. The grammar is the commercial origin's (see COMPAT.md §2), including the legacy
+//! index. The grammar is the commercial origin's (see docs/COMPAT.md §2), including the legacy
 //! `Manifest(format=…)` forms that its internal rewrite rules accept unless `usp_skip_rewrite`.
 //!
 //! The path handed in is the request path as nginx decoded it (`r->uri`): it is never

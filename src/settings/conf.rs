@@ -1,4 +1,4 @@
-//! Directives (COMPAT.md §1) and their typed configuration.
+//! Directives (docs/COMPAT.md §1) and their typed configuration.
 //!
 //! Every directive goes through one shim, [`set_directive`], which hands the arguments to a safe
 //! setter. Unset values stay `None` until [`merge_loc_conf`]; defaults exist only there. Values are

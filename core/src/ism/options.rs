@@ -1,5 +1,5 @@
 //! Typed access to the metas an operator sets with `mp4split --<fmt>.<opt>=v` (stored as
-//! `<meta name="<fmt>_<opt>" content="v"/>`, COMPAT.md §3).
+//! `<meta name="<fmt>_<opt>" content="v"/>`, docs/COMPAT.md §3).
 
 use crate::url::{MpdSegmentTemplate, MPD_SEGMENT_TEMPLATE_VALUES};
 

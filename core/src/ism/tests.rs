@@ -1,3 +1,5 @@
+//! Unit tests of server manifests: parsing, writing, options, and malformed input.
+
 use super::*;
 
 /// As mp4split writes it (comment, namespace, params in its order).

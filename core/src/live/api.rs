@@ -1,4 +1,4 @@
-//! The Live API's reports on a channel: `state`, `archive` and `statistics` (COMPAT.md §5).
+//! The Live API's reports on a channel: `state`, `archive` and `statistics` (docs/COMPAT.md §5).
 
 use std::fmt::Write as _;
 

@@ -182,7 +182,7 @@ impl Request {
     }
 
     /// A segment a live window does not hold: before the window, in a gap of it, or not yet
-    /// ingested, each with the status its format answers (COMPAT.md §5).
+    /// ingested, each with the status its format answers (docs/COMPAT.md §5).
     pub(super) fn missing_segment(&self, what: &str) -> Option<Error> {
         let (loaded, info) = self
             .loaded

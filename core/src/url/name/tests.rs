@@ -1,3 +1,5 @@
+//! Unit tests of track names in URLs: encoding, decoding, and their round trips.
+
 use super::*;
 use crate::markup::xml_escape;
 use crate::package::fixtures::ladder_named;
