@@ -5,7 +5,10 @@ nginx runs one worker pinned to CPU 0, wrk is pinned to CPU 1. The figure that c
 worker's CPU time (utime + stime from /proc) per request, since the load generator shares the
 machine; req/s is printed too. Usage (from scripts/bench.sh):
 
-    python scripts/bench.py [--seconds 10] [--media build/media/long-2h.mp4]
+    python scripts/bench.py [--seconds 10] [--media build/media/long-2h.mp4] [--module PATH]
+
+`--module` measures another build of the module (say, the commit before a change, built in
+a worktree) in the same nginx, for before-and-after tables from one sitting.
 """
 
 from __future__ import annotations
@@ -127,9 +130,9 @@ def place_media(n: Nginx, media: Path) -> None:
     target.chmod(0o644)
 
 
-def cold_start_ms(build, media: Path) -> float:
+def cold_start_ms(build, media: Path, module: Path) -> float:
     """Wall time of the first MPD from a freshly started nginx (its worker has no index)."""
-    n = Nginx(build, workers=1, module=build.module, wrapper=["taskset", "-c", "0"])
+    n = Nginx(build, workers=1, module=module, wrapper=["taskset", "-c", "0"])
     try:
         place_media(n, media)
         n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }",
@@ -189,10 +192,12 @@ def main() -> None:
     ap.add_argument("--media", default=str(ROOT / "build" / "media" / "long-2h.mp4"))
     ap.add_argument("--segments", type=int, default=300, help="distinct segments to rotate over")
     ap.add_argument("--readers", type=int, default=100, help="slow readers of one TS segment")
+    ap.add_argument("--module", type=Path, help="the module to measure (default: build/'s)")
     args = ap.parse_args()
     media = Path(args.media)
     build = next(b for b in builds() if b.version.startswith("1.28"))
-    n = Nginx(build, workers=1, module=build.module, wrapper=["taskset", "-c", "0"])
+    module = args.module or build.module
+    n = Nginx(build, workers=1, module=module, wrapper=["taskset", "-c", "0"])
     try:
         place_media(n, media)
         n.start(r"""
@@ -220,7 +225,7 @@ def main() -> None:
         # cold figure varies with what the machine does at that moment: five fresh starts.
         colds = [first_request_ms(n, '/v/long.mp4/.mpd')]
         for _ in range(4):
-            colds.append(cold_start_ms(build, media))
+            colds.append(cold_start_ms(build, media, module))
         colds.sort()
         rows.append(("first MPD after start (2-hour title), median of 5 fresh starts",
                      f"{colds[2]:.2f} ms", f"range {colds[0]:.2f}–{colds[-1]:.2f} ms, curl wall time"))

@@ -43,6 +43,6 @@ fuzz_target!(|data: &[u8]| {
                 let _ = plan_fragment(track, range, &FragmentOptions::default());
             }
         }
-        let _ = origin_core::mp4::writer::init_segment(track, 1);
+        let _ = track.init_segment(1, None);
     }
 });

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use origin_core::index::build_index;
 use origin_core::live::channel::ChannelReader;
 use origin_core::live::ingest::IngestParser;
-use origin_core::live::session::IngestSession;
+use origin_core::live::store::DirectIngest;
 use origin_core::live::window::{window, WindowRequest};
 use origin_core::mp4::fragment::Moof;
 use origin_core::mp4::moov::Moov;
@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let isml = dir.join("ch.isml");
-    if let Ok(mut session) = IngestSession::open(&isml, "s", true) {
+    if let Ok(mut session) = DirectIngest::open(&isml, "s", true) {
         for c in rest.chunks(chunk) {
             if session.push(c, 1_000).is_err() {
                 break;
