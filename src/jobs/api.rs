@@ -148,26 +148,27 @@ pub fn delete(
     Ok(ngx::ffi::NGX_DONE as ngx::ffi::ngx_int_t)
 }
 
-/// A change's files are written: its answer goes out.
+/// The request's write event handler while a change runs on the pool: once its files are
+/// written (not on the connection's own write events meanwhile), the answer goes out.
 unsafe extern "C" fn change_done(r: *mut ngx::ffi::ngx_http_request_t) {
     crate::ffi::fence::guard_request(r, || {
-        // SAFETY: nginx (the thread task's completion) calls it with the valid request.
+        // SAFETY: nginx calls the write event handler with the valid request.
         let r = unsafe { &mut *r };
+        let change = change_of(r);
+        let outcome = if change.is_null() {
+            Err(OriginError::Internal("a change without its state"))
+        } else {
+            // SAFETY: set by `set_change`, freed with the pool.
+            match unsafe { &mut *change }.offload.take() {
+                Some(outcome) => outcome.and_then(|r| r),
+                // A write event of the connection: the change still runs.
+                None => return ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t,
+            }
+        };
         r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
         let rc = crate::ffi::log::with_log(log, || {
-            let change = change_of(r);
-            let outcome = if change.is_null() {
-                Err(OriginError::Internal("a change without its state"))
-            } else {
-                // SAFETY: set by `set_change`, freed with the pool.
-                unsafe { &mut *change }
-                    .offload
-                    .take()
-                    .unwrap_or(Err(OriginError::Internal("a change that did not run")))
-                    .and_then(|r| r)
-            };
             match outcome.and_then(|status| crate::respond::send::send_empty(r, status)) {
                 Ok(rc) => rc,
                 Err(e) => crate::respond::status::fail(r, &e),

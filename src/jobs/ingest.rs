@@ -135,27 +135,33 @@ unsafe extern "C" fn body_readable(r: *mut ngx_http_request_t) {
     on_event(r);
 }
 
-/// Work on the pool is done: its outcome is taken, then the request goes on.
+/// The request's write event handler while work runs on the pool: the work's completion calls
+/// it, and so does the connection's write event, which is ignored while the work runs. Once
+/// the work is done its outcome is taken and the request goes on.
 unsafe extern "C" fn work_done(r: *mut ngx_http_request_t) {
-    crate::ffi::fence::guard_request(r, || {
-        // SAFETY: nginx (the thread task's completion) calls it with the valid request.
+    let done = crate::ffi::fence::guard_request(r, || {
+        // SAFETY: nginx calls the write event handler with the valid request.
         let r = unsafe { &mut *r };
-        r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
         let ingest = ctx(r);
         if ingest.is_null() {
             return NGX_OK as ngx_int_t;
         }
         // SAFETY: set by `serve`, freed with the pool, used by one event at a time.
         let ingest = unsafe { &mut *ingest };
-        match ingest.offload.take() {
-            Some(Ok(Done::Opened(Ok((store, start))))) => {
+        let Some(outcome) = ingest.offload.take() else {
+            // A write event of the connection: the work still runs.
+            return NGX_AGAIN as ngx_int_t;
+        };
+        r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
+        match outcome {
+            Ok(Done::Opened(Ok((store, start)))) => {
                 let mut session = IngestSession::new(start, &ingest.stream);
                 session.set_encoder(&ingest.encoder);
                 ingest.session = Some(session);
                 ingest.store = Some(store);
             }
-            Some(Ok(Done::Opened(Err(e)))) => ingest.fail(e.into()),
-            Some(Ok(Done::Ran(store, result))) => {
+            Ok(Done::Opened(Err(e))) => ingest.fail(e.into()),
+            Ok(Done::Ran(store, result)) => {
                 ingest.store = Some(store);
                 match result {
                     Ok(applied) => {
@@ -166,12 +172,13 @@ unsafe extern "C" fn work_done(r: *mut ngx_http_request_t) {
                     Err(e) => ingest.fail(e.into()),
                 }
             }
-            Some(Err(e)) => ingest.fail(e),
-            None => {}
+            Err(e) => ingest.fail(e),
         }
         NGX_OK as ngx_int_t
     });
-    on_event(r);
+    if done != NGX_AGAIN as ngx_int_t {
+        on_event(r);
+    }
 }
 
 impl Ingest {
