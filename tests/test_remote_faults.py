@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from faulty_backend import FaultyBackend
-from test_remote import publish
+from helpers.remote import publish
 
 
 @pytest.fixture
