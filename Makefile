@@ -1,7 +1,7 @@
 # ngx-origin build entry points.
 #
-#   make                              module + nginx 1.28 (vendored, nothing downloaded)
-#   make debian                       module for the Debian nginx installed by apt
+#   make                              module + nginx 1.28 (vendored, nothing downloaded), ismtool
+#   make debian                       module for the Debian nginx installed by apt, ismtool
 #   make deb                          build/libnginx-mod-http-origin_<version>_<arch>.deb for that nginx
 #   make NGINX_SRC=/path/nginx-x.y.z  module (and nginx) for any nginx source tree
 #   make NGINX_VERSION=x.y.z          same, with the tree in NGINX_SRC or build/src/nginx-x.y.z
@@ -59,7 +59,7 @@ unittest:
 
 check:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --release --workspace --all-targets -- -D warnings
 	python3 scripts/check_layers.py
 
 demo:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import cpu_seconds, measure  # noqa: E402
 from harness import Nginx, builds, slow_storage  # noqa: E402
-from test_live import shift_fragment, split_cmaf  # noqa: E402
+from helpers.live import shift_fragment, split_cmaf  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "progressive.mp4"
 MEDIA = ROOT / "build" / "media"

@@ -35,7 +35,7 @@ set -- "${args[@]+"${args[@]}"}"
 features=()
 module_subdir=modules
 if [ "$test_hooks" = 1 ]; then
-  features=(--features test-hooks)
+  features=(--features ngx_http_origin_module/test-hooks)
   module_subdir=test-modules
 fi
 
@@ -60,9 +60,20 @@ place() {
   say "nginx:  $dir/sbin/nginx"
 }
 
+# The vendored and the Debian builds share target/ (their nginx-sys and ngx differ by features,
+# so cargo keeps both) and build ismtool in the same run: origin-core and every other crate
+# they have in common are compiled once, with one set of features, for the module, the other
+# nginx and ismtool. One build at a time: they overwrite the same target/release/*.so.
+lock_target() {
+  mkdir -p "$root/target"
+  exec 9>"$root/target/.build-module.lock"
+  flock 9
+}
+
 build_vendored() {
-  say "building the module with vendored nginx (nginx-src crate)"
-  cargo build --release -p ngx_http_origin_module "${features[@]}"
+  say "building the module with vendored nginx (nginx-src crate), and ismtool"
+  lock_target
+  cargo build --release -p ngx_http_origin_module -p origin-cli "${features[@]}"
   local objs
   objs=$(ls -td target/release/build/nginx-sys-*/out/objs 2>/dev/null | while read -r d; do
     [ -x "$d/nginx" ] && echo "$d" && break; done)
@@ -88,13 +99,16 @@ configure_source() {
       --with-http_v2_module --with-http_realip_module --with-http_slice_module)
 }
 
-# cargo_for_source SRC VERSION: builds the module against a configured tree.
+# cargo_for_source SRC VERSION TARGET_DIR [PACKAGE...]: builds the module (and the other
+# packages given) against a configured tree.
 cargo_for_source() {
-  local src=$1 version=$2
-  local target_dir="$root/target/nginx-$version"
+  local src=$1 version=$2 target_dir=$3
+  shift 3
+  local packages=()
+  for p in ngx_http_origin_module "$@"; do packages+=(-p "$p"); done
   NGINX_SOURCE_DIR="$src" NGINX_BUILD_DIR="$src/objs" CARGO_TARGET_DIR="$target_dir" \
-    cargo build --release -p ngx_http_origin_module --no-default-features \
-      --features export-modules "${features[@]}"
+    cargo build --release "${packages[@]}" --no-default-features \
+      --features ngx_http_origin_module/export-modules "${features[@]}" >&2
   echo "$target_dir/release/libngx_http_origin_module.so"
 }
 
@@ -110,7 +124,8 @@ build_source() {
     make -C "$src" -j"$(nproc)" >/dev/null
   fi
   local so
-  so=$(cargo_for_source "$src" "$version")
+  # Any nginx version: a target directory each, so switching trees rebuilds nothing.
+  so=$(cargo_for_source "$src" "$version" "$root/target/nginx-$version")
   place "$version" "$so" "$src/objs/nginx" 0
 }
 
@@ -140,7 +155,8 @@ build_debian() {
   local version
   version=$(nginx_version_of_source "$src")
   local so
-  so=$(cargo_for_source "$src" "$version")
+  lock_target
+  so=$(cargo_for_source "$src" "$version" "$root/target" origin-cli)
   place "$version" "$so" /usr/sbin/nginx 1
 }
 

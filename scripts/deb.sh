@@ -13,7 +13,7 @@
 # aside on remove, delete it on purge, and trigger `nginx-reload` (Debian's nginx reloads then
 # only if it is running).
 #
-# usage: scripts/deb.sh        (the Makefile's `deb` target builds the module first)
+# usage: scripts/deb.sh        (the Makefile's `deb` target builds the module and ismtool first)
 # env:   DEBFULLNAME, DEBEMAIL  the Maintainer field
 set -euo pipefail
 umask 022
@@ -55,10 +55,10 @@ so="$build/nginx-$nginx_version/modules/$module"
 [ "$(readlink -f "$build/nginx-$nginx_version/sbin/nginx")" = "$(readlink -f "$nginx_bin")" ] ||
   die "$so was not built for $nginx_bin: run make debian"
 
-say "ismtool (cargo build --release -p origin-cli)"
-cargo build --release -p origin-cli --quiet
+# scripts/build.sh debian builds ismtool in the same cargo run as the module (make deb runs it
+# first): building it alone would compile the crates they share again, with other features.
 ismtool="$root/target/release/ismtool"
-[ -x "$ismtool" ] || die "$ismtool missing after cargo build"
+[ -x "$ismtool" ] || die "$ismtool missing: run make deb"
 
 version=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
 [ -n "$version" ] || die "no version in [workspace.package] of Cargo.toml"

@@ -27,9 +27,8 @@ if [ "${1:-}" = stop ]; then
 fi
 
 scripts/setup.sh
-say "building nginx 1.28 and the module"
-make >/dev/null
-cargo build --release -q -p origin-cli
+say "building nginx 1.28, the module and ismtool"
+make >/dev/null  # the module, nginx and ismtool
 say "making sample media in build/media"
 scripts/make-test-media.sh "$root/build/media"
 media="$root/build/media"

@@ -7,6 +7,8 @@ shuts down gracefully, then kills whatever is left.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -22,6 +24,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 MODULE_NAME = "ngx_http_origin_module.so"
+SYSTEM_NGINX = Path("/usr/sbin/nginx")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ class Build:
     @property
     def name(self) -> str:
         return f"nginx-{self.version}"
+
+    @property
+    def is_system_nginx(self) -> bool:
+        """Whether this build runs the system's nginx (`make debian` links it)."""
+        return self.nginx.resolve() == SYSTEM_NGINX.resolve()
 
     def module_for_tests(self) -> Path:
         """The test-hooks build when there is one (it can be made to panic on purpose)."""
@@ -67,10 +75,59 @@ def builds() -> list[Build]:
     return found
 
 
+_shared_system_nginx_holds = 0
+
+
+@contextlib.contextmanager
+def system_nginx_lock(*, exclusive: bool):
+    """Held shared by every test that runs the system nginx, and exclusively by the tests that
+    install a package into the system (test_deb.py), across pytest-xdist workers: a package
+    never changes under a running test. While an exclusive holder waits, a gate keeps new
+    shared holders out, so it waits only for the tests already running. Shared holds nest in
+    a process (a fixture holding it, then its test), and only the outermost takes the lock."""
+    global _shared_system_nginx_holds
+    if not exclusive and _shared_system_nginx_holds:
+        _shared_system_nginx_holds += 1
+        try:
+            yield
+        finally:
+            _shared_system_nginx_holds -= 1
+        return
+    locks = BUILD / "test-locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / "system-nginx.gate", "w") as gate, \
+            open(locks / "system-nginx.lock", "w") as lock:
+        if exclusive:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # closing the files releases the locks
+            return
+        fcntl.flock(gate, fcntl.LOCK_SH)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        _shared_system_nginx_holds = 1
+        try:
+            yield
+        finally:
+            _shared_system_nginx_holds = 0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(check, timeout=20.0, what="condition", interval=0.1):
+    """Polls `check()` until it returns something true, and returns that; fails the test when
+    `timeout` seconds pass first. Tests wait on the event they need, never a fixed time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -22,10 +22,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import ROOT, free_port, world_readable_dir
+from harness import ROOT, free_port, system_nginx_lock, world_readable_dir
+from helpers.media import FIXTURES
+
+# The package goes into the system next to the nginx other tests run: these tests run on one
+# pytest-xdist worker, one after the other, with the system nginx to themselves.
+pytestmark = [pytest.mark.system_package, pytest.mark.xdist_group("system_package")]
 
 PACKAGE = "libnginx-mod-http-origin"
-FIXTURES = ROOT / "tests" / "fixtures"
 NGINX = Path("/usr/sbin/nginx")
 MODULE = Path("/usr/lib/nginx/modules/ngx_http_origin_module.so")
 AVAILABLE = Path("/usr/share/nginx/modules-available/mod-http-origin.conf")
@@ -79,15 +83,17 @@ def system_nginx_t() -> str:
 @pytest.fixture(scope="module")
 def deb() -> Path:
     """`make deb`: the release module for the installed Debian nginx and ismtool (both only
-    rebuilt when stale), packaged. Returns the .deb."""
+    rebuilt when stale), packaged. Returns the .deb. The system nginx is this module's alone
+    until its last test is done."""
     if os.geteuid() != 0:
         pytest.fail("test_deb installs a package into the system: run it as root")
     for need in (NGINX, Path("/etc/nginx/nginx.conf")):
         assert need.exists(), f"{need} missing: Debian's nginx is not installed (scripts/setup.sh)"
-    out = run("make", "--no-print-directory", "-C", str(ROOT), "deb", timeout=3600)
-    path = Path([line for line in out.stdout.splitlines() if line.endswith(".deb")][-1])
-    assert path.is_file() and path.parent == ROOT / "build", out.stdout
-    return path
+    with system_nginx_lock(exclusive=True):
+        out = run("make", "--no-print-directory", "-C", str(ROOT), "deb", timeout=3600)
+        path = Path([line for line in out.stdout.splitlines() if line.endswith(".deb")][-1])
+        assert path.is_file() and path.parent == ROOT / "build", out.stdout
+        yield path
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from harness import ROOT, Nginx, builds
-from test_live import cmaf_stream, example_origin, live_dir
-from test_remote import smooth_urls
-from test_vod import FIXTURES, ISMTOOL, LADDER, media_dir
+from helpers.live import cmaf_stream, example_origin, live_dir
+from helpers.media import FIXTURES, ISMTOOL, LADDER, media_dir
+from helpers.remote import smooth_urls
 
 
 @pytest.fixture(params=[1, 2], ids=["1worker", "2workers"])
@@ -233,6 +233,7 @@ def test_origin_status_map_is_checked_at_nginx_t(make_nginx):
         assert "origin_status_map" in out.stderr and why in out.stderr, out.stderr
 
 
+@pytest.mark.system_nginx
 def test_lua_header_filter_remaps_our_statuses_on_debian_nginx(tmp_path):
     """The operators' remap from the product documentation, with Debian's nginx and its Lua
     module (libnginx-mod-http-lua): our error answers go through nginx's header filters."""

@@ -14,20 +14,12 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from test_hds import boxes
-from test_vod import FIXTURES, ISMTOOL, LADDER, MPD_NS, frame_hashes, media_dir
+from helpers.drm import KEY, KEY2, KID, KID2, WRONG
+from helpers.live import cmaf_pieces, live_dir, timeline
+from helpers.media import FIXTURES, ISMTOOL, LADDER, MPD_NS, boxes, frame_hashes, media_dir
 
-KID = "10f2b3c4d5e6f708192a3b4c5d6e7f80"
-KEY = "3a1c5e7f9b2d4f6081a3c5e7092b4d6f"
-KID2 = "2222b3c4d5e6f708192a3b4c5d6e7f80"
-KEY2 = "4b2d6f8a0c3e5f7192b4d6f8103c5e70"
-WRONG = "00112233445566778899aabbccddeeff"
 SOURCES = {"video": "ladder-video-360.ismv", "audio": "ladder-audio-eng.isma"}
 CENC_NS = "{urn:mpeg:cenc:2013}"
-
-
-def b64url(hex_text: str) -> str:
-    return base64.urlsafe_b64encode(bytes.fromhex(hex_text)).decode().rstrip("=")
 
 
 def protected(media, name: str, *options: str):
@@ -392,7 +384,6 @@ def test_origin_drm_names_are_checked(make_nginx):
 def test_live_channel_encrypted_on_request(make_nginx, tmp_path):
     """An encoder pushes clear CMAF; the live DASH of the channel is CENC, its fragments
     decrypting to the very frames of the clear ones, with their live caching headers."""
-    from test_live import cmaf_pieces, live_dir, timeline
     n = make_nginx()
     live_dir(n)
     n.start(rf"""

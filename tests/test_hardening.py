@@ -37,13 +37,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, Nginx, self_signed_cert, with_mdhd_language
+from harness import Nginx, self_signed_cert, with_mdhd_language
+from helpers.media import FIXTURES, ISMTOOL, LADDER, MPD_NS, ffmpeg_made, frame_hashes
 
-FIXTURES = ROOT / "tests" / "fixtures"
-ISMTOOL = ROOT / "target" / "release" / "ismtool"
-LADDER = ["ladder-video-360.ismv", "ladder-video-480.ismv", "ladder-video-720.ismv",
-          "ladder-audio-eng.isma", "ladder-audio-fra.isma"]
-MPD_NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 MODULE_LOCATION = r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }"
 NOBODY = 65534
 
@@ -67,19 +63,16 @@ def tls_cert(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def big_media(tmp_path_factory) -> Path:
-    """6 s of 1080p H.264 at 20 Mbit/s (2-s GOP) with AAC: a 2-s TS segment is over 4 MB."""
-    out = tmp_path_factory.mktemp("bigmedia") / "big.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25",
-         "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", "6",
-         "-c:v", "libx264", "-profile:v", "high", "-pix_fmt", "yuv420p", "-preset", "ultrafast",
-         "-b:v", "20M", "-maxrate", "20M", "-bufsize", "20M", "-g", "50", "-keyint_min", "50",
-         "-sc_threshold", "0", "-c:a", "aac", "-b:a", "128k", "-ac", "2",
-         "-movflags", "+faststart", str(out)],
-        check=True, capture_output=True, timeout=300)
-    out.chmod(0o644)
-    return out
+def big_media() -> Path:
+    """6 s of 1080p H.264 at 20 Mbit/s (2-s GOP) with AAC: a 2-s TS segment is over 4 MB. Made
+    once for every worker and kept (helpers.media.cached); tests copy it before they change it."""
+    return ffmpeg_made("big.mp4", [
+        "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", "6",
+        "-c:v", "libx264", "-profile:v", "high", "-pix_fmt", "yuv420p", "-preset", "ultrafast",
+        "-b:v", "20M", "-maxrate", "20M", "-bufsize", "20M", "-g", "50", "-keyint_min", "50",
+        "-sc_threshold", "0", "-c:a", "aac", "-b:a", "128k", "-ac", "2",
+        "-movflags", "+faststart"])
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -822,15 +815,6 @@ def test_track_name_with_newline_injects_no_line(make_nginx):
         assert r.status != 200 or not injected, (master, r.body[:2000])
     assert n.log_lines("control character"), n.log_text()[-2000:]
     assert n.crashes() == []
-
-
-def frame_hashes(source: str, stream: str) -> list[str]:
-    out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", source, "-map", stream, "-f", "framemd5", "-"],
-        capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
-            if line and not line.startswith("#")]
 
 
 SPECIAL_NAMES = {"video": 'v/i&quot;d e%o', "audio_eng": 'a/u&quot;d e%20eng'}

@@ -2,16 +2,15 @@
 fragments whose FLV tags, put behind an FLV header, decode with ffmpeg to the source's frames;
 live channels with their HDS statuses."""
 
-import base64
 import xml.etree.ElementTree as ET
 
 import pytest
 import requests
 
-from test_live import cmaf_stream, live_dir
-from test_vod import FIXTURES, LADDER, frame_hashes, media_dir
+from helpers.hds import F4M, media_of
+from helpers.live import cmaf_stream, live_dir
+from helpers.media import FIXTURES, LADDER, boxes, frame_hashes, media_dir
 
-F4M = "{http://ns.adobe.com/f4m/1.0}"
 LOCATION = r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; usp_handle_f4f; }"
 
 
@@ -21,70 +20,6 @@ def origin(make_nginx, request):
     media_dir(n, LADDER + ["progressive.mp4"], {"ladder.ism": LADDER})
     return n.start(LOCATION + r"""
         location ^~ /nohds/ { alias html/v/; usp_handle_ism; }""")
-
-
-def boxes(data: bytes):
-    """(type, body) of each top-level box."""
-    at = 0
-    while at + 8 <= len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        header = 8
-        if size == 1:
-            size, header = int.from_bytes(data[at + 8:at + 16], "big"), 16
-        assert size >= header and at + size <= len(data), (data[at + 4:at + 8], size)
-        yield data[at + 4:at + 8], data[at + header:at + size]
-        at += size
-
-
-def fragment_numbers(abst: bytes) -> list[int]:
-    """The fragment numbers a bootstrap (`abst` box, whole) lists, from its tables."""
-    (kind, body), = boxes(abst)
-    assert kind == b"abst"
-    at = 4 + 4 + 1 + 4 + 8 + 8            # version/flags, version, flags, timescale, times
-    at = body.index(b"\0", at) + 1         # movie identifier
-    for _ in range(2):                     # server and quality entries
-        count = body[at]
-        at += 1
-        for _ in range(count):
-            at = body.index(b"\0", at) + 1
-    at = body.index(b"\0", at) + 1         # DRM data
-    at = body.index(b"\0", at) + 1         # metadata
-    tables = {}
-    for kind in (b"asrt", b"afrt"):        # each table list: a count, then the boxes
-        assert body[at] == 1, kind
-        size = int.from_bytes(body[at + 1:at + 5], "big")
-        (found, tables[kind]), = boxes(body[at + 1:at + 1 + size])
-        assert found == kind
-        at += 1 + size
-    asrt, afrt = tables[b"asrt"], tables[b"afrt"]
-    quality = asrt[4]
-    assert quality == 0
-    runs = int.from_bytes(asrt[5:9], "big")
-    assert runs == 1
-    last = int.from_bytes(asrt[13:17], "big")
-    at = 4 + 4
-    assert afrt[at] == 0                   # no quality entries
-    at += 1
-    entries = int.from_bytes(afrt[at:at + 4], "big")
-    at += 4
-    first = None
-    for _ in range(entries):
-        number = int.from_bytes(afrt[at:at + 4], "big")
-        duration = int.from_bytes(afrt[at + 12:at + 16], "big")
-        at += 16
-        if duration == 0:
-            at += 1                        # discontinuity indicator
-        elif first is None:
-            first = number
-    return list(range(first, last + 1))
-
-
-def media_of(manifest: bytes) -> list[tuple[str, list[int]]]:
-    """Each media's URL and the fragment numbers its bootstrap lists."""
-    root = ET.fromstring(manifest)
-    bootstraps = {b.get("id"): base64.b64decode(b.text) for b in root.iter(f"{F4M}bootstrapInfo")}
-    return [(m.get("url"), fragment_numbers(bootstraps[m.get("bootstrapInfoId")]))
-            for m in root.iter(f"{F4M}media")]
 
 
 def flv_of_fragments(fragments: list[bytes]) -> bytes:

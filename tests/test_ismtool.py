@@ -9,10 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import ROOT
+from helpers.media import FIXTURES, ISMTOOL
 
-FIXTURES = ROOT / "tests" / "fixtures"
-ISMTOOL = ROOT / "target" / "release" / "ismtool"
 MEDIA = sorted(p.name for p in FIXTURES.iterdir()
                if p.suffix in (".mp4", ".ismv", ".isma", ".cmfv", ".cmfa"))
 # ffprobe codec names -> the RFC 6381 prefix ismtool reports.

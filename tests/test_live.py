@@ -15,10 +15,11 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from harness import ROOT
-from test_vod import FIXTURES, ISMTOOL, MPD_NS
+from harness import wait_for
+from helpers.live import (SOURCE, cmaf_pieces, cmaf_stream, example_origin, live_dir,
+                          shift_fragment, timeline)
+from helpers.media import ISMTOOL, MPD_NS
 
-SOURCE = FIXTURES / "progressive.mp4"  # 4 s, H.264 + AAC, 2 s GOPs
 LOOPS = 3  # pushes of 4 × 4 s = 16 s
 SMIL = "{http://www.w3.org/2001/SMIL20/Language}"
 
@@ -33,20 +34,6 @@ def live(make_nginx):
             client_max_body_size 0;
         }""")
     return n
-
-
-def live_dir(n, **dvr_windows: int):
-    """`<root>/live`, writable by the workers (they write the archives there), with a
-    publishing point `<name>.isml` of each DVR window length given."""
-    d = n.root / "live"
-    d.mkdir()
-    d.chmod(0o777)
-    for name, seconds in dvr_windows.items():
-        (d / f"{name}.isml").write_text(
-            '<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
-            f'<meta name="dvr_window_length" content="{seconds}"/></head><body/></smil>')
-        (d / f"{name}.isml").chmod(0o666)
-    return d
 
 
 def sent_copy(origin, channel, name):
@@ -89,16 +76,6 @@ def push_cmaf(origin, channel, loops=LOOPS, video_flags="+frag_keyframe", realti
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(check, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def finish(proc, timeout=90, origin=None, channel=None):
     """Waits for an encoder to exit; with `origin` and `channel`, also until the origin has
     taken the end of its stream (an encoder may exit before the origin has read its last
@@ -138,23 +115,6 @@ def state(origin, channel):
         return None
     metas = {m.get("name"): m.get("content") for m in ET.fromstring(r.content).iter(f"{SMIL}meta")}
     return metas["state"]
-
-
-def timeline(mpd_text, content="video"):
-    """(t, d) of every segment of the first adaptation set of `content`."""
-    mpd = ET.fromstring(mpd_text)
-    for s in mpd.iter("{urn:mpeg:dash:schema:mpd:2011}AdaptationSet"):
-        if s.get("contentType") != content:
-            continue
-        out, t = [], 0
-        for e in s.iter("{urn:mpeg:dash:schema:mpd:2011}S"):
-            t = int(e.get("t", t))
-            d = int(e.get("d"))
-            for _ in range(int(e.get("r", 0)) + 1):
-                out.append((t, d))
-                t += d
-        return out
-    return []
 
 
 def variant_playlist(origin, channel):
@@ -347,28 +307,6 @@ def test_redundant_encoders_give_each_fragment_once(live):
     assert sum(t["duplicates"] for t in stats["tracks"]) > 0
 
 
-def split_cmaf(data):
-    """A CMAF file as its init segment (ftyp + moov) and its fragments (moof + mdat each)."""
-    boxes, at = [], 0
-    while at < len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        boxes.append((data[at + 4:at + 8], data[at:at + size]))
-        at += size
-    init = b"".join(b for t, b in boxes if t in (b"ftyp", b"moov"))
-    fragments, current = [], b""
-    for t, b in boxes:
-        if t == b"moof":
-            current = b
-        elif t == b"mdat":
-            fragments.append(current + b)
-    return init, fragments
-
-
-def cmaf_pieces():
-    """The committed CMAF video fixture as an init segment and its fragments."""
-    return split_cmaf((FIXTURES / "cmaf-video.cmfv").read_bytes())
-
-
 def test_per_segment_posts_and_refusals(live):
     init, fragments = cmaf_pieces()
     url = live.url("/live/ch6.isml/Streams(video.cmfv)")
@@ -391,17 +329,6 @@ def test_per_segment_posts_and_refusals(live):
 
 
 # ------------------------------------------------------------------ faults
-
-def cmaf_stream(origin, loops=3):
-    """A CMAF video stream (init, then 2-second fragments) of the looped source, as bytes."""
-    out = origin.prefix / f"cmaf-{loops}.cmfv"
-    if not out.exists():
-        subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", str(loops), "-i", str(SOURCE),
-                        "-map", "0:v", "-c", "copy", "-movflags",
-                        "empty_moov+separate_moof+default_base_moof+cmaf+frag_keyframe",
-                        "-f", "mp4", "-y", str(out)], check=True)
-    return split_cmaf(out.read_bytes())
-
 
 def chunked_post(origin, path, pieces, *, abort=False, pause=0.0):
     """POSTs `pieces` as chunks of one chunked body; `abort` drops the connection instead of
@@ -753,14 +680,6 @@ def test_four_workers_hammering_agree(make_nginx):
     assert len({p for p in n.worker_pids()}) == 4
 
 
-def example_origin(make_nginx, name):
-    """An origin running an nginx-conf/ live example as written (paths moved under its prefix)."""
-    n = make_nginx(workers=2)
-    d = live_dir(n)
-    n.start_config(n.example_config(ROOT / "nginx-conf" / name, {"/var/www/live": str(d)}))
-    return n, d
-
-
 def test_the_api_example_creates_reports_and_deletes_channels(make_nginx):
     n, channels = example_origin(make_nginx, "live-api.conf")
     body = ('<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
@@ -900,18 +819,6 @@ def test_timestamps_going_back_on_a_stopped_stream(live):
             assert timeline(live.get(f"/live/{channel}.isml/.mpd").text) == before
 
 
-def shift_fragment(fragment, ticks):
-    """The fragment with its tfdt moved `ticks` later."""
-    at = fragment.find(b"tfdt")
-    version = fragment[at + 4]
-    data = bytearray(fragment)
-    if version == 1:
-        t = int.from_bytes(data[at + 8:at + 16], "big") + ticks
-        data[at + 8:at + 16] = t.to_bytes(8, "big")
-    else:
-        t = int.from_bytes(data[at + 8:at + 12], "big") + ticks
-        data[at + 8:at + 12] = t.to_bytes(4, "big")
-    return bytes(data)
 
 
 def test_without_auto_creation_only_channels_made_beforehand_take_ingest(make_nginx):

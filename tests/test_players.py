@@ -4,27 +4,30 @@ MP4) each play at least 5 s of the multi-bitrate, two-language presentation with
 error, and the adaptive players show its subtitles (TTML for DASH and Smooth, WebVTT for HLS);
 GStreamer plays every format to the end."""
 
+import contextlib
 import json
 import shutil
 import subprocess
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, Nginx, builds, system_nginx_lock, wait_for
+from helpers.drm import KEY, KID, b64url
+from helpers.live import timeline
+from helpers.media import ISMTOOL, LADDER, cached
+from helpers.remote import ACCESS_KEY, SECRET_KEY, s3s_fs
 
 WEB = ROOT / "tests" / "web"
-MEDIA = ROOT / "build" / "media"
-ISMTOOL = ROOT / "target" / "release" / "ismtool"
-LADDER = ["ladder-video-360.ismv", "ladder-video-480.ismv", "ladder-video-720.ismv",
-          "ladder-audio-eng.isma", "ladder-audio-fra.isma"]
+BUILDS = builds()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def media():
-    """The 10-second media set (made once, kept in build/media)."""
-    subprocess.run([str(ROOT / "scripts" / "make-test-media.sh"), str(MEDIA)], check=True,
-                   capture_output=True)
-    return MEDIA
+    """The 10-second media set of scripts/make-test-media.sh, made once for every worker and
+    kept (helpers.media.cached)."""
+    script = ROOT / "scripts" / "make-test-media.sh"
+    return cached("media", [], [script], lambda out: subprocess.run(
+        [str(script), str(out)], check=True, capture_output=True))
 
 
 def install_page(root):
@@ -79,7 +82,6 @@ def site(make_nginx, media, request, tmp_path):
     if param == "drm":
         return drm_site(n, root)
     if param == "s3":
-        from test_s3 import ACCESS_KEY, SECRET_KEY, s3s_fs
         data = tmp_path / "s3"
         shutil.copytree(root / "media", data / "bucket" / "media")
         port = request.getfixturevalue("_stack").enter_context(
@@ -102,7 +104,6 @@ def site(make_nginx, media, request, tmp_path):
 def drm_site(n, root):
     """The ladder encrypted two ways: CENC for DASH with the ClearKey license server at
     /license (a fixed W3C ClearKey JSON answer), and AES-128 for HLS with the key at /keys/."""
-    from test_drm import KEY, KID, b64url
     media = root / "media"
     inputs = [str(media / f) for f in LADDER]
     subprocess.run([str(ISMTOOL), "create", "-o", str(media / "cenc.ism"), *inputs,
@@ -131,7 +132,6 @@ def drm_site(n, root):
 @pytest.fixture
 def _stack():
     """Context managers that live as long as the test (servers the fixtures start)."""
-    import contextlib
     with contextlib.ExitStack() as stack:
         yield stack
 
@@ -216,37 +216,44 @@ def test_gstreamer_plays_to_end(ladder, path):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.fixture
-def live_site(make_nginx):
-    """The demo page and a live channel an encoder (ffmpeg, in real time) pushes to while the
-    test runs."""
+# One xdist group per build: one worker runs the live tests of a build one after the other,
+# over the same channel.
+@pytest.fixture(scope="module", params=[
+    pytest.param(b, id=b.name, marks=pytest.mark.xdist_group(f"players_live_{b.name}"))
+    for b in BUILDS])
+def live_site(request):
+    """The demo page and a live channel an encoder (ffmpeg, in real time) pushes to, for every
+    live test of this file with one nginx build: each player joins the moving channel at its
+    live edge."""
     if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
         pytest.fail("browser test tools missing: run scripts/setup.sh")
-    n = make_nginx(workers=2)
-    root = n.root
-    (root / "live").mkdir()
-    (root / "live").chmod(0o777)
-    install_page(root)
-    n.start(r"""
-        types { text/html html; application/javascript js; }
-        location /live/ { usp_handle_ism; client_max_body_size 0; }
-    """)
-    push = subprocess.Popen(
-        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i",
-         str(ROOT / "tests" / "fixtures" / "progressive.mp4"), "-t", "90", "-c", "copy",
-         "-movflags", "+isml+delay_moov", "-f", "ismv",
-         n.url("/live/channel1.isml/Streams(encoder)")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import time
-    deadline = time.monotonic() + 30
-    while n.get("/live/channel1.isml/.mpd").status_code != 200:
-        assert time.monotonic() < deadline, "the encoder's first fragment never came"
-        time.sleep(0.5)
-    # A few segments in the window before a player joins.
-    time.sleep(6)
-    yield n
-    push.kill()
-    push.wait()
+    build = request.param
+    with contextlib.ExitStack() as stack:
+        n = Nginx(build, workers=2)
+        stack.callback(n.cleanup)
+        root = n.root
+        (root / "live").mkdir()
+        (root / "live").chmod(0o777)
+        install_page(root)
+        # Each test holds the system nginx while it runs (conftest.py); so does this start.
+        with system_nginx_lock(exclusive=False) if build.is_system_nginx else \
+                contextlib.nullcontext():
+            n.start(r"""
+                types { text/html html; application/javascript js; }
+                location /live/ { usp_handle_ism; client_max_body_size 0; }
+            """)
+        push = subprocess.Popen(
+            ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i",
+             str(ROOT / "tests" / "fixtures" / "progressive.mp4"), "-c", "copy",
+             "-movflags", "+isml+delay_moov", "-f", "ismv",
+             n.url("/live/channel1.isml/Streams(encoder)")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.callback(push.wait)
+        stack.callback(push.kill)
+        # A few segments in the window before a player joins.
+        wait_for(lambda: (r := n.get("/live/channel1.isml/.mpd")).status_code == 200
+                 and len(timeline(r.text)) >= 3, timeout=30, what="three live segments")
+        yield n
 
 
 @pytest.mark.slow

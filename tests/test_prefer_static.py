@@ -12,8 +12,8 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from test_hds import media_of
-from test_vod import FIXTURES, ISMTOOL, LADDER, MPD_NS
+from helpers.hds import media_of
+from helpers.media import FIXTURES, ISMTOOL, LADDER, MPD_NS
 
 SOURCES = LADDER + ["subtitles-eng.mp4"]
 # Players reach the fMP4 HLS tree from the master asked with `?hls_fmp4`; every URL below

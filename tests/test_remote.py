@@ -3,39 +3,21 @@ ranges, ETags) and the origin reads it with ranged subrequests through nginx's p
 Every URL a player fetches must give the same bytes as from local files, decoded frames must
 equal the sources', and the backend must see only the requests the design allows."""
 
+import itertools
 import re
 import shutil
 import subprocess
 import time
-import xml.etree.ElementTree as ET
-from urllib.parse import urljoin
 
 import pytest
 import requests
 
-from harness import ROOT, self_signed_cert
-from test_vod import FIXTURES, ISMTOOL, LADDER, MPD_NS, frame_hashes
+from harness import ROOT, self_signed_cert, wait_for
+from helpers.media import FIXTURES, ISMTOOL, frame_hashes
+from helpers.remote import (assert_same_as_local, dash_urls, get_ok, hls_urls, publish,
+                            smooth_urls)
 
 SMOOTH_NS = ""
-MEDIA = LADDER + ["progressive.mp4", "progressive-tail.mp4", "ladder-video-360.mp4",
-                  "ladder-audio-eng.mp4", "subtitles-eng.mp4"]
-
-
-def publish(directory):
-    """The media set and its server manifests, in `directory`."""
-    directory.mkdir(mode=0o755, parents=True)
-    for f in MEDIA:
-        shutil.copy(FIXTURES / f, directory / f)
-    for name, files in [("ladder", LADDER),
-                        ("mp4s", ["ladder-video-360.mp4", "ladder-audio-eng.mp4"]),
-                        ("subs", ["ladder-video-360.ismv", "ladder-audio-eng.isma",
-                                  "subtitles-eng.mp4"])]:
-        subprocess.run([str(ISMTOOL), "create", "-o", str(directory / f"{name}.ism"),
-                        *[str(directory / f) for f in files]], check=True, capture_output=True)
-    for p in directory.iterdir():
-        p.chmod(0o644)
-
-
 BACKEND_LOG = "log_format ranges '$uri|$http_range|$status|$body_bytes_sent';"
 
 
@@ -58,80 +40,28 @@ def remote(make_nginx):
     return origin, local, backend
 
 
+LOG_SYNC = "/__log_sync__/"
+log_syncs = itertools.count()
+
+
 def backend_requests(backend) -> list[tuple[str, str, int]]:
+    """Every read the backend has answered. nginx logs a request just after it has sent the
+    answer, so a reader can be faster than the log: a request of ours goes last, and once its
+    line is in, so is every earlier one (the backend's one worker logs in the order it ends
+    requests). Our requests are left out."""
     path = backend.prefix / "logs" / "backend.log"
     if not path.exists():
         return []
+    marker = f"{LOG_SYNC}{next(log_syncs)}|"
+    requests.get(backend.url(marker[:-1]), timeout=30)
+    text = wait_for(lambda: marker in (t := path.read_text()) and t,
+                    what="the backend's log line of our request")
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         uri, rng, status, _ = line.split("|")
-        out.append((uri, rng, int(status)))
+        if not uri.startswith(LOG_SYNC):
+            out.append((uri, rng, int(status)))
     return out
-
-
-def hls_urls(get, url: str) -> list[str]:
-    """Every URL an HLS client may fetch from a master playlist."""
-    found = [url]
-    master = get(url).text
-    children = [line for line in master.splitlines() if line and not line.startswith("#")]
-    children += re.findall(r'URI="([^"]+)"', master)
-    for child in children:
-        playlist_url = urljoin(url, child)
-        found.append(playlist_url)
-        text = get(playlist_url).text
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                found.append(urljoin(playlist_url, line))
-        found += [urljoin(playlist_url, u) for u in re.findall(r'URI="([^"]+)"', text)]
-    return list(dict.fromkeys(found))
-
-
-def dash_urls(get, url: str) -> list[str]:
-    found = [url]
-    mpd = ET.fromstring(get(url).content)
-    base = urljoin(url, mpd.find("d:Period/d:BaseURL", MPD_NS).text)
-    for aset in mpd.iterfind("d:Period/d:AdaptationSet", MPD_NS):
-        tmpl = aset.find("d:SegmentTemplate", MPD_NS)
-        times, t = [], 0
-        for s in tmpl.find("d:SegmentTimeline", MPD_NS):
-            t = int(s.get("t", t))
-            for _ in range(int(s.get("r", 0)) + 1):
-                times.append(t)
-                t += int(s.get("d"))
-        for rep in aset.iterfind("d:Representation", MPD_NS):
-            rid = rep.get("id")
-            found.append(urljoin(base, tmpl.get("initialization").replace("$RepresentationID$", rid)))
-            for t in times:
-                media = tmpl.get("media").replace("$RepresentationID$", rid)
-                found.append(urljoin(base, media.replace("$Time$", str(t))))
-    return found
-
-
-def smooth_urls(get, url: str) -> list[str]:
-    found = [url]
-    manifest = ET.fromstring(get(url).content)
-    for stream in manifest.iterfind("StreamIndex"):
-        template = stream.get("Url")
-        times, t = [], 0
-        for c in stream.iterfind("c"):
-            t = int(c.get("t", t))
-            for _ in range(int(c.get("r", 1))):
-                times.append(t)
-                t += int(c.get("d"))
-        for level in stream.iterfind("QualityLevel"):
-            for t in times:
-                path = template.replace("{bitrate}", level.get("Bitrate")).replace(
-                    "{start time}", str(t))
-                found.append(urljoin(url, path))
-    return found
-
-
-def get_ok(n):
-    def get(url):
-        r = requests.get(url, timeout=30)
-        assert r.status_code == 200, f"{url}: {r.status_code} {r.text[:200]}\n{n.log_text()[-2000:]}"
-        return r
-    return get
 
 
 @pytest.mark.parametrize("ism,entry,crawl", [
@@ -148,23 +78,6 @@ def get_ok(n):
 def test_every_url_is_byte_identical_to_local(remote, ism, entry, crawl):
     origin, local, _ = remote
     assert_same_as_local(origin, "/video/proxy", local, f"/v/{ism}/{entry}", crawl)
-
-
-def assert_same_as_local(origin, prefix: str, local, entry: str, crawl) -> None:
-    """Every URL a player reaches from `entry` on the local origin answers the same bytes, with
-    the same Content-Type, on `origin` under `prefix`."""
-    local_urls = crawl(get_ok(local), local.url(entry))
-    assert len(local_urls) > 3
-    for url in local_urls:
-        path = prefix + url.split(f":{local.port}", 1)[1]
-        want = requests.get(url, timeout=30)
-        got = requests.get(origin.url(path), timeout=30)
-        assert got.status_code == want.status_code == 200, (
-            f"{path}: {got.status_code} {got.text[:300]}\n{origin.log_text()[-3000:]}")
-        assert got.headers["Content-Type"] == want.headers["Content-Type"], path
-        assert got.content == want.content, path
-        assert got.headers.get("ETag"), path
-    assert not origin.crashes()
 
 
 @pytest.mark.parametrize("entry,stream,source,source_stream", [

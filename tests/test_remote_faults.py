@@ -3,13 +3,13 @@ clear 403/404/502/504, never corrupt media, never a crash; a slow backend never 
 requests of the worker; and the worker serves normally afterwards."""
 
 import concurrent.futures
-import time
 
 import pytest
 import requests
 
 from faulty_backend import FaultyBackend
-from test_remote import publish
+from harness import wait_for
+from helpers.remote import publish
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_a_slow_backend_does_not_stall_other_requests(faulty):
     origin, backend = faulty
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         slow = [pool.submit(get, origin, "/f/slow/v/ladder.ism/.mpd") for _ in range(4)]
-        time.sleep(0.3)
+        wait_for(lambda: backend.count("slow"), what="a slow fetch at the backend")
         fast = get(origin, "/f/ok/v/ladder.ism/.m3u8")
         assert fast.status_code == 200
         # Answered while the slow fetches were still waiting for their backend.

@@ -5,9 +5,8 @@ import shutil
 
 import pytest
 
-from harness import ROOT
+from helpers.media import FIXTURES
 
-FIXTURES = ROOT / "tests" / "fixtures"
 LOCATION = r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }"
 
 

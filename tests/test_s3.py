@@ -2,53 +2,14 @@
 (s3s-fs), with `s3_access_key` / `s3_secret_key` / `s3_region`. Every URL a player fetches gives
 the same bytes as from local files, and a wrong secret is a clear 403, never a 500."""
 
-import contextlib
 import shutil
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from harness import ROOT, free_port
-from test_remote import assert_same_as_local, dash_urls, hls_urls, publish, smooth_urls
-from test_vod import FIXTURES, frame_hashes
-
-ACCESS_KEY = "AKIAORIGINTEST0001"
-SECRET_KEY = "origin/Secret+Key/0001"
-S3S_FS = Path.home() / ".cargo" / "bin" / "s3s-fs"
-
-
-@contextlib.contextmanager
-def s3s_fs(data: Path, access_key: str, secret_key: str, domain: str | None = None):
-    """A running s3s-fs serving `data` (objects are files at data/bucket/key); yields its port.
-    With `domain`, buckets are also found in host names under it (virtual-hosted style)."""
-    if not S3S_FS.exists():
-        pytest.fail("s3s-fs is missing: scripts/setup.sh installs it")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(S3S_FS), "--host", "127.0.0.1", "--port", str(port), "--access-key", access_key,
-         "--secret-key", secret_key, *(["--domain", domain] if domain else []), str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "s3s-fs did not start"
-                time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+from harness import ROOT
+from helpers.media import FIXTURES, frame_hashes
+from helpers.remote import (ACCESS_KEY, SECRET_KEY, assert_same_as_local, dash_urls, hls_urls,
+                            publish, s3s_fs, smooth_urls)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from harness import ROOT
-from test_vod import media_dir
+from helpers.media import media_dir
 
 LADDER = ["ladder-video-360.ismv", "ladder-audio-eng.isma"]
 CHANNEL = b'<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head/><body/></smil>'

@@ -12,28 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from harness import ROOT
-
-FIXTURES = ROOT / "tests" / "fixtures"
-ISMTOOL = ROOT / "target" / "release" / "ismtool"
-LADDER = ["ladder-video-360.ismv", "ladder-video-480.ismv", "ladder-video-720.ismv",
-          "ladder-audio-eng.isma", "ladder-audio-fra.isma"]
-MPD_NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
-
-
-def media_dir(n, files, manifests: dict[str, list[str]]):
-    """`<root>/v` with `files` copied from the fixtures and each server manifest created over
-    its inputs (names in that folder), all readable by the workers."""
-    media = n.root / "v"
-    media.mkdir(mode=0o755)
-    for f in files:
-        shutil.copy(FIXTURES / f, media / f)
-    for name, inputs in manifests.items():
-        subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
-                        *[str(media / f) for f in inputs]], check=True, capture_output=True)
-    for p in media.iterdir():
-        p.chmod(0o644)
-    return media
+from helpers.media import FIXTURES, ISMTOOL, LADDER, MPD_NS, frame_hashes, media_dir
 
 
 @pytest.fixture(params=[1, 2], ids=["1worker", "2workers"])
@@ -64,17 +43,6 @@ def origin(make_nginx, request):
     for p in media.iterdir():
         p.chmod(0o644)
     return n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
-
-
-def frame_hashes(source: str, stream: str) -> list[str]:
-    """Decoded frame (or audio packet) hashes, timestamps left out: packaging must not change a
-    single sample, while clients are free to start their clocks where they like."""
-    out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", source, "-map", stream, "-f", "framemd5", "-"],
-        capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
-            if line and not line.startswith("#")]
 
 
 def test_dash_mpd_structure(origin):
