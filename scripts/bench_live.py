@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import statistics
 import subprocess
 import sys
@@ -239,12 +238,17 @@ def stalls(build, channels: int, seconds: int, ingest: bool, sync_ms: int = 0) -
         end = start + 2 * rounds
         while time.monotonic() < end:
             t0 = time.perf_counter()
-            probe.request("GET", segment)
-            r = probe.getresponse()
-            r.read()
+            try:
+                probe.request("GET", segment)
+                r = probe.getresponse()
+                r.read()
+                if r.status != 200:
+                    failures.append(f"vod: {r.status}")
+            except OSError as e:  # a worker blocked past the client's timeout
+                failures.append(f"vod: {e}")
+                probe.close()
+                probe = http.client.HTTPConnection("127.0.0.1", n.port, timeout=60)
             waits.append((time.perf_counter() - t0) * 1000)
-            if r.status != 200:
-                failures.append(f"vod: {r.status}")
             time.sleep(0.02)
         for t in threads:
             t.join()

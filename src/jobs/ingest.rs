@@ -32,6 +32,9 @@ use crate::ffi::OriginError;
 use crate::respond::send::send_empty;
 use crate::respond::status::fail;
 
+/// Bytes one event feeds to the session before the connection lets others be served.
+const FEED_BEFORE_YIELD: usize = 64 << 10;
+
 /// What a piece of blocking work of an ingest request did.
 enum Done {
     /// The channel was opened (its options, the stream's stored init segment).
@@ -289,6 +292,7 @@ fn advance(
     r: &mut ngx_http_request_t,
     ingest: &mut Ingest,
 ) -> Result<Option<ngx_int_t>, OriginError> {
+    let mut fed = 0;
     loop {
         if ingest.offload.in_flight() {
             // Work runs on the pool: its end brings the request back.
@@ -304,14 +308,17 @@ fn advance(
         let Some(session) = ingest.session.as_mut() else {
             return Ok(None);
         };
-        if let Err(e) = feed(r, session, now_ms()) {
-            // What came before the refusal is stored, then the refusal answered.
-            session.count_error();
-            ingest.next = Next::Fail(e);
-            if ingest.run_queued(r)? {
-                return Ok(None);
+        match feed(r, session, now_ms()) {
+            Ok(bytes) => fed += bytes,
+            Err(e) => {
+                // What came before the refusal is stored, then the refusal answered.
+                session.count_error();
+                ingest.next = Next::Fail(e);
+                if ingest.run_queued(r)? {
+                    return Ok(None);
+                }
+                continue;
             }
-            continue;
         }
         if ingest.run_queued(r)? {
             return Ok(None);
@@ -320,6 +327,12 @@ fn advance(
             ingest.next = ingest.finish(Next::Answer(200));
             ingest.run_queued(r)?;
             continue;
+        }
+        if fed >= FEED_BEFORE_YIELD {
+            // An encoder sending fast (a burst of a large fragment) does not hold the worker:
+            // other connections are served before this one reads on.
+            yield_to_others(r);
+            return Ok(None);
         }
         // SAFETY: r is the main request reading its body unbuffered.
         let rc = unsafe { ngx_http_read_unbuffered_request_body(r) };
@@ -342,14 +355,16 @@ fn advance(
 }
 
 /// Hands every buffer nginx has read to the session and marks it consumed.
+/// Feeds what nginx read to the session; returns how many bytes that was.
 fn feed(
     r: &mut ngx_http_request_t,
     session: &mut IngestSession,
     now: i64,
-) -> Result<(), OriginError> {
+) -> Result<usize, OriginError> {
     let rb = r.request_body;
+    let mut fed = 0;
     if rb.is_null() {
-        return Ok(());
+        return Ok(fed);
     }
     // SAFETY: the chain and its buffers belong to the request body being read; nginx reuses a
     // buffer only after we mark it consumed (pos = last), which happens after the bytes were
@@ -361,10 +376,12 @@ fn feed(
             if !b.is_null() {
                 if only_in_file(b) {
                     read_file_buf(&*b, |bytes| Ok(session.push(bytes, now)?))?;
+                    fed += ((*b).file_last - (*b).file_pos).max(0) as usize;
                     (*b).file_pos = (*b).file_last;
                 } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
                     let len = (*b).last.offset_from((*b).pos) as usize;
                     session.push(std::slice::from_raw_parts((*b).pos, len), now)?;
+                    fed += len;
                     (*b).pos = (*b).last;
                 }
             }
@@ -372,5 +389,19 @@ fn feed(
         }
         (*rb).bufs = std::ptr::null_mut();
     }
-    Ok(())
+    Ok(fed)
+}
+
+/// Lets the event loop serve other connections before this one reads on: its read event is
+/// posted for the loop's next turn, which comes after the events the kernel has ready by then.
+fn yield_to_others(r: &mut ngx_http_request_t) {
+    // SAFETY: the connection's read event is valid while the request is; nginx's queue of
+    // events posted for its next turn is a global of the worker's (single) event loop.
+    unsafe {
+        let rev = (*r.connection).read;
+        ngx::ffi::ngx_post_event(
+            rev,
+            std::ptr::addr_of_mut!(ngx::ffi::ngx_posted_next_events),
+        );
+    }
 }
