@@ -126,6 +126,30 @@ def latency(build, fragments_to_send: int = 80) -> list[float]:
         n.cleanup()
 
 
+def real_time_encoder(n: Nginx, channel: str, k: int, init: bytes, fragments: list[bytes],
+                      rounds: int, start: float, failures: list[str],
+                      acks: list[float] | None = None) -> None:
+    """One encoder of the `k`th channel: its init segment, then a fragment every 2 s from
+    `start` (offset by a tenth of a second per channel, so 20 channels spread over the 2 s),
+    each a POST of its own; `acks` collects how long each took."""
+    conn = http.client.HTTPConnection("127.0.0.1", n.port, timeout=60)
+    path = f"/live/{channel}.isml/Streams(video.cmfv)"
+    try:
+        post(conn, path, init)
+        for r in range(rounds):
+            due = start + 2 * r + (k % 20) * 0.1
+            time.sleep(max(0.0, due - time.monotonic()))
+            t0 = time.monotonic()
+            status, _ = post(conn, path, fragments[r] if r < len(fragments)
+                             else shifted(fragments, r))
+            if acks is not None:
+                acks.append(time.monotonic() - t0)
+            if status != 200:
+                failures.append(f"{channel}: {status}")
+    except OSError as e:
+        failures.append(f"{channel}: {e}")
+
+
 def capacity(build, channels: int, seconds: int) -> dict:
     n = origin(build, workers=1, wrapper=["taskset", "-c", "0"])
     try:
@@ -137,21 +161,7 @@ def capacity(build, channels: int, seconds: int) -> dict:
         start = time.monotonic() + 1.0
 
         def encoder(ch: int):
-            conn = http.client.HTTPConnection("127.0.0.1", n.port, timeout=30)
-            path = f"/live/c{ch}.isml/Streams(video.cmfv)"
-            try:
-                post(conn, path, init)
-                for k in range(rounds):
-                    due = start + 2 * k + (ch % 20) * 0.1
-                    time.sleep(max(0.0, due - time.monotonic()))
-                    t0 = time.monotonic()
-                    status, _ = post(conn, path, fragments[k % len(fragments)] if k < len(fragments)
-                                     else shifted(fragments, k))
-                    acks.append(time.monotonic() - t0)
-                    if status != 200:
-                        failures.append(f"c{ch}: {status}")
-            except OSError as e:
-                failures.append(f"c{ch}: {e}")
+            real_time_encoder(n, f"c{ch}", ch, init, fragments, rounds, start, failures, acks)
 
         def viewer(stop: threading.Event, served: list[int]):
             conn = http.client.HTTPConnection("127.0.0.1", n.port, timeout=30)
@@ -214,19 +224,7 @@ def stalls(build, channels: int, seconds: int, ingest: bool, sync_ms: int = 0) -
         failures: list[str] = []
 
         def encoder(ch: int):
-            conn = http.client.HTTPConnection("127.0.0.1", n.port, timeout=60)
-            path = f"/live/s{ch}.isml/Streams(video.cmfv)"
-            try:
-                post(conn, path, init)
-                for k in range(rounds):
-                    due = start + 2 * k + (ch % 20) * 0.1
-                    time.sleep(max(0.0, due - time.monotonic()))
-                    status, _ = post(conn, path, fragments[k % len(fragments)] if k < len(fragments)
-                                     else shifted(fragments, k))
-                    if status != 200:
-                        failures.append(f"s{ch}: {status}")
-            except OSError as e:
-                failures.append(f"s{ch}: {e}")
+            real_time_encoder(n, f"s{ch}", ch, init, fragments, rounds, start, failures)
 
         threads = [threading.Thread(target=encoder, args=(c,)) for c in range(channels)] \
             if ingest else []

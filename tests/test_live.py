@@ -24,15 +24,18 @@ LOOPS = 3  # pushes of 4 × 4 s = 16 s
 SMIL = "{http://www.w3.org/2001/SMIL20/Language}"
 
 
+LIVE_LOCATION = """
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }"""
+
+
 @pytest.fixture
 def live(make_nginx):
     n = make_nginx(workers=2)
     live_dir(n)
-    n.start("""
-        location /live/ {
-            usp_handle_ism;
-            client_max_body_size 0;
-        }""")
+    n.start(LIVE_LOCATION)
     return n
 
 
@@ -381,11 +384,7 @@ def slow_live(make_nginx, sync_ms):
     trace.chmod(0o666)
     n.wrapper = slow_storage(sync_ms, trace)
     live_dir(n)
-    n.start("""
-        location /live/ {
-            usp_handle_ism;
-            client_max_body_size 0;
-        }""")
+    n.start(LIVE_LOCATION)
     return n, trace
 
 
@@ -426,11 +425,7 @@ def test_the_worker_serves_others_while_ingest_syncs(make_nginx):
 def test_ingest_runs_on_the_thread_pool_the_configuration_names(make_nginx):
     n = make_nginx(workers=1)
     live_dir(n)
-    server = """
-        location /live/ {
-            usp_handle_ism;
-            client_max_body_size 0;
-        }"""
+    server = LIVE_LOCATION
     # A pool nginx does not know fails the configuration test.
     bad = n.test_config(n.config(server, http_extra="origin_thread_pool archive;"))
     assert bad.returncode != 0 and 'unknown thread pool "archive"' in bad.stderr
@@ -531,11 +526,7 @@ def small_disk(make_nginx):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0777", "tmpfs", str(d)],
                              capture_output=True, text=True)
     assert mounted.returncode == 0, f"mounting a small tmpfs needs root: {mounted.stderr}"
-    n.start("""
-        location /live/ {
-            usp_handle_ism;
-            client_max_body_size 0;
-        }""")
+    n.start(LIVE_LOCATION)
     yield n, d
     n.stop()
     subprocess.run(["umount", "-l", str(d)], check=False)
@@ -633,11 +624,7 @@ def timeline_of_archive(origin, channel):
 def test_four_workers_hammering_agree(make_nginx):
     n = make_nginx(workers=4)
     live_dir(n)
-    n.start("""
-        location /live/ {
-            usp_handle_ism;
-            client_max_body_size 0;
-        }""")
+    n.start(LIVE_LOCATION)
     push = push_smooth(n, "h")
     problems = []
 

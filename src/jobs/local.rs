@@ -21,11 +21,7 @@ pub fn serve(
     root: String,
     disable_mmap: bool,
 ) -> Result<ngx_int_t, OriginError> {
-    crate::settings::caches::size(
-        crate::settings::conf::main_conf(r)
-            .and_then(|c| c.cache_size)
-            .unwrap_or(origin_core::request::DEFAULT_CACHE_BYTES),
-    );
+    crate::settings::caches::size_for(r);
     let query = String::from_utf8_lossy(crate::ffi::strings::bytes(&r.args)).into_owned();
     let live = route.kind == origin_core::url::ManifestKind::Live;
     let on = |switch: fn(&LocationSettings) -> Option<bool>| {

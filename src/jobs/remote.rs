@@ -359,11 +359,7 @@ pub fn serve(
     route: Route,
     lcf: &LocConf,
 ) -> Result<ngx_int_t, OriginError> {
-    crate::settings::caches::size(
-        crate::settings::conf::main_conf(r)
-            .and_then(|c| c.cache_size)
-            .unwrap_or(origin_core::request::DEFAULT_CACHE_BYTES),
-    );
+    crate::settings::caches::size_for(r);
     let query = String::from_utf8_lossy(crate::ffi::strings::bytes(&r.args)).into_owned();
     let manifest = route.manifest_path.clone();
     let fetch_max = crate::settings::conf::core_loc_conf(r)

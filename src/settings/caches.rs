@@ -31,6 +31,15 @@ pub fn size(total: usize) {
     });
 }
 
+/// Sizes this worker's caches from the configuration `r` runs under (once, see [`size`]).
+pub fn size_for(r: &ngx::ffi::ngx_http_request_t) {
+    size(
+        super::conf::main_conf(r)
+            .and_then(|c| c.cache_size)
+            .unwrap_or(DEFAULT_CACHE_BYTES),
+    );
+}
+
 /// Runs `f` with the worker's caches (never re-entered: the engine does no I/O and calls
 /// nothing back), then publishes what they gained to the status counters.
 pub fn with<R>(f: impl FnOnce(&mut Caches) -> R) -> R {

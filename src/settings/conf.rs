@@ -110,32 +110,26 @@ pub static mut COMMANDS: [ngx_command_t; 23] = [
         ngx_string!("origin_status"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
     ),
-    ngx_command_t {
-        name: ngx_string!("usp_license_key"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_license_key),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("origin_thread_pool"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_thread_pool),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("origin_cache_size"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_cache_size),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
+    main_value(ngx_string!("usp_license_key"), set_license_key),
+    main_value(ngx_string!("origin_thread_pool"), set_thread_pool),
+    main_value(ngx_string!("origin_cache_size"), set_cache_size),
     ngx_command_t::empty(),
 ];
+
+/// An `http`-level directive with exactly one value, set by `set`.
+const fn main_value(
+    name: ngx_str_t,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    }
+}
 
 /// A directive of the location conf, set through [`set_directive`]; `type_` says where it may
 /// stand and how many arguments it takes.
