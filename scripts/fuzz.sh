@@ -10,7 +10,7 @@ cd "$root/fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers packagers remote_inputs request_engine)
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers packagers remote_inputs request_engine content_protection)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
@@ -25,6 +25,7 @@ seed box_reader "${media[@]}"
 seed index_builder "${media[@]}"
 seed packagers "$root"/tests/fixtures/*.mp4
 seed request_engine "$root"/tests/fixtures/*.mp4
+seed content_protection "${media[@]}"
 seed ingest_stream "${media[@]}"
 seed ism_parser "$root"/fuzz/seeds/*.ism*
 seed url_route "$root"/fuzz/seeds/*.url
@@ -44,6 +45,7 @@ bin="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
 mkdir -p "$root/fuzz/artifacts"
 for t in "${targets[@]}"; do
   log="$root/fuzz/$t.log"
+  mkdir -p "corpus/$t"
   "$bin/$t" "corpus/$t" -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$root/fuzz/artifacts/" >"$log" 2>&1 ||
     { echo "$t: FAILED (see $log)"; tail -30 "$log"; exit 1; }

@@ -41,8 +41,9 @@ pub enum TimePoint {
     Utc(i64),
 }
 
-/// The options a request's query string carries. Unknown names are kept in `other` in order:
-/// they override server-manifest metas of the same name.
+/// The options a request's query string carries. The known ones override the server
+/// manifest's metas of the same name (`request::Options::merge`); unknown names are kept in
+/// `other`, in order, and change nothing (child URLs repeat the whole query).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueryOptions {
     /// `filter=`: a track-selection expression (parsed by the track selector).
