@@ -54,7 +54,8 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def make_nginx(build, request):
     """Factory: make_nginx(workers=1) -> an Nginx for the build under test, cleaned up after.
-    When the test failed, the end of each one's error log is printed (pytest shows it)."""
+    When the test failed, the end of each one's error and access logs is printed (pytest shows
+    it)."""
     made: list[Nginx] = []
 
     def factory(**kw) -> Nginx:
@@ -67,6 +68,10 @@ def make_nginx(build, request):
     for n in made:
         if call is not None and call.failed:
             print(f"---- {n.error_log} (last 3000 characters)\n{n.log_text()[-3000:]}")
+            access = n.prefix / "logs" / "access.log"
+            if access.exists():
+                text = access.read_text(errors="replace")
+                print(f"---- {access} (last 3000 characters)\n{text[-3000:]}")
         n.cleanup()
 
 
