@@ -38,6 +38,9 @@ pub const ERROR_TOKENS: &[&str] = &[
     "INGEST_CONFLICT",
     "INGEST_STORAGE",
     "INGEST_UNKNOWN_CHANNEL",
+    "INGEST_BAD_STREAM_NAME",
+    "INGEST_TOO_MANY_TRACKS",
+    "INGEST_TOO_MANY_CHANNELS",
     "FRAGMENT_NOT_FOUND",
     "FRAGMENT_MISSING",
     "FRAGMENT_NOT_AVAILABLE",
@@ -213,6 +216,10 @@ impl Error {
             Error::Ingest(IngestError::Conflict(_)) => "INGEST_CONFLICT",
             Error::Ingest(IngestError::Storage { .. }) => "INGEST_STORAGE",
             Error::Ingest(IngestError::UnknownChannel(_)) => "INGEST_UNKNOWN_CHANNEL",
+            Error::Ingest(IngestError::BadStreamName(_)) => "INGEST_BAD_STREAM_NAME",
+            Error::Ingest(IngestError::TooManyTracks(_)) => "INGEST_TOO_MANY_TRACKS",
+            Error::Ingest(IngestError::TooManyChannels(_)) => "INGEST_TOO_MANY_CHANNELS",
+            Error::Ingest(IngestError::File(e)) => e.status_and_token().1,
             Error::LiveSegment { token, .. } => token,
             Error::EmptyTrack(_) => "FMP4_MISSING_TFRA",
             Error::Package(_) => "PACKAGING",
@@ -285,6 +292,9 @@ impl Error {
                 IngestError::NoInit(_) => 412,
                 IngestError::Conflict(_) => 409,
                 IngestError::UnknownChannel(_) => 404,
+                IngestError::BadStreamName(_) => 400,
+                IngestError::TooManyTracks(_) | IngestError::TooManyChannels(_) => 403,
+                IngestError::File(e) => e.status_and_token().0,
                 IngestError::Storage { source, .. } => match source.raw_os_error() {
                     Some(libc::ENOSPC) | Some(libc::EDQUOT) => 507,
                     _ => 500,
@@ -560,6 +570,38 @@ mod tests {
                 ingest(IngestError::UnknownChannel("x".into())),
                 "INGEST_UNKNOWN_CHANNEL",
                 404,
+            ),
+            (
+                ingest(IngestError::BadStreamName("x".into())),
+                "INGEST_BAD_STREAM_NAME",
+                400,
+            ),
+            (
+                ingest(IngestError::TooManyTracks("x".into())),
+                "INGEST_TOO_MANY_TRACKS",
+                403,
+            ),
+            (
+                ingest(IngestError::TooManyChannels("x".into())),
+                "INGEST_TOO_MANY_CHANNELS",
+                403,
+            ),
+            (
+                ingest(IngestError::File(
+                    crate::live::confined::FileError::WrongType {
+                        path: "x".into(),
+                        expected: "regular file",
+                    },
+                )),
+                "NOT_A_FILE",
+                404,
+            ),
+            (
+                ingest(IngestError::File(
+                    crate::live::confined::FileError::Symlink { path: "x".into() },
+                )),
+                "FORBIDDEN",
+                403,
             ),
             (
                 Error::LiveSegment {

@@ -83,6 +83,8 @@ pub fn plan(route: &Route, method: Method, settings: &LocationSettings) -> Resul
             if remote {
                 return Err(only_local("live ingest"));
             }
+            // A name no archive file can have is the client's mistake (400), said at once.
+            crate::live::limits::check_stream_name(stream)?;
             Action::Ingest {
                 stream: stream.clone(),
             }
@@ -287,6 +289,15 @@ mod tests {
                 stream: "s1".into()
             }
         );
+        // Names no archive file can have: the client's mistake, before anything is read.
+        let long = format!("/ch.isml/Streams({})", "x".repeat(255));
+        for path in ["/ch.isml/Streams(..)", "/ch.isml/Streams(.)", long.as_str()] {
+            assert_eq!(
+                refused(path, Method::Post, LOCAL),
+                (400, "INGEST_BAD_STREAM_NAME"),
+                "{path}"
+            );
+        }
         let api = ["usp_handle_ism", "usp_handle_api"];
         assert_eq!(action("/ch.isml", Method::Put, &api), Action::PutChannel);
         assert_eq!(

@@ -9,13 +9,17 @@
 //!   event loop);
 //! - [`archive`]: the on-disk layout, its writer and its records;
 //! - [`channel`], [`window`]: the archive as egress reads it, and the window a request plays;
-//! - [`api`], [`admin`]: the Live API's reports, and publishing points made and removed.
+//! - [`api`], [`admin`]: the Live API's reports, and publishing points made and removed;
+//! - [`limits`], [`confined`]: what a location lets ingest do (names, tracks, channels), and
+//!   the file rules (`disable_symlinks`, no FIFO) every live request reaches files under.
 
 pub mod admin;
 pub mod api;
 pub mod archive;
 pub mod channel;
+pub mod confined;
 pub mod ingest;
+pub mod limits;
 pub mod session;
 pub mod store;
 pub mod window;

@@ -74,9 +74,14 @@ pub struct LocationSettings {
     pub handle_api: Option<bool>,
     pub disable_mmap: Option<bool>,
     pub dynamic_time_shift_buffer_depth: Option<bool>,
-    /// `origin_live_auto_create`: an encoder's first push creates an unknown channel (the
-    /// default); off, only channels made beforehand (an `.isml` file, or PUT) take ingest.
+    /// `origin_live_auto_create`: an encoder's first push creates an unknown channel; off
+    /// (the default), only channels made beforehand (an `.isml` file, or PUT) take ingest.
     pub live_auto_create: Option<bool>,
+    /// `origin_live_max_tracks`: most tracks a push may bring a channel to (ours).
+    pub live_max_tracks: Option<usize>,
+    /// `origin_live_max_channels`: with auto-creation, a push creates a channel only while
+    /// its folder holds fewer publishing points (ours).
+    pub live_max_channels: Option<usize>,
     /// `ism_proxy_pass`: the location's files are remote. Not inherited.
     pub proxy_pass: Option<Setting<ProxyPassUrl>>,
     /// `origin_remote_ttl`: seconds a remote object's version is trusted before a request
@@ -221,6 +226,28 @@ impl LocationSettings {
             self.static_root = Some(value.to_string());
             return Ok(());
         }
+        if let Some((slot, limit)) = match name {
+            "origin_live_max_tracks" => Some((
+                &mut self.live_max_tracks,
+                crate::live::limits::MAX_TRACKS_LIMIT,
+            )),
+            "origin_live_max_channels" => Some((
+                &mut self.live_max_channels,
+                crate::live::limits::MAX_CHANNELS_LIMIT,
+            )),
+            _ => None,
+        } {
+            if slot.is_some() {
+                return Err(duplicate(name));
+            }
+            let n = value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=limit).contains(n))
+                .ok_or_else(|| invalid(name, value, &format!("expected 1 to {limit}")))?;
+            *slot = Some(n);
+            return Ok(());
+        }
         if name == "origin_remote_ttl" {
             if self.remote_ttl.is_some() {
                 return Err(duplicate(name));
@@ -342,11 +369,22 @@ impl LocationSettings {
         if self.status_map.is_none() {
             self.status_map = prev.status_map.clone();
         }
-        // On unless turned off, here or above.
+        // Off unless turned on, here or above: an open origin must not let strangers create
+        // channels.
         self.live_auto_create = Some(
             self.live_auto_create
                 .or(prev.live_auto_create)
-                .unwrap_or(true),
+                .unwrap_or(false),
+        );
+        self.live_max_tracks = Some(
+            self.live_max_tracks
+                .or(prev.live_max_tracks)
+                .unwrap_or(crate::live::limits::DEFAULT_MAX_TRACKS),
+        );
+        self.live_max_channels = Some(
+            self.live_max_channels
+                .or(prev.live_max_channels)
+                .unwrap_or(crate::live::limits::DEFAULT_MAX_CHANNELS),
         );
         // Like `proxy_pass`, `ism_proxy_pass` is not inherited: nginx's proxy module, which
         // does the reads, is configured in the location that names it and nowhere else.
@@ -500,6 +538,30 @@ mod tests {
     }
 
     #[test]
+    fn live_limits_are_numbers_in_range() {
+        let l = location(&["origin_live_max_tracks 255", "origin_live_max_channels 1"]).unwrap();
+        assert_eq!(
+            (l.live_max_tracks, l.live_max_channels),
+            (Some(255), Some(1))
+        );
+        for bad in [
+            "origin_live_max_tracks 0",
+            "origin_live_max_tracks 256",
+            "origin_live_max_tracks many",
+            "origin_live_max_channels -1",
+            "origin_live_max_channels 100001",
+        ] {
+            let e = location(&[bad]).unwrap_err();
+            assert!(e.starts_with("invalid value"), "{e}");
+            assert!(e.contains("expected 1 to"), "{e}");
+        }
+        assert_eq!(
+            location(&["origin_live_max_tracks 2", "origin_live_max_tracks 3"]).unwrap_err(),
+            "\"origin_live_max_tracks\" directive is duplicate"
+        );
+    }
+
+    #[test]
     fn s3_secrets_are_never_echoed() {
         let e = location(&["s3_secret_key has\u{7f}control"]).unwrap_err();
         assert!(
@@ -553,15 +615,23 @@ mod tests {
         assert_eq!(l.prefer_static, Some(false));
         assert_eq!(l.remote_ttl, Some(10));
         assert_eq!(l.status_map.as_ref().map(Vec::len), Some(1));
-        assert_eq!(l.live_auto_create, Some(true));
-        // A level that maps anything inherits no maps; off stays off.
+        // Live ingest's safe defaults: no channel made by a push, 32 tracks, 100 channels.
+        assert_eq!(l.live_auto_create, Some(false));
+        assert_eq!(l.live_max_tracks, Some(32));
+        assert_eq!(l.live_max_channels, Some(100));
+        // A level that maps anything inherits no maps; on stays on, limits are inherited.
         let l = merged(
-            &["origin_status_map 404 410", "origin_live_auto_create off"],
+            &[
+                "origin_status_map 404 410",
+                "origin_live_auto_create on",
+                "origin_live_max_tracks 8",
+            ],
             &["origin_status_map 502 503", "usp_handle_f4f off"],
         )
         .unwrap();
         assert_eq!(l.status_map.unwrap()[0].from, 502);
-        assert_eq!(l.live_auto_create, Some(false));
+        assert_eq!(l.live_auto_create, Some(true));
+        assert_eq!(l.live_max_tracks, Some(8));
         // ism_proxy_pass is the location's own, like proxy_pass.
         let l = merged(&["ism_proxy_pass http://storage/"], &["usp_handle_ism"]).unwrap();
         assert!(l.proxy_pass.is_none());

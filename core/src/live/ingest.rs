@@ -50,6 +50,19 @@ pub enum IngestError {
     /// The publishing point is not there and may not be created (404).
     #[error("{0}: no such publishing point")]
     UnknownChannel(String),
+    /// A `Streams(<name>)` that cannot name a file of the archive (400).
+    #[error("bad stream name {0}")]
+    BadStreamName(String),
+    /// A new track past `origin_live_max_tracks` (403).
+    #[error("too many tracks: {0}")]
+    TooManyTracks(String),
+    /// A new channel past `origin_live_max_channels` (403).
+    #[error("too many channels: {0}")]
+    TooManyChannels(String),
+    /// The `.isml` or a folder of the archive is not what it must be (a FIFO, a folder where
+    /// the `.isml` is), or reached through a link `disable_symlinks` forbids.
+    #[error(transparent)]
+    File(#[from] super::confined::FileError),
 }
 
 /// One fragment as received: `moof` then `mdat`, whole.

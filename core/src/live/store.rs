@@ -13,12 +13,16 @@ use super::archive::{
     archive_dir, temporary_name, write_atomically, Appended, Locked, TrackStats, TrackWriter,
 };
 use super::channel::{anchor_for, anchor_path};
-use super::ingest::IngestError;
+use super::ingest::{IngestError, MAX_HEADER_BOX};
+use super::limits::{check_stream_name, check_track_dir_name, IngestPolicy};
 use super::session::{
     shift_record_offsets, AppendOp, Applied, ArchiveOp, ChannelOptions, IngestSession,
     IngestSummary, OpenTrackOp, SessionStart,
 };
-use crate::ism::{ServerManifest, TrackEntry};
+use crate::ism::{ServerManifest, TrackEntry, MAX_MANIFEST_BYTES};
+
+/// Largest stored init segment read back (an init is one `ftyp` and one `moov`).
+const MAX_INIT_BYTES: usize = 2 * MAX_HEADER_BOX as usize;
 
 fn storage(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
     move |source| IngestError::Storage {
@@ -32,8 +36,8 @@ fn storage(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
 pub struct ArchiveStore {
     isml: PathBuf,
     archive: PathBuf,
-    /// The server manifest may be created when missing.
-    create: bool,
+    /// What the location lets ingest do (creation, limits, file rules).
+    policy: IngestPolicy,
     writers: Vec<(String, TrackWriter)>,
 }
 
@@ -41,27 +45,44 @@ impl ArchiveStore {
     /// Opens the channel whose server manifest is `isml` for `Streams(<stream>)`: its options,
     /// and the init segment the stream left in the archive. A channel that does not exist is
     /// refused unless `create` allows it (it is then made when the stream brings an init
-    /// segment: a refused request leaves no trace).
+    /// segment: a refused request leaves no trace). The default limits and file rules apply.
     pub fn open(
         isml: &Path,
         stream: &str,
         create: bool,
     ) -> Result<(ArchiveStore, SessionStart), IngestError> {
-        let manifest = match std::fs::read(isml) {
+        ArchiveStore::open_with(isml, stream, &IngestPolicy::creating(create))
+    }
+
+    /// [`ArchiveStore::open`] under a location's `policy`: its stream names, limits and file
+    /// rules. Nothing is written here: what is refused leaves no trace.
+    pub fn open_with(
+        isml: &Path,
+        stream: &str,
+        policy: &IngestPolicy,
+    ) -> Result<(ArchiveStore, SessionStart), IngestError> {
+        check_stream_name(stream)?;
+        let archive = archive_dir(isml);
+        // The archive folder, when there, must be reached under the rules too.
+        policy.files.check_folder(&archive)?;
+        let manifest = match policy.files.read_file(isml, MAX_MANIFEST_BYTES) {
             Ok(bytes) => ServerManifest::parse(&bytes)
                 .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            Err(e) if e.is_not_found() && policy.create => {
+                policy.check_new_channel(isml)?;
                 ServerManifest::default()
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 return Err(IngestError::UnknownChannel(isml.display().to_string()))
             }
-            Err(e) => return Err(storage(isml)(e)),
+            Err(e) => return Err(e.into()),
         };
         let options = ChannelOptions::of(&manifest)
             .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display())))?;
-        let archive = archive_dir(isml);
-        let stored_init = std::fs::read(stream_path(&archive, stream)).ok();
+        let stored_init = policy
+            .files
+            .read_file(&stream_path(&archive, stream), MAX_INIT_BYTES)
+            .ok();
         let archive_name = archive
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -69,7 +90,7 @@ impl ArchiveStore {
         let store = ArchiveStore {
             isml: isml.to_path_buf(),
             archive,
-            create,
+            policy: policy.clone(),
             writers: Vec::new(),
         };
         let start = SessionStart {
@@ -84,6 +105,10 @@ impl ArchiveStore {
     /// (what ran before it stands) and counts an error against the tracks open.
     pub fn run(&mut self, ops: Vec<ArchiveOp>) -> Result<Applied, IngestError> {
         let mut applied = Applied::default();
+        if let Err(e) = self.check_new_tracks(&ops) {
+            self.count_error();
+            return Err(e);
+        }
         for op in ops {
             match self.run_one(op) {
                 Ok(done) => applied.add(done),
@@ -100,6 +125,9 @@ impl ArchiveStore {
         match op {
             ArchiveOp::CreateChannel => self.create_channel().map(|()| Applied::default()),
             ArchiveOp::StoreStreamInit { stream, init } => {
+                self.policy
+                    .files
+                    .check_folder(&self.archive.join("streams"))?;
                 let path = stream_path(&self.archive, &stream);
                 write_atomically(&path, &init).map_err(storage(&path))?;
                 Ok(Applied::default())
@@ -117,10 +145,61 @@ impl ArchiveStore {
         }
     }
 
+    /// Refuses, before any of `ops` runs, the tracks they would add past the channel's limit:
+    /// a refused push leaves nothing behind (no init, no folder). [`ArchiveStore::record_track`]
+    /// checks again under the lock, for pushes racing in other workers.
+    fn check_new_tracks(&self, ops: &[ArchiveOp]) -> Result<(), IngestError> {
+        let mut new: Vec<&str> = Vec::new();
+        let mut new_streams: Vec<&str> = Vec::new();
+        for op in ops {
+            match op {
+                ArchiveOp::OpenTrack(t) => {
+                    check_track_dir_name(&t.dir_name)?;
+                    let open = self.writers.iter().any(|(d, _)| *d == t.dir_name);
+                    if !open && !new.contains(&t.entry.src.as_str()) {
+                        new.push(&t.entry.src);
+                    }
+                }
+                ArchiveOp::StoreStreamInit { stream, .. }
+                    if !new_streams.contains(&stream.as_str())
+                        && !stream_path(&self.archive, stream).exists() =>
+                {
+                    new_streams.push(stream);
+                }
+                _ => {}
+            }
+        }
+        if !new_streams.is_empty() {
+            // Every stream name holds a track: an init sent alone (per-segment CMAF) under
+            // ever new names counts against the same limit, before it is stored.
+            let folder = self.archive.join("streams");
+            let held = match std::fs::read_dir(&folder) {
+                Ok(entries) => entries.filter_map(Result::ok).count(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(storage(&folder)(e)),
+            };
+            self.policy
+                .check_tracks(&self.isml, held, new_streams.len())?;
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let manifest = match self.policy.files.read_file(&self.isml, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => ServerManifest::parse(&bytes)
+                .map_err(|e| IngestError::Malformed(format!("{}: {e}", self.isml.display())))?,
+            // Made by this run: no track held yet.
+            Err(e) if e.is_not_found() => ServerManifest::default(),
+            Err(e) => return Err(e.into()),
+        };
+        new.retain(|src| !manifest.tracks.iter().any(|t| t.src == *src));
+        self.policy
+            .check_tracks(&self.isml, manifest.tracks.len(), new.len())
+    }
+
     /// The channel's server manifest (when missing and allowed) and archive directory.
     fn create_channel(&self) -> Result<(), IngestError> {
-        if !self.isml.exists() {
-            read_manifest(&self.isml, self.create)?;
+        if !self.policy.files.check_file(&self.isml)? {
+            read_manifest(&self.isml, &self.policy)?;
         }
         for dir in [self.archive.clone(), self.archive.join("streams")] {
             match std::fs::create_dir(&dir) {
@@ -136,7 +215,9 @@ impl ArchiveStore {
         if self.writers.iter().any(|(d, _)| *d == op.dir_name) {
             return Ok(());
         }
-        let writer = TrackWriter::open(&self.archive.join(&op.dir_name), &op.init, &op.info)?;
+        let dir = self.archive.join(&op.dir_name);
+        self.policy.files.check_folder(&dir)?;
+        let writer = TrackWriter::open(&dir, &op.init, &op.info)?;
         if !op.encoder.is_empty() {
             // Statistics, not data: a failure to note the address does not refuse media.
             let _ = write_atomically(&writer.dir().join("encoder"), op.encoder.as_bytes());
@@ -250,10 +331,12 @@ impl ArchiveStore {
             .open(&lock_path)
             .map_err(storage(&lock_path))?;
         let _held = Locked::exclusive(&lock).map_err(storage(&lock_path))?;
-        let mut manifest = read_manifest(&self.isml, self.create)?;
+        let mut manifest = read_manifest(&self.isml, &self.policy)?;
         if manifest.tracks.iter().any(|t| t.src == entry.src) {
             return Ok(());
         }
+        self.policy
+            .check_tracks(&self.isml, manifest.tracks.len(), 1)?;
         manifest.tracks.push(entry);
         write_atomically(&self.isml, manifest.to_xml().as_bytes()).map_err(storage(&self.isml))
     }
@@ -266,21 +349,23 @@ fn stream_path(archive: &Path, stream: &str) -> PathBuf {
         .join(crate::url::encode_name(stream).as_ref())
 }
 
-/// The server manifest of a channel; a missing one is written with no options when `create`.
-fn read_manifest(isml: &Path, create: bool) -> Result<ServerManifest, IngestError> {
-    match std::fs::read(isml) {
+/// The server manifest of a channel, read under the location's file rules; a missing one is
+/// written with no options when the policy creates channels (and the folder has room).
+fn read_manifest(isml: &Path, policy: &IngestPolicy) -> Result<ServerManifest, IngestError> {
+    match policy.files.read_file(isml, MAX_MANIFEST_BYTES) {
         Ok(bytes) => ServerManifest::parse(&bytes)
             .map_err(|e| IngestError::Malformed(format!("{}: {e}", isml.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !create {
+        Err(e) if e.is_not_found() => {
+            if !policy.create {
                 return Err(IngestError::UnknownChannel(isml.display().to_string()));
             }
+            policy.check_new_channel(isml)?;
             let manifest = ServerManifest::default();
             // Another worker may create it at the same moment: both write the same bytes.
             write_atomically(isml, manifest.to_xml().as_bytes()).map_err(storage(isml))?;
             Ok(manifest)
         }
-        Err(e) => Err(storage(isml)(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -294,7 +379,16 @@ pub struct DirectIngest {
 impl DirectIngest {
     /// See [`ArchiveStore::open`].
     pub fn open(isml: &Path, stream: &str, create: bool) -> Result<DirectIngest, IngestError> {
-        let (store, start) = ArchiveStore::open(isml, stream, create)?;
+        DirectIngest::open_with(isml, stream, &IngestPolicy::creating(create))
+    }
+
+    /// See [`ArchiveStore::open_with`].
+    pub fn open_with(
+        isml: &Path,
+        stream: &str,
+        policy: &IngestPolicy,
+    ) -> Result<DirectIngest, IngestError> {
+        let (store, start) = ArchiveStore::open_with(isml, stream, policy)?;
         Ok(DirectIngest {
             session: IngestSession::new(start, stream),
             store,
