@@ -74,6 +74,7 @@ def origin(build, workers: int, wrapper=None, extra: str = "") -> Nginx:
     n.start("""
         location /live/ {
             usp_handle_ism;
+            origin_live_auto_create on;
             client_max_body_size 0;
             add_header X-Worker $pid always;
         }""" + extra, main_extra="worker_rlimit_nofile 8192;", worker_connections=4096)
@@ -292,7 +293,7 @@ def manifests(build, seconds: int) -> dict:
             p.chmod(0o644)
         n.stop()
         n.start(f"""
-            location /live/ {{ usp_handle_ism; client_max_body_size 0; }}
+            location /live/ {{ usp_handle_ism; origin_live_auto_create on; client_max_body_size 0; }}
             location /vod/ {{ usp_handle_ism; }}""")
         live_variant = "/live/m.isml/m-video=" + _bitrate(n, "/live/m.isml/.m3u8") + ".m3u8"
         vod_variant = "/vod/m.ism/m-video=" + _bitrate(n, "/vod/m.ism/.m3u8") + ".m3u8"

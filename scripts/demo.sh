@@ -99,7 +99,10 @@ http {
         listen 127.0.0.1:$port;
         root $demo/html;
         disable_symlinks off;
-        location ^~ /live/ { usp_handle_ism; usp_handle_f4f; client_max_body_size 0; }
+        # Pushes create channels here (off by default): the demo listens on 127.0.0.1 only.
+        location ^~ /live/ {
+            usp_handle_ism; usp_handle_f4f; origin_live_auto_create on; client_max_body_size 0;
+        }
         location ~ \.(ism|isml|mp4)(/.*)?$ {
             usp_handle_ism;
             usp_handle_f4f;

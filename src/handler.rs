@@ -10,6 +10,7 @@ use ngx::ffi::{
 };
 use origin_core::config::location::LocationSettings;
 use origin_core::handling::{self, Action, Method};
+use origin_core::live::limits::IngestPolicy;
 use origin_core::metrics::Format;
 use origin_core::url::{Route, RouteOptions};
 
@@ -93,20 +94,24 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     match plan.action {
         Action::Ingest { stream } => {
             let isml = crate::settings::files::map_to_path(r, route.manifest_path.len())?;
-            let auto_create = settings.live_auto_create.unwrap_or(true);
-            crate::jobs::ingest::serve(r, &isml, &stream, auto_create)
+            let rules = crate::settings::files::live_open_rules(r, &isml)?;
+            let policy = IngestPolicy::of(settings, rules);
+            crate::jobs::ingest::serve(r, &isml, &stream, policy)
         }
         Action::PutChannel => {
             let isml = crate::settings::files::map_to_path(r, route.manifest_path.len())?;
-            crate::jobs::api::put(r, &isml)
+            let rules = crate::settings::files::live_open_rules(r, &isml)?;
+            crate::jobs::api::put(r, &isml, rules)
         }
         Action::DeleteChannel => {
             let isml = crate::settings::files::map_to_path(r, route.manifest_path.len())?;
-            crate::jobs::api::delete(r, &isml)
+            let rules = crate::settings::files::live_open_rules(r, &isml)?;
+            crate::jobs::api::delete(r, &isml, rules)
         }
         Action::LiveReport(report) => {
             let isml = crate::settings::files::map_to_path(r, route.manifest_path.len())?;
-            crate::jobs::api::report(r, &isml, &report)
+            let rules = crate::settings::files::live_open_rules(r, &isml)?;
+            crate::jobs::api::report(r, &isml, &report, &rules)
         }
         Action::SendFile => crate::jobs::files::progressive(r, &route),
         Action::ProxyFile { signed } => crate::jobs::remote::proxy_file(r, &lcf, proxy()?, signed),

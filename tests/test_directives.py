@@ -186,6 +186,7 @@ def test_origin_status_map_answers_another_status_for_its_tokens(make_nginx):
         origin_status_map 404 410 NOT_FOUND;
         location /live/ {
             usp_handle_ism;
+            origin_live_auto_create on;
             client_max_body_size 0;
             origin_status_map 412 204 FRAGMENT_NOT_AVAILABLE;
         }
@@ -248,6 +249,7 @@ def test_lua_header_filter_remaps_our_statuses_on_debian_nginx(tmp_path):
         n.start("""
             location /live/ {
                 usp_handle_ism;
+                origin_live_auto_create on;
                 client_max_body_size 0;
                 header_filter_by_lua_block {
                     if ngx.status == 412 then ngx.status = 204 end
@@ -314,12 +316,19 @@ def test_api_example_allows_127_0_0_1_and_refuses_another_loopback_address(make_
     assert not (channels / "a.isml").exists()
     assert status_from(n, "127.0.0.1", "PUT", "/api/channels/a.isml", body) == 201
     assert status_from(n, "127.0.0.1", "GET", "/api/channels/a.isml/state") == 200
-    # The playout location: reads for everyone, PUT and DELETE for the management network.
+    # The playout location: reads for everyone but the statistics (they name the encoders'
+    # addresses), pushes from the encoders' network only, and no API: channels are made and
+    # removed through the management location alone.
     assert status_from(n, "127.0.0.2", "GET", "/channels/a.isml/state") == 200
+    assert status_from(n, "127.0.0.2", "GET", "/channels/a.isml/statistics") == 403
+    assert status_from(n, "127.0.0.1", "GET", "/channels/a.isml/statistics") == 200
+    assert status_from(n, "127.0.0.2", "POST", "/channels/a.isml/Streams(s1)", b"x") == 403
     assert status_from(n, "127.0.0.2", "DELETE", "/channels/a.isml") == 403
     assert status_from(n, "127.0.0.2", "PUT", "/channels/a.isml", body) == 403
+    assert status_from(n, "127.0.0.1", "DELETE", "/channels/a.isml") == 405
     assert (channels / "a.isml").exists()
-    assert status_from(n, "127.0.0.1", "DELETE", "/channels/a.isml") == 204
+    assert status_from(n, "127.0.0.2", "DELETE", "/api/channels/a.isml") == 403
+    assert status_from(n, "127.0.0.1", "DELETE", "/api/channels/a.isml") == 204
     assert not (channels / "a.isml").exists()
 
 

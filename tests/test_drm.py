@@ -387,7 +387,7 @@ def test_live_channel_encrypted_on_request(make_nginx, tmp_path):
     n = make_nginx()
     live_dir(n)
     n.start(rf"""
-        location /live/ {{ usp_handle_ism; client_max_body_size 0;
+        location /live/ {{ usp_handle_ism; origin_live_auto_create on; client_max_body_size 0;
                            origin_drm iss.key {KID}:{KEY}; }}
         location /clear/ {{ alias html/live/; usp_handle_ism; }}""")
     init, fragments = cmaf_pieces()

@@ -27,6 +27,7 @@ SMIL = "{http://www.w3.org/2001/SMIL20/Language}"
 LIVE_LOCATION = """
         location /live/ {
             usp_handle_ism;
+            origin_live_auto_create on;
             client_max_body_size 0;
         }"""
 
@@ -701,6 +702,10 @@ def test_without_usp_handle_api_put_and_delete_are_refused(live):
 
 def test_the_ingest_example_as_written(make_nginx):
     n, channels = example_origin(make_nginx, "live-ingest.conf")
+    # The example makes no channel on a push: the operator makes it beforehand.
+    subprocess.run([str(ISMTOOL), "create", "-o", str(channels / "news.isml")], check=True,
+                   capture_output=True)
+    (channels / "news.isml").chmod(0o666)
     finish(push_file(n.url("/channels/news.isml/Streams(s1)")))
     wait_for(lambda: 'content="stopped"' in n.get("/channels/news.isml/state").text,
              what="the end of the stream")

@@ -245,7 +245,9 @@ def live_site(request):
                 contextlib.nullcontext():
             n.start(r"""
                 types { text/html html; application/javascript js; }
-                location /live/ { usp_handle_ism; client_max_body_size 0; }
+                location /live/ {
+                    usp_handle_ism; origin_live_auto_create on; client_max_body_size 0;
+                }
             """)
         push = subprocess.Popen(
             ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i",

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use origin_core::live::confined::OpenRules;
+
 use crate::ffi::OriginError;
 
 /// Answers `GET <ch>.isml/state | archive | statistics`.
@@ -10,10 +12,14 @@ pub fn report(
     r: &mut ngx::ffi::ngx_http_request_t,
     isml: &str,
     target: &origin_core::url::LiveTarget,
+    rules: &OpenRules,
 ) -> Result<ngx::ffi::ngx_int_t, OriginError> {
     use origin_core::live::api;
     use origin_core::mime;
     use origin_core::url::LiveTarget;
+    // The `.isml` and its archive as the location's file rules let them be reached (a FIFO,
+    // a folder named like the `.isml`, a link disable_symlinks forbids: refused at once).
+    rules.check_channel(Path::new(isml))?;
     if !Path::new(isml).exists()
         && !origin_core::live::archive::archive_dir(Path::new(isml)).exists()
     {
@@ -48,6 +54,8 @@ pub fn report(
 /// written on the thread pool.
 struct Change {
     isml: String,
+    /// The file rules the channel's files are reached under.
+    rules: OpenRules,
     /// The status the change answers with, or why it failed.
     offload: crate::ffi::offload::Offload<Result<usize, OriginError>>,
 }
@@ -55,11 +63,13 @@ struct Change {
 fn set_change(
     r: &mut ngx::ffi::ngx_http_request_t,
     isml: &str,
+    rules: OpenRules,
 ) -> Result<*mut Change, OriginError> {
     crate::ffi::ctx::own(
         r,
         Change {
             isml: isml.to_string(),
+            rules,
             offload: crate::ffi::offload::Offload::default(),
         },
     )
@@ -74,8 +84,9 @@ fn change_of(r: &ngx::ffi::ngx_http_request_t) -> *mut Change {
 pub fn put(
     r: &mut ngx::ffi::ngx_http_request_t,
     isml: &str,
+    rules: OpenRules,
 ) -> Result<ngx::ffi::ngx_int_t, OriginError> {
-    set_change(r, isml)?;
+    set_change(r, isml, rules)?;
     // SAFETY: r is the main request; nginx calls `put_body_read` once the body is read.
     let rc = unsafe { ngx::ffi::ngx_http_read_client_request_body(r, Some(put_body_read)) };
     if rc >= ngx::ffi::NGX_HTTP_SPECIAL_RESPONSE as ngx::ffi::ngx_int_t {
@@ -100,11 +111,12 @@ unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
                     // SAFETY: set by `put`, freed with the pool.
                     let change = unsafe { &mut *change };
                     let isml = change.isml.clone();
+                    let rules = change.rules.clone();
                     change.offload.post(
                         r,
                         crate::settings::conf::thread_pool(r)?,
                         move || {
-                            origin_core::live::admin::put_channel(Path::new(&isml), &body)
+                            origin_core::live::admin::put_channel(Path::new(&isml), &body, &rules)
                                 .map(|created| if created { 201 } else { 200 })
                         },
                         change_done,
@@ -124,20 +136,21 @@ unsafe extern "C" fn put_body_read(r: *mut ngx::ffi::ngx_http_request_t) {
 pub fn delete(
     r: &mut ngx::ffi::ngx_http_request_t,
     isml: &str,
+    rules: OpenRules,
 ) -> Result<ngx::ffi::ngx_int_t, OriginError> {
     // SAFETY: r is the main request; a DELETE's body has no use.
     let rc = unsafe { ngx::ffi::ngx_http_discard_request_body(r) };
     if rc != ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
         return Ok(rc);
     }
-    let change = set_change(r, isml)?;
+    let change = set_change(r, isml, rules.clone())?;
     let isml = isml.to_string();
     // SAFETY: set above, freed with the pool.
     unsafe { &mut *change }.offload.post(
         r,
         crate::settings::conf::thread_pool(r)?,
         move || {
-            origin_core::live::admin::delete_channel(Path::new(&isml))
+            origin_core::live::admin::delete_channel(Path::new(&isml), &rules)
                 .map(|()| 204)
                 .map_err(OriginError::from)
         },

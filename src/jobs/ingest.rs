@@ -22,6 +22,7 @@ use ngx::ffi::{
     NGX_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 use origin_core::live::ingest::IngestError;
+use origin_core::live::limits::IngestPolicy;
 use origin_core::live::session::{Applied, IngestSession, SessionStart};
 use origin_core::live::store::ArchiveStore;
 
@@ -75,7 +76,7 @@ pub fn serve(
     r: &mut ngx_http_request_t,
     isml: &str,
     stream: &str,
-    create: bool,
+    policy: IngestPolicy,
 ) -> Result<ngx_int_t, OriginError> {
     // SAFETY: the connection outlives its request; addr_text is its peer's address.
     let address = unsafe { crate::ffi::strings::bytes(&(*r.connection).addr_text) };
@@ -107,7 +108,7 @@ pub fn serve(
         if let Err(e) = state.offload.post(
             r,
             crate::settings::conf::thread_pool(r)?,
-            move || Done::Opened(ArchiveStore::open(&isml, &stream, create)),
+            move || Done::Opened(ArchiveStore::open_with(&isml, &stream, &policy)),
             work_done,
         ) {
             state.done = true;

@@ -24,12 +24,23 @@ pub fn serve(
     crate::settings::caches::size_for(r);
     let query = String::from_utf8_lossy(crate::ffi::strings::bytes(&r.args)).into_owned();
     let live = route.kind == origin_core::url::ManifestKind::Live;
+    let rules = if live {
+        crate::settings::files::live_open_rules(r, &file)?
+    } else {
+        origin_core::live::confined::OpenRules::default()
+    };
     let on = |switch: fn(&LocationSettings) -> Option<bool>| {
         crate::settings::conf::loc_conf(r)
             .is_some_and(|c| LocationSettings::on(switch(&c.settings)))
     };
     let pass_through = on(|c| c.iss_pass_through);
     let mut request = if live {
+        // The archive as the location's file rules let it be reached (disable_symlinks; a
+        // file where its folder should be): refused before anything in it is read. The
+        // `.isml` itself is opened by `Files` below, under the same rules.
+        rules.check_folder(&origin_core::live::archive::archive_dir(
+            std::path::Path::new(&file),
+        ))?;
         // The clock is read here, once: the engine decides from the time it is given.
         let now = crate::ffi::time::now_ms();
         let channel = crate::settings::caches::channel(&file, now)?;

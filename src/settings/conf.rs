@@ -81,7 +81,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 23] = [
+pub static mut COMMANDS: [ngx_command_t; 25] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -98,6 +98,8 @@ pub static mut COMMANDS: [ngx_command_t; 23] = [
     loc_value(ngx_string!("origin_remote_ttl")),
     loc_value(ngx_string!("origin_static_root")),
     loc_switch(ngx_string!("origin_live_auto_create")),
+    loc_value(ngx_string!("origin_live_max_tracks")),
+    loc_value(ngx_string!("origin_live_max_channels")),
     loc_directive(
         ngx_string!("origin_status_map"),
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_2MORE,

@@ -225,6 +225,47 @@ impl Files {
     }
 }
 
+/// The file rules live requests of `r`'s location reach `path` under: nginx's
+/// `disable_symlinks` as it applies to that path (its `from=` part evaluated for this
+/// request), for the core to enforce wherever live ingest, the Live API and playout open or
+/// create files.
+pub fn live_open_rules(
+    r: &mut ngx_http_request_t,
+    path: &str,
+) -> Result<origin_core::live::confined::OpenRules, OriginError> {
+    use ngx::ffi::{NGX_DISABLE_SYMLINKS_NOTOWNER, NGX_DISABLE_SYMLINKS_ON};
+    use origin_core::live::confined::{OpenRules, Symlinks};
+    let Some(clcf) = crate::settings::conf::core_loc_conf(r) else {
+        return Ok(OpenRules::default());
+    };
+    if clcf.disable_symlinks == NGX_DISABLE_SYMLINKS_OFF as ngx_uint_t {
+        return Ok(OpenRules::default());
+    }
+    let mut name = crate::ffi::strings::pool_str(r, path.as_bytes())?;
+    // SAFETY: `of` is plain data nginx fills in; `name` is NUL-terminated in the request pool;
+    // the request and its location configuration are valid for this call, which only
+    // evaluates `disable_symlinks` (and its `from=` value) into `of`.
+    let (mode, from) = unsafe {
+        let mut of: ngx_open_file_info_t = std::mem::zeroed();
+        let clcf_mut = clcf as *const _ as *mut ngx_http_core_loc_conf_t;
+        if ngx_http_set_disable_symlinks(r, clcf_mut, &mut name, &mut of) != NGX_OK as ngx_int_t {
+            return Err(OriginError::Internal("disable_symlinks: no such value"));
+        }
+        (of.disable_symlinks(), of.disable_symlinks_from)
+    };
+    let symlinks = if mode == NGX_DISABLE_SYMLINKS_ON {
+        Symlinks::Refuse
+    } else if mode == NGX_DISABLE_SYMLINKS_NOTOWNER {
+        Symlinks::RefuseIfNotOwner
+    } else {
+        Symlinks::Follow
+    };
+    Ok(OpenRules {
+        symlinks,
+        checked_from: from,
+    })
+}
+
 /// What a request needs to know of a file from its metadata; only regular files are served.
 fn opened_from(
     path: &Path,
