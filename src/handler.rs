@@ -10,7 +10,6 @@ use ngx::ffi::{
 };
 use origin_core::config::location::LocationSettings;
 use origin_core::handling::{self, Action, Method};
-use origin_core::live::limits::IngestPolicy;
 use origin_core::metrics::Format;
 use origin_core::url::{Route, RouteOptions};
 
@@ -95,7 +94,7 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
         Action::Ingest { stream } => {
             let isml = crate::settings::files::map_to_path(r, route.manifest_path.len())?;
             let rules = crate::settings::files::live_open_rules(r, &isml)?;
-            let policy = IngestPolicy::of(settings, rules);
+            let policy = settings.ingest_policy(rules);
             crate::jobs::ingest::serve(r, &isml, &stream, policy)
         }
         Action::PutChannel => {

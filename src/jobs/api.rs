@@ -19,7 +19,11 @@ pub fn report(
     use origin_core::url::LiveTarget;
     // The `.isml` and its archive as the location's file rules let them be reached (a FIFO,
     // a folder named like the `.isml`, a link disable_symlinks forbids: refused at once).
-    rules.check_channel(Path::new(isml))?;
+    let isml_path = Path::new(isml);
+    rules.check_channel(
+        isml_path,
+        &origin_core::live::archive::archive_dir(isml_path),
+    )?;
     if !Path::new(isml).exists()
         && !origin_core::live::archive::archive_dir(Path::new(isml)).exists()
     {

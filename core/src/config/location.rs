@@ -302,6 +302,21 @@ impl LocationSettings {
         }
     }
 
+    /// What live ingest into this merged location may do, its files reached under `files`
+    /// (the location's `disable_symlinks`, which the glue evaluates per request).
+    pub fn ingest_policy(
+        &self,
+        files: crate::live::confined::OpenRules,
+    ) -> crate::live::limits::IngestPolicy {
+        use crate::live::limits::{DEFAULT_MAX_CHANNELS, DEFAULT_MAX_TRACKS};
+        crate::live::limits::IngestPolicy {
+            create: LocationSettings::on(self.live_auto_create),
+            max_tracks: self.live_max_tracks.unwrap_or(DEFAULT_MAX_TRACKS),
+            max_channels: self.live_max_channels.unwrap_or(DEFAULT_MAX_CHANNELS),
+            files,
+        }
+    }
+
     /// Whether requests of this merged location may write live archives or publishing points
     /// (ingest, the Live API): such a location needs the thread pool those writes run on.
     /// Remote locations refuse both.
@@ -555,6 +570,17 @@ mod tests {
             assert!(e.starts_with("invalid value"), "{e}");
             assert!(e.contains("expected 1 to"), "{e}");
         }
+        let policy = merged(&["origin_live_max_tracks 4"], &["origin_live_auto_create"])
+            .unwrap()
+            .ingest_policy(Default::default());
+        assert_eq!(
+            (policy.create, policy.max_tracks, policy.max_channels),
+            (true, 4, 100)
+        );
+        let policy = merged(&[], &["usp_handle_ism"])
+            .unwrap()
+            .ingest_policy(Default::default());
+        assert_eq!(policy, crate::live::limits::IngestPolicy::default());
         assert_eq!(
             location(&["origin_live_max_tracks 2", "origin_live_max_tracks 3"]).unwrap_err(),
             "\"origin_live_max_tracks\" directive is duplicate"

@@ -47,8 +47,8 @@ pub fn put_channel(isml: &Path, body: &[u8], rules: &OpenRules) -> Result<bool, 
 /// Removes the publishing point `isml` and its archive, both reached under `rules` (a link
 /// that `disable_symlinks` forbids is refused: nothing is removed).
 pub fn delete_channel(isml: &Path, rules: &OpenRules) -> Result<(), IngestError> {
-    rules.check_channel(isml)?;
     let archive = archive_dir(isml);
+    rules.check_channel(isml, &archive)?;
     let had_manifest = match std::fs::remove_file(isml) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -128,7 +128,7 @@ mod tests {
         // A FIFO where the .isml would be: refused at once, not waited on.
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &d.join("root/fifo.isml"),
+            d.join("root/fifo.isml"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
             0,

@@ -151,12 +151,12 @@ impl OpenRules {
         }
     }
 
-    /// Checks the channel whose server manifest is `isml`: the `.isml` (a regular file, when it
-    /// is there) and its archive folder (a folder, when it is there), both reached under the
-    /// rules. Neither being there is no error: what follows decides what that means.
-    pub fn check_channel(&self, isml: &Path) -> Result<(), FileError> {
+    /// Checks a channel's files: its server manifest `isml` (a regular file, when it is there)
+    /// and its `archive` folder (a folder, when it is there), both reached under the rules.
+    /// Neither being there is no error: what follows decides what that means.
+    pub fn check_channel(&self, isml: &Path, archive: &Path) -> Result<(), FileError> {
         self.check_file(isml)?;
-        self.check_folder(&super::archive::archive_dir(isml))?;
+        self.check_folder(archive)?;
         Ok(())
     }
 
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(e.status_and_token(), (404, "NOT_A_FILE"));
         std::fs::write(d.join("file.isml.archive"), b"x").unwrap();
         let e = OpenRules::default()
-            .check_channel(&d.join("file.isml"))
+            .check_channel(&d.join("file.isml"), &d.join("file.isml.archive"))
             .unwrap_err();
         assert!(
             matches!(
@@ -359,7 +359,7 @@ mod tests {
         );
         // Nothing there is no error for a check, and "not found" for a read.
         assert!(OpenRules::default()
-            .check_channel(&d.join("none.isml"))
+            .check_channel(&d.join("none.isml"), &d.join("none.isml.archive"))
             .is_ok());
         assert!(OpenRules::default()
             .read_file(&d.join("none.isml"), 1)
@@ -388,7 +388,9 @@ mod tests {
             OpenRules::default().read_file(&isml, 100).unwrap(),
             b"<smil/>"
         );
-        assert!(OpenRules::default().check_channel(&isml).is_ok());
+        assert!(OpenRules::default()
+            .check_channel(&isml, &root.join("live/ch.isml.archive"))
+            .is_ok());
         // On: the file link, the folder link and a link higher up are refused (403).
         let on = refusing(0);
         let e = on.read_file(&isml, 100).unwrap_err();
@@ -406,7 +408,12 @@ mod tests {
             on.read_file(&root.join("live/plain.isml"), 100).unwrap(),
             b"<smil/>"
         );
-        assert!(on.check_channel(&root.join("live/plain.isml")).is_ok());
+        assert!(on
+            .check_channel(
+                &root.join("live/plain.isml"),
+                &root.join("live/plain.isml.archive")
+            )
+            .is_ok());
         // from=: a link before that point is not checked, one after it is.
         let linked = root.join("linked/secret.isml");
         let from = root.join("linked/").as_os_str().len();

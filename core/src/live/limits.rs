@@ -8,7 +8,6 @@ use std::path::Path;
 
 use super::confined::OpenRules;
 use super::ingest::IngestError;
-use crate::config::location::LocationSettings;
 
 /// `origin_live_max_tracks` when not set: a ladder of many renditions, audio languages and
 /// subtitles fits, a push inventing new stream names does not get far.
@@ -53,16 +52,6 @@ impl Default for IngestPolicy {
 }
 
 impl IngestPolicy {
-    /// The policy of a merged location, its files reached under `files`.
-    pub fn of(settings: &LocationSettings, files: OpenRules) -> IngestPolicy {
-        IngestPolicy {
-            create: LocationSettings::on(settings.live_auto_create),
-            max_tracks: settings.live_max_tracks.unwrap_or(DEFAULT_MAX_TRACKS),
-            max_channels: settings.live_max_channels.unwrap_or(DEFAULT_MAX_CHANNELS),
-            files,
-        }
-    }
-
     /// The default policy, creating channels or not.
     pub fn creating(create: bool) -> IngestPolicy {
         IngestPolicy {
@@ -322,7 +311,7 @@ mod tests {
             let policy = IngestPolicy::creating(true);
             rustix::fs::mknodat(
                 rustix::fs::CWD,
-                &d.join("fifo.isml"),
+                d.join("fifo.isml"),
                 rustix::fs::FileType::Fifo,
                 rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
                 0,
