@@ -170,6 +170,12 @@ def linked_channels(make_nginx):
     (d / "ln.isml.archive").symlink_to(outside / "ln.isml.archive")
     channel(d, "own")
     (d / "own.isml.archive").symlink_to(outside / "ln.isml.archive")
+    # `inner`: a real archive folder whose track folder links outside.
+    channel(d, "inner")
+    (d / "inner.isml.archive").mkdir()
+    (d / "inner.isml.archive").chmod(0o777)
+    for track in (outside / "ln.isml.archive").glob("*=*"):
+        (d / "inner.isml.archive" / track.name).symlink_to(track)
     return n, d, outside
 
 
@@ -188,12 +194,15 @@ def test_disable_symlinks_holds_for_ingest(linked_channels):
 
 def test_disable_symlinks_holds_for_playout_and_the_api(linked_channels):
     n, d, outside = linked_channels
-    for name in ("ln", "own"):
+    for name in ("ln", "own", "inner"):
         for what in (".mpd", ".m3u8", "Manifest", "state", "statistics", "archive"):
             r = n.get(f"/live/{name}.isml/{what}")
             assert r.status_code == 403, (name, what, r.status_code)
+    for name in ("ln", "own"):
         assert requests.delete(n.url(f"/live/{name}.isml")).status_code == 403, name
         assert requests.put(n.url(f"/live/{name}.isml"), data=EMPTY_CHANNEL).status_code == 403
+    r = push(n, "/live/inner.isml/Streams(video)")
+    assert (r.status_code, token(r)) == (403, "FORBIDDEN")
     assert (outside / "ln.isml").exists() and (outside / "ln.isml.archive").is_dir()
     assert (d / "ln.isml").is_symlink() and (d / "own.isml.archive").is_symlink()
     # Where disable_symlinks is off, links are followed, as for VOD.

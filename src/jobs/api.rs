@@ -32,6 +32,7 @@ pub fn report(
         });
     }
     let channel = crate::settings::caches::channel(isml, crate::ffi::time::now_ms())?;
+    origin_core::live::limits::check_archive_files(rules, &channel)?;
     let args = crate::ffi::strings::bytes(&r.args);
     let json = args
         .split(|&b| b == b'&')

@@ -44,6 +44,7 @@ pub fn serve(
         // The clock is read here, once: the engine decides from the time it is given.
         let now = crate::ffi::time::now_ms();
         let channel = crate::settings::caches::channel(&file, now)?;
+        origin_core::live::limits::check_archive_files(&rules, &channel)?;
         let dynamic = on(|c| c.dynamic_time_shift_buffer_depth);
         Request::new(route, file, &query).with_live(channel, now, dynamic)
     } else {

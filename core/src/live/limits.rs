@@ -74,6 +74,25 @@ impl IngestPolicy {
         Ok(())
     }
 
+    /// Refuses stream names past the limit: every name holds at least one track, so `held`
+    /// stored init segments (one per name) and `new` more count like tracks.
+    pub fn check_stream_names(
+        &self,
+        channel: &Path,
+        held: usize,
+        new: usize,
+    ) -> Result<(), IngestError> {
+        if new > 0 && held + new > self.max_tracks {
+            return Err(IngestError::TooManyTracks(format!(
+                "{}: {held} stream names held, {new} more would pass the limit of {} tracks \
+                 (origin_live_max_tracks)",
+                channel.display(),
+                self.max_tracks
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses to create a channel in a folder that holds `max_channels` publishing points.
     pub fn check_new_channel(&self, isml: &Path) -> Result<(), IngestError> {
         let folder = match isml.parent() {
@@ -101,6 +120,27 @@ impl IngestPolicy {
         }
         Ok(())
     }
+}
+
+/// Checks, under `rules`, the files a channel was read from: each track's folder and its
+/// `init`, `info` and `records`. The reader opens them by path (following links); where
+/// `disable_symlinks` forbids links, an answer made from a track reached through one is refused
+/// before it goes out. Nothing to do where links are followed.
+pub fn check_archive_files(
+    rules: &OpenRules,
+    channel: &super::channel::ChannelSnapshot,
+) -> Result<(), super::confined::FileError> {
+    if rules.symlinks == super::confined::Symlinks::Follow {
+        return Ok(());
+    }
+    for track in &channel.tracks {
+        let dir = channel.archive_dir.join(&track.dir_name);
+        rules.check_folder(&dir)?;
+        for file in ["init", "info", "records"] {
+            rules.check_file(&dir.join(file))?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a stream name (`Streams(<name>)`) that cannot be a file name of the archive: empty,
@@ -358,6 +398,45 @@ mod tests {
             ));
             // Links followed where disable_symlinks is off, as for VOD.
             push(&d.join("ln.isml"), "w", &policy).unwrap();
+            std::fs::remove_dir_all(&d).unwrap();
+            std::fs::remove_dir_all(&outside).unwrap();
+        }
+
+        #[test]
+        fn a_track_folder_linked_from_outside_is_refused_where_links_are() {
+            let outside = temp("reader-outside");
+            let d = temp("reader");
+            let policy = IngestPolicy::creating(true);
+            push(&outside.join("real.isml"), "v", &policy).unwrap();
+            let track = std::fs::read_dir(outside.join("real.isml.archive"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .find(|n| n.to_string_lossy().starts_with("v="))
+                .unwrap();
+            std::fs::create_dir(d.join("own.isml.archive")).unwrap();
+            std::os::unix::fs::symlink(
+                outside.join("real.isml.archive").join(&track),
+                d.join("own.isml.archive").join(&track),
+            )
+            .unwrap();
+            let snapshot = crate::live::channel::ChannelReader::new()
+                .snapshot(&d.join("own.isml"), 0)
+                .unwrap();
+            assert_eq!(snapshot.tracks.len(), 1);
+            assert!(check_archive_files(&OpenRules::default(), &snapshot).is_ok());
+            let refusing = OpenRules {
+                symlinks: Symlinks::Refuse,
+                checked_from: 0,
+            };
+            assert!(matches!(
+                check_archive_files(&refusing, &snapshot),
+                Err(FileError::Symlink { .. })
+            ));
+            // The channel outside, read where it is: nothing linked.
+            let real = crate::live::channel::ChannelReader::new()
+                .snapshot(&outside.join("real.isml"), 0)
+                .unwrap();
+            assert!(check_archive_files(&refusing, &real).is_ok());
             std::fs::remove_dir_all(&d).unwrap();
             std::fs::remove_dir_all(&outside).unwrap();
         }

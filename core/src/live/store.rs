@@ -179,7 +179,7 @@ impl ArchiveStore {
                 Err(e) => return Err(storage(&folder)(e)),
             };
             self.policy
-                .check_tracks(&self.isml, held, new_streams.len())?;
+                .check_stream_names(&self.isml, held, new_streams.len())?;
         }
         if new.is_empty() {
             return Ok(());
@@ -216,7 +216,12 @@ impl ArchiveStore {
             return Ok(());
         }
         let dir = self.archive.join(&op.dir_name);
-        self.policy.files.check_folder(&dir)?;
+        // The folder and the files the writer opens by name in it, under the file rules.
+        if self.policy.files.check_folder(&dir)? {
+            for file in ["init", "info", "records"] {
+                self.policy.files.check_file(&dir.join(file))?;
+            }
+        }
         let writer = TrackWriter::open(&dir, &op.init, &op.info)?;
         if !op.encoder.is_empty() {
             // Statistics, not data: a failure to note the address does not refuse media.
