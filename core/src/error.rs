@@ -36,6 +36,7 @@ pub const ERROR_TOKENS: &[&str] = &[
     "INGEST_UNSUPPORTED",
     "INGEST_NO_INIT",
     "INGEST_CONFLICT",
+    "INGEST_TOO_FAR_AHEAD",
     "INGEST_STORAGE",
     "INGEST_UNKNOWN_CHANNEL",
     "FRAGMENT_NOT_FOUND",
@@ -59,6 +60,8 @@ pub const ERROR_TOKENS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Info,
+    /// An encoder's fault the operator should see: media refused for its timestamps.
+    Warn,
     Error,
     Crit,
 }
@@ -211,6 +214,7 @@ impl Error {
             Error::Ingest(IngestError::Unsupported(_)) => "INGEST_UNSUPPORTED",
             Error::Ingest(IngestError::NoInit(_)) => "INGEST_NO_INIT",
             Error::Ingest(IngestError::Conflict(_)) => "INGEST_CONFLICT",
+            Error::Ingest(IngestError::TooFarAhead(_)) => "INGEST_TOO_FAR_AHEAD",
             Error::Ingest(IngestError::Storage { .. }) => "INGEST_STORAGE",
             Error::Ingest(IngestError::UnknownChannel(_)) => "INGEST_UNKNOWN_CHANNEL",
             Error::LiveSegment { token, .. } => token,
@@ -284,6 +288,7 @@ impl Error {
                 IngestError::Unsupported(_) => 415,
                 IngestError::NoInit(_) => 412,
                 IngestError::Conflict(_) => 409,
+                IngestError::TooFarAhead(_) => 422,
                 IngestError::UnknownChannel(_) => 404,
                 IngestError::Storage { source, .. } => match source.raw_os_error() {
                     Some(libc::ENOSPC) | Some(libc::EDQUOT) => 507,
@@ -319,6 +324,10 @@ impl Error {
             Error::NotRegularFile { .. } => Severity::Crit,
             Error::SourceRefused { .. } | Error::BackendDenied { .. } => Severity::Error,
             _ if self.status() >= 500 => Severity::Error,
+            Error::Ingest(
+                crate::live::ingest::IngestError::Conflict(_)
+                | crate::live::ingest::IngestError::TooFarAhead(_),
+            ) => Severity::Warn,
             _ => Severity::Info,
         }
     }
@@ -541,6 +550,11 @@ mod tests {
                 409,
             ),
             (
+                ingest(IngestError::TooFarAhead("x".into())),
+                "INGEST_TOO_FAR_AHEAD",
+                422,
+            ),
+            (
                 ingest(IngestError::Storage {
                     path: "x".into(),
                     source: std::io::Error::from_raw_os_error(libc::ENOSPC),
@@ -677,6 +691,9 @@ mod tests {
                 Error::NotRegularFile { .. } => Severity::Crit,
                 Error::SourceRefused { .. } | Error::BackendDenied { .. } => Severity::Error,
                 _ if *status >= 500 => Severity::Error,
+                Error::Ingest(IngestError::Conflict(_) | IngestError::TooFarAhead(_)) => {
+                    Severity::Warn
+                }
                 _ => Severity::Info,
             };
             assert_eq!(e.severity(), expected, "{e:?}");

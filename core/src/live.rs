@@ -18,4 +18,5 @@ pub mod channel;
 pub mod ingest;
 pub mod session;
 pub mod store;
+pub mod timeline;
 pub mod window;
