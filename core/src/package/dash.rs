@@ -114,7 +114,9 @@ fn timeline(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<Ti
     for k in 0..table.len() {
         let Some(r) = table.samples(k) else { break };
         let start = idx.dts(r.start);
-        let d = idx.dts(r.end) - start;
+        // A segment lasts as long as its samples: a gap after it (an encoder restart, lost
+        // fragments) is left as a gap, the next entry says where media resumes.
+        let d = idx.span(r);
         match out.last_mut() {
             Some(last) if last.1 == d && last.0 + last.1 * (u64::from(last.2) + 1) == start => {
                 last.2 += 1

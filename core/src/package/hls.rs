@@ -601,7 +601,9 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
     let ranges: Vec<_> = (0..table.len()).filter_map(|k| table.samples(k)).collect();
     let durations: Vec<f64> = ranges
         .iter()
-        .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
+        .map(|r| {
+            (idx.sample_end(r.end.saturating_sub(1).max(r.start)) - idx.dts(r.start)) as f64 / ts
+        })
         .collect();
     let target = durations
         .iter()
