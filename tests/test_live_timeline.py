@@ -169,6 +169,12 @@ def test_an_encoder_that_restarts_its_clock(live):
         assert len(segments) == len(served)
         before_break = playlist.split("#EXT-X-DISCONTINUITY\n")[0]
         assert before_break.count("#EXTINF") == len(old)
+        # Smooth: the chunk after the break says where it starts.
+        smooth = ET.fromstring(live.get(f"/live/{name}.isml/Manifest").content)
+        video = next(s for s in smooth.iter("StreamIndex") if s.get("Type") == "video")
+        chunks = list(video.iter("c"))
+        assert sum(int(c.get("r", 1)) for c in chunks) == len(served)
+        assert sum(1 for c in chunks if c.get("t") is not None) == 2
         taken = fragments[:len(old)] + fragments[:4]
         assert packets(live.url(f"/live/{name}.isml/.mpd"), "0:v") == \
             packets(local_copy(live, name, init, taken), "0:v")
