@@ -70,7 +70,7 @@ pub struct Record {
 
 impl Record {
     pub fn end(&self) -> u64 {
-        self.start + self.duration
+        self.start.saturating_add(self.duration)
     }
 
     pub fn is_end_marker(&self) -> bool {
@@ -493,7 +493,13 @@ impl TrackWriter {
             edge,
             timing.timescale,
             clock,
-        );
+        )
+        .ok_or_else(|| {
+            IngestError::Conflict(format!(
+                "{}: the channel took as many encoder restarts as it can number",
+                self.dir.display()
+            ))
+        })?;
         if new {
             timelines.push(timeline);
             let text = super::timeline::format_timelines(&timelines);
@@ -556,7 +562,9 @@ impl TrackWriter {
                 ))
             })?,
         };
-        let mut start = timing.start + timeline.offset_ticks(timescale);
+        let mut start = timing
+            .start
+            .saturating_add(timeline.offset_ticks(timescale));
         let held = match last {
             Some(l) => Some(Held {
                 edge: l.end(),
@@ -598,7 +606,9 @@ impl TrackWriter {
                     )));
                 }
                 timeline = self.restart(current, timing, edge, clock)?;
-                start = timing.start + timeline.offset_ticks(timescale);
+                start = timing
+                    .start
+                    .saturating_add(timeline.offset_ticks(timescale));
                 if start < edge {
                     return Err(IngestError::Conflict(format!(
                         "{}: the restarted timeline {} puts this fragment at {start}, before \

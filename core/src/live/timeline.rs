@@ -52,6 +52,8 @@ pub const ADOPT_WITHIN_SECS: u64 = 60;
 pub const FLAG_TIMELINE_START: u32 = 4;
 /// The timeline number sits in the upper bits of a record's flags.
 const TIMELINE_SHIFT: u32 = 8;
+/// The highest timeline number the flags hold: a channel takes that many encoder restarts.
+pub const MAX_TIMELINE: u32 = u32::MAX >> TIMELINE_SHIFT;
 
 /// The timeline number a record's flags carry.
 pub fn timeline_of(flags: u32) -> u32 {
@@ -74,7 +76,7 @@ pub struct HeldFragment {
 
 impl HeldFragment {
     fn end(&self) -> u64 {
-        self.start + self.duration
+        self.start.saturating_add(self.duration)
     }
 }
 
@@ -131,7 +133,8 @@ pub fn judge(offered: Offered, held: Option<Held>, clock: Clock) -> Verdict {
     let ts = offered.timescale.max(1);
     let ahead_of_clock_ms = |start: u64| {
         clock.anchor_ms.map_or(0, |a| {
-            a.saturating_add(ticks_to_ms(start, ts)) - clock.now_ms
+            a.saturating_add(ticks_to_ms(start, ts))
+                .saturating_sub(clock.now_ms)
         })
     };
     let clock_limit_ms = (AHEAD_OF_CLOCK_SECS * 1000) as i64;
@@ -174,18 +177,19 @@ pub fn judge(offered: Offered, held: Option<Held>, clock: Clock) -> Verdict {
     if offered.start > last_start && edge - offered.start <= jitter {
         return Verdict::Append;
     }
-    let recent_ms = (REDUNDANT_SECS * 1000).max(ticks_to_ms(offered.duration, ts) as u64 * 3);
-    let recent = |r: &HeldFragment| clock.now_ms.saturating_sub(r.ingest_ms) <= recent_ms as i64;
+    let recent_ms =
+        ((REDUNDANT_SECS * 1000) as i64).max(ticks_to_ms(offered.duration, ts).saturating_mul(3));
+    let recent = |r: &HeldFragment| clock.now_ms.saturating_sub(r.ingest_ms) <= recent_ms;
     match covering {
         Some(c) if recent(&c) && c.start == offered.start => Verdict::Duplicate,
         Some(c) if recent(&c) => Verdict::Conflict(format!(
             "a fragment at {}..{} overlaps held media ({}..{}, written {} ms ago) without \
              matching it: a re-send with moved times is not stored over held media",
             offered.start,
-            offered.start + offered.duration,
+            offered.start.saturating_add(offered.duration),
             c.start,
             c.end(),
-            clock.now_ms - c.ingest_ms
+            clock.now_ms.saturating_sub(c.ingest_ms)
         )),
         _ => Verdict::Restart,
     }
@@ -250,7 +254,7 @@ pub fn timeline_numbered(timelines: &[Timeline], number: u32) -> Option<Timeline
 /// channel's): the newest of the channel when another track started it moments ago and this
 /// track (on `current`) is not on it yet; else a new one that moves `start_ticks` (the
 /// encoder's time) to the wall clock's place and at least to `at_least_ticks` (the track's
-/// edge).
+/// edge). `None` past [`MAX_TIMELINE`].
 pub fn restart_timeline(
     timelines: &[Timeline],
     current: u32,
@@ -258,12 +262,12 @@ pub fn restart_timeline(
     at_least_ticks: u64,
     timescale: u32,
     clock: Clock,
-) -> (Timeline, bool) {
+) -> Option<(Timeline, bool)> {
     if let Some(newest) = timelines.last() {
         let fresh =
             clock.now_ms.saturating_sub(newest.started_ms) <= (ADOPT_WITHIN_SECS * 1000) as i64;
         if fresh && newest.number > current {
-            return (*newest, false);
+            return Some((*newest, false));
         }
     }
     let ts = u64::from(timescale.max(1));
@@ -273,13 +277,18 @@ pub fn restart_timeline(
     let target = at_least_ticks.max(wall_ticks);
     // Whole seconds, rounded up: the same offset is exact in every track's timescale.
     let offset_secs = target.saturating_sub(start_ticks).div_ceil(ts);
-    let number = timelines.last().map_or(0, |t| t.number).max(current) + 1;
+    let number = timelines
+        .last()
+        .map_or(0, |t| t.number)
+        .max(current)
+        .checked_add(1)
+        .filter(|&n| n <= MAX_TIMELINE)?;
     let timeline = Timeline {
         number,
         offset_secs,
         started_ms: clock.now_ms,
     };
-    (timeline, true)
+    Some((timeline, true))
 }
 
 const TFXD: [u8; 16] = [
@@ -492,7 +501,7 @@ mod tests {
             anchor_ms: Some(0),
         };
         // Video (90 kHz) restarts at 0 with its edge at 300 s: moved to the clock, 301 s.
-        let (video, new) = restart_timeline(&[], 0, 0, 300 * 90_000, 90_000, at);
+        let (video, new) = restart_timeline(&[], 0, 0, 300 * 90_000, 90_000, at).unwrap();
         assert!(new);
         assert_eq!((video.number, video.offset_secs), (1, 301));
         let kept = parse_timelines(&format_timelines(&[video]));
@@ -502,18 +511,19 @@ mod tests {
             now_ms: 302_000,
             ..at
         };
-        let (audio, new) = restart_timeline(&kept, 0, 0, 300 * 48_000, 48_000, later);
+        let (audio, new) = restart_timeline(&kept, 0, 0, 300 * 48_000, 48_000, later).unwrap();
         assert_eq!((audio, new), (video, false));
         // A track already on it that goes back again starts another, past its edge.
-        let (again, new) = restart_timeline(&kept, 1, 0, 400 * 90_000, 90_000, later);
+        let (again, new) = restart_timeline(&kept, 1, 0, 400 * 90_000, 90_000, later).unwrap();
         assert!(new);
         assert_eq!((again.number, again.offset_secs), (2, 400));
         assert_eq!(timeline_numbered(&kept, 1), Some(video));
         assert_eq!(timeline_numbered(&kept, 0), Some(Timeline::FIRST));
         // Long after, a restart of the other track does not adopt a stale timeline.
-        let (late, new) = restart_timeline(&kept, 0, 0, 0, 48_000, clock(900_000));
+        let (late, new) = restart_timeline(&kept, 0, 0, 0, 48_000, clock(900_000)).unwrap();
         assert!(new);
         assert_eq!(late.number, 2);
+        assert_eq!(restart_timeline(&[], MAX_TIMELINE, 0, 0, 1, at), None);
     }
 
     #[test]
