@@ -551,8 +551,17 @@ impl TrackWriter {
         } = timing;
         let last = self.last_record().map_err(&err)?;
         let count = self.records.metadata().map_err(&err)?.len() / RECORD_SIZE as u64;
-        // The track's timeline, and the offered fragment in archive time on it.
-        let current = last.map_or(0, |l| timeline_of(l.flags));
+        // The track's timeline, and the offered fragment in archive time on it. A track's
+        // first fragment goes on the channel's newest: its encoder runs on the channel's
+        // clock as it is now.
+        let current = match last {
+            Some(l) => timeline_of(l.flags),
+            None => self
+                .timelines()
+                .map_err(&err)?
+                .last()
+                .map_or(0, |t| t.number),
+        };
         let mut timeline = match current {
             0 => Timeline::FIRST,
             n => timeline_numbered(&self.timelines().map_err(&err)?, n).ok_or_else(|| {
@@ -930,6 +939,48 @@ mod tests {
         let (records, (_, size)) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(size, 2 * RECORD_SIZE as u64);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_track_that_joins_after_a_restart_goes_on_the_channel_s_timeline() {
+        let d = temp("join");
+        let restart = Retention {
+            restart_on_reconnect: true,
+            ..KEEP_ALL
+        };
+        let mut video = TrackWriter::open(&d.join("v=1"), b"I", "").unwrap();
+        let mut b = vec![0u8; 4];
+        for k in 0..3 {
+            video
+                .append(
+                    t(k * 2, 2, 0),
+                    &mut b,
+                    nothing,
+                    restart,
+                    at(k as i64 * 2000),
+                )
+                .unwrap();
+        }
+        // A minute later the encoder restarts at 0: timeline 1, after what is held.
+        let Appended::Stored(moved) = video
+            .append(t(0, 2, 0), &mut b, nothing, restart, at(60_000))
+            .unwrap()
+        else {
+            panic!("not stored")
+        };
+        assert_eq!(super::timeline_of(moved.flags), 1);
+        assert!(moved.start >= 6);
+        // A track seen for the first time now runs on the restarted encoder's clock too.
+        let mut audio = TrackWriter::open(&d.join("a=1"), b"I", "").unwrap();
+        let Appended::Stored(joined) = audio
+            .append(t(0, 2, 0), &mut b, nothing, restart, at(61_000))
+            .unwrap()
+        else {
+            panic!("not stored")
+        };
+        assert_eq!(joined.start, moved.start);
+        assert_eq!(super::timeline_of(joined.flags), 1);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
