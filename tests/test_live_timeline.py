@@ -19,6 +19,7 @@ from helpers.live import (SOURCE, cmaf_stream, live_dir, packets, shift_fragment
 from helpers.media import ISMTOOL, ffmpeg_made
 
 REDUNDANT_SECS = 10  # core/src/live/timeline.rs
+MPD = "{urn:mpeg:dash:schema:mpd:2011}"
 LMSG = (20).to_bytes(4, "big") + b"stypmsdh\0\0\0\0lmsg"
 
 
@@ -76,6 +77,25 @@ def local_copy(origin, name, init, fragments):
 def end(origin, name, init, fragment):
     """The stream's last segment, branded `lmsg`: the channel plays as its archive."""
     assert post(origin, name, init + LMSG + fragment).status_code == 200
+
+
+def periods(mpd_text, content="video"):
+    """The segments (t, d) of `content`'s first adaptation set in each period, by period ID,
+    and each period's start."""
+    out = {}
+    for period in ET.fromstring(mpd_text).iter(f"{MPD}Period"):
+        segments = []
+        for s in period.iter(f"{MPD}AdaptationSet"):
+            if s.get("contentType") == content:
+                t = 0
+                for e in s.iter(f"{MPD}S"):
+                    t = int(e.get("t", t))
+                    for _ in range(int(e.get("r", 0)) + 1):
+                        segments.append((t, int(e.get("d"))))
+                        t += int(e.get("d"))
+                break
+        out[period.get("id")] = (period.get("start"), segments)
+    return out
 
 
 def media_playlist(origin, name):
@@ -155,10 +175,14 @@ def test_an_encoder_that_restarts_its_clock(live):
         for f in fragments[:3]:
             assert post(live, name, init + f).status_code == 200
         end(live, name, init, fragments[3])
-        served = timeline(live.get(f"/live/{name}.isml/.mpd").text)
+        # DASH: a period per timeline, the second starting where the restarted media does.
+        by_period = periods(live.get(f"/live/{name}.isml/.mpd").text)
+        assert list(by_period) == ["1", "2"]
+        assert by_period["1"][0] == "PT0S" and by_period["2"][0] != "PT0S"
         old = held[name]
-        assert served[:len(old)] == old
-        restarted = served[len(old):]
+        assert by_period["1"][1] == old
+        restarted = by_period["2"][1]
+        served = old + restarted
         assert len(restarted) == 4
         # After what was held, on the channel's clock (the media aged at least 11 s).
         assert restarted[0][0] >= old[-1][0] + old[-1][1]
@@ -175,8 +199,9 @@ def test_an_encoder_that_restarts_its_clock(live):
         chunks = list(video.iter("c"))
         assert sum(int(c.get("r", 1)) for c in chunks) == len(served)
         assert sum(1 for c in chunks if c.get("t") is not None) == 2
+        # Every frame, through the break (HLS: ffmpeg reads one DASH period only).
         taken = fragments[:len(old)] + fragments[:4]
-        assert packets(live.url(f"/live/{name}.isml/.mpd"), "0:v") == \
+        assert packets(live.url(f"/live/{name}.isml/.m3u8?hls_fmp4"), "0:v") == \
             packets(local_copy(live, name, init, taken), "0:v")
 
 

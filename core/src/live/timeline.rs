@@ -342,8 +342,9 @@ pub fn shift_decode_times(bytes: &mut [u8], delta: u64) -> Result<(), IngestErro
             .ok_or_else(|| IngestError::Malformed("a short decode time box".into()))?;
         if wide == 8 {
             let old = u64::from_be_bytes(field.try_into().unwrap_or([0; 8]));
-            // Wrapping: a Smooth time may be negative (audio priming), two's complement.
-            let new = old.wrapping_add(delta);
+            // A negative Smooth time (audio priming, two's complement) counts as 0, as the
+            // fragment's record counts it: moved, it starts where its record says.
+            let new = if old > i64::MAX as u64 { 0 } else { old }.saturating_add(delta);
             field.copy_from_slice(&new.to_be_bytes());
         } else {
             let old = u32::from_be_bytes(field.try_into().unwrap_or([0; 4]));

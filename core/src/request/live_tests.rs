@@ -223,4 +223,27 @@ fn hls_marks_an_encoder_restart_and_counts_the_breaks_that_slid_out() {
     let before = text.split("#EXT-X-DISCONTINUITY\n").next().unwrap();
     assert_eq!(before.matches("#EXTINF").count(), 1, "{text}");
     assert_eq!(text.matches("#EXTINF").count(), 3, "{text}");
+    // DASH: a period per timeline, each numbered after its timeline, the later one starting
+    // where its timeline does, with its media times offset to it.
+    let mpd = drive(&channel, "/ch.isml/.mpd", |_| false).result.unwrap();
+    let Body::Text(mpd) = &mpd.body else {
+        panic!("not an MPD")
+    };
+    let mpd = &mpd.text;
+    assert_eq!(mpd.matches("<Period ").count(), 2, "{mpd}");
+    assert!(mpd.contains("<Period id=\"2\" start=\"PT0S\">"), "{mpd}");
+    let second = &mpd[mpd.find("<Period id=\"3\" start=\"PT").expect(mpd)..];
+    assert!(
+        !second.starts_with("<Period id=\"3\" start=\"PT0S\""),
+        "{mpd}"
+    );
+    assert!(second.contains("presentationTimeOffset=\""), "{mpd}");
+    // The first period lists the one segment before the break in each track, as long as its
+    // samples; the second the two after.
+    let first = &mpd[..mpd.find("<Period id=\"3\"").unwrap()];
+    assert_eq!(first.matches("<S ").count(), 2, "{mpd}");
+    for d in first.split(" d=\"").skip(1) {
+        let d: u64 = d.split('"').next().unwrap().parse().unwrap();
+        assert!(d <= 21_000_000, "a segment runs into the gap: {mpd}");
+    }
 }
