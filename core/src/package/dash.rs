@@ -183,6 +183,52 @@ fn periods(p: &Presentation, opts: &DashOptions) -> Vec<Period> {
 pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     let mut x = String::with_capacity(4096);
     let max_segment = opts.target.as_secs_f64() * 2.0;
+    // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
+    let name = xml_escape(&encode_name(&opts.name));
+    let sets = adaptation_sets(p);
+    let spans: Vec<Vec<Vec<(u64, u64)>>> = sets
+        .iter()
+        .map(|set| {
+            set.iter()
+                .map(|t| segment_spans(p, t, opts.target))
+                .collect()
+        })
+        .collect();
+    // An archive played after its stream ended starts at its first fragment.
+    let ended = p.live.as_deref().is_some_and(|l| l.ended);
+    let periods = periods(p, opts);
+    // Where each period's media lies (seconds of media time: first start, last end).
+    let extents: Vec<(f64, f64)> = periods
+        .iter()
+        .map(|period| {
+            sets.iter()
+                .flatten()
+                .zip(spans.iter().flatten())
+                .flat_map(|(t, spans)| {
+                    let ts = f64::from(t.index().timescale.max(1));
+                    spans.iter().map(move |&(s, d)| (s as f64 / ts, (s + d) as f64 / ts))
+                })
+                .filter(|&(s, _)| s >= period.from && s < period.to)
+                .fold((f64::MAX, f64::MIN), |(a, b), (s, e)| (a.min(s), b.max(e)))
+        })
+        .collect();
+    // A later period starts where its timeline does: in a live MPD at that media time (media
+    // time 0 is availabilityStartTime), so the players' clocks agree with the channel's; in an
+    // ended archive right after the period before it, so playback does not wait through the
+    // time the encoder was away.
+    let mut starts = vec![0.0f64; periods.len()];
+    for k in 1..periods.len() {
+        starts[k] = if ended {
+            let (from, to) = extents[k - 1];
+            starts[k - 1] + (to - from).max(0.0)
+        } else {
+            periods[k].from + 0.5
+        };
+    }
+    let archive_duration = match extents.last() {
+        Some(&(from, to)) if periods.len() > 1 => starts[starts.len() - 1] + (to - from).max(0.0),
+        _ => p.duration_secs(),
+    };
     let kind = match p.live.as_deref() {
         Some(live) if !live.ended => {
             let target = opts.target.as_secs_f64();
@@ -200,7 +246,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         }
         _ => format!(
             "type=\"static\" mediaPresentationDuration=\"{}\"",
-            iso8601_duration(p.duration_secs())
+            iso8601_duration(archive_duration)
         ),
     };
     let _ = write!(
@@ -217,37 +263,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         },
         opts.min_buffer_time.unwrap_or(10.0)
     );
-    // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
-    let name = xml_escape(&encode_name(&opts.name));
-    let sets = adaptation_sets(p);
-    let spans: Vec<Vec<Vec<(u64, u64)>>> = sets
-        .iter()
-        .map(|set| {
-            set.iter()
-                .map(|t| segment_spans(p, t, opts.target))
-                .collect()
-        })
-        .collect();
-    // An archive played after its stream ended starts at its first fragment.
-    let ended = p.live.as_deref().is_some_and(|l| l.ended);
-    let first_secs = sets
-        .iter()
-        .flatten()
-        .zip(spans.iter().flatten())
-        .filter_map(|(t, s)| Some(s.first()?.0 as f64 / f64::from(t.index().timescale.max(1))))
-        .fold(f64::MAX, f64::min);
-    let periods = periods(p, opts);
     for (k, period) in periods.iter().enumerate() {
-        // A later period starts where its timeline does: in a live MPD, at that media time
-        // (media time 0 is availabilityStartTime); in an ended archive, that long after its
-        // first fragment.
-        let start = if k == 0 {
-            0.0
-        } else if ended {
-            (period.from + 0.5 - first_secs).max(0.0)
-        } else {
-            period.from + 0.5
-        };
         let _ = write!(
             x,
             "  <Period id=\"{}\" start=\"{}\">\n    <BaseURL>dash/</BaseURL>\n",
@@ -255,11 +271,15 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
             if k == 0 {
                 "PT0S".to_string()
             } else {
-                iso8601_duration(start)
+                iso8601_duration(starts[k])
             }
         );
-        let offset = if k > 0 {
-            TimeOffset::At(period.from + 0.5)
+        // Media time at the period's start: its timeline's start in a live MPD (so media time
+        // stays the time since availabilityStartTime), its first media in an archive.
+        let offset = if k > 0 && ended {
+            TimeOffset::At(extents[k].0)
+        } else if k > 0 {
+            TimeOffset::At(starts[k])
         } else if ended {
             TimeOffset::FirstSegment
         } else {
