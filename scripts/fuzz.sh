@@ -10,7 +10,7 @@ cd "$root/fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream ism_parser url_route text_parsers packagers remote_inputs request_engine content_protection)
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream live_timeline ism_parser url_route text_parsers packagers remote_inputs request_engine content_protection)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from harness import wait_for
-from helpers.live import (SOURCE, cmaf_pieces, cmaf_stream, example_origin, live_dir,
-                          shift_fragment, timeline)
+from helpers.live import (SOURCE, cmaf_pieces, cmaf_stream, example_origin, live_dir, packets,
+                          timeline)
 from helpers.media import ISMTOOL, MPD_NS
 
 LOOPS = 3  # pushes of 4 × 4 s = 16 s
@@ -88,18 +88,6 @@ def finish(proc, timeout=90, origin=None, channel=None):
     assert proc.returncode == 0, err
     if origin is not None:
         wait_for(lambda: state(origin, channel) == "stopped", what=f"the end of {channel}")
-
-
-def packets(url, stream, loops=0):
-    """Packet hashes (stream copy: the bytes of each sample), timestamps left out."""
-    args = ["ffmpeg", "-v", "error"]
-    if loops:
-        args += ["-stream_loop", str(loops)]
-    out = subprocess.run([*args, "-i", url, "-map", stream, "-c", "copy", "-f", "framemd5", "-"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
-            if line and not line.startswith("#")]
 
 
 def decoded(url, stream, loops=0):
@@ -780,37 +768,6 @@ def test_a_segment_branded_lmsg_ends_the_stream(live):
                          ).status_code == 200
     assert state(live, "l") == "stopped"
     assert ET.fromstring(live.get("/live/l.isml/.mpd").content).get("type") == "static"
-
-
-def test_timestamps_going_back_on_a_stopped_stream(live):
-    """409, unless the channel says a reconnecting encoder starts a new timeline."""
-    init, fragments = cmaf_stream(live, loops=1)
-    styp_lmsg = (20).to_bytes(4, "big") + b"stypmsdh\0\0\0\0lmsg"
-    for channel, restart in (("norestart", None), ("restart", "true")):
-        if restart:
-            subprocess.run([str(ISMTOOL), "create", "-o", str(live.root / "live" / f"{channel}.isml"),
-                            "--restart_on_encoder_reconnect=true"], check=True)
-            (live.root / "live" / f"{channel}.isml").chmod(0o666)
-        url = live.url(f"/live/{channel}.isml/Streams(video.cmfv)")
-        assert chunked_post(live, f"/live/{channel}.isml/Streams(video.cmfv)",
-                            [init, *fragments[:-1], styp_lmsg + fragments[-1]]) == 200
-        assert state(live, channel) == "stopped"
-        before = timeline(live.get(f"/live/{channel}.isml/.mpd").text)
-        # The encoder comes back with its clock restarted: its first fragment again, but a
-        # fragment cut differently (the first fragment's second half) never matches one held.
-        status = requests.post(url, data=init + fragments[0]).status_code
-        if restart:
-            assert status == 200
-            assert state(live, channel) == "started"
-            assert timeline(live.get(f"/live/{channel}.isml/.mpd").text) == before[:1]
-        else:
-            # The same fragment again is a duplicate (200); a new one before the end is 409.
-            assert status == 200
-            shifted = requests.post(url, data=init + shift_fragment(fragments[0], 256))
-            assert shifted.status_code == 409
-            assert timeline(live.get(f"/live/{channel}.isml/.mpd").text) == before
-
-
 
 
 def test_without_auto_creation_only_channels_made_beforehand_take_ingest(make_nginx):

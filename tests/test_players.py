@@ -9,12 +9,14 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
+import requests
 
 from harness import ROOT, Nginx, builds, system_nginx_lock, wait_for
 from helpers.drm import KEY, KID, b64url
-from helpers.live import timeline
+from helpers.live import cmaf_stream, timeline
 from helpers.media import ISMTOOL, LADDER, cached
 from helpers.remote import ACCESS_KEY, SECRET_KEY, s3s_fs
 
@@ -301,3 +303,47 @@ def test_gstreamer_plays_live_smooth(live_site):
                if "/Fragments(video" in line and '" 200 ' in line]
     # Ten seconds of a live channel with 2-second fragments: it kept up with the edge.
     assert len(fetched) >= 4, fetched
+
+
+@pytest.fixture
+def restarted_archive(make_nginx):
+    """The archive of a channel whose encoder ran 8 s, crashed, and came back 11 s later with
+    its clock at 0 (`restart_on_encoder_reconnect`): two timelines, a DASH period and an HLS
+    discontinuity each, then the end of the stream."""
+    if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
+        pytest.fail("browser test tools missing: run scripts/setup.sh")
+    n = make_nginx()
+    (n.root / "live").mkdir()
+    (n.root / "live").chmod(0o777)
+    install_page(n.root)
+    isml = n.root / "live" / "restarted.isml"
+    subprocess.run([str(ISMTOOL), "create", "-o", str(isml), "--archiving=1",
+                    "--restart_on_encoder_reconnect=true"], check=True, capture_output=True)
+    isml.chmod(0o666)
+    n.start(r"""
+        types { text/html html; application/javascript js; }
+        location /live/ { usp_handle_ism; client_max_body_size 0; }
+    """)
+    init, fragments = cmaf_stream(loops=3)
+    url = n.url("/live/restarted.isml/Streams(video.cmfv)")
+    lmsg = (20).to_bytes(4, "big") + b"stypmsdh\0\0\0\0lmsg"
+    for f in fragments[:4]:
+        assert requests.post(url, data=init + f, timeout=30).status_code == 200
+    time.sleep(11)  # the held media ages past a redundant copy's: the next push is a restart
+    for k, f in enumerate(fragments[:4]):
+        body = init + (lmsg if k == 3 else b"") + f
+        assert requests.post(url, data=body, timeout=30).status_code == 200
+    return n
+
+
+@pytest.mark.parametrize("kind", ["dash", "hls", "shaka-dash"])
+def test_plays_an_archive_through_an_encoder_restart(restarted_archive, kind):
+    """From the start, through the break at 8 s (a DASH period change, an HLS discontinuity),
+    into the restarted encoder's media."""
+    out = subprocess.run(["node", str(WEB / "play.mjs"),
+                          restarted_archive.url("/index.html?p=/live/restarted.isml"), kind,
+                          "11", "-"], capture_output=True, text=True, timeout=120)
+    result = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
+    assert out.returncode == 0, f"{kind}: {result or out.stderr}"
+    assert result["currentTime"] >= 11
+    assert restarted_archive.crashes() == []

@@ -36,6 +36,7 @@ pub const ERROR_TOKENS: &[&str] = &[
     "INGEST_UNSUPPORTED",
     "INGEST_NO_INIT",
     "INGEST_CONFLICT",
+    "INGEST_TOO_FAR_AHEAD",
     "INGEST_STORAGE",
     "INGEST_UNKNOWN_CHANNEL",
     "INGEST_BAD_STREAM_NAME",
@@ -62,6 +63,8 @@ pub const ERROR_TOKENS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Info,
+    /// An encoder's fault the operator should see: media refused for its timestamps.
+    Warn,
     Error,
     Crit,
 }
@@ -214,6 +217,7 @@ impl Error {
             Error::Ingest(IngestError::Unsupported(_)) => "INGEST_UNSUPPORTED",
             Error::Ingest(IngestError::NoInit(_)) => "INGEST_NO_INIT",
             Error::Ingest(IngestError::Conflict(_)) => "INGEST_CONFLICT",
+            Error::Ingest(IngestError::TooFarAhead(_)) => "INGEST_TOO_FAR_AHEAD",
             Error::Ingest(IngestError::Storage { .. }) => "INGEST_STORAGE",
             Error::Ingest(IngestError::UnknownChannel(_)) => "INGEST_UNKNOWN_CHANNEL",
             Error::Ingest(IngestError::BadStreamName(_)) => "INGEST_BAD_STREAM_NAME",
@@ -291,6 +295,7 @@ impl Error {
                 IngestError::Unsupported(_) => 415,
                 IngestError::NoInit(_) => 412,
                 IngestError::Conflict(_) => 409,
+                IngestError::TooFarAhead(_) => 422,
                 IngestError::UnknownChannel(_) => 404,
                 IngestError::BadStreamName(_) => 400,
                 IngestError::TooManyTracks(_) | IngestError::TooManyChannels(_) => 403,
@@ -329,6 +334,10 @@ impl Error {
             Error::NotRegularFile { .. } => Severity::Crit,
             Error::SourceRefused { .. } | Error::BackendDenied { .. } => Severity::Error,
             _ if self.status() >= 500 => Severity::Error,
+            Error::Ingest(
+                crate::live::ingest::IngestError::Conflict(_)
+                | crate::live::ingest::IngestError::TooFarAhead(_),
+            ) => Severity::Warn,
             _ => Severity::Info,
         }
     }
@@ -551,6 +560,11 @@ mod tests {
                 409,
             ),
             (
+                ingest(IngestError::TooFarAhead("x".into())),
+                "INGEST_TOO_FAR_AHEAD",
+                422,
+            ),
+            (
                 ingest(IngestError::Storage {
                     path: "x".into(),
                     source: std::io::Error::from_raw_os_error(libc::ENOSPC),
@@ -719,6 +733,9 @@ mod tests {
                 Error::NotRegularFile { .. } => Severity::Crit,
                 Error::SourceRefused { .. } | Error::BackendDenied { .. } => Severity::Error,
                 _ if *status >= 500 => Severity::Error,
+                Error::Ingest(IngestError::Conflict(_) | IngestError::TooFarAhead(_)) => {
+                    Severity::Warn
+                }
                 _ => Severity::Info,
             };
             assert_eq!(e.severity(), expected, "{e:?}");

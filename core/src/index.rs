@@ -400,6 +400,23 @@ impl TrackIndex {
         r.start + u64::from(i - r.first_sample) * u64::from(r.delta)
     }
 
+    /// Decode time just past sample `i` (its own duration: where media continues after a gap
+    /// is the next sample's [`TrackIndex::dts`], not this).
+    pub fn sample_end(&self, i: u32) -> u64 {
+        if i >= self.sample_count {
+            return self.end_time();
+        }
+        self.dts(i) + u64::from(self.time_run(i).delta)
+    }
+
+    /// Decode time span of samples `range` (first decode time to where its last sample ends).
+    pub fn span(&self, range: std::ops::Range<u32>) -> u64 {
+        if range.is_empty() {
+            return 0;
+        }
+        self.sample_end(range.end - 1) - self.dts(range.start)
+    }
+
     /// Composition offset of sample `i`.
     pub fn cto(&self, i: u32) -> i32 {
         match &self.ctos {

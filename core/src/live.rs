@@ -22,4 +22,5 @@ pub mod ingest;
 pub mod limits;
 pub mod session;
 pub mod store;
+pub mod timeline;
 pub mod window;

@@ -4,9 +4,7 @@
 //! encrypted). Subsamples must cover the sample exactly; nothing may panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use origin_core::crypto::{
-    encrypt_sample, nal_subsamples, ContentKey, NalCodec, Pattern, Scheme,
-};
+use origin_core::crypto::{encrypt_sample, nal_subsamples, ContentKey, NalCodec, Pattern, Scheme};
 use origin_core::drm::Drm;
 use origin_core::index::TrackKind;
 use origin_core::ism::Meta;
@@ -47,9 +45,15 @@ fuzz_target!(|data: &[u8]| {
         Some((d.get(1..1 + n)?.to_vec(), 1 + n))
     };
     let Some((sps, a)) = take(rest) else { return };
-    let Some((pps, b)) = take(&rest[a..]) else { return };
+    let Some((pps, b)) = take(&rest[a..]) else {
+        return;
+    };
     let sample = &rest[a + b..];
-    let codec = if mode & 2 == 0 { NalCodec::Avc } else { NalCodec::Hevc };
+    let codec = if mode & 2 == 0 {
+        NalCodec::Avc
+    } else {
+        NalCodec::Hevc
+    };
     let mut avc = AvcSliceHeaders::new(&[sps.clone()], &[pps.clone()]);
     let mut hevc = HevcSliceHeaders::new([&sps[..], &pps[..]]);
     let mut clear = |nal: &[u8], is_slice: bool| {
@@ -76,6 +80,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(covered, sample.len() as u64);
     let key = ContentKey::new([1; 16], [2; 16]);
     let mut copy = sample.to_vec();
-    let scheme = if mode & 8 == 0 { Scheme::Cenc } else { Scheme::Cbcs };
+    let scheme = if mode & 8 == 0 {
+        Scheme::Cenc
+    } else {
+        Scheme::Cbcs
+    };
     encrypt_sample(scheme, &key, &[3; 16], Pattern::VIDEO, &mut copy, &subs).unwrap();
 });

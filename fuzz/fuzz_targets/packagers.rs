@@ -37,8 +37,20 @@ fuzz_target!(|data: &[u8]| {
         protection: None,
     };
     let _ = dash::mpd(&p, &dash_opts);
-    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, false, "", None);
-    let _ = mss::manifest(&p, origin_core::package::DEFAULT_SEGMENT_LENGTH, true, "", None);
+    let _ = mss::manifest(
+        &p,
+        origin_core::package::DEFAULT_SEGMENT_LENGTH,
+        false,
+        "",
+        None,
+    );
+    let _ = mss::manifest(
+        &p,
+        origin_core::package::DEFAULT_SEGMENT_LENGTH,
+        true,
+        "",
+        None,
+    );
     // HDS: the manifest, and the first fragments of every variant written from their bytes.
     let hds_opts = hds::HdsOptions {
         target: origin_core::package::DEFAULT_SEGMENT_LENGTH,

@@ -3,7 +3,7 @@
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_NO_CONTENT, NGX_LOG_CRIT, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_HTTP_NO_CONTENT, NGX_LOG_CRIT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use origin_core::error::Severity;
 
@@ -24,6 +24,7 @@ pub fn fail(r: &mut ngx_http_request_t, err: &OriginError) -> ngx_int_t {
         // An error met mid-response cuts the client's body short: worth an error line.
         _ if r.header_sent() != 0 => NGX_LOG_ERR,
         Severity::Error => NGX_LOG_ERR,
+        Severity::Warn => NGX_LOG_WARN,
         Severity::Info => NGX_LOG_INFO,
     };
     let text = format!("ngx_origin: {err}");

@@ -3,6 +3,7 @@ timelines, and origins running the nginx-conf/ live examples."""
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 
 from harness import ROOT
@@ -94,3 +95,15 @@ def shift_fragment(fragment, ticks):
         t = int.from_bytes(data[at + 8:at + 12], "big") + ticks
         data[at + 8:at + 12] = t.to_bytes(4, "big")
     return bytes(data)
+
+
+def packets(url, stream, loops=0):
+    """Packet hashes (stream copy: the bytes of each sample), timestamps left out."""
+    args = ["ffmpeg", "-v", "error"]
+    if loops:
+        args += ["-stream_loop", str(loops)]
+    out = subprocess.run([*args, "-i", url, "-map", stream, "-c", "copy", "-f", "framemd5", "-"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
+            if line and not line.startswith("#")]

@@ -6,6 +6,7 @@
 //! ch.isml.archive/
 //!   lock                     held while a track is registered
 //!   epoch                    the channel's availability anchor, written once
+//!   timelines                the timelines encoder restarts started (number, offset, when)
 //!   streams/<stream>         the init segment each ingest stream last sent (per-segment POSTs)
 //!   <name>=<bitrate>/        one directory per track
 //!     info                   what the track is (kind, name, bitrate, language, track ID)
@@ -28,6 +29,10 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::ingest::IngestError;
+use super::timeline::{
+    judge, parse_timelines, restart_timeline, timeline_numbered, timeline_of, with_timeline, Clock,
+    Held, HeldFragment, Offered, Timeline, Verdict, FLAG_TIMELINE_START,
+};
 
 /// The archive directory's suffix, after the server manifest's file name.
 pub const ARCHIVE_SUFFIX: &str = ".archive";
@@ -65,7 +70,7 @@ pub struct Record {
 
 impl Record {
     pub fn end(&self) -> u64 {
-        self.start + self.duration
+        self.start.saturating_add(self.duration)
     }
 
     pub fn is_end_marker(&self) -> bool {
@@ -117,6 +122,11 @@ pub fn archive_dir(isml: &Path) -> PathBuf {
     let mut s = isml.as_os_str().to_owned();
     s.push(ARCHIVE_SUFFIX);
     PathBuf::from(s)
+}
+
+/// The channel's timelines after its first (see [`super::timeline`]), in its archive.
+pub fn timelines_path(archive: &Path) -> PathBuf {
+    archive.join("timelines")
 }
 
 /// The directory name of a track: its name (URL-encoded, so it holds no `/`) and bitrate.
@@ -225,25 +235,25 @@ pub fn read_records(path: &Path) -> io::Result<(Vec<Record>, (u64, u64))> {
     Ok((records, (meta.ino(), meta.len())))
 }
 
-/// When a fragment offered to a track plays, and its record flags.
+/// When a fragment offered to a track plays (the encoder's times, in the track's timescale),
+/// and its record flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     pub start: u64,
     pub duration: u64,
     pub flags: u32,
+    pub timescale: u32,
 }
 
 /// How a fragment offered to a track was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    /// Written and flushed: this record.
+    /// Written and flushed: this record (on a new timeline when its flags say
+    /// [`FLAG_TIMELINE_START`]).
     Stored(Record),
-    /// A fragment with this start time is held already (a redundant encoder, or a re-send):
-    /// dropped.
+    /// A fragment with this start time was written moments ago (a redundant encoder, or a
+    /// re-send): dropped.
     Duplicate,
-    /// The track is stopped and this fragment starts before its end, and the channel says
-    /// a reconnecting encoder starts a new timeline: nothing written.
-    Restart,
 }
 
 /// When a track's data files rotate and what is kept.
@@ -254,8 +264,8 @@ pub struct Retention {
     /// Data files wholly older than this many ticks before the newest fragment are removed
     /// (`None`: kept for ever).
     pub keep_ticks: Option<u64>,
-    /// Timestamps before the end of a stopped track start a new timeline instead of being
-    /// refused.
+    /// An encoder whose clock went back starts a new timeline instead of being refused
+    /// (`restart_on_encoder_reconnect`).
     pub restart_on_reconnect: bool,
 }
 
@@ -415,42 +425,104 @@ impl TrackWriter {
         Ok(None)
     }
 
-    /// Whether a record starting at `start` is held (binary search over the records file).
-    fn holds_start(&self, start: u64, count: u64) -> io::Result<bool> {
+    /// The media record that starts at `start` or last before it (binary search over the
+    /// records file, whose starts only grow; an end-of-stream marker stands for the media
+    /// before it).
+    fn covering(&self, start: u64, count: u64) -> io::Result<Option<Record>> {
+        let read = |k: u64| -> io::Result<Option<Record>> {
+            let mut b = [0u8; RECORD_SIZE];
+            self.records.read_exact_at(&mut b, k * RECORD_SIZE as u64)?;
+            Ok(Record::decode(&b))
+        };
+        // The first record that starts after `start`.
         let (mut lo, mut hi) = (0u64, count);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let mut b = [0u8; RECORD_SIZE];
-            self.records
-                .read_exact_at(&mut b, mid * RECORD_SIZE as u64)?;
-            let Some(r) = Record::decode(&b) else {
-                return Ok(false);
-            };
-            match r.start.cmp(&start) {
-                std::cmp::Ordering::Equal => return Ok(!r.is_end_marker() || r.size > 0),
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
+            match read(mid)? {
+                Some(r) if r.start <= start => lo = mid + 1,
+                _ => hi = mid,
             }
         }
-        Ok(false)
+        let mut at = lo;
+        while at > 0 {
+            at -= 1;
+            match read(at)? {
+                Some(r) if r.is_end_marker() => continue,
+                found => return Ok(found),
+            }
+        }
+        Ok(None)
     }
 
-    /// Appends a fragment that starts at `start` and lasts `duration` ticks. `bytes` is its
-    /// `moof` + `mdat`; `rebase(bytes, vpos)` fixes absolute offsets in it once its place is
-    /// known. Flushed before it returns.
+    /// The timelines the channel started after its first (the archive directory is the
+    /// track directory's parent).
+    fn timelines(&self) -> io::Result<Vec<Timeline>> {
+        let Some(archive) = self.dir.parent() else {
+            return Ok(Vec::new());
+        };
+        match std::fs::read_to_string(timelines_path(archive)) {
+            Ok(text) => Ok(parse_timelines(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The timeline a restarted track goes on (see [`restart_timeline`]), decided and written
+    /// under the channel's lock so tracks of one restart share it.
+    fn restart(
+        &self,
+        current: u32,
+        timing: Timing,
+        edge: u64,
+        clock: Clock,
+    ) -> Result<Timeline, IngestError> {
+        let archive = self.dir.parent().unwrap_or(&self.dir);
+        let err = storage(archive);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(archive.join("lock"))
+            .map_err(&err)?;
+        let _held = Locked::exclusive(&lock).map_err(&err)?;
+        let mut timelines = self.timelines().map_err(&err)?;
+        let (timeline, new) = restart_timeline(
+            &timelines,
+            current,
+            timing.start,
+            edge,
+            timing.timescale,
+            clock,
+        )
+        .ok_or_else(|| {
+            IngestError::Conflict(format!(
+                "{}: the channel took as many encoder restarts as it can number",
+                self.dir.display()
+            ))
+        })?;
+        if new {
+            timelines.push(timeline);
+            let text = super::timeline::format_timelines(&timelines);
+            write_atomically(&timelines_path(archive), text.as_bytes()).map_err(&err)?;
+        }
+        Ok(timeline)
+    }
+
+    /// Offers a fragment that starts at `timing.start` and lasts `timing.duration` ticks (the
+    /// encoder's times), judged by the timeline rules ([`super::timeline`]). `bytes` is its
+    /// `moof` + `mdat`; `rebase(bytes, vpos, delta)` fixes absolute offsets in it once its
+    /// place is known and moves its decode times forward by `delta` ticks (its timeline's
+    /// offset). Flushed before it returns.
     pub fn append(
         &mut self,
         timing: Timing,
         bytes: &mut [u8],
-        rebase: impl FnOnce(&mut [u8], u64),
+        rebase: impl FnOnce(&mut [u8], u64, u64) -> Result<(), IngestError>,
         retention: Retention,
-        now_ms: i64,
+        clock: Clock,
     ) -> Result<Appended, IngestError> {
-        let dir = self.dir.clone();
-        let err = storage(&dir);
-        let _ = err;
         self.locked(|w| {
-            let (appended, renewed) = w.append_locked(timing, bytes, rebase, retention, now_ms)?;
+            let (appended, renewed) = w.append_locked(timing, bytes, rebase, retention, clock)?;
             if let Some(file) = renewed {
                 // The lock stays on the old inode until this returns; writers that wait for it
                 // then find the new file and lock that.
@@ -462,20 +534,102 @@ impl TrackWriter {
 
     fn append_locked(
         &mut self,
-        Timing {
-            start,
-            duration,
-            flags,
-        }: Timing,
+        timing: Timing,
         bytes: &mut [u8],
-        rebase: impl FnOnce(&mut [u8], u64),
+        rebase: impl FnOnce(&mut [u8], u64, u64) -> Result<(), IngestError>,
         retention: Retention,
-        now_ms: i64,
+        clock: Clock,
     ) -> Result<(Appended, Option<File>), IngestError> {
         let dir = self.dir.clone();
         let err = storage(&dir);
+        let now_ms = clock.now_ms;
+        let Timing {
+            duration,
+            timescale,
+            mut flags,
+            ..
+        } = timing;
         let last = self.last_record().map_err(&err)?;
         let count = self.records.metadata().map_err(&err)?.len() / RECORD_SIZE as u64;
+        // The track's timeline, and the offered fragment in archive time on it. A track's
+        // first fragment goes on the channel's newest: its encoder runs on the channel's
+        // clock as it is now.
+        let current = match last {
+            Some(l) => timeline_of(l.flags),
+            None => self
+                .timelines()
+                .map_err(&err)?
+                .last()
+                .map_or(0, |t| t.number),
+        };
+        let mut timeline = match current {
+            0 => Timeline::FIRST,
+            n => timeline_numbered(&self.timelines().map_err(&err)?, n).ok_or_else(|| {
+                IngestError::Malformed(format!(
+                    "{}: timeline {n} is not in the channel's timelines file",
+                    self.dir.display()
+                ))
+            })?,
+        };
+        let mut start = timing
+            .start
+            .saturating_add(timeline.offset_ticks(timescale));
+        let held = match last {
+            Some(l) => Some(Held {
+                edge: l.end(),
+                last_duration: l.duration,
+                covering: self
+                    .covering(start, count)
+                    .map_err(&err)?
+                    .map(|c| HeldFragment {
+                        start: c.start,
+                        duration: c.duration,
+                        ingest_ms: c.ingest_ms,
+                    }),
+            }),
+            None => None,
+        };
+        let offered = Offered {
+            start,
+            duration,
+            timescale,
+        };
+        let place = || format!("{}", self.dir.display());
+        match judge(offered, held, clock) {
+            Verdict::Append => {}
+            Verdict::Duplicate => return Ok((Appended::Duplicate, None)),
+            Verdict::TooFarAhead(why) => {
+                return Err(IngestError::TooFarAhead(format!("{}: {why}", place())))
+            }
+            Verdict::Conflict(why) => {
+                return Err(IngestError::Conflict(format!("{}: {why}", place())))
+            }
+            Verdict::Restart => {
+                let edge = last.map_or(0, |l| l.end());
+                if !retention.restart_on_reconnect {
+                    return Err(IngestError::Conflict(format!(
+                        "{}: a fragment at {start} goes back before the live edge ({edge}) \
+                         over media held for a while: an encoder restart, which needs \
+                         restart_on_encoder_reconnect",
+                        place()
+                    )));
+                }
+                timeline = self.restart(current, timing, edge, clock)?;
+                start = timing
+                    .start
+                    .saturating_add(timeline.offset_ticks(timescale));
+                if start < edge {
+                    return Err(IngestError::Conflict(format!(
+                        "{}: the restarted timeline {} puts this fragment at {start}, before \
+                         the track's edge ({edge})",
+                        place(),
+                        timeline.number
+                    )));
+                }
+                flags |= FLAG_TIMELINE_START;
+            }
+        }
+        let flags = with_timeline(flags, timeline.number);
         let mut file_no = 1;
         let mut file_offset = 0;
         let mut vpos = self.init_len;
@@ -485,29 +639,6 @@ impl TrackWriter {
             vpos = last.vpos + u64::from(last.size);
             file_no = last.file_no;
             file_offset = last.file_offset + u64::from(last.size);
-            if start < last.end() {
-                let stopped = last.is_end_marker();
-                // A stopped stream whose encoder comes back with earlier times: a new timeline
-                // when the channel says so (even at times the old one held).
-                if stopped && retention.restart_on_reconnect {
-                    return Ok((Appended::Restart, None));
-                }
-                if self.holds_start(start, count).map_err(&err)? {
-                    return Ok((Appended::Duplicate, None));
-                }
-                if stopped {
-                    return Err(IngestError::Conflict(format!(
-                        "{}: fragment at {start} is before the end ({}) of the stopped stream",
-                        self.dir.display(),
-                        last.end()
-                    )));
-                }
-                // Overlaps what is held without matching a fragment: a re-send cut
-                // differently. What is held stands.
-                if start < last.start {
-                    return Ok((Appended::Duplicate, None));
-                }
-            }
             let file_start = self.file_start(file_no, count).map_err(&err)?;
             if retention.segment_ticks > 0
                 && start.saturating_sub(file_start.unwrap_or(start)) >= retention.segment_ticks
@@ -516,7 +647,7 @@ impl TrackWriter {
                 file_offset = 0;
             }
         }
-        rebase(bytes, vpos);
+        rebase(bytes, vpos, timeline.offset_ticks(timescale))?;
         let path = self.dir.join(data_file_name(file_no));
         let data = OpenOptions::new()
             .write(true)
@@ -588,7 +719,9 @@ impl TrackWriter {
                 file_offset: last.file_offset + u64::from(last.size),
                 size: 0,
                 ingest_ms: now_ms,
-                flags: FLAG_END,
+                // The marker stays on the track's timeline: an encoder that continues after
+                // it is judged on that timeline.
+                flags: with_timeline(FLAG_END, timeline_of(last.flags)),
                 seq: last.seq,
             };
             w.write_record(&marker, count).map_err(&err)
@@ -680,7 +813,20 @@ mod tests {
             start,
             duration,
             flags,
+            timescale: 1,
         }
+    }
+
+    /// The clock of a channel with no anchor yet.
+    fn at(now_ms: i64) -> Clock {
+        Clock {
+            now_ms,
+            anchor_ms: None,
+        }
+    }
+
+    fn nothing(_: &mut [u8], _: u64, _: u64) -> Result<(), IngestError> {
+        Ok(())
     }
 
     const KEEP_ALL: Retention = Retention {
@@ -720,9 +866,12 @@ mod tests {
                 .append(
                     t(k * 4, 4, FLAG_SYNC),
                     &mut bytes,
-                    |b, vpos| b[0] = vpos as u8,
+                    |b, vpos, _| {
+                        b[0] = vpos as u8;
+                        Ok(())
+                    },
                     KEEP_ALL,
-                    0,
+                    at(0),
                 )
                 .unwrap();
             let Appended::Stored(rec) = a else { panic!() };
@@ -742,7 +891,7 @@ mod tests {
         // Same start again: a duplicate, nothing written.
         let mut again = vec![9u8; 10];
         assert_eq!(
-            w.append(t(8, 4, 0), &mut again, |_, _| {}, KEEP_ALL, 0)
+            w.append(t(8, 4, 0), &mut again, nothing, KEEP_ALL, at(0))
                 .unwrap(),
             Appended::Duplicate
         );
@@ -751,7 +900,7 @@ mod tests {
         // Stopped: earlier timestamps are a conflict.
         w.end_stream(5).unwrap();
         let err = w
-            .append(t(5, 3, 0), &mut again, |_, _| {}, KEEP_ALL, 0)
+            .append(t(5, 3, 0), &mut again, nothing, KEEP_ALL, at(0))
             .unwrap_err();
         assert_eq!(crate::Error::from(err).status(), 409);
         // Pruning removes whole files only.
@@ -760,7 +909,7 @@ mod tests {
             ..KEEP_ALL
         };
         let mut more = vec![1u8; 10];
-        w.append(t(24, 4, 0), &mut more, |_, _| {}, keep, 0)
+        w.append(t(24, 4, 0), &mut more, nothing, keep, at(0))
             .unwrap();
         let (records, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.first().unwrap().file_no, 2);
@@ -775,7 +924,7 @@ mod tests {
         let dir = d.join("a=1");
         let mut w = TrackWriter::open(&dir, b"I", "").unwrap();
         let mut b = vec![0u8; 4];
-        w.append(t(0, 2, 0), &mut b, |_, _| {}, KEEP_ALL, 0)
+        w.append(t(0, 2, 0), &mut b, nothing, KEEP_ALL, at(0))
             .unwrap();
         OpenOptions::new()
             .append(true)
@@ -785,11 +934,53 @@ mod tests {
             .unwrap();
         let (records, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.len(), 1);
-        w.append(t(2, 2, 0), &mut b, |_, _| {}, KEEP_ALL, 0)
+        w.append(t(2, 2, 0), &mut b, nothing, KEEP_ALL, at(0))
             .unwrap();
         let (records, (_, size)) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(size, 2 * RECORD_SIZE as u64);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_track_that_joins_after_a_restart_goes_on_the_channel_s_timeline() {
+        let d = temp("join");
+        let restart = Retention {
+            restart_on_reconnect: true,
+            ..KEEP_ALL
+        };
+        let mut video = TrackWriter::open(&d.join("v=1"), b"I", "").unwrap();
+        let mut b = vec![0u8; 4];
+        for k in 0..3 {
+            video
+                .append(
+                    t(k * 2, 2, 0),
+                    &mut b,
+                    nothing,
+                    restart,
+                    at(k as i64 * 2000),
+                )
+                .unwrap();
+        }
+        // A minute later the encoder restarts at 0: timeline 1, after what is held.
+        let Appended::Stored(moved) = video
+            .append(t(0, 2, 0), &mut b, nothing, restart, at(60_000))
+            .unwrap()
+        else {
+            panic!("not stored")
+        };
+        assert_eq!(super::timeline_of(moved.flags), 1);
+        assert!(moved.start >= 6);
+        // A track seen for the first time now runs on the restarted encoder's clock too.
+        let mut audio = TrackWriter::open(&d.join("a=1"), b"I", "").unwrap();
+        let Appended::Stored(joined) = audio
+            .append(t(0, 2, 0), &mut b, nothing, restart, at(61_000))
+            .unwrap()
+        else {
+            panic!("not stored")
+        };
+        assert_eq!(joined.start, moved.start);
+        assert_eq!(super::timeline_of(joined.flags), 1);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -34,9 +34,12 @@ pub enum IngestError {
     /// Media before a usable init segment (412).
     #[error("media before a usable init segment: {0}")]
     NoInit(String),
-    /// Timestamps before what the track already holds on a stopped stream (409).
+    /// Timestamps that conflict with what the track holds (409), see [`super::timeline`].
     #[error("{0}")]
     Conflict(String),
+    /// Timestamps too far ahead of the live edge and the clock (422), see [`super::timeline`].
+    #[error("{0}")]
+    TooFarAhead(String),
     /// The stream ended inside a box (or a fragment), `have` bytes into it.
     #[error("the stream ended inside a box or fragment, {have} bytes into it")]
     Truncated { have: u64 },

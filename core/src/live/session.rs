@@ -97,6 +97,9 @@ pub struct SessionStart {
     pub stored_init: Option<Vec<u8>>,
     /// The archive directory's file name: the `src` of every track starts with it.
     pub archive_name: String,
+    /// The track directories earlier requests of this stream made, by track ID: a stream
+    /// that comes back (a new POST) goes on in them, whatever its first fragment's rate.
+    pub held_tracks: Vec<(u32, String)>,
 }
 
 /// An operation on a channel's archive, queued by a session for its driver to run, in order.
@@ -143,9 +146,6 @@ pub struct AppendOp {
     pub fragments: u64,
     pub retention: Retention,
     pub timescale: u32,
-    /// The track's init segment and info, for a timeline that restarts in a new directory.
-    pub init: Arc<Vec<u8>>,
-    pub info: String,
     pub now_ms: i64,
 }
 
@@ -179,8 +179,6 @@ struct TrackIngest {
     dir_name: String,
     timescale: u32,
     kind: TrackKind,
-    /// The track's `info` file.
-    info: String,
     /// Fragments waiting to be assembled into one record.
     pending: Vec<Checked>,
 }
@@ -219,6 +217,8 @@ pub struct IngestSession {
     events: Vec<Event>,
     /// The encoder's address, as the statistics report it.
     encoder: String,
+    /// See [`SessionStart::held_tracks`].
+    held_tracks: Vec<(u32, String)>,
     /// Operations queued for the driver.
     ops: Vec<ArchiveOp>,
 }
@@ -239,6 +239,7 @@ impl IngestSession {
             summary: IngestSummary::default(),
             events: Vec::new(),
             encoder: String::new(),
+            held_tracks: start.held_tracks,
             ops: Vec::new(),
         }
     }
@@ -333,6 +334,22 @@ impl IngestSession {
             }
         }
         let init = index_init(bytes, self.announced.take())?;
+        // A held stream name keeps its media's decoding: an init that changes a track's codec
+        // or its parameters (another encoder, or one restarted with new settings) is refused.
+        let changed = match (&self.init, &self.stored_init) {
+            (Some(current), _) => changed_track(&current.index, &init.index),
+            (None, Some(stored)) => index_init((**stored).clone(), None)
+                .ok()
+                .and_then(|held| changed_track(&held.index, &init.index)),
+            (None, None) => None,
+        };
+        if let Some(why) = changed {
+            return Err(IngestError::Conflict(format!(
+                "stream {}: {why}; the media held was made with the first. Push it under \
+                 another stream name, or delete the channel first",
+                self.stream
+            )));
+        }
         if !self.channel_made {
             self.ops.push(ArchiveOp::CreateChannel);
             self.channel_made = true;
@@ -476,6 +493,7 @@ impl IngestSession {
             start,
             duration,
             flags: if first.sync { FLAG_SYNC } else { 0 },
+            timescale: self.tracks[k].timescale,
         };
         let fragments = pending.len() as u64;
         let (bytes, moofs) = match <[Checked; 1]>::try_from(pending) {
@@ -492,11 +510,6 @@ impl IngestSession {
             }
         };
         let t = &self.tracks[k];
-        let init = self
-            .init
-            .as_ref()
-            .map(|i| i.bytes.clone())
-            .unwrap_or_default();
         self.ops.push(ArchiveOp::Append(Box::new(AppendOp {
             dir_name: t.dir_name.clone(),
             timing,
@@ -505,8 +518,6 @@ impl IngestSession {
             fragments,
             retention: self.options.retention(t.timescale),
             timescale: t.timescale,
-            init,
-            info: t.info.clone(),
             now_ms,
         })));
     }
@@ -543,7 +554,11 @@ impl IngestSession {
         )?;
         let name = entry.track_name().unwrap_or("track").to_string();
         let bitrate = entry.system_bitrate.unwrap_or(1000);
-        let dir_name = track_dir_name(&name, bitrate);
+        let dir_name = self
+            .held_tracks
+            .iter()
+            .find(|(id, _)| *id == track_id)
+            .map_or_else(|| track_dir_name(&name, bitrate), |(_, d)| d.clone());
         entry.src = format!("{}/{dir_name}", self.archive_name);
         let info = format!(
             "kind={}\nname={name}\nbitrate={bitrate}\ntrack_id={track_id}\nstream={}\n",
@@ -557,7 +572,7 @@ impl IngestSession {
         self.ops.push(ArchiveOp::OpenTrack(Box::new(OpenTrackOp {
             dir_name: dir_name.clone(),
             init: init.bytes.clone(),
-            info: info.clone(),
+            info,
             entry,
             encoder: self.encoder.clone(),
         })));
@@ -566,7 +581,6 @@ impl IngestSession {
             dir_name,
             timescale: track.timescale,
             kind: track.kind,
-            info,
             pending: Vec::new(),
         });
         Ok(self.tracks.len() - 1)
@@ -609,6 +623,58 @@ fn index_init(bytes: Vec<u8>, announced: Option<ServerManifest>) -> Result<Init,
         index,
         announced,
     })
+}
+
+/// How a track that `old` and `new` both announce (by track ID) differs in what decoding
+/// needs (see [`track_change`]).
+pub(crate) fn changed_track(old: &MediaIndex, new: &MediaIndex) -> Option<String> {
+    new.tracks.iter().find_map(|n| {
+        let o = old.track(n.track_id)?;
+        track_change(o, n)
+    })
+}
+
+/// How track `n` differs from `o` in what decoding needs: kind, timescale or sample entry
+/// (codec, its configuration, picture size, channels; a `btrt` box, which encoders fill with
+/// measured rates, does not count).
+pub(crate) fn track_change(o: &TrackIndex, n: &TrackIndex) -> Option<String> {
+    if o.kind != n.kind || o.timescale != n.timescale {
+        return Some(format!(
+            "the init segment changes track {} from {} at {} Hz to {} at {} Hz",
+            n.track_id,
+            o.kind.as_str(),
+            o.timescale,
+            n.kind.as_str(),
+            n.timescale
+        ));
+    }
+    if without_btrt(&o.sample_entry) != without_btrt(&n.sample_entry) {
+        return Some(format!(
+            "the init segment changes the sample entry of track {} ({} to {}: codec, its \
+             configuration or picture size)",
+            n.track_id,
+            o.sample_entry_fourcc.as_string(),
+            n.sample_entry_fourcc.as_string()
+        ));
+    }
+    None
+}
+
+/// The index of an init segment's one track `track_id`.
+pub(crate) fn init_track(init: &[u8], track_id: u32) -> Option<TrackIndex> {
+    let init = index_init(init.to_vec(), None).ok()?;
+    init.index
+        .tracks
+        .into_iter()
+        .find(|t| t.track_id == track_id)
+}
+
+/// A sample entry's bytes without its `btrt` box.
+fn without_btrt(entry: &[u8]) -> Vec<u8> {
+    match entry.windows(8).position(|w| w == b"\0\0\0\x14btrt") {
+        Some(at) if at + 20 <= entry.len() => [&entry[..at], &entry[at + 20..]].concat(),
+        _ => entry.to_vec(),
+    }
 }
 
 /// The decode time a fragment declares for its first sample (`tfdt`, Smooth `tfxd`), as the
@@ -832,6 +898,7 @@ mod tests {
             options: ChannelOptions::of(&ServerManifest::default()).unwrap(),
             stored_init: None,
             archive_name: "ch.isml.archive".into(),
+            held_tracks: Vec::new(),
         };
         let mut s = IngestSession::new(start, "s1");
         for c in fixture("smooth.ismv").chunks(4093) {
@@ -952,6 +1019,188 @@ mod tests {
         let mut junk = bytes[first_moof..first_moof + 400].to_vec();
         junk[20..40].fill(0xff);
         assert!(s.push(&junk, 1 << 20).is_err() || s.finish(0).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The top-level boxes of a stream: everything before the first `moof`, then each
+    /// `moof` + `mdat`, then what follows (`mfra`).
+    fn split(bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut at = 0;
+        let mut head = Vec::new();
+        let mut fragments: Vec<Vec<u8>> = Vec::new();
+        while at + 8 <= bytes.len() {
+            let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let kind = &bytes[at + 4..at + 8];
+            let b = &bytes[at..at + size];
+            match kind {
+                b"moof" => fragments.push(b.to_vec()),
+                b"mdat" => fragments.last_mut().unwrap().extend_from_slice(b),
+                b"mfra" => {}
+                _ if fragments.is_empty() => head.extend_from_slice(b),
+                _ => {}
+            }
+            at += size;
+        }
+        (head, fragments)
+    }
+
+    fn restart_channel(d: &Path, restart: bool) -> PathBuf {
+        let isml = d.join("ch.isml");
+        std::fs::write(
+            &isml,
+            format!(
+                r#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+                <meta name="archiving" content="true"/>
+                <meta name="restart_on_encoder_reconnect" content="{restart}"/></head><body/></smil>"#
+            ),
+        )
+        .unwrap();
+        isml
+    }
+
+    fn media_records(d: &Path, isml: &Path, k: usize) -> Vec<crate::live::archive::Record> {
+        let manifest = ServerManifest::parse(&std::fs::read(isml).unwrap()).unwrap();
+        let (records, _) = read_records(&d.join(&manifest.tracks[k].src).join("records")).unwrap();
+        records.into_iter().filter(|r| !r.is_end_marker()).collect()
+    }
+
+    fn send(isml: &Path, bytes: &[u8], now_ms: i64) -> Result<IngestSummary, IngestError> {
+        let mut s = DirectIngest::open(isml, "s1", true)?;
+        s.push(bytes, now_ms)?;
+        s.finish(now_ms)
+    }
+
+    #[test]
+    fn a_fragment_far_in_the_future_is_refused_and_the_window_stands() {
+        let d = temp("future");
+        let isml = restart_channel(&d, false);
+        let (head, fragments) = split(&fixture("smooth.ismv"));
+        let mut first = head.clone();
+        first.extend(fragments[..2].concat());
+        send(&isml, &first, 100_000).unwrap();
+        let before = media_records(&d, &isml, 0);
+        // A million seconds ahead, ten seconds later by the clock: 422, nothing stored.
+        let mut bogus = fragments[2].clone();
+        crate::live::timeline::shift_decode_times(&mut bogus, 1_000_000 * 10_000_000).unwrap();
+        let err = send(&isml, &[head.clone(), bogus].concat(), 110_000).unwrap_err();
+        assert_eq!(crate::Error::from(err).status(), 422);
+        assert_eq!(media_records(&d, &isml, 0), before);
+        // The encoder's next real fragments go on as if nothing happened.
+        let summary = send(&isml, &[head, fragments[2..].concat()].concat(), 112_000).unwrap();
+        assert!(
+            summary.fragments > 0 && summary.duplicates == 0,
+            "{summary:?}"
+        );
+        assert!(media_records(&d, &isml, 0).len() > before.len());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_restarted_encoder_starts_a_new_timeline_or_is_refused() {
+        for restart in [false, true] {
+            let d = temp(&format!("restart-{restart}"));
+            let isml = restart_channel(&d, restart);
+            let bytes = fixture("smooth.ismv");
+            let (head, fragments) = split(&bytes);
+            let stream = [head.clone(), fragments.concat()].concat();
+            send(&isml, &stream, 100_000).unwrap();
+            let held = media_records(&d, &isml, 0);
+            // A minute later the encoder, crashed (no end of stream), starts again at 0.
+            let again = send(&isml, &stream, 160_000);
+            if !restart {
+                assert_eq!(crate::Error::from(again.unwrap_err()).status(), 409);
+                assert_eq!(media_records(&d, &isml, 0), held);
+                std::fs::remove_dir_all(&d).unwrap();
+                continue;
+            }
+            let summary = again.unwrap();
+            assert_eq!(summary.duplicates, 0, "{summary:?}");
+            let after = media_records(&d, &isml, 0);
+            // Everything held stays; the new timeline follows, moved forward, marked.
+            assert_eq!(&after[..held.len()], &held[..]);
+            let restarted = &after[held.len()..];
+            assert_eq!(restarted.len(), held.len());
+            assert!(restarted[0].start >= held.last().unwrap().end());
+            assert!(restarted[0].flags & crate::live::timeline::FLAG_TIMELINE_START != 0);
+            assert!(restarted
+                .iter()
+                .all(|r| crate::live::timeline::timeline_of(r.flags) == 1));
+            // Both tracks moved by the same whole seconds.
+            let audio = media_records(&d, &isml, 1);
+            let audio_restart = audio.iter().find(|r| r.flags & 4 != 0).unwrap();
+            let video_shift = (restarted[0].start - held[0].start) / 10_000_000;
+            let audio_shift = (audio_restart.start - audio[0].start) / 10_000_000;
+            assert_eq!(video_shift, audio_shift);
+            // The stored bytes say the moved times.
+            let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+            let dir = d.join(&manifest.tracks[0].src);
+            let data =
+                std::fs::read(dir.join(crate::live::archive::data_file_name(restarted[0].file_no)))
+                    .unwrap();
+            let moof = &data[restarted[0].file_offset as usize..];
+            // This fixture declares its times in Smooth's tfxd (version 1: a 64-bit time).
+            let tfxd = moof
+                .windows(4)
+                .position(|w| w == [0x6d, 0x1d, 0x9b, 0x05])
+                .unwrap();
+            let time = u64::from_be_bytes(moof[tfxd + 20..tfxd + 28].try_into().unwrap());
+            assert_eq!(time, restarted[0].start);
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_resend_with_moved_times_is_refused_and_copies_are_duplicates() {
+        let d = temp("moved");
+        let isml = restart_channel(&d, false);
+        let (head, fragments) = split(&fixture("smooth.ismv"));
+        let stream = [head.clone(), fragments.concat()].concat();
+        send(&isml, &stream, 100_000).unwrap();
+        let held = media_records(&d, &isml, 0);
+        // The same again moments later (a redundant encoder): duplicates, 200.
+        let copy = send(&isml, &stream, 101_000).unwrap();
+        assert_eq!(copy.fragments, 0);
+        assert!(copy.duplicates > 0);
+        // The newest video fragment re-sent half a second later in media time: 409.
+        let last_video = fragments
+            .iter()
+            .rev()
+            .find(|f| {
+                let id = single_track_id(&RawFragment {
+                    bytes: f.to_vec(),
+                    moof_len: u32::from_be_bytes(f[..4].try_into().unwrap()) as usize,
+                    stream_offset: 0,
+                    last: false,
+                })
+                .unwrap();
+                id == 1
+            })
+            .unwrap();
+        let mut moved = last_video.clone();
+        crate::live::timeline::shift_decode_times(&mut moved, 5_000_000).unwrap();
+        let err = send(&isml, &[head, moved].concat(), 102_000).unwrap_err();
+        assert_eq!(crate::Error::from(err).status(), 409);
+        assert_eq!(media_records(&d, &isml, 0), held);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_init_that_changes_a_held_stream_is_refused() {
+        let d = temp("init-change");
+        let isml = restart_channel(&d, true);
+        let bytes = fixture("smooth.ismv");
+        let (head, fragments) = split(&bytes);
+        send(&isml, &[head.clone(), fragments.concat()].concat(), 100_000).unwrap();
+        let held = media_records(&d, &isml, 0);
+        // The same encoder with another picture size: the avcC/width in the sample entry
+        // differ. Flip a byte of the video sample entry's width.
+        let mut changed = head.clone();
+        let avc1 = changed.windows(4).position(|w| w == b"avc1").unwrap();
+        // width sits 24 bytes into the avc1 body (after 6 reserved, 2 index, 16 predefined).
+        changed[avc1 + 4 + 24] ^= 0x01;
+        let err = send(&isml, &[changed, fragments.concat()].concat(), 200_000).unwrap_err();
+        assert_eq!(crate::Error::from(err).status(), 409);
+        assert_eq!(media_records(&d, &isml, 0), held);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

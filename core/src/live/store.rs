@@ -16,9 +16,10 @@ use super::channel::{anchor_for, anchor_path};
 use super::ingest::{IngestError, MAX_HEADER_BOX};
 use super::limits::{check_stream_name, check_track_dir_name, IngestPolicy};
 use super::session::{
-    shift_record_offsets, AppendOp, Applied, ArchiveOp, ChannelOptions, IngestSession,
-    IngestSummary, OpenTrackOp, SessionStart,
+    init_track, shift_record_offsets, track_change, AppendOp, Applied, ArchiveOp, ChannelOptions,
+    IngestSession, IngestSummary, OpenTrackOp, SessionStart,
 };
+use super::timeline::{shift_decode_times, Clock};
 use crate::ism::{ServerManifest, TrackEntry, MAX_MANIFEST_BYTES};
 
 /// Largest stored init segment read back (an init is one `ftyp` and one `moov`).
@@ -87,6 +88,7 @@ impl ArchiveStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let held_tracks = held_tracks(&archive, stream);
         let store = ArchiveStore {
             isml: isml.to_path_buf(),
             archive,
@@ -97,6 +99,7 @@ impl ArchiveStore {
             options,
             stored_init,
             archive_name,
+            held_tracks,
         };
         Ok((store, start))
     }
@@ -222,6 +225,7 @@ impl ArchiveStore {
                 self.policy.files.check_file(&dir.join(file))?;
             }
         }
+        self.check_held_init(&dir, &op)?;
         let writer = TrackWriter::open(&dir, &op.init, &op.info)?;
         if !op.encoder.is_empty() {
             // Statistics, not data: a failure to note the address does not refuse media.
@@ -232,6 +236,41 @@ impl ArchiveStore {
         Ok(())
     }
 
+    /// A track directory another stream made keeps its init segment: media whose init decodes
+    /// differently is refused rather than appended under it.
+    fn check_held_init(&self, dir: &Path, op: &OpenTrackOp) -> Result<(), IngestError> {
+        let held = match std::fs::read(dir.join("init")) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(storage(dir)(e)),
+        };
+        if held == *op.init {
+            return Ok(());
+        }
+        let info_id = |info: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("track_id="))
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        let held_id = std::fs::read_to_string(dir.join("info"))
+            .ok()
+            .and_then(|i| info_id(&i));
+        let (Some(held_id), Some(new_id)) = (held_id, info_id(&op.info)) else {
+            return Ok(());
+        };
+        let (Some(o), Some(n)) = (init_track(&held, held_id), init_track(&op.init, new_id)) else {
+            return Ok(());
+        };
+        match track_change(&o, &n) {
+            Some(why) => Err(IngestError::Conflict(format!(
+                "{}: {why}; the track was made with the other. Push it under another track \
+                 name or bitrate, or delete the channel first",
+                dir.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn writer(&mut self, dir_name: &str) -> Result<&mut TrackWriter, IngestError> {
         self.writers
             .iter_mut()
@@ -240,8 +279,8 @@ impl ArchiveStore {
             .ok_or_else(|| IngestError::Malformed(format!("track {dir_name} was never opened")))
     }
 
-    /// Appends a record (flushed), writes the channel's anchor with the first one, and counts
-    /// it. A stopped track that the channel restarts on reconnect is replaced by a new one.
+    /// Offers a record to its track (flushed when taken; see [`super::timeline`] for how it
+    /// is judged), writes the channel's anchor with the channel's first, and counts it.
     fn append(&mut self, op: AppendOp) -> Result<Applied, IngestError> {
         let AppendOp {
             dir_name,
@@ -251,40 +290,39 @@ impl ArchiveStore {
             fragments,
             retention,
             timescale,
-            init,
-            info,
             now_ms,
         } = op;
-        let rebase = |b: &mut [u8], vpos: u64| {
-            let _ = shift_record_offsets(b, &moofs, vpos);
+        let clock = Clock {
+            now_ms,
+            anchor_ms: read_anchor(&self.archive),
+        };
+        let rebase = |b: &mut [u8], vpos: u64, delta: u64| {
+            shift_record_offsets(b, &moofs, vpos)?;
+            for &at in &moofs {
+                if let Some(moof) = b.get_mut(at as usize..) {
+                    shift_decode_times(moof, delta)?;
+                }
+            }
+            Ok(())
         };
         let writer = self.writer(&dir_name)?;
-        let mut appended = writer.append(timing, &mut bytes, rebase, retention, now_ms)?;
-        let restarted = appended == Appended::Restart;
-        if restarted {
-            // A new timeline: the stopped track's archive goes, this fragment starts anew.
-            let dir = writer.dir().to_path_buf();
-            std::fs::remove_dir_all(&dir).map_err(storage(&dir))?;
-            *writer = TrackWriter::open(&dir, &init, &info)?;
-            let rebase = |b: &mut [u8], vpos: u64| {
-                let _ = shift_record_offsets(b, &moofs, vpos);
-            };
-            appended = writer.append(timing, &mut bytes, rebase, retention, now_ms)?;
-        }
+        let appended = writer.append(timing, &mut bytes, rebase, retention, clock)?;
         let mut count = TrackStats {
             last_ms: now_ms,
             ..TrackStats::default()
         };
         let mut applied = Applied::default();
         match appended {
-            super::archive::Appended::Stored(_) => {
+            Appended::Stored(record) => {
                 applied.fragments = fragments;
                 applied.bytes = bytes.len() as u64;
                 count.fragments = fragments;
                 count.bytes = bytes.len() as u64;
-                self.write_anchor(anchor_for(now_ms, timing.start, timescale), restarted)?;
+                if clock.anchor_ms.is_none() {
+                    self.write_anchor(anchor_for(now_ms, record.start, timescale))?;
+                }
             }
-            Appended::Duplicate | Appended::Restart => {
+            Appended::Duplicate => {
                 applied.duplicates = fragments;
                 count.duplicates = fragments;
             }
@@ -303,14 +341,11 @@ impl ArchiveStore {
         }
     }
 
-    /// Writes the channel's anchor once (the first fragment of the channel sets it), or anew
-    /// when a timeline restarts.
-    fn write_anchor(&self, anchor_ms: i64, replace: bool) -> Result<(), IngestError> {
+    /// Writes the channel's anchor once: the first fragment of the channel sets it (a
+    /// restarted timeline keeps it: its times are moved onto the channel's clock).
+    fn write_anchor(&self, anchor_ms: i64) -> Result<(), IngestError> {
         let path = anchor_path(&self.archive);
         let err = storage(&path);
-        if replace {
-            return write_atomically(&path, anchor_ms.to_string().as_bytes()).map_err(err);
-        }
         if path.exists() {
             return Ok(());
         }
@@ -345,6 +380,41 @@ impl ArchiveStore {
         manifest.tracks.push(entry);
         write_atomically(&self.isml, manifest.to_xml().as_bytes()).map_err(storage(&self.isml))
     }
+}
+
+/// The track directories of `stream` in the archive, by track ID (from their `info`).
+fn held_tracks(archive: &Path, stream: &str) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(archive) else {
+        return Vec::new();
+    };
+    let mut held = Vec::new();
+    for entry in entries.flatten().take(super::channel::MAX_TRACKS * 2) {
+        let Ok(info) = std::fs::read_to_string(entry.path().join("info")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        if field("stream").as_deref() != Some(stream) {
+            continue;
+        }
+        if let Some(id) = field("track_id").and_then(|v| v.parse().ok()) {
+            held.push((id, entry.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    held.sort();
+    held
+}
+
+/// The channel's anchor, once its first fragment wrote it.
+fn read_anchor(archive: &Path) -> Option<i64> {
+    std::fs::read_to_string(anchor_path(archive))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Where the archive keeps the init segment of `stream`.

@@ -8,6 +8,7 @@
 
 use super::archive::Record;
 use super::channel::{ChannelSnapshot, TrackArchive};
+use super::timeline::{timeline_of, FLAG_TIMELINE_START};
 
 /// Tolerance at the window's start, so tracks whose fragments start a few milliseconds apart
 /// (audio priming) keep the fragment that covers the window's first instant.
@@ -34,6 +35,11 @@ pub struct LiveInfo {
     pub cuts: Vec<TrackCuts>,
     /// The window in seconds of media time: its first instant and the live edge.
     pub window: (f64, f64),
+    /// The timeline the window starts on (0: the channel's first; see
+    /// [`super::timeline`]).
+    pub first_timeline: u32,
+    /// Where a later timeline starts inside the window (seconds of media time), in order.
+    pub timeline_breaks: Vec<(f64, u32)>,
 }
 
 /// Where one track's segments start.
@@ -96,6 +102,16 @@ impl LiveInfo {
             let k = c.starts.binary_search(&start).ok()?;
             c.ingested_ms.get(k).copied()
         })
+    }
+
+    /// The timeline the media at `secs` is on.
+    pub fn timeline_at(&self, secs: f64) -> u32 {
+        let tolerance = START_TOLERANCE_MS as f64 / 1000.0;
+        self.timeline_breaks
+            .iter()
+            .take_while(|(at, _)| *at <= secs + tolerance)
+            .last()
+            .map_or(self.first_timeline, |&(_, n)| n)
     }
 
     pub fn cuts_of(&self, src: &str) -> Option<&TrackCuts> {
@@ -180,6 +196,8 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
     let mut tracks = Vec::new();
     let mut cuts = Vec::new();
     let mut window_start = f64::MAX;
+    let mut first_timeline = None;
+    let mut timeline_breaks: Vec<(f64, u32)> = Vec::new();
     for t in &snapshot.tracks {
         let records: Vec<Record> = t
             .media()
@@ -193,6 +211,19 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
             continue;
         };
         window_start = window_start.min(secs(head.start, t.timescale));
+        first_timeline = first_timeline.max(Some(timeline_of(head.flags)));
+        for r in records.iter().skip(1) {
+            if r.flags & FLAG_TIMELINE_START != 0 {
+                let at = secs(r.start, t.timescale);
+                match timeline_breaks
+                    .iter_mut()
+                    .find(|(_, n)| *n == timeline_of(r.flags))
+                {
+                    Some(seen) => seen.0 = seen.0.min(at),
+                    None => timeline_breaks.push((at, timeline_of(r.flags))),
+                }
+            }
+        }
         cuts.push(TrackCuts {
             src: format!("{}/{}", snapshot.archive_name, t.dir_name),
             starts: records.iter().map(|r| r.start).collect(),
@@ -222,6 +253,11 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
             retain_secs: asked.retain_secs,
             cuts,
             window: (window_start, edge.min(live_edge)),
+            first_timeline: first_timeline.unwrap_or(0),
+            timeline_breaks: {
+                timeline_breaks.sort_by(|a, b| a.0.total_cmp(&b.0));
+                timeline_breaks
+            },
         },
     }
 }

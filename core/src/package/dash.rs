@@ -106,15 +106,22 @@ fn adaptation_sets(p: &Presentation) -> Vec<Vec<&Track>> {
 /// A `<SegmentTimeline>` entry: start, duration, repeat count.
 type TimelineEntry = (u64, u64, u32);
 
-/// `<SegmentTimeline>` entries of a track.
-fn timeline(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<TimelineEntry> {
+/// Start and duration of each segment of a track.
+fn segment_spans(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<(u64, u64)> {
     let idx = t.index();
     let table = segments(p, t, target);
+    (0..table.len())
+        .map_while(|k| table.samples(k))
+        // A segment lasts as long as its samples: a gap after it (an encoder restart, lost
+        // fragments) is left as a gap, the next entry says where media resumes.
+        .map(|r| (idx.dts(r.start), idx.span(r)))
+        .collect()
+}
+
+/// `<SegmentTimeline>` entries of segments, run-length coded.
+fn run_length(spans: &[(u64, u64)]) -> Vec<TimelineEntry> {
     let mut out: Vec<TimelineEntry> = Vec::new();
-    for k in 0..table.len() {
-        let Some(r) = table.samples(k) else { break };
-        let start = idx.dts(r.start);
-        let d = idx.dts(r.end) - start;
+    for &(start, d) in spans {
         match out.last_mut() {
             Some(last) if last.1 == d && last.0 + last.1 * (u64::from(last.2) + 1) == start => {
                 last.2 += 1
@@ -125,10 +132,105 @@ fn timeline(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<Ti
     out
 }
 
+/// One `<Period>`: its ID and the media time (seconds) it covers, `from` inclusive.
+struct Period {
+    id: u32,
+    from: f64,
+    to: f64,
+}
+
+/// The MPD's periods: one, unless a live window holds an encoder restart (a new timeline,
+/// see `live::timeline`); then one per timeline, numbered after it so a period keeps its ID
+/// while the window slides. A `$Number$` template with a nominal duration cannot say where a
+/// period's media starts, so it keeps one.
+fn periods(p: &Presentation, opts: &DashOptions) -> Vec<Period> {
+    let Some(live) = p.live.as_deref() else {
+        return vec![Period {
+            id: 1,
+            from: f64::MIN,
+            to: f64::MAX,
+        }];
+    };
+    if opts.template == MpdSegmentTemplate::Number || live.timeline_breaks.is_empty() {
+        return vec![Period {
+            id: live.first_timeline + 1,
+            from: f64::MIN,
+            to: f64::MAX,
+        }];
+    }
+    let mut out = vec![Period {
+        id: live.first_timeline + 1,
+        from: f64::MIN,
+        to: f64::MAX,
+    }];
+    for &(at, number) in &live.timeline_breaks {
+        // A break a little before a segment's start (audio priming) still starts the period
+        // that segment opens.
+        let from = at - 0.5;
+        if let Some(last) = out.last_mut() {
+            last.to = from;
+        }
+        out.push(Period {
+            id: number + 1,
+            from,
+            to: f64::MAX,
+        });
+    }
+    out
+}
+
 /// The MPD: static for VOD and for a live channel whose stream ended, dynamic while it is live.
 pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     let mut x = String::with_capacity(4096);
     let max_segment = opts.target.as_secs_f64() * 2.0;
+    // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
+    let name = xml_escape(&encode_name(&opts.name));
+    let sets = adaptation_sets(p);
+    let spans: Vec<Vec<Vec<(u64, u64)>>> = sets
+        .iter()
+        .map(|set| {
+            set.iter()
+                .map(|t| segment_spans(p, t, opts.target))
+                .collect()
+        })
+        .collect();
+    // An archive played after its stream ended starts at its first fragment.
+    let ended = p.live.as_deref().is_some_and(|l| l.ended);
+    let periods = periods(p, opts);
+    // Where each period's media lies (seconds of media time: first start, last end).
+    let extents: Vec<(f64, f64)> = periods
+        .iter()
+        .map(|period| {
+            sets.iter()
+                .flatten()
+                .zip(spans.iter().flatten())
+                .flat_map(|(t, spans)| {
+                    let ts = f64::from(t.index().timescale.max(1));
+                    spans
+                        .iter()
+                        .map(move |&(s, d)| (s as f64 / ts, (s + d) as f64 / ts))
+                })
+                .filter(|&(s, _)| s >= period.from && s < period.to)
+                .fold((f64::MAX, f64::MIN), |(a, b), (s, e)| (a.min(s), b.max(e)))
+        })
+        .collect();
+    // A later period starts where its timeline does: in a live MPD at that media time (media
+    // time 0 is availabilityStartTime), so the players' clocks agree with the channel's; in an
+    // ended archive right after the period before it, so playback does not wait through the
+    // time the encoder was away.
+    let mut starts = vec![0.0f64; periods.len()];
+    for k in 1..periods.len() {
+        starts[k] = if ended {
+            let (from, to) = extents[k - 1];
+            starts[k - 1] + (to - from).max(0.0)
+        } else {
+            periods[k].from + 0.5
+        };
+    }
+    let archive_duration = match extents.last() {
+        Some(&(from, to)) if periods.len() > 1 => starts[starts.len() - 1] + (to - from).max(0.0),
+        _ => p.duration_secs(),
+    };
     let kind = match p.live.as_deref() {
         Some(live) if !live.ended => {
             let target = opts.target.as_secs_f64();
@@ -146,7 +248,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         }
         _ => format!(
             "type=\"static\" mediaPresentationDuration=\"{}\"",
-            iso8601_duration(p.duration_secs())
+            iso8601_duration(archive_duration)
         ),
     };
     let _ = write!(
@@ -155,9 +257,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
          <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
          xsi:schemaLocation=\"urn:mpeg:dash:schema:mpd:2011 DASH-MPD.xsd\"{} \
          {kind} maxSegmentDuration=\"PT{max_segment}S\" \
-         minBufferTime=\"PT{}S\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\">\n\
-         \x20 <Period id=\"1\" start=\"PT0S\">\n\
-         \x20   <BaseURL>dash/</BaseURL>\n",
+         minBufferTime=\"PT{}S\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\">\n",
         if opts.protection.is_some() {
             crate::drm::Cenc::DASH_NAMESPACES
         } else {
@@ -165,9 +265,56 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         },
         opts.min_buffer_time.unwrap_or(10.0)
     );
-    // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
-    let name = xml_escape(&encode_name(&opts.name));
-    for (set_id, set) in adaptation_sets(p).iter().enumerate() {
+    for (k, period) in periods.iter().enumerate() {
+        let _ = write!(
+            x,
+            "  <Period id=\"{}\" start=\"{}\">\n    <BaseURL>dash/</BaseURL>\n",
+            period.id,
+            if k == 0 {
+                "PT0S".to_string()
+            } else {
+                iso8601_duration(starts[k])
+            }
+        );
+        // Media time at the period's start: its timeline's start in a live MPD (so media time
+        // stays the time since availabilityStartTime), its first media in an archive.
+        let offset = if k > 0 && ended {
+            TimeOffset::At(extents[k].0)
+        } else if k > 0 {
+            TimeOffset::At(starts[k])
+        } else if ended {
+            TimeOffset::FirstSegment
+        } else {
+            TimeOffset::None
+        };
+        write_period(&mut x, p, opts, &name, &sets, &spans, period, offset);
+        x.push_str("  </Period>\n");
+    }
+    if let Some(live) = p.live.as_deref().filter(|l| !l.ended) {
+        // The time the manifest was made, for players to set their clocks by.
+        let _ = writeln!(
+            x,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
+            iso8601_utc(live.now_ms)
+        );
+    }
+    x.push_str("</MPD>\n");
+    x
+}
+
+/// The adaptation sets of one period: each track's segments that start in it.
+#[allow(clippy::too_many_arguments)]
+fn write_period(
+    x: &mut String,
+    p: &Presentation,
+    opts: &DashOptions,
+    name: &str,
+    sets: &[Vec<&Track>],
+    spans: &[Vec<Vec<(u64, u64)>>],
+    period: &Period,
+    offset: TimeOffset,
+) {
+    for (set_id, set) in sets.iter().enumerate() {
         let first = set[0];
         let kind = first.kind;
         let content = match kind {
@@ -218,7 +365,7 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
             );
         }
         if let (Some(c), TrackKind::Video | TrackKind::Audio) = (&opts.protection, kind) {
-            c.dash_content_protection(&mut x, kind, "      ");
+            c.dash_content_protection(x, kind, "      ");
         }
         let role = if kind == TrackKind::Text {
             "subtitle"
@@ -232,24 +379,25 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
 
         // One SegmentTemplate for the set when every representation shares timescale and
         // timeline (the usual, aligned ladder); else one per representation.
+        let mut numbers = segments(p, first, opts.target).first_number();
         let timelines: Vec<(u32, Vec<TimelineEntry>)> = set
             .iter()
-            .map(|t| (t.index().timescale, timeline(p, t, opts.target)))
+            .zip(&spans[set_id])
+            .enumerate()
+            .map(|(i, (t, spans))| {
+                let ts = t.index().timescale;
+                let secs = |ticks: u64| ticks as f64 / f64::from(ts.max(1));
+                let inside = |s: &&(u64, u64)| secs(s.0) >= period.from && secs(s.0) < period.to;
+                if i == 0 {
+                    numbers += spans.iter().take_while(|s| secs(s.0) < period.from).count() as u64;
+                }
+                let kept: Vec<(u64, u64)> = spans.iter().filter(inside).copied().collect();
+                (ts, run_length(&kept))
+            })
             .collect();
         let shared = timelines.windows(2).all(|w| w[0] == w[1]);
-        let numbers = segments(p, first, opts.target).first_number();
-        // An archive played after its stream ended starts at its first fragment.
-        let offset = p.live.as_deref().is_some_and(|l| l.ended);
         if shared {
-            write_template(
-                &mut x,
-                "      ",
-                &name,
-                &timelines[0],
-                opts,
-                numbers,
-                offset,
-            );
+            write_template(x, "      ", name, &timelines[0], opts, numbers, offset);
         }
         for (i, t) in set.iter().enumerate() {
             let _ = write!(
@@ -270,31 +418,22 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
                 x.push_str("/>\n");
             } else {
                 x.push_str(">\n");
-                write_template(
-                    &mut x,
-                    "        ",
-                    &name,
-                    &timelines[i],
-                    opts,
-                    numbers,
-                    offset,
-                );
+                write_template(x, "        ", name, &timelines[i], opts, numbers, offset);
                 x.push_str("      </Representation>\n");
             }
         }
         x.push_str("    </AdaptationSet>\n");
     }
-    x.push_str("  </Period>\n");
-    if let Some(live) = p.live.as_deref().filter(|l| !l.ended) {
-        // The time the manifest was made, for players to set their clocks by.
-        let _ = writeln!(
-            x,
-            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
-            iso8601_utc(live.now_ms)
-        );
-    }
-    x.push_str("</MPD>\n");
-    x
+}
+
+/// A period's `presentationTimeOffset`: none (media time is presentation time), the first
+/// segment's start (an ended archive plays from its first fragment), or a media time in
+/// seconds (a later period starts there).
+#[derive(Debug, Clone, Copy)]
+enum TimeOffset {
+    None,
+    FirstSegment,
+    At(f64),
 }
 
 fn write_template(
@@ -304,7 +443,7 @@ fn write_template(
     (timescale, timeline): &(u32, Vec<TimelineEntry>),
     opts: &DashOptions,
     first_number: u64,
-    with_offset: bool,
+    offset: TimeOffset,
 ) {
     let query = xml_escape(&opts.query);
     let media = match opts.template {
@@ -315,7 +454,12 @@ fn write_template(
         x,
         "{indent}<SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}-$RepresentationID$.dash{query}\" media=\"{media}\""
     );
-    if let (true, Some(&(t, _, _))) = (with_offset, timeline.first()) {
+    let pto = match offset {
+        TimeOffset::None => None,
+        TimeOffset::FirstSegment => timeline.first().map(|&(t, _, _)| t),
+        TimeOffset::At(secs) => Some((secs.max(0.0) * f64::from(*timescale)).round() as u64),
+    };
+    if let Some(t) = pto {
         let _ = write!(x, " presentationTimeOffset=\"{t}\"");
     }
     if opts.template == MpdSegmentTemplate::Number {

@@ -2008,6 +2008,8 @@ mod tests {
             retain_secs: None,
             cuts,
             window: (0.0, 4.0),
+            first_timeline: 0,
+            timeline_breaks: Vec::new(),
         }));
         p
     }

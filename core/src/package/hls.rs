@@ -492,6 +492,7 @@ fn write_playlist(
     x.push_str(extra);
     let name = quote(name);
     for (k, d) in clock.durations.iter().enumerate() {
+        write_discontinuity(&mut x, clock, k);
         write_date_time(&mut x, clock, k);
         let n = clock.first_number + k as u64;
         let _ = writeln!(x, "#EXTINF:{d:.6},\n{name}-{n}.{ext}{query}");
@@ -582,6 +583,9 @@ struct Clock {
     first_number: u64,
     /// Start of each segment, ms since the Unix epoch (live only).
     wall_clock_ms: Vec<i64>,
+    /// The timeline each segment is on (live only): an encoder restart starts another, and
+    /// the segment where it does is a discontinuity.
+    timelines: Vec<u32>,
     /// The playlist is complete (`EXT-X-ENDLIST`): VOD, or a live stream that ended.
     complete: bool,
 }
@@ -597,7 +601,9 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
     let ranges: Vec<_> = (0..table.len()).filter_map(|k| table.samples(k)).collect();
     let durations: Vec<f64> = ranges
         .iter()
-        .map(|r| (idx.dts(r.end) - idx.dts(r.start)) as f64 / ts)
+        .map(|r| {
+            (idx.sample_end(r.end.saturating_sub(1).max(r.start)) - idx.dts(r.start)) as f64 / ts
+        })
         .collect();
     let target = durations
         .iter()
@@ -615,11 +621,19 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
             .collect(),
         None => Vec::new(),
     };
+    let timelines = match p.live.as_deref() {
+        Some(live) => ranges
+            .iter()
+            .map(|r| live.timeline_at(idx.dts(r.start) as f64 / ts))
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(Clock {
         durations,
         target,
         first_number: table.first_number(),
         wall_clock_ms,
+        timelines,
         complete: p.live.as_deref().is_none_or(|l| l.ended),
     })
 }
@@ -634,6 +648,19 @@ fn playlist_header(x: &mut String, version: u32, clock: &Clock, live: bool) {
     );
     if !live {
         x.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+    // Timeline numbers count the restarts before each segment, so the first listed one's
+    // is the number of discontinuities that slid out of the playlist (RFC 8216 §4.3.3.3).
+    if let Some(&first) = clock.timelines.first().filter(|&&n| n > 0) {
+        let _ = writeln!(x, "#EXT-X-DISCONTINUITY-SEQUENCE:{first}");
+    }
+}
+
+/// `EXT-X-DISCONTINUITY` before segment `k` when an encoder restart put it on another
+/// timeline than the one before it.
+fn write_discontinuity(x: &mut String, clock: &Clock, k: usize) {
+    if k > 0 && clock.timelines.get(k) != clock.timelines.get(k - 1) {
+        x.push_str("#EXT-X-DISCONTINUITY\n");
     }
 }
 
@@ -691,6 +718,7 @@ pub fn iframe_playlist(
         } else {
             key_frame_bytes(video, range.start)?
         };
+        write_discontinuity(&mut x, &clock, k);
         write_date_time(&mut x, &clock, k);
         let _ = writeln!(
             x,

@@ -163,7 +163,8 @@ pub fn manifest(
         let mut runs: Vec<(u64, u64, u32)> = Vec::new();
         for k in 0..table.len() {
             let Some(r) = table.samples(k) else { break };
-            let (start, d) = (idx.dts(r.start), idx.dts(r.end) - idx.dts(r.start));
+            // As long as its samples: after a gap the next chunk says its `t`.
+            let (start, d) = (idx.dts(r.start), idx.span(r.clone()));
             match runs.last_mut() {
                 Some(l) if l.1 == d && l.0 + l.1 * (u64::from(l.2) + 1) == start => l.2 += 1,
                 _ => runs.push((start, d, 0)),

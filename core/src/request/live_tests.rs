@@ -174,3 +174,76 @@ fn a_data_file_the_driver_cannot_open_ends_the_request_with_its_error() {
         d.result.as_ref().err()
     );
 }
+
+#[test]
+fn hls_marks_an_encoder_restart_and_counts_the_breaks_that_slid_out() {
+    let dir = std::env::temp_dir().join(format!("origin-live-restarts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let isml = dir.join("ch.isml");
+    std::fs::write(
+        &isml,
+        br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+        <meta name="archiving" content="true"/>
+        <meta name="restart_on_encoder_reconnect" content="true"/></head><body/></smil>"#,
+    )
+    .unwrap();
+    let bytes =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"))
+            .unwrap();
+    let mfra = bytes.windows(4).rposition(|w| w == b"mfra").unwrap() - 4;
+    // The encoder starts, then crashes and starts again at 0 twice, a minute apart each.
+    for k in 0..3 {
+        let mut s = DirectIngest::open(&isml, "s1", true).unwrap();
+        s.push(&bytes[..mfra], INGESTED_MS - 180_000 + k * 60_000)
+            .unwrap();
+    }
+    let channel = Channel { dir };
+    let master = drive(&channel, "/ch.isml/.m3u8", |_| false).result.unwrap();
+    let Body::Text(master) = &master.body else {
+        panic!("not a playlist")
+    };
+    let uri = master
+        .text
+        .lines()
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap()
+        .to_string();
+    let media = drive(&channel, &format!("/ch.isml/{uri}"), |_| false)
+        .result
+        .unwrap();
+    let Body::Text(media) = &media.body else {
+        panic!("not a playlist")
+    };
+    let text = &media.text;
+    // The 30 s window holds the last timeline's two segments and, for three, the one before
+    // the last break; the first break slid out.
+    assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    let before = text.split("#EXT-X-DISCONTINUITY\n").next().unwrap();
+    assert_eq!(before.matches("#EXTINF").count(), 1, "{text}");
+    assert_eq!(text.matches("#EXTINF").count(), 3, "{text}");
+    // DASH: a period per timeline, each numbered after its timeline, the later one starting
+    // where its timeline does, with its media times offset to it.
+    let mpd = drive(&channel, "/ch.isml/.mpd", |_| false).result.unwrap();
+    let Body::Text(mpd) = &mpd.body else {
+        panic!("not an MPD")
+    };
+    let mpd = &mpd.text;
+    assert_eq!(mpd.matches("<Period ").count(), 2, "{mpd}");
+    assert!(mpd.contains("<Period id=\"2\" start=\"PT0S\">"), "{mpd}");
+    let second = &mpd[mpd.find("<Period id=\"3\" start=\"PT").expect(mpd)..];
+    assert!(
+        !second.starts_with("<Period id=\"3\" start=\"PT0S\""),
+        "{mpd}"
+    );
+    assert!(second.contains("presentationTimeOffset=\""), "{mpd}");
+    // The first period lists the one segment before the break in each track, as long as its
+    // samples; the second the two after.
+    let first = &mpd[..mpd.find("<Period id=\"3\"").unwrap()];
+    assert_eq!(first.matches("<S ").count(), 2, "{mpd}");
+    for d in first.split(" d=\"").skip(1) {
+        let d: u64 = d.split('"').next().unwrap().parse().unwrap();
+        assert!(d <= 21_000_000, "a segment runs into the gap: {mpd}");
+    }
+}
