@@ -8,7 +8,9 @@
 //! - [`store`]: those operations carried out on disk (blocking: drivers run them off their
 //!   event loop);
 //! - [`archive`]: the on-disk layout, its writer and its records;
-//! - [`channel`], [`window`]: the archive as egress reads it, and the window a request plays;
+//! - [`channel`], [`records`], [`window`]: the archive as egress reads it (each track's newest
+//!   records in memory, grown by what was appended, older ones read from the file on demand),
+//!   and the window a request plays;
 //! - [`api`], [`admin`]: the Live API's reports, and publishing points made and removed.
 
 pub mod admin;
@@ -16,6 +18,7 @@ pub mod api;
 pub mod archive;
 pub mod channel;
 pub mod ingest;
+pub mod records;
 pub mod session;
 pub mod store;
 pub mod window;
