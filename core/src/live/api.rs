@@ -33,24 +33,10 @@ fn wall_clock(channel: &ChannelSnapshot, ticks: u64, timescale: u32) -> i64 {
 }
 
 /// The ranges of media a track holds: runs of fragments each starting where the previous
-/// ended (within a millisecond), as (start, end) in its timescale. The records older than
-/// the ones kept in memory are read from the file a chunk at a time.
+/// ended (within a millisecond), as (start, end) in its timescale. Records older than the ones
+/// kept in memory are read from the file a chunk at a time, the first time only.
 pub fn ranges(t: &TrackArchive) -> io::Result<Vec<(u64, u64)>> {
-    let tolerance = u64::from(t.timescale) / 1000;
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    t.records.visit(0, t.records.len(), |r| {
-        if r.is_end_marker() {
-            return true;
-        }
-        match out.last_mut() {
-            Some(last) if r.start <= last.1 + tolerance && r.start + tolerance >= last.1 => {
-                last.1 = last.1.max(r.end())
-            }
-            _ => out.push((r.start, r.end())),
-        }
-        true
-    })?;
-    Ok(out)
+    t.records.runs(u64::from(t.timescale) / 1000)
 }
 
 /// `<ch>.isml/archive`: per track, the time ranges the archive holds (a gap shows as two

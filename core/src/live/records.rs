@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::archive::{Record, MAX_RECORDS, RECORD_SIZE};
 
@@ -86,18 +86,45 @@ fn read_checked(file: &File, lo: u64, hi: u64) -> io::Result<Vec<Record>> {
 #[derive(Debug, Clone, Default)]
 pub struct TrackRecords {
     file: Option<Arc<File>>,
+    /// The file's inode (0 without a file).
+    inode: u64,
     /// Position in the file of the first kept record.
     first_kept: u64,
     kept: Arc<Vec<Record>>,
+    /// The runs of the file's records, as far as they were folded (shared with the reader
+    /// and its other snapshots).
+    runs: Option<Arc<Mutex<RunsCache>>>,
+}
+
+/// The runs of one records file's first `upto` records.
+#[derive(Debug, Default)]
+struct RunsCache {
+    inode: u64,
+    tolerance: u64,
+    upto: u64,
+    runs: Vec<(u64, u64)>,
+}
+
+/// Adds a record to runs of records each starting where the previous ended (within
+/// `tolerance` ticks).
+fn fold_run(runs: &mut Vec<(u64, u64)>, r: &Record, tolerance: u64) {
+    if r.is_end_marker() {
+        return;
+    }
+    match runs.last_mut() {
+        Some(last) if r.start <= last.1 + tolerance && r.start + tolerance >= last.1 => {
+            last.1 = last.1.max(r.end())
+        }
+        _ => runs.push((r.start, r.end())),
+    }
 }
 
 impl TrackRecords {
     /// Records held in memory only (every one kept).
     pub fn in_memory(records: Vec<Record>) -> TrackRecords {
         TrackRecords {
-            file: None,
-            first_kept: 0,
             kept: Arc::new(records),
+            ..TrackRecords::default()
         }
     }
 
@@ -207,6 +234,51 @@ impl TrackRecords {
         Ok(lo)
     }
 
+    /// The media the track holds, as runs of fragments each starting where the previous ended
+    /// (within `tolerance` ticks): (start, end) of each. The runs of a file are folded once
+    /// and grown by what was appended since (a fold, so folding on is folding all again).
+    pub fn runs(&self, tolerance: u64) -> io::Result<Vec<(u64, u64)>> {
+        let whole = || {
+            let mut runs = Vec::new();
+            self.visit(0, self.len(), |r| {
+                fold_run(&mut runs, r, tolerance);
+                true
+            })?;
+            Ok(runs)
+        };
+        let Some(cache) = &self.runs else {
+            return whole();
+        };
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.inode == self.inode && cache.tolerance == tolerance && cache.upto > self.len() {
+            // This snapshot is older than what was folded: fold it alone.
+            return whole();
+        }
+        if cache.inode != self.inode || cache.tolerance != tolerance {
+            *cache = RunsCache {
+                inode: self.inode,
+                tolerance,
+                ..RunsCache::default()
+            };
+        }
+        let mut runs = std::mem::take(&mut cache.runs);
+        let folded = self.visit(cache.upto, self.len(), |r| {
+            fold_run(&mut runs, r, tolerance);
+            true
+        });
+        match folded {
+            Ok(()) => {
+                cache.upto = self.len();
+                cache.runs = runs;
+                Ok(cache.runs.clone())
+            }
+            Err(e) => {
+                *cache = RunsCache::default();
+                Err(e)
+            }
+        }
+    }
+
     /// The newest record that holds media.
     pub fn last_media(&self) -> io::Result<Option<Record>> {
         let mut found = None;
@@ -250,6 +322,7 @@ impl TrackRecords {
 pub struct RecordsReader {
     file: Arc<File>,
     inode: u64,
+    runs: Arc<Mutex<RunsCache>>,
     first_kept: u64,
     /// The newest records (never empty while the file has records: `first_kept` is then 0
     /// when it is).
@@ -266,6 +339,7 @@ impl RecordsReader {
         let mut reader = RecordsReader {
             file: Arc::new(file),
             inode: meta.ino(),
+            runs: Arc::default(),
             first_kept: 0,
             kept: Arc::default(),
         };
@@ -277,8 +351,10 @@ impl RecordsReader {
     pub fn records(&self) -> TrackRecords {
         TrackRecords {
             file: Some(self.file.clone()),
+            inode: self.inode,
             first_kept: self.first_kept,
             kept: self.kept.clone(),
+            runs: Some(self.runs.clone()),
         }
     }
 
@@ -348,6 +424,8 @@ impl RecordsReader {
 
     /// Reads the newest records of a file `len` bytes long, forgetting what was kept.
     fn reload(&mut self, len: u64, keep_ticks: u64) -> io::Result<()> {
+        // What was folded may not be what the file holds now.
+        *self.runs.lock().unwrap_or_else(PoisonError::into_inner) = RunsCache::default();
         let whole = whole_records(len);
         // The newest records that check, up to the first that does not (a torn tail).
         let mut hi = whole;
@@ -765,6 +843,81 @@ mod tests {
         assert!(records.kept().len() >= 1800 && records.kept().len() > short);
         assert!(records.kept()[0].start < records.last().unwrap().end() - 3_600_000);
         assert_eq!(all(&records), read_records(&path).unwrap().0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Runs folded from every record at once.
+    fn runs_of(records: &[Record]) -> Vec<(u64, u64)> {
+        let mut runs = Vec::new();
+        for r in records {
+            fold_run(&mut runs, r, 1);
+        }
+        runs
+    }
+
+    #[test]
+    fn runs_are_folded_once_and_grown_with_appends() {
+        let d = temp("runs");
+        let path = d.join("records");
+        // Gaps after fragments 100 and 5000.
+        let gappy = |n: u64| Record {
+            start: record(n).start
+                + if n > 5000 {
+                    9000
+                } else if n > 100 {
+                    4000
+                } else {
+                    0
+                },
+            ..record(n)
+        };
+        append(&path, (0..9000).map(gappy));
+        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
+        let first = reader.records().runs(1).unwrap();
+        assert_eq!(first, runs_of(&read_records(&path).unwrap().0));
+        assert_eq!(first.len(), 3);
+        for n in 9000..9010 {
+            append(&path, [gappy(n)]);
+            reader.refresh(&path, KEEP).unwrap();
+            let records = reader.records();
+            assert_eq!(
+                records.runs(1).unwrap(),
+                runs_of(&read_records(&path).unwrap().0)
+            );
+            // The fold went on from where it was: the old records were not read again.
+            let cache = records.runs.as_ref().unwrap().lock().unwrap();
+            assert_eq!((cache.upto, cache.inode), (n + 1, reader.inode()));
+        }
+        // A snapshot older than the fold still sees its own runs.
+        let old = reader.records();
+        append(&path, [gappy(9010)]);
+        reader.refresh(&path, KEEP).unwrap();
+        reader.records().runs(1).unwrap();
+        assert_eq!(old.runs(1).unwrap(), runs_of(&all(&old)));
+        // A new file (pruned), and a record taken back: folded anew.
+        prune(&path, 50);
+        reader.refresh(&path, KEEP).unwrap();
+        let pruned = read_records(&path).unwrap().0;
+        assert_eq!(reader.records().runs(1).unwrap(), runs_of(&pruned));
+        assert_eq!(runs_of(&pruned).len(), 2);
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len((pruned.len() as u64 - 1) * RECORD_SIZE as u64)
+            .unwrap();
+        let moved = Record {
+            start: gappy(9010).start + 50_000,
+            ..gappy(9010)
+        };
+        let next = Record {
+            start: moved.end(),
+            ..moved
+        };
+        append(&path, [moved, next]);
+        reader.refresh(&path, KEEP).unwrap();
+        assert_eq!(
+            reader.records().runs(1).unwrap(),
+            runs_of(&read_records(&path).unwrap().0)
+        );
+        assert_eq!(reader.records().runs(1).unwrap().len(), 3);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
