@@ -68,8 +68,6 @@ pub struct TrackArchive {
     pub timescale: u32,
     /// Identifies this version of the track: the track directory's inode.
     generation: u64,
-    /// The records file's inode (pruning renames a new one over it).
-    records_inode: u64,
 }
 
 impl TrackArchive {
@@ -387,26 +385,24 @@ impl ChannelReader {
         let records_path = dir.join("records");
         if let Some(c) = self.tracks.get_mut(dir) {
             let keep_ticks = keep_secs.saturating_mul(u64::from(c.archive.timescale));
-            let inode = c.archive.records_inode;
-            let mut changed = c.records.refresh(&records_path, keep_ticks)?;
+            let inode = c.records.inode();
+            let file = c.records.refresh(&records_path, keep_ticks)?;
             if keep_ticks != c.keep_ticks {
-                c.records.keep(keep_ticks)?;
+                c.records.keep(&file, keep_ticks)?;
                 c.keep_ticks = keep_ticks;
-                changed = true;
             }
-            if !changed {
-                return Ok(Some(c.archive.clone()));
-            }
-            c.archive.records = c.records.records();
             let now_inode = c.records.inode();
             // Same records file (appended to), or one pruning renamed over it with the same
             // init: the track's info and init stand.
             if now_inode == inode
                 || c.archive.init.len() as u64 == std::fs::metadata(dir.join("init"))?.len()
             {
-                c.archive.records_inode = now_inode;
-                c.archive.generation = dir.metadata()?.ino();
-                return Ok(Some(c.archive.clone()));
+                if now_inode != inode {
+                    c.archive.generation = dir.metadata()?.ino();
+                }
+                let mut archive = c.archive.clone();
+                archive.records = c.records.records(file);
+                return Ok(Some(archive));
             }
         }
         self.tracks.remove(dir);
@@ -416,22 +412,25 @@ impl ChannelReader {
         let init = Arc::new(std::fs::read(dir.join("init"))?);
         let timescale = timescale_of(&init, info.track_id).unwrap_or(1);
         let keep_ticks = keep_secs.saturating_mul(u64::from(timescale));
-        let records = RecordsReader::open(&records_path, keep_ticks)?;
-        let archive = TrackArchive {
+        let (records, file) = RecordsReader::open(&records_path, keep_ticks)?;
+        // The cached track holds no records (nor their file's descriptor): each snapshot
+        // gets them from the reader.
+        let cached = TrackArchive {
             dir_name: name.to_string(),
             info,
             init,
-            records: records.records(),
+            records: TrackRecords::default(),
             timescale,
             generation: dir.metadata()?.ino(),
-            records_inode: records.inode(),
         };
+        let mut archive = cached.clone();
+        archive.records = records.records(file);
         self.tracks.insert(
             dir.to_path_buf(),
             CachedTrack {
                 records,
                 keep_ticks,
-                archive: archive.clone(),
+                archive: cached,
             },
         );
         Ok(Some(archive))
@@ -573,6 +572,20 @@ mod tests {
         ));
         // A data file the driver did not supply is an error, not a panic or a hole.
         assert!(video.source("v", &media[1..], |_| None).is_err());
+        // The records file is open while a snapshot is (its older records are read from it),
+        // not once the snapshots are gone: a worker serving many tracks holds no descriptor
+        // for each.
+        let records = snap.archive_dir.join(&video.dir_name).join("records");
+        let open_to = |path: &Path| {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target == path)
+                .count()
+        };
+        assert!(open_to(&records) > 0);
+        drop((snap, again, opened, src, index, s));
+        assert_eq!(open_to(&records), 0);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

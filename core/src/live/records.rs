@@ -317,10 +317,10 @@ impl TrackRecords {
 }
 
 /// Reads one track's records file, keeping its newest records in memory and reading only
-/// what was appended since the last look.
+/// what was appended since the last look. It holds no descriptor between looks (a worker may
+/// serve thousands of tracks); the file each look opens goes to that look's snapshot.
 #[derive(Debug)]
 pub struct RecordsReader {
-    file: Arc<File>,
     inode: u64,
     runs: Arc<Mutex<RunsCache>>,
     first_kept: u64,
@@ -333,24 +333,25 @@ impl RecordsReader {
     /// Opens the records file at `path`, reading only its newest records: those that start
     /// at most `keep_ticks` before the newest one ends, one before them, and at least
     /// [`MIN_KEPT`].
-    pub fn open(path: &Path, keep_ticks: u64) -> io::Result<RecordsReader> {
+    /// Returns the reader and the file it read.
+    pub fn open(path: &Path, keep_ticks: u64) -> io::Result<(RecordsReader, Arc<File>)> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let mut reader = RecordsReader {
-            file: Arc::new(file),
             inode: meta.ino(),
             runs: Arc::default(),
             first_kept: 0,
             kept: Arc::default(),
         };
-        reader.reload(meta.len(), keep_ticks)?;
-        Ok(reader)
+        reader.reload(&file, meta.len(), keep_ticks)?;
+        Ok((reader, Arc::new(file)))
     }
 
-    /// The records as they are now.
-    pub fn records(&self) -> TrackRecords {
+    /// The records as they are now; `file` is the one the last look read (older records
+    /// are read from it).
+    pub fn records(&self, file: Arc<File>) -> TrackRecords {
         TrackRecords {
-            file: Some(self.file.clone()),
+            file: Some(file),
             inode: self.inode,
             first_kept: self.first_kept,
             kept: self.kept.clone(),
@@ -364,8 +365,8 @@ impl RecordsReader {
     }
 
     /// Keeps `keep_ticks` of records from now on (reading older ones when that is more).
-    pub fn keep(&mut self, keep_ticks: u64) -> io::Result<()> {
-        self.extend_back(keep_ticks)?;
+    pub fn keep(&mut self, file: &File, keep_ticks: u64) -> io::Result<()> {
+        self.extend_back(file, keep_ticks)?;
         self.trim(keep_ticks);
         Ok(())
     }
@@ -376,44 +377,40 @@ impl RecordsReader {
     }
 
     /// Looks at the file at `path` again: reads the records appended since the last look,
-    /// follows a rename by pruning. Returns whether the records changed.
-    pub fn refresh(&mut self, path: &Path, keep_ticks: u64) -> io::Result<bool> {
-        let meta = std::fs::metadata(path)?;
+    /// follows a rename by pruning. Returns the file it read (for [`Self::records`]).
+    pub fn refresh(&mut self, path: &Path, keep_ticks: u64) -> io::Result<Arc<File>> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
         if meta.ino() != self.inode {
-            let file = File::open(path)?;
-            let meta = file.metadata()?;
-            self.follow_rename(file, meta.ino(), meta.len(), keep_ticks)?;
-            return Ok(true);
+            self.follow_rename(&file, meta.ino(), meta.len(), keep_ticks)?;
+            return Ok(Arc::new(file));
         }
         let whole = whole_records(meta.len());
         let read_to = self.read_to();
         if whole == read_to {
             // Nothing new: a write in progress, or a torn record, waits for the next look.
-            return Ok(false);
-        }
-        if whole < read_to || whole - read_to > CHUNK {
+        } else if whole < read_to || whole - read_to > CHUNK {
             // Cut below what was read (a write whose flush failed was taken back), or far
             // behind: read the newest records again.
-            self.reload(meta.len(), keep_ticks)?;
-            return Ok(true);
+            self.reload(&file, meta.len(), keep_ticks)?;
+        } else {
+            self.read_new(&file, whole, keep_ticks)?;
         }
-        let before = (self.inode, self.first_kept, self.kept.len());
-        self.read_new(whole, keep_ticks)?;
-        Ok(before != (self.inode, self.first_kept, self.kept.len()))
+        Ok(Arc::new(file))
     }
 
     /// Reads the records from the last one read (which must be the same still) to `whole`.
-    fn read_new(&mut self, whole: u64, keep_ticks: u64) -> io::Result<()> {
+    fn read_new(&mut self, file: &File, whole: u64, keep_ticks: u64) -> io::Result<()> {
         let read_to = self.read_to();
         let from = read_to.saturating_sub(1);
-        let bytes = read_raw(&self.file, from, whole)?;
+        let bytes = read_raw(file, from, whole)?;
         let mut records = bytes.chunks_exact(RECORD_SIZE);
         if let Some(last) = self.kept.last() {
             let same = records.next().and_then(Record::decode);
             if same.as_ref() != Some(last) {
                 // The record read last is not there any more: read again.
-                let len = self.file.metadata()?.len();
-                return self.reload(len, keep_ticks);
+                let len = file.metadata()?.len();
+                return self.reload(file, len, keep_ticks);
             }
         }
         let kept = Arc::make_mut(&mut self.kept);
@@ -423,7 +420,7 @@ impl RecordsReader {
     }
 
     /// Reads the newest records of a file `len` bytes long, forgetting what was kept.
-    fn reload(&mut self, len: u64, keep_ticks: u64) -> io::Result<()> {
+    fn reload(&mut self, file: &File, len: u64, keep_ticks: u64) -> io::Result<()> {
         // What was folded may not be what the file holds now.
         *self.runs.lock().unwrap_or_else(PoisonError::into_inner) = RunsCache::default();
         let whole = whole_records(len);
@@ -433,7 +430,7 @@ impl RecordsReader {
         let mut first = 0;
         while hi > 0 {
             let lo = hi.saturating_sub(CHUNK);
-            newest = decode_prefix(&read_raw(&self.file, lo, hi)?);
+            newest = decode_prefix(&read_raw(file, lo, hi)?);
             if !newest.is_empty() {
                 first = lo;
                 break;
@@ -442,7 +439,7 @@ impl RecordsReader {
         }
         self.first_kept = first;
         self.kept = Arc::new(newest);
-        self.extend_back(keep_ticks)?;
+        self.extend_back(file, keep_ticks)?;
         self.trim(keep_ticks);
         Ok(())
     }
@@ -457,7 +454,7 @@ impl RecordsReader {
 
     /// Reads older records until the first kept one starts before the horizon (or is the
     /// file's first), and at least [`MIN_KEPT`] are kept.
-    fn extend_back(&mut self, keep_ticks: u64) -> io::Result<()> {
+    fn extend_back(&mut self, file: &File, keep_ticks: u64) -> io::Result<()> {
         let horizon = self.horizon(keep_ticks);
         let mut older: Vec<Vec<Record>> = Vec::new();
         let mut first = self.first_kept;
@@ -465,7 +462,7 @@ impl RecordsReader {
         let mut oldest_start = self.kept.first().map(|r| r.start);
         while first > 0 && (count < MIN_KEPT || oldest_start.is_some_and(|s| s >= horizon)) {
             let lo = first.saturating_sub(CHUNK);
-            let bytes = read_raw(&self.file, lo, first)?;
+            let bytes = read_raw(file, lo, first)?;
             let records: Vec<Record> = bytes
                 .chunks_exact(RECORD_SIZE)
                 .map(Record::decode)
@@ -513,15 +510,13 @@ impl RecordsReader {
     /// there; reads its newest records again when they are not found.
     fn follow_rename(
         &mut self,
-        file: File,
+        file: &File,
         inode: u64,
         len: u64,
         keep_ticks: u64,
     ) -> io::Result<()> {
-        let file = Arc::new(file);
         let whole = whole_records(len);
-        let found = self.locate_in(&file, whole)?;
-        self.file = file;
+        let found = self.locate_in(file, whole)?;
         self.inode = inode;
         match found {
             Some((first_kept, drop)) if first_kept + (self.kept.len() - drop) as u64 <= whole => {
@@ -530,12 +525,12 @@ impl RecordsReader {
                 }
                 self.first_kept = first_kept;
                 if self.kept.is_empty() {
-                    return self.reload(len, keep_ticks);
+                    return self.reload(file, len, keep_ticks);
                 }
-                self.read_new(whole, keep_ticks)?;
-                self.extend_back(keep_ticks)
+                self.read_new(file, whole, keep_ticks)?;
+                self.extend_back(file, keep_ticks)
             }
-            _ => self.reload(len, keep_ticks),
+            _ => self.reload(file, len, keep_ticks),
         }
     }
 
@@ -627,6 +622,20 @@ mod tests {
         f.write_all(&bytes).unwrap();
     }
 
+    fn open(path: &Path, keep_ticks: u64) -> (RecordsReader, TrackRecords) {
+        let (reader, file) = RecordsReader::open(path, keep_ticks).unwrap();
+        let records = reader.records(file);
+        (reader, records)
+    }
+
+    impl RecordsReader {
+        /// A look at the file, and the records it gives.
+        fn look(&mut self, path: &Path, keep_ticks: u64) -> TrackRecords {
+            let file = self.refresh(path, keep_ticks).unwrap();
+            self.records(file)
+        }
+    }
+
     fn all(records: &TrackRecords) -> Vec<Record> {
         records.read(0, records.len()).unwrap()
     }
@@ -640,8 +649,8 @@ mod tests {
         let d = temp("appends");
         let path = d.join("records");
         append(&path, (0..10_000).map(record));
-        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
-        let records = reader.records();
+        let (mut reader, _) = open(&path, KEEP);
+        let records = reader.look(&path, KEEP);
         assert_eq!(records.len(), 10_000);
         // Only the newest records are in memory, the rest is read from the file.
         assert!(
@@ -654,14 +663,17 @@ mod tests {
         assert_eq!(all(&records), read_records(&path).unwrap().0);
         for n in 10_000..10_300u64 {
             append(&path, [record(n)]);
-            assert!(reader.refresh(&path, KEEP).unwrap());
-            assert!(reader.records().kept().len() <= MOST_KEPT);
+            reader.look(&path, KEEP);
+            assert!(reader.look(&path, KEEP).kept().len() <= MOST_KEPT);
         }
         // Nothing new: nothing changes (the same records, not read again).
-        let before = reader.records();
-        assert!(!reader.refresh(&path, KEEP).unwrap());
-        assert!(Arc::ptr_eq(before.kept(), reader.records().kept()));
-        assert_eq!(all(&reader.records()), read_records(&path).unwrap().0);
+        let before = reader.look(&path, KEEP);
+        reader.look(&path, KEEP);
+        assert!(Arc::ptr_eq(before.kept(), reader.look(&path, KEEP).kept()));
+        assert_eq!(
+            all(&reader.look(&path, KEEP)),
+            read_records(&path).unwrap().0
+        );
         // An end marker, as the writer puts it.
         let last = record(10_299);
         let marker = Record {
@@ -672,8 +684,8 @@ mod tests {
             ..last
         };
         append(&path, [marker]);
-        reader.refresh(&path, KEEP).unwrap();
-        let records = reader.records();
+        reader.look(&path, KEEP);
+        let records = reader.look(&path, KEEP);
         assert_eq!(records.last(), Some(&marker));
         assert_eq!(records.last_media().unwrap(), Some(last));
         assert_eq!(records.first_media().unwrap(), Some(record(0)));
@@ -685,7 +697,7 @@ mod tests {
         let d = temp("torn");
         let path = d.join("records");
         append(&path, (0..50).map(record));
-        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
+        let (mut reader, _) = open(&path, KEEP);
         // Half a record: a write in progress.
         let next = record(50).encode();
         let mut f = std::fs::OpenOptions::new()
@@ -693,23 +705,23 @@ mod tests {
             .open(&path)
             .unwrap();
         f.write_all(&next[..20]).unwrap();
-        assert!(!reader.refresh(&path, KEEP).unwrap());
-        assert_eq!(reader.records().len(), 50);
+        reader.look(&path, KEEP);
+        assert_eq!(reader.look(&path, KEEP).len(), 50);
         // A whole record that does not check (torn by a crash): not taken either.
         f.write_all(&[0xee; 44]).unwrap();
-        assert!(!reader.refresh(&path, KEEP).unwrap());
-        assert_eq!(reader.records().len(), 50);
+        reader.look(&path, KEEP);
+        assert_eq!(reader.look(&path, KEEP).len(), 50);
         // A reader opening the file now leaves it out too.
-        assert_eq!(
-            RecordsReader::open(&path, KEEP).unwrap().records().len(),
-            50
-        );
+        assert_eq!(open(&path, KEEP).1.len(), 50);
         // The next writer cuts it off and appends.
         f.set_len(50 * RECORD_SIZE as u64).unwrap();
         append(&path, [record(50), record(51)]);
-        assert!(reader.refresh(&path, KEEP).unwrap());
-        assert_eq!(all(&reader.records()), read_records(&path).unwrap().0);
-        assert_eq!(reader.records().len(), 52);
+        reader.look(&path, KEEP);
+        assert_eq!(
+            all(&reader.look(&path, KEEP)),
+            read_records(&path).unwrap().0
+        );
+        assert_eq!(reader.look(&path, KEEP).len(), 52);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -718,7 +730,7 @@ mod tests {
         let d = temp("takenback");
         let path = d.join("records");
         append(&path, (0..40).map(record));
-        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
+        let (mut reader, _) = open(&path, KEEP);
         // A write whose flush failed is taken back, and another record written in its place.
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(39 * RECORD_SIZE as u64).unwrap();
@@ -727,9 +739,12 @@ mod tests {
             ..record(39)
         };
         append(&path, [other, record(40)]);
-        assert!(reader.refresh(&path, KEEP).unwrap());
-        assert_eq!(all(&reader.records()), read_records(&path).unwrap().0);
-        assert_eq!(reader.records().read(39, 40).unwrap(), [other]);
+        reader.look(&path, KEEP);
+        assert_eq!(
+            all(&reader.look(&path, KEEP)),
+            read_records(&path).unwrap().0
+        );
+        assert_eq!(reader.look(&path, KEEP).read(39, 40).unwrap(), [other]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -750,13 +765,13 @@ mod tests {
         let d = temp("prune");
         let path = d.join("records");
         append(&path, (0..1000).map(record));
-        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
-        let old = reader.records();
+        let (mut reader, _) = open(&path, KEEP);
+        let old = reader.look(&path, KEEP);
         // Pruned before the kept records: they are found in the new file by a search.
         prune(&path, 3);
         append(&path, (1000..1005).map(record));
-        assert!(reader.refresh(&path, KEEP).unwrap());
-        let records = reader.records();
+        reader.look(&path, KEEP);
+        let records = reader.look(&path, KEEP);
         assert_eq!(all(&records), read_records(&path).unwrap().0);
         assert_eq!(records.read(0, 1).unwrap(), [record(200)]);
         assert_eq!(records.first_kept(), old.first_kept() - 200);
@@ -765,14 +780,17 @@ mod tests {
         // The snapshot taken before still reads the old file.
         assert_eq!(all(&old), (0..1000).map(record).collect::<Vec<_>>());
         // Pruned into the kept records (a short archive): the pruned ones are dropped.
-        let mut short = RecordsReader::open(&path, 10_000_000).unwrap();
-        assert_eq!(short.records().first_kept(), 0);
+        let (mut short, _) = open(&path, 10_000_000);
+        assert_eq!(short.look(&path, 10_000_000).first_kept(), 0);
         prune(&path, 10);
         append(&path, [record(1005)]);
-        assert!(short.refresh(&path, 10_000_000).unwrap());
-        assert_eq!(all(&short.records()), read_records(&path).unwrap().0);
-        assert_eq!(short.records().first_kept(), 0);
-        assert_eq!(short.records().kept()[0], record(900));
+        short.look(&path, 10_000_000);
+        assert_eq!(
+            all(&short.look(&path, 10_000_000)),
+            read_records(&path).unwrap().0
+        );
+        assert_eq!(short.look(&path, 10_000_000).first_kept(), 0);
+        assert_eq!(short.look(&path, 10_000_000).kept()[0], record(900));
         // A file that holds none of the kept records (a track made again): read anew.
         let fresh: Vec<Record> = (0..5)
             .map(|n| Record {
@@ -785,8 +803,8 @@ mod tests {
             &fresh.iter().flat_map(|r| r.encode()).collect::<Vec<u8>>(),
         )
         .unwrap();
-        assert!(short.refresh(&path, 10_000_000).unwrap());
-        assert_eq!(all(&short.records()), fresh);
+        short.look(&path, 10_000_000);
+        assert_eq!(all(&short.look(&path, 10_000_000)), fresh);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -796,7 +814,7 @@ mod tests {
         let path = d.join("records");
         let every: Vec<Record> = (0..20_000).map(record).collect();
         append(&path, every.iter().copied());
-        let records = RecordsReader::open(&path, KEEP).unwrap().records();
+        let records = open(&path, KEEP).1;
         assert!(records.first_kept() > 19_000);
         let memory = TrackRecords::in_memory(every.clone());
         for t in [
@@ -823,7 +841,7 @@ mod tests {
         // A damaged old record: a read that reaches it says so, the newest still read.
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(&[0u8; 8], 100 * RECORD_SIZE as u64).unwrap();
-        let records = RecordsReader::open(&path, KEEP).unwrap().records();
+        let records = open(&path, KEEP).1;
         assert_eq!(records.last(), every.last());
         let err = records.read(0, 200).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
@@ -836,10 +854,11 @@ mod tests {
         let d = temp("keep");
         let path = d.join("records");
         append(&path, (0..5000).map(record));
-        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
-        let short = reader.records().kept().len();
-        reader.keep(3_600_000).unwrap();
-        let records = reader.records();
+        let (mut reader, _) = open(&path, KEEP);
+        let short = reader.look(&path, KEEP).kept().len();
+        let file = reader.refresh(&path, KEEP).unwrap();
+        reader.keep(&file, 3_600_000).unwrap();
+        let records = reader.records(file);
         assert!(records.kept().len() >= 1800 && records.kept().len() > short);
         assert!(records.kept()[0].start < records.last().unwrap().end() - 3_600_000);
         assert_eq!(all(&records), read_records(&path).unwrap().0);
@@ -872,14 +891,14 @@ mod tests {
             ..record(n)
         };
         append(&path, (0..9000).map(gappy));
-        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
-        let first = reader.records().runs(1).unwrap();
+        let (mut reader, _) = open(&path, KEEP);
+        let first = reader.look(&path, KEEP).runs(1).unwrap();
         assert_eq!(first, runs_of(&read_records(&path).unwrap().0));
         assert_eq!(first.len(), 3);
         for n in 9000..9010 {
             append(&path, [gappy(n)]);
-            reader.refresh(&path, KEEP).unwrap();
-            let records = reader.records();
+            reader.look(&path, KEEP);
+            let records = reader.look(&path, KEEP);
             assert_eq!(
                 records.runs(1).unwrap(),
                 runs_of(&read_records(&path).unwrap().0)
@@ -889,16 +908,16 @@ mod tests {
             assert_eq!((cache.upto, cache.inode), (n + 1, reader.inode()));
         }
         // A snapshot older than the fold still sees its own runs.
-        let old = reader.records();
+        let old = reader.look(&path, KEEP);
         append(&path, [gappy(9010)]);
-        reader.refresh(&path, KEEP).unwrap();
-        reader.records().runs(1).unwrap();
+        reader.look(&path, KEEP);
+        reader.look(&path, KEEP).runs(1).unwrap();
         assert_eq!(old.runs(1).unwrap(), runs_of(&all(&old)));
         // A new file (pruned), and a record taken back: folded anew.
         prune(&path, 50);
-        reader.refresh(&path, KEEP).unwrap();
+        reader.look(&path, KEEP);
         let pruned = read_records(&path).unwrap().0;
-        assert_eq!(reader.records().runs(1).unwrap(), runs_of(&pruned));
+        assert_eq!(reader.look(&path, KEEP).runs(1).unwrap(), runs_of(&pruned));
         assert_eq!(runs_of(&pruned).len(), 2);
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len((pruned.len() as u64 - 1) * RECORD_SIZE as u64)
@@ -912,12 +931,12 @@ mod tests {
             ..moved
         };
         append(&path, [moved, next]);
-        reader.refresh(&path, KEEP).unwrap();
+        reader.look(&path, KEEP);
         assert_eq!(
-            reader.records().runs(1).unwrap(),
+            reader.look(&path, KEEP).runs(1).unwrap(),
             runs_of(&read_records(&path).unwrap().0)
         );
-        assert_eq!(reader.records().runs(1).unwrap().len(), 3);
+        assert_eq!(reader.look(&path, KEEP).runs(1).unwrap().len(), 3);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -926,13 +945,13 @@ mod tests {
         let d = temp("empty");
         let path = d.join("records");
         std::fs::write(&path, b"").unwrap();
-        let mut reader = RecordsReader::open(&path, KEEP).unwrap();
-        assert!(reader.records().is_empty());
-        assert!(!reader.records().has_media());
-        assert_eq!(reader.records().last_media().unwrap(), None);
+        let (mut reader, _) = open(&path, KEEP);
+        assert!(reader.look(&path, KEEP).is_empty());
+        assert!(!reader.look(&path, KEEP).has_media());
+        assert_eq!(reader.look(&path, KEEP).last_media().unwrap(), None);
         append(&path, [record(0)]);
-        assert!(reader.refresh(&path, KEEP).unwrap());
-        assert_eq!(all(&reader.records()), [record(0)]);
+        reader.look(&path, KEEP);
+        assert_eq!(all(&reader.look(&path, KEEP)), [record(0)]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
