@@ -385,19 +385,19 @@ impl ChannelReader {
         let records_path = dir.join("records");
         if let Some(c) = self.tracks.get_mut(dir) {
             let keep_ticks = keep_secs.saturating_mul(u64::from(c.archive.timescale));
-            let inode = c.records.inode();
+            let resets = c.records.resets();
             let file = c.records.refresh(&records_path, keep_ticks)?;
             if keep_ticks != c.keep_ticks {
                 c.records.keep(&file, keep_ticks)?;
                 c.keep_ticks = keep_ticks;
             }
-            let now_inode = c.records.inode();
-            // Same records file (appended to), or one pruning renamed over it with the same
-            // init: the track's info and init stand.
-            if now_inode == inode
-                || c.archive.init.len() as u64 == std::fs::metadata(dir.join("init"))?.len()
+            let appended = c.records.resets() == resets;
+            // The same records file, appended to; or one read anew (renamed over by pruning,
+            // or the track made again) whose init is as long as the one held: the track's info
+            // and init stand.
+            if appended || c.archive.init.len() as u64 == std::fs::metadata(dir.join("init"))?.len()
             {
-                if now_inode != inode {
+                if !appended {
                     c.archive.generation = dir.metadata()?.ino();
                 }
                 let mut archive = c.archive.clone();
@@ -584,8 +584,34 @@ mod tests {
                 .count()
         };
         assert!(open_to(&records) > 0);
+        let video_dir = snap.archive_dir.join(&video.dir_name);
+        let (info, init) = (
+            std::fs::read(video_dir.join("info")).unwrap(),
+            video.init.clone(),
+        );
         drop((snap, again, opened, src, index, s));
         assert_eq!(open_to(&records), 0);
+        // The track made again (a new timeline), with another init: read anew, init included,
+        // whether or not its records file got the old one's inode.
+        std::fs::remove_dir_all(&video_dir).unwrap();
+        std::fs::create_dir(&video_dir).unwrap();
+        std::fs::write(video_dir.join("info"), info).unwrap();
+        let longer = [&init[..], &[0, 0, 0, 8, b'f', b'r', b'e', b'e']].concat();
+        std::fs::write(video_dir.join("init"), &longer).unwrap();
+        let restarted = Record {
+            start: 0,
+            duration: 10,
+            ..media[0]
+        };
+        std::fs::write(video_dir.join("records"), restarted.encode()).unwrap();
+        let snap = reader.snapshot(&isml, 3_000_000).unwrap();
+        let video = snap
+            .tracks
+            .iter()
+            .find(|t| t.info.kind == TrackKind::Video)
+            .unwrap();
+        assert_eq!(video.init.len(), longer.len());
+        assert_eq!(video.records.read(0, 10).unwrap(), [restarted]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

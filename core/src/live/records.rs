@@ -86,8 +86,9 @@ fn read_checked(file: &File, lo: u64, hi: u64) -> io::Result<Vec<Record>> {
 #[derive(Debug, Clone, Default)]
 pub struct TrackRecords {
     file: Option<Arc<File>>,
-    /// The file's inode (0 without a file).
-    inode: u64,
+    /// Which records these are: the file's inode and how many times its reader read it anew
+    /// (0, 0 without a file).
+    version: (u64, u64),
     /// Position in the file of the first kept record.
     first_kept: u64,
     kept: Arc<Vec<Record>>,
@@ -96,10 +97,10 @@ pub struct TrackRecords {
     runs: Option<Arc<Mutex<RunsCache>>>,
 }
 
-/// The runs of one records file's first `upto` records.
+/// The runs of the first `upto` records of one version of a records file.
 #[derive(Debug, Default)]
 struct RunsCache {
-    inode: u64,
+    version: (u64, u64),
     tolerance: u64,
     upto: u64,
     runs: Vec<(u64, u64)>,
@@ -250,13 +251,15 @@ impl TrackRecords {
             return whole();
         };
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.inode == self.inode && cache.tolerance == tolerance && cache.upto > self.len() {
+        let same = cache.version == self.version && cache.tolerance == tolerance;
+        // Each version of a reader's records counts one more reset than the one before.
+        if same && cache.upto > self.len() || cache.version.1 > self.version.1 {
             // This snapshot is older than what was folded: fold it alone.
             return whole();
         }
-        if cache.inode != self.inode || cache.tolerance != tolerance {
+        if !same {
             *cache = RunsCache {
-                inode: self.inode,
+                version: self.version,
                 tolerance,
                 ..RunsCache::default()
             };
@@ -322,6 +325,8 @@ impl TrackRecords {
 #[derive(Debug)]
 pub struct RecordsReader {
     inode: u64,
+    /// How many times the records were read anew rather than appended to.
+    resets: u64,
     runs: Arc<Mutex<RunsCache>>,
     first_kept: u64,
     /// The newest records (never empty while the file has records: `first_kept` is then 0
@@ -339,6 +344,7 @@ impl RecordsReader {
         let meta = file.metadata()?;
         let mut reader = RecordsReader {
             inode: meta.ino(),
+            resets: 0,
             runs: Arc::default(),
             first_kept: 0,
             kept: Arc::default(),
@@ -352,7 +358,7 @@ impl RecordsReader {
     pub fn records(&self, file: Arc<File>) -> TrackRecords {
         TrackRecords {
             file: Some(file),
-            inode: self.inode,
+            version: (self.inode, self.resets),
             first_kept: self.first_kept,
             kept: self.kept.clone(),
             runs: Some(self.runs.clone()),
@@ -362,6 +368,14 @@ impl RecordsReader {
     /// The inode of the file read.
     pub fn inode(&self) -> u64 {
         self.inode
+    }
+
+    /// How many times the records were read anew (the file was cut below what was read, a
+    /// record read changed, pruning renamed another file over it): the file may be another
+    /// track's now (a track removed and made again can get the same inode), so what was
+    /// known of it is to be looked at again.
+    pub fn resets(&self) -> u64 {
+        self.resets
     }
 
     /// Keeps `keep_ticks` of records from now on (reading older ones when that is more).
@@ -421,8 +435,8 @@ impl RecordsReader {
 
     /// Reads the newest records of a file `len` bytes long, forgetting what was kept.
     fn reload(&mut self, file: &File, len: u64, keep_ticks: u64) -> io::Result<()> {
-        // What was folded may not be what the file holds now.
-        *self.runs.lock().unwrap_or_else(PoisonError::into_inner) = RunsCache::default();
+        // What was folded may not be what the file holds now: runs are folded anew.
+        self.resets += 1;
         let whole = whole_records(len);
         // The newest records that check, up to the first that does not (a torn tail).
         let mut hi = whole;
@@ -518,6 +532,7 @@ impl RecordsReader {
         let whole = whole_records(len);
         let found = self.locate_in(file, whole)?;
         self.inode = inode;
+        self.resets += 1;
         match found {
             Some((first_kept, drop)) if first_kept + (self.kept.len() - drop) as u64 <= whole => {
                 if drop > 0 {
@@ -905,7 +920,7 @@ mod tests {
             );
             // The fold went on from where it was: the old records were not read again.
             let cache = records.runs.as_ref().unwrap().lock().unwrap();
-            assert_eq!((cache.upto, cache.inode), (n + 1, reader.inode()));
+            assert_eq!((cache.upto, cache.version.0), (n + 1, reader.inode()));
         }
         // A snapshot older than the fold still sees its own runs.
         let old = reader.look(&path, KEEP);
@@ -919,6 +934,9 @@ mod tests {
         let pruned = read_records(&path).unwrap().0;
         assert_eq!(reader.look(&path, KEEP).runs(1).unwrap(), runs_of(&pruned));
         assert_eq!(runs_of(&pruned).len(), 2);
+        // A snapshot of the file before it was pruned: its own runs, and the new fold stands.
+        assert_eq!(old.runs(1).unwrap(), runs_of(&all(&old)));
+        assert_eq!(reader.look(&path, KEEP).runs(1).unwrap(), runs_of(&pruned));
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len((pruned.len() as u64 - 1) * RECORD_SIZE as u64)
             .unwrap();
