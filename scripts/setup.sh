@@ -14,6 +14,7 @@ apt_packages=(
   libnginx-mod-http-lua                             # the operators' Lua status remapping, tested
   ffmpeg                                            # test media, frame-exact checks
   curl wrk python3-venv strace openssl              # load tests, test harness (TLS certs), bench syscall counts
+  libxxhash0                                        # record checksums of synthetic live archives (tests, bench)
   chromium                                          # browser players (headless)
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-libav       # GStreamer playbin3 (DASH, HLS, Smooth)

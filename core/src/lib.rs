@@ -33,7 +33,10 @@
 //!   [`live::session`] queues, carried out on disk (appends, syncs, records, rotation,
 //!   pruning, the track lock), which drivers run off their event loop.
 //! - [`live::channel::ChannelReader`]: lists a channel's archive and reads its records, init
-//!   and info files, for the egress driver before it runs a request.
+//!   and info files, for the egress driver before it runs a request. It opens each track's
+//!   records file and keeps its newest records; a window that reaches older ones reads them
+//!   through that open file ([`live::records::TrackRecords`]), as the engine reads media
+//!   through a supplied source.
 //! - [`live::api`] and [`live::admin`]: the Live API's reports (they read each track's stats)
 //!   and the PUT and DELETE of a publishing point.
 #![deny(unsafe_code)]

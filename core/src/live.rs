@@ -8,10 +8,13 @@
 //! - [`store`]: those operations carried out on disk (blocking: drivers run them off their
 //!   event loop);
 //! - [`archive`]: the on-disk layout, its writer and its records;
-//! - [`channel`], [`window`]: the archive as egress reads it, and the window a request plays;
+//! - [`channel`], [`records`], [`window`]: the archive as egress reads it (each track's newest
+//!   records in memory, grown by what was appended, older ones read from the file on demand),
+//!   and the window a request plays;
 //! - [`api`], [`admin`]: the Live API's reports, and publishing points made and removed;
 //! - [`limits`], [`confined`]: what a location lets ingest do (names, tracks, channels), and
-//!   the file rules (`disable_symlinks`, no FIFO) every live request reaches files under.
+//!   the file rules (`disable_symlinks`, no FIFO) every live request reaches files under;
+//! - [`timeline`]: how a fragment's times are judged against what its track holds.
 
 pub mod admin;
 pub mod api;
@@ -20,6 +23,7 @@ pub mod channel;
 pub mod confined;
 pub mod ingest;
 pub mod limits;
+pub mod records;
 pub mod session;
 pub mod store;
 pub mod timeline;

@@ -39,7 +39,13 @@ pub fn report(
         .any(|kv| kv.eq_ignore_ascii_case(b"format=json"));
     let (text, content_type) = match target {
         LiveTarget::State => (api::state(&channel), mime::SMIL),
-        LiveTarget::Archive => (api::archive(&channel), mime::SMIL),
+        LiveTarget::Archive => (
+            api::archive(&channel).map_err(|source| OriginError::Io {
+                path: isml.to_string(),
+                source,
+            })?,
+            mime::SMIL,
+        ),
         LiveTarget::Statistics if json => (api::statistics(&channel, true), mime::JSON),
         LiveTarget::Statistics => (api::statistics(&channel, false), mime::SMIL),
         LiveTarget::Ingest { .. } => return Err(OriginError::MethodNotAllowed),

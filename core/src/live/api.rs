@@ -1,6 +1,7 @@
 //! The Live API's reports on a channel: `state`, `archive` and `statistics` (docs/COMPAT.md §5).
 
 use std::fmt::Write as _;
+use std::io;
 
 use super::archive::TrackStats;
 use super::channel::{ChannelSnapshot, TrackArchive};
@@ -32,24 +33,15 @@ fn wall_clock(channel: &ChannelSnapshot, ticks: u64, timescale: u32) -> i64 {
 }
 
 /// The ranges of media a track holds: runs of fragments each starting where the previous
-/// ended (within a millisecond), as (start, end) in its timescale.
-pub fn ranges(t: &TrackArchive) -> Vec<(u64, u64)> {
-    let tolerance = u64::from(t.timescale) / 1000;
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for r in t.media() {
-        match out.last_mut() {
-            Some(last) if r.start <= last.1 + tolerance && r.start + tolerance >= last.1 => {
-                last.1 = last.1.max(r.end())
-            }
-            _ => out.push((r.start, r.end())),
-        }
-    }
-    out
+/// ended (within a millisecond), as (start, end) in its timescale. Records older than the ones
+/// kept in memory are read from the file a chunk at a time, the first time only.
+pub fn ranges(t: &TrackArchive) -> io::Result<Vec<(u64, u64)>> {
+    t.records.runs(u64::from(t.timescale) / 1000)
 }
 
 /// `<ch>.isml/archive`: per track, the time ranges the archive holds (a gap shows as two
 /// ranges).
-pub fn archive(channel: &ChannelSnapshot) -> String {
+pub fn archive(channel: &ChannelSnapshot) -> io::Result<String> {
     let mut x = String::from(SMIL_HEAD);
     x.push_str("  <body>\n    <switch>\n");
     for t in &channel.tracks {
@@ -60,7 +52,7 @@ pub fn archive(channel: &ChannelSnapshot) -> String {
             t.info.bitrate,
             xml_escape(&t.info.name)
         );
-        for (start, end) in ranges(t) {
+        for (start, end) in ranges(t)? {
             let _ = writeln!(
                 x,
                 "        <c start=\"{}\" end=\"{}\"/>",
@@ -71,7 +63,7 @@ pub fn archive(channel: &ChannelSnapshot) -> String {
         let _ = writeln!(x, "      </{}>", element(t));
     }
     x.push_str("    </switch>\n  </body>\n</smil>\n");
-    x
+    Ok(x)
 }
 
 /// One track's line of the statistics.

@@ -77,7 +77,7 @@ impl Record {
         self.flags & FLAG_END != 0
     }
 
-    fn encode(&self) -> [u8; RECORD_SIZE] {
+    pub(crate) fn encode(&self) -> [u8; RECORD_SIZE] {
         let mut b = [0u8; RECORD_SIZE];
         b[0..8].copy_from_slice(&self.start.to_le_bytes());
         b[8..16].copy_from_slice(&self.duration.to_le_bytes());
@@ -93,7 +93,7 @@ impl Record {
         b
     }
 
-    fn decode(b: &[u8]) -> Option<Record> {
+    pub(crate) fn decode(b: &[u8]) -> Option<Record> {
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
         if b.len() != RECORD_SIZE || checksum(&b[..60]) != u32_at(60) {

@@ -3,8 +3,10 @@
 //! fragments a request plays, as one fragmented-MP4 source per track.
 //!
 //! A [`ChannelReader`] lives in each worker and is the driver's: it lists the archive and reads
-//! the records files before a request is run (I/O the request engine never does), re-reading a
-//! track's records only when its records file changed (its inode or size). The data files the
+//! the records files before a request is run (I/O the request engine never does). Each track's
+//! newest records are kept in memory, as many as the channel's live manifests need, and grown by
+//! reading only what was appended since the last request ([`super::records`]); older records
+//! are read from the file for the requests that reach them. The data files the
 //! fragments are in are opened by the driver when the engine asks for them
 //! ([`TrackArchive::data_file`]), and a track's window is made of what it supplied
 //! ([`TrackArchive::source`]).
@@ -15,7 +17,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::archive::{archive_dir, data_file_name, read_records, Record};
+use super::archive::{archive_dir, data_file_name, Record};
+use super::records::{RecordsReader, TrackRecords};
 use crate::index::TrackKind;
 use crate::source::{Backing, PiecesSource, SharedSource, SourceIdentity};
 
@@ -58,23 +61,24 @@ pub struct TrackArchive {
     pub dir_name: String,
     pub info: TrackInfo,
     pub init: Arc<Vec<u8>>,
-    /// Every record, end-of-stream markers included.
-    pub records: Arc<Vec<Record>>,
+    /// Every record, end-of-stream markers included: the newest in memory, older ones read
+    /// from the records file when asked for.
+    pub records: TrackRecords,
     /// The timescale of the track (from the init segment's `mdhd`, via the info of the index).
     pub timescale: u32,
-    /// Identifies this version of the track: the records file's inode.
+    /// Identifies this version of the track: the track directory's inode.
     generation: u64,
 }
 
 impl TrackArchive {
-    /// The records that hold media (not the end-of-stream markers).
-    pub fn media(&self) -> impl DoubleEndedIterator<Item = &Record> + Clone {
-        self.records.iter().filter(|r| !r.is_end_marker())
-    }
-
     /// The track is stopped: its last record marks the end of its stream.
     pub fn ended(&self) -> bool {
         self.records.last().is_some_and(Record::is_end_marker)
+    }
+
+    /// Some record holds media.
+    pub fn has_media(&self) -> bool {
+        self.records.has_media()
     }
 
     /// The track's entry in the server manifest of a window: its kind, bitrate, ID and name,
@@ -186,7 +190,7 @@ pub struct ChannelSnapshot {
 impl ChannelSnapshot {
     /// `idle` (nothing ingested), `started`, or `stopped` (every track ended its stream).
     pub fn state(&self) -> &'static str {
-        if self.tracks.iter().all(|t| t.media().next().is_none()) {
+        if self.tracks.iter().all(|t| !t.has_media()) {
             "idle"
         } else if self.tracks.iter().all(TrackArchive::ended) {
             "stopped"
@@ -207,8 +211,18 @@ impl ChannelSnapshot {
 
 #[derive(Debug)]
 struct CachedTrack {
-    identity: (u64, u64),
+    records: RecordsReader,
+    /// How many ticks of records `records` keeps in memory.
+    keep_ticks: u64,
     archive: TrackArchive,
+}
+
+/// What the channel's server manifest says about how many seconds of records its live
+/// manifests need, as it was when last read.
+#[derive(Debug, Clone, Copy)]
+struct KeepPolicy {
+    version: (u64, u64, i64, i64),
+    keep_secs: u64,
 }
 
 /// What an archive directory held when it was last listed.
@@ -226,6 +240,7 @@ struct Listing {
 pub struct ChannelReader {
     tracks: HashMap<PathBuf, CachedTrack>,
     listings: HashMap<PathBuf, Listing>,
+    policies: HashMap<PathBuf, KeepPolicy>,
 }
 
 /// Most tracks a channel is read with.
@@ -256,9 +271,10 @@ impl ChannelReader {
                 })
             }
         };
+        let keep_secs = self.keep_secs(isml);
         for name in listing.names.iter() {
             let track_dir = dir.join(name);
-            match self.track(&track_dir, name) {
+            match self.track(&track_dir, name, keep_secs) {
                 Ok(Some(t)) => tracks.push(t),
                 Ok(None) => {}
                 // A track being created or removed right now: read it next time.
@@ -268,7 +284,7 @@ impl ChannelReader {
         }
         let anchor_ms = match listing.anchor_ms {
             Some(a) => a,
-            None => anchor_from_records(&tracks),
+            None => anchor_from_records(&tracks)?,
         };
         Ok(ChannelSnapshot {
             archive_dir: dir,
@@ -328,51 +344,122 @@ impl ChannelReader {
         Ok(Some(listing))
     }
 
-    fn track(&mut self, dir: &Path, name: &str) -> io::Result<Option<TrackArchive>> {
-        let records_path = dir.join("records");
-        let meta = std::fs::metadata(&records_path)?;
-        let identity = (meta.ino(), meta.len());
-        if let Some(c) = self.tracks.get(dir) {
-            if c.identity == identity {
-                return Ok(Some(c.archive.clone()));
+    /// Seconds of records the live manifests of the channel at `isml` need in memory: its
+    /// DVR window, its `time_shift` and the margin for the three segments a live playlist
+    /// lists at least. The server manifest is read again only when it changed; one that
+    /// cannot be read gives the defaults (requests that need more read the file).
+    fn keep_secs(&mut self, isml: &Path) -> u64 {
+        use crate::live::session::{DEFAULT_DVR_WINDOW_SECS, MIN_WINDOW_MARGIN_SECS};
+        // The window's start tolerance and rounding.
+        const SLACK_SECS: u64 = 2;
+        let default = DEFAULT_DVR_WINDOW_SECS + MIN_WINDOW_MARGIN_SECS + SLACK_SECS;
+        let Ok(meta) = std::fs::metadata(isml) else {
+            self.policies.remove(isml);
+            return default;
+        };
+        let version = (meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec());
+        if let Some(p) = self.policies.get(isml) {
+            if p.version == version {
+                return p.keep_secs;
             }
         }
-        let (records, identity) = read_records(&records_path)?;
-        let previous = self.tracks.remove(dir);
-        let (info, init) = match previous {
-            // Same track (inode unchanged, or renamed by pruning: same init): reuse.
-            Some(c)
-                if c.archive.init.len() as u64 == std::fs::metadata(dir.join("init"))?.len() =>
+        let keep_secs = read_manifest(isml, &meta)
+            .and_then(|m| m.options().ok())
+            .map_or(default, |o| {
+                o.dvr_window_length
+                    .unwrap_or(DEFAULT_DVR_WINDOW_SECS)
+                    .saturating_add(o.time_shift.unwrap_or(0))
+                    .saturating_add(MIN_WINDOW_MARGIN_SECS + SLACK_SECS)
+            });
+        self.policies
+            .insert(isml.to_path_buf(), KeepPolicy { version, keep_secs });
+        keep_secs
+    }
+
+    fn track(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        keep_secs: u64,
+    ) -> io::Result<Option<TrackArchive>> {
+        let records_path = dir.join("records");
+        if let Some(c) = self.tracks.get_mut(dir) {
+            let keep_ticks = keep_secs.saturating_mul(u64::from(c.archive.timescale));
+            let resets = c.records.resets();
+            let file = c.records.refresh(&records_path, keep_ticks)?;
+            if keep_ticks != c.keep_ticks {
+                c.records.keep(&file, keep_ticks)?;
+                c.keep_ticks = keep_ticks;
+            }
+            let appended = c.records.resets() == resets;
+            // The same records file, appended to; or one read anew (renamed over by pruning,
+            // or the track made again) whose init is as long as the one held: the track's info
+            // and init stand.
+            if appended || c.archive.init.len() as u64 == std::fs::metadata(dir.join("init"))?.len()
             {
-                (c.archive.info, c.archive.init)
+                if !appended {
+                    c.archive.generation = dir.metadata()?.ino();
+                }
+                let mut archive = c.archive.clone();
+                archive.records = c.records.records(file);
+                return Ok(Some(archive));
             }
-            _ => {
-                let Some(info) = TrackInfo::parse(&std::fs::read_to_string(dir.join("info"))?)
-                else {
-                    return Ok(None);
-                };
-                let init = Arc::new(std::fs::read(dir.join("init"))?);
-                (info, init)
-            }
+        }
+        self.tracks.remove(dir);
+        let Some(info) = TrackInfo::parse(&std::fs::read_to_string(dir.join("info"))?) else {
+            return Ok(None);
         };
+        let init = Arc::new(std::fs::read(dir.join("init"))?);
         let timescale = timescale_of(&init, info.track_id).unwrap_or(1);
-        let archive = TrackArchive {
+        let keep_ticks = keep_secs.saturating_mul(u64::from(timescale));
+        let (records, file) = RecordsReader::open(&records_path, keep_ticks)?;
+        // The cached track holds no records (nor their file's descriptor): each snapshot
+        // gets them from the reader.
+        let cached = TrackArchive {
             dir_name: name.to_string(),
             info,
             init,
-            records: Arc::new(records),
+            records: TrackRecords::default(),
             timescale,
             generation: dir.metadata()?.ino(),
         };
+        let mut archive = cached.clone();
+        archive.records = records.records(file);
         self.tracks.insert(
             dir.to_path_buf(),
             CachedTrack {
-                identity,
-                archive: archive.clone(),
+                records,
+                keep_ticks,
+                archive: cached,
             },
         );
         Ok(Some(archive))
     }
+}
+
+/// The server manifest at `isml` (`meta` its metadata), when it is a regular file of a
+/// manifest's size that parses; opened without blocking (a FIFO in its place does not hang
+/// the worker).
+fn read_manifest(isml: &Path, meta: &std::fs::Metadata) -> Option<crate::ism::ServerManifest> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !meta.is_file() || meta.len() > crate::ism::MAX_MANIFEST_BYTES as u64 {
+        return None;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(isml)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.by_ref()
+        .take(crate::ism::MAX_MANIFEST_BYTES as u64)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    crate::ism::ServerManifest::parse(&bytes).ok()
 }
 
 /// The timescale of track `track_id` in an init segment.
@@ -395,15 +482,15 @@ pub fn anchor_path(archive: &Path) -> PathBuf {
 }
 
 /// The anchor the records imply, before the first ingest wrote it.
-fn anchor_from_records(tracks: &[TrackArchive]) -> i64 {
-    tracks
-        .iter()
-        .filter_map(|t| {
-            let r = t.media().next()?;
-            Some(anchor_for(r.ingest_ms, r.start, t.timescale))
-        })
-        .min()
-        .unwrap_or(0)
+fn anchor_from_records(tracks: &[TrackArchive]) -> io::Result<i64> {
+    let mut anchor = None;
+    for t in tracks {
+        if let Some(r) = t.records.first_media()? {
+            let a = anchor_for(r.ingest_ms, r.start, t.timescale);
+            anchor = Some(anchor.map_or(a, |b: i64| b.min(a)));
+        }
+    }
+    Ok(anchor.unwrap_or(0))
 }
 
 /// Seconds since the Unix epoch from which media times are taken to be wall-clock times
@@ -450,7 +537,13 @@ mod tests {
             .iter()
             .find(|t| t.info.kind == TrackKind::Video)
             .unwrap();
-        let media: Vec<Record> = video.media().copied().collect();
+        let media: Vec<Record> = video
+            .records
+            .read(0, video.records.len())
+            .unwrap()
+            .into_iter()
+            .filter(|r| !r.is_end_marker())
+            .collect();
         // Every fragment but the first: a free box stands for it.
         // The data files, as a driver supplies them.
         let opened: HashMap<u32, SharedSource> = TrackArchive::data_files(&media[1..])
@@ -474,11 +567,51 @@ mod tests {
         // Unchanged files: the same records, not read again.
         let again = reader.snapshot(&isml, 2_000_000).unwrap();
         assert!(Arc::ptr_eq(
-            &again.tracks[0].records,
-            &snap.tracks[0].records
+            again.tracks[0].records.kept(),
+            snap.tracks[0].records.kept()
         ));
         // A data file the driver did not supply is an error, not a panic or a hole.
         assert!(video.source("v", &media[1..], |_| None).is_err());
+        // The records file is open while a snapshot is (its older records are read from it),
+        // not once the snapshots are gone: a worker serving many tracks holds no descriptor
+        // for each.
+        let records = snap.archive_dir.join(&video.dir_name).join("records");
+        let open_to = |path: &Path| {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target == path)
+                .count()
+        };
+        assert!(open_to(&records) > 0);
+        let video_dir = snap.archive_dir.join(&video.dir_name);
+        let (info, init) = (
+            std::fs::read(video_dir.join("info")).unwrap(),
+            video.init.clone(),
+        );
+        drop((snap, again, opened, src, index, s));
+        assert_eq!(open_to(&records), 0);
+        // The track made again (a new timeline), with another init: read anew, init included,
+        // whether or not its records file got the old one's inode.
+        std::fs::remove_dir_all(&video_dir).unwrap();
+        std::fs::create_dir(&video_dir).unwrap();
+        std::fs::write(video_dir.join("info"), info).unwrap();
+        let longer = [&init[..], &[0, 0, 0, 8, b'f', b'r', b'e', b'e']].concat();
+        std::fs::write(video_dir.join("init"), &longer).unwrap();
+        let restarted = Record {
+            start: 0,
+            duration: 10,
+            ..media[0]
+        };
+        std::fs::write(video_dir.join("records"), restarted.encode()).unwrap();
+        let snap = reader.snapshot(&isml, 3_000_000).unwrap();
+        let video = snap
+            .tracks
+            .iter()
+            .find(|t| t.info.kind == TrackKind::Video)
+            .unwrap();
+        assert_eq!(video.init.len(), longer.len());
+        assert_eq!(video.records.read(0, 10).unwrap(), [restarted]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

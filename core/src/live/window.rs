@@ -6,6 +6,8 @@
 //! live edge (the end of the newest fragment of any track); once every track has ended its
 //! stream, the whole archive plays as one presentation.
 
+use std::io;
+
 use super::archive::Record;
 use super::channel::{ChannelSnapshot, TrackArchive};
 use super::timeline::{timeline_of, FLAG_TIMELINE_START};
@@ -148,15 +150,18 @@ pub struct WindowRequest {
     pub now_ms: i64,
 }
 
-/// The window of `snapshot` a request plays.
-pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
+/// The window of `snapshot` a request plays. Each track's newest records are in memory; a
+/// window that reaches further back (`vbegin`, a long `time_shift`, the whole archive of a
+/// stopped channel) reads the older ones from the records file: the error is that read's.
+pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Window<'_>> {
     let tolerance = START_TOLERANCE_MS as f64 / 1000.0;
     let stopped = snapshot.state() == "stopped";
-    let live_edge = snapshot
-        .tracks
-        .iter()
-        .filter_map(|t| t.media().next_back().map(|r| secs(r.end(), t.timescale)))
-        .fold(0.0f64, f64::max);
+    let mut live_edge = 0.0f64;
+    for t in &snapshot.tracks {
+        if let Some(r) = t.records.last_media()? {
+            live_edge = live_edge.max(secs(r.end(), t.timescale));
+        }
+    }
     // The last instant the window shows, and its first.
     let mut edge = live_edge - asked.time_shift_secs as f64;
     let mut first = edge - asked.dvr_window_secs as f64 - tolerance;
@@ -175,20 +180,28 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
             edge = edge.max(live_edge - asked.time_shift_secs as f64);
         }
     }
+    // Records that start after this end after it too: no window holds them.
+    let shown_end = |t: &TrackArchive| {
+        t.records
+            .partition_point(|r| secs(r.start, t.timescale) <= edge + tolerance)
+    };
     // A live playlist holds at least three segments (RFC 8216 §6.2.2), whatever the window.
     if asked.begin.is_none() && !ended {
-        let third_last = snapshot
-            .tracks
-            .iter()
-            .filter_map(|t| {
-                let shown: Vec<&Record> = t
-                    .media()
-                    .filter(|r| secs(r.end(), t.timescale) <= edge + tolerance)
-                    .collect();
-                let r = shown.len().checked_sub(MIN_SEGMENTS).map(|k| shown[k])?;
-                Some(secs(r.start, t.timescale))
-            })
-            .fold(f64::MAX, f64::min);
+        let mut third_last = f64::MAX;
+        for t in &snapshot.tracks {
+            let mut shown = 0;
+            t.records.visit_back(shown_end(t)?, |r| {
+                if r.is_end_marker() || secs(r.end(), t.timescale) > edge + tolerance {
+                    return true;
+                }
+                shown += 1;
+                if shown == MIN_SEGMENTS {
+                    third_last = third_last.min(secs(r.start, t.timescale));
+                    return false;
+                }
+                true
+            })?;
+        }
         if third_last < f64::MAX {
             first = first.min(third_last - tolerance);
         }
@@ -199,14 +212,16 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
     let mut first_timeline = None;
     let mut timeline_breaks: Vec<(f64, u32)> = Vec::new();
     for t in &snapshot.tracks {
-        let records: Vec<Record> = t
-            .media()
-            .filter(|r| {
-                secs(r.start, t.timescale) >= first
-                    && secs(r.end(), t.timescale) <= edge + tolerance
-            })
-            .copied()
-            .collect();
+        let from = t
+            .records
+            .partition_point(|r| secs(r.start, t.timescale) < first)?;
+        let mut records = Vec::new();
+        t.records.visit(from, shown_end(t)?, |r| {
+            if !r.is_end_marker() && secs(r.end(), t.timescale) <= edge + tolerance {
+                records.push(*r);
+            }
+            true
+        })?;
         let Some(head) = records.first() else {
             continue;
         };
@@ -242,7 +257,7 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
     } else {
         asked.dvr_window_secs
     };
-    Window {
+    Ok(Window {
         tracks,
         info: LiveInfo {
             anchor_ms: snapshot.anchor_ms,
@@ -259,5 +274,189 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> Window<'_> {
                 timeline_breaks
             },
         },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::archive::{read_records, FLAG_END, FLAG_SYNC};
+    use crate::live::channel::ChannelReader;
+    use crate::live::records::TrackRecords;
+    use crate::live::store::DirectIngest;
+    use std::path::PathBuf;
+
+    /// A channel ingested from the Smooth fixture, whose tracks' records are then replaced by
+    /// `count` 2-second fragments each (the window reads records only, not media).
+    fn long_channel(name: &str, count: u64) -> (PathBuf, PathBuf) {
+        let d = std::env::temp_dir().join(format!("origin-window-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let isml = d.join("ch.isml");
+        let bytes = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"),
+        )
+        .unwrap();
+        let mut s = DirectIngest::open(&isml, "s1", true).unwrap();
+        s.push(&bytes, 1_000_000).unwrap();
+        let snap = ChannelReader::new().snapshot(&isml, 2_000_000).unwrap();
+        for t in &snap.tracks {
+            let ts = u64::from(t.timescale);
+            // A gap of one fragment at 1000 (so ranges and windows meet it).
+            let records: Vec<u8> = (0..count)
+                .filter(|k| *k != 1000)
+                .flat_map(|k| {
+                    Record {
+                        start: k * 2 * ts,
+                        duration: 2 * ts,
+                        vpos: 4096 + k * 100,
+                        file_no: 1 + (k / 300) as u32,
+                        file_offset: (k % 300) * 100,
+                        size: 100,
+                        ingest_ms: 1_000_000 + k as i64 * 2000,
+                        flags: FLAG_SYNC,
+                        seq: k,
+                    }
+                    .encode()
+                })
+                .collect();
+            let path = snap.archive_dir.join(&t.dir_name).join("records");
+            crate::live::archive::write_atomically(&path, &records).unwrap();
+        }
+        (d, isml)
+    }
+
+    /// The snapshot with every record of every track in memory, as read whole.
+    fn read_whole(snapshot: &ChannelSnapshot) -> ChannelSnapshot {
+        let mut whole = snapshot.clone();
+        for t in &mut whole.tracks {
+            let path = snapshot.archive_dir.join(&t.dir_name).join("records");
+            t.records = TrackRecords::in_memory(read_records(&path).unwrap().0);
+        }
+        whole
+    }
+
+    fn same_window(a: &ChannelSnapshot, b: &ChannelSnapshot, asked: WindowRequest) {
+        let (wa, wb) = (window(a, asked).unwrap(), window(b, asked).unwrap());
+        assert_eq!(wa.info, wb.info, "{asked:?}");
+        let names = |w: &Window| -> Vec<(String, Vec<Record>)> {
+            w.tracks
+                .iter()
+                .map(|(t, r)| (t.dir_name.clone(), r.clone()))
+                .collect()
+        };
+        assert_eq!(names(&wa), names(&wb), "{asked:?}");
+    }
+
+    #[test]
+    fn windows_from_kept_records_equal_windows_from_a_whole_read() {
+        let (d, isml) = long_channel("equal", 20_000);
+        let mut reader = ChannelReader::new();
+        let snap = reader.snapshot(&isml, 2_000_000).unwrap();
+        for t in &snap.tracks {
+            assert_eq!(t.records.len(), 19_999);
+            // The DVR window and its margins are in memory, not the archive.
+            assert!(t.records.kept().len() < 200, "{}", t.records.kept().len());
+        }
+        let whole = read_whole(&snap);
+        let live = WindowRequest {
+            dvr_window_secs: 30,
+            now_ms: 50_000_000,
+            ..WindowRequest::default()
+        };
+        assert_eq!(window(&snap, live).unwrap().tracks[0].1.len(), 15);
+        for asked in [
+            live,
+            WindowRequest {
+                dvr_window_secs: 4,
+                ..live
+            },
+            WindowRequest {
+                time_shift_secs: 20_000,
+                ..live
+            },
+            WindowRequest {
+                dvr_window_secs: 3600,
+                dynamic_depth: true,
+                ..live
+            },
+            WindowRequest {
+                begin: Some(1900.0),
+                end: Some(2500.0),
+                ..live
+            },
+            WindowRequest {
+                begin: Some(39_000.0),
+                ..live
+            },
+            WindowRequest {
+                end: Some(100.0),
+                ..live
+            },
+        ] {
+            same_window(&snap, &whole, asked);
+        }
+        // The Live API's ranges, read from the file a chunk at a time.
+        for (kept, read) in snap.tracks.iter().zip(&whole.tracks) {
+            let ranges = crate::live::api::ranges(kept).unwrap();
+            assert_eq!(ranges, crate::live::api::ranges(read).unwrap());
+            assert_eq!(ranges.len(), 2);
+        }
+        // Stopped: the whole archive plays, from the file.
+        for t in &snap.tracks {
+            let path = snap.archive_dir.join(&t.dir_name).join("records");
+            let last = *t.records.last().unwrap();
+            let marker = Record {
+                start: last.end(),
+                duration: 0,
+                size: 0,
+                flags: FLAG_END,
+                ..last
+            };
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, &marker.encode()).unwrap();
+        }
+        let stopped = reader.snapshot(&isml, 3_000_000).unwrap();
+        assert_eq!(stopped.state(), "stopped");
+        let whole = read_whole(&stopped);
+        same_window(&stopped, &whole, live);
+        let w = window(&stopped, live).unwrap();
+        assert!(w.info.ended);
+        assert_eq!(w.tracks[0].1.len(), 19_999);
+        same_window(
+            &stopped,
+            &whole,
+            WindowRequest {
+                time_shift_secs: 60,
+                ..live
+            },
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_records_kept_follow_the_channels_dvr_window() {
+        let (d, isml) = long_channel("dvr", 10_000);
+        let mut reader = ChannelReader::new();
+        let kept = |reader: &mut ChannelReader| {
+            let snap = reader.snapshot(&isml, 2_000_000).unwrap();
+            snap.tracks[0].records.kept().len()
+        };
+        let short = kept(&mut reader);
+        // A channel with a two-hour window keeps two hours.
+        let manifest = std::fs::read_to_string(&isml).unwrap();
+        let longer = manifest.replacen(
+            "<head>",
+            "<head>\n    <meta name=\"dvr_window_length\" content=\"7200\"/>",
+            1,
+        );
+        assert_ne!(manifest, longer);
+        std::fs::write(&isml, longer).unwrap();
+        let long = kept(&mut reader);
+        assert!(short < 100 && long > 3600, "{short} {long}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

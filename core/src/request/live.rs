@@ -30,7 +30,10 @@ impl Request {
             .ok_or(Error::Internal("a live request without its channel"))?;
         let manifest = self.server_manifest(caches)?;
         let asked = self.window_request(&manifest, channel.anchor_ms, now_ms)?;
-        let window = crate::live::window::window(&channel, asked);
+        let window = crate::live::window::window(&channel, asked).map_err(|source| Error::Io {
+            path: format!("{}/records", channel.archive_dir.display()),
+            source,
+        })?;
         if window.tracks.is_empty() {
             return Err(Stop::Fail(Error::NotFound {
                 path: format!("{} (nothing was ingested yet)", self.route.manifest_path),

@@ -138,7 +138,7 @@ fn a_live_fragment_is_read_from_the_data_files_the_driver_supplied() {
         .iter()
         .find(|t| t.info.kind == crate::index::TrackKind::Video)
         .unwrap();
-    let record = *video.media().next().unwrap();
+    let record = video.records.first_media().unwrap().unwrap();
     let url = format!(
         "/ch.isml/QualityLevels({})/Fragments({}={})",
         video.info.bitrate, video.info.name, record.start
