@@ -213,6 +213,9 @@ impl Error {
             Error::Ingest(IngestError::Conflict(_)) => "INGEST_CONFLICT",
             Error::Ingest(IngestError::Storage { .. }) => "INGEST_STORAGE",
             Error::Ingest(IngestError::UnknownChannel(_)) => "INGEST_UNKNOWN_CHANNEL",
+            Error::Ingest(IngestError::TooLarge { .. }) => "INGEST_TOO_LARGE",
+            Error::Ingest(IngestError::Busy(_)) => "INGEST_BUSY",
+            Error::Ingest(IngestError::TooSlow(_)) => "INGEST_TIMEOUT",
             Error::LiveSegment { token, .. } => token,
             Error::EmptyTrack(_) => "FMP4_MISSING_TFRA",
             Error::Package(_) => "PACKAGING",
@@ -285,6 +288,9 @@ impl Error {
                 IngestError::NoInit(_) => 412,
                 IngestError::Conflict(_) => 409,
                 IngestError::UnknownChannel(_) => 404,
+                IngestError::TooLarge { .. } => 413,
+                IngestError::Busy(_) => 503,
+                IngestError::TooSlow(_) => 408,
                 IngestError::Storage { source, .. } => match source.raw_os_error() {
                     Some(libc::ENOSPC) | Some(libc::EDQUOT) => 507,
                     _ => 500,
@@ -555,6 +561,22 @@ mod tests {
                 }),
                 "INGEST_STORAGE",
                 500,
+            ),
+            (
+                ingest(IngestError::TooLarge {
+                    what: "fragment",
+                    offset: 0,
+                    size: 2,
+                    limit: 1,
+                }),
+                "INGEST_TOO_LARGE",
+                413,
+            ),
+            (ingest(IngestError::Busy("x".into())), "INGEST_BUSY", 503),
+            (
+                ingest(IngestError::TooSlow("x".into())),
+                "INGEST_TIMEOUT",
+                408,
             ),
             (
                 ingest(IngestError::UnknownChannel("x".into())),

@@ -7,6 +7,9 @@
 //!   archive operations that store them;
 //! - [`store`]: those operations carried out on disk (blocking: drivers run them off their
 //!   event loop);
+//! - [`budget`]: the memory a worker lets unfinished fragments hold;
+//! - [`spool`], [`record_bytes`]: a large fragment's payload on its way to the archive, written
+//!   as it arrives;
 //! - [`archive`]: the on-disk layout, its writer and its records;
 //! - [`channel`], [`window`]: the archive as egress reads it, and the window a request plays;
 //! - [`api`], [`admin`]: the Live API's reports, and publishing points made and removed.
@@ -14,8 +17,11 @@
 pub mod admin;
 pub mod api;
 pub mod archive;
+pub mod budget;
 pub mod channel;
 pub mod ingest;
+pub mod record_bytes;
 pub mod session;
+pub mod spool;
 pub mod store;
 pub mod window;

@@ -28,6 +28,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::ingest::IngestError;
+use super::record_bytes::RecordBytes;
 
 /// The archive directory's suffix, after the server manifest's file name.
 pub const ARCHIVE_SUFFIX: &str = ".archive";
@@ -435,22 +436,22 @@ impl TrackWriter {
         Ok(false)
     }
 
-    /// Appends a fragment that starts at `start` and lasts `duration` ticks. `bytes` is its
-    /// `moof` + `mdat`; `rebase(bytes, vpos)` fixes absolute offsets in it once its place is
-    /// known. Flushed before it returns.
+    /// Appends a record that starts at `start` and lasts `duration` ticks. `bytes` are its
+    /// fragments (payloads in memory or in `spool`, the session's spool file); `rebase(bytes,
+    /// vpos)` fixes absolute offsets in their `moof`s once the record's place is known.
+    /// Flushed before it returns.
     pub fn append(
         &mut self,
         timing: Timing,
-        bytes: &mut [u8],
-        rebase: impl FnOnce(&mut [u8], u64),
+        bytes: &mut RecordBytes,
+        spool: Option<&File>,
+        rebase: impl FnOnce(&mut RecordBytes, u64),
         retention: Retention,
         now_ms: i64,
     ) -> Result<Appended, IngestError> {
-        let dir = self.dir.clone();
-        let err = storage(&dir);
-        let _ = err;
         self.locked(|w| {
-            let (appended, renewed) = w.append_locked(timing, bytes, rebase, retention, now_ms)?;
+            let (appended, renewed) =
+                w.append_locked(timing, bytes, spool, rebase, retention, now_ms)?;
             if let Some(file) = renewed {
                 // The lock stays on the old inode until this returns; writers that wait for it
                 // then find the new file and lock that.
@@ -467,13 +468,16 @@ impl TrackWriter {
             duration,
             flags,
         }: Timing,
-        bytes: &mut [u8],
-        rebase: impl FnOnce(&mut [u8], u64),
+        bytes: &mut RecordBytes,
+        spool: Option<&File>,
+        rebase: impl FnOnce(&mut RecordBytes, u64),
         retention: Retention,
         now_ms: i64,
     ) -> Result<(Appended, Option<File>), IngestError> {
         let dir = self.dir.clone();
         let err = storage(&dir);
+        let size = u32::try_from(bytes.len())
+            .map_err(|_| IngestError::Malformed(format!("a record of {} bytes", bytes.len())))?;
         let last = self.last_record().map_err(&err)?;
         let count = self.records.metadata().map_err(&err)?.len() / RECORD_SIZE as u64;
         let mut file_no = 1;
@@ -527,7 +531,8 @@ impl TrackWriter {
             .map_err(storage(&path))?;
         // Bytes past the last record are a write that was never acknowledged: overwritten.
         data.set_len(file_offset).map_err(storage(&path))?;
-        data.write_all_at(bytes, file_offset)
+        bytes
+            .write_at(&data, file_offset, spool)
             .and_then(|()| data.sync_data())
             .map_err(|e| {
                 let _ = data.set_len(file_offset);
@@ -539,7 +544,7 @@ impl TrackWriter {
             vpos,
             file_no,
             file_offset,
-            size: bytes.len() as u32,
+            size,
             ingest_ms: now_ms,
             flags,
             seq,
@@ -683,6 +688,17 @@ mod tests {
         }
     }
 
+    /// A record of one fragment whose `moof` is `bytes` (the archive does not look inside).
+    fn rec(bytes: Vec<u8>) -> RecordBytes {
+        RecordBytes {
+            fragments: vec![crate::live::record_bytes::FragmentBytes {
+                moof: bytes,
+                mdat_header: Vec::new(),
+                payload: crate::live::record_bytes::Payload::Memory(Vec::new()),
+            }],
+        }
+    }
+
     const KEEP_ALL: Retention = Retention {
         segment_ticks: 10,
         keep_ticks: None,
@@ -715,18 +731,21 @@ mod tests {
         let mut w = TrackWriter::open(&dir, b"INIT", "kind=video\n").unwrap();
         let mut seen = Vec::new();
         for k in 0..6u64 {
-            let mut bytes = vec![k as u8; 10];
+            let mut bytes = rec(vec![k as u8; 10]);
             let a = w
                 .append(
                     t(k * 4, 4, FLAG_SYNC),
                     &mut bytes,
-                    |b, vpos| b[0] = vpos as u8,
+                    None,
+                    |b, vpos| b.fragments[0].moof[0] = vpos as u8,
                     KEEP_ALL,
                     0,
                 )
                 .unwrap();
-            let Appended::Stored(rec) = a else { panic!() };
-            seen.push(rec);
+            let Appended::Stored(record) = a else {
+                panic!()
+            };
+            seen.push(record);
         }
         assert_eq!(seen[0].vpos, 4);
         assert_eq!(seen[1].vpos, 14);
@@ -740,9 +759,9 @@ mod tests {
         let data = std::fs::read(dir.join(data_file_name(2))).unwrap();
         assert_eq!(data[0], seen[3].vpos as u8);
         // Same start again: a duplicate, nothing written.
-        let mut again = vec![9u8; 10];
+        let mut again = rec(vec![9u8; 10]);
         assert_eq!(
-            w.append(t(8, 4, 0), &mut again, |_, _| {}, KEEP_ALL, 0)
+            w.append(t(8, 4, 0), &mut again, None, |_, _| {}, KEEP_ALL, 0)
                 .unwrap(),
             Appended::Duplicate
         );
@@ -751,7 +770,7 @@ mod tests {
         // Stopped: earlier timestamps are a conflict.
         w.end_stream(5).unwrap();
         let err = w
-            .append(t(5, 3, 0), &mut again, |_, _| {}, KEEP_ALL, 0)
+            .append(t(5, 3, 0), &mut again, None, |_, _| {}, KEEP_ALL, 0)
             .unwrap_err();
         assert_eq!(crate::Error::from(err).status(), 409);
         // Pruning removes whole files only.
@@ -759,8 +778,8 @@ mod tests {
             keep_ticks: Some(9),
             ..KEEP_ALL
         };
-        let mut more = vec![1u8; 10];
-        w.append(t(24, 4, 0), &mut more, |_, _| {}, keep, 0)
+        let mut more = rec(vec![1u8; 10]);
+        w.append(t(24, 4, 0), &mut more, None, |_, _| {}, keep, 0)
             .unwrap();
         let (records, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.first().unwrap().file_no, 2);
@@ -774,8 +793,8 @@ mod tests {
         let d = temp("torn");
         let dir = d.join("a=1");
         let mut w = TrackWriter::open(&dir, b"I", "").unwrap();
-        let mut b = vec![0u8; 4];
-        w.append(t(0, 2, 0), &mut b, |_, _| {}, KEEP_ALL, 0)
+        let mut b = rec(vec![0u8; 4]);
+        w.append(t(0, 2, 0), &mut b, None, |_, _| {}, KEEP_ALL, 0)
             .unwrap();
         OpenOptions::new()
             .append(true)
@@ -785,7 +804,7 @@ mod tests {
             .unwrap();
         let (records, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.len(), 1);
-        w.append(t(2, 2, 0), &mut b, |_, _| {}, KEEP_ALL, 0)
+        w.append(t(2, 2, 0), &mut b, None, |_, _| {}, KEEP_ALL, 0)
             .unwrap();
         let (records, (_, size)) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.len(), 2);

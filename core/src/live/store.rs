@@ -1,7 +1,8 @@
 //! The archive operations an ingest session queues ([`ArchiveOp`]), carried out on disk.
 //!
 //! This is the one place ingest does file I/O, and all of it blocks: reads of the channel's
-//! server manifest, `flock`, appends and `fdatasync`. A driver therefore runs an
+//! server manifest, `flock`, writes to the session's spool file, appends (copies from the
+//! spool file for large fragments) and `fdatasync`. A driver therefore runs an
 //! [`ArchiveStore`] where blocking does not hurt: the nginx glue on a thread of nginx's thread
 //! pool (the event loop goes on serving other requests meanwhile), tools and tests on their own
 //! thread ([`DirectIngest`]). Each [`ArchiveStore::run`] returns once what it wrote is durable,
@@ -14,10 +15,12 @@ use super::archive::{
 };
 use super::channel::{anchor_for, anchor_path};
 use super::ingest::IngestError;
+use super::record_bytes::RecordBytes;
 use super::session::{
-    shift_record_offsets, AppendOp, Applied, ArchiveOp, ChannelOptions, IngestSession,
-    IngestSummary, OpenTrackOp, SessionStart,
+    shift_record_offsets, AppendOp, Applied, ArchiveOp, ChannelOptions, IngestLimits,
+    IngestSession, IngestSummary, OpenTrackOp, SessionStart,
 };
+use super::spool::Spool;
 use crate::ism::{ServerManifest, TrackEntry};
 
 fn storage(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
@@ -35,6 +38,8 @@ pub struct ArchiveStore {
     /// The server manifest may be created when missing.
     create: bool,
     writers: Vec<(String, TrackWriter)>,
+    /// Where large fragments' payloads wait (made with the first one).
+    spool: Option<Spool>,
 }
 
 impl ArchiveStore {
@@ -71,6 +76,7 @@ impl ArchiveStore {
             archive,
             create,
             writers: Vec::new(),
+            spool: None,
         };
         let start = SessionStart {
             options,
@@ -105,6 +111,22 @@ impl ArchiveStore {
                 Ok(Applied::default())
             }
             ArchiveOp::OpenTrack(op) => self.open_track(*op).map(|()| Applied::default()),
+            ArchiveOp::Spool { at, bytes } => {
+                if self.spool.is_none() {
+                    let spool = Spool::create(&self.archive).map_err(storage(&self.archive))?;
+                    self.spool = Some(spool);
+                }
+                if let Some(spool) = &self.spool {
+                    spool.write_at(&bytes, at).map_err(storage(&self.archive))?;
+                }
+                Ok(Applied::default())
+            }
+            ArchiveOp::ClearSpool => {
+                if let Some(spool) = &self.spool {
+                    spool.clear().map_err(storage(&self.archive))?;
+                }
+                Ok(Applied::default())
+            }
             ArchiveOp::Append(op) => self.append(*op),
             ArchiveOp::EndStream { dir_name, now_ms } => {
                 self.writer(&dir_name)?.end_stream(now_ms)?;
@@ -161,7 +183,6 @@ impl ArchiveStore {
             dir_name,
             timing,
             mut bytes,
-            moofs,
             fragments,
             retention,
             timescale,
@@ -169,21 +190,23 @@ impl ArchiveStore {
             info,
             now_ms,
         } = op;
-        let rebase = |b: &mut [u8], vpos: u64| {
-            let _ = shift_record_offsets(b, &moofs, vpos);
+        let rebase = |b: &mut RecordBytes, vpos: u64| {
+            let _ = shift_record_offsets(b, vpos);
         };
-        let writer = self.writer(&dir_name)?;
-        let mut appended = writer.append(timing, &mut bytes, rebase, retention, now_ms)?;
+        let spool = self.spool.as_ref().map(|s| s.file());
+        let Some((_, writer)) = self.writers.iter_mut().find(|(d, _)| *d == dir_name) else {
+            return Err(IngestError::Malformed(format!(
+                "track {dir_name} was never opened"
+            )));
+        };
+        let mut appended = writer.append(timing, &mut bytes, spool, rebase, retention, now_ms)?;
         let restarted = appended == Appended::Restart;
         if restarted {
             // A new timeline: the stopped track's archive goes, this fragment starts anew.
             let dir = writer.dir().to_path_buf();
             std::fs::remove_dir_all(&dir).map_err(storage(&dir))?;
             *writer = TrackWriter::open(&dir, &init, &info)?;
-            let rebase = |b: &mut [u8], vpos: u64| {
-                let _ = shift_record_offsets(b, &moofs, vpos);
-            };
-            appended = writer.append(timing, &mut bytes, rebase, retention, now_ms)?;
+            appended = writer.append(timing, &mut bytes, spool, rebase, retention, now_ms)?;
         }
         let mut count = TrackStats {
             last_ms: now_ms,
@@ -193,9 +216,9 @@ impl ArchiveStore {
         match appended {
             super::archive::Appended::Stored(_) => {
                 applied.fragments = fragments;
-                applied.bytes = bytes.len() as u64;
+                applied.bytes = bytes.len();
                 count.fragments = fragments;
-                count.bytes = bytes.len() as u64;
+                count.bytes = bytes.len();
                 self.write_anchor(anchor_for(now_ms, timing.start, timescale), restarted)?;
             }
             Appended::Duplicate | Appended::Restart => {
@@ -294,9 +317,19 @@ pub struct DirectIngest {
 impl DirectIngest {
     /// See [`ArchiveStore::open`].
     pub fn open(isml: &Path, stream: &str, create: bool) -> Result<DirectIngest, IngestError> {
+        DirectIngest::open_with(isml, stream, create, IngestLimits::default())
+    }
+
+    /// See [`ArchiveStore::open`] and [`IngestSession::with_limits`].
+    pub fn open_with(
+        isml: &Path,
+        stream: &str,
+        create: bool,
+        limits: IngestLimits,
+    ) -> Result<DirectIngest, IngestError> {
         let (store, start) = ArchiveStore::open(isml, stream, create)?;
         Ok(DirectIngest {
-            session: IngestSession::new(start, stream),
+            session: IngestSession::with_limits(start, stream, limits),
             store,
         })
     }
