@@ -7,7 +7,7 @@
 2. Worker memory: 8 connections each upload a 200 MB fragment at 10 MB/s (about 20 s each,
    all at once); the worker's peak RSS (VmHWM) over the run, and its RSS before.
 
-The fragments are made without encoding (tests/helpers/live.py `synthetic_fragment`): ingest
+nginx runs on CPU 0, this script on CPU 1. The fragments are made without encoding (tests/helpers/live.py `synthetic_fragment`): ingest
 checks boxes, not samples. `--module PATH` measures another build of the module (the one
 before a change) in the same nginx.
 
@@ -17,6 +17,7 @@ before a change) in the same nginx.
 from __future__ import annotations
 
 import argparse
+import os
 import http.client
 import socket
 import statistics
@@ -39,9 +40,15 @@ LOCATION = """
 PIECE = 256 << 10
 
 
+def newest_build():
+    """The newest nginx under build/ (ORIGIN_NGINX_VERSIONS picks another)."""
+    return builds()[-1]
+
+
 def start(module: Path | None) -> Nginx:
-    build = builds()[0]
-    n = Nginx(build, workers=1, module=module or build.module)
+    build = newest_build()
+    # nginx on CPU 0, this script (probe and uploads) on CPU 1, as scripts/bench_live.py does.
+    n = Nginx(build, workers=1, module=module or build.module, wrapper=["taskset", "-c", "0"])
     live_dir(n)
     (n.root / "tiny").write_bytes(b"x")
     n.start(LOCATION, log_level="warn")
@@ -168,7 +175,8 @@ def main() -> None:
     ap.add_argument("--upload-mb", type=int, default=200)
     ap.add_argument("--rate-mb", type=float, default=10)
     a = ap.parse_args()
-    print(f"module: {a.module or builds()[0].module}")
+    os.sched_setaffinity(0, {1})
+    print(f"nginx: {newest_build().nginx}, module: {a.module or newest_build().module}")
     if "stall" not in a.skip:
         print("1. event-loop stall")
         stall(a.module, a.stall_mb << 20)
