@@ -48,6 +48,8 @@ pub const SPOOL_WINDOW: usize = 1 << 20;
 /// Payload bytes the fragments waiting for assembly on one track keep in memory; the payloads
 /// of the next ones go to the spool file.
 pub const TRACK_PENDING_MEMORY: u64 = 4 << 20;
+/// Most fragments assembled into one record (a GOP of 10 s at 60 frames a second is 600).
+pub const MAX_ASSEMBLED_FRAGMENTS: usize = 2048;
 /// Default time a box (a fragment: `moof` and `mdat`) may take to arrive whole.
 pub const DEFAULT_BOX_TIMEOUT_MS: u64 = 30_000;
 
@@ -678,6 +680,10 @@ impl IngestSession {
         let boundary = fragment.sync || kind != TrackKind::Video;
         if !t.pending.is_empty() && boundary && pending + fragment.duration / 2 >= target {
             self.flush_track(k, now_ms);
+        } else if self.pending_full(k, &fragment) {
+            // A stream that never reaches the record's length (no sync sample, samples of no
+            // duration) may not pile fragments up without bound, in memory or in the spool.
+            self.flush_track(k, now_ms);
         }
         let whole = match kind {
             // A fragment that starts a GOP and is long enough is written at once: encoders
@@ -690,6 +696,15 @@ impl IngestSession {
             self.flush_track(k, now_ms);
         }
         Ok(())
+    }
+
+    /// Whether the fragments waiting on track `k` are as many, or as large, as one record may
+    /// be, `next` included.
+    fn pending_full(&self, k: usize, next: &Checked) -> bool {
+        let pending = &self.tracks[k].pending;
+        let bytes: u64 = pending.iter().map(|f| f.bytes.len()).sum();
+        pending.len() >= MAX_ASSEMBLED_FRAGMENTS
+            || (!pending.is_empty() && bytes + next.bytes.len() > self.limits.max_fragment)
     }
 
     /// Ticks a record is assembled to: the channel's minimum fragment length, else a second
@@ -1143,6 +1158,49 @@ mod tests {
         let media: Vec<_> = records.iter().filter(|r| !r.is_end_marker()).collect();
         assert_eq!(media.len(), 1, "{media:?}");
         assert_eq!(media[0].duration, 40_000_000);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn assembly_stops_at_the_size_of_the_largest_fragment() {
+        // Records of 1000 s are never reached: without a bound every fragment waits in one.
+        let manifest = br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+            <meta name="mpd_minimum_fragment_length" content="1000"/></head><body/></smil>"#;
+        let limits = IngestLimits {
+            max_fragment: 60_000,
+            ..IngestLimits::default()
+        };
+        let d = temp("assembly-bound");
+        let isml = d.join("ch.isml");
+        std::fs::write(&isml, manifest).unwrap();
+        let mut s = DirectIngest::open_with(&isml, "s1", true, limits).unwrap();
+        let bytes = fixture("smooth.ismv");
+        let mut pending_records = 0;
+        for c in bytes.chunks(4093) {
+            s.push(c, 1_000).unwrap();
+            let manifest = std::fs::read(&isml).unwrap();
+            if let Some(video) = ServerManifest::parse(&manifest).unwrap().tracks.first() {
+                let (records, _) = read_records(&d.join(&video.src).join("records")).unwrap();
+                pending_records = records.len();
+            }
+        }
+        // A record was written before the body ended.
+        assert!(pending_records >= 1);
+        s.finish(2_000).unwrap();
+        let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+        for (k, t) in manifest.tracks.iter().enumerate() {
+            let (records, _) = read_records(&d.join(&t.src).join("records")).unwrap();
+            let media: Vec<_> = records.iter().filter(|r| !r.is_end_marker()).collect();
+            // The video's two fragments (about 50 KB each) would not fit one record.
+            if k == 0 {
+                assert_eq!(media.len(), 2, "{media:?}");
+                assert_eq!(media[0].end(), media[1].start);
+            }
+            assert!(
+                media.iter().all(|r| u64::from(r.size) <= 60_000),
+                "{media:?}"
+            );
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 
