@@ -325,7 +325,12 @@ impl IngestParser {
     /// The body ended: errors when it ended inside a box (what came before stands).
     pub fn finish(&mut self) -> Result<(), IngestError> {
         let waiting = self.moof.take().map_or(0, |(moof, _)| moof.len() as u64);
-        let have = self.buf.len() as u64 + waiting;
+        let have = if self.payload_left > 0 {
+            // Inside a payload: what came of the fragment.
+            self.offset - self.fragment_offset
+        } else {
+            self.buf.len() as u64 + waiting
+        };
         if have > 0 || self.payload_left > 0 {
             return Err(IngestError::Truncated { have });
         }
@@ -533,7 +538,11 @@ mod tests {
         let mut p = IngestParser::default();
         p.push(&stream()[..130], &mut e).unwrap();
         assert!(p.inside_box());
-        assert!(matches!(p.finish(), Err(IngestError::Truncated { .. })));
+        // 130 bytes of the stream, the fragment's moof at 48.
+        assert!(matches!(
+            p.finish(),
+            Err(IngestError::Truncated { have: 82 })
+        ));
         // size 0 has no meaning in a stream.
         assert!(IngestParser::default()
             .push(b"\0\0\0\0moov", &mut e)
