@@ -1,9 +1,11 @@
 //! Validation of directive values, shared by the nginx glue (at `nginx -t` time) and the CLI,
-//! and a location's settings as its directives make them ([`location`]).
+//! a location's settings as its directives make them ([`location`]), and the bounds of live
+//! ingest ([`ingest`]).
 //!
 //! Each function returns a message that names what is wrong with the value; the glue adds the
 //! file:line.
 
+pub mod ingest;
 pub mod location;
 
 use std::fmt;

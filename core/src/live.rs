@@ -7,6 +7,9 @@
 //!   archive operations that store them;
 //! - [`store`]: those operations carried out on disk (blocking: drivers run them off their
 //!   event loop);
+//! - [`budget`]: the memory a worker lets unfinished fragments hold;
+//! - [`spool`], [`record_bytes`]: a large fragment's payload on its way to the archive, written
+//!   as it arrives;
 //! - [`archive`]: the on-disk layout, its writer and its records;
 //! - [`channel`], [`records`], [`window`]: the archive as egress reads it (each track's newest
 //!   records in memory, grown by what was appended, older ones read from the file on demand),
@@ -19,12 +22,15 @@
 pub mod admin;
 pub mod api;
 pub mod archive;
+pub mod budget;
 pub mod channel;
 pub mod confined;
 pub mod ingest;
 pub mod limits;
+pub mod record_bytes;
 pub mod records;
 pub mod session;
+pub mod spool;
 pub mod store;
 pub mod timeline;
 pub mod window;

@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let mut parser = IngestParser::new();
+    let mut parser = IngestParser::default();
     let mut events = Vec::new();
     for c in rest.chunks(chunk) {
         if parser.push(c, &mut events).is_err() {

@@ -13,17 +13,28 @@
 //! waits for the next read event. Both happen in [`advance`], in a loop, as nginx's upstream
 //! module does it. While work is on the pool no read happens, so the read timer
 //! (`client_body_timeout`) is stopped; the next read arms it again.
+//!
+//! Memory is bounded per worker: what each request's session holds of unfinished fragments is
+//! its share of the worker's budget (`origin_ingest_memory`, see
+//! [`origin_core::live::budget`]), checked after every piece fed; past it the request is refused
+//! (503, or 413 when it alone needs more than the budget) and nothing of its unfinished
+//! fragment is stored. A box that does not arrive whole within `origin_ingest_fragment_timeout`
+//! of its first byte is refused (408): a timer wakes the request at that deadline, since
+//! `client_body_timeout` only bounds the silence between two reads.
 
 use std::path::PathBuf;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_http_finalize_request, ngx_http_read_client_request_body,
     ngx_http_read_unbuffered_request_body, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+    NGX_ERROR, NGX_HTTP_REQUEST_TIME_OUT, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
+use std::cell::RefCell;
+
+use origin_core::live::budget::MemoryBudget;
 use origin_core::live::ingest::IngestError;
 use origin_core::live::limits::IngestPolicy;
-use origin_core::live::session::{Applied, IngestSession, SessionStart};
+use origin_core::live::session::{Applied, IngestLimits, IngestSession, SessionStart};
 use origin_core::live::store::ArchiveStore;
 
 use crate::ffi::body::{only_in_file, read_file_buf};
@@ -56,6 +67,34 @@ enum Next {
     Close(ngx_int_t),
 }
 
+thread_local! {
+    /// This worker's budget for unfinished fragments (its event loop is its one thread).
+    static BUDGET: RefCell<MemoryBudget> =
+        const { RefCell::new(MemoryBudget::new(origin_core::live::budget::DEFAULT_INGEST_MEMORY)) };
+}
+
+/// A request's share of the worker's budget, given back when the request is freed.
+#[derive(Default)]
+struct BudgetShare(u64);
+
+impl BudgetShare {
+    /// The session now holds `now` bytes; refused when it grew past the budget while inside
+    /// a box.
+    fn update(&mut self, limit: u64, now: u64, unfinished: bool) -> Result<(), IngestError> {
+        BUDGET.with(|b| {
+            let mut b = b.borrow_mut();
+            b.set_limit(limit);
+            b.update(&mut self.0, now, unfinished)
+        })
+    }
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        BUDGET.with(|b| b.borrow_mut().release(&mut self.0));
+    }
+}
+
 /// What a request being ingested keeps between events.
 struct Ingest {
     isml: PathBuf,
@@ -69,6 +108,22 @@ struct Ingest {
     next: Next,
     /// Set once the request was finalized: what follows is not read.
     done: bool,
+    limits: IngestLimits,
+    /// The worker's budget for unfinished fragments (`origin_ingest_memory`).
+    budget: u64,
+    share: BudgetShare,
+    /// Wakes the request when the box in progress is due (see `origin_ingest_fragment_timeout`).
+    deadline: ngx::ffi::ngx_event_t,
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if self.deadline.timer_set() != 0 {
+            // SAFETY: the timer was added on this event, which has not moved (the Ingest lives
+            // in the request's pool).
+            unsafe { ngx::ffi::ngx_del_timer(&mut self.deadline) };
+        }
+    }
 }
 
 /// Starts ingesting the body of `r` into the channel whose server manifest is `isml`.
@@ -80,6 +135,7 @@ pub fn serve(
 ) -> Result<ngx_int_t, OriginError> {
     // SAFETY: the connection outlives its request; addr_text is its peer's address.
     let address = unsafe { crate::ffi::strings::bytes(&(*r.connection).addr_text) };
+    let settings = crate::settings::conf::ingest_settings(r);
     let ingest = crate::ffi::ctx::own(
         r,
         Ingest {
@@ -91,6 +147,11 @@ pub fn serve(
             offload: Offload::default(),
             next: Next::Read,
             done: false,
+            limits: settings.limits(),
+            budget: settings.memory_budget(),
+            share: BudgetShare::default(),
+            // SAFETY: an all-zero event is an idle one (nginx zeroes its events the same way).
+            deadline: unsafe { std::mem::zeroed() },
         },
     )?;
     r.set_request_body_no_buffering(1);
@@ -159,7 +220,7 @@ unsafe extern "C" fn work_done(r: *mut ngx_http_request_t) {
         r.write_event_handler = Some(ngx::ffi::ngx_http_request_empty_handler);
         match outcome {
             Ok(Done::Opened(Ok((store, start)))) => {
-                let mut session = IngestSession::new(start, &ingest.stream);
+                let mut session = IngestSession::with_limits(start, &ingest.stream, ingest.limits);
                 session.set_encoder(&ingest.encoder);
                 ingest.session = Some(session);
                 ingest.store = Some(store);
@@ -174,6 +235,10 @@ unsafe extern "C" fn work_done(r: *mut ngx_http_request_t) {
                         }
                     }
                     Err(e) => ingest.fail(e.into()),
+                }
+                // What the operations carried is written: the share shrinks (never refused).
+                if let Some(session) = &ingest.session {
+                    let _ = ingest.share.update(ingest.budget, session.memory(), false);
                 }
             }
             Err(e) => ingest.fail(e),
@@ -209,6 +274,42 @@ impl Ingest {
         }
     }
 
+    /// Brings the request's share of the worker's budget up to date; an error when it grew
+    /// past the budget inside a box.
+    fn account(&mut self) -> Result<(), IngestError> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        self.share
+            .update(self.budget, session.memory(), session.inside_box())
+    }
+
+    /// Arms the timer that wakes the request when the box in progress is due (or stops it
+    /// when none is).
+    fn arm_deadline(&mut self, r: &mut ngx_http_request_t) {
+        let due = self.session.as_ref().and_then(|s| s.deadline_ms());
+        let ev = &mut self.deadline;
+        match due {
+            Some(due) => {
+                // A millisecond past it: the check then finds it passed.
+                let wait =
+                    (due - now_ms()).clamp(0, i64::from(u32::MAX)) as ngx::ffi::ngx_msec_t + 1;
+                ev.data = r as *mut ngx_http_request_t as *mut std::ffi::c_void;
+                // SAFETY: the connection's log lives as long as the request.
+                ev.log = unsafe { (*r.connection).log };
+                ev.handler = Some(deadline_passed);
+                // SAFETY: the event lives in the request's pool; `Drop` deletes its timer
+                // before the pool frees it.
+                unsafe { ngx::ffi::ngx_add_timer(ev, wait) };
+            }
+            None if ev.timer_set() != 0 => {
+                // SAFETY: as above.
+                unsafe { ngx::ffi::ngx_del_timer(ev) };
+            }
+            None => {}
+        }
+    }
+
     /// Runs the operations the session queued on the pool; false when there were none.
     fn run_queued(&mut self, r: &mut ngx_http_request_t) -> Result<bool, OriginError> {
         let Some(session) = &mut self.session else {
@@ -234,6 +335,19 @@ impl Ingest {
             work_done,
         )?;
         Ok(true)
+    }
+}
+
+/// The box in progress is due: the request goes on (and finds it refused, unless it came
+/// whole meanwhile).
+unsafe extern "C" fn deadline_passed(ev: *mut ngx::ffi::ngx_event_t) {
+    // SAFETY: the event's data is the request whose Ingest holds the event; its timer is
+    // deleted before the request is freed.
+    unsafe {
+        let r = (*ev).data as *mut ngx_http_request_t;
+        let c = (*r).connection;
+        on_event(r);
+        ngx::ffi::ngx_http_run_posted_requests(c);
     }
 }
 
@@ -302,14 +416,34 @@ fn advance(
         match std::mem::replace(&mut ingest.next, Next::Read) {
             Next::Read => {}
             Next::Answer(status) => return send_empty(r, status).map(Some),
-            Next::Fail(e) => return Ok(Some(fail(r, &e))),
+            Next::Fail(e) => {
+                let rc = fail(r, &e);
+                if rc == NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t {
+                    // nginx closes a request finalized with 408 without a word; an encoder
+                    // whose fragment came too slowly is told why (and the connection closes).
+                    r.set_keepalive(0);
+                    return send_empty(r, 408).map(Some);
+                }
+                return Ok(Some(rc));
+            }
             Next::Close(rc) => return Ok(Some(rc)),
         }
         // Not open yet: the end of the opening brings the request back.
         let Some(session) = ingest.session.as_mut() else {
             return Ok(None);
         };
-        match feed(r, session, now_ms()) {
+        let now = now_ms();
+        // A box past its deadline is refused before more of it is taken; what was fed is
+        // counted against the worker's budget at once.
+        let fed_now = match session.check_deadline(now) {
+            Ok(()) => feed(r, session, now),
+            Err(e) => Err(e.into()),
+        }
+        .and_then(|bytes| ingest.account().map(|()| bytes).map_err(OriginError::from));
+        let Some(session) = ingest.session.as_mut() else {
+            return Ok(None);
+        };
+        match fed_now {
             Ok(bytes) => fed += bytes,
             Err(e) => {
                 // What came before the refusal is stored, then the refusal answered.
@@ -349,7 +483,8 @@ fn advance(
         // SAFETY: request_body is set while the body is read.
         let more = unsafe { !r.request_body.is_null() && !(*r.request_body).bufs.is_null() };
         if rc == NGX_AGAIN as ngx_int_t && !more {
-            // Nothing new until the next read event.
+            // Nothing new until the next read event (or the box's deadline).
+            ingest.arm_deadline(r);
             return Ok(None);
         }
     }

@@ -18,6 +18,7 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModuleConfExt;
 use ngx::ngx_string;
+use origin_core::config::ingest::IngestSettings;
 use origin_core::config::location::{ContentHandler, LocationSettings, Position};
 
 use crate::ffi::fence as entry;
@@ -36,6 +37,9 @@ pub struct MainConf {
     /// That pool, registered once a location can ingest or change publishing points.
     #[cfg(ngx_feature = "threads")]
     pub thread_pool: *mut ngx::ffi::ngx_thread_pool_t,
+    /// `origin_ingest_memory`, `origin_ingest_max_fragment`, `origin_ingest_fragment_timeout`:
+    /// what live ingest may hold (ours).
+    pub ingest: IngestSettings,
 }
 
 impl Default for MainConf {
@@ -46,6 +50,7 @@ impl Default for MainConf {
             thread_pool_name: None,
             #[cfg(ngx_feature = "threads")]
             thread_pool: ptr::null_mut(),
+            ingest: IngestSettings::default(),
         }
     }
 }
@@ -81,7 +86,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 25] = [
+pub static mut COMMANDS: [ngx_command_t; 28] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -115,6 +120,9 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
     main_value(ngx_string!("usp_license_key"), set_license_key),
     main_value(ngx_string!("origin_thread_pool"), set_thread_pool),
     main_value(ngx_string!("origin_cache_size"), set_cache_size),
+    main_value(ngx_string!("origin_ingest_memory"), set_ingest),
+    main_value(ngx_string!("origin_ingest_max_fragment"), set_ingest),
+    main_value(ngx_string!("origin_ingest_fragment_timeout"), set_ingest),
     ngx_command_t::empty(),
 ];
 
@@ -410,6 +418,30 @@ unsafe extern "C" fn set_cache_size(
     })
 }
 
+/// `origin_ingest_memory`, `origin_ingest_max_fragment`, `origin_ingest_fragment_timeout`:
+/// checked and kept by the core's [`IngestSettings`].
+unsafe extern "C" fn set_ingest(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    entry::guard_conf(cf, || {
+        // SAFETY: nginx passes the configuration being parsed and our main conf.
+        let (cfr, conf) = unsafe { (&mut *cf, &mut *(conf as *mut MainConf)) };
+        let args = match conf_args(cfr) {
+            Ok(a) => a,
+            Err(e) => return conf_error(cf, &e),
+        };
+        let [name, value] = args.as_slice() else {
+            return conf_error(cf, "invalid number of arguments");
+        };
+        match conf.ingest.set(name, value) {
+            Ok(()) => ngx::core::NGX_CONF_OK,
+            Err(e) => conf_error(cf, &e),
+        }
+    })
+}
+
 unsafe extern "C" fn set_thread_pool(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -491,6 +523,11 @@ pub fn main_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&MainConf> {
         r.http_main_conf_unchecked::<MainConf>(crate::module())
             .map(|p| &*p.as_ptr())
     }
+}
+
+/// What live ingest may hold, as the `http` block sets it (defaults when unset).
+pub fn ingest_settings(r: &ngx::ffi::ngx_http_request_t) -> IngestSettings {
+    main_conf(r).map(|c| c.ingest).unwrap_or_default()
 }
 
 /// The license file must be a readable, non-empty regular file. Its content is not enforced.

@@ -107,3 +107,55 @@ def packets(url, stream, loops=0):
     assert out.returncode == 0, out.stderr
     return [line.rsplit(",", 1)[1].strip() for line in out.stdout.splitlines()
             if line and not line.startswith("#")]
+
+
+def _box(fourcc, body):
+    return (8 + len(body)).to_bytes(4, "big") + fourcc + body
+
+
+def _full_box(fourcc, version, flags, body):
+    return _box(fourcc, bytes([version]) + flags.to_bytes(3, "big") + body)
+
+
+def init_track(init):
+    """(track ID, timescale) of the one track of an init segment."""
+    tkhd = init.find(b"tkhd")
+    # tkhd: version, flags, creation and modification times (4 or 8 bytes each), track ID.
+    at = tkhd + 8 + (16 if init[tkhd + 4] == 1 else 8)
+    track_id = int.from_bytes(init[at:at + 4], "big")
+    mdhd = init.find(b"mdhd")
+    at = mdhd + 8 + (16 if init[mdhd + 4] == 1 else 8)
+    return track_id, int.from_bytes(init[at:at + 4], "big")
+
+
+def fragment_head(init, *, start, samples, sample_size, sequence=1):
+    """The `moof` and `mdat` header of a fragment of `samples` samples of `sample_size` bytes
+    for the one track of `init`, one 25th of a second each, starting at `start` seconds, the
+    first a sync sample; its payload (`samples * sample_size` bytes, any) follows. Ingest
+    checks a fragment's boxes, not its samples' content: this makes fragments of any size
+    without encoding them."""
+    track_id, timescale = init_track(init)
+    duration = timescale // 25
+    # tfhd: default-base-is-moof, default sample flags (not sync).
+    tfhd = _full_box(b"tfhd", 0, 0x020020, track_id.to_bytes(4, "big") + (0x00010000).to_bytes(4, "big"))
+    tfdt = _full_box(b"tfdt", 1, 0, (start * timescale).to_bytes(8, "big"))
+    # trun: data offset, first sample flags (sync), per-sample duration and size.
+    entries = (duration.to_bytes(4, "big") + sample_size.to_bytes(4, "big")) * samples
+
+    def trun(data_offset):
+        return _full_box(b"trun", 0, 0x000305, samples.to_bytes(4, "big")
+                         + data_offset.to_bytes(4, "big") + (0x02000000).to_bytes(4, "big") + entries)
+
+    mfhd = _full_box(b"mfhd", 0, 0, sequence.to_bytes(4, "big"))
+    moof_size = len(_box(b"moof", mfhd + _box(b"traf", tfhd + tfdt + trun(0))))
+    moof = _box(b"moof", mfhd + _box(b"traf", tfhd + tfdt + trun(moof_size + 8)))
+    payload = samples * sample_size
+    return moof + (payload + 8).to_bytes(4, "big") + b"mdat"
+
+
+def synthetic_fragment(init, *, start, size, sequence=1):
+    """A whole fragment (see `fragment_head`) of about `size` bytes of payload, in 25 samples
+    (one second)."""
+    sample_size = max(1, size // 25)
+    return fragment_head(init, start=start, samples=25, sample_size=sample_size,
+                         sequence=sequence) + bytes(25 * sample_size)

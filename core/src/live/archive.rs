@@ -29,6 +29,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::ingest::IngestError;
+use super::record_bytes::RecordBytes;
 use super::timeline::{
     judge, parse_timelines, restart_timeline, timeline_numbered, timeline_of, with_timeline, Clock,
     Held, HeldFragment, Offered, Timeline, Verdict, FLAG_TIMELINE_START,
@@ -508,21 +509,24 @@ impl TrackWriter {
         Ok(timeline)
     }
 
-    /// Offers a fragment that starts at `timing.start` and lasts `timing.duration` ticks (the
-    /// encoder's times), judged by the timeline rules ([`super::timeline`]). `bytes` is its
-    /// `moof` + `mdat`; `rebase(bytes, vpos, delta)` fixes absolute offsets in it once its
-    /// place is known and moves its decode times forward by `delta` ticks (its timeline's
-    /// offset). Flushed before it returns.
+    /// Offers a record that starts at `timing.start` and lasts `timing.duration` ticks (the
+    /// encoder's times), judged by the timeline rules ([`super::timeline`]). `bytes` are its
+    /// fragments (payloads in memory or in `spool`, the session's spool file); `rebase(bytes,
+    /// vpos, delta)` fixes absolute offsets in their `moof`s once the record's place is known
+    /// and moves their decode times forward by `delta` ticks (its timeline's offset). Flushed
+    /// before it returns.
     pub fn append(
         &mut self,
         timing: Timing,
-        bytes: &mut [u8],
-        rebase: impl FnOnce(&mut [u8], u64, u64) -> Result<(), IngestError>,
+        bytes: &mut RecordBytes,
+        spool: Option<&File>,
+        rebase: impl FnOnce(&mut RecordBytes, u64, u64) -> Result<(), IngestError>,
         retention: Retention,
         clock: Clock,
     ) -> Result<Appended, IngestError> {
         self.locked(|w| {
-            let (appended, renewed) = w.append_locked(timing, bytes, rebase, retention, clock)?;
+            let (appended, renewed) =
+                w.append_locked(timing, bytes, spool, rebase, retention, clock)?;
             if let Some(file) = renewed {
                 // The lock stays on the old inode until this returns; writers that wait for it
                 // then find the new file and lock that.
@@ -535,8 +539,9 @@ impl TrackWriter {
     fn append_locked(
         &mut self,
         timing: Timing,
-        bytes: &mut [u8],
-        rebase: impl FnOnce(&mut [u8], u64, u64) -> Result<(), IngestError>,
+        bytes: &mut RecordBytes,
+        spool: Option<&File>,
+        rebase: impl FnOnce(&mut RecordBytes, u64, u64) -> Result<(), IngestError>,
         retention: Retention,
         clock: Clock,
     ) -> Result<(Appended, Option<File>), IngestError> {
@@ -549,6 +554,8 @@ impl TrackWriter {
             mut flags,
             ..
         } = timing;
+        let size = u32::try_from(bytes.len())
+            .map_err(|_| IngestError::Malformed(format!("a record of {} bytes", bytes.len())))?;
         let last = self.last_record().map_err(&err)?;
         let count = self.records.metadata().map_err(&err)?.len() / RECORD_SIZE as u64;
         // The track's timeline, and the offered fragment in archive time on it. A track's
@@ -658,7 +665,8 @@ impl TrackWriter {
             .map_err(storage(&path))?;
         // Bytes past the last record are a write that was never acknowledged: overwritten.
         data.set_len(file_offset).map_err(storage(&path))?;
-        data.write_all_at(bytes, file_offset)
+        bytes
+            .write_at(&data, file_offset, spool)
             .and_then(|()| data.sync_data())
             .map_err(|e| {
                 let _ = data.set_len(file_offset);
@@ -670,7 +678,7 @@ impl TrackWriter {
             vpos,
             file_no,
             file_offset,
-            size: bytes.len() as u32,
+            size,
             ingest_ms: now_ms,
             flags,
             seq,
@@ -825,8 +833,19 @@ mod tests {
         }
     }
 
-    fn nothing(_: &mut [u8], _: u64, _: u64) -> Result<(), IngestError> {
+    fn nothing(_: &mut RecordBytes, _: u64, _: u64) -> Result<(), IngestError> {
         Ok(())
+    }
+
+    /// A record of one fragment whose `moof` is `bytes` (the archive does not look inside).
+    fn rec(bytes: Vec<u8>) -> RecordBytes {
+        RecordBytes {
+            fragments: vec![crate::live::record_bytes::FragmentBytes {
+                moof: bytes,
+                mdat_header: Vec::new(),
+                payload: crate::live::record_bytes::Payload::Memory(Vec::new()),
+            }],
+        }
     }
 
     const KEEP_ALL: Retention = Retention {
@@ -861,21 +880,24 @@ mod tests {
         let mut w = TrackWriter::open(&dir, b"INIT", "kind=video\n").unwrap();
         let mut seen = Vec::new();
         for k in 0..6u64 {
-            let mut bytes = vec![k as u8; 10];
+            let mut bytes = rec(vec![k as u8; 10]);
             let a = w
                 .append(
                     t(k * 4, 4, FLAG_SYNC),
                     &mut bytes,
+                    None,
                     |b, vpos, _| {
-                        b[0] = vpos as u8;
+                        b.fragments[0].moof[0] = vpos as u8;
                         Ok(())
                     },
                     KEEP_ALL,
                     at(0),
                 )
                 .unwrap();
-            let Appended::Stored(rec) = a else { panic!() };
-            seen.push(rec);
+            let Appended::Stored(record) = a else {
+                panic!()
+            };
+            seen.push(record);
         }
         assert_eq!(seen[0].vpos, 4);
         assert_eq!(seen[1].vpos, 14);
@@ -889,9 +911,9 @@ mod tests {
         let data = std::fs::read(dir.join(data_file_name(2))).unwrap();
         assert_eq!(data[0], seen[3].vpos as u8);
         // Same start again: a duplicate, nothing written.
-        let mut again = vec![9u8; 10];
+        let mut again = rec(vec![9u8; 10]);
         assert_eq!(
-            w.append(t(8, 4, 0), &mut again, nothing, KEEP_ALL, at(0))
+            w.append(t(8, 4, 0), &mut again, None, nothing, KEEP_ALL, at(0))
                 .unwrap(),
             Appended::Duplicate
         );
@@ -900,7 +922,7 @@ mod tests {
         // Stopped: earlier timestamps are a conflict.
         w.end_stream(5).unwrap();
         let err = w
-            .append(t(5, 3, 0), &mut again, nothing, KEEP_ALL, at(0))
+            .append(t(5, 3, 0), &mut again, None, nothing, KEEP_ALL, at(0))
             .unwrap_err();
         assert_eq!(crate::Error::from(err).status(), 409);
         // Pruning removes whole files only.
@@ -908,8 +930,8 @@ mod tests {
             keep_ticks: Some(9),
             ..KEEP_ALL
         };
-        let mut more = vec![1u8; 10];
-        w.append(t(24, 4, 0), &mut more, nothing, keep, at(0))
+        let mut more = rec(vec![1u8; 10]);
+        w.append(t(24, 4, 0), &mut more, None, nothing, keep, at(0))
             .unwrap();
         let (records, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.first().unwrap().file_no, 2);
@@ -923,8 +945,8 @@ mod tests {
         let d = temp("torn");
         let dir = d.join("a=1");
         let mut w = TrackWriter::open(&dir, b"I", "").unwrap();
-        let mut b = vec![0u8; 4];
-        w.append(t(0, 2, 0), &mut b, nothing, KEEP_ALL, at(0))
+        let mut b = rec(vec![0u8; 4]);
+        w.append(t(0, 2, 0), &mut b, None, nothing, KEEP_ALL, at(0))
             .unwrap();
         OpenOptions::new()
             .append(true)
@@ -934,7 +956,7 @@ mod tests {
             .unwrap();
         let (records, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.len(), 1);
-        w.append(t(2, 2, 0), &mut b, nothing, KEEP_ALL, at(0))
+        w.append(t(2, 2, 0), &mut b, None, nothing, KEEP_ALL, at(0))
             .unwrap();
         let (records, (_, size)) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.len(), 2);
@@ -950,12 +972,13 @@ mod tests {
             ..KEEP_ALL
         };
         let mut video = TrackWriter::open(&d.join("v=1"), b"I", "").unwrap();
-        let mut b = vec![0u8; 4];
+        let mut b = rec(vec![0u8; 4]);
         for k in 0..3 {
             video
                 .append(
                     t(k * 2, 2, 0),
                     &mut b,
+                    None,
                     nothing,
                     restart,
                     at(k as i64 * 2000),
@@ -964,7 +987,7 @@ mod tests {
         }
         // A minute later the encoder restarts at 0: timeline 1, after what is held.
         let Appended::Stored(moved) = video
-            .append(t(0, 2, 0), &mut b, nothing, restart, at(60_000))
+            .append(t(0, 2, 0), &mut b, None, nothing, restart, at(60_000))
             .unwrap()
         else {
             panic!("not stored")
@@ -974,7 +997,7 @@ mod tests {
         // A track seen for the first time now runs on the restarted encoder's clock too.
         let mut audio = TrackWriter::open(&d.join("a=1"), b"I", "").unwrap();
         let Appended::Stored(joined) = audio
-            .append(t(0, 2, 0), &mut b, nothing, restart, at(61_000))
+            .append(t(0, 2, 0), &mut b, None, nothing, restart, at(61_000))
             .unwrap()
         else {
             panic!("not stored")

@@ -280,7 +280,7 @@ mod tests {
         }
 
         fn push(isml: &Path, stream: &str, policy: &IngestPolicy) -> Result<(), crate::Error> {
-            let mut s = DirectIngest::open_with(isml, stream, policy)?;
+            let mut s = DirectIngest::open_with(isml, stream, policy, Default::default())?;
             s.push(&cmaf(), 1_000)?;
             s.finish(2_000)?;
             Ok(())
@@ -317,7 +317,7 @@ mod tests {
                 .starts_with("c=")));
             // An init alone under a new name is refused the same, and not stored.
             let init_len = cmaf().windows(4).position(|w| w == b"moof").unwrap() - 4;
-            let mut s = DirectIngest::open_with(&isml, "d", &policy).unwrap();
+            let mut s = DirectIngest::open_with(&isml, "d", &policy, Default::default()).unwrap();
             let e = crate::Error::from(s.push(&cmaf()[..init_len], 1).unwrap_err());
             assert_eq!(e.token(), "INGEST_TOO_MANY_TRACKS");
             assert!(!archive.join("streams/d").exists());
@@ -393,7 +393,8 @@ mod tests {
             )
             .unwrap();
             assert!(matches!(
-                DirectIngest::open_with(&d.join("own.isml"), "w", &refusing).err(),
+                DirectIngest::open_with(&d.join("own.isml"), "w", &refusing, Default::default())
+                    .err(),
                 Some(IngestError::File(FileError::Symlink { .. }))
             ));
             // Links followed where disable_symlinks is off, as for VOD.

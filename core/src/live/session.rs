@@ -7,19 +7,28 @@
 //! A session learns its tracks from the init segment the stream carries, or, for an encoder
 //! that POSTs each CMAF segment on its own, from the init segment an earlier request of the
 //! same stream left in the archive (read when the session starts). Each fragment is checked by
-//! indexing it against that init segment (so garbage, a fragment of an unknown track or samples
-//! past their `mdat` are refused before anything is written), assembled with the ones after it
-//! when the encoder sends one `moof` per frame, and appended to its track.
+//! indexing its `moof` against that init segment and the size its `mdat` announces (so garbage,
+//! a fragment of an unknown track or samples past their `mdat` are refused before any of its
+//! payload is taken), assembled with the ones after it when the encoder sends one `moof` per
+//! frame, and appended to its track.
+//!
+//! Memory is bounded whatever the fragments' size: a small payload is kept in memory until its
+//! record is written; a large one is queued for the session's spool file (see
+//! [`super::spool`]) in pieces of [`SPOOL_WINDOW`] as it arrives, and its record moves it from
+//! there into the track's data file. A box that does not arrive whole within the session's
+//! [`IngestLimits::box_timeout_ms`] is refused (408), so a client sending a byte now and then
+//! cannot hold memory, a spool or a connection for ever.
 
 use std::sync::Arc;
 
 use super::archive::{track_dir_name, Retention, Timing, FLAG_SYNC};
-use super::ingest::{Event, IngestError, IngestParser, RawFragment};
+use super::ingest::{Event, FragmentHead, IngestError, IngestParser, MAX_FRAGMENT};
+use super::record_bytes::{FragmentBytes, Payload, RecordBytes};
 use crate::index::default_track_name;
 use crate::index::{build_index, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{ServerManifest, TrackEntry, TrackKind as IsmKind};
 use crate::mp4::reader::{FourCC, Reader};
-use crate::source::{PiecesSource, SourceIdentity};
+use crate::source::{Backing, PiecesSource, SourceIdentity};
 
 /// Fragment length audio and text are assembled to when the encoder sends them in pieces
 /// shorter than that and the channel sets no minimum.
@@ -30,6 +39,44 @@ pub const DEFAULT_ARCHIVE_SEGMENT_SECS: u64 = 60;
 pub const MIN_WINDOW_MARGIN_SECS: u64 = 6;
 /// Default DVR window.
 pub const DEFAULT_DVR_WINDOW_SECS: u64 = 30;
+/// A fragment whose payload is at most this is kept in memory until its record is written; a
+/// larger one goes to the spool file as it arrives.
+pub const IN_MEMORY_PAYLOAD: u64 = 2 << 20;
+/// Bytes of a large fragment's payload gathered before they are queued for the spool file:
+/// the window of it held in memory.
+pub const SPOOL_WINDOW: usize = 1 << 20;
+/// Payload bytes the fragments waiting for assembly on one track keep in memory; the payloads
+/// of the next ones go to the spool file.
+pub const TRACK_PENDING_MEMORY: u64 = 4 << 20;
+/// Most fragments assembled into one record (a GOP of 10 s at 60 frames a second is 600).
+pub const MAX_ASSEMBLED_FRAGMENTS: usize = 2048;
+/// Default time a box (a fragment: `moof` and `mdat`) may take to arrive whole.
+pub const DEFAULT_BOX_TIMEOUT_MS: u64 = 30_000;
+
+/// What one ingest request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Largest fragment (`moof` + `mdat`), refused at its `mdat` header (413).
+    pub max_fragment: u64,
+    /// Milliseconds a box or fragment may take from its first byte to its last (408 past
+    /// them); 0: no limit.
+    pub box_timeout_ms: u64,
+    /// Largest payload kept in memory ([`IN_MEMORY_PAYLOAD`]); larger ones are spooled.
+    pub in_memory_payload: u64,
+    /// Bytes of a spooled payload gathered per spool write ([`SPOOL_WINDOW`]).
+    pub spool_window: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_fragment: MAX_FRAGMENT,
+            box_timeout_ms: DEFAULT_BOX_TIMEOUT_MS,
+            in_memory_payload: IN_MEMORY_PAYLOAD,
+            spool_window: SPOOL_WINDOW,
+        }
+    }
+}
 
 /// A channel's options for ingest, from its server manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +161,11 @@ pub enum ArchiveOp {
     /// Registers a track: its directory (`info`, `init`), the encoder's address, and its entry
     /// in the server manifest.
     OpenTrack(Box<OpenTrackOp>),
+    /// Writes the next piece of a large fragment's payload at `at` in the session's spool
+    /// file (made in the archive directory with the first piece).
+    Spool { at: u64, bytes: Vec<u8> },
+    /// Empties the spool file: nothing queued or waiting refers to it any more.
+    ClearSpool,
     /// Appends one record to a track.
     Append(Box<AppendOp>),
     /// Marks the end of a track's stream.
@@ -132,16 +184,16 @@ pub struct OpenTrackOp {
     pub encoder: String,
 }
 
-/// See [`ArchiveOp::Append`]: one record's bytes (one fragment, or several assembled), where
-/// each `moof` sits in them, and what the track keeps.
+/// See [`ArchiveOp::Append`]: one record's bytes (one fragment, or several assembled) and
+/// what the track keeps.
 #[derive(Debug)]
 pub struct AppendOp {
     pub dir_name: String,
     pub timing: Timing,
-    /// `moof` + `mdat` of each fragment, one after the other; absolute data offsets count
-    /// from each `moof` until the store moves them to where the record is kept.
-    pub bytes: Vec<u8>,
-    pub moofs: Vec<u64>,
+    /// Each fragment's `moof` (in memory: absolute data offsets in it count from the `moof`
+    /// until the store moves them to where the record is kept) and `mdat` (its payload in
+    /// memory or in the session's spool file, written by earlier [`ArchiveOp::Spool`]s).
+    pub bytes: RecordBytes,
     /// How many fragments the encoder sent for this record.
     pub fragments: u64,
     pub retention: Retention,
@@ -185,11 +237,23 @@ struct TrackIngest {
 
 /// A fragment that indexed cleanly against its init segment.
 struct Checked {
-    raw: RawFragment,
+    bytes: FragmentBytes,
     track_id: u32,
     start: u64,
     duration: u64,
     sync: bool,
+    /// The last fragment of its stream (`lmsg`).
+    last: bool,
+}
+
+/// A checked fragment whose payload is arriving.
+struct Receiving {
+    fragment: Checked,
+    /// Payload bytes the `mdat` announced, and those received.
+    expected: u64,
+    received: u64,
+    /// For a spooled payload: bytes received and not yet queued for the spool file.
+    window: Vec<u8>,
 }
 
 /// What a session did, for statistics and the log.
@@ -221,16 +285,28 @@ pub struct IngestSession {
     held_tracks: Vec<(u32, String)>,
     /// Operations queued for the driver.
     ops: Vec<ArchiveOp>,
+    limits: IngestLimits,
+    /// The fragment whose payload is arriving.
+    receiving: Option<Receiving>,
+    /// Bytes of the spool file that queued or waiting fragments use.
+    spool_len: u64,
+    /// When the box in progress began (ms), while one is.
+    box_since_ms: Option<i64>,
 }
 
 impl IngestSession {
     /// A session for `Streams(<stream>)` of the channel `start` describes.
     pub fn new(start: SessionStart, stream: &str) -> IngestSession {
+        IngestSession::with_limits(start, stream, IngestLimits::default())
+    }
+
+    /// A session for `Streams(<stream>)` that takes no more than `limits` allow.
+    pub fn with_limits(start: SessionStart, stream: &str, limits: IngestLimits) -> IngestSession {
         IngestSession {
             stream: stream.to_string(),
             archive_name: start.archive_name,
             options: start.options,
-            parser: IngestParser::new(),
+            parser: IngestParser::new(limits.max_fragment),
             announced: None,
             init: None,
             stored_init: start.stored_init.map(Arc::new),
@@ -241,6 +317,10 @@ impl IngestSession {
             encoder: String::new(),
             held_tracks: start.held_tracks,
             ops: Vec::new(),
+            limits,
+            receiving: None,
+            spool_len: 0,
+            box_since_ms: None,
         }
     }
 
@@ -274,6 +354,9 @@ impl IngestSession {
     /// Takes the next bytes of the body. What they complete is queued as operations, also
     /// when an error follows (what came before a bad box stands).
     pub fn push(&mut self, data: &[u8], now_ms: i64) -> Result<(), IngestError> {
+        self.check_deadline(now_ms)?;
+        let completed = self.parser.completed();
+        let was_inside = self.parser.inside_box();
         let mut events = std::mem::take(&mut self.events);
         let result = self
             .parser
@@ -281,7 +364,67 @@ impl IngestSession {
             .and_then(|()| self.handle(&mut events, now_ms));
         events.clear();
         self.events = events;
+        // A box that began with these bytes is dated now; one still in progress keeps its date.
+        self.box_since_ms = match self.box_since_ms {
+            _ if !self.parser.inside_box() => None,
+            Some(since) if was_inside && self.parser.completed() == completed => Some(since),
+            _ => Some(now_ms),
+        };
         result
+    }
+
+    /// When the box in progress is due (ms), if one is and the limits set a timeout.
+    pub fn deadline_ms(&self) -> Option<i64> {
+        let timeout = i64::try_from(self.limits.box_timeout_ms).ok()?;
+        if timeout == 0 {
+            return None;
+        }
+        Some(self.box_since_ms?.saturating_add(timeout))
+    }
+
+    /// Refuses the request (408) when the box in progress is past its deadline.
+    pub fn check_deadline(&self, now_ms: i64) -> Result<(), IngestError> {
+        match (self.deadline_ms(), self.box_since_ms) {
+            (Some(due), Some(since)) if now_ms >= due => Err(IngestError::TooSlow(format!(
+                "stream {}: a box begun at offset {} did not arrive whole within {} ms of its \
+                 first byte ({} ms)",
+                self.stream,
+                self.parser.box_offset(),
+                self.limits.box_timeout_ms,
+                now_ms - since
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether some of a box (a fragment) came and not all of it.
+    pub fn inside_box(&self) -> bool {
+        self.parser.inside_box()
+    }
+
+    /// Bytes this session holds in memory: the box in progress, fragments waiting for assembly,
+    /// and what queued operations carry.
+    pub fn memory(&self) -> u64 {
+        let receiving = self
+            .receiving
+            .as_ref()
+            .map_or(0, |r| r.fragment.bytes.in_memory() + r.window.len() as u64);
+        let pending: u64 = self
+            .tracks
+            .iter()
+            .flat_map(|t| &t.pending)
+            .map(|f| f.bytes.in_memory())
+            .sum();
+        let queued: u64 = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                ArchiveOp::Spool { bytes, .. } => bytes.len() as u64,
+                ArchiveOp::Append(a) => a.bytes.in_memory(),
+                _ => 0,
+            })
+            .sum();
+        self.parser.pending() as u64 + receiving + pending + queued
     }
 
     /// The body ended: assembled fragments still waiting are queued. A body that ended inside
@@ -310,11 +453,19 @@ impl IngestSession {
                     self.announced = parse_announcement(&text);
                 }
                 Event::Init { ftyp, moov } => self.take_init(ftyp, moov)?,
-                Event::Fragment(raw) => {
-                    let last = raw.last;
-                    let checked = self.check(raw)?;
-                    let track_id = checked.track_id;
-                    self.add(checked, now_ms)?;
+                Event::FragmentStart(head) => {
+                    let payload_len = head.payload_len;
+                    let fragment = self.check(head)?;
+                    self.receive(fragment, payload_len);
+                }
+                Event::Payload(bytes) => self.take_payload(bytes),
+                Event::FragmentEnd => {
+                    let Some(r) = self.receiving.take() else {
+                        return Err(IngestError::Malformed("payload without a fragment".into()));
+                    };
+                    let fragment = self.end_payload(r)?;
+                    let (last, track_id) = (fragment.last, fragment.track_id);
+                    self.add(fragment, now_ms)?;
                     if last {
                         self.end_tracks(Some(track_id), now_ms);
                     }
@@ -372,9 +523,9 @@ impl IngestSession {
         Ok(())
     }
 
-    /// Indexes a fragment against the init segment: its track, start, duration and whether it
-    /// starts with a sync sample.
-    fn check(&mut self, mut raw: RawFragment) -> Result<Checked, IngestError> {
+    /// Indexes a fragment's `moof` against the init segment and its `mdat`'s announced size:
+    /// its track, start, duration and whether it starts with a sync sample.
+    fn check(&mut self, head: FragmentHead) -> Result<Checked, IngestError> {
         if self.init.is_none() {
             match &self.stored_init {
                 Some(bytes) => self.init = Some(index_init((**bytes).clone(), None)?),
@@ -389,7 +540,14 @@ impl IngestSession {
         let Some(init) = &self.init else {
             return Err(IngestError::NoInit(self.stream.clone()));
         };
-        let track_id = single_track_id(&raw)?;
+        let FragmentHead {
+            mut moof,
+            mdat_header,
+            payload_len,
+            stream_offset,
+            last,
+        } = head;
+        let track_id = single_track_id(&moof, stream_offset)?;
         let Some(track) = init.index.track(track_id) else {
             return Err(IngestError::NoInit(format!(
                 "fragment of track {track_id}, which the init segment does not announce"
@@ -406,9 +564,11 @@ impl IngestSession {
         // Absolute data offsets count from the stream's start: from here on they count from
         // the moof, and the archive moves them to where the fragment is kept.
         let init_len = init.bytes.len() as u64;
-        shift_base_offsets(&mut raw.bytes, -(raw.stream_offset as i64))?;
-        shift_base_offsets(&mut raw.bytes, init_len as i64)?;
-        let bytes = Arc::new(std::mem::take(&mut raw.bytes));
+        shift_base_offsets(&mut moof, -(stream_offset as i64))?;
+        shift_base_offsets(&mut moof, init_len as i64)?;
+        // The index needs the moof and where the mdat ends: the payload stands as zeros that
+        // nobody reads (its samples must lie within it).
+        let moof = Arc::new(moof);
         let mut source = PiecesSource::new(
             format!("{} fragment", self.stream),
             SourceIdentity::Memory {
@@ -417,11 +577,13 @@ impl IngestSession {
             },
         );
         source.push_bytes(init.bytes.clone());
-        source.push_bytes(bytes.clone());
+        source.push_bytes(moof.clone());
+        source.push_bytes(Arc::new(mdat_header.clone()));
+        source.push(payload_len, Backing::Zero);
         let indexed = build_index(&source).map_err(|e| IngestError::Malformed(e.to_string()))?;
         drop(source);
-        raw.bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
-        shift_base_offsets(&mut raw.bytes, -(init_len as i64))?;
+        let mut moof = Arc::try_unwrap(moof).unwrap_or_else(|shared| (*shared).clone());
+        shift_base_offsets(&mut moof, -(init_len as i64))?;
         let t = indexed
             .track(track_id)
             .filter(|t| t.sample_count() > 0)
@@ -432,8 +594,88 @@ impl IngestSession {
             start,
             duration: t.end_time().saturating_sub(t.dts(0)),
             sync: t.is_sync(0),
-            raw,
+            last,
+            bytes: FragmentBytes {
+                moof,
+                mdat_header,
+                // Placed by `receive`.
+                payload: Payload::Memory(Vec::new()),
+            },
         })
+    }
+
+    /// A checked fragment's payload is to come: kept in memory when it is small and its track
+    /// holds little, else spooled.
+    fn receive(&mut self, mut fragment: Checked, payload_len: u64) {
+        let held: u64 = self
+            .tracks
+            .iter()
+            .filter(|t| t.track_id == fragment.track_id)
+            .flat_map(|t| &t.pending)
+            .map(|f| f.bytes.payload.in_memory())
+            .sum();
+        fragment.bytes.payload = if payload_len <= self.limits.in_memory_payload
+            && held + payload_len <= TRACK_PENDING_MEMORY
+        {
+            Payload::Memory(Vec::with_capacity(payload_len as usize))
+        } else {
+            let offset = self.spool_len;
+            self.spool_len += payload_len;
+            Payload::Spooled {
+                offset,
+                len: payload_len,
+            }
+        };
+        self.receiving = Some(Receiving {
+            fragment,
+            expected: payload_len,
+            received: 0,
+            window: Vec::new(),
+        });
+    }
+
+    /// The next payload bytes of the fragment being received.
+    fn take_payload(&mut self, bytes: Vec<u8>) {
+        let Some(r) = self.receiving.as_mut() else {
+            return;
+        };
+        let at = r.received;
+        r.received += bytes.len() as u64;
+        match &mut r.fragment.bytes.payload {
+            Payload::Memory(held) => held.extend_from_slice(&bytes),
+            Payload::Spooled { offset, .. } => {
+                let start = *offset + at - r.window.len() as u64;
+                let window = self.limits.spool_window.max(1);
+                if r.window.is_empty() && bytes.len() >= window {
+                    self.ops.push(ArchiveOp::Spool { at: start, bytes });
+                    return;
+                }
+                r.window.extend_from_slice(&bytes);
+                if r.window.len() >= window {
+                    let bytes = std::mem::take(&mut r.window);
+                    self.ops.push(ArchiveOp::Spool { at: start, bytes });
+                }
+            }
+        }
+    }
+
+    /// The fragment's payload is complete: its last piece is queued for the spool file.
+    fn end_payload(&mut self, mut r: Receiving) -> Result<Checked, IngestError> {
+        if let Payload::Spooled { offset, .. } = r.fragment.bytes.payload {
+            if !r.window.is_empty() {
+                let bytes = std::mem::take(&mut r.window);
+                let at = offset + r.received - bytes.len() as u64;
+                self.ops.push(ArchiveOp::Spool { at, bytes });
+            }
+        }
+        // The parser frames the payload by the announced size: a difference is a fault here.
+        if r.received != r.expected || r.fragment.bytes.payload.len() != r.expected {
+            return Err(IngestError::Malformed(format!(
+                "an mdat announced {} bytes of payload, {} came",
+                r.expected, r.received
+            )));
+        }
+        Ok(r.fragment)
     }
 
     /// Queues a fragment on its track, queueing the record it completes.
@@ -455,6 +697,10 @@ impl IngestSession {
         let boundary = fragment.sync || kind != TrackKind::Video;
         if !t.pending.is_empty() && boundary && pending + fragment.duration / 2 >= target {
             self.flush_track(k, now_ms);
+        } else if self.pending_full(k, &fragment) {
+            // A stream that never reaches the record's length (no sync sample, samples of no
+            // duration) may not pile fragments up without bound, in memory or in the spool.
+            self.flush_track(k, now_ms);
         }
         let whole = match kind {
             // A fragment that starts a GOP and is long enough is written at once: encoders
@@ -467,6 +713,15 @@ impl IngestSession {
             self.flush_track(k, now_ms);
         }
         Ok(())
+    }
+
+    /// Whether the fragments waiting on track `k` are as many, or as large, as one record may
+    /// be, `next` included.
+    fn pending_full(&self, k: usize, next: &Checked) -> bool {
+        let pending = &self.tracks[k].pending;
+        let bytes: u64 = pending.iter().map(|f| f.bytes.len()).sum();
+        pending.len() >= MAX_ASSEMBLED_FRAGMENTS
+            || (!pending.is_empty() && bytes + next.bytes.len() > self.limits.max_fragment)
     }
 
     /// Ticks a record is assembled to: the channel's minimum fragment length, else a second
@@ -496,30 +751,39 @@ impl IngestSession {
             timescale: self.tracks[k].timescale,
         };
         let fragments = pending.len() as u64;
-        let (bytes, moofs) = match <[Checked; 1]>::try_from(pending) {
-            // One fragment (the usual case): its bytes move, uncopied.
-            Ok([one]) => (one.raw.bytes, vec![0]),
-            Err(pending) => {
-                let mut bytes = Vec::with_capacity(pending.iter().map(|f| f.raw.bytes.len()).sum());
-                let mut moofs = Vec::with_capacity(pending.len());
-                for f in &pending {
-                    moofs.push(bytes.len() as u64);
-                    bytes.extend_from_slice(&f.raw.bytes);
-                }
-                (bytes, moofs)
-            }
+        // Each fragment's bytes move, uncopied.
+        let bytes = RecordBytes {
+            fragments: pending.into_iter().map(|f| f.bytes).collect(),
         };
         let t = &self.tracks[k];
         self.ops.push(ArchiveOp::Append(Box::new(AppendOp {
             dir_name: t.dir_name.clone(),
             timing,
             bytes,
-            moofs,
             fragments,
             retention: self.options.retention(t.timescale),
             timescale: t.timescale,
             now_ms,
         })));
+        self.clear_spool_when_unused();
+    }
+
+    /// Queues the spool file's emptying once no fragment queued from now on refers to it (the
+    /// operations queued so far run first).
+    fn clear_spool_when_unused(&mut self) {
+        let receiving = self
+            .receiving
+            .as_ref()
+            .is_some_and(|r| r.fragment.bytes.spooled());
+        let pending = self
+            .tracks
+            .iter()
+            .flat_map(|t| &t.pending)
+            .any(|f| f.bytes.spooled());
+        if self.spool_len > 0 && !receiving && !pending {
+            self.ops.push(ArchiveOp::ClearSpool);
+            self.spool_len = 0;
+        }
     }
 
     fn end_tracks(&mut self, track: Option<u32>, now_ms: i64) {
@@ -685,12 +949,8 @@ fn declared_start(t: &TrackIndex) -> u64 {
 
 /// The one track a fragment carries (ingest takes one `traf` per `moof`, as CMAF and Smooth
 /// ingest send).
-fn single_track_id(raw: &RawFragment) -> Result<u32, IngestError> {
-    let moof = raw
-        .bytes
-        .get(..raw.moof_len)
-        .ok_or_else(|| IngestError::Malformed("short moof".into()))?;
-    let mut r = Reader::new(moof, raw.stream_offset);
+fn single_track_id(moof: &[u8], stream_offset: u64) -> Result<u32, IngestError> {
+    let mut r = Reader::new(moof, stream_offset);
     let Some((_, mut body)) = r.next_box_body()? else {
         return Err(IngestError::Malformed("empty moof".into()));
     };
@@ -748,18 +1008,11 @@ fn shift_base_offsets(bytes: &mut [u8], delta: i64) -> Result<(), IngestError> {
     Ok(())
 }
 
-/// Moves the absolute offsets of each `moof` of a record (at `moofs` within it) to where the
-/// record sits in the track's virtual file.
-pub(crate) fn shift_record_offsets(
-    bytes: &mut [u8],
-    moofs: &[u64],
-    vpos: u64,
-) -> Result<(), IngestError> {
-    for &at in moofs {
-        let b = bytes
-            .get_mut(at as usize..)
-            .ok_or_else(|| IngestError::Malformed("record offset".into()))?;
-        shift_base_offsets(b, (vpos + at) as i64)?;
+/// Moves the absolute offsets of each `moof` of a record to where the record sits in the
+/// track's virtual file (`vpos`).
+pub(crate) fn shift_record_offsets(bytes: &mut RecordBytes, vpos: u64) -> Result<(), IngestError> {
+    for (at, moof) in bytes.moofs_mut() {
+        shift_base_offsets(moof, (vpos + at) as i64)?;
     }
     Ok(())
 }
@@ -808,7 +1061,7 @@ fn track_entry(
         .unwrap_or_else(|| {
             let secs = first.duration as f64 / f64::from(track.timescale.max(1));
             let bps = if secs > 0.0 {
-                first.raw.bytes.len() as f64 * 8.0 / secs
+                first.bytes.len() as f64 * 8.0 / secs
             } else {
                 0.0
             };
@@ -835,7 +1088,7 @@ fn btrt_average(entry: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::archive::read_records;
+    use crate::live::archive::{archive_dir, read_records};
     use crate::live::store::DirectIngest;
     use std::path::{Path, PathBuf};
 
@@ -912,6 +1165,8 @@ mod tests {
                 ArchiveOp::CreateChannel => "create",
                 ArchiveOp::StoreStreamInit { .. } => "init",
                 ArchiveOp::OpenTrack(_) => "open",
+                ArchiveOp::Spool { .. } => "spool",
+                ArchiveOp::ClearSpool => "clear",
                 ArchiveOp::Append(_) => "append",
                 ArchiveOp::EndStream { .. } => "end",
                 ArchiveOp::CountError => "error",
@@ -927,7 +1182,7 @@ mod tests {
                 assert!(ops[..k]
                     .iter()
                     .any(|o| matches!(o, ArchiveOp::OpenTrack(t) if t.dir_name == a.dir_name)));
-                assert!(a.bytes.len() as u64 > a.moofs.len() as u64 * 8);
+                assert!(a.bytes.len() > a.bytes.fragments.len() as u64 * 8);
             }
         }
         assert!(!s.has_ops());
@@ -970,6 +1225,55 @@ mod tests {
         let media: Vec<_> = records.iter().filter(|r| !r.is_end_marker()).collect();
         assert_eq!(media.len(), 1, "{media:?}");
         assert_eq!(media[0].duration, 40_000_000);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn assembly_stops_at_the_size_of_the_largest_fragment() {
+        // Records of 1000 s are never reached: without a bound every fragment waits in one.
+        let manifest = br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+            <meta name="mpd_minimum_fragment_length" content="1000"/></head><body/></smil>"#;
+        let limits = IngestLimits {
+            max_fragment: 60_000,
+            ..IngestLimits::default()
+        };
+        let d = temp("assembly-bound");
+        let isml = d.join("ch.isml");
+        std::fs::write(&isml, manifest).unwrap();
+        let mut s = DirectIngest::open_with(
+            &isml,
+            "s1",
+            &crate::live::limits::IngestPolicy::creating(true),
+            limits,
+        )
+        .unwrap();
+        let bytes = fixture("smooth.ismv");
+        let mut pending_records = 0;
+        for c in bytes.chunks(4093) {
+            s.push(c, 1_000).unwrap();
+            let manifest = std::fs::read(&isml).unwrap();
+            if let Some(video) = ServerManifest::parse(&manifest).unwrap().tracks.first() {
+                let (records, _) = read_records(&d.join(&video.src).join("records")).unwrap();
+                pending_records = records.len();
+            }
+        }
+        // A record was written before the body ended.
+        assert!(pending_records >= 1);
+        s.finish(2_000).unwrap();
+        let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+        for (k, t) in manifest.tracks.iter().enumerate() {
+            let (records, _) = read_records(&d.join(&t.src).join("records")).unwrap();
+            let media: Vec<_> = records.iter().filter(|r| !r.is_end_marker()).collect();
+            // The video's two fragments (about 50 KB each) would not fit one record.
+            if k == 0 {
+                assert_eq!(media.len(), 2, "{media:?}");
+                assert_eq!(media[0].end(), media[1].start);
+            }
+            assert!(
+                media.iter().all(|r| u64::from(r.size) <= 60_000),
+                "{media:?}"
+            );
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -1166,13 +1470,8 @@ mod tests {
             .iter()
             .rev()
             .find(|f| {
-                let id = single_track_id(&RawFragment {
-                    bytes: f.to_vec(),
-                    moof_len: u32::from_be_bytes(f[..4].try_into().unwrap()) as usize,
-                    stream_offset: 0,
-                    last: false,
-                })
-                .unwrap();
+                let moof_len = u32::from_be_bytes(f[..4].try_into().unwrap()) as usize;
+                let id = single_track_id(&f[..moof_len], 0).unwrap();
                 id == 1
             })
             .unwrap();
@@ -1181,6 +1480,231 @@ mod tests {
         let err = send(&isml, &[head, moved].concat(), 102_000).unwrap_err();
         assert_eq!(crate::Error::from(err).status(), 409);
         assert_eq!(media_records(&d, &isml, 0), held);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Every file under `dir` (relative name, bytes), sorted.
+    fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    let name = path.strip_prefix(dir).unwrap().display().to_string();
+                    out.push((name, std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Pushes `bytes` in chunks with `limits`; the archive's files after it.
+    fn archive_after(
+        name: &str,
+        manifest: &[u8],
+        bytes: &[u8],
+        limits: IngestLimits,
+    ) -> Vec<(String, Vec<u8>)> {
+        let d = temp(name);
+        let isml = d.join("ch.isml");
+        std::fs::write(&isml, manifest).unwrap();
+        let mut s = DirectIngest::open_with(
+            &isml,
+            "s1",
+            &crate::live::limits::IngestPolicy::creating(true),
+            limits,
+        )
+        .unwrap();
+        for c in bytes.chunks(4093) {
+            s.push(c, 1_000).unwrap();
+            // What the session holds is its window, whatever the fragments' size.
+            if limits.in_memory_payload == 0 {
+                assert!(
+                    s.session.memory() <= 2 * 4093 + (4 << 10),
+                    "{}",
+                    s.session.memory()
+                );
+            }
+        }
+        s.finish(2_000).unwrap();
+        let files = tree(&archive_dir(&isml));
+        std::fs::remove_dir_all(&d).unwrap();
+        files
+    }
+
+    const NO_OPTIONS: &[u8] =
+        br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head/><body/></smil>"#;
+    const ASSEMBLED: &[u8] = br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+            <meta name="mpd_minimum_fragment_length" content="4"/></head><body/></smil>"#;
+
+    #[test]
+    fn spooled_payloads_make_the_same_archive_as_payloads_in_memory() {
+        let spooled = IngestLimits {
+            in_memory_payload: 0,
+            spool_window: 1000,
+            ..IngestLimits::default()
+        };
+        for (name, manifest) in [("plain", NO_OPTIONS), ("assembled", ASSEMBLED)] {
+            let bytes = fixture("smooth.ismv");
+            let in_memory = archive_after(
+                &format!("mem-{name}"),
+                manifest,
+                &bytes,
+                IngestLimits::default(),
+            );
+            let from_spool = archive_after(&format!("spool-{name}"), manifest, &bytes, spooled);
+            assert!(in_memory.iter().any(|(n, _)| n.ends_with(".frag")));
+            assert_eq!(
+                in_memory.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                from_spool.iter().map(|(n, _)| n).collect::<Vec<_>>()
+            );
+            assert!(in_memory == from_spool, "{name}: the archives differ");
+            // No spool file is left in the archive.
+            assert!(!from_spool.iter().any(|(n, _)| n.contains("spool")));
+        }
+    }
+
+    #[test]
+    fn a_large_payload_is_queued_in_windows_and_the_spool_emptied_after_its_record() {
+        let start = SessionStart {
+            options: ChannelOptions::of(&ServerManifest::default()).unwrap(),
+            stored_init: None,
+            archive_name: "ch.isml.archive".into(),
+            held_tracks: Vec::new(),
+        };
+        let limits = IngestLimits {
+            in_memory_payload: 0,
+            spool_window: 1000,
+            ..IngestLimits::default()
+        };
+        let mut s = IngestSession::with_limits(start, "s1", limits);
+        for c in fixture("cmaf-video.cmfv").chunks(777) {
+            s.push(c, 1_000).unwrap();
+        }
+        s.finish(2_000).unwrap();
+        let ops = s.take_ops();
+        let mut spooled_to = 0;
+        let mut appended = 0;
+        for op in &ops {
+            match op {
+                ArchiveOp::Spool { at, bytes } => {
+                    // Written in order, one window (or the payload's end) at a time.
+                    assert_eq!(*at, spooled_to);
+                    assert!(bytes.len() <= 1000 + 777, "{}", bytes.len());
+                    spooled_to += bytes.len() as u64;
+                }
+                ArchiveOp::Append(a) => {
+                    appended += 1;
+                    for f in &a.bytes.fragments {
+                        let Payload::Spooled { offset, len } = f.payload else {
+                            panic!("a payload in memory");
+                        };
+                        assert!(offset + len <= spooled_to);
+                    }
+                }
+                ArchiveOp::ClearSpool => spooled_to = 0,
+                _ => {}
+            }
+        }
+        assert!(appended > 1);
+        // Each record's payload left the spool, which was emptied behind it.
+        assert!(matches!(ops.last(), Some(ArchiveOp::EndStream { .. })));
+        assert_eq!(
+            ops.iter()
+                .filter(|o| matches!(o, ArchiveOp::ClearSpool))
+                .count(),
+            appended
+        );
+    }
+
+    /// The first fragment of the CMAF fixture: (moof at, mdat at, mdat end).
+    fn first_fragment(bytes: &[u8]) -> (usize, usize, usize) {
+        let moof = bytes.windows(4).position(|w| w == b"moof").unwrap() - 4;
+        let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap() - 4;
+        let size = u32::from_be_bytes(bytes[mdat..mdat + 4].try_into().unwrap()) as usize;
+        (moof, mdat, mdat + size)
+    }
+
+    fn with_mdat_resized(bytes: &[u8], delta: isize) -> Vec<u8> {
+        let (_, mdat, end) = first_fragment(bytes);
+        let mut out = bytes[..end].to_vec();
+        if delta < 0 {
+            out.truncate((end as isize + delta) as usize);
+        } else {
+            out.extend(std::iter::repeat_n(0u8, delta as usize));
+        }
+        let size = ((end - mdat) as isize + delta) as u32;
+        out[mdat..mdat + 4].copy_from_slice(&size.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn an_mdat_shorter_than_its_moof_says_is_refused_before_its_payload() {
+        let d = temp("short-mdat");
+        let isml = d.join("ch.isml");
+        let bytes = with_mdat_resized(&fixture("cmaf-video.cmfv"), -100);
+        let (moof, mdat, _) = first_fragment(&bytes);
+        let mut s = DirectIngest::open(&isml, "video.cmfv", true).unwrap();
+        // The moof and the mdat's header only: refused before a byte of payload comes.
+        let err = s.push(&bytes[..mdat + 8], 1_000).unwrap_err();
+        assert_eq!(crate::Error::from(err).status(), 400);
+        assert!(moof < mdat);
+        assert_eq!(s.session.summary().fragments, 0);
+        let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+        assert!(manifest.tracks.is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_mdat_longer_than_its_moof_says_is_stored_as_sent() {
+        let d = temp("long-mdat");
+        let isml = d.join("ch.isml");
+        let original = fixture("cmaf-video.cmfv");
+        let (_, _, end) = first_fragment(&original);
+        let bytes = with_mdat_resized(&original, 100);
+        let summary = push(&isml, "video.cmfv", &bytes, 1000);
+        assert_eq!(summary.fragments, 1);
+        let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+        let dir = d.join(&manifest.tracks[0].src);
+        let (records, _) = read_records(&dir.join("records")).unwrap();
+        let (moof, _, _) = first_fragment(&original);
+        assert_eq!(records[0].size as usize, end - moof + 100);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_body_that_ends_inside_a_payload_stores_nothing_of_that_fragment() {
+        let d = temp("cut-payload");
+        let isml = d.join("ch.isml");
+        let bytes = fixture("cmaf-video.cmfv");
+        let (_, mdat, end) = first_fragment(&bytes);
+        let limits = IngestLimits {
+            in_memory_payload: 0,
+            spool_window: 100,
+            ..IngestLimits::default()
+        };
+        let mut s = DirectIngest::open_with(
+            &isml,
+            "video.cmfv",
+            &crate::live::limits::IngestPolicy::creating(true),
+            limits,
+        )
+        .unwrap();
+        s.push(&bytes[..(mdat + end) / 2], 1_000).unwrap();
+        assert!(matches!(
+            s.finish(2_000),
+            Err(IngestError::Truncated { .. })
+        ));
+        let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
+        assert!(manifest.tracks.is_empty());
+        // What was spooled went with the spool file.
+        assert!(!tree(&archive_dir(&isml))
+            .iter()
+            .any(|(n, _)| n.contains("spool")));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -1202,5 +1726,51 @@ mod tests {
         assert_eq!(crate::Error::from(err).status(), 409);
         assert_eq!(media_records(&d, &isml, 0), held);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_box_that_does_not_arrive_whole_in_time_is_refused() {
+        let start = || SessionStart {
+            options: ChannelOptions::of(&ServerManifest::default()).unwrap(),
+            stored_init: None,
+            archive_name: "ch.isml.archive".into(),
+            held_tracks: Vec::new(),
+        };
+        let limits = IngestLimits {
+            box_timeout_ms: 1_000,
+            ..IngestLimits::default()
+        };
+        let bytes = fixture("cmaf-video.cmfv");
+        let (moof, _, end) = first_fragment(&bytes);
+        let mut s = IngestSession::with_limits(start(), "v", limits);
+        assert_eq!(s.deadline_ms(), None);
+        s.push(&bytes[..moof], 0).unwrap();
+        // Between boxes nothing is due.
+        assert_eq!(s.deadline_ms(), None);
+        s.push(&bytes[moof..moof + 10], 5_000).unwrap();
+        assert_eq!(s.deadline_ms(), Some(6_000));
+        // Bytes now and then do not move the deadline.
+        s.push(&bytes[moof + 10..moof + 20], 5_900).unwrap();
+        assert_eq!(s.deadline_ms(), Some(6_000));
+        assert!(s.check_deadline(5_999).is_ok());
+        let err = s.push(&bytes[moof + 20..moof + 30], 6_000).unwrap_err();
+        assert_eq!(crate::Error::from(err).status(), 408);
+        // A fragment that arrives whole in time, then the next one dated from its own start.
+        let mut s = IngestSession::with_limits(start(), "v", limits);
+        s.push(&bytes[..moof + 10], 0).unwrap();
+        s.push(&bytes[moof + 10..end + 4], 900).unwrap();
+        assert_eq!(s.deadline_ms(), Some(1_900));
+        // No limit: nothing is due.
+        let mut s = IngestSession::with_limits(
+            start(),
+            "v",
+            IngestLimits {
+                box_timeout_ms: 0,
+                ..limits
+            },
+        );
+        s.push(&bytes[..moof + 10], 0).unwrap();
+        assert_eq!(s.deadline_ms(), None);
+        assert!(s.push(&bytes[moof + 10..], i64::MAX / 2).is_ok());
     }
 }

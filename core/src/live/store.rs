@@ -1,7 +1,8 @@
 //! The archive operations an ingest session queues ([`ArchiveOp`]), carried out on disk.
 //!
 //! This is the one place ingest does file I/O, and all of it blocks: reads of the channel's
-//! server manifest, `flock`, appends and `fdatasync`. A driver therefore runs an
+//! server manifest, `flock`, writes to the session's spool file, appends (copies from the
+//! spool file for large fragments) and `fdatasync`. A driver therefore runs an
 //! [`ArchiveStore`] where blocking does not hurt: the nginx glue on a thread of nginx's thread
 //! pool (the event loop goes on serving other requests meanwhile), tools and tests on their own
 //! thread ([`DirectIngest`]). Each [`ArchiveStore::run`] returns once what it wrote is durable,
@@ -15,10 +16,12 @@ use super::archive::{
 use super::channel::{anchor_for, anchor_path};
 use super::ingest::{IngestError, MAX_HEADER_BOX};
 use super::limits::{check_stream_name, check_track_dir_name, IngestPolicy};
+use super::record_bytes::RecordBytes;
 use super::session::{
     init_track, shift_record_offsets, track_change, AppendOp, Applied, ArchiveOp, ChannelOptions,
-    IngestSession, IngestSummary, OpenTrackOp, SessionStart,
+    IngestLimits, IngestSession, IngestSummary, OpenTrackOp, SessionStart,
 };
+use super::spool::Spool;
 use super::timeline::{shift_decode_times, Clock};
 use crate::ism::{ServerManifest, TrackEntry, MAX_MANIFEST_BYTES};
 
@@ -40,6 +43,8 @@ pub struct ArchiveStore {
     /// What the location lets ingest do (creation, limits, file rules).
     policy: IngestPolicy,
     writers: Vec<(String, TrackWriter)>,
+    /// Where large fragments' payloads wait (made with the first one).
+    spool: Option<Spool>,
 }
 
 impl ArchiveStore {
@@ -94,6 +99,7 @@ impl ArchiveStore {
             archive,
             policy: policy.clone(),
             writers: Vec::new(),
+            spool: None,
         };
         let start = SessionStart {
             options,
@@ -136,6 +142,22 @@ impl ArchiveStore {
                 Ok(Applied::default())
             }
             ArchiveOp::OpenTrack(op) => self.open_track(*op).map(|()| Applied::default()),
+            ArchiveOp::Spool { at, bytes } => {
+                if self.spool.is_none() {
+                    let spool = Spool::create(&self.archive).map_err(storage(&self.archive))?;
+                    self.spool = Some(spool);
+                }
+                if let Some(spool) = &self.spool {
+                    spool.write_at(&bytes, at).map_err(storage(&self.archive))?;
+                }
+                Ok(Applied::default())
+            }
+            ArchiveOp::ClearSpool => {
+                if let Some(spool) = &self.spool {
+                    spool.clear().map_err(storage(&self.archive))?;
+                }
+                Ok(Applied::default())
+            }
             ArchiveOp::Append(op) => self.append(*op),
             ArchiveOp::EndStream { dir_name, now_ms } => {
                 self.writer(&dir_name)?.end_stream(now_ms)?;
@@ -286,7 +308,6 @@ impl ArchiveStore {
             dir_name,
             timing,
             mut bytes,
-            moofs,
             fragments,
             retention,
             timescale,
@@ -296,17 +317,20 @@ impl ArchiveStore {
             now_ms,
             anchor_ms: read_anchor(&self.archive),
         };
-        let rebase = |b: &mut [u8], vpos: u64, delta: u64| {
-            shift_record_offsets(b, &moofs, vpos)?;
-            for &at in &moofs {
-                if let Some(moof) = b.get_mut(at as usize..) {
-                    shift_decode_times(moof, delta)?;
-                }
+        let rebase = |b: &mut RecordBytes, vpos: u64, delta: u64| {
+            shift_record_offsets(b, vpos)?;
+            for (_, moof) in b.moofs_mut() {
+                shift_decode_times(moof, delta)?;
             }
             Ok(())
         };
-        let writer = self.writer(&dir_name)?;
-        let appended = writer.append(timing, &mut bytes, rebase, retention, clock)?;
+        let spool = self.spool.as_ref().map(|s| s.file());
+        let Some((_, writer)) = self.writers.iter_mut().find(|(d, _)| *d == dir_name) else {
+            return Err(IngestError::Malformed(format!(
+                "track {dir_name} was never opened"
+            )));
+        };
+        let appended = writer.append(timing, &mut bytes, spool, rebase, retention, clock)?;
         let mut count = TrackStats {
             last_ms: now_ms,
             ..TrackStats::default()
@@ -315,9 +339,9 @@ impl ArchiveStore {
         match appended {
             Appended::Stored(record) => {
                 applied.fragments = fragments;
-                applied.bytes = bytes.len() as u64;
+                applied.bytes = bytes.len();
                 count.fragments = fragments;
-                count.bytes = bytes.len() as u64;
+                count.bytes = bytes.len();
                 if clock.anchor_ms.is_none() {
                     self.write_anchor(anchor_for(now_ms, record.start, timescale))?;
                 }
@@ -454,18 +478,24 @@ pub struct DirectIngest {
 impl DirectIngest {
     /// See [`ArchiveStore::open`].
     pub fn open(isml: &Path, stream: &str, create: bool) -> Result<DirectIngest, IngestError> {
-        DirectIngest::open_with(isml, stream, &IngestPolicy::creating(create))
+        DirectIngest::open_with(
+            isml,
+            stream,
+            &IngestPolicy::creating(create),
+            IngestLimits::default(),
+        )
     }
 
-    /// See [`ArchiveStore::open_with`].
+    /// See [`ArchiveStore::open_with`] and [`IngestSession::with_limits`].
     pub fn open_with(
         isml: &Path,
         stream: &str,
         policy: &IngestPolicy,
+        limits: IngestLimits,
     ) -> Result<DirectIngest, IngestError> {
         let (store, start) = ArchiveStore::open_with(isml, stream, policy)?;
         Ok(DirectIngest {
-            session: IngestSession::new(start, stream),
+            session: IngestSession::with_limits(start, stream, limits),
             store,
         })
     }
