@@ -19,6 +19,7 @@ from helpers.media import ffmpeg_made
 LIVE_LOCATION = """
         location /live/ {
             usp_handle_ism;
+            origin_live_auto_create on;
             client_max_body_size 0;
         }"""
 
