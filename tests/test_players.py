@@ -213,13 +213,20 @@ def test_gstreamer_plays_to_end(ladder, path):
     if not shutil.which("gst-launch-1.0"):
         pytest.fail("GStreamer missing: run scripts/setup.sh")
     # The demuxers' and the HTTP source's own account of each download, shown when the
-    # player fails (it once failed "Couldn't download fragments" with nothing wrong in
-    # nginx's logs, under a loaded CI run, and never again in dozens of tries).
+    # player fails.
     env = dict(os.environ, GST_DEBUG="*demux*:4,souphttpsrc:4", GST_DEBUG_NO_COLOR="1")
-    out = subprocess.run(
-        ["gst-launch-1.0", "-q", "playbin3", f"uri={ladder.url('/v/ladder.ism/' + path)}",
-         "video-sink=fakesink sync=false", "audio-sink=fakesink sync=false"],
-        capture_output=True, text=True, timeout=120, env=env)
+    for attempt in range(2):
+        out = subprocess.run(
+            ["gst-launch-1.0", "-q", "playbin3", f"uri={ladder.url('/v/ladder.ism/' + path)}",
+             "video-sink=fakesink sync=false", "audio-sink=fakesink sync=false"],
+            capture_output=True, text=True, timeout=120, env=env)
+        # GStreamer 1.22's adaptivedemux2 races when a bitrate switch meets the end of a
+        # stream whose pad it has not exposed yet: it logs "Can't push EOS on non-exposed pad"
+        # and gives up with "Couldn't download fragments", every download having been
+        # answered 200 (seen twice in loaded CI runs, on HLS and DASH, never alone). That one
+        # race of the player is tried once more; any other failure, or the race twice, fails.
+        if out.returncode == 0 or "non-exposed pad" not in out.stdout + out.stderr:
+            break
     assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
 
 
