@@ -388,7 +388,7 @@ impl ChannelReader {
             let resets = c.records.resets();
             let file = c.records.refresh(&records_path, keep_ticks)?;
             if keep_ticks != c.keep_ticks {
-                c.records.keep(&file, keep_ticks)?;
+                c.records.keep(&*file.get()?, keep_ticks)?;
                 c.keep_ticks = keep_ticks;
             }
             let appended = c.records.resets() == resets;

@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::archive::{Record, MAX_RECORDS, RECORD_SIZE};
@@ -85,7 +85,7 @@ fn read_checked(file: &File, lo: u64, hi: u64) -> io::Result<Vec<Record>> {
 /// request asks for them.
 #[derive(Debug, Clone, Default)]
 pub struct TrackRecords {
-    file: Option<Arc<File>>,
+    file: Option<RecordsFile>,
     /// Which records these are: the file's inode and how many times its reader read it anew
     /// (0, 0 without a file).
     version: (u64, u64),
@@ -310,11 +310,52 @@ impl TrackRecords {
 
     fn read_file(&self, lo: u64, hi: u64) -> io::Result<Vec<Record>> {
         match &self.file {
-            Some(file) => read_checked(file, lo, hi),
+            Some(file) => read_checked(&*file.get()?, lo, hi),
             None if lo >= hi => Ok(Vec::new()),
             None => Err(io::Error::other(
                 "records before the kept ones without a file",
             )),
+        }
+    }
+}
+
+/// The records file a look read: open already (the look read from it), or, when the look
+/// found nothing new and opened nothing, opened when a request first reaches past the kept
+/// records, and only if it is still the file the look saw (a prune may rename another over
+/// it in between: then that read fails, and the next request looks again). Most requests
+/// (a live window) never read past the kept records, so most looks cost one `stat`.
+#[derive(Debug, Clone)]
+pub enum RecordsFile {
+    Open(Arc<File>),
+    Lazy {
+        path: Arc<PathBuf>,
+        inode: u64,
+        opened: std::sync::OnceLock<Option<Arc<File>>>,
+    },
+}
+
+impl RecordsFile {
+    /// The file, opened now if it was not.
+    pub fn get(&self) -> io::Result<Arc<File>> {
+        match self {
+            RecordsFile::Open(file) => Ok(file.clone()),
+            RecordsFile::Lazy {
+                path,
+                inode,
+                opened,
+            } => opened
+                .get_or_init(|| {
+                    let file = File::open(path.as_path()).ok()?;
+                    let same = file.metadata().ok()?.ino() == *inode;
+                    same.then(|| Arc::new(file))
+                })
+                .clone()
+                .ok_or_else(|| {
+                    io::Error::other(format!(
+                        "{}: the records file was replaced while the request read it",
+                        path.display()
+                    ))
+                }),
         }
     }
 }
@@ -339,7 +380,7 @@ impl RecordsReader {
     /// at most `keep_ticks` before the newest one ends, one before them, and at least
     /// [`MIN_KEPT`].
     /// Returns the reader and the file it read.
-    pub fn open(path: &Path, keep_ticks: u64) -> io::Result<(RecordsReader, Arc<File>)> {
+    pub fn open(path: &Path, keep_ticks: u64) -> io::Result<(RecordsReader, RecordsFile)> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let mut reader = RecordsReader {
@@ -350,12 +391,12 @@ impl RecordsReader {
             kept: Arc::default(),
         };
         reader.reload(&file, meta.len(), keep_ticks)?;
-        Ok((reader, Arc::new(file)))
+        Ok((reader, RecordsFile::Open(Arc::new(file))))
     }
 
     /// The records as they are now; `file` is the one the last look read (older records
     /// are read from it).
-    pub fn records(&self, file: Arc<File>) -> TrackRecords {
+    pub fn records(&self, file: RecordsFile) -> TrackRecords {
         TrackRecords {
             file: Some(file),
             version: (self.inode, self.resets),
@@ -392,12 +433,22 @@ impl RecordsReader {
 
     /// Looks at the file at `path` again: reads the records appended since the last look,
     /// follows a rename by pruning. Returns the file it read (for [`Self::records`]).
-    pub fn refresh(&mut self, path: &Path, keep_ticks: u64) -> io::Result<Arc<File>> {
+    pub fn refresh(&mut self, path: &Path, keep_ticks: u64) -> io::Result<RecordsFile> {
+        // Usually nothing was appended since the last look: a `stat` says so, and nothing is
+        // opened (see [`RecordsFile`]).
+        let seen = std::fs::metadata(path)?;
+        if seen.ino() == self.inode && whole_records(seen.len()) == self.read_to() {
+            return Ok(RecordsFile::Lazy {
+                path: Arc::new(path.to_path_buf()),
+                inode: self.inode,
+                opened: std::sync::OnceLock::new(),
+            });
+        }
         let file = File::open(path)?;
         let meta = file.metadata()?;
         if meta.ino() != self.inode {
             self.follow_rename(&file, meta.ino(), meta.len(), keep_ticks)?;
-            return Ok(Arc::new(file));
+            return Ok(RecordsFile::Open(Arc::new(file)));
         }
         let whole = whole_records(meta.len());
         let read_to = self.read_to();
@@ -410,7 +461,7 @@ impl RecordsReader {
         } else {
             self.read_new(&file, whole, keep_ticks)?;
         }
-        Ok(Arc::new(file))
+        Ok(RecordsFile::Open(Arc::new(file)))
     }
 
     /// Reads the records from the last one read (which must be the same still) to `whole`.
@@ -782,6 +833,11 @@ mod tests {
         append(&path, (0..1000).map(record));
         let (mut reader, _) = open(&path, KEEP);
         let old = reader.look(&path, KEEP);
+        // Nothing was appended: the look opened nothing, and older records are read from the
+        // file when asked for.
+        assert!(matches!(old.file, Some(RecordsFile::Lazy { .. })));
+        assert_eq!(old.read(0, 2).unwrap(), [record(0), record(1)]);
+        let unread = reader.look(&path, KEEP);
         // Pruned before the kept records: they are found in the new file by a search.
         prune(&path, 3);
         append(&path, (1000..1005).map(record));
@@ -792,8 +848,11 @@ mod tests {
         assert_eq!(records.first_kept(), old.first_kept() - 200);
         // The new records were appended to the kept ones, not read again.
         assert_eq!(records.kept()[..old.kept().len()], old.kept()[..]);
-        // The snapshot taken before still reads the old file.
+        // The snapshot taken before reads the file it opened, the old one; one that had not
+        // opened it yet does not read another file than the one it saw: the read fails,
+        // never gives other records.
         assert_eq!(all(&old), (0..1000).map(record).collect::<Vec<_>>());
+        assert!(unread.read(0, 1).is_err());
         // Pruned into the kept records (a short archive): the pruned ones are dropped.
         let (mut short, _) = open(&path, 10_000_000);
         assert_eq!(short.look(&path, 10_000_000).first_kept(), 0);
@@ -872,7 +931,7 @@ mod tests {
         let (mut reader, _) = open(&path, KEEP);
         let short = reader.look(&path, KEEP).kept().len();
         let file = reader.refresh(&path, KEEP).unwrap();
-        reader.keep(&file, 3_600_000).unwrap();
+        reader.keep(&file.get().unwrap(), 3_600_000).unwrap();
         let records = reader.records(file);
         assert!(records.kept().len() >= 1800 && records.kept().len() > short);
         assert!(records.kept()[0].start < records.last().unwrap().end() - 3_600_000);
