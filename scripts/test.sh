@@ -47,6 +47,11 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "module layers (scripts/check_layers.py)"
 python3 scripts/check_layers.py
 
+# The fuzz targets are built by cargo-fuzz only when fuzzing (scripts/fuzz.sh); checking them
+# here keeps a change to the core's API from leaving them broken unnoticed.
+step "fuzz targets compile (cargo check)"
+cargo check --manifest-path fuzz/Cargo.toml --bins
+
 step "unit tests (origin-core, origin-cli)"
 cargo test
 

@@ -72,7 +72,8 @@ fuzz_target!(|data: &[u8]| {
                 now_ms: 3_000,
                 ..WindowRequest::default()
             },
-        );
+        )
+        .expect("the window of what was acknowledged reads back");
         for (track, records) in &w.tracks {
             // The data files, opened as a driver opens them for the engine.
             let data_file = |n: u32| -> Option<SharedSource> {
