@@ -475,8 +475,14 @@ mod status_map_tests {
 
 /// An nginx size (`512k`, `64m`, `2g`, or bytes) within [`CACHE_SIZE_RANGE`].
 pub fn parse_cache_size(value: &str) -> Result<usize, ConfigError> {
+    let (min, max) = CACHE_SIZE_RANGE;
+    parse_size(value, (min as u64, max as u64)).map(|s| s as usize)
+}
+
+/// An nginx size (`512k`, `64m`, `2g`, or bytes) within `min..=max` bytes.
+pub fn parse_size(value: &str, (min, max): (u64, u64)) -> Result<u64, ConfigError> {
     let (digits, unit) = match value.as_bytes().last() {
-        Some(b'k' | b'K') => (&value[..value.len() - 1], 1usize << 10),
+        Some(b'k' | b'K') => (&value[..value.len() - 1], 1u64 << 10),
         Some(b'm' | b'M') => (&value[..value.len() - 1], 1 << 20),
         Some(b'g' | b'G') => (&value[..value.len() - 1], 1 << 30),
         _ => (value, 1),
@@ -486,16 +492,12 @@ pub fn parse_cache_size(value: &str) -> Result<usize, ConfigError> {
             "expected a size such as 64m, 512k or 1g".into(),
         ));
     }
-    let size = digits
-        .parse::<usize>()
+    digits
+        .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| ConfigError("the size is too large".into()))?;
-    let (min, max) = CACHE_SIZE_RANGE;
-    if !(min..=max).contains(&size) {
-        return Err(ConfigError("the size must be between 1m and 1024g".into()));
-    }
-    Ok(size)
+        .filter(|s| (min..=max).contains(s))
+        .ok_or_else(|| ConfigError(format!("the size must be between {min} and {max} bytes")))
 }
 
 #[cfg(test)]

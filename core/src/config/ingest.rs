@@ -4,7 +4,7 @@
 //! (how long a box or fragment may take to arrive whole). Unset values take their defaults in
 //! [`IngestSettings::limits`] and [`IngestSettings::memory_budget`] only.
 
-use super::{parse_seconds, ConfigError};
+use super::{parse_seconds, parse_size, ConfigError};
 use crate::live::budget::DEFAULT_INGEST_MEMORY;
 use crate::live::session::IngestLimits;
 
@@ -66,28 +66,6 @@ impl IngestSettings {
     pub fn memory_budget(&self) -> u64 {
         self.memory.unwrap_or(DEFAULT_INGEST_MEMORY)
     }
-}
-
-/// An nginx size (`512k`, `64m`, `2g`, or bytes) within `range`.
-fn parse_size(value: &str, (min, max): (u64, u64)) -> Result<u64, ConfigError> {
-    let (digits, unit) = match value.as_bytes().last() {
-        Some(b'k' | b'K') => (&value[..value.len() - 1], 1u64 << 10),
-        Some(b'm' | b'M') => (&value[..value.len() - 1], 1 << 20),
-        Some(b'g' | b'G') => (&value[..value.len() - 1], 1 << 30),
-        _ => (value, 1),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ConfigError(
-            "expected a size such as 64m, 512k or 1g".into(),
-        ));
-    }
-    let size = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .filter(|s| (min..=max).contains(s))
-        .ok_or_else(|| ConfigError(format!("the size must be between {min} and {max} bytes")))?;
-    Ok(size)
 }
 
 #[cfg(test)]
