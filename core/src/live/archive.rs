@@ -561,17 +561,19 @@ impl TrackWriter {
         // The track's timeline, and the offered fragment in archive time on it. A track's
         // first fragment goes on the channel's newest: its encoder runs on the channel's
         // clock as it is now.
+        // The channel's timelines file is read only when the track is on a later timeline
+        // or new (most appends: timeline 0, no read).
+        let timelines = match last {
+            Some(l) if timeline_of(l.flags) == 0 => Vec::new(),
+            _ => self.timelines().map_err(&err)?,
+        };
         let current = match last {
             Some(l) => timeline_of(l.flags),
-            None => self
-                .timelines()
-                .map_err(&err)?
-                .last()
-                .map_or(0, |t| t.number),
+            None => timelines.last().map_or(0, |t| t.number),
         };
         let mut timeline = match current {
             0 => Timeline::FIRST,
-            n => timeline_numbered(&self.timelines().map_err(&err)?, n).ok_or_else(|| {
+            n => timeline_numbered(&timelines, n).ok_or_else(|| {
                 IngestError::Malformed(format!(
                     "{}: timeline {n} is not in the channel's timelines file",
                     self.dir.display()

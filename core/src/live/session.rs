@@ -489,6 +489,9 @@ impl IngestSession {
         // or its parameters (another encoder, or one restarted with new settings) is refused.
         let changed = match (&self.init, &self.stored_init) {
             (Some(current), _) => changed_track(&current.index, &init.index),
+            // The init this stream left re-sent as it was (every per-segment POST may bring
+            // it): nothing to compare.
+            (None, Some(stored)) if **stored == *init.bytes => None,
             (None, Some(stored)) => index_init((**stored).clone(), None)
                 .ok()
                 .and_then(|held| changed_track(&held.index, &init.index)),

@@ -45,6 +45,8 @@ pub struct ArchiveStore {
     writers: Vec<(String, TrackWriter)>,
     /// Where large fragments' payloads wait (made with the first one).
     spool: Option<Spool>,
+    /// The channel's anchor, once read (it never changes after its first fragment wrote it).
+    anchor_ms: Option<i64>,
 }
 
 impl ArchiveStore {
@@ -100,6 +102,7 @@ impl ArchiveStore {
             policy: policy.clone(),
             writers: Vec::new(),
             spool: None,
+            anchor_ms: None,
         };
         let start = SessionStart {
             options,
@@ -313,9 +316,13 @@ impl ArchiveStore {
             timescale,
             now_ms,
         } = op;
+        // The anchor is written once: read until it is there, then kept.
+        if self.anchor_ms.is_none() {
+            self.anchor_ms = read_anchor(&self.archive);
+        }
         let clock = Clock {
             now_ms,
-            anchor_ms: read_anchor(&self.archive),
+            anchor_ms: self.anchor_ms,
         };
         let rebase = |b: &mut RecordBytes, vpos: u64, delta: u64| {
             shift_record_offsets(b, vpos)?;
@@ -344,6 +351,7 @@ impl ArchiveStore {
                 count.bytes = bytes.len();
                 if clock.anchor_ms.is_none() {
                     self.write_anchor(anchor_for(now_ms, record.start, timescale))?;
+                    self.anchor_ms = read_anchor(&self.archive);
                 }
             }
             Appended::Duplicate => {

@@ -197,9 +197,11 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     // An archive played after its stream ended starts at its first fragment.
     let ended = p.live.as_deref().is_some_and(|l| l.ended);
     let periods = periods(p, opts);
-    // Where each period's media lies (seconds of media time: first start, last end).
+    // Where each period's media lies (seconds of media time: first start, last end); with
+    // one period (VOD, most live windows) nothing uses it.
     let extents: Vec<(f64, f64)> = periods
         .iter()
+        .filter(|_| periods.len() > 1)
         .map(|period| {
             sets.iter()
                 .flatten()

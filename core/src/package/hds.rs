@@ -208,13 +208,11 @@ fn timeline(reference: &Track, shift: i64, table: &SegmentTable) -> Timeline {
     let fragments = (0..table.len())
         .filter_map(|k| table.samples(k))
         .map(|r| {
-            let last = idx
-                .samples(r.end.saturating_sub(1).max(r.start)..r.end)
-                .next();
-            let end = last.map_or(idx.dts(r.end), |s| s.dts + u64::from(s.duration));
+            // A fragment lasts as long as its samples: media missing after it is a gap.
+            let start = idx.dts(r.start);
             FragmentTime {
-                start: time(idx.dts(r.start)),
-                end: time(end),
+                start: time(start),
+                end: time(start + idx.span(r)),
             }
         })
         .collect();
