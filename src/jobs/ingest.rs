@@ -89,9 +89,16 @@ impl BudgetShare {
     }
 }
 
+impl BudgetShare {
+    /// Gives the share back to the worker's budget (again: nothing).
+    fn give_back(&mut self) {
+        BUDGET.with(|b| b.borrow_mut().release(&mut self.0));
+    }
+}
+
 impl Drop for BudgetShare {
     fn drop(&mut self) {
-        BUDGET.with(|b| b.borrow_mut().release(&mut self.0));
+        self.give_back();
     }
 }
 
@@ -390,8 +397,14 @@ fn on_event(r: *mut ngx_http_request_t) {
         if let Some(rc) = rc {
             let ingest = ctx(r);
             if !ingest.is_null() {
-                // SAFETY: set by `serve`, freed with the pool.
-                unsafe { (*ingest).done = true };
+                // SAFETY: set by `serve`, freed with the pool, used by one event at a time.
+                let ingest = unsafe { &mut *ingest };
+                ingest.done = true;
+                // Answered: what the session held goes back to the worker at once, not when
+                // nginx frees the request (after it has discarded the rest of a refused body,
+                // which may take the client's whole upload).
+                ingest.session = None;
+                ingest.share.give_back();
             }
             // SAFETY: releases the count ngx_http_read_client_request_body took.
             unsafe { ngx_http_finalize_request(r, rc) };
