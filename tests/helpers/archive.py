@@ -13,6 +13,8 @@ from pathlib import Path
 from helpers.live import shift_fragment
 
 FLAG_SYNC = 2
+# The record's chunk ends its segment (each record here is a whole segment).
+FLAG_CLOSES = 16
 # The newest records point at distinct fragments (a 30-second window and its margins are 21).
 WINDOW = 64
 # Fragments per data file of the older records (an hour of 2-second fragments).
@@ -79,12 +81,12 @@ def lengthen(track: Path, init: bytes, fragment: bytes, count: int) -> int:
         vpos = len(init) + k * size
         if k < window_first:
             out += encode_record(start, dur, vpos, 1 + k // PER_FILE, 0, size, ingest_ms,
-                                 FLAG_SYNC, k)
+                                 FLAG_SYNC | FLAG_CLOSES, k)
         else:
             offset = len(data)
             data += shift_fragment(fragment, start)
-            out += encode_record(start, dur, vpos, current, offset, size, ingest_ms, FLAG_SYNC,
-                                 k)
+            out += encode_record(start, dur, vpos, current, offset, size, ingest_ms,
+                                 FLAG_SYNC | FLAG_CLOSES, k)
     (track / f"{current:08}.frag").write_bytes(bytes(data))
     tmp = track / "records.tmp"
     tmp.write_bytes(bytes(out))

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use super::ingest::IngestError;
 use super::record_bytes::RecordBytes;
 use super::timeline::{
-    judge, parse_timelines, restart_timeline, timeline_numbered, timeline_of, with_timeline, Clock,
-    Held, HeldFragment, Offered, Timeline, Verdict, FLAG_TIMELINE_START,
+    continues_segment, judge, parse_timelines, restart_timeline, timeline_numbered, timeline_of,
+    with_timeline, Clock, Held, HeldFragment, Offered, Timeline, Verdict, FLAG_TIMELINE_START,
 };
 
 /// The archive directory's suffix, after the server manifest's file name.
@@ -46,6 +46,13 @@ pub const MAX_RECORDS: u64 = 32 << 20;
 pub const FLAG_END: u32 = 1;
 /// The fragment starts with a sync sample.
 pub const FLAG_SYNC: u32 = 2;
+/// The fragment (a chunk) continues the segment of the record before it: a segment is the
+/// run of records from one without this flag to the next one without it. Records written
+/// before chunked ingest never carry it: each of them is a segment.
+pub const FLAG_CONTINUES: u32 = 8;
+/// The fragment ends its segment: the next record starts a new one, so the segment is
+/// complete without waiting for it.
+pub const FLAG_CLOSES: u32 = 16;
 
 /// One fragment of a track, as its record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,8 +71,9 @@ pub struct Record {
     /// When it was written, milliseconds since the Unix epoch.
     pub ingest_ms: i64,
     pub flags: u32,
-    /// Position of the fragment in the track since it began (stable under pruning: HLS media
-    /// sequence numbers are made of it).
+    /// Position of the fragment's segment in the track since it began (stable under pruning:
+    /// HLS media sequence numbers are made of it); every chunk of a segment carries its
+    /// segment's.
     pub seq: u64,
 }
 
@@ -76,6 +84,17 @@ impl Record {
 
     pub fn is_end_marker(&self) -> bool {
         self.flags & FLAG_END != 0
+    }
+
+    /// Whether the record starts a segment (see [`FLAG_CONTINUES`]).
+    pub fn starts_segment(&self) -> bool {
+        self.flags & FLAG_CONTINUES == 0
+    }
+
+    /// Whether the record's segment is known complete with it: it closes the segment or marks
+    /// the stream's end.
+    pub fn completes_segment(&self) -> bool {
+        self.flags & (FLAG_CLOSES | FLAG_END) != 0
     }
 
     pub(crate) fn encode(&self) -> [u8; RECORD_SIZE] {
@@ -638,18 +657,38 @@ impl TrackWriter {
                 flags |= FLAG_TIMELINE_START;
             }
         }
+        let continues = flags & FLAG_CONTINUES != 0
+            && continues_segment(
+                Offered { start, ..offered },
+                timeline.number,
+                flags & FLAG_TIMELINE_START != 0,
+                last.map(|l| {
+                    (
+                        l.end(),
+                        l.duration,
+                        timeline_of(l.flags),
+                        l.completes_segment(),
+                    )
+                }),
+            );
+        if !continues {
+            flags &= !FLAG_CONTINUES;
+        }
         let flags = with_timeline(flags, timeline.number);
         let mut file_no = 1;
         let mut file_offset = 0;
         let mut vpos = self.init_len;
         let mut seq = 0;
         if let Some(last) = last {
-            seq = last.seq + 1;
+            seq = if continues { last.seq } else { last.seq + 1 };
             vpos = last.vpos + u64::from(last.size);
             file_no = last.file_no;
             file_offset = last.file_offset + u64::from(last.size);
             let file_start = self.file_start(file_no, count).map_err(&err)?;
-            if retention.segment_ticks > 0
+            // A data file begins with a segment, so pruning whole files never leaves the
+            // tail of a segment without its head.
+            if !continues
+                && retention.segment_ticks > 0
                 && start.saturating_sub(file_start.unwrap_or(start)) >= retention.segment_ticks
             {
                 file_no += 1;

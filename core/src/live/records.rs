@@ -282,10 +282,36 @@ impl TrackRecords {
         }
     }
 
-    /// The newest record that holds media.
-    pub fn last_media(&self) -> io::Result<Option<Record>> {
+    /// How many records, from the first, belong to complete segments: all of them, unless the
+    /// newest segment is still growing (its newest chunk neither closed it nor ended the
+    /// stream), in which case those before its first chunk.
+    pub fn complete_len(&self) -> io::Result<u64> {
+        let len = self.len();
+        let mut complete = len;
+        let mut at = len;
+        self.visit_back(len, |r| {
+            if r.completes_segment() {
+                return false;
+            }
+            at -= 1;
+            if r.starts_segment() {
+                complete = at;
+                return false;
+            }
+            true
+        })?;
+        // A growing segment with no start in the file (pruned under it) hides nothing older.
+        Ok(if at == 0 && complete == len && len > 0 {
+            0
+        } else {
+            complete
+        })
+    }
+
+    /// The newest record before `hi` that holds media.
+    pub fn last_media_before(&self, hi: u64) -> io::Result<Option<Record>> {
         let mut found = None;
-        self.visit_back(self.len(), |r| {
+        self.visit_back(hi, |r| {
             if r.is_end_marker() {
                 return true;
             }
@@ -293,6 +319,11 @@ impl TrackRecords {
             false
         })?;
         Ok(found)
+    }
+
+    /// The newest record that holds media.
+    pub fn last_media(&self) -> io::Result<Option<Record>> {
+        self.last_media_before(self.len())
     }
 
     /// The oldest record that holds media.

@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use super::archive::{track_dir_name, Retention, Timing, FLAG_SYNC};
+use super::archive::{track_dir_name, Retention, Timing, FLAG_CLOSES, FLAG_CONTINUES, FLAG_SYNC};
 use super::ingest::{Event, FragmentHead, IngestError, IngestParser, MAX_FRAGMENT};
 use super::record_bytes::{FragmentBytes, Payload, RecordBytes};
 use crate::index::default_track_name;
@@ -30,7 +30,7 @@ use crate::ism::{ServerManifest, TrackEntry, TrackKind as IsmKind};
 use crate::mp4::reader::{FourCC, Reader};
 use crate::source::{Backing, PiecesSource, SourceIdentity};
 
-/// Fragment length audio and text are assembled to when the encoder sends them in pieces
+/// Segment length audio and text chunks are grouped to when the encoder sends them in pieces
 /// shorter than that and the channel sets no minimum.
 pub const DEFAULT_ASSEMBLY_SECS: u64 = 2;
 /// Default length of a data file of the archive.
@@ -45,11 +45,9 @@ pub const IN_MEMORY_PAYLOAD: u64 = 2 << 20;
 /// Bytes of a large fragment's payload gathered before they are queued for the spool file:
 /// the window of it held in memory.
 pub const SPOOL_WINDOW: usize = 1 << 20;
-/// Payload bytes the fragments waiting for assembly on one track keep in memory; the payloads
-/// of the next ones go to the spool file.
-pub const TRACK_PENDING_MEMORY: u64 = 4 << 20;
-/// Most fragments assembled into one record (a GOP of 10 s at 60 frames a second is 600).
-pub const MAX_ASSEMBLED_FRAGMENTS: usize = 2048;
+/// Most chunks one segment is made of (a GOP of 10 s at 60 frames a second, a chunk per
+/// frame, is 600).
+pub const MAX_SEGMENT_CHUNKS: usize = 2048;
 /// Default time a box (a fragment: `moof` and `mdat`) may take to arrive whole.
 pub const DEFAULT_BOX_TIMEOUT_MS: u64 = 30_000;
 
@@ -231,8 +229,20 @@ struct TrackIngest {
     dir_name: String,
     timescale: u32,
     kind: TrackKind,
-    /// Fragments waiting to be assembled into one record.
-    pending: Vec<Checked>,
+    /// The segment the track's chunks go into.
+    segment: GrowingSegment,
+}
+
+/// What a track's newest segment holds, as its chunks are appended.
+#[derive(Debug, Clone, Copy, Default)]
+struct GrowingSegment {
+    /// Whether a segment was begun in this session.
+    begun: bool,
+    ticks: u64,
+    chunks: usize,
+    bytes: u64,
+    /// The newest chunk closed it: the next starts another.
+    closed: bool,
 }
 
 /// A fragment that indexed cleanly against its init segment.
@@ -402,19 +412,13 @@ impl IngestSession {
         self.parser.inside_box()
     }
 
-    /// Bytes this session holds in memory: the box in progress, fragments waiting for assembly,
-    /// and what queued operations carry.
+    /// Bytes this session holds in memory: the box in progress and what queued operations
+    /// carry.
     pub fn memory(&self) -> u64 {
         let receiving = self
             .receiving
             .as_ref()
             .map_or(0, |r| r.fragment.bytes.in_memory() + r.window.len() as u64);
-        let pending: u64 = self
-            .tracks
-            .iter()
-            .flat_map(|t| &t.pending)
-            .map(|f| f.bytes.in_memory())
-            .sum();
         let queued: u64 = self
             .ops
             .iter()
@@ -424,17 +428,13 @@ impl IngestSession {
                 _ => 0,
             })
             .sum();
-        self.parser.pending() as u64 + receiving + pending + queued
+        self.parser.pending() as u64 + receiving + queued
     }
 
-    /// The body ended: assembled fragments still waiting are queued. A body that ended inside
-    /// a box is an error, after what came before it is queued.
-    pub fn finish(&mut self, now_ms: i64) -> Result<(), IngestError> {
-        let truncated = self.parser.finish();
-        for k in 0..self.tracks.len() {
-            self.flush_track(k, now_ms);
-        }
-        truncated
+    /// The body ended. A body that ended inside a box is an error (every whole chunk before
+    /// it is queued already).
+    pub fn finish(&mut self, _now_ms: i64) -> Result<(), IngestError> {
+        self.parser.finish()
     }
 
     /// Counts a refused request against the tracks it was writing, for the statistics.
@@ -607,19 +607,10 @@ impl IngestSession {
         })
     }
 
-    /// A checked fragment's payload is to come: kept in memory when it is small and its track
-    /// holds little, else spooled.
+    /// A checked fragment's payload is to come: kept in memory when it is small, else
+    /// spooled.
     fn receive(&mut self, mut fragment: Checked, payload_len: u64) {
-        let held: u64 = self
-            .tracks
-            .iter()
-            .filter(|t| t.track_id == fragment.track_id)
-            .flat_map(|t| &t.pending)
-            .map(|f| f.bytes.payload.in_memory())
-            .sum();
-        fragment.bytes.payload = if payload_len <= self.limits.in_memory_payload
-            && held + payload_len <= TRACK_PENDING_MEMORY
-        {
+        fragment.bytes.payload = if payload_len <= self.limits.in_memory_payload {
             Payload::Memory(Vec::with_capacity(payload_len as usize))
         } else {
             let offset = self.spool_len;
@@ -681,7 +672,17 @@ impl IngestSession {
         Ok(r.fragment)
     }
 
-    /// Queues a fragment on its track, queueing the record it completes.
+    /// Queues a chunk (an encoder's fragment) as a record of its own, durable and visible as
+    /// soon as it is written, and says whether it starts, continues or closes its track's
+    /// segment.
+    ///
+    /// A segment starts with a chunk that begins a GOP (video; any chunk for audio and text)
+    /// once the segment before is long enough — the channel's minimum fragment length, else a
+    /// GOP of at least a second for video and [`DEFAULT_ASSEMBLY_SECS`] for the rest — with
+    /// half the chunk's length as tolerance. A segment that never gets there (no sync sample,
+    /// samples of no duration) is cut at [`MAX_SEGMENT_CHUNKS`] chunks or the largest fragment
+    /// size. A chunk that alone fills a segment (an encoder that sends whole GOPs) closes it,
+    /// as does the audio chunk that fills one: readers then need not wait for the next.
     fn add(&mut self, fragment: Checked, now_ms: i64) -> Result<(), IngestError> {
         let k = match self
             .tracks
@@ -691,44 +692,66 @@ impl IngestSession {
             Some(k) => k,
             None => self.open_track(fragment.track_id, &fragment)?,
         };
-        let t = &self.tracks[k];
-        let target = self.assembly_ticks(t);
-        let pending: u64 = t.pending.iter().map(|f| f.duration).sum();
-        // A record closes before a fragment that starts a new GOP (video) once it is long
-        // enough, with half the new fragment's length as tolerance.
-        let kind = t.kind;
-        let boundary = fragment.sync || kind != TrackKind::Video;
-        if !t.pending.is_empty() && boundary && pending + fragment.duration / 2 >= target {
-            self.flush_track(k, now_ms);
-        } else if self.pending_full(k, &fragment) {
-            // A stream that never reaches the record's length (no sync sample, samples of no
-            // duration) may not pile fragments up without bound, in memory or in the spool.
-            self.flush_track(k, now_ms);
+        let target = self.assembly_ticks(&self.tracks[k]);
+        let max_bytes = self.limits.max_fragment;
+        let t = &mut self.tracks[k];
+        let video = t.kind == TrackKind::Video;
+        let boundary = fragment.sync || !video;
+        let size = fragment.bytes.len();
+        let segment = t.segment;
+        let starts = !segment.begun
+            || segment.closed
+            || (boundary && segment.ticks + fragment.duration / 2 >= target)
+            || segment.chunks >= MAX_SEGMENT_CHUNKS
+            || segment.bytes + size > max_bytes;
+        if starts {
+            t.segment = GrowingSegment {
+                begun: true,
+                ..GrowingSegment::default()
+            };
         }
-        let whole = match kind {
-            // A fragment that starts a GOP and is long enough is written at once: encoders
-            // that send a fragment per GOP see no added latency.
-            TrackKind::Video => fragment.sync && fragment.duration >= target,
-            _ => fragment.duration + fragment.duration / 2 >= target,
+        t.segment.ticks += fragment.duration;
+        t.segment.chunks += 1;
+        t.segment.bytes += size;
+        t.segment.closed = if video {
+            starts && fragment.sync && fragment.duration >= target
+        } else {
+            t.segment.ticks + fragment.duration / 2 >= target
         };
-        self.tracks[k].pending.push(fragment);
-        if whole && self.tracks[k].pending.len() == 1 {
-            self.flush_track(k, now_ms);
+        let mut flags = 0;
+        if fragment.sync {
+            flags |= FLAG_SYNC;
         }
+        if !starts {
+            flags |= FLAG_CONTINUES;
+        }
+        if t.segment.closed {
+            flags |= FLAG_CLOSES;
+        }
+        let timing = Timing {
+            start: fragment.start,
+            duration: fragment.duration,
+            flags,
+            timescale: t.timescale,
+        };
+        self.ops.push(ArchiveOp::Append(Box::new(AppendOp {
+            dir_name: t.dir_name.clone(),
+            timing,
+            // The chunk's bytes move, uncopied.
+            bytes: RecordBytes {
+                fragments: vec![fragment.bytes],
+            },
+            fragments: 1,
+            retention: self.options.retention(t.timescale),
+            timescale: t.timescale,
+            now_ms,
+        })));
+        self.clear_spool_when_unused();
         Ok(())
     }
 
-    /// Whether the fragments waiting on track `k` are as many, or as large, as one record may
-    /// be, `next` included.
-    fn pending_full(&self, k: usize, next: &Checked) -> bool {
-        let pending = &self.tracks[k].pending;
-        let bytes: u64 = pending.iter().map(|f| f.bytes.len()).sum();
-        pending.len() >= MAX_ASSEMBLED_FRAGMENTS
-            || (!pending.is_empty() && bytes + next.bytes.len() > self.limits.max_fragment)
-    }
-
-    /// Ticks a record is assembled to: the channel's minimum fragment length, else a second
-    /// for video (records then close at the first sync sample after it: a GOP) and
+    /// Ticks a segment is grouped to: the channel's minimum fragment length, else a second
+    /// for video (segments then close at the first sync sample after it: a GOP) and
     /// [`DEFAULT_ASSEMBLY_SECS`] for the rest.
     fn assembly_ticks(&self, t: &TrackIngest) -> u64 {
         match self.options.minimum_fragment {
@@ -738,39 +761,6 @@ impl IngestSession {
         }
     }
 
-    /// Queues the record of the fragments waiting on track `k`.
-    fn flush_track(&mut self, k: usize, now_ms: i64) {
-        let pending = std::mem::take(&mut self.tracks[k].pending);
-        let Some(first) = pending.first() else {
-            return;
-        };
-        let start = first.start;
-        let duration = pending.last().map_or(0, |l| l.start + l.duration) - start;
-        let duration = duration.max(pending.iter().map(|f| f.duration).sum());
-        let timing = Timing {
-            start,
-            duration,
-            flags: if first.sync { FLAG_SYNC } else { 0 },
-            timescale: self.tracks[k].timescale,
-        };
-        let fragments = pending.len() as u64;
-        // Each fragment's bytes move, uncopied.
-        let bytes = RecordBytes {
-            fragments: pending.into_iter().map(|f| f.bytes).collect(),
-        };
-        let t = &self.tracks[k];
-        self.ops.push(ArchiveOp::Append(Box::new(AppendOp {
-            dir_name: t.dir_name.clone(),
-            timing,
-            bytes,
-            fragments,
-            retention: self.options.retention(t.timescale),
-            timescale: t.timescale,
-            now_ms,
-        })));
-        self.clear_spool_when_unused();
-    }
-
     /// Queues the spool file's emptying once no fragment queued from now on refers to it (the
     /// operations queued so far run first).
     fn clear_spool_when_unused(&mut self) {
@@ -778,12 +768,7 @@ impl IngestSession {
             .receiving
             .as_ref()
             .is_some_and(|r| r.fragment.bytes.spooled());
-        let pending = self
-            .tracks
-            .iter()
-            .flat_map(|t| &t.pending)
-            .any(|f| f.bytes.spooled());
-        if self.spool_len > 0 && !receiving && !pending {
+        if self.spool_len > 0 && !receiving {
             self.ops.push(ArchiveOp::ClearSpool);
             self.spool_len = 0;
         }
@@ -794,7 +779,6 @@ impl IngestSession {
             if track.is_some_and(|id| id != self.tracks[k].track_id) {
                 continue;
             }
-            self.flush_track(k, now_ms);
             self.ops.push(ArchiveOp::EndStream {
                 dir_name: self.tracks[k].dir_name.clone(),
                 now_ms,
@@ -848,7 +832,7 @@ impl IngestSession {
             dir_name,
             timescale: track.timescale,
             kind: track.kind,
-            pending: Vec::new(),
+            segment: GrowingSegment::default(),
         });
         Ok(self.tracks.len() - 1)
     }
@@ -1212,7 +1196,7 @@ mod tests {
     }
 
     #[test]
-    fn a_minimum_fragment_length_assembles_fragments() {
+    fn a_minimum_fragment_length_groups_chunks_into_segments() {
         let d = temp("minimum");
         let isml = d.join("ch.isml");
         std::fs::write(
@@ -1224,16 +1208,33 @@ mod tests {
         push(&isml, "s1", &fixture("smooth.ismv"), 1 << 16);
         let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
         let (records, _) = read_records(&d.join(&manifest.tracks[0].src).join("records")).unwrap();
-        // Two 2-second fragments became one 4-second record.
+        // Two 2-second fragments are two chunks of one 4-second segment, each written as it
+        // came.
         let media: Vec<_> = records.iter().filter(|r| !r.is_end_marker()).collect();
-        assert_eq!(media.len(), 1, "{media:?}");
-        assert_eq!(media[0].duration, 40_000_000);
+        assert_eq!(media.len(), 2, "{media:?}");
+        assert!(media[0].starts_segment() && !media[1].starts_segment());
+        assert_eq!(media[0].seq, media[1].seq);
+        assert_eq!(media[0].end(), media[1].start);
+        let snap = crate::live::channel::ChannelReader::new()
+            .snapshot(&isml, 2_000_000)
+            .unwrap();
+        let w = crate::live::window::window(
+            &snap,
+            crate::live::window::WindowRequest {
+                dvr_window_secs: 30,
+                now_ms: 2_000_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(w.info.cuts[0].starts, vec![0]);
+        assert_eq!(w.tracks[0].1.len(), 2);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
-    fn assembly_stops_at_the_size_of_the_largest_fragment() {
-        // Records of 1000 s are never reached: without a bound every fragment waits in one.
+    fn a_segment_stops_at_the_size_of_the_largest_fragment() {
+        // Segments of 1000 s are never reached: without a bound every chunk joins one.
         let manifest = br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
             <meta name="mpd_minimum_fragment_length" content="1000"/></head><body/></smil>"#;
         let limits = IngestLimits {
@@ -1260,17 +1261,19 @@ mod tests {
                 pending_records = records.len();
             }
         }
-        // A record was written before the body ended.
+        // Chunks were written before the body ended.
         assert!(pending_records >= 1);
         s.finish(2_000).unwrap();
         let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
         for (k, t) in manifest.tracks.iter().enumerate() {
             let (records, _) = read_records(&d.join(&t.src).join("records")).unwrap();
             let media: Vec<_> = records.iter().filter(|r| !r.is_end_marker()).collect();
-            // The video's two fragments (about 50 KB each) would not fit one record.
+            // The video's two fragments (about 50 KB each) would not fit one segment.
             if k == 0 {
                 assert_eq!(media.len(), 2, "{media:?}");
                 assert_eq!(media[0].end(), media[1].start);
+                assert!(media.iter().all(|r| r.starts_segment()), "{media:?}");
+                assert_eq!(media[1].seq, media[0].seq + 1);
             }
             assert!(
                 media.iter().all(|r| u64::from(r.size) <= 60_000),

@@ -195,6 +195,27 @@ pub fn judge(offered: Offered, held: Option<Held>, clock: Clock) -> Verdict {
     }
 }
 
+/// Whether an appended chunk that asks to continue the newest segment may: it must follow the
+/// newest record on the same timeline (within the jitter [`judge`] allows), and that record
+/// must not have completed its segment. After a gap, a restart, an end of stream or a closed
+/// segment the chunk starts a segment of its own.
+pub fn continues_segment(
+    offered: Offered,
+    offered_timeline: u32,
+    restarted: bool,
+    newest: Option<(u64, u64, u32, bool)>,
+) -> bool {
+    let Some((newest_end, newest_duration, newest_timeline, newest_completes)) = newest else {
+        return false;
+    };
+    let jitter = (newest_duration.max(offered.duration) / 4)
+        .min(u64::from(offered.timescale.max(1)) * MAX_OVERLAP_MS / 1000);
+    !restarted
+        && !newest_completes
+        && newest_timeline == offered_timeline
+        && offered.start.abs_diff(newest_end) <= jitter
+}
+
 /// One timeline of a channel: encoders' times on it are moved forward by `offset_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeline {
@@ -366,6 +387,30 @@ pub fn shift_decode_times(bytes: &mut [u8], delta: u64) -> Result<(), IngestErro
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_chunk_continues_a_segment_only_right_after_it() {
+        let offered = |start| Offered {
+            start,
+            duration: 500,
+            timescale: 1000,
+        };
+        // (end, duration, timeline, completes) of the newest record.
+        let open = Some((2000, 500, 0, false));
+        assert!(continues_segment(offered(2000), 0, false, open));
+        // Rounding jitter is not a gap.
+        assert!(continues_segment(offered(2010), 0, false, open));
+        assert!(!continues_segment(offered(2600), 0, false, open));
+        assert!(!continues_segment(offered(2000), 1, false, open));
+        assert!(!continues_segment(offered(2000), 0, true, open));
+        assert!(!continues_segment(
+            offered(2000),
+            0,
+            false,
+            Some((2000, 500, 0, true))
+        ));
+        assert!(!continues_segment(offered(0), 0, false, None));
+    }
     use super::*;
 
     const TS: u32 = 1000;

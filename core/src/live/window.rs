@@ -148,6 +148,19 @@ pub struct WindowRequest {
     pub dynamic_depth: bool,
     /// The time of the request, ms since the Unix epoch (as the driver read the clock).
     pub now_ms: i64,
+    /// Low-latency playout: each track's segment that is still growing is in the window with
+    /// the chunks it has (else a segment shows once it is complete).
+    pub growing: bool,
+}
+
+/// How many of a track's records a window may show: those of complete segments, and those of
+/// the growing one when asked.
+fn shown_records(t: &TrackArchive, growing: bool) -> io::Result<u64> {
+    if growing {
+        Ok(t.records.len())
+    } else {
+        t.records.complete_len()
+    }
 }
 
 /// The window of `snapshot` a request plays. Each track's newest records are in memory; a
@@ -157,10 +170,13 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
     let tolerance = START_TOLERANCE_MS as f64 / 1000.0;
     let stopped = snapshot.state() == "stopped";
     let mut live_edge = 0.0f64;
+    let mut showable = Vec::with_capacity(snapshot.tracks.len());
     for t in &snapshot.tracks {
-        if let Some(r) = t.records.last_media()? {
+        let shown = shown_records(t, asked.growing)?;
+        if let Some(r) = t.records.last_media_before(shown)? {
             live_edge = live_edge.max(secs(r.end(), t.timescale));
         }
+        showable.push(shown);
     }
     // The last instant the window shows, and its first.
     let mut edge = live_edge - asked.time_shift_secs as f64;
@@ -181,17 +197,22 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
         }
     }
     // Records that start after this end after it too: no window holds them.
-    let shown_end = |t: &TrackArchive| {
-        t.records
-            .partition_point(|r| secs(r.start, t.timescale) <= edge + tolerance)
+    let shown_end = |k: usize, t: &TrackArchive| -> io::Result<u64> {
+        let before_edge = t
+            .records
+            .partition_point(|r| secs(r.start, t.timescale) <= edge + tolerance)?;
+        Ok(before_edge.min(showable[k]))
     };
     // A live playlist holds at least three segments (RFC 8216 §6.2.2), whatever the window.
     if asked.begin.is_none() && !ended {
         let mut third_last = f64::MAX;
-        for t in &snapshot.tracks {
+        for (k, t) in snapshot.tracks.iter().enumerate() {
             let mut shown = 0;
-            t.records.visit_back(shown_end(t)?, |r| {
-                if r.is_end_marker() || secs(r.end(), t.timescale) > edge + tolerance {
+            t.records.visit_back(shown_end(k, t)?, |r| {
+                if r.is_end_marker()
+                    || secs(r.end(), t.timescale) > edge + tolerance
+                    || !r.starts_segment()
+                {
                     return true;
                 }
                 shown += 1;
@@ -211,17 +232,36 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
     let mut window_start = f64::MAX;
     let mut first_timeline = None;
     let mut timeline_breaks: Vec<(f64, u32)> = Vec::new();
-    for t in &snapshot.tracks {
+    for (k, t) in snapshot.tracks.iter().enumerate() {
         let from = t
             .records
             .partition_point(|r| secs(r.start, t.timescale) < first)?;
-        let mut records = Vec::new();
-        t.records.visit(from, shown_end(t)?, |r| {
-            if !r.is_end_marker() && secs(r.end(), t.timescale) <= edge + tolerance {
-                records.push(*r);
+        let mut records: Vec<Record> = Vec::new();
+        // Whole segments only: chunks before the first segment start in range belong to a
+        // segment that began before the window, and a segment the window's end cuts is left
+        // out with all its chunks.
+        let mut segment_from = 0;
+        let mut cut = false;
+        t.records.visit(from, shown_end(k, t)?, |r| {
+            if r.is_end_marker() {
+                return true;
             }
+            if r.starts_segment() {
+                if cut {
+                    records.truncate(segment_from);
+                    cut = false;
+                }
+                segment_from = records.len();
+            } else if records.is_empty() {
+                return true;
+            }
+            cut |= secs(r.end(), t.timescale) > edge + tolerance;
+            records.push(*r);
             true
         })?;
+        if cut {
+            records.truncate(segment_from);
+        }
         let Some(head) = records.first() else {
             continue;
         };
@@ -239,10 +279,21 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
                 }
             }
         }
+        let mut starts = Vec::new();
+        let mut ingested_ms: Vec<i64> = Vec::new();
+        for r in &records {
+            if r.starts_segment() {
+                starts.push(r.start);
+                ingested_ms.push(r.ingest_ms);
+            } else if let Some(last) = ingested_ms.last_mut() {
+                // A segment was written when its last chunk was.
+                *last = r.ingest_ms;
+            }
+        }
         cuts.push(TrackCuts {
             src: format!("{}/{}", snapshot.archive_name, t.dir_name),
-            starts: records.iter().map(|r| r.start).collect(),
-            ingested_ms: records.iter().map(|r| r.ingest_ms).collect(),
+            starts,
+            ingested_ms,
             first_number: head.seq + 1,
         });
         tracks.push((t, records));
@@ -289,6 +340,28 @@ mod tests {
     /// A channel ingested from the Smooth fixture, whose tracks' records are then replaced by
     /// `count` 2-second fragments each (the window reads records only, not media).
     fn long_channel(name: &str, count: u64) -> (PathBuf, PathBuf) {
+        channel_with(name, |ts| {
+            // A gap of one fragment at 1000 (so ranges and windows meet it).
+            (0..count)
+                .filter(|k| *k != 1000)
+                .map(|k| Record {
+                    start: k * 2 * ts,
+                    duration: 2 * ts,
+                    vpos: 4096 + k * 100,
+                    file_no: 1 + (k / 300) as u32,
+                    file_offset: (k % 300) * 100,
+                    size: 100,
+                    ingest_ms: 1_000_000 + k as i64 * 2000,
+                    flags: FLAG_SYNC,
+                    seq: k,
+                })
+                .collect()
+        })
+    }
+
+    /// A channel ingested from the Smooth fixture, whose tracks' records are then replaced by
+    /// those `records_of(timescale)` makes.
+    fn channel_with(name: &str, records_of: impl Fn(u64) -> Vec<Record>) -> (PathBuf, PathBuf) {
         let d = std::env::temp_dir().join(format!("origin-window-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
@@ -301,24 +374,9 @@ mod tests {
         s.push(&bytes, 1_000_000).unwrap();
         let snap = ChannelReader::new().snapshot(&isml, 2_000_000).unwrap();
         for t in &snap.tracks {
-            let ts = u64::from(t.timescale);
-            // A gap of one fragment at 1000 (so ranges and windows meet it).
-            let records: Vec<u8> = (0..count)
-                .filter(|k| *k != 1000)
-                .flat_map(|k| {
-                    Record {
-                        start: k * 2 * ts,
-                        duration: 2 * ts,
-                        vpos: 4096 + k * 100,
-                        file_no: 1 + (k / 300) as u32,
-                        file_offset: (k % 300) * 100,
-                        size: 100,
-                        ingest_ms: 1_000_000 + k as i64 * 2000,
-                        flags: FLAG_SYNC,
-                        seq: k,
-                    }
-                    .encode()
-                })
+            let records: Vec<u8> = records_of(u64::from(t.timescale))
+                .iter()
+                .flat_map(Record::encode)
                 .collect();
             let path = snap.archive_dir.join(&t.dir_name).join("records");
             crate::live::archive::write_atomically(&path, &records).unwrap();
@@ -434,6 +492,80 @@ mod tests {
                 ..live
             },
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_growing_segment_shows_only_in_low_latency_windows() {
+        use crate::live::archive::{FLAG_CLOSES, FLAG_CONTINUES};
+        // Half-second chunks, four to a 2-second segment; the fourth segment has two so far.
+        let (d, isml) = channel_with("growing", |ts| {
+            (0..14u64)
+                .map(|k| Record {
+                    start: k * ts / 2,
+                    duration: ts / 2,
+                    vpos: 4096 + k * 100,
+                    file_no: 1,
+                    file_offset: k * 100,
+                    size: 100,
+                    ingest_ms: 1_000_000 + k as i64 * 500,
+                    flags: match k % 4 {
+                        0 => FLAG_SYNC,
+                        _ => FLAG_CONTINUES,
+                    },
+                    seq: k / 4,
+                })
+                .collect()
+        });
+        let snap = ChannelReader::new().snapshot(&isml, 2_000_000).unwrap();
+        let asked = WindowRequest {
+            dvr_window_secs: 30,
+            now_ms: 1_010_000,
+            ..WindowRequest::default()
+        };
+        let w = window(&snap, asked).unwrap();
+        let ts = u64::from(snap.tracks[0].timescale);
+        assert_eq!(w.info.cuts[0].starts, vec![0, 2 * ts, 4 * ts]);
+        assert_eq!(w.tracks[0].1.len(), 12);
+        assert_eq!(w.info.window.1, 6.0);
+        // A segment was written when its last chunk was.
+        assert_eq!(w.info.cuts[0].ingested_ms[0], 1_001_500);
+        let w = window(
+            &snap,
+            WindowRequest {
+                growing: true,
+                ..asked
+            },
+        )
+        .unwrap();
+        assert_eq!(w.info.cuts[0].starts, vec![0, 2 * ts, 4 * ts, 6 * ts]);
+        assert_eq!(w.tracks[0].1.len(), 14);
+        assert_eq!(w.info.window.1, 7.0);
+        std::fs::remove_dir_all(&d).unwrap();
+        // A chunk that closes its segment completes it without waiting for the next.
+        let (d, isml) = channel_with("closed", |ts| {
+            (0..2u64)
+                .map(|k| Record {
+                    start: k * ts,
+                    duration: ts,
+                    vpos: 4096 + k * 100,
+                    file_no: 1,
+                    file_offset: k * 100,
+                    size: 100,
+                    ingest_ms: 1_000_000,
+                    flags: if k == 0 {
+                        FLAG_SYNC
+                    } else {
+                        FLAG_CONTINUES | FLAG_CLOSES
+                    },
+                    seq: 0,
+                })
+                .collect()
+        });
+        let snap = ChannelReader::new().snapshot(&isml, 2_000_000).unwrap();
+        let w = window(&snap, asked).unwrap();
+        assert_eq!(w.info.cuts[0].starts, vec![0]);
+        assert_eq!(w.tracks[0].1.len(), 2);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -166,6 +166,7 @@ impl Request {
             end: media_secs(self.route.options.vend),
             dynamic_depth: self.live.as_ref().is_some_and(|l| l.dynamic_depth),
             now_ms,
+            growing: false,
         })
     }
 
