@@ -104,6 +104,20 @@ pub enum Need {
     /// These byte ranges; supply each file's reader (holding at least the range) with
     /// [`Request::supply_read`].
     Read(Vec<Read>),
+    /// A low-latency live request asks for what the channel does not hold yet (a blocking
+    /// playlist reload, the next part): run the request again, from a fresh read of the
+    /// channel, when one of these directories changes (a chunk was written), or at
+    /// `until_ms` (ms since the Unix epoch), with [`Request::with_wait_until`] so that it
+    /// then answers rather than waits again.
+    Wait(Wait),
+}
+
+/// See [`Need::Wait`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    pub until_ms: i64,
+    /// The channel's track directories: their `records` files grow by a record per chunk.
+    pub watch: Vec<std::path::PathBuf>,
 }
 
 /// The outcome of a step.
@@ -251,6 +265,8 @@ pub struct Request {
     live_window: Option<(Arc<ServerManifest>, Arc<LiveInfo>)>,
     /// Options the location sets over the server manifest's (`origin_drm`), last wins.
     overrides: Vec<Meta>,
+    /// A held request's deadline (see [`Need::Wait`]).
+    wait_until: Option<i64>,
 }
 
 impl Request {
@@ -278,7 +294,15 @@ impl Request {
             climbing: Vec::new(),
             live_window: None,
             overrides: Vec::new(),
+            wait_until: None,
         }
+    }
+
+    /// The request was held (see [`Need::Wait`]) until `until_ms`: once that has passed, what
+    /// it waits for is answered as not there (503) rather than waited for again.
+    pub fn with_wait_until(mut self, until_ms: Option<i64>) -> Request {
+        self.wait_until = until_ms;
+        self
     }
 
     /// Options set over the server manifest's metas for this request (`origin_drm`: key

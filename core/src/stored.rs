@@ -52,7 +52,9 @@ pub fn content_type(route: &Route) -> Option<&'static str> {
             of_track(track)
         }
         Target::Hls(HlsTarget::Master | HlsTarget::Playlist { .. }) => mime::M3U8,
-        Target::Hls(HlsTarget::Init { variant }) => of_variant(&variant.tracks),
+        Target::Hls(HlsTarget::Init { variant } | HlsTarget::Part { variant, .. }) => {
+            of_variant(&variant.tracks)
+        }
         Target::Hls(HlsTarget::Segment {
             variant, format, ..
         }) => match format {

@@ -192,6 +192,7 @@ fn hls_opts(fmp4: bool, version: u32, name: &str) -> HlsOptions {
         version,
         query: String::new(),
         key: None,
+        skip: false,
     }
 }
 

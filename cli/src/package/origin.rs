@@ -48,6 +48,10 @@ impl LocalOrigin {
                     let name = reads.first().map(|r| r.path.clone()).unwrap_or_default();
                     return Err(SourceError::Changed { name }.into());
                 }
+                // Only a live channel's low-latency requests wait; the packager serves files.
+                Step::Need(Need::Wait(_)) => {
+                    return Err(Error::Internal("a file request asked to wait"));
+                }
             }
         }
     }

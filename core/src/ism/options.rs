@@ -31,6 +31,9 @@ pub struct PresentationOptions {
     pub mpd_min_buffer_time: Option<u64>,
     /// `mpd_suggested_presentation_delay`, seconds.
     pub mpd_suggested_presentation_delay: Option<u64>,
+    /// `low_latency`: a live channel's playout shows each segment's chunks as they land
+    /// (LL-HLS parts and blocking reloads, LL-DASH chunked segments).
+    pub low_latency: Option<bool>,
     /// Every `<fmt>_minimum_fragment_length` meta, as (`<fmt>`, length), in document order;
     /// `<fmt>` is written as in the meta name (`hls`, `mpd`, `iss`, `hds`).
     pub minimum_fragment_lengths: Vec<(String, FragmentLength)>,
@@ -105,6 +108,7 @@ pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError
         mpd_suggested_presentation_delay: find("mpd_suggested_presentation_delay")
             .map(seconds)
             .transpose()?,
+        low_latency: find("low_latency").map(boolean).transpose()?,
         minimum_fragment_lengths: Vec::new(),
     };
     for meta in metas {

@@ -792,6 +792,7 @@ fn options_are_typed() {
         ("archiving", "TRUE"),
         ("archive_segment_length", "60"),
         ("restart_on_encoder_reconnect", "0"),
+        ("low_latency", "true"),
         ("hls_minimum_fragment_length", "48/25"),
         ("mpd_minimum_fragment_length", "4"),
         ("_minimum_fragment_length", "bogus but unnamed"),
@@ -812,6 +813,7 @@ fn options_are_typed() {
             time_shift: None,
             mpd_min_buffer_time: None,
             mpd_suggested_presentation_delay: None,
+            low_latency: Some(true),
             minimum_fragment_lengths: vec![
                 (
                     "hls".into(),

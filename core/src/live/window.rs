@@ -42,6 +42,9 @@ pub struct LiveInfo {
     pub first_timeline: u32,
     /// Where a later timeline starts inside the window (seconds of media time), in order.
     pub timeline_breaks: Vec<(f64, u32)>,
+    /// Low-latency playout: each track's chunks are in [`TrackCuts::chunk_starts`] and its
+    /// growing segment is in the window.
+    pub low_latency: bool,
 }
 
 /// Where one track's segments start.
@@ -54,6 +57,11 @@ pub struct TrackCuts {
     pub ingested_ms: Vec<i64>,
     /// Number of the first (its position in the channel, from 1).
     pub first_number: u64,
+    /// Decode times of every chunk (record) in the window, in order: where LL-HLS parts
+    /// start. Filled for low-latency windows only.
+    pub chunk_starts: Vec<u64>,
+    /// The last segment is still growing (low-latency windows only).
+    pub growing: bool,
 }
 
 /// Where an instant falls against a live window.
@@ -171,8 +179,14 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
     let stopped = snapshot.state() == "stopped";
     let mut live_edge = 0.0f64;
     let mut showable = Vec::with_capacity(snapshot.tracks.len());
+    let mut complete = Vec::with_capacity(snapshot.tracks.len());
     for t in &snapshot.tracks {
         let shown = shown_records(t, asked.growing)?;
+        complete.push(if asked.growing {
+            t.records.complete_len()?
+        } else {
+            shown
+        });
         if let Some(r) = t.records.last_media_before(shown)? {
             live_edge = live_edge.max(secs(r.end(), t.timescale));
         }
@@ -242,7 +256,11 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
         // out with all its chunks.
         let mut segment_from = 0;
         let mut cut = false;
+        let mut at = from;
+        // Position in the file of the newest segment's first record.
+        let mut newest_segment_at = 0;
         t.records.visit(from, shown_end(k, t)?, |r| {
+            at += 1;
             if r.is_end_marker() {
                 return true;
             }
@@ -252,6 +270,7 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
                     cut = false;
                 }
                 segment_from = records.len();
+                newest_segment_at = at - 1;
             } else if records.is_empty() {
                 return true;
             }
@@ -259,6 +278,8 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
             records.push(*r);
             true
         })?;
+        // A growing segment is the window's last only when the window's end did not cut it.
+        let growing = asked.growing && !cut && newest_segment_at >= complete[k];
         if cut {
             records.truncate(segment_from);
         }
@@ -295,6 +316,12 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
             starts,
             ingested_ms,
             first_number: head.seq + 1,
+            chunk_starts: if asked.growing {
+                records.iter().map(|r| r.start).collect()
+            } else {
+                Vec::new()
+            },
+            growing,
         });
         tracks.push((t, records));
     }
@@ -324,6 +351,7 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
                 timeline_breaks.sort_by(|a, b| a.0.total_cmp(&b.0));
                 timeline_breaks
             },
+            low_latency: asked.growing,
         },
     })
 }

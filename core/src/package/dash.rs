@@ -545,11 +545,20 @@ pub fn cmaf_fragment(
     let range = table
         .samples(k)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{k}")))?;
+    cmaf_fragment_of(t, range, k as u64 + 1)
+}
+
+/// A CMAF fragment of the samples `range` of `t`, numbered `sequence_number` (`mfhd`).
+pub fn cmaf_fragment_of(
+    t: &Track,
+    range: std::ops::Range<u32>,
+    sequence_number: u64,
+) -> Result<FragmentPlan, PackageError> {
     Ok(plan_fragment(
         t.index(),
         range,
         &FragmentOptions {
-            sequence_number: k as u32 + 1,
+            sequence_number: sequence_number as u32,
             track_id: 1,
             styp: true,
             tfdt: true,

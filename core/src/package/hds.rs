@@ -1994,6 +1994,8 @@ mod tests {
                     starts: table.starts().iter().map(|&s| t.index().dts(s)).collect(),
                     ingested_ms: vec![0; table.len()],
                     first_number,
+                    chunk_starts: Vec::new(),
+                    growing: false,
                 }
             })
             .collect();
@@ -2008,6 +2010,7 @@ mod tests {
             window: (0.0, 4.0),
             first_timeline: 0,
             timeline_breaks: Vec::new(),
+            low_latency: false,
         }));
         p
     }

@@ -25,6 +25,9 @@ pub struct HlsOptions {
     /// The key of encrypted segments: `EXT-X-KEY` in media playlists, `EXT-X-SESSION-KEY` in
     /// the master, no I-frame playlists (their byte ranges cannot address encrypted data).
     pub key: Option<std::sync::Arc<crate::drm::HlsKey>>,
+    /// LL-HLS delta update (`_HLS_skip=YES`): segments older than `CAN-SKIP-UNTIL` are left
+    /// out of a low-latency playlist.
+    pub skip: bool,
 }
 
 /// `EXT-X-SESSION-KEY` when segments are encrypted.
@@ -308,7 +311,191 @@ pub fn media_playlist(
         // SAMPLE-AES leaves the init segment clear; the key applies to the segments after it.
         let _ = writeln!(map, "#EXT-X-KEY:{}", key.attributes());
     }
-    Ok(write_playlist(7, &clock, &map, &name, "m4s", &opts.query))
+    let mut x = write_playlist(7, &clock, &map, &name, "m4s", &opts.query);
+    if clock.low_latency.is_some() && !clock.complete {
+        rendition_reports(&mut x, p, t, opts);
+    }
+    Ok(x)
+}
+
+/// `EXT-X-RENDITION-REPORT` of every other audio and video rendition of a low-latency
+/// playlist: where each one's playlist ends, so a player switching to it can ask for its
+/// next part at once.
+fn rendition_reports(x: &mut String, p: &Presentation, this: &Track, opts: &HlsOptions) {
+    for t in p.tracks.iter().filter(|t| {
+        !std::ptr::eq(*t, this) && matches!(t.kind, TrackKind::Audio | TrackKind::Video)
+    }) {
+        let Ok(clock) = segment_clock(p, t, opts) else {
+            continue;
+        };
+        let Some((msn, part)) = clock.last_part() else {
+            continue;
+        };
+        let _ = writeln!(
+            x,
+            "#EXT-X-RENDITION-REPORT:URI=\"{}.m3u8{}\",LAST-MSN={msn},LAST-PART={part}",
+            quote(&variant_name(opts, &[t])),
+            quote(&opts.query)
+        );
+    }
+}
+
+/// How far a low-latency media playlist reaches, against what a blocking reload asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The playlist holds what was asked (or nothing was asked).
+    Ready,
+    /// Not yet: the request waits for the next chunk, at most this many milliseconds in
+    /// all (three target durations, RFC 8216bis §6.2.5.2).
+    Wait { limit_ms: u64 },
+    /// Further ahead than the playlist's next segments (400).
+    TooFar,
+}
+
+/// Whether the media playlist of `v` holds segment `msn` (and its part `part`), for a
+/// blocking playlist reload.
+pub fn reload_state(
+    p: &Presentation,
+    v: &Variant,
+    opts: &HlsOptions,
+    msn: u64,
+    part: Option<u64>,
+) -> Result<Reload, PackageError> {
+    let t = listed_track(p, v, HlsResource::Fmp4Playlist)?;
+    let clock = segment_clock(p, t, opts)?;
+    let limit_ms = clock.target * 3000;
+    let Some(ll) = clock.low_latency.as_ref().filter(|_| !clock.complete) else {
+        return Ok(Reload::Ready);
+    };
+    let last = clock.first_number + clock.durations.len() as u64 - 1;
+    // The newest whole segment, and the newest part.
+    let whole = if ll.growing {
+        last.checked_sub(1)
+    } else {
+        Some(last)
+    };
+    let (part_msn, part_no) = clock.last_part().unwrap_or((0, 0));
+    let ready = match part {
+        None => whole.is_some_and(|w| msn <= w),
+        Some(p) => msn < part_msn || (msn == part_msn && p <= part_no),
+    };
+    Ok(if ready {
+        Reload::Ready
+    } else if msn > last + 2 {
+        Reload::TooFar
+    } else {
+        Reload::Wait { limit_ms }
+    })
+}
+
+/// Partial segment `part` (from 0) of fMP4 segment `n` of a low-latency live variant: where
+/// it is, or whether it is the next one to come (a preload hint's), which a request waits
+/// for.
+pub fn fmp4_part<'p>(
+    p: &'p Presentation,
+    v: &Variant,
+    n: u64,
+    part: u64,
+    opts: &HlsOptions,
+) -> Result<PartAt<'p>, PackageError> {
+    let t = listed_track(p, v, HlsResource::Fmp4)?;
+    let missing = || PackageError::NoSuchSegment(format!("part {part} of {n} of {}", t.id()));
+    let live = p
+        .live
+        .as_deref()
+        .filter(|l| l.low_latency)
+        .ok_or_else(missing)?;
+    let table = segments(p, t, opts.target);
+    let growing = track_growing(p, t, live);
+    let limit_ms = (segment_clock(p, t, opts)?.target * 3000).max(1000);
+    let last = table.first_number() + table.len() as u64;
+    let Some(k) = table.by_number(n) else {
+        // The first part of the segment after the newest whole one.
+        if n == last && part == 0 && !growing && !live.ended {
+            return Ok(PartAt::Next { limit_ms });
+        }
+        return Err(missing());
+    };
+    let range = table.samples(k).ok_or_else(missing)?;
+    let parts = part_ranges(t, range, chunk_starts(live, t));
+    match parts.get(part as usize) {
+        Some(r) => Ok(PartAt::Here(
+            t,
+            super::dash::cmaf_fragment_of(t, r.clone(), table.number(k))?,
+        )),
+        None if k + 1 == table.len() && growing && part as usize == parts.len() => {
+            Ok(PartAt::Next { limit_ms })
+        }
+        None => Err(missing()),
+    }
+}
+
+/// Where a partial segment is.
+pub enum PartAt<'p> {
+    Here(&'p Track, FragmentPlan),
+    /// The next part to come: not ingested yet.
+    Next {
+        limit_ms: u64,
+    },
+}
+
+/// The chunk starts of `t` in a low-latency window.
+fn chunk_starts<'l>(live: &'l crate::live::window::LiveInfo, t: &Track) -> &'l [u64] {
+    live.cuts_of(&t.source)
+        .map_or(&[][..], |c| c.chunk_starts.as_slice())
+}
+
+/// Whether the last segment of `t` in a low-latency window is still growing: its own, or
+/// (a track cut where the reference track's segments start) the reference's, or it reaches
+/// past the reference's end.
+fn track_growing(p: &Presentation, t: &Track, live: &crate::live::window::LiveInfo) -> bool {
+    if live.ended {
+        return false;
+    }
+    let own = live.cuts_of(&t.source).is_some_and(|c| c.growing);
+    let reference = p.reference();
+    if std::ptr::eq(t, reference) || t.kind == TrackKind::Video {
+        return own;
+    }
+    let ref_growing = live.cuts_of(&reference.source).is_some_and(|c| c.growing);
+    let end_secs = |t: &Track| {
+        let idx = t.index();
+        let n = idx.sample_count();
+        if n == 0 {
+            return 0.0;
+        }
+        idx.sample_end(n - 1) as f64 / f64::from(idx.timescale.max(1))
+    };
+    ref_growing || end_secs(t) > end_secs(reference) + 0.001
+}
+
+/// The sample ranges of a segment's parts: the segment split where the track's chunks
+/// start inside it.
+fn part_ranges(
+    t: &Track,
+    range: std::ops::Range<u32>,
+    chunk_starts: &[u64],
+) -> Vec<std::ops::Range<u32>> {
+    let idx = t.index();
+    let from = idx.dts(range.start);
+    let mut bounds = vec![range.start];
+    let first = chunk_starts.partition_point(|&c| c <= from);
+    for &c in &chunk_starts[first..] {
+        let s = idx.sample_at_or_after(c);
+        if s >= range.end {
+            break;
+        }
+        if s > *bounds.last().unwrap_or(&range.start) {
+            bounds.push(s);
+        }
+    }
+    let mut out: Vec<_> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
+    if let Some(&last) = bounds.last() {
+        if last < range.end {
+            out.push(last..range.end);
+        }
+    }
+    out
 }
 
 /// The fMP4 initialization segment of a variant.
@@ -329,9 +516,14 @@ pub fn fmp4_segment<'p>(
 ) -> Result<(&'p Track, FragmentPlan), PackageError> {
     let t = listed_track(p, v, HlsResource::Fmp4)?;
     let table = segments(p, t, opts.target);
-    let k = table
-        .by_number(n)
-        .ok_or_else(|| PackageError::NoSuchSegment(format!("{n} of {}", t.id())))?;
+    let missing = || PackageError::NoSuchSegment(format!("{n} of {}", t.id()));
+    let k = table.by_number(n).ok_or_else(missing)?;
+    // A low-latency window holds the growing segment: it is served by its parts until whole.
+    if let Some(live) = p.live.as_deref().filter(|l| l.low_latency) {
+        if k + 1 == table.len() && track_growing(p, t, live) {
+            return Err(missing());
+        }
+    }
     Ok((t, super::dash::cmaf_fragment(t, &table, k)?))
 }
 
@@ -488,14 +680,74 @@ fn write_playlist(
 ) -> String {
     let mut x =
         String::with_capacity(160 + clock.durations.len() * (24 + name.len() + query.len()));
+    let ll = clock.low_latency.as_ref().filter(|_| !clock.complete);
+    // LL-HLS tags need version 9 (EXT-X-SKIP; parts and hints 6 and up).
+    let version = if ll.is_some() {
+        version.max(9)
+    } else {
+        version
+    };
     playlist_header(&mut x, version, clock, !clock.wall_clock_ms.is_empty());
+    let mut skipped = 0;
+    if let Some(ll) = ll {
+        let target = clock.target as f64;
+        let skip_until = 6.0 * target;
+        let _ = writeln!(
+            x,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1},\
+             PART-HOLD-BACK={:.3},HOLD-BACK={:.1}",
+            3.0 * ll.part_target,
+            3.0 * target
+        );
+        let _ = writeln!(x, "#EXT-X-PART-INF:PART-TARGET={:.3}", ll.part_target);
+        if clock.skip {
+            // Whole segments that end more than CAN-SKIP-UNTIL before the playlist's end.
+            let total: f64 = clock.durations.iter().sum();
+            let mut start = 0.0;
+            for d in &clock.durations {
+                if total - start - d <= skip_until {
+                    break;
+                }
+                start += d;
+                skipped += 1;
+            }
+            skipped = skipped.min(clock.durations.len().saturating_sub(1));
+            if skipped > 0 {
+                let _ = writeln!(x, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+            }
+        }
+    }
     x.push_str(extra);
     let name = quote(name);
-    for (k, d) in clock.durations.iter().enumerate() {
+    let count = clock.durations.len();
+    for (k, d) in clock.durations.iter().enumerate().skip(skipped) {
         write_discontinuity(&mut x, clock, k);
         write_date_time(&mut x, clock, k);
         let n = clock.first_number + k as u64;
+        if let Some(parts) = ll.and_then(|ll| ll.parts.get(k)) {
+            for (p, (duration, independent)) in parts.iter().enumerate() {
+                let independent = if *independent { ",INDEPENDENT=YES" } else { "" };
+                let _ = writeln!(
+                    x,
+                    "#EXT-X-PART:DURATION={duration:.6},URI=\"{name}-{n}.{p}.{ext}{query}\"{independent}"
+                );
+            }
+        }
+        if ll.is_some_and(|ll| ll.growing) && k + 1 == count {
+            // Still growing: listed by its parts until it is whole.
+            break;
+        }
         let _ = writeln!(x, "#EXTINF:{d:.6},\n{name}-{n}.{ext}{query}");
+    }
+    if let Some(ll) = ll {
+        let (n, p) = match ll.parts.last() {
+            Some(parts) if ll.growing => (clock.first_number + count as u64 - 1, parts.len()),
+            _ => (clock.first_number + count as u64, 0),
+        };
+        let _ = writeln!(
+            x,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{name}-{n}.{p}.{ext}{query}\""
+        );
     }
     if clock.complete {
         x.push_str("#EXT-X-ENDLIST\n");
@@ -588,6 +840,35 @@ struct Clock {
     timelines: Vec<u32>,
     /// The playlist is complete (`EXT-X-ENDLIST`): VOD, or a live stream that ended.
     complete: bool,
+    /// A low-latency live playlist's parts.
+    low_latency: Option<LowLatency>,
+    /// A delta update was asked (`_HLS_skip=YES`).
+    skip: bool,
+}
+
+/// The parts of a low-latency playlist.
+struct LowLatency {
+    /// Each segment's parts (duration in seconds, starts with a sync sample); empty for the
+    /// segments older than three target durations, whose parts are not listed.
+    parts: Vec<Vec<(f64, bool)>>,
+    /// `PART-TARGET`: the longest part in the window, in seconds, rounded up to the ms.
+    part_target: f64,
+    /// The last segment is still growing: listed by its parts only.
+    growing: bool,
+}
+
+impl Clock {
+    /// The number of the newest segment with a part, and that part's (from 0).
+    fn last_part(&self) -> Option<(u64, u64)> {
+        let ll = self.low_latency.as_ref()?;
+        let (k, parts) = ll
+            .parts
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, parts)| !parts.is_empty())?;
+        Some((self.first_number + k as u64, parts.len() as u64 - 1))
+    }
 }
 
 /// The segments of `t` as a playlist lists them.
@@ -628,6 +909,43 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
             .collect(),
         None => Vec::new(),
     };
+    let low_latency = match p.live.as_deref() {
+        Some(live) if live.low_latency && !live.ended => {
+            let chunks = chunk_starts(live, t);
+            // Parts are listed for the last three target durations (RFC 8216bis §4.4.4.9).
+            let mut from_end = 0.0;
+            let mut listed_from = durations.len();
+            for (k, d) in durations.iter().enumerate().rev() {
+                listed_from = k;
+                from_end += d;
+                if from_end >= 3.0 * target as f64 {
+                    break;
+                }
+            }
+            let mut part_target: f64 = 0.0;
+            let mut parts = Vec::with_capacity(ranges.len());
+            for (k, r) in ranges.iter().enumerate() {
+                let split = part_ranges(t, r.clone(), chunks);
+                let these: Vec<(f64, bool)> = split
+                    .iter()
+                    .map(|r| {
+                        let end = idx.sample_end(r.end.saturating_sub(1).max(r.start));
+                        ((end - idx.dts(r.start)) as f64 / ts, idx.is_sync(r.start))
+                    })
+                    .collect();
+                for (d, _) in &these {
+                    part_target = part_target.max(*d);
+                }
+                parts.push(if k >= listed_from { these } else { Vec::new() });
+            }
+            Some(LowLatency {
+                parts,
+                part_target: (part_target * 1000.0).ceil() / 1000.0,
+                growing: track_growing(p, t, live),
+            })
+        }
+        _ => None,
+    };
     Ok(Clock {
         durations,
         target,
@@ -635,6 +953,8 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
         wall_clock_ms,
         timelines,
         complete: p.live.as_deref().is_none_or(|l| l.ended),
+        low_latency,
+        skip: opts.skip,
     })
 }
 
@@ -929,6 +1249,7 @@ mod tests {
             version,
             query: String::new(),
             key: None,
+            skip: false,
         }
     }
 

@@ -118,6 +118,9 @@ impl Request {
                 fmp4,
             }) => {
                 let text = if *fmp4 {
+                    if let Some(msn) = self.route.options.hls_msn {
+                        self.block_reload(p, variant, &o.hls(true), msn)?;
+                    }
                     hls::media_playlist(p, variant, &o.hls(true))?
                 } else {
                     hls::ts_playlist(p, variant, &o.hls(false))?
@@ -227,7 +230,19 @@ impl Request {
                 variant,
                 index: SegmentIndex::Number(n),
                 format,
-            }) => self.hls_segment_answer(loaded, variant, *n, *format, protect),
+            }) => self.hls_segment_answer(loaded, variant, *n, None, *format, protect),
+            Target::Hls(HlsTarget::Part {
+                variant,
+                segment,
+                part,
+            }) => self.hls_segment_answer(
+                loaded,
+                variant,
+                *segment,
+                Some(*part),
+                HlsSegmentFormat::Fmp4,
+                protect,
+            ),
             // HLS URLs name segments by number or (legacy) by time, both handled above.
             Target::Hls(_) | Target::Presentation | Target::Live(_) => Err(Stop::Fail(
                 RouteError::UnknownVirtualPath(String::new()).into(),
@@ -256,20 +271,59 @@ impl Request {
         }
     }
 
-    /// HLS media segment `n` of `variant`: fMP4 (clear, SAMPLE-AES by sample, AES-128 whole),
-    /// MPEG-TS or packed audio (repackaged, AES-128 as written), WebVTT.
+    /// A blocking playlist reload (`_HLS_msn`, `_HLS_part`): answered when the playlist holds
+    /// what it asks, held until then (three target durations at most, then 503), refused
+    /// (400) when it asks for more than the next two segments.
+    fn block_reload(
+        &self,
+        p: &crate::presentation::Presentation,
+        variant: &crate::url::Variant,
+        opts: &hls::HlsOptions,
+        msn: u64,
+    ) -> Result<(), Stop> {
+        let part = self.route.options.hls_part;
+        let asked = match part {
+            Some(part) => format!("part {part} of segment {msn}"),
+            None => format!("segment {msn}"),
+        };
+        match hls::reload_state(p, variant, opts, msn, part)? {
+            hls::Reload::Ready => Ok(()),
+            hls::Reload::Wait { limit_ms } => {
+                Err(self.wait_for_chunk(limit_ms, &format!("a playlist with {asked}")))
+            }
+            hls::Reload::TooFar => Err(Stop::Fail(Error::LiveSegment {
+                status: 400,
+                what: format!("a playlist with {asked}: more than two segments ahead"),
+                token: "HLS_MSN_TOO_FAR_AHEAD",
+            })),
+        }
+    }
+
+    /// HLS media segment `n` of `variant` (or its part `part`, LL-HLS): fMP4 (clear, SAMPLE-AES
+    /// by sample, AES-128 whole), MPEG-TS or packed audio (repackaged, AES-128 as written),
+    /// WebVTT.
     fn hls_segment_answer(
         &self,
         loaded: &Loaded,
         variant: &crate::url::Variant,
         n: u64,
+        part: Option<u64>,
         format: HlsSegmentFormat,
         protect: Protect<'_>,
     ) -> Result<Answer, Stop> {
         let (p, o) = (&loaded.p, &loaded.options);
         match format {
             HlsSegmentFormat::Fmp4 => {
-                let (t, plan) = hls::fmp4_segment(p, variant, n, &o.hls(true))?;
+                let (t, plan) = match part {
+                    None => hls::fmp4_segment(p, variant, n, &o.hls(true))?,
+                    Some(part) => match hls::fmp4_part(p, variant, n, part, &o.hls(true))? {
+                        hls::PartAt::Here(t, plan) => (t, plan),
+                        hls::PartAt::Next { limit_ms } => {
+                            return Err(self
+                                .wait_for_chunk(limit_ms, &format!("part {part} of segment {n}")))
+                        }
+                    },
+                };
                 match protect.hls_key {
                     Some(k) if k.method == HlsMethod::Aes128 => {
                         self.whole_encrypted_answer(loaded, t, plan, k.segment_cipher(n))

@@ -13,7 +13,10 @@ use crate::package::hds;
 use crate::segment::SegmentTable;
 use crate::source::{SharedSource, Source};
 use crate::url::TimePoint;
-use crate::url::{DashTarget, HdsTarget, MpdSegmentTemplate, SegmentIndex, SmoothTarget, Target};
+use crate::url::{
+    DashTarget, HdsTarget, HlsPlaylist, HlsTarget, MpdSegmentTemplate, SegmentIndex, SmoothTarget,
+    Target,
+};
 
 use super::keys::is_manifest;
 
@@ -166,8 +169,52 @@ impl Request {
             end: media_secs(self.route.options.vend),
             dynamic_depth: self.live.as_ref().is_some_and(|l| l.dynamic_depth),
             now_ms,
-            growing: false,
+            // Low-latency playout shows growing segments to LL-HLS: the master, fMP4 media
+            // playlists, init segments and parts (whole segments are the same either way).
+            // MPEG-TS playlists and the other formats list whole segments.
+            growing: options.low_latency.unwrap_or(false)
+                && matches!(
+                    self.route.target,
+                    Target::Hls(
+                        HlsTarget::Master
+                            | HlsTarget::Playlist {
+                                kind: HlsPlaylist::Media,
+                                fmp4: true,
+                                ..
+                            }
+                            | HlsTarget::Init { .. }
+                            | HlsTarget::Part { .. }
+                            | HlsTarget::Segment {
+                                format: crate::url::HlsSegmentFormat::Fmp4,
+                                ..
+                            }
+                    )
+                ),
         })
+    }
+
+    /// A low-latency request that asks for what is not ingested yet: held until the channel
+    /// changes or `limit_ms` from now (once), then answered 503.
+    pub(super) fn wait_for_chunk(&self, limit_ms: u64, what: &str) -> Stop {
+        let Some(live) = &self.live else {
+            return Stop::Fail(Error::Internal("a wait without a live channel"));
+        };
+        match self.wait_until {
+            Some(until) if live.now_ms >= until => Stop::Fail(Error::LiveSegment {
+                status: 503,
+                what: format!("{what}: not ingested within {limit_ms} ms"),
+                token: "LL_HOLD_EXPIRED",
+            }),
+            until => Stop::Need(super::Need::Wait(super::Wait {
+                until_ms: until.unwrap_or(live.now_ms.saturating_add(limit_ms as i64)),
+                watch: live
+                    .snapshot
+                    .tracks
+                    .iter()
+                    .map(|t| live.snapshot.archive_dir.join(&t.dir_name))
+                    .collect(),
+            })),
+        }
     }
 
     /// A live answer's expiry, and a fragment's Last-Modified: when it was ingested.

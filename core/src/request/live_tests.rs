@@ -52,6 +52,8 @@ impl Drop for Channel {
 struct Drive {
     result: Result<Answer, Error>,
     opened: Vec<String>,
+    /// The request asked to be held (a low-latency request ahead of the channel).
+    held: Option<crate::request::Wait>,
 }
 
 /// Drives `url` on the channel; `refuse` says which files the driver cannot open.
@@ -65,6 +67,7 @@ fn drive(channel: &Channel, url: &str, refuse: impl Fn(&str) -> bool) -> Drive {
         Request::new(route, channel.isml(), query).with_live(Arc::new(snapshot), NOW_MS, false);
     let mut caches = Caches::default();
     let mut opened = Vec::new();
+    let mut held = None;
     let result = loop {
         match req.step(&mut caches) {
             Err(e) => break Err(e),
@@ -90,9 +93,17 @@ fn drive(channel: &Channel, url: &str, refuse: impl Fn(&str) -> bool) -> Drive {
             Ok(Step::Need(Need::Read(reads))) => {
                 panic!("a local file was asked for bytes: {reads:?}")
             }
+            Ok(Step::Need(Need::Wait(wait))) => {
+                held = Some(wait);
+                break Err(Error::Internal("held"));
+            }
         }
     };
-    Drive { result, opened }
+    Drive {
+        result,
+        opened,
+        held,
+    }
 }
 
 fn is_data_file(path: &str) -> bool {
@@ -246,4 +257,144 @@ fn hls_marks_an_encoder_restart_and_counts_the_breaks_that_slid_out() {
         let d: u64 = d.split('"').next().unwrap().parse().unwrap();
         assert!(d <= 21_000_000, "a segment runs into the gap: {mpd}");
     }
+}
+
+/// The text of a playlist answer.
+fn text_of(answer: Answer) -> String {
+    match answer.body {
+        Body::Text(t) => t.text.clone(),
+        _ => panic!("not a playlist"),
+    }
+}
+
+#[test]
+fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloads() {
+    let dir = std::env::temp_dir().join(format!("origin-live-ll-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Segments of 4 s from the fixture's 2-second fragments: each fragment is a chunk, and
+    // the fixture's two make one segment that is still growing (no stream end).
+    std::fs::write(
+        dir.join("ch.isml"),
+        br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+        <meta name="low_latency" content="true"/>
+        <meta name="iss_minimum_fragment_length" content="4"/></head><body/></smil>"#,
+    )
+    .unwrap();
+    let bytes =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"))
+            .unwrap();
+    let mfra = bytes.windows(4).rposition(|w| w == b"mfra").unwrap() - 4;
+    let mut s = DirectIngest::open(&dir.join("ch.isml"), "s1", true).unwrap();
+    s.push(&bytes[..mfra], INGESTED_MS).unwrap();
+    drop(s);
+    let channel = Channel { dir };
+    let master = text_of(
+        drive(&channel, "/ch.isml/.m3u8?hls_fmp4", |_| false)
+            .result
+            .unwrap(),
+    );
+    let uri = master
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains("video"))
+        .expect(&master)
+        .to_string();
+    assert!(uri.starts_with("hls/"), "{master}");
+    let uri = uri.split('?').next().unwrap().to_string();
+    let playlist = |query: &str| drive(&channel, &format!("/ch.isml/{uri}{query}"), |_| false);
+    let text = text_of(playlist("").result.unwrap());
+    assert!(text.contains("#EXT-X-VERSION:9\n"), "{text}");
+    assert!(
+        text.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=24.0,PART-HOLD-BACK=6.000,HOLD-BACK=12.0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#EXT-X-PART-INF:PART-TARGET=2.000\n"),
+        "{text}"
+    );
+    // The growing segment 1: two parts, the first independent, no EXTINF yet.
+    let uri = uri.split('?').next().unwrap().to_string();
+    let stem = uri.trim_start_matches("hls/").trim_end_matches(".m3u8");
+    assert!(
+        text.contains(&format!(
+            "#EXT-X-PART:DURATION=2.000000,URI=\"{stem}-1.0.m4s\",INDEPENDENT=YES\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("URI=\"{stem}-1.1.m4s\"")), "{text}");
+    assert!(!text.contains("#EXTINF"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{stem}-1.2.m4s\"\n"
+        )),
+        "{text}"
+    );
+    // Another rendition is reported with its newest part.
+    assert!(text.contains("#EXT-X-RENDITION-REPORT:URI=\""), "{text}");
+    assert!(text.contains("LAST-MSN=1,LAST-PART="), "{text}");
+    // The growing segment is not served whole.
+    let whole = drive(&channel, &format!("/ch.isml/hls/{stem}-1.m4s"), |_| false);
+    assert!(whole.result.is_err());
+    // A part is a CMAF fragment of its chunk's samples.
+    let part = drive(&channel, &format!("/ch.isml/hls/{stem}-1.1.m4s"), |_| false);
+    let part = part.result.unwrap();
+    assert_eq!(part.media.unwrap().start, 20_000_000);
+    // What is there is answered at once; the next part and the whole segment are waited for;
+    // two segments ahead is refused.
+    assert!(playlist("?_HLS_msn=1&_HLS_part=1").result.is_ok());
+    let held = playlist("?_HLS_msn=1&_HLS_part=2");
+    let wait = held.held.expect("held");
+    assert_eq!(wait.until_ms, NOW_MS + 3 * 4000);
+    assert!(!wait.watch.is_empty());
+    assert!(playlist("?_HLS_msn=1").held.is_some());
+    let hint = drive(&channel, &format!("/ch.isml/hls/{stem}-1.2.m4s"), |_| false);
+    assert!(hint.held.is_some());
+    let Err(too_far) = playlist("?_HLS_msn=4").result else {
+        panic!("answered")
+    };
+    assert_eq!(too_far.status(), 400);
+    assert!(
+        drive(&channel, &format!("/ch.isml/hls/{stem}-1.3.m4s"), |_| false)
+            .held
+            .is_none()
+    );
+    // Past its deadline, a held request is answered 503.
+    let (path, query) = (format!("/ch.isml/{uri}"), "_HLS_msn=1&_HLS_part=2");
+    let route = Route::parse(path.as_bytes(), query.as_bytes(), RouteOptions::default()).unwrap();
+    let snapshot = ChannelReader::new()
+        .snapshot(Path::new(&channel.isml()), NOW_MS)
+        .unwrap();
+    let mut req = Request::new(route, channel.isml(), query)
+        .with_live(Arc::new(snapshot), NOW_MS, false)
+        .with_wait_until(Some(NOW_MS));
+    let mut caches = Caches::default();
+    let status = loop {
+        match req.step(&mut caches) {
+            Err(e) => break e.status(),
+            Ok(Step::Done(_)) => break 200,
+            Ok(Step::Need(Need::Open(paths))) => {
+                for path in paths {
+                    let source: SharedSource =
+                        Arc::new(MmapSource::open(Path::new(&path)).unwrap());
+                    req.supply_open(
+                        &path,
+                        Ok(Opened {
+                            identity: source.identity().clone(),
+                            size: source.len(),
+                            modified: 1,
+                            reader: Some(source),
+                        }),
+                    );
+                }
+            }
+            Ok(Step::Need(other)) => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(status, 503);
+    // Child URLs do not repeat the delivery directives.
+    let text = text_of(playlist("?_HLS_msn=1&_HLS_part=0").result.unwrap());
+    assert!(!text.contains("_HLS_"), "{text}");
+    // Without low latency the growing segment is not listed at all (ts playlist).
+    let ts = drive(&channel, "/ch.isml/.m3u8", |_| false).result.unwrap();
+    assert!(!text_of(ts).contains("EXT-X-PART"));
 }

@@ -33,6 +33,8 @@ pub struct Options {
     pub presentation_delay: Option<u64>,
     /// Content protection (the manifest's options with the location's overrides).
     pub drm: Drm,
+    /// LL-HLS delta update asked (`_HLS_skip=YES`).
+    pub hls_skip: bool,
 }
 
 impl Options {
@@ -68,10 +70,11 @@ impl Options {
             smooth_length: length("iss"),
             hds_length: length("hds"),
             name: presentation_name(&route.manifest_path),
-            query: query.to_string(),
+            query: crate::url::query::without_delivery_directives(query),
             min_buffer_time: metas.mpd_min_buffer_time,
             presentation_delay: metas.mpd_suggested_presentation_delay,
             drm: Drm::default(),
+            hls_skip: q.hls_skip,
         })
     }
 
@@ -108,6 +111,7 @@ impl Options {
             fmp4,
             version: self.hls_version,
             query: self.query.clone(),
+            skip: self.hls_skip,
             key: match self.drm.for_format(Format::Hls) {
                 Ok(Protection::Hls(_)) => self.drm.hls.clone(),
                 _ => None,

@@ -70,6 +70,7 @@ fn drive(disk: &Disk, url: &str, caches: &mut Caches, sparse: bool) -> Drive {
         match req.step(caches) {
             Err(e) => break Err(e),
             Ok(Step::Done(answer)) => break Ok(answer),
+            Ok(Step::Need(Need::Wait(wait))) => panic!("a VOD request was held: {wait:?}"),
             Ok(Step::Need(Need::Open(paths))) => {
                 for path in paths {
                     opens += 1;

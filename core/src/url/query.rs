@@ -64,6 +64,12 @@ pub struct QueryOptions {
     pub hls_client_manifest_version: Option<u32>,
     /// `mpd_segment_template=`.
     pub mpd_segment_template: Option<MpdSegmentTemplate>,
+    /// LL-HLS delivery directives (RFC 8216bis §6.2.5): `_HLS_msn=` and `_HLS_part=` ask for
+    /// a playlist holding that segment (and part), `_HLS_skip=YES` for a delta update. They
+    /// are the client's, never repeated on child URLs.
+    pub hls_msn: Option<u64>,
+    pub hls_part: Option<u64>,
+    pub hls_skip: bool,
     /// Every other `name=value`, decoded.
     pub other: Vec<(String, String)>,
 }
@@ -108,6 +114,9 @@ impl QueryOptions {
                 _ => {}
             }
             opts.set(name, value)?;
+        }
+        if opts.hls_part.is_some() && opts.hls_msn.is_none() {
+            return Err(bad("_HLS_part", "", "_HLS_part needs _HLS_msn"));
         }
         if let (Some(b), Some(e)) = (opts.vbegin, opts.vend) {
             let order = match (b, e) {
@@ -181,9 +190,39 @@ impl QueryOptions {
                         .ok_or_else(|| bad(&name, v, MPD_SEGMENT_TEMPLATE_VALUES))?,
                 )
             }
+            "_HLS_msn" => self.hls_msn = Some(number()?),
+            "_HLS_part" => self.hls_part = Some(number()?),
+            "_HLS_skip" => {
+                self.hls_skip = match v {
+                    "YES" | "v2" => true,
+                    "NO" => false,
+                    _ => return Err(bad(&name, v, "expected YES or v2")),
+                }
+            }
             _ => self.other.push((name, value.unwrap_or_default())),
         }
         Ok(())
+    }
+}
+
+/// `query` (raw, with or without its `?`) without LL-HLS delivery directives (`_HLS_*`): what
+/// child URLs repeat.
+pub fn without_delivery_directives(query: &str) -> String {
+    let (mark, raw) = match query.strip_prefix('?') {
+        Some(rest) => ("?", rest),
+        None => ("", query),
+    };
+    if !raw.contains("_HLS_") {
+        return query.to_string();
+    }
+    let kept: Vec<&str> = raw
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("_HLS_"))
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("{mark}{}", kept.join("&"))
     }
 }
 
@@ -344,6 +383,24 @@ mod tests {
 
     fn q(s: &str) -> Result<QueryOptions, RouteError> {
         QueryOptions::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn delivery_directives_are_parsed_and_not_repeated() {
+        let o = q("_HLS_msn=12&_HLS_part=3&_HLS_skip=YES&max_bitrate=5").unwrap();
+        assert_eq!(
+            (o.hls_msn, o.hls_part, o.hls_skip),
+            (Some(12), Some(3), true)
+        );
+        assert!(q("_HLS_part=1").is_err());
+        assert!(q("_HLS_skip=maybe").is_err());
+        assert!(q("_HLS_msn=-1").is_err());
+        assert_eq!(
+            without_delivery_directives("?_HLS_msn=12&a=b&_HLS_part=3"),
+            "?a=b"
+        );
+        assert_eq!(without_delivery_directives("?_HLS_msn=1"), "");
+        assert_eq!(without_delivery_directives("?x=1"), "?x=1");
     }
 
     #[test]

@@ -142,6 +142,13 @@ pub enum HlsTarget {
         index: SegmentIndex,
         format: HlsSegmentFormat,
     },
+    /// `hls/<variant>-<n>.<part>.m4s`: LL-HLS partial segment `part` (from 0) of segment `n`
+    /// (fMP4).
+    Part {
+        variant: Variant,
+        segment: u64,
+        part: u64,
+    },
 }
 
 /// HDS requests.
@@ -574,6 +581,23 @@ fn parse_hls(path: &str) -> Result<Option<HlsTarget>, RouteError> {
         return Ok(None);
     };
     if format == HlsSegmentFormat::Fmp4 {
+        if let Some((segment_stem, part)) = stem
+            .rsplit_once('.')
+            .and_then(|(head, p)| Some((head, parse_decimal(p)?)))
+        {
+            if let Some((variant, segment)) = split_trailing_number(segment_stem) {
+                if let Some(variant) = parse_variant(variant, path)? {
+                    if segment == 0 {
+                        return Err(malformed(path, "HLS segment numbers start at 1"));
+                    }
+                    return Ok(Some(HlsTarget::Part {
+                        variant,
+                        segment,
+                        part,
+                    }));
+                }
+            }
+        }
         if let Some(variant) = parse_variant(stem, path)? {
             return Ok(Some(HlsTarget::Init { variant }));
         }

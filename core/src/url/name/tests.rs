@@ -190,6 +190,7 @@ fn hls_opts(fmp4: bool, version: u32) -> hls::HlsOptions {
         version,
         query: String::new(),
         key: None,
+        skip: false,
     }
 }
 
