@@ -8,7 +8,8 @@
 //! - [`time`]: the clock and HTTP dates;
 //! - [`fence`]: the panic fence every `extern "C"` entry runs in;
 //! - [`log`]: `tracing` events into nginx's error log;
-//! - [`offload`]: blocking work on nginx's thread pool.
+//! - [`offload`]: blocking work on nginx's thread pool;
+//! - [`watch`]: requests held until a live channel changes (inotify in the event loop).
 
 pub mod body;
 pub mod ctx;
@@ -18,6 +19,7 @@ pub mod offload;
 pub mod pool;
 pub mod strings;
 pub mod time;
+pub mod watch;
 
 /// The one error a request ends with (the core's: every layer's errors joined, with their
 /// status and token).

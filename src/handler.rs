@@ -38,14 +38,34 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         crate::settings::metrics::track(r, Format::Other);
         // SAFETY: the connection and its log live as long as the request.
         let log = unsafe { (*r.connection).log };
-        crate::ffi::log::with_log(log, || match handle(r) {
+        crate::ffi::log::with_log(log, || match handle(r, None) {
             Ok(rc) => rc,
             Err(e) => fail(r, &e),
         })
     })
 }
 
-fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
+/// A held low-latency request (see [`crate::ffi::watch`]) runs again: woken by a chunk of its
+/// channel, or at its deadline, from a fresh read of the channel.
+pub unsafe extern "C" fn resume_held(r: *mut ngx_http_request_t) {
+    crate::ffi::fence::guard_request(r, || {
+        // SAFETY: the watcher calls this with the request it held, alive and not terminated.
+        let r = unsafe { &mut *r };
+        let until = crate::ffi::watch::deadline(r);
+        // SAFETY: the connection and its log live as long as the request.
+        let log = unsafe { (*r.connection).log };
+        let rc = crate::ffi::log::with_log(log, || match handle(r, until) {
+            Ok(rc) => rc,
+            Err(e) => fail(r, &e),
+        });
+        // SAFETY: releases the count the hold took (a new hold took its own).
+        unsafe { ngx::ffi::ngx_http_finalize_request(r, rc) };
+        ngx::ffi::NGX_OK as ngx_int_t
+    });
+}
+
+/// Handles `r`; `wait_until` is the deadline of a held request that runs again.
+fn handle(r: &mut ngx_http_request_t, wait_until: Option<i64>) -> Result<ngx_int_t, OriginError> {
     crate::settings::files::begin_request();
     #[cfg(feature = "test-hooks")]
     if crate::ffi::strings::bytes(&r.uri).ends_with(b"/__origin_test_panic") {
@@ -119,7 +139,15 @@ fn handle(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
             let (manifest_file, root) =
                 crate::settings::files::map_with_root(r, route.manifest_path.len())?;
             let disable_mmap = LocationSettings::on(settings.disable_mmap);
-            crate::jobs::local::serve(r, route, manifest_file, root, disable_mmap)
+            crate::jobs::local::serve(
+                r,
+                route,
+                manifest_file,
+                root,
+                disable_mmap,
+                wait_until,
+                resume_held,
+            )
         }
     }
 }

@@ -14,12 +14,18 @@ use crate::respond::answer::send;
 use crate::settings::files::Files;
 
 /// Serves a routed request for a presentation whose server manifest is the file `file`.
+///
+/// A low-latency live request for what the channel does not hold yet is held (see
+/// [`crate::ffi::watch`]) and continues with `resume`, which serves it again with its
+/// deadline as `wait_until`.
 pub fn serve(
     r: &mut ngx_http_request_t,
     route: Route,
     file: String,
     root: String,
     disable_mmap: bool,
+    wait_until: Option<i64>,
+    resume: crate::ffi::watch::Resume,
 ) -> Result<ngx_int_t, OriginError> {
     crate::settings::caches::size_for(r);
     let query = String::from_utf8_lossy(crate::ffi::strings::bytes(&r.args)).into_owned();
@@ -46,7 +52,9 @@ pub fn serve(
         let channel = crate::settings::caches::channel(&file, now)?;
         origin_core::live::limits::check_archive_files(&rules, &channel)?;
         let dynamic = on(|c| c.dynamic_time_shift_buffer_depth);
-        Request::new(route, file, &query).with_live(channel, now, dynamic)
+        Request::new(route, file, &query)
+            .with_live(channel, now, dynamic)
+            .with_wait_until(wait_until)
     } else {
         Request::new(route, file, &query)
     }
@@ -66,6 +74,10 @@ pub fn serve(
                     };
                     request.supply_open(&path, opened);
                 }
+            }
+            Step::Need(Need::Wait(wait)) => {
+                crate::ffi::watch::hold(r, &wait.watch, wait.until_ms, resume)?;
+                return Ok(ngx::ffi::NGX_DONE as ngx_int_t);
             }
             // A local file is supplied whole with its identity; a read it does not cover means
             // the file changed under the request.

@@ -460,6 +460,10 @@ fn pump_step(
             }
             Ok(None)
         }
+        // Live channels are local: a remote presentation never waits for ingest.
+        Step::Need(Need::Wait(_)) => Err(OriginError::Internal(
+            "a remote presentation asked to wait for a live chunk",
+        )),
         Step::Need(Need::Read(reads)) => {
             for read in reads {
                 let mut offset = read.offset;

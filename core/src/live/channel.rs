@@ -123,14 +123,16 @@ impl TrackArchive {
         records: &[Record],
         data_file: impl Fn(u32) -> Option<SharedSource>,
     ) -> io::Result<PiecesSource> {
-        let first_seq = records.first().map_or(0, |r| r.seq);
-        let end_seq = records.last().map_or(0, |r| r.seq + 1);
+        // The records' span of the track's virtual file: every chunk appended moves its end
+        // (a segment's chunks share a sequence number, so numbers would not tell them apart).
+        let first = records.first().map_or(0, |r| r.vpos);
+        let end = records.last().map_or(0, |r| r.vpos + u64::from(r.size));
         let mut s = PiecesSource::new(
             path.to_string(),
             SourceIdentity::Live {
                 track: format!("{path}#{}", self.generation),
-                first: first_seq,
-                end: end_seq,
+                first,
+                end,
             },
         );
         s.push_bytes(self.init.clone());

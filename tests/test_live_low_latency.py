@@ -1,0 +1,265 @@
+"""Low-latency live (LL-HLS): an encoder's chunked CMAF push is visible chunk by chunk as
+parts of the segment still growing, blocking playlist reloads and requests for the hinted part
+are held without blocking a worker and woken by the chunk's write in any nginx that shares the
+archive, and the playlists parse with an independent LL-HLS parser (m3u8)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import signal
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import m3u8
+import requests
+
+from helpers.live import SOURCE, split_cmaf
+from helpers.media import ffmpeg_made
+
+LIVE_LOCATION = """
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }"""
+
+LL_CHANNEL = ('<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>'
+              '<meta name="low_latency" content="true"/>'
+              '<meta name="dvr_window_length" content="30"/></head><body/></smil>')
+
+
+def chunked_cmaf():
+    """The looped source's video as ffmpeg pushes low-latency CMAF: 2-second GOPs cut into
+    chunks of at most half a second (moof + mdat each), each GOP starting a chunk."""
+    out = ffmpeg_made("ll-chunks-gop.cmfv", [
+        "-stream_loop", "2", "-i", str(SOURCE), "-map", "0:v", "-c", "copy",
+        "-movflags", "empty_moov+default_base_moof+cmaf+frag_keyframe", "-frag_duration", "500000",
+        "-f", "mp4"], [SOURCE])
+    return split_cmaf(out.read_bytes())
+
+
+def ll_channel(root: Path, name: str = "ll") -> None:
+    d = root / "live"
+    d.mkdir(exist_ok=True)
+    d.chmod(0o777)
+    (d / f"{name}.isml").write_text(LL_CHANNEL)
+    (d / f"{name}.isml").chmod(0o666)
+
+
+class Encoder:
+    """One chunked POST, as a live encoder keeps it open: the init segment and the first
+    chunk go at once, each later chunk when `send` is called."""
+
+    def __init__(self, url: str, init: bytes, first: bytes):
+        self.pending: queue.Queue = queue.Queue()
+        self.pending.put(init + first)
+        self.acked: list[float] = []
+        self.status = None
+        self.thread = threading.Thread(target=self._post, args=(url,), daemon=True)
+        self.thread.start()
+
+    def _body(self):
+        while True:
+            piece = self.pending.get()
+            if piece is None:
+                return
+            yield piece
+
+    def _post(self, url):
+        self.status = requests.post(url, data=self._body(), timeout=120).status_code
+
+    def send(self, chunk: bytes) -> float:
+        sent = time.monotonic()
+        self.pending.put(chunk)
+        return sent
+
+    def close(self):
+        self.pending.put(None)
+        self.thread.join(60)
+
+
+def media_playlist_url(n, name="ll") -> str:
+    master = wait_for(lambda: ok_text(n.url(f"/live/{name}.isml/.m3u8?hls_fmp4")))
+    uri = next(line for line in master.splitlines() if line and not line.startswith("#"))
+    return n.url(f"/live/{name}.isml/{uri.split('?')[0]}")
+
+
+def ok_text(url):
+    r = requests.get(url, timeout=10)
+    return r.text if r.status_code == 200 else None
+
+
+def wait_for(f, timeout=15.0):
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        v = f()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def hint_of(text: str) -> tuple[int, int]:
+    """The (segment, part) of a playlist's preload hint."""
+    m = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="[^"]*-(\d+)\.(\d+)\.m4s', text)
+    assert m, text
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_chunks_are_parts_and_held_reloads_wake_in_another_nginx(make_nginx):
+    """Ingest goes to one nginx; playlists are asked of a second one sharing the archive (so
+    the held request and the chunk's write are in different processes). Each blocking reload
+    for the hinted part is answered once that chunk is acknowledged, with the part listed."""
+    init, chunks = chunked_cmaf()
+    assert len(chunks) >= 16
+    ingest = make_nginx(workers=1)
+    ll_channel(ingest.root)
+    ingest.start(LIVE_LOCATION)
+    player = make_nginx(workers=2)
+    player.start(f"""
+        location /live/ {{
+            root {ingest.root};
+            usp_handle_ism;
+        }}""")
+    encoder = Encoder(ingest.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    url = wait_for(lambda: ok_text(player.url("/live/ll.isml/.m3u8?hls_fmp4")) and
+                   media_playlist_url(player))
+    text = wait_for(lambda: ok_text(url))
+    waits = []
+    for chunk in chunks[1:16]:
+        msn, part = hint_of(text)
+        answer: dict = {}
+
+        def reload(msn=msn, part=part):
+            r = requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=20)
+            answer["at"] = time.monotonic()
+            answer["r"] = r
+
+        held = threading.Thread(target=reload)
+        held.start()
+        time.sleep(0.3)
+        assert "r" not in answer, "answered before the part was ingested"
+        sent = encoder.send(chunk)
+        held.join(20)
+        r = answer["r"]
+        assert r.status_code == 200, r.text
+        text = r.text
+        # The hinted part, or (the chunk began a GOP, so the segment ended before it) the
+        # first part of the next segment.
+        landed = next(f"{m}.{p}" for m, p in ((msn, part), (msn + 1, 0))
+                      if f"-{m}.{p}.m4s" in text)
+        waits.append(answer["at"] - sent)
+        # The part itself is served at once, a CMAF fragment.
+        uri = re.search(rf'URI="([^"]*-{re.escape(landed)}\.m4s)"', text).group(1)
+        fragment = requests.get(url.rsplit("/", 1)[0] + "/" + uri, timeout=10)
+        assert fragment.status_code == 200 and fragment.content[4:8] == b"styp"
+    # An independent LL-HLS parser reads the playlist as it stands mid-stream.
+    parsed = m3u8.loads(text)
+    assert parsed.server_control.can_block_reload == "YES"
+    assert parsed.server_control.part_hold_back >= 2 * parsed.part_inf.part_target
+    assert parsed.preload_hint.hint_type == "PART"
+    parts = [p for s in parsed.segments for p in s.parts]
+    assert parts and all(p.duration <= parsed.part_inf.part_target for p in parts)
+    # Whole segments (EXTINF) were listed once their successor began.
+    assert [s for s in parsed.segments if s.uri], text
+    encoder.close()
+    assert encoder.status == 200
+    waits.sort()
+    print(f"held reload answered after the chunk was sent: p50 "
+          f"{statistics.median(waits) * 1000:.1f} ms, max {waits[-1] * 1000:.1f} ms over "
+          f"{len(waits)} parts")
+    # Three target durations is the deadline: a wake-up is far sooner.
+    assert waits[-1] < 2.0, waits
+
+
+def test_a_thousand_held_reloads_on_one_worker_are_all_answered(make_nginx):
+    init, chunks = chunked_cmaf()
+    n = make_nginx(workers=1)
+    ll_channel(n.root)
+    n.start(LIVE_LOCATION, worker_connections=4096)
+    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    url = media_playlist_url(n)
+    msn, part = hint_of(wait_for(lambda: ok_text(url)))
+    path = url.split(str(n.port), 1)[1] + f"?_HLS_msn={msn}&_HLS_part={part}"
+    worker = n.worker_pids()[0]
+
+    def rss_kb():
+        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    async def run():
+        conns = []
+        for _ in range(1000):
+            reader, writer = await asyncio.open_connection("127.0.0.1", n.port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            conns.append((reader, writer))
+        await asyncio.gather(*(w.drain() for _, w in conns))
+        await asyncio.sleep(1.0)
+        held_rss = rss_kb()
+        encoder.send(chunks[1])
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(r.read() for r, _ in conns)), timeout=20)
+        for _, w in conns:
+            w.close()
+        return held_rss, answers
+
+    before = rss_kb()
+    held_rss, answers = asyncio.run(run())
+    statuses = [a.split(b" ", 2)[1] for a in answers]
+    assert statuses.count(b"200") == 1000, set(statuses)
+    assert all(f"-{msn}.{part}.m4s".encode() in a for a in answers)
+    print(f"worker RSS: {before} kB idle, {held_rss} kB holding 1000 reloads")
+    encoder.close()
+
+
+def test_held_requests_end_by_the_deadline_when_the_encoder_stops(make_nginx):
+    init, chunks = chunked_cmaf()
+    n = make_nginx(workers=1)
+    ll_channel(n.root)
+    n.start(LIVE_LOCATION)
+    # The encoder sends a chunk and stalls mid-segment (its POST still open).
+    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    url = media_playlist_url(n)
+    text = wait_for(lambda: ok_text(url))
+    msn, part = hint_of(text)
+    started = time.monotonic()
+    r = requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=30)
+    assert r.status_code == 503, r.text
+    # Three target durations (2 s segments), not a hang.
+    assert time.monotonic() - started < 15
+    hinted = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]*)"', text).group(1)
+    r = requests.get(url.rsplit("/", 1)[0] + "/" + hinted, timeout=30)
+    assert r.status_code == 503
+    # Too far ahead is refused at once; the growing segment is not served whole.
+    assert requests.get(f"{url}?_HLS_msn={msn + 3}", timeout=5).status_code == 400
+    whole = url.rsplit("/", 1)[0] + "/" + hinted.replace(f".{part}.m4s", ".m4s")
+    assert requests.get(whole, timeout=5).status_code in (404, 412)
+    encoder.close()
+
+
+def test_a_reload_of_nginx_while_requests_are_held(make_nginx):
+    init, chunks = chunked_cmaf()
+    n = make_nginx(workers=1)
+    ll_channel(n.root)
+    n.start(LIVE_LOCATION)
+    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    url = media_playlist_url(n)
+    msn, part = hint_of(wait_for(lambda: ok_text(url)))
+    answer = {}
+    held = threading.Thread(target=lambda: answer.update(
+        r=requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=30)))
+    held.start()
+    time.sleep(0.5)
+    os.kill(n.master_pid(), signal.SIGHUP)
+    time.sleep(0.5)
+    # The encoder's POST lives in the old worker; the held request is woken by its write.
+    encoder.send(chunks[1])
+    held.join(30)
+    assert answer["r"].status_code == 200, answer["r"].text
+    encoder.close()
