@@ -140,18 +140,32 @@ pub fn hold(
     let request: *mut ngx_http_request_t = r;
     let held = match super::ctx::get::<Held>(r) {
         Some(held) => held,
-        None => super::ctx::own(
-            r,
-            Held {
-                r: request,
-                watches: Vec::new(),
-                resume: None,
-                until_ms,
-                // SAFETY: an all-zero event is an idle one (nginx zeroes its events so).
-                timer: unsafe { std::mem::zeroed() },
-                listed: false,
-            },
-        )?,
+        None => {
+            let held = super::ctx::own(
+                r,
+                Held {
+                    r: request,
+                    watches: Vec::new(),
+                    resume: None,
+                    until_ms,
+                    // SAFETY: an all-zero event is an idle one (nginx zeroes its events so).
+                    timer: unsafe { std::mem::zeroed() },
+                    listed: false,
+                },
+            )?;
+            // A request nginx terminates (the client went away) leaves the wait at once, not
+            // when its pool is freed: a wake-up in between would run a terminated request.
+            // SAFETY: an http cleanup of this request; it runs before the pool is freed.
+            unsafe {
+                let cln = ngx::ffi::ngx_http_cleanup_add(r, 0);
+                if cln.is_null() {
+                    return Err(OriginError::Internal("out of memory"));
+                }
+                (*cln).handler = Some(release_on_cleanup);
+                (*cln).data = held as *mut c_void;
+            }
+            held
+        }
     };
     // SAFETY: the pool owns the Held until the request ends; nothing else borrows it now.
     let h = unsafe { &mut *held };
@@ -191,11 +205,9 @@ unsafe fn wake(held: *mut Held) {
     let h = unsafe { &mut *held };
     h.release();
     let (r, resume) = (h.r, h.resume.take());
-    // SAFETY: the request is alive while its pool owns the Held.
+    // SAFETY: the request is alive while its pool owns the Held (and not terminated: that
+    // released the Held, see `hold`).
     unsafe {
-        if (*(*r).main).terminated() != 0 {
-            return;
-        }
         (*r).read_event_handler = Some(ngx::ffi::ngx_http_block_reading);
         let c = (*r).connection;
         if let Some(resume) = resume {
@@ -203,6 +215,13 @@ unsafe fn wake(held: *mut Held) {
         }
         ngx::ffi::ngx_http_run_posted_requests(c);
     }
+}
+
+/// The request ends (terminated, or freed): out of the wait.
+unsafe extern "C" fn release_on_cleanup(data: *mut c_void) {
+    // SAFETY: the cleanup's data is the request's Held, alive until its pool is freed (after
+    // the http cleanups ran).
+    let _ = std::panic::catch_unwind(|| unsafe { (*(data as *mut Held)).release() });
 }
 
 unsafe extern "C" fn deadline_reached(ev: *mut ngx_event_t) {
