@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -110,6 +111,18 @@ def hint_of(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def pushed_origin(make_nginx, **start):
+    """One nginx, an LL channel, and an encoder that sent its init segment and first chunk:
+    (nginx, chunks, encoder, media playlist URL, first playlist text)."""
+    init, chunks = chunked_cmaf()
+    n = make_nginx(workers=1)
+    ll_channel(n.root)
+    n.start(LIVE_LOCATION, **start)
+    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    url = media_playlist_url(n)
+    return n, chunks, encoder, url, wait_for(lambda: ok_text(url))
+
+
 def test_chunks_are_parts_and_held_reloads_wake_in_another_nginx(make_nginx):
     """Ingest goes to one nginx; playlists are asked of a second one sharing the archive (so
     the held request and the chunk's write are in different processes). Each blocking reload
@@ -177,13 +190,8 @@ def test_chunks_are_parts_and_held_reloads_wake_in_another_nginx(make_nginx):
 
 
 def test_a_thousand_held_reloads_on_one_worker_are_all_answered(make_nginx):
-    init, chunks = chunked_cmaf()
-    n = make_nginx(workers=1)
-    ll_channel(n.root)
-    n.start(LIVE_LOCATION, worker_connections=4096)
-    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
-    url = media_playlist_url(n)
-    msn, part = hint_of(wait_for(lambda: ok_text(url)))
+    n, chunks, encoder, url, text = pushed_origin(make_nginx, worker_connections=4096)
+    msn, part = hint_of(text)
     path = url.split(str(n.port), 1)[1] + f"?_HLS_msn={msn}&_HLS_part={part}"
     worker = n.worker_pids()[0]
 
@@ -219,15 +227,17 @@ def test_a_thousand_held_reloads_on_one_worker_are_all_answered(make_nginx):
 
 
 def test_held_requests_end_by_the_deadline_when_the_encoder_stops(make_nginx):
-    init, chunks = chunked_cmaf()
-    n = make_nginx(workers=1)
-    ll_channel(n.root)
-    n.start(LIVE_LOCATION)
     # The encoder sends a chunk and stalls mid-segment (its POST still open).
-    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
-    url = media_playlist_url(n)
-    text = wait_for(lambda: ok_text(url))
+    n, _, encoder, url, text = pushed_origin(make_nginx)
     msn, part = hint_of(text)
+    # A client that goes away while held ends its request (499), not a request held on.
+    path = url.split(str(n.port), 1)[1]
+    with socket.create_connection(("127.0.0.1", n.port)) as s:
+        s.sendall(f"GET {path}?_HLS_msn={msn}&_HLS_part={part}&gone=1 HTTP/1.1\r\n"
+                  "Host: x\r\n\r\n".encode())
+        time.sleep(0.3)
+    access = n.prefix / "logs" / "access.log"
+    wait_for(lambda: re.search(r"gone=1 HTTP/1.1\" 499 ", access.read_text()))
     started = time.monotonic()
     r = requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=30)
     assert r.status_code == 503, r.text
@@ -244,13 +254,8 @@ def test_held_requests_end_by_the_deadline_when_the_encoder_stops(make_nginx):
 
 
 def test_a_reload_of_nginx_while_requests_are_held(make_nginx):
-    init, chunks = chunked_cmaf()
-    n = make_nginx(workers=1)
-    ll_channel(n.root)
-    n.start(LIVE_LOCATION)
-    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
-    url = media_playlist_url(n)
-    msn, part = hint_of(wait_for(lambda: ok_text(url)))
+    n, chunks, encoder, url, text = pushed_origin(make_nginx)
+    msn, part = hint_of(text)
     answer = {}
     held = threading.Thread(target=lambda: answer.update(
         r=requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=30)))

@@ -96,6 +96,7 @@ fuzz_target!(|data: &[u8]| {
             version: 4,
             query: String::new(),
             key: None,
+            skip: false,
         };
         let _ = hls::master(&p, &opts);
         for t in &p.tracks {

@@ -30,6 +30,8 @@ fn drive(data: &[u8], url: &str, caches: &mut Caches) {
         assert!(step < 2_000, "{url}: the engine kept asking");
         match request.step(caches) {
             Err(_) | Ok(Step::Done(_)) => return,
+            // Only a live channel's low-latency requests wait; these are files.
+            Ok(Step::Need(Need::Wait(wait))) => panic!("{url}: a file request waited: {wait:?}"),
             Ok(Step::Need(Need::Open(paths))) => {
                 for p in paths {
                     request.supply_open(

@@ -1529,6 +1529,62 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_update_skips_what_ends_before_can_skip_until() {
+        let clock = Clock {
+            durations: vec![2.0; 20],
+            target: 2,
+            first_number: 1,
+            wall_clock_ms: Vec::new(),
+            timelines: Vec::new(),
+            complete: false,
+            low_latency: Some(LowLatency {
+                parts: (0..20)
+                    .map(|k| {
+                        if k >= 17 {
+                            vec![(1.0, true), (1.0, false)]
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .collect(),
+                part_target: 1.0,
+                growing: true,
+            }),
+            skip: true,
+        };
+        let x = write_playlist(7, &clock, "", "p", "m4s", "");
+        // 40 s listed, CAN-SKIP-UNTIL 12 s: the 13 segments that end before 28 s are skipped.
+        assert!(x.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=13\n"), "{x}");
+        assert!(
+            x.contains("CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=3.000"),
+            "{x}"
+        );
+        let first = x.lines().find(|l| l.ends_with(".m4s")).unwrap();
+        assert_eq!(first, "p-14.m4s", "{x}");
+        // The growing segment 20 is listed by its parts, and the next one is hinted.
+        assert!(!x.contains("\np-20.m4s"), "{x}");
+        assert!(
+            x.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p-20.2.m4s\""),
+            "{x}"
+        );
+        let full = write_playlist(
+            7,
+            &Clock {
+                skip: false,
+                ..clock
+            },
+            "",
+            "p",
+            "m4s",
+            "",
+        );
+        assert!(
+            !full.contains("EXT-X-SKIP") && full.contains("\np-1.m4s"),
+            "{full}"
+        );
+    }
+
+    #[test]
     fn every_url_a_playlist_lists_is_served() {
         let p = ladder();
         for (fmp4, version) in [(false, 3), (false, 4), (true, 4)] {
