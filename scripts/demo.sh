@@ -11,10 +11,12 @@ demo="$root/build/demo"
 say() { printf '==> %s\n' "$*" >&2; }
 
 stop_demo() {
-  if [ -f "$demo/logs/encoder.pid" ] && kill -0 "$(cat "$demo/logs/encoder.pid")" 2>/dev/null; then
-    kill "$(cat "$demo/logs/encoder.pid")"
-    say "stopped the demo encoder"
-  fi
+  for pid in "$demo/logs/encoder.pid" "$demo/logs/encoder-ll.pid"; do
+    if [ -f "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null; then
+      kill "$(cat "$pid")"
+      say "stopped a demo encoder"
+    fi
+  done
   if [ -f "$demo/logs/nginx.pid" ] && kill -0 "$(cat "$demo/logs/nginx.pid")" 2>/dev/null; then
     kill -QUIT "$(cat "$demo/logs/nginx.pid")"
     say "stopped the demo nginx"
@@ -62,8 +64,11 @@ rm -rf "$demo/html/live"
 mkdir -p "$demo/html/live"
 "$root/target/release/ismtool" create -o "$demo/html/live/channel1.isml" \
   --dvr_window_length=60 --archiving=1 --archive_length=600
+# The low-latency channel: LL-HLS parts as the encoder's chunks land.
+"$root/target/release/ismtool" create -o "$demo/html/live/lowlatency.isml" \
+  --low_latency=true --dvr_window_length=30
 chmod 0777 "$demo/html/live"
-chmod 0666 "$demo/html/live/channel1.isml"
+chmod 0666 "$demo/html/live/channel1.isml" "$demo/html/live/lowlatency.isml"
 
 # The player page and the players it loads (installed by setup.sh from npm).
 cp "$root/demo/index.html" "$demo/html/index.html"
@@ -123,6 +128,17 @@ nohup ffmpeg -v error -re -stream_loop -1 -i "$media/ladder-video-720.mp4" \
   -movflags +isml+delay_moov -f ismv "$base/live/channel1.isml/Streams(encoder1)" \
   >"$demo/logs/encoder.log" 2>&1 </dev/null &
 echo $! > "$demo/logs/encoder.pid"
+# The low-latency channel: ffmpeg encodes the 360p rendition as a low-latency encoder does (no
+# B-frames, a key frame every 2 s) and pushes chunked CMAF, half-second chunks, a POST per track.
+cmaf=empty_moov+default_base_moof+cmaf+frag_keyframe
+nohup ffmpeg -v error -re -stream_loop -1 -i "$media/ladder-video-360.mp4" \
+  -re -stream_loop -1 -i "$media/ladder-audio-eng.mp4" \
+  -map 0:v -c:v libx264 -preset veryfast -tune zerolatency -g 50 -keyint_min 50 -sc_threshold 0 \
+  -movflags $cmaf -frag_duration 500000 -f mp4 "$base/live/lowlatency.isml/Streams(video.cmfv)" \
+  -map 1:a -c copy -movflags $cmaf -frag_duration 500000 -f mp4 \
+  "$base/live/lowlatency.isml/Streams(audio.cmfa)" \
+  >"$demo/logs/encoder-ll.log" 2>&1 </dev/null &
+echo $! > "$demo/logs/encoder-ll.pid"
 
 cat <<MSG
 
@@ -142,6 +158,8 @@ ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/
   live DASH / HLS    $base/live/channel1.isml/.mpd   $base/live/channel1.isml/.m3u8
   live Smooth        $base/live/channel1.isml/Manifest
   channel state      $base/live/channel1.isml/state   (and /archive, /statistics?format=json)
+  low-latency live   $base/?p=/live/lowlatency.isml    (LL-HLS: pick "LL-HLS (hls.js)")
+  LL-HLS playlist    $base/live/lowlatency.isml/.m3u8?hls_fmp4
   push your own      ffmpeg -re -i in.mp4 -c copy -movflags +isml -f ismv '$base/live/mine.isml/Streams(enc)'
   the server manifest   build/media/demo.ism   (ismtool inspect / create / route / package)
   the module's counters $base/origin-status   (?format=prometheus)

@@ -58,9 +58,15 @@ pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<S
         if let Some(live) = &p.live {
             // Live: segments are the archived fragments, so they keep their boundaries and
             // numbers while the window moves. Other tracks cut where the reference's
-            // fragments start (the same instants, in their own timescale).
+            // fragments start (the same instants, in their own timescale) — except in a
+            // low-latency window, where every track keeps its own segments: a part is a whole
+            // chunk of its track, which a cut at another track's time would split after the
+            // part was served.
             if let Some(cuts) = live.cuts_of(&track.source) {
-                if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
+                if track.kind == TrackKind::Video
+                    || std::ptr::eq(track, reference)
+                    || live.low_latency
+                {
                     return crate::segment::cut_at_times(
                         track.index(),
                         &cuts.starts,

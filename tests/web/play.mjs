@@ -9,8 +9,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [pageUrl, kind, secondsArg, wantCues] = process.argv.slice(2);
+const [pageUrl, kind, secondsArg, wantCues, latencyArg] = process.argv.slice(2);
 const seconds = Number(secondsArg || 5);
+// `latency=<warm-up s>:<measured s>`: after playing has started and the warm-up passed, the
+// player's own live latency is sampled every 250 ms for the measured seconds (reported as
+// p50 / p95 / max, with the stalls counted meanwhile).
+const [warmUp, measured] = (latencyArg || "").startsWith("latency=")
+  ? latencyArg.slice(8).split(":").map(Number) : [0, 0];
 const profile = mkdtempSync(join(tmpdir(), "origin-chromium-"));
 const browser = await puppeteer.launch({
   executablePath: "/usr/bin/chromium",
@@ -26,9 +31,12 @@ try {
   const page = await browser.newPage();
   page.on("console", (m) => result.console.push(m.text()));
   page.on("pageerror", (e) => result.errors.push(String(e)));
+  // Failed requests by URL (the console names only their status).
+  result.failed = [];
+  page.on("response", (r) => { if (r.status() >= 400) result.failed.push(r.status() + " " + r.url()); });
   await page.goto(pageUrl, { waitUntil: "load", timeout: 30000 });
   await page.evaluate((k) => document.querySelector(`button[data-kind="${k}"]`).click(), kind);
-  const deadline = Date.now() + 60000;
+  const deadline = Date.now() + 60000 + (warmUp + measured) * 1000;
   while (Date.now() < deadline) {
     const state = await page.evaluate(() => ({
       t: document.getElementById("video").currentTime,
@@ -45,11 +53,29 @@ try {
     if (state.error) result.errors.push("media error: " + state.error);
     if (/error/i.test(state.status)) result.errors.push(state.status);
     const cuesDone = wantCues !== "cues" || state.cues.length > 0;
-    if (result.errors.length || (result.played >= seconds && cuesDone)) break;
+    if (measured > 0 && result.played >= warmUp) {
+      const sample = await page.evaluate(() => ({ l: window.liveLatency(), stalls: window.stalls }));
+      result.latencies = result.latencies || [];
+      if (result.stallsAtWarmUp === undefined) result.stallsAtWarmUp = sample.stalls;
+      result.stalls = sample.stalls - result.stallsAtWarmUp;
+      if (typeof sample.l === "number" && isFinite(sample.l)) result.latencies.push(sample.l);
+    }
+    const latencyDone = measured === 0 || result.played >= warmUp + measured;
+    if (result.errors.length || (result.played >= seconds && cuesDone && latencyDone)) break;
     await new Promise((r) => setTimeout(r, 250));
   }
   result.ok = result.errors.length === 0 && result.played >= seconds &&
     (wantCues !== "cues" || result.cues.length > 0);
+  if (result.latencies && result.latencies.length) {
+    const sorted = [...result.latencies].sort((a, b) => a - b);
+    const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    result.latency = { p50: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1],
+                       samples: sorted.length };
+    delete result.latencies;
+  } else if (measured > 0) {
+    result.errors.push("the player reported no live latency");
+    result.ok = false;
+  }
 } catch (e) {
   result.errors.push(String(e));
 } finally {

@@ -488,7 +488,7 @@ fn anchor_from_records(tracks: &[TrackArchive]) -> io::Result<i64> {
     let mut anchor = None;
     for t in tracks {
         if let Some(r) = t.records.first_media()? {
-            let a = anchor_for(r.ingest_ms, r.start, t.timescale);
+            let a = anchor_for(r.ingest_ms, r.end(), t.timescale);
             anchor = Some(anchor.map_or(a, |b: i64| b.min(a)));
         }
     }
@@ -499,14 +499,15 @@ fn anchor_from_records(tracks: &[TrackArchive]) -> io::Result<i64> {
 /// already (an encoder timestamping with UTC): 2001-09-09.
 const UTC_TIMES_FROM_SECS: u64 = 1_000_000_000;
 
-/// The anchor that makes a fragment starting at `start` (ticks) available when it was
-/// ingested: 0 when the encoder's times are wall-clock times already.
-pub fn anchor_for(ingest_ms: i64, start: u64, timescale: u32) -> i64 {
-    let start_ms = (u128::from(start) * 1000 / u128::from(timescale.max(1))) as i64;
-    if start_ms as u64 / 1000 >= UTC_TIMES_FROM_SECS {
+/// The anchor that makes a fragment ending at `end` (ticks) available when it was ingested
+/// (a real-time encoder sends a fragment once its last sample is made, so the newest media a
+/// player may ask for ends now): 0 when the encoder's times are wall-clock times already.
+pub fn anchor_for(ingest_ms: i64, end: u64, timescale: u32) -> i64 {
+    let end_ms = (u128::from(end) * 1000 / u128::from(timescale.max(1))) as i64;
+    if end_ms as u64 / 1000 >= UTC_TIMES_FROM_SECS {
         0
     } else {
-        ingest_ms - start_ms
+        ingest_ms - end_ms
     }
 }
 

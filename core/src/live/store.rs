@@ -350,7 +350,7 @@ impl ArchiveStore {
                 count.fragments = fragments;
                 count.bytes = bytes.len();
                 if clock.anchor_ms.is_none() {
-                    self.write_anchor(anchor_for(now_ms, record.start, timescale))?;
+                    self.write_anchor(anchor_for(now_ms, record.end(), timescale))?;
                     self.anchor_ms = read_anchor(&self.archive);
                 }
             }

@@ -406,12 +406,13 @@ pub fn fmp4_part<'p>(
         .filter(|l| l.low_latency)
         .ok_or_else(missing)?;
     let table = segments(p, t, opts.target);
-    let growing = track_growing(p, t, live);
+    let growing = track_growing(t, live);
     let limit_ms = (segment_clock(p, t, opts)?.target * 3000).max(1000);
     let last = table.first_number() + table.len() as u64;
     let Some(k) = table.by_number(n) else {
-        // The first part of the segment after the newest whole one.
-        if n == last && part == 0 && !growing && !live.ended {
+        // The first part of the segment after the newest one (whole, or growing: its next
+        // chunk may start the next segment).
+        if n == last && part == 0 && !live.ended {
             return Ok(PartAt::Next { limit_ms });
         }
         return Err(missing());
@@ -445,28 +446,10 @@ fn chunk_starts<'l>(live: &'l crate::live::window::LiveInfo, t: &Track) -> &'l [
         .map_or(&[][..], |c| c.chunk_starts.as_slice())
 }
 
-/// Whether the last segment of `t` in a low-latency window is still growing: its own, or
-/// (a track cut where the reference track's segments start) the reference's, or it reaches
-/// past the reference's end.
-fn track_growing(p: &Presentation, t: &Track, live: &crate::live::window::LiveInfo) -> bool {
-    if live.ended {
-        return false;
-    }
-    let own = live.cuts_of(&t.source).is_some_and(|c| c.growing);
-    let reference = p.reference();
-    if std::ptr::eq(t, reference) || t.kind == TrackKind::Video {
-        return own;
-    }
-    let ref_growing = live.cuts_of(&reference.source).is_some_and(|c| c.growing);
-    let end_secs = |t: &Track| {
-        let idx = t.index();
-        let n = idx.sample_count();
-        if n == 0 {
-            return 0.0;
-        }
-        idx.sample_end(n - 1) as f64 / f64::from(idx.timescale.max(1))
-    };
-    ref_growing || end_secs(t) > end_secs(reference) + 0.001
+/// Whether the last segment of `t` in a low-latency window is still growing (each track keeps
+/// its own segments there, see [`super::segments`]).
+fn track_growing(t: &Track, live: &crate::live::window::LiveInfo) -> bool {
+    !live.ended && live.cuts_of(&t.source).is_some_and(|c| c.growing)
 }
 
 /// The sample ranges of a segment's parts: the segment split where the track's chunks
@@ -520,7 +503,7 @@ pub fn fmp4_segment<'p>(
     let k = table.by_number(n).ok_or_else(missing)?;
     // A low-latency window holds the growing segment: it is served by its parts until whole.
     if let Some(live) = p.live.as_deref().filter(|l| l.low_latency) {
-        if k + 1 == table.len() && track_growing(p, t, live) {
+        if k + 1 == table.len() && track_growing(t, live) {
             return Err(missing());
         }
     }
@@ -741,7 +724,9 @@ fn write_playlist(
     }
     if let Some(ll) = ll {
         let (n, p) = match ll.parts.last() {
-            Some(parts) if ll.growing => (clock.first_number + count as u64 - 1, parts.len()),
+            Some(parts) if ll.growing && !ll.next_starts_segment => {
+                (clock.first_number + count as u64 - 1, parts.len())
+            }
             _ => (clock.first_number + count as u64, 0),
         };
         let _ = writeln!(
@@ -855,6 +840,9 @@ struct LowLatency {
     part_target: f64,
     /// The last segment is still growing: listed by its parts only.
     growing: bool,
+    /// The growing segment is about as long as the one before it: the next chunk (a GOP's
+    /// first) will most likely start the next segment, which the preload hint then names.
+    next_starts_segment: bool,
 }
 
 impl Clock {
@@ -938,10 +926,16 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
                 }
                 parts.push(if k >= listed_from { these } else { Vec::new() });
             }
+            let growing = track_growing(t, live);
+            let next_starts_segment = growing
+                && durations.len() >= 2
+                && durations[durations.len() - 1] + part_target / 2.0
+                    >= durations[durations.len() - 2];
             Some(LowLatency {
                 parts,
                 part_target: (part_target * 1000.0).ceil() / 1000.0,
-                growing: track_growing(p, t, live),
+                growing,
+                next_starts_segment,
             })
         }
         _ => None,
@@ -1549,6 +1543,7 @@ mod tests {
                     .collect(),
                 part_target: 1.0,
                 growing: true,
+                next_starts_segment: false,
             }),
             skip: true,
         };
