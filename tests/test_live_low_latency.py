@@ -19,7 +19,8 @@ from pathlib import Path
 import m3u8
 import requests
 
-from helpers.live import SOURCE, split_cmaf
+from helpers.archive import timescale_of
+from helpers.live import SOURCE, shift_fragment, split_cmaf, timeline
 from helpers.media import ffmpeg_made
 
 LIVE_LOCATION = """
@@ -268,3 +269,77 @@ def test_a_reload_of_nginx_while_requests_are_held(make_nginx):
     held.join(30)
     assert answer["r"].status_code == 200, answer["r"].text
     encoder.close()
+
+
+def test_two_origins_fed_the_same_stream_are_interchangeable(make_nginx):
+    """One encoder's output, timestamped in UTC as the DASH-IF ingest specification
+    recommends, goes to two origins; the second joins eight chunks (two segments) late. For
+    every segment both list, the URLs, media sequence numbers, parts, availabilityStartTime and
+    segment bytes are the same: a CDN may fail over between them mid-stream."""
+    init, chunks = chunked_cmaf()
+    utc = int(time.time()) * timescale_of(init)
+    chunks = [shift_fragment(c, utc) for c in chunks[:22]]
+    origins = []
+    for _ in range(2):
+        n = make_nginx(workers=1)
+        d = n.root / "live"
+        d.mkdir()
+        d.chmod(0o777)
+        # The channel declares its segment length (the encoder's GOP): numbers come from it.
+        (d / "ll.isml").write_text(LL_CHANNEL.replace(
+            "<head>", '<head><meta name="hls_minimum_fragment_length" content="2"/>'))
+        (d / "ll.isml").chmod(0o666)
+        n.start(LIVE_LOCATION)
+        origins.append(n)
+    first, late = origins
+    a = Encoder(first.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    for c in chunks[1:9]:
+        a.send(c)
+    time.sleep(0.5)
+    b = Encoder(late.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[8])
+    for c in chunks[9:]:
+        a.send(c)
+        b.send(c)
+    a.close()
+    b.close()
+    assert a.status == b.status == 200
+
+    def get(n, path):
+        r = requests.get(n.url(f"/live/ll.isml/{path}"), timeout=10)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r
+
+    assert get(first, ".m3u8?hls_fmp4").text == get(late, ".m3u8?hls_fmp4").text
+    uri = next(line for line in get(late, ".m3u8?hls_fmp4").text.splitlines()
+               if line.startswith("hls/")).split("?")[0]
+
+    def entries(text):
+        """Each segment and part URI with the media sequence number it has."""
+        msn = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("#EXT-X-PART:"):
+                out[re.search(r'URI="([^"]*)"', line).group(1)] = msn
+            elif line and not line.startswith("#"):
+                out[line] = msn
+                msn += 1
+        return out
+
+    mine, theirs = entries(get(first, uri).text), entries(get(late, uri).text)
+    shared = [u for u in theirs if u in mine]
+    assert len(shared) >= 6, (mine, theirs)
+    for u in shared:
+        assert mine[u] == theirs[u], u
+        base = uri.rsplit("/", 1)[0]
+        assert get(first, f"{base}/{u}").content == get(late, f"{base}/{u}").content, u
+    # DASH: the same availabilityStartTime, timeline and segments.
+    mpds = [get(n, ".mpd").text for n in origins]
+    starts = [re.search(r'availabilityStartTime="([^"]*)"', m).group(1) for m in mpds]
+    assert starts[0] == starts[1], starts
+    lines = [timeline(m) for m in mpds]
+    assert lines[1] and lines[1] == lines[0][-len(lines[1]):], lines
+    rep = re.search(r'<Representation id="([^"]*)"', mpds[1]).group(1)
+    assert rep == re.search(r'<Representation id="([^"]*)"', mpds[0]).group(1)
+    t = lines[1][-1][0]
+    segment = f"dash/ll-{rep}-{t}.dash"
+    assert get(first, segment).content == get(late, segment).content

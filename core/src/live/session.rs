@@ -238,6 +238,8 @@ struct TrackIngest {
 struct GrowingSegment {
     /// Whether a segment was begun in this session.
     begun: bool,
+    /// Decode time of its first chunk.
+    start: u64,
     ticks: u64,
     chunks: usize,
     bytes: u64,
@@ -699,24 +701,32 @@ impl IngestSession {
         let boundary = fragment.sync || !video;
         let size = fragment.bytes.len();
         let segment = t.segment;
+        // Segments are anchored to the media timeline: a boundary where a chunk enters the
+        // next multiple of the target, so every origin fed the stream cuts it alike whenever
+        // it joined.
         let starts = !segment.begun
             || segment.closed
-            || (boundary && segment.ticks + fragment.duration / 2 >= target)
+            || (boundary && grid_cell(fragment.start, target) > grid_cell(segment.start, target))
             || segment.chunks >= MAX_SEGMENT_CHUNKS
             || segment.bytes + size > max_bytes;
         if starts {
             t.segment = GrowingSegment {
                 begun: true,
+                start: fragment.start,
                 ..GrowingSegment::default()
             };
         }
         t.segment.ticks += fragment.duration;
         t.segment.chunks += 1;
         t.segment.bytes += size;
+        let end = fragment.start.saturating_add(fragment.duration);
+        let fills = grid_cell(end, target) > grid_cell(t.segment.start, target);
         t.segment.closed = if video {
-            starts && fragment.sync && fragment.duration >= target
+            // The next chunk starts the next segment only if it starts a GOP, which a chunk
+            // that alone fills a cell (a whole GOP per fragment) says.
+            starts && fragment.sync && fills && fragment.duration * 2 >= target
         } else {
-            t.segment.ticks + fragment.duration / 2 >= target
+            fills
         };
         let mut flags = 0;
         if fragment.sync {
@@ -836,6 +846,13 @@ impl IngestSession {
         });
         Ok(self.tracks.len() - 1)
     }
+}
+
+/// Which multiple of `target` `t` has reached (an eighth of `target` early counts: encoders'
+/// timestamps jitter around the line): segments start where a chunk's is higher than its
+/// segment's first chunk's.
+fn grid_cell(t: u64, target: u64) -> u64 {
+    t.saturating_add(target / 8) / target.max(1)
 }
 
 /// The tracks a Smooth encoder announces. Its SMIL leaves out `src` (the media is the stream
@@ -1045,15 +1062,7 @@ fn track_entry(
         .and_then(|t| t.system_bitrate)
         .or_else(|| btrt_average(&track.sample_entry))
         .filter(|&b| b > 0)
-        .unwrap_or_else(|| {
-            let secs = first.duration as f64 / f64::from(track.timescale.max(1));
-            let bps = if secs > 0.0 {
-                first.bytes.len() as f64 * 8.0 / secs
-            } else {
-                0.0
-            };
-            (((bps / 1000.0).round() as u64) * 1000).max(1000)
-        });
+        .unwrap_or_else(|| nominal_bitrate(track));
     let mut entry = TrackEntry::new(kind, "");
     entry.system_bitrate = Some(bitrate);
     entry.system_language = language;
@@ -1061,6 +1070,20 @@ fn track_entry(
     entry.set_param("trackName", &name);
     entry.set_param("timescale", &track.timescale.to_string());
     Ok(entry)
+}
+
+/// A track's bitrate when its encoder declares none (no `btrt`, no Smooth announcement): a
+/// nominal figure from what the init segment says (about 3 bits per pixel per second for video,
+/// 128 kbit/s for audio), so that every origin fed the same stream names the track alike — a
+/// rate measured from the first fragment an origin happened to see would differ between them.
+fn nominal_bitrate(track: &TrackIndex) -> u64 {
+    match track.kind {
+        TrackKind::Video => {
+            (u64::from(track.width) * u64::from(track.height) * 3 / 1000).max(1) * 1000
+        }
+        TrackKind::Audio => 128_000,
+        _ => 1000,
+    }
 }
 
 /// `avgBitrate` of a `btrt` box among a sample entry's children (else `maxBitrate`).

@@ -8,7 +8,7 @@
 
 use std::io;
 
-use super::archive::Record;
+use super::archive::{Record, FLAG_SYNC};
 use super::channel::{ChannelSnapshot, TrackArchive};
 use super::timeline::{timeline_of, FLAG_TIMELINE_START};
 
@@ -159,6 +159,20 @@ pub struct WindowRequest {
     /// Low-latency playout: each track's segment that is still growing is in the window with
     /// the chunks it has (else a segment shows once it is complete).
     pub growing: bool,
+    /// The channel's declared segment length (seconds as a fraction, `*_minimum_fragment_length`):
+    /// segments are then numbered from the media timeline (the multiple of it their start
+    /// reached, as ingest cuts them), so origins fed the same stream number them alike. Without
+    /// it, a segment's number is its position in the channel's archive.
+    pub segment_length: Option<(u64, u64)>,
+}
+
+/// The number of a segment starting at `start` (ticks of `timescale`) on the grid of
+/// `length` seconds (a fraction), from 1: the same rule ingest cuts segments by.
+pub fn number_on_grid(start: u64, timescale: u32, length: (u64, u64)) -> u64 {
+    let (n, d) = length;
+    let unit = (u128::from(n) * u128::from(timescale) / u128::from(d.max(1))).max(1);
+    let start = u128::from(start) + unit / 8;
+    u64::try_from(start / unit).unwrap_or(u64::MAX - 1) + 1
 }
 
 /// How many of a track's records a window may show: those of complete segments, and those of
@@ -264,6 +278,12 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
             if r.is_end_marker() {
                 return true;
             }
+            if records.is_empty() && (!r.starts_segment() || r.flags & FLAG_SYNC == 0) {
+                // Chunks of a segment that began before the window, or a stream's first
+                // chunks before its first key frame (an origin that joined mid-GOP): not
+                // playable alone, and not a segment another origin has.
+                return true;
+            }
             if r.starts_segment() {
                 if cut {
                     records.truncate(segment_from);
@@ -271,8 +291,6 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
                 }
                 segment_from = records.len();
                 newest_segment_at = at - 1;
-            } else if records.is_empty() {
-                return true;
             }
             cut |= secs(r.end(), t.timescale) > edge + tolerance;
             records.push(*r);
@@ -315,7 +333,10 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
             src: format!("{}/{}", snapshot.archive_name, t.dir_name),
             starts,
             ingested_ms,
-            first_number: head.seq + 1,
+            first_number: match asked.segment_length {
+                Some(length) => number_on_grid(head.start, t.timescale, length),
+                None => head.seq + 1,
+            },
             chunk_starts: if asked.growing {
                 records.iter().map(|r| r.start).collect()
             } else {
@@ -359,7 +380,7 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::archive::{read_records, FLAG_END, FLAG_SYNC};
+    use crate::live::archive::{read_records, FLAG_END};
     use crate::live::channel::ChannelReader;
     use crate::live::records::TrackRecords;
     use crate::live::store::DirectIngest;

@@ -545,7 +545,9 @@ pub fn cmaf_fragment(
     let range = table
         .samples(k)
         .ok_or_else(|| PackageError::NoSuchSegment(format!("{k}")))?;
-    cmaf_fragment_of(t, range, k as u64 + 1)
+    // The segment's number (from 1 in VOD; a live window's are the channel's), so a segment
+    // carries the same bytes whichever window it is asked through.
+    cmaf_fragment_of(t, range, table.number(k))
 }
 
 /// A CMAF fragment of the samples `range` of `t`, numbered `sequence_number` (`mfhd`).

@@ -141,9 +141,8 @@ impl Request {
             (true, Some(asked)) => asked.min(server_dvr),
             _ => server_dvr,
         };
-        let retain = crate::live::session::ChannelOptions::of(manifest)
-            .map_err(manifest_error)?
-            .retain_secs();
+        let channel = crate::live::session::ChannelOptions::of(manifest).map_err(manifest_error)?;
+        let retain = channel.retain_secs();
         // vbegin / vend: wall-clock times (or offsets from the channel's start) select a part
         // of the archive.
         let media_secs = |t: Option<TimePoint>| {
@@ -169,6 +168,7 @@ impl Request {
             end: media_secs(self.route.options.vend),
             dynamic_depth: self.live.as_ref().is_some_and(|l| l.dynamic_depth),
             now_ms,
+            segment_length: channel.minimum_fragment,
             // Low-latency playout shows growing segments to LL-HLS: the master, fMP4 media
             // playlists, init segments and parts (whole segments are the same either way).
             // MPEG-TS playlists and the other formats list whole segments.
