@@ -47,13 +47,18 @@ def install_page(root):
     (root / "index.html").chmod(0o644)
 
 
+def require_browser():
+    """Fails (not skips) when headless Chromium or puppeteer is missing: setup.sh installs them."""
+    if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
+        pytest.fail("browser test tools missing: run scripts/setup.sh")
+
+
 @pytest.fixture
 def site(make_nginx, media, request, tmp_path):
     """The demo page and presentation; its subtitles are TTML in MP4 (ffmpeg's), or with the
     parameter "wvtt" WebVTT in CMAF (ismtool's). With "remote" the media is read through
     `ism_proxy_pass` from a second nginx, with "s3" from an S3 server (s3s-fs, SigV4)."""
-    if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
-        pytest.fail("browser test tools missing: run scripts/setup.sh")
+    require_browser()
     param = getattr(request, "param", "ttml")
     n = make_nginx()
     root = n.root
@@ -239,8 +244,7 @@ def live_site(request):
     """The demo page and a live channel an encoder (ffmpeg, in real time) pushes to, for every
     live test of this file with one nginx build: each player joins the moving channel at its
     live edge."""
-    if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
-        pytest.fail("browser test tools missing: run scripts/setup.sh")
+    require_browser()
     build = request.param
     with contextlib.ExitStack() as stack:
         n = Nginx(build, workers=2)
@@ -299,8 +303,7 @@ def ll_site(request):
     """The demo page and a low-latency channel that ffmpeg pushes in real time as chunked CMAF
     (2 s GOPs without B-frames, chunks of at most half a second; video and audio, one POST
     each)."""
-    if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
-        pytest.fail("browser test tools missing: run scripts/setup.sh")
+    require_browser()
     build = request.param
     with contextlib.ExitStack() as stack:
         n = Nginx(build, workers=2)
@@ -396,8 +399,7 @@ def restarted_archive(make_nginx):
     """The archive of a channel whose encoder ran 8 s, crashed, and came back 11 s later with
     its clock at 0 (`restart_on_encoder_reconnect`): two timelines, a DASH period and an HLS
     discontinuity each, then the end of the stream."""
-    if not (WEB / "node_modules" / "puppeteer-core").exists() or not shutil.which("chromium"):
-        pytest.fail("browser test tools missing: run scripts/setup.sh")
+    require_browser()
     n = make_nginx()
     (n.root / "live").mkdir()
     (n.root / "live").chmod(0o777)
