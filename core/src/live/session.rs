@@ -692,7 +692,7 @@ impl IngestSession {
             .position(|t| t.track_id == fragment.track_id)
         {
             Some(k) => k,
-            None => self.open_track(fragment.track_id, &fragment)?,
+            None => self.open_track(fragment.track_id)?,
         };
         let target = self.assembly_ticks(&self.tracks[k]);
         let max_bytes = self.limits.max_fragment;
@@ -799,7 +799,7 @@ impl IngestSession {
 
     /// Registers the track of a first fragment: its directory in the archive and its entry in
     /// the server manifest.
-    fn open_track(&mut self, track_id: u32, first: &Checked) -> Result<usize, IngestError> {
+    fn open_track(&mut self, track_id: u32) -> Result<usize, IngestError> {
         let Some(init) = &self.init else {
             return Err(IngestError::NoInit(self.stream.clone()));
         };
@@ -811,7 +811,6 @@ impl IngestSession {
             track,
             init.announced.as_ref(),
             single.then_some(self.stream.as_str()),
-            first,
         )?;
         let name = entry.track_name().unwrap_or("track").to_string();
         let bitrate = entry.system_bitrate.unwrap_or(1000);
@@ -1022,13 +1021,12 @@ pub(crate) fn shift_record_offsets(bytes: &mut RecordBytes, vpos: u64) -> Result
 }
 
 /// The server-manifest entry of a track: name and bitrate from the Smooth announcement when
-/// there is one, else from the media (`btrt`, or the first fragment's rate); a stream that
-/// carries one track is named after the stream.
+/// there is one, else from the media (`btrt`, or [`nominal_bitrate`]); a stream that carries
+/// one track is named after the stream.
 fn track_entry(
     track: &TrackIndex,
     announced: Option<&ServerManifest>,
     stream: Option<&str>,
-    first: &Checked,
 ) -> Result<TrackEntry, IngestError> {
     let kind = match track.kind {
         TrackKind::Video => IsmKind::Video,
