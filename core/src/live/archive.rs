@@ -680,7 +680,14 @@ impl TrackWriter {
         let mut vpos = self.init_len;
         let mut seq = 0;
         if let Some(last) = last {
-            seq = if continues { last.seq } else { last.seq + 1 };
+            // A chunk that starts a segment without a key frame (after a gap in a GOP) is no
+            // segment a player can start: readers merge it into the one before (see
+            // `segment::cut_at_times`), so it does not take a number of its own either.
+            seq = if continues || flags & FLAG_SYNC == 0 {
+                last.seq
+            } else {
+                last.seq + 1
+            };
             vpos = last.vpos + u64::from(last.size);
             file_no = last.file_no;
             file_offset = last.file_offset + u64::from(last.size);
@@ -972,11 +979,18 @@ mod tests {
             ..KEEP_ALL
         };
         let mut more = rec(vec![1u8; 10]);
-        w.append(t(24, 4, 0), &mut more, None, nothing, keep, at(0))
+        w.append(t(24, 4, FLAG_SYNC), &mut more, None, nothing, keep, at(0))
             .unwrap();
         let (records, _) = read_records(&dir.join("records")).unwrap();
         assert_eq!(records.first().unwrap().file_no, 2);
         assert!(!dir.join(data_file_name(1)).exists());
+        assert_eq!(records.last().unwrap().seq, 6);
+        // A segment start without a key frame (after a gap inside a GOP) takes no number.
+        let mut torn = rec(vec![2u8; 10]);
+        w.append(t(30, 4, 0), &mut torn, None, nothing, keep, at(0))
+            .unwrap();
+        let (records, _) = read_records(&dir.join("records")).unwrap();
+        assert!(records.last().unwrap().starts_segment());
         assert_eq!(records.last().unwrap().seq, 6);
         std::fs::remove_dir_all(&d).unwrap();
     }
