@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
                 break;
             }
         }
-        let _ = session.finish(2_000);
+        let _ = session.finish();
     }
     let mut reader = ChannelReader::new();
     if let Ok(channel) = reader.snapshot(&isml, 3_000) {

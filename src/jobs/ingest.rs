@@ -264,7 +264,7 @@ impl Ingest {
         let Some(session) = self.session.as_mut() else {
             return then;
         };
-        match session.finish(now_ms()) {
+        match session.finish() {
             Ok(()) => then,
             Err(e) => {
                 session.count_error();

@@ -530,7 +530,7 @@ mod tests {
         .unwrap();
         let mut s = DirectIngest::open(&isml, "s1", true).unwrap();
         s.push(&bytes, 1_000_000).unwrap();
-        s.finish(1_000_000).unwrap();
+        s.finish().unwrap();
         let mut reader = ChannelReader::new();
         let snap = reader.snapshot(&isml, 2_000_000).unwrap();
         assert_eq!(snap.state(), "stopped");

@@ -282,7 +282,7 @@ mod tests {
         fn push(isml: &Path, stream: &str, policy: &IngestPolicy) -> Result<(), crate::Error> {
             let mut s = DirectIngest::open_with(isml, stream, policy, Default::default())?;
             s.push(&cmaf(), 1_000)?;
-            s.finish(2_000)?;
+            s.finish()?;
             Ok(())
         }
 

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::archive::{track_dir_name, Retention, Timing, FLAG_CLOSES, FLAG_CONTINUES, FLAG_SYNC};
 use super::ingest::{Event, FragmentHead, IngestError, IngestParser, MAX_FRAGMENT};
 use super::record_bytes::{FragmentBytes, Payload, RecordBytes};
+use super::timeline::{grid_cell, length_ticks};
 use crate::index::default_track_name;
 use crate::index::{build_index, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{ServerManifest, TrackEntry, TrackKind as IsmKind};
@@ -192,8 +193,6 @@ pub struct AppendOp {
     /// until the store moves them to where the record is kept) and `mdat` (its payload in
     /// memory or in the session's spool file, written by earlier [`ArchiveOp::Spool`]s).
     pub bytes: RecordBytes,
-    /// How many fragments the encoder sent for this record.
-    pub fragments: u64,
     pub retention: Retention,
     pub timescale: u32,
     pub now_ms: i64,
@@ -240,7 +239,6 @@ struct GrowingSegment {
     begun: bool,
     /// Decode time of its first chunk.
     start: u64,
-    ticks: u64,
     chunks: usize,
     bytes: u64,
     /// The newest chunk closed it: the next starts another.
@@ -435,7 +433,7 @@ impl IngestSession {
 
     /// The body ended. A body that ended inside a box is an error (every whole chunk before
     /// it is queued already).
-    pub fn finish(&mut self, _now_ms: i64) -> Result<(), IngestError> {
+    pub fn finish(&mut self) -> Result<(), IngestError> {
         self.parser.finish()
     }
 
@@ -679,12 +677,13 @@ impl IngestSession {
     /// segment.
     ///
     /// A segment starts with a chunk that begins a GOP (video; any chunk for audio and text)
-    /// once the segment before is long enough — the channel's minimum fragment length, else a
-    /// GOP of at least a second for video and [`DEFAULT_ASSEMBLY_SECS`] for the rest — with
-    /// half the chunk's length as tolerance. A segment that never gets there (no sync sample,
-    /// samples of no duration) is cut at [`MAX_SEGMENT_CHUNKS`] chunks or the largest fragment
-    /// size. A chunk that alone fills a segment (an encoder that sends whole GOPs) closes it,
-    /// as does the audio chunk that fills one: readers then need not wait for the next.
+    /// where that chunk enters the next multiple of the segment length on the media timeline
+    /// (the channel's minimum fragment length, else a second for video — so a GOP of a second
+    /// or more — and [`DEFAULT_ASSEMBLY_SECS`] for the rest; see [`grid_cell`]). A segment
+    /// that never gets there (no sync sample, samples of no duration) is cut at
+    /// [`MAX_SEGMENT_CHUNKS`] chunks or the largest fragment size. A video chunk that is a
+    /// whole segment on its own (an encoder that sends whole GOPs) closes it, as does the
+    /// audio chunk that reaches the next multiple: readers then need not wait for the next.
     fn add(&mut self, fragment: Checked, now_ms: i64) -> Result<(), IngestError> {
         let k = match self
             .tracks
@@ -716,17 +715,15 @@ impl IngestSession {
                 ..GrowingSegment::default()
             };
         }
-        t.segment.ticks += fragment.duration;
         t.segment.chunks += 1;
         t.segment.bytes += size;
-        let end = fragment.start.saturating_add(fragment.duration);
-        let fills = grid_cell(end, target) > grid_cell(t.segment.start, target);
         t.segment.closed = if video {
-            // The next chunk starts the next segment only if it starts a GOP, which a chunk
-            // that alone fills a cell (a whole GOP per fragment) says.
-            starts && fragment.sync && fills && fragment.duration * 2 >= target
+            // The next video chunk starts a segment only if it starts a GOP: known ahead only
+            // of an encoder that sends a whole GOP per fragment.
+            starts && fragment.sync && fragment.duration >= target
         } else {
-            fills
+            let end = fragment.start.saturating_add(fragment.duration);
+            grid_cell(end, target) > grid_cell(t.segment.start, target)
         };
         let mut flags = 0;
         if fragment.sync {
@@ -751,7 +748,6 @@ impl IngestSession {
             bytes: RecordBytes {
                 fragments: vec![fragment.bytes],
             },
-            fragments: 1,
             retention: self.options.retention(t.timescale),
             timescale: t.timescale,
             now_ms,
@@ -765,7 +761,7 @@ impl IngestSession {
     /// [`DEFAULT_ASSEMBLY_SECS`] for the rest.
     fn assembly_ticks(&self, t: &TrackIngest) -> u64 {
         match self.options.minimum_fragment {
-            Some((n, d)) => (u128::from(n) * u128::from(t.timescale) / u128::from(d.max(1))) as u64,
+            Some(length) => length_ticks(length, t.timescale),
             None if t.kind == TrackKind::Video => u64::from(t.timescale),
             None => DEFAULT_ASSEMBLY_SECS * u64::from(t.timescale),
         }
@@ -845,13 +841,6 @@ impl IngestSession {
         });
         Ok(self.tracks.len() - 1)
     }
-}
-
-/// Which multiple of `target` `t` has reached (an eighth of `target` early counts: encoders'
-/// timestamps jitter around the line): segments start where a chunk's is higher than its
-/// segment's first chunk's.
-fn grid_cell(t: u64, target: u64) -> u64 {
-    t.saturating_add(target / 8) / target.max(1)
 }
 
 /// The tracks a Smooth encoder announces. Its SMIL leaves out `src` (the media is the stream
@@ -1121,7 +1110,7 @@ mod tests {
         for c in bytes.chunks(chunk) {
             s.push(c, 1_000).unwrap();
         }
-        s.finish(2_000).unwrap()
+        s.finish().unwrap()
     }
 
     #[test]
@@ -1165,7 +1154,7 @@ mod tests {
         for c in fixture("smooth.ismv").chunks(4093) {
             s.push(c, 1_000).unwrap();
         }
-        s.finish(2_000).unwrap();
+        s.finish().unwrap();
         let ops = s.take_ops();
         let kinds: Vec<&str> = ops
             .iter()
@@ -1284,7 +1273,7 @@ mod tests {
         }
         // Chunks were written before the body ended.
         assert!(pending_records >= 1);
-        s.finish(2_000).unwrap();
+        s.finish().unwrap();
         let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
         for (k, t) in manifest.tracks.iter().enumerate() {
             let (records, _) = read_records(&d.join(&t.src).join("records")).unwrap();
@@ -1337,7 +1326,7 @@ mod tests {
         push(&isml, "video.cmfv", &bytes[..first_moof], 100);
         let mut s = DirectIngest::open(&isml, "video.cmfv", true).unwrap();
         s.push(&bytes[first_moof..], 5).unwrap();
-        let summary = s.finish(3).unwrap();
+        let summary = s.finish().unwrap();
         assert!(summary.fragments > 0);
         let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
         assert_eq!(manifest.tracks[0].track_name(), Some("video"));
@@ -1349,7 +1338,7 @@ mod tests {
         let mut s = DirectIngest::open(&isml, "video.cmfv", true).unwrap();
         let mut junk = bytes[first_moof..first_moof + 400].to_vec();
         junk[20..40].fill(0xff);
-        assert!(s.push(&junk, 1 << 20).is_err() || s.finish(0).is_err());
+        assert!(s.push(&junk, 1 << 20).is_err() || s.finish().is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -1398,7 +1387,7 @@ mod tests {
     fn send(isml: &Path, bytes: &[u8], now_ms: i64) -> Result<IngestSummary, IngestError> {
         let mut s = DirectIngest::open(isml, "s1", true)?;
         s.push(bytes, now_ms)?;
-        s.finish(now_ms)
+        s.finish()
     }
 
     #[test]
@@ -1557,7 +1546,7 @@ mod tests {
                 );
             }
         }
-        s.finish(2_000).unwrap();
+        s.finish().unwrap();
         let files = tree(&archive_dir(&isml));
         std::fs::remove_dir_all(&d).unwrap();
         files
@@ -1612,7 +1601,7 @@ mod tests {
         for c in fixture("cmaf-video.cmfv").chunks(777) {
             s.push(c, 1_000).unwrap();
         }
-        s.finish(2_000).unwrap();
+        s.finish().unwrap();
         let ops = s.take_ops();
         let mut spooled_to = 0;
         let mut appended = 0;
@@ -1722,10 +1711,7 @@ mod tests {
         )
         .unwrap();
         s.push(&bytes[..(mdat + end) / 2], 1_000).unwrap();
-        assert!(matches!(
-            s.finish(2_000),
-            Err(IngestError::Truncated { .. })
-        ));
+        assert!(matches!(s.finish(), Err(IngestError::Truncated { .. })));
         let manifest = ServerManifest::parse(&std::fs::read(&isml).unwrap()).unwrap();
         assert!(manifest.tracks.is_empty());
         // What was spooled went with the spool file.

@@ -304,14 +304,13 @@ impl ArchiveStore {
             .ok_or_else(|| IngestError::Malformed(format!("track {dir_name} was never opened")))
     }
 
-    /// Offers a record to its track (flushed when taken; see [`super::timeline`] for how it
+    /// Offers a chunk's record to its track (flushed when taken; see [`super::timeline`] for how it
     /// is judged), writes the channel's anchor with the channel's first, and counts it.
     fn append(&mut self, op: AppendOp) -> Result<Applied, IngestError> {
         let AppendOp {
             dir_name,
             timing,
             mut bytes,
-            fragments,
             retention,
             timescale,
             now_ms,
@@ -345,9 +344,9 @@ impl ArchiveStore {
         let mut applied = Applied::default();
         match appended {
             Appended::Stored(record) => {
-                applied.fragments = fragments;
+                applied.fragments = 1;
                 applied.bytes = bytes.len();
-                count.fragments = fragments;
+                count.fragments = 1;
                 count.bytes = bytes.len();
                 if clock.anchor_ms.is_none() {
                     self.write_anchor(anchor_for(now_ms, record.end(), timescale))?;
@@ -355,8 +354,8 @@ impl ArchiveStore {
                 }
             }
             Appended::Duplicate => {
-                applied.duplicates = fragments;
-                count.duplicates = fragments;
+                applied.duplicates = 1;
+                count.duplicates = 1;
             }
         }
         self.writer(&dir_name)?.count(count)?;
@@ -520,8 +519,8 @@ impl DirectIngest {
     }
 
     /// The body ended: what waits is written; the summary of the request.
-    pub fn finish(&mut self, now_ms: i64) -> Result<IngestSummary, IngestError> {
-        let finished = self.session.finish(now_ms);
+    pub fn finish(&mut self) -> Result<IngestSummary, IngestError> {
+        let finished = self.session.finish();
         self.run()?;
         finished?;
         Ok(self.session.summary().clone())

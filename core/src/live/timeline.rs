@@ -195,6 +195,23 @@ pub fn judge(offered: Offered, held: Option<Held>, clock: Clock) -> Verdict {
     }
 }
 
+/// A length in seconds (a fraction `(numerator, denominator)`, as `*_minimum_fragment_length`
+/// is written) in ticks of `timescale`, at least one.
+pub fn length_ticks(length: (u64, u64), timescale: u32) -> u64 {
+    let (n, d) = length;
+    let ticks = u128::from(n) * u128::from(timescale) / u128::from(d.max(1));
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// The segment grid of the media timeline: which multiple of `unit` ticks `t` has reached (an
+/// eighth of `unit` early counts: encoders' timestamps jitter around the line). Ingest starts
+/// a segment where a chunk's cell is higher than its segment's first chunk's, and a channel
+/// that declares its segment length numbers segments by their first chunk's cell: one rule,
+/// so origins fed the same stream cut and number it alike.
+pub fn grid_cell(t: u64, unit: u64) -> u64 {
+    t.saturating_add(unit / 8) / unit.max(1)
+}
+
 /// Whether an appended chunk that asks to continue the newest segment may: it must follow the
 /// newest record on the same timeline (within the jitter [`judge`] allows), and that record
 /// must not have completed its segment. After a gap, a restart, an end of stream or a closed

@@ -10,7 +10,7 @@ use std::io;
 
 use super::archive::{Record, FLAG_SYNC};
 use super::channel::{ChannelSnapshot, TrackArchive};
-use super::timeline::{timeline_of, FLAG_TIMELINE_START};
+use super::timeline::{grid_cell, length_ticks, timeline_of, FLAG_TIMELINE_START};
 
 /// Tolerance at the window's start, so tracks whose fragments start a few milliseconds apart
 /// (audio priming) keep the fragment that covers the window's first instant.
@@ -167,12 +167,9 @@ pub struct WindowRequest {
 }
 
 /// The number of a segment starting at `start` (ticks of `timescale`) on the grid of
-/// `length` seconds (a fraction), from 1: the same rule ingest cuts segments by.
+/// `length` seconds, from 1 (see [`grid_cell`]).
 pub fn number_on_grid(start: u64, timescale: u32, length: (u64, u64)) -> u64 {
-    let (n, d) = length;
-    let unit = (u128::from(n) * u128::from(timescale) / u128::from(d.max(1))).max(1);
-    let start = u128::from(start) + unit / 8;
-    u64::try_from(start / unit).unwrap_or(u64::MAX - 1) + 1
+    grid_cell(start, length_ticks(length, timescale)).saturating_add(1)
 }
 
 /// How many of a track's records a window may show: those of complete segments, and those of
