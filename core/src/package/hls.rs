@@ -325,12 +325,10 @@ fn rendition_reports(x: &mut String, p: &Presentation, this: &Track, opts: &HlsO
     for t in p.tracks.iter().filter(|t| {
         !std::ptr::eq(*t, this) && matches!(t.kind, TrackKind::Audio | TrackKind::Video)
     }) {
-        let Ok(clock) = segment_clock(p, t, opts) else {
+        let Ok(Some(edge)) = live_edge(p, t, opts) else {
             continue;
         };
-        let Some((msn, part)) = clock.last_part() else {
-            continue;
-        };
+        let (msn, part) = (edge.last, edge.parts.saturating_sub(1));
         let _ = writeln!(
             x,
             "#EXT-X-RENDITION-REPORT:URI=\"{}.m3u8{}\",LAST-MSN={msn},LAST-PART={part}",
@@ -362,23 +360,22 @@ pub fn reload_state(
     part: Option<u64>,
 ) -> Result<Reload, PackageError> {
     let t = listed_track(p, v, HlsResource::Fmp4Playlist)?;
-    let clock = segment_clock(p, t, opts)?;
-    let limit_ms = clock.target * 3000;
-    let Some(ll) = clock.low_latency.as_ref().filter(|_| !clock.complete) else {
+    let Some(edge) = live_edge(p, t, opts)? else {
         return Ok(Reload::Ready);
     };
-    let last = clock.first_number + clock.durations.len() as u64 - 1;
-    // The newest whole segment, and the newest part.
-    let whole = if ll.growing {
+    let last = edge.last;
+    // The newest whole segment, and the newest part (of the newest segment).
+    let whole = if edge.growing {
         last.checked_sub(1)
     } else {
         Some(last)
     };
-    let (part_msn, part_no) = clock.last_part().unwrap_or((0, 0));
+    let newest_part = edge.parts.saturating_sub(1) as u64;
     let ready = match part {
         None => whole.is_some_and(|w| msn <= w),
-        Some(p) => msn < part_msn || (msn == part_msn && p <= part_no),
+        Some(p) => msn < last || (msn == last && p <= newest_part),
     };
+    let limit_ms = hold_limit_ms(edge.target);
     Ok(if ready {
         Reload::Ready
     } else if msn > last + 2 {
@@ -407,7 +404,7 @@ pub fn fmp4_part<'p>(
         .ok_or_else(missing)?;
     let table = segments(p, t, opts.target);
     let growing = track_growing(t, live);
-    let limit_ms = (segment_clock(p, t, opts)?.target * 3000).max(1000);
+    let limit_ms = hold_limit_ms(target_duration(t.index(), &table));
     let last = table.first_number() + table.len() as u64;
     let Some(k) = table.by_number(n) else {
         // The first part of the segment after the newest one (whole, or growing: its next
@@ -438,6 +435,66 @@ pub enum PartAt<'p> {
     Next {
         limit_ms: u64,
     },
+}
+
+/// How long a request for what a low-latency playlist does not hold yet is held: three target
+/// durations (RFC 8216bis §6.2.5.2).
+fn hold_limit_ms(target: u64) -> u64 {
+    target.max(1) * 3000
+}
+
+/// Seconds the samples `r` of `idx` last.
+fn range_secs(idx: &TrackIndex, r: &std::ops::Range<u32>) -> f64 {
+    let end = idx.sample_end(r.end.saturating_sub(1).max(r.start));
+    (end - idx.dts(r.start)) as f64 / f64::from(idx.timescale.max(1))
+}
+
+/// `EXT-X-TARGETDURATION` of segments lasting `durations` seconds: the longest, rounded, at
+/// least 1.
+fn target_of(durations: impl IntoIterator<Item = f64>) -> u64 {
+    durations.into_iter().fold(0.0, f64::max).round().max(1.0) as u64
+}
+
+/// [`target_of`] a track's segments.
+fn target_duration(idx: &TrackIndex, table: &crate::segment::SegmentTable) -> u64 {
+    target_of(
+        (0..table.len())
+            .filter_map(|k| table.samples(k))
+            .map(|r| range_secs(idx, &r)),
+    )
+}
+
+/// Where a low-latency live playlist of a track ends, as blocking reloads and rendition
+/// reports need it (without the playlist's per-segment work).
+struct LiveEdge {
+    /// Number of the newest segment (whole or growing).
+    last: u64,
+    /// How many parts it has.
+    parts: usize,
+    growing: bool,
+    target: u64,
+}
+
+/// The [`LiveEdge`] of `t`; `None` when its playlist is not a low-latency live one.
+fn live_edge(
+    p: &Presentation,
+    t: &Track,
+    opts: &HlsOptions,
+) -> Result<Option<LiveEdge>, PackageError> {
+    let Some(live) = p.live.as_deref().filter(|l| l.low_latency && !l.ended) else {
+        return Ok(None);
+    };
+    let table = segments(p, t, opts.target);
+    let Some(k) = table.len().checked_sub(1) else {
+        return Err(PackageError::EmptyTrack(t.id()));
+    };
+    let range = table.samples(k).unwrap_or(0..0);
+    Ok(Some(LiveEdge {
+        last: table.number(k),
+        parts: part_ranges(t, range, chunk_starts(live, t)).len(),
+        growing: track_growing(t, live),
+        target: target_duration(t.index(), &table),
+    }))
 }
 
 /// The chunk starts of `t` in a low-latency window.
@@ -845,20 +902,6 @@ struct LowLatency {
     next_starts_segment: bool,
 }
 
-impl Clock {
-    /// The number of the newest segment with a part, and that part's (from 0).
-    fn last_part(&self) -> Option<(u64, u64)> {
-        let ll = self.low_latency.as_ref()?;
-        let (k, parts) = ll
-            .parts
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, parts)| !parts.is_empty())?;
-        Some((self.first_number + k as u64, parts.len() as u64 - 1))
-    }
-}
-
 /// The segments of `t` as a playlist lists them.
 fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock, PackageError> {
     let idx = t.index();
@@ -868,18 +911,8 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
     }
     let ts = f64::from(idx.timescale.max(1));
     let ranges: Vec<_> = (0..table.len()).filter_map(|k| table.samples(k)).collect();
-    let durations: Vec<f64> = ranges
-        .iter()
-        .map(|r| {
-            (idx.sample_end(r.end.saturating_sub(1).max(r.start)) - idx.dts(r.start)) as f64 / ts
-        })
-        .collect();
-    let target = durations
-        .iter()
-        .cloned()
-        .fold(0.0, f64::max)
-        .round()
-        .max(1.0) as u64;
+    let durations: Vec<f64> = ranges.iter().map(|r| range_secs(idx, r)).collect();
+    let target = target_of(durations.iter().copied());
     let wall_clock_ms = match p.live.as_deref() {
         Some(live) => ranges
             .iter()
@@ -916,10 +949,7 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
                 let split = part_ranges(t, r.clone(), chunks);
                 let these: Vec<(f64, bool)> = split
                     .iter()
-                    .map(|r| {
-                        let end = idx.sample_end(r.end.saturating_sub(1).max(r.start));
-                        ((end - idx.dts(r.start)) as f64 / ts, idx.is_sync(r.start))
-                    })
+                    .map(|r| (range_secs(idx, r), idx.is_sync(r.start)))
                     .collect();
                 for (d, _) in &these {
                     part_target = part_target.max(*d);
