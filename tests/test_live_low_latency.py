@@ -9,6 +9,7 @@ import asyncio
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -105,6 +106,30 @@ def wait_for(f, timeout=15.0):
     raise AssertionError("timed out")
 
 
+class HeldReload:
+    """A blocking reload for the hinted part, asked in a thread of its own: `answer()` waits for
+    its response; `answered_at` is when it came (monotonic clock)."""
+
+    def __init__(self, url: str, text: str):
+        msn, part = hint_of(text)
+        self.msn, self.part = msn, part
+        self.response = None
+        self.answered_at = None
+        self.thread = threading.Thread(
+            target=self._get, args=(f"{url}?_HLS_msn={msn}&_HLS_part={part}",))
+        self.thread.start()
+
+    def _get(self, url):
+        r = requests.get(url, timeout=30)
+        self.answered_at = time.monotonic()
+        self.response = r
+
+    def answer(self) -> requests.Response:
+        self.thread.join(30)
+        assert self.response is not None, "no answer"
+        return self.response
+
+
 def hint_of(text: str) -> tuple[int, int]:
     """The (segment, part) of a playlist's preload hint."""
     m = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="[^"]*-(\d+)\.(\d+)\.m4s', text)
@@ -145,28 +170,19 @@ def test_chunks_are_parts_and_held_reloads_wake_in_another_nginx(make_nginx):
     text = wait_for(lambda: ok_text(url))
     waits = []
     for chunk in chunks[1:16]:
-        msn, part = hint_of(text)
-        answer: dict = {}
-
-        def reload(msn=msn, part=part):
-            r = requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=20)
-            answer["at"] = time.monotonic()
-            answer["r"] = r
-
-        held = threading.Thread(target=reload)
-        held.start()
+        held = HeldReload(url, text)
+        msn, part = held.msn, held.part
         time.sleep(0.3)
-        assert "r" not in answer, "answered before the part was ingested"
+        assert held.response is None, "answered before the part was ingested"
         sent = encoder.send(chunk)
-        held.join(20)
-        r = answer["r"]
+        r = held.answer()
         assert r.status_code == 200, r.text
         text = r.text
         # The hinted part, or (the chunk began a GOP, so the segment ended before it) the
         # first part of the next segment.
         landed = next(f"{m}.{p}" for m, p in ((msn, part), (msn + 1, 0))
                       if f"-{m}.{p}.m4s" in text)
-        waits.append(answer["at"] - sent)
+        waits.append(held.answered_at - sent)
         # The part itself is served at once, a CMAF fragment.
         uri = re.search(rf'URI="([^"]*-{re.escape(landed)}\.m4s)"', text).group(1)
         fragment = requests.get(url.rsplit("/", 1)[0] + "/" + uri, timeout=10)
@@ -250,16 +266,11 @@ def test_a_chunk_after_a_timestamp_gap(make_nginx):
     for c in chunks[1:6]:
         encoder.send(c)
     text = wait_for(lambda: (t := ok_text(url)) and "-2.1.m4s" in t and t)
-    msn, part = hint_of(text)
-    answer = {}
-    held = threading.Thread(target=lambda: answer.update(
-        r=requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=30)))
-    held.start()
+    held = HeldReload(url, text)
     time.sleep(0.3)
     # Chunk 6 never comes: 7 starts half a second after where 5 ended.
     encoder.send(chunks[7])
-    held.join(30)
-    assert answer["r"].status_code == 200, answer["r"].text
+    assert held.answer().status_code == 200, held.answer().text
     for c in chunks[8:13]:
         encoder.send(c)
     text = wait_for(lambda: (t := ok_text(url)) and "-3.1.m4s" in t and t)
@@ -275,6 +286,25 @@ def test_a_chunk_after_a_timestamp_gap(make_nginx):
     encoder.close()
     assert encoder.status == 200
     assert n.crashes() == []
+
+
+def test_a_worker_holds_at_most_origin_live_max_held(make_nginx):
+    init, chunks = chunked_cmaf()
+    n = make_nginx(workers=1)
+    ll_channel(n.root)
+    n.start(LIVE_LOCATION, http_extra="origin_live_max_held 2;")
+    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    url = media_playlist_url(n)
+    text = wait_for(lambda: ok_text(url))
+    held = [HeldReload(url, text) for _ in range(2)]
+    time.sleep(0.3)
+    msn, part = hint_of(text)
+    third = requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=5)
+    assert third.status_code == 503
+    assert "already holds 2 requests (origin_live_max_held)" in n.log_text(), n.log_text()[-2000:]
+    encoder.send(chunks[1])
+    assert [h.answer().status_code for h in held] == [200, 200]
+    encoder.close()
 
 
 def test_held_requests_end_by_the_deadline_when_the_encoder_stops(make_nginx):
@@ -304,20 +334,38 @@ def test_held_requests_end_by_the_deadline_when_the_encoder_stops(make_nginx):
     encoder.close()
 
 
+def test_a_channel_removed_and_made_again_while_requests_are_held(make_nginx):
+    """A held reload whose channel's archive is removed is answered at once (not at its
+    deadline); the channel pushed again is watched anew, so its held reloads wake."""
+    n, chunks, encoder, url, text = pushed_origin(make_nginx)
+    encoder.close()
+    held = HeldReload(url, text)
+    time.sleep(0.3)
+    started = time.monotonic()
+    shutil.rmtree(n.root / "live" / "ll.isml.archive")
+    assert held.answer().status_code == 404
+    assert time.monotonic() - started < 1.5
+    init, _ = chunked_cmaf()
+    again = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    text = wait_for(lambda: ok_text(url))
+    held = HeldReload(url, text)
+    time.sleep(0.3)
+    started = time.monotonic()
+    again.send(chunks[1])
+    assert held.answer().status_code == 200
+    assert time.monotonic() - started < 1.5
+    again.close()
+
+
 def test_a_reload_of_nginx_while_requests_are_held(make_nginx):
     n, chunks, encoder, url, text = pushed_origin(make_nginx)
-    msn, part = hint_of(text)
-    answer = {}
-    held = threading.Thread(target=lambda: answer.update(
-        r=requests.get(f"{url}?_HLS_msn={msn}&_HLS_part={part}", timeout=30)))
-    held.start()
+    held = HeldReload(url, text)
     time.sleep(0.5)
     os.kill(n.master_pid(), signal.SIGHUP)
     time.sleep(0.5)
     # The encoder's POST lives in the old worker; the held request is woken by its write.
     encoder.send(chunks[1])
-    held.join(30)
-    assert answer["r"].status_code == 200, answer["r"].text
+    assert held.answer().status_code == 200, held.answer().text
     encoder.close()
 
 

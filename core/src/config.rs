@@ -322,6 +322,18 @@ mod tests {
 /// The smallest and largest `origin_cache_size`.
 pub const CACHE_SIZE_RANGE: (usize, usize) = (1 << 20, 1 << 40);
 
+/// A count in `min..=max` written as plain decimal digits (`worker_connections` style).
+pub fn parse_count(value: &str, (min, max): (u64, u64)) -> Result<u64, ConfigError> {
+    let n = (!value.is_empty() && value.len() <= 12 && value.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| value.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| err("expected a number"))?;
+    if n < min || n > max {
+        return Err(ConfigError(format!("it must be {min} to {max}")));
+    }
+    Ok(n)
+}
+
 /// An nginx time in whole seconds (`30`, `30s`, `5m`, `1h`, `1d`), at most a year.
 pub fn parse_seconds(value: &str) -> Result<u64, ConfigError> {
     let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {

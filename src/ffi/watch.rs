@@ -18,9 +18,6 @@ use ngx::ffi::{ngx_connection_t, ngx_event_t, ngx_http_request_t, ngx_int_t};
 
 use super::OriginError;
 
-/// Most requests one worker holds at once; more are answered 503 at once.
-pub const MAX_HELD: usize = 10_000;
-
 /// What a held request continues with, on the event loop, once woken or at its deadline.
 pub type Resume = unsafe extern "C" fn(*mut ngx_http_request_t);
 
@@ -90,17 +87,21 @@ pub fn held_count() -> usize {
 
 /// Holds `r` until one of `dirs` has a `records` file written, or until `until_ms` (ms since
 /// the Unix epoch); then `resume` continues it. The caller returns `NGX_DONE`: the request's
-/// count is raised here, and `resume` finalizes it.
+/// count is raised here, and `resume` finalizes it. A worker that holds `max_held` requests
+/// already refuses with 503.
 pub fn hold(
     r: &mut ngx_http_request_t,
     dirs: &[PathBuf],
     until_ms: i64,
     resume: Resume,
+    max_held: usize,
 ) -> Result<(), OriginError> {
-    if held_count() >= MAX_HELD {
+    // A request held before (woken, not there yet) is one of them already.
+    let again = super::ctx::get::<Held>(r).is_some();
+    if !again && held_count() >= max_held {
         return Err(OriginError::LiveSegment {
             status: 503,
-            what: format!("this worker already holds {MAX_HELD} requests"),
+            what: format!("this worker already holds {max_held} requests (origin_live_max_held)"),
             token: "LL_TOO_MANY_HELD",
         });
     }
@@ -123,7 +124,12 @@ pub fn hold(
                 libc::inotify_add_watch(
                     w.fd,
                     path.as_ptr(),
-                    libc::IN_CLOSE_WRITE | libc::IN_MODIFY | libc::IN_MOVED_TO | libc::IN_CREATE,
+                    libc::IN_CLOSE_WRITE
+                        | libc::IN_MODIFY
+                        | libc::IN_MOVED_TO
+                        | libc::IN_CREATE
+                        | libc::IN_DELETE
+                        | libc::IN_DELETE_SELF,
                 )
             };
             if wd < 0 {
@@ -275,8 +281,8 @@ fn start_watcher() -> Result<Watcher, OriginError> {
     })
 }
 
-/// Directories changed: every request held on a track whose `records` file was written
-/// runs again.
+/// Directories changed: every request held on a track whose `records` file was written, or
+/// whose directory went away, runs again.
 unsafe extern "C" fn on_inotify(ev: *mut ngx_event_t) {
     // SAFETY: nginx calls the handler with the watcher connection's read event.
     let log = unsafe { (*ev).log };
@@ -285,6 +291,7 @@ unsafe extern "C" fn on_inotify(ev: *mut ngx_event_t) {
             return;
         };
         let mut changed: Vec<i32> = Vec::new();
+        let mut removed: Vec<i32> = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
             // SAFETY: reading into a local buffer of its length.
@@ -303,11 +310,27 @@ unsafe extern "C" fn on_inotify(ev: *mut ngx_event_t) {
                 let name_len = event.len as usize;
                 let name = &buf[at + header..(at + header + name_len).min(n as usize)];
                 let name = name.split(|&b| b == 0).next().unwrap_or(&[]);
-                if name == b"records" && !changed.contains(&event.wd) {
+                let records = name == b"records";
+                // The track removed (a channel deleted; its `records` goes first, and the
+                // directory's own removal may wait for a descriptor someone holds): its watch
+                // is over, and a directory made again under that name is watched anew.
+                let gone = event.mask & (libc::IN_IGNORED | libc::IN_DELETE_SELF) != 0
+                    || (records && event.mask & libc::IN_DELETE != 0);
+                if (records || gone) && !changed.contains(&event.wd) {
                     changed.push(event.wd);
+                }
+                if gone {
+                    removed.push(event.wd);
                 }
                 at += header + name_len;
             }
+        }
+        if !removed.is_empty() {
+            WATCHER.with(|w| {
+                if let Some(w) = w.borrow_mut().as_mut() {
+                    w.watches.retain(|_, wd| !removed.contains(wd));
+                }
+            });
         }
         if changed.is_empty() {
             return;

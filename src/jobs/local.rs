@@ -76,7 +76,8 @@ pub fn serve(
                 }
             }
             Step::Need(Need::Wait(wait)) => {
-                crate::ffi::watch::hold(r, &wait.watch, wait.until_ms, resume)?;
+                let max_held = crate::settings::conf::ingest_settings(r).max_held();
+                crate::ffi::watch::hold(r, &wait.watch, wait.until_ms, resume, max_held)?;
                 return Ok(ngx::ffi::NGX_DONE as ngx_int_t);
             }
             // A local file is supplied whole with its identity; a read it does not cover means

@@ -86,7 +86,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 28] = [
+pub static mut COMMANDS: [ngx_command_t; 29] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -123,6 +123,7 @@ pub static mut COMMANDS: [ngx_command_t; 28] = [
     main_value(ngx_string!("origin_ingest_memory"), set_ingest),
     main_value(ngx_string!("origin_ingest_max_fragment"), set_ingest),
     main_value(ngx_string!("origin_ingest_fragment_timeout"), set_ingest),
+    main_value(ngx_string!("origin_live_max_held"), set_ingest),
     ngx_command_t::empty(),
 ];
 

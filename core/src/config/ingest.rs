@@ -1,19 +1,27 @@
-//! The `http`-level directives that bound what live ingest may hold (docs/COMPAT.md §5):
-//! `origin_ingest_memory` (each worker's budget for unfinished fragments),
-//! `origin_ingest_max_fragment` (the largest fragment) and `origin_ingest_fragment_timeout`
-//! (how long a box or fragment may take to arrive whole). Unset values take their defaults in
-//! [`IngestSettings::limits`] and [`IngestSettings::memory_budget`] only.
+//! The `http`-level directives that bound what a live channel's requests may hold in a worker
+//! (docs/COMPAT.md §5): `origin_ingest_memory` (each worker's budget for unfinished
+//! fragments), `origin_ingest_max_fragment` (the largest fragment),
+//! `origin_ingest_fragment_timeout` (how long a box or fragment may take to arrive whole) and
+//! `origin_live_max_held` (how many low-latency requests a worker holds while they wait for a
+//! chunk). Unset values take their defaults in [`IngestSettings::limits`],
+//! [`IngestSettings::memory_budget`] and [`IngestSettings::max_held`] only.
 
-use super::{parse_seconds, parse_size, ConfigError};
+use super::{parse_count, parse_seconds, parse_size, ConfigError};
 use crate::live::budget::DEFAULT_INGEST_MEMORY;
 use crate::live::session::IngestLimits;
 
 /// The directives' names.
-pub const INGEST_DIRECTIVES: [&str; 3] = [
+pub const INGEST_DIRECTIVES: [&str; 4] = [
     "origin_ingest_memory",
     "origin_ingest_max_fragment",
     "origin_ingest_fragment_timeout",
+    "origin_live_max_held",
 ];
+
+/// Default `origin_live_max_held`.
+pub const DEFAULT_MAX_HELD: u64 = 10_000;
+/// Smallest and largest `origin_live_max_held`.
+const MAX_HELD_RANGE: (u64, u64) = (1, 1_000_000);
 
 /// Smallest and largest `origin_ingest_memory`.
 const MEMORY_RANGE: (u64, u64) = (1 << 20, 1 << 40);
@@ -26,6 +34,7 @@ pub struct IngestSettings {
     pub memory: Option<u64>,
     pub max_fragment: Option<u64>,
     pub fragment_timeout_secs: Option<u64>,
+    pub max_held: Option<u64>,
 }
 
 impl IngestSettings {
@@ -41,6 +50,7 @@ impl IngestSettings {
             "origin_ingest_fragment_timeout" => {
                 (&mut self.fragment_timeout_secs, parse_seconds(value))
             }
+            "origin_live_max_held" => (&mut self.max_held, parse_count(value, MAX_HELD_RANGE)),
             _ => return Err(format!("unknown directive \"{name}\"")),
         };
         if slot.is_some() {
@@ -65,6 +75,11 @@ impl IngestSettings {
     /// Bytes of unfinished fragments each worker holds at most.
     pub fn memory_budget(&self) -> u64 {
         self.memory.unwrap_or(DEFAULT_INGEST_MEMORY)
+    }
+
+    /// Low-latency requests each worker holds at most; past it, 503.
+    pub fn max_held(&self) -> usize {
+        self.max_held.unwrap_or(DEFAULT_MAX_HELD) as usize
     }
 }
 
@@ -98,5 +113,10 @@ mod tests {
         // 0: no timeout.
         s.set("origin_ingest_fragment_timeout", "0").unwrap();
         assert_eq!(s.limits().box_timeout_ms, 0);
+        assert_eq!(s.max_held(), 10_000);
+        assert!(s.set("origin_live_max_held", "0").is_err());
+        assert!(s.set("origin_live_max_held", "2k").is_err());
+        s.set("origin_live_max_held", "2").unwrap();
+        assert_eq!(s.max_held(), 2);
     }
 }

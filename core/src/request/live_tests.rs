@@ -23,17 +23,27 @@ struct Channel {
 
 impl Channel {
     fn new(name: &str) -> Channel {
+        Channel::pushed(name, None, &[INGESTED_MS])
+    }
+
+    /// A channel with `isml` as its server manifest (made by the first push when `None`),
+    /// the fixture pushed once at each of `times` (a restarted encoder starts at 0 again).
+    fn pushed(name: &str, isml: Option<&[u8]>, times: &[i64]) -> Channel {
         let dir = std::env::temp_dir().join(format!("origin-live-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        if let Some(isml) = isml {
+            std::fs::write(dir.join("ch.isml"), isml).unwrap();
+        }
         let bytes = std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"),
         )
         .unwrap();
         let mfra = bytes.windows(4).rposition(|w| w == b"mfra").unwrap() - 4;
-        let mut s = DirectIngest::open(&dir.join("ch.isml"), "s1", true).unwrap();
-        s.push(&bytes[..mfra], INGESTED_MS).unwrap();
-        drop(s);
+        for &at in times {
+            let mut s = DirectIngest::open(&dir.join("ch.isml"), "s1", true).unwrap();
+            s.push(&bytes[..mfra], at).unwrap();
+        }
         Channel { dir }
     }
 
@@ -58,13 +68,24 @@ struct Drive {
 
 /// Drives `url` on the channel; `refuse` says which files the driver cannot open.
 fn drive(channel: &Channel, url: &str, refuse: impl Fn(&str) -> bool) -> Drive {
+    drive_held_until(channel, url, refuse, None)
+}
+
+/// [`drive`] for a request held before, until `wait_until`.
+fn drive_held_until(
+    channel: &Channel,
+    url: &str,
+    refuse: impl Fn(&str) -> bool,
+    wait_until: Option<i64>,
+) -> Drive {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let route = Route::parse(path.as_bytes(), query.as_bytes(), RouteOptions::default()).unwrap();
     let snapshot = ChannelReader::new()
         .snapshot(Path::new(&channel.isml()), NOW_MS)
         .unwrap();
-    let mut req =
-        Request::new(route, channel.isml(), query).with_live(Arc::new(snapshot), NOW_MS, false);
+    let mut req = Request::new(route, channel.isml(), query)
+        .with_live(Arc::new(snapshot), NOW_MS, false)
+        .with_wait_until(wait_until);
     let mut caches = Caches::default();
     let mut opened = Vec::new();
     let mut held = None;
@@ -188,28 +209,20 @@ fn a_data_file_the_driver_cannot_open_ends_the_request_with_its_error() {
 
 #[test]
 fn hls_marks_an_encoder_restart_and_counts_the_breaks_that_slid_out() {
-    let dir = std::env::temp_dir().join(format!("origin-live-restarts-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let isml = dir.join("ch.isml");
-    std::fs::write(
-        &isml,
-        br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+    // The encoder starts, then crashes and starts again at 0 twice, a minute apart each.
+    let channel = Channel::pushed(
+        "restarts",
+        Some(
+            br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
         <meta name="archiving" content="true"/>
         <meta name="restart_on_encoder_reconnect" content="true"/></head><body/></smil>"#,
-    )
-    .unwrap();
-    let bytes =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"))
-            .unwrap();
-    let mfra = bytes.windows(4).rposition(|w| w == b"mfra").unwrap() - 4;
-    // The encoder starts, then crashes and starts again at 0 twice, a minute apart each.
-    for k in 0..3 {
-        let mut s = DirectIngest::open(&isml, "s1", true).unwrap();
-        s.push(&bytes[..mfra], INGESTED_MS - 180_000 + k * 60_000)
-            .unwrap();
-    }
-    let channel = Channel { dir };
+        ),
+        &[
+            INGESTED_MS - 180_000,
+            INGESTED_MS - 120_000,
+            INGESTED_MS - 60_000,
+        ],
+    );
     let master = drive(&channel, "/ch.isml/.m3u8", |_| false).result.unwrap();
     let Body::Text(master) = &master.body else {
         panic!("not a playlist")
@@ -269,26 +282,17 @@ fn text_of(answer: Answer) -> String {
 
 #[test]
 fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloads() {
-    let dir = std::env::temp_dir().join(format!("origin-live-ll-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     // Segments of 4 s from the fixture's 2-second fragments: each fragment is a chunk, and
     // the fixture's two make one segment that is still growing (no stream end).
-    std::fs::write(
-        dir.join("ch.isml"),
-        br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+    let channel = Channel::pushed(
+        "ll",
+        Some(
+            br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
         <meta name="low_latency" content="true"/>
         <meta name="iss_minimum_fragment_length" content="4"/></head><body/></smil>"#,
-    )
-    .unwrap();
-    let bytes =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv"))
-            .unwrap();
-    let mfra = bytes.windows(4).rposition(|w| w == b"mfra").unwrap() - 4;
-    let mut s = DirectIngest::open(&dir.join("ch.isml"), "s1", true).unwrap();
-    s.push(&bytes[..mfra], INGESTED_MS).unwrap();
-    drop(s);
-    let channel = Channel { dir };
+        ),
+        &[INGESTED_MS],
+    );
     let master = text_of(
         drive(&channel, "/ch.isml/.m3u8?hls_fmp4", |_| false)
             .result
@@ -313,7 +317,6 @@ fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloa
         "{text}"
     );
     // The growing segment 1: two parts, the first independent, no EXTINF yet.
-    let uri = uri.split('?').next().unwrap().to_string();
     let stem = uri.trim_start_matches("hls/").trim_end_matches(".m3u8");
     assert!(
         text.contains(&format!(
@@ -359,38 +362,16 @@ fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloa
             .is_none()
     );
     // Past its deadline, a held request is answered 503.
-    let (path, query) = (format!("/ch.isml/{uri}"), "_HLS_msn=1&_HLS_part=2");
-    let route = Route::parse(path.as_bytes(), query.as_bytes(), RouteOptions::default()).unwrap();
-    let snapshot = ChannelReader::new()
-        .snapshot(Path::new(&channel.isml()), NOW_MS)
-        .unwrap();
-    let mut req = Request::new(route, channel.isml(), query)
-        .with_live(Arc::new(snapshot), NOW_MS, false)
-        .with_wait_until(Some(NOW_MS));
-    let mut caches = Caches::default();
-    let status = loop {
-        match req.step(&mut caches) {
-            Err(e) => break e.status(),
-            Ok(Step::Done(_)) => break 200,
-            Ok(Step::Need(Need::Open(paths))) => {
-                for path in paths {
-                    let source: SharedSource =
-                        Arc::new(MmapSource::open(Path::new(&path)).unwrap());
-                    req.supply_open(
-                        &path,
-                        Ok(Opened {
-                            identity: source.identity().clone(),
-                            size: source.len(),
-                            modified: 1,
-                            reader: Some(source),
-                        }),
-                    );
-                }
-            }
-            Ok(Step::Need(other)) => panic!("{other:?}"),
-        }
+    let expired = drive_held_until(
+        &channel,
+        &format!("/ch.isml/{uri}?_HLS_msn=1&_HLS_part=2"),
+        |_| false,
+        Some(NOW_MS),
+    );
+    let Err(expired) = expired.result else {
+        panic!("answered")
     };
-    assert_eq!(status, 503);
+    assert_eq!(expired.status(), 503);
     // Child URLs do not repeat the delivery directives.
     let text = text_of(playlist("?_HLS_msn=1&_HLS_part=0").result.unwrap());
     assert!(!text.contains("_HLS_"), "{text}");
