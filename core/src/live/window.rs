@@ -377,7 +377,7 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::archive::{read_records, FLAG_END};
+    use crate::live::archive::{read_records, FLAG_END, FLAG_SYNC};
     use crate::live::channel::ChannelReader;
     use crate::live::records::TrackRecords;
     use crate::live::store::DirectIngest;
@@ -612,6 +612,38 @@ mod tests {
         let w = window(&snap, asked).unwrap();
         assert_eq!(w.info.cuts[0].starts, vec![0]);
         assert_eq!(w.tracks[0].1.len(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_stream_s_chunks_before_its_first_key_frame_are_not_shown() {
+        // An origin that joined mid-GOP: its first chunk starts a segment without a key frame.
+        let (d, isml) = channel_with("joined", |ts| {
+            (0..6u64)
+                .map(|k| Record {
+                    start: k * ts,
+                    duration: ts,
+                    vpos: 4096 + k * 100,
+                    file_no: 1,
+                    file_offset: k * 100,
+                    size: 100,
+                    ingest_ms: 1_000_000,
+                    flags: if k == 0 { 0 } else { FLAG_SYNC },
+                    seq: k,
+                })
+                .collect()
+        });
+        let snap = ChannelReader::new().snapshot(&isml, 2_000_000).unwrap();
+        let asked = WindowRequest {
+            dvr_window_secs: 30,
+            now_ms: 1_010_000,
+            growing: true,
+            ..WindowRequest::default()
+        };
+        let w = window(&snap, asked).unwrap();
+        let ts = u64::from(snap.tracks[0].timescale);
+        assert_eq!(w.info.cuts[0].starts[0], ts);
+        assert_eq!(w.info.cuts[0].first_number, 2);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
