@@ -49,6 +49,10 @@ pub struct FragmentOptions {
     /// Added to every composition offset: applies an edit list inside the fragment (CMAF
     /// writes negative offsets in a version 1 `trun` rather than an edit list).
     pub composition_shift: i32,
+    /// Write a `prft` box between the `styp` and the `moof` (ISO/IEC 14496-12 §8.16.5): the
+    /// wall-clock time, NTP format, that the fragment's first decode time maps to (LL-DASH's
+    /// `ProducerReferenceTime`, in band).
+    pub producer_ntp_time: Option<u64>,
 }
 
 impl Default for FragmentOptions {
@@ -64,6 +68,7 @@ impl Default for FragmentOptions {
             lookahead_count: 0,
             time_offset: 0,
             composition_shift: 0,
+            producer_ntp_time: None,
         }
     }
 }
@@ -111,6 +116,21 @@ fn sample_flags(s: &Sample) -> u32 {
     } else {
         NON_SYNC_FLAGS
     }
+}
+
+/// Bytes of a version 1 `prft` box.
+const PRFT_SIZE: usize = 8 + 4 + 4 + 8 + 8;
+
+/// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+/// A wall-clock time (ms since the Unix epoch) as a 64-bit NTP timestamp: seconds since 1900,
+/// then the fraction of a second in 1/2^32.
+pub fn ntp_timestamp(unix_ms: i64) -> u64 {
+    let ms = unix_ms.max(0) as u64;
+    let secs = ms / 1000 + NTP_UNIX_OFFSET_SECS;
+    let fraction = ((ms % 1000) << 32) / 1000;
+    secs << 32 | fraction
 }
 
 /// Plans the fragment of `track`'s samples `range`.
@@ -201,6 +221,11 @@ pub fn plan_fragment(
         0
     };
     let styp_size = if opts.styp { 8 + 4 + 4 + 4 * 3 } else { 0 };
+    let prft_size = if opts.producer_ntp_time.is_some() {
+        PRFT_SIZE
+    } else {
+        0
+    };
     let mfhd_size = 16;
     let tfhd_size =
         16 + if constant_duration { 4 } else { 0 } + if use_first_flags { 4 } else { 0 };
@@ -219,7 +244,7 @@ pub fn plan_fragment(
     let trun_size = 20 + if use_first_flags { 4 } else { 0 } + per_sample * samples.len();
     let traf_size = 8 + tfhd_size + tfdt_size + trun_size + tfxd_size + tfrf_size;
     let moof_size = 8 + mfhd_size + traf_size;
-    let header_len = styp_size + moof_size + 8;
+    let header_len = styp_size + prft_size + moof_size + 8;
 
     let mut h = Vec::with_capacity(header_len);
     let put32 = |h: &mut Vec<u8>, v: u32| h.extend_from_slice(&v.to_be_bytes());
@@ -234,6 +259,15 @@ pub fn plan_fragment(
         h.extend_from_slice(b"msdh");
         h.extend_from_slice(b"msix");
         h.extend_from_slice(b"cmfs");
+    }
+    if let Some(ntp) = opts.producer_ntp_time {
+        put_box(&mut h, PRFT_SIZE, b"prft");
+        // Version 1 (64-bit media time); flags 0: the time the media reached the encoder, as
+        // the origin's anchor maps it (for an encoder that timestamps in UTC, its own clock).
+        put32(&mut h, 1 << 24);
+        put32(&mut h, opts.track_id);
+        h.extend_from_slice(&ntp.to_be_bytes());
+        h.extend_from_slice(&start_time.to_be_bytes());
     }
     put_box(&mut h, moof_size, b"moof");
     put_box(&mut h, mfhd_size, b"mfhd");

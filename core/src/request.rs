@@ -197,6 +197,11 @@ pub enum Body {
         source: SharedSource,
         path: String,
     },
+    /// Part of an answer that grows while it is sent (an LL-DASH segment being produced,
+    /// sent with chunked transfer): the bytes after those sent before (none the first time;
+    /// see [`Request::with_streamed`]), then, with `next`, the request waits as
+    /// [`Need::Wait`] says and runs again with what it sent; without, the answer is complete.
+    Growing { bytes: Vec<u8>, next: Option<Wait> },
     /// A segment repackaged from samples (MPEG-TS, packed audio): every payload byte is
     /// rewritten, so the driver writes it in pieces with
     /// [`RepackagedPieces`](crate::body::RepackagedPieces). `sources` are indexed by
@@ -267,6 +272,8 @@ pub struct Request {
     overrides: Vec<Meta>,
     /// A held request's deadline (see [`Need::Wait`]).
     wait_until: Option<i64>,
+    /// Bytes of a growing answer sent before (see [`Body::Growing`]).
+    streamed: Option<u64>,
 }
 
 impl Request {
@@ -295,6 +302,7 @@ impl Request {
             live_window: None,
             overrides: Vec::new(),
             wait_until: None,
+            streamed: None,
         }
     }
 
@@ -302,6 +310,13 @@ impl Request {
     /// it waits for is answered as not there (503) rather than waited for again.
     pub fn with_wait_until(mut self, until_ms: Option<i64>) -> Request {
         self.wait_until = until_ms;
+        self
+    }
+
+    /// The request's answer grows (see [`Body::Growing`]) and its first `bytes` were sent:
+    /// it goes on from there.
+    pub fn with_streamed(mut self, bytes: Option<u64>) -> Request {
+        self.streamed = bytes;
         self
     }
 

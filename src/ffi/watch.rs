@@ -33,6 +33,8 @@ pub struct Held {
     listed: bool,
     /// The deadline the core set when it first asked to hold the request.
     until_ms: i64,
+    /// Bytes of a growing answer sent so far (see `respond::growing`).
+    streamed: Option<u64>,
 }
 
 impl Drop for Held {
@@ -80,6 +82,26 @@ pub fn deadline(r: &ngx_http_request_t) -> Option<i64> {
     super::ctx::get::<Held>(r).map(|h| unsafe { (*h).until_ms })
 }
 
+/// Bytes of a growing answer `r` sent before it was held again.
+pub fn streamed(r: &ngx_http_request_t) -> Option<u64> {
+    // SAFETY: the pool owns the Held while the request lives.
+    super::ctx::get::<Held>(r).and_then(|h| unsafe { (*h).streamed })
+}
+
+/// `r`, just held (see [`hold`]), sent `bytes` more of its growing answer.
+pub fn add_streamed(r: &ngx_http_request_t, bytes: u64) {
+    if let Some(h) = super::ctx::get::<Held>(r) {
+        // SAFETY: the pool owns the Held while the request lives; nothing else borrows it.
+        let h = unsafe { &mut *h };
+        h.streamed = Some(h.streamed.unwrap_or(0) + bytes);
+    }
+}
+
+/// Whether `r` may be held: it was before, or the worker holds fewer than `max_held`.
+pub fn has_room(r: &ngx_http_request_t, max_held: usize) -> bool {
+    super::ctx::get::<Held>(r).is_some() || held_count() < max_held
+}
+
 /// How many requests this worker holds.
 pub fn held_count() -> usize {
     WATCHER.with(|w| w.borrow().as_ref().map_or(0, |w| w.held.len()))
@@ -97,8 +119,7 @@ pub fn hold(
     max_held: usize,
 ) -> Result<(), OriginError> {
     // A request held before (woken, not there yet) is one of them already.
-    let again = super::ctx::get::<Held>(r).is_some();
-    if !again && held_count() >= max_held {
+    if !has_room(r, max_held) {
         return Err(OriginError::LiveSegment {
             status: 503,
             what: format!("this worker already holds {max_held} requests (origin_live_max_held)"),
@@ -157,6 +178,7 @@ pub fn hold(
                     // SAFETY: an all-zero event is an idle one (nginx zeroes its events so).
                     timer: unsafe { std::mem::zeroed() },
                     listed: false,
+                    streamed: None,
                 },
             )?;
             // A request nginx terminates (the client went away) leaves the wait at once, not

@@ -6,7 +6,7 @@
 
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
 use origin_core::config::location::LocationSettings;
-use origin_core::request::{Need, Request, Step};
+use origin_core::request::{Body, Need, Request, Step};
 use origin_core::url::Route;
 
 use crate::ffi::OriginError;
@@ -55,6 +55,7 @@ pub fn serve(
         Request::new(route, file, &query)
             .with_live(channel, now, dynamic)
             .with_wait_until(wait_until)
+            .with_streamed(crate::ffi::watch::streamed(r))
     } else {
         Request::new(route, file, &query)
     }
@@ -64,6 +65,10 @@ pub fn serve(
     let mut files = Files::of(r, disable_mmap);
     loop {
         match crate::settings::caches::with(|c| request.step(c))? {
+            Step::Done(answer) if matches!(answer.body, Body::Growing { .. }) => {
+                let max_held = crate::settings::conf::ingest_settings(r).max_held();
+                return crate::respond::growing::send(r, answer, resume, max_held);
+            }
             Step::Done(answer) => return send(r, answer),
             Step::Need(Need::Open(paths)) => {
                 for path in paths {

@@ -2,7 +2,7 @@
 //! the kind of body it is.
 
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
-use origin_core::request::{Answer, Body};
+use origin_core::request::{Answer, Body, Expiry};
 
 use super::send::{send_bytes, send_fragment, send_owned_bytes, Fragment};
 use crate::ffi::OriginError;
@@ -17,16 +17,7 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
         expiry,
         media: _,
     } = answer;
-    if let Some(expiry) = expiry {
-        crate::respond::headers::add_header(
-            r,
-            "Cache-Control",
-            &format!("max-age={}", expiry.max_age_secs),
-        )?;
-        if let Some(sunset) = expiry.sunset {
-            crate::respond::headers::add_header(r, "Sunset", &crate::ffi::time::http_date(sunset))?;
-        }
-    }
+    expiry_headers(r, expiry)?;
     match body {
         Body::Text(generated) => {
             send_bytes(r, generated.text.as_bytes(), content_type, modified, &etag)
@@ -43,6 +34,10 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
                 tag: etag,
             },
         ),
+        // A growing answer waits between its pieces: its driver sends it (`growing::send`).
+        Body::Growing { .. } => Err(OriginError::Internal(
+            "a growing answer where a request cannot wait",
+        )),
         Body::Repackaged {
             tracks,
             sources,
@@ -54,4 +49,22 @@ pub fn send(r: &mut ngx_http_request_t, answer: Answer) -> Result<ngx_int_t, Ori
             crate::respond::stream::send(r, body, total, content_type, modified, &etag)
         }
     }
+}
+
+/// `Cache-Control` and `Sunset` of a live answer.
+pub fn expiry_headers(
+    r: &mut ngx_http_request_t,
+    expiry: Option<Expiry>,
+) -> Result<(), OriginError> {
+    if let Some(expiry) = expiry {
+        crate::respond::headers::add_header(
+            r,
+            "Cache-Control",
+            &format!("max-age={}", expiry.max_age_secs),
+        )?;
+        if let Some(sunset) = expiry.sunset {
+            crate::respond::headers::add_header(r, "Sunset", &crate::ffi::time::http_date(sunset))?;
+        }
+    }
+    Ok(())
 }

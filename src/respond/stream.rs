@@ -241,7 +241,7 @@ unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
 }
 
 /// Waits for the socket to take more, within `send_timeout`, as nginx's own writer does.
-fn arm_write_event(r: &mut ngx_http_request_t) -> Result<(), OriginError> {
+pub(super) fn arm_write_event(r: &mut ngx_http_request_t) -> Result<(), OriginError> {
     let clcf = crate::settings::conf::core_loc_conf(r)
         .ok_or(OriginError::Internal("no core location configuration"))?;
     // SAFETY: the request's connection and its write event are valid while the request is.

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::chunks::{self, chunk_starts, longest_chunk_secs, part_ranges, track_growing};
 use super::{frame_rate, iso8601_duration, segments, PackageError};
 use crate::fragment::{plan_fragment, FragmentOptions, FragmentPlan};
 use crate::index::TrackKind;
@@ -110,12 +111,57 @@ type TimelineEntry = (u64, u64, u32);
 fn segment_spans(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<(u64, u64)> {
     let idx = t.index();
     let table = segments(p, t, target);
-    (0..table.len())
+    let mut spans: Vec<(u64, u64)> = (0..table.len())
         .map_while(|k| table.samples(k))
         // A segment lasts as long as its samples: a gap after it (an encoder restart, lost
         // fragments) is left as a gap, the next entry says where media resumes.
         .map(|r| (idx.dts(r.start), idx.span(r)))
-        .collect()
+        .collect();
+    // A low-latency window lists the segment being produced with the length it will most
+    // likely have (the one before it's, or the target), so that players ask for it as soon
+    // as its first chunk is available (`availabilityTimeOffset`) and read it as it grows.
+    if let Some(live) = p.live.as_deref().filter(|l| l.low_latency) {
+        if track_growing(t, live) {
+            let n = spans.len();
+            let expected = match n {
+                0 => 0,
+                1 => target.ticks(idx.timescale),
+                _ => spans[n - 2].1,
+            };
+            if let Some(last) = spans.last_mut() {
+                last.1 = last.1.max(expected);
+            }
+        }
+    }
+    spans
+}
+
+/// What a low-latency live MPD announces: how long its chunks are and the latency players
+/// should keep.
+#[derive(Debug, Clone, Copy)]
+struct LowLatency {
+    /// The longest chunk of the newest segments, seconds (at least 1 ms).
+    chunk_secs: f64,
+    /// `Latency@target`: `mpd_suggested_presentation_delay`, else three chunks (as LL-HLS's
+    /// `PART-HOLD-BACK`), at least a second.
+    target_latency_secs: f64,
+}
+
+/// A low-latency live presentation's [`LowLatency`]; `None` for every other one.
+fn low_latency_of(p: &Presentation, opts: &DashOptions) -> Option<LowLatency> {
+    let live = p.live.as_deref().filter(|l| l.low_latency && !l.ended)?;
+    let chunk_secs = adaptation_sets(p)
+        .iter()
+        .flatten()
+        .map(|t| longest_chunk_secs(t, &segments(p, t, opts.target), live, 4))
+        .fold(0.001, f64::max);
+    let chunk_secs = (chunk_secs * 1000.0).ceil() / 1000.0;
+    Some(LowLatency {
+        chunk_secs,
+        target_latency_secs: opts
+            .presentation_delay
+            .unwrap_or((3.0 * chunk_secs).max(1.0)),
+    })
 }
 
 /// `<SegmentTimeline>` entries of segments, run-length coded.
@@ -233,19 +279,29 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         Some(&(from, to)) if periods.len() > 1 => starts[starts.len() - 1] + (to - from).max(0.0),
         _ => p.duration_secs(),
     };
+    let low_latency = low_latency_of(p, opts);
     let kind = match p.live.as_deref() {
         Some(live) if !live.ended => {
             let target = opts.target.as_secs_f64();
             let dvr = live.dvr_window_secs as f64;
+            // A low-latency MPD is read again every chunk: it lists the segment being produced,
+            // and the next one only once that one started.
+            let (update, delay) = match low_latency {
+                Some(ll) => (ll.chunk_secs, ll.target_latency_secs),
+                None => (
+                    target,
+                    opts.presentation_delay.unwrap_or((3.0 * target).min(dvr)),
+                ),
+            };
             format!(
                 "type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
                  minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" \
                  suggestedPresentationDelay=\"{}\"",
                 iso8601_utc(live.anchor_ms),
                 iso8601_utc(live.updated_ms),
-                iso8601_duration(target),
+                iso8601_duration(update),
                 iso8601_duration(dvr),
-                iso8601_duration(opts.presentation_delay.unwrap_or((3.0 * target).min(dvr)))
+                iso8601_duration(delay)
             )
         }
         _ => format!(
@@ -267,6 +323,19 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         },
         opts.min_buffer_time.unwrap_or(10.0)
     );
+    if let Some(ll) = low_latency {
+        // DASH-IF low-latency service description: the latency to keep (from the producer
+        // reference time every adaptation set carries) and how much playback may speed up or
+        // slow down to keep it.
+        let ms = |secs: f64| (secs * 1000.0).round() as u64;
+        let _ = write!(
+            x,
+            "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"0\" target=\"{}\" min=\"{}\" max=\"{}\"/>\n    <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>\n",
+            ms(ll.target_latency_secs),
+            ms(ll.chunk_secs.min(ll.target_latency_secs)),
+            ms(2.0 * ll.target_latency_secs + opts.target.as_secs_f64()),
+        );
+    }
     for (k, period) in periods.iter().enumerate() {
         let _ = write!(
             x,
@@ -289,7 +358,17 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         } else {
             TimeOffset::None
         };
-        write_period(&mut x, p, opts, &name, &sets, &spans, period, offset);
+        write_period(
+            &mut x,
+            p,
+            opts,
+            &name,
+            &sets,
+            &spans,
+            period,
+            offset,
+            low_latency,
+        );
         x.push_str("  </Period>\n");
     }
     if let Some(live) = p.live.as_deref().filter(|l| !l.ended) {
@@ -315,6 +394,7 @@ fn write_period(
     spans: &[Vec<Vec<(u64, u64)>>],
     period: &Period,
     offset: TimeOffset,
+    low_latency: Option<LowLatency>,
 ) {
     for (set_id, set) in sets.iter().enumerate() {
         let first = set[0];
@@ -369,6 +449,19 @@ fn write_period(
         if let (Some(c), TrackKind::Video | TrackKind::Audio) = (&opts.protection, kind) {
             c.dash_content_protection(x, kind, "      ");
         }
+        if let (Some(live), Some(_)) = (p.live.as_deref(), low_latency) {
+            // The wall-clock time of the set's first segment, as the anchor maps media time (and
+            // as the `prft` box of every chunk says in band).
+            if let Some(&(t, _)) = spans[set_id].first().and_then(|s| s.first()) {
+                let ts = first.index().timescale.max(1);
+                let wall_ms = live.anchor_ms + (u128::from(t) * 1000 / u128::from(ts)) as i64;
+                let _ = writeln!(
+                    x,
+                    "      <ProducerReferenceTime id=\"0\" type=\"encoder\" inband=\"true\" wallClockTime=\"{}\" presentationTime=\"{t}\"/>",
+                    iso8601_utc(wall_ms)
+                );
+            }
+        }
         let role = if kind == TrackKind::Text {
             "subtitle"
         } else {
@@ -398,8 +491,28 @@ fn write_period(
             })
             .collect();
         let shared = timelines.windows(2).all(|w| w[0] == w[1]);
+        // Each chunk of the segment being produced is available as soon as it lands: the
+        // segment is, its expected length less one chunk before its end.
+        let availability = |i: usize| {
+            let live = p.live.as_deref().filter(|_| low_latency.is_some())?;
+            let (ts, timeline) = &timelines[i];
+            let expected = timeline
+                .last()
+                .map_or(0.0, |&(_, d, _)| d as f64 / f64::from((*ts).max(1)));
+            let chunk = longest_chunk_secs(set[i], &segments(p, set[i], opts.target), live, 4);
+            Some(((expected - chunk).max(0.0) * 1000.0).floor() / 1000.0)
+        };
         if shared {
-            write_template(x, "      ", name, &timelines[0], opts, numbers, offset);
+            write_template(
+                x,
+                "      ",
+                name,
+                &timelines[0],
+                opts,
+                numbers,
+                offset,
+                availability(0),
+            );
         }
         for (i, t) in set.iter().enumerate() {
             let _ = write!(
@@ -420,7 +533,16 @@ fn write_period(
                 x.push_str("/>\n");
             } else {
                 x.push_str(">\n");
-                write_template(x, "        ", name, &timelines[i], opts, numbers, offset);
+                write_template(
+                    x,
+                    "        ",
+                    name,
+                    &timelines[i],
+                    opts,
+                    numbers,
+                    offset,
+                    availability(i),
+                );
                 x.push_str("      </Representation>\n");
             }
         }
@@ -438,6 +560,9 @@ enum TimeOffset {
     At(f64),
 }
 
+/// A `SegmentTemplate`; `availability_offset` (seconds) for a low-latency one, whose segment
+/// being produced is sent chunk by chunk (`availabilityTimeComplete="false"`).
+#[allow(clippy::too_many_arguments)]
 fn write_template(
     x: &mut String,
     indent: &str,
@@ -446,6 +571,7 @@ fn write_template(
     opts: &DashOptions,
     first_number: u64,
     offset: TimeOffset,
+    availability_offset: Option<f64>,
 ) {
     let query = xml_escape(&opts.query);
     let media = match opts.template {
@@ -463,6 +589,12 @@ fn write_template(
     };
     if let Some(t) = pto {
         let _ = write!(x, " presentationTimeOffset=\"{t}\"");
+    }
+    if let Some(ato) = availability_offset {
+        let _ = write!(
+            x,
+            " availabilityTimeOffset=\"{ato}\" availabilityTimeComplete=\"false\""
+        );
     }
     if opts.template == MpdSegmentTemplate::Number {
         // Nominal duration: the target, the same for every track so segment N means the same
@@ -534,6 +666,106 @@ pub fn media_segment<'p>(
     }
     .ok_or_else(|| PackageError::NoSuchSegment(format!("{index:?} of {}", t.id())))?;
     Ok((t, cmaf_fragment(t, &table, k)?))
+}
+
+/// A DASH media segment of a low-latency live window.
+pub enum ChunkedSegment<'p> {
+    /// The segment's chunks so far, as fragments to send one after the other (the `styp`
+    /// once, a `prft` before each `moof`): the segment streamed while it grows and the
+    /// segment asked for whole afterwards are the same bytes. `growing`: more chunks will
+    /// come, each well within `limit_ms`.
+    Chunks {
+        track: &'p Track,
+        chunks: Vec<FragmentPlan>,
+        growing: bool,
+        limit_ms: u64,
+    },
+    /// The segment after the newest (a `$Number$` template's): not started yet, due within
+    /// `limit_ms`.
+    Next { limit_ms: u64 },
+}
+
+/// The segment a URL names in a low-latency live window, by its chunks; `None` when the
+/// presentation is not one (its segments are single fragments, see [`media_segment`]).
+pub fn low_latency_segment<'p>(
+    p: &'p Presentation,
+    r: &TrackRef,
+    index: SegmentIndex,
+    opts: &DashOptions,
+) -> Result<Option<ChunkedSegment<'p>>, PackageError> {
+    let Some(live) = p.live.as_deref().filter(|l| l.low_latency) else {
+        return Ok(None);
+    };
+    let t = find_track(p, r)?;
+    let table = segments(p, t, opts.target);
+    let idx = t.index();
+    let missing = || PackageError::NoSuchSegment(format!("{index:?} of {}", t.id()));
+    // What is not there yet is waited for up to three segment lengths (as LL-HLS's blocking
+    // requests): an encoder that stopped mid-segment ends the answer then.
+    let longest = (0..table.len())
+        .filter_map(|k| table.samples(k))
+        .map(|r| chunks::range_secs(idx, &r))
+        .fold(opts.target.as_secs_f64(), f64::max);
+    let limit_ms = (3000.0 * longest).ceil() as u64;
+    let growing = track_growing(t, live);
+    let last = table.first_number() + table.len() as u64;
+    let k = match (index, opts.template) {
+        (SegmentIndex::Time(time), _)
+        | (SegmentIndex::Templated(time), MpdSegmentTemplate::Time) => {
+            let newest_end = table
+                .len()
+                .checked_sub(1)
+                .and_then(|k| table.samples(k))
+                .map(|r| idx.sample_end(r.end.saturating_sub(1)));
+            match table.by_start_time(idx, time) {
+                Some(k) => k,
+                None if !live.ended && !growing && newest_end == Some(time) => {
+                    return Ok(Some(ChunkedSegment::Next { limit_ms }))
+                }
+                None => return Err(missing()),
+            }
+        }
+        (SegmentIndex::Number(n), _) | (SegmentIndex::Templated(n), _) => {
+            match table.by_number(n) {
+                Some(k) => k,
+                None if !live.ended && n == last => {
+                    return Ok(Some(ChunkedSegment::Next { limit_ms }))
+                }
+                None => return Err(missing()),
+            }
+        }
+    };
+    let range = table.samples(k).ok_or_else(missing)?;
+    let anchor_ntp = crate::fragment::ntp_timestamp(live.anchor_ms);
+    let timescale = u128::from(idx.timescale.max(1));
+    let chunks = part_ranges(t, range, chunk_starts(live, t))
+        .into_iter()
+        .enumerate()
+        .map(|(i, samples)| {
+            let start = u128::from(idx.dts(samples.start));
+            Ok(plan_fragment(
+                idx,
+                samples,
+                &FragmentOptions {
+                    sequence_number: table.number(k) as u32,
+                    track_id: 1,
+                    styp: i == 0,
+                    tfdt: true,
+                    composition_shift: composition_shift(t),
+                    producer_ntp_time: Some(
+                        anchor_ntp.wrapping_add(((start << 32) / timescale) as u64),
+                    ),
+                    ..FragmentOptions::default()
+                },
+            )?)
+        })
+        .collect::<Result<Vec<_>, PackageError>>()?;
+    Ok(Some(ChunkedSegment::Chunks {
+        track: t,
+        chunks,
+        growing: growing && k + 1 == table.len(),
+        limit_ms,
+    }))
 }
 
 /// CMAF media segment `k` (0-based) of a track: what DASH and fMP4 HLS both send.

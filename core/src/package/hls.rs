@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::chunks::{chunk_starts, part_ranges, range_secs, track_growing};
 use super::{frame_rate, segments, PackageError};
 use crate::fragment::FragmentPlan;
 use crate::index::{Sample, TrackIndex, TrackKind};
@@ -443,12 +444,6 @@ fn hold_limit_ms(target: u64) -> u64 {
     target.max(1) * 3000
 }
 
-/// Seconds the samples `r` of `idx` last.
-fn range_secs(idx: &TrackIndex, r: &std::ops::Range<u32>) -> f64 {
-    let end = idx.sample_end(r.end.saturating_sub(1).max(r.start));
-    (end - idx.dts(r.start)) as f64 / f64::from(idx.timescale.max(1))
-}
-
 /// `EXT-X-TARGETDURATION` of segments lasting `durations` seconds: the longest, rounded, at
 /// least 1.
 fn target_of(durations: impl IntoIterator<Item = f64>) -> u64 {
@@ -495,47 +490,6 @@ fn live_edge(
         growing: track_growing(t, live),
         target: target_duration(t.index(), &table),
     }))
-}
-
-/// The chunk starts of `t` in a low-latency window.
-fn chunk_starts<'l>(live: &'l crate::live::window::LiveInfo, t: &Track) -> &'l [u64] {
-    live.cuts_of(&t.source)
-        .map_or(&[][..], |c| c.chunk_starts.as_slice())
-}
-
-/// Whether the last segment of `t` in a low-latency window is still growing (each track keeps
-/// its own segments there, see [`super::segments`]).
-fn track_growing(t: &Track, live: &crate::live::window::LiveInfo) -> bool {
-    !live.ended && live.cuts_of(&t.source).is_some_and(|c| c.growing)
-}
-
-/// The sample ranges of a segment's parts: the segment split where the track's chunks
-/// start inside it.
-fn part_ranges(
-    t: &Track,
-    range: std::ops::Range<u32>,
-    chunk_starts: &[u64],
-) -> Vec<std::ops::Range<u32>> {
-    let idx = t.index();
-    let from = idx.dts(range.start);
-    let mut bounds = vec![range.start];
-    let first = chunk_starts.partition_point(|&c| c <= from);
-    for &c in &chunk_starts[first..] {
-        let s = idx.sample_at_or_after(c);
-        if s >= range.end {
-            break;
-        }
-        if s > *bounds.last().unwrap_or(&range.start) {
-            bounds.push(s);
-        }
-    }
-    let mut out: Vec<_> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
-    if let Some(&last) = bounds.last() {
-        if last < range.end {
-            out.push(last..range.end);
-        }
-    }
-    out
 }
 
 /// The fMP4 initialization segment of a variant.

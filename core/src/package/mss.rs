@@ -302,6 +302,7 @@ pub fn fragment<'p>(
             lookahead_count,
             time_offset: 0,
             composition_shift: 0,
+            producer_ntp_time: None,
         },
     )?;
     Ok((t, plan))

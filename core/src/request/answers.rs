@@ -138,7 +138,7 @@ impl Request {
     }
 
     /// The file of a track and a reader holding the payload of `plan`.
-    fn payload_source(
+    pub(super) fn payload_source(
         &self,
         track: &Track,
         plan: &FragmentPlan,

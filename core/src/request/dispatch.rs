@@ -206,6 +206,9 @@ impl Request {
                 Ok(bytes_answer(loaded, bytes, mime::of_track(t.kind)))
             }
             Target::Dash(DashTarget::Media { track, index }) => {
+                if let Some(segment) = dash::low_latency_segment(p, track, *index, &o.dash())? {
+                    return self.chunked_segment_answer(loaded, segment, protect.cenc);
+                }
                 let (t, plan) = dash::media_segment(p, track, *index, &o.dash())?;
                 let cipher = match protect.cenc {
                     Some(c) => self.cenc_cipher(c, t)?,

@@ -4,11 +4,16 @@
 
 use std::sync::Arc;
 
-use super::{Answer, Caches, Expiry, MediaSpan, Need, Opened, Payload, Request, Stop};
+use super::keys::etag;
+use super::load::Loaded;
+use super::{Answer, Body, Caches, Expiry, MediaSpan, Need, Opened, Payload, Request, Stop, Wait};
+use crate::drm::{Cenc, EncryptError};
 use crate::error::Error;
 use crate::ism::{join_relative, ServerManifest};
 use crate::live::channel::TrackArchive;
 use crate::live::window::{LiveInfo, LivePlace, WindowRequest};
+use crate::mime;
+use crate::package::dash::ChunkedSegment;
 use crate::package::hds;
 use crate::segment::SegmentTable;
 use crate::source::{SharedSource, Source};
@@ -169,26 +174,27 @@ impl Request {
             dynamic_depth: self.live.as_ref().is_some_and(|l| l.dynamic_depth),
             now_ms,
             segment_length: channel.minimum_fragment,
-            // Low-latency playout shows growing segments to LL-HLS: the master, fMP4 media
-            // playlists, init segments and parts (whole segments are the same either way).
-            // MPEG-TS playlists and the other formats list whole segments.
+            // Low-latency playout shows growing segments to LL-HLS (the master, fMP4 media
+            // playlists, init segments and parts; whole segments are the same either way) and
+            // LL-DASH. MPEG-TS playlists, Smooth and HDS list whole segments.
             growing: options.low_latency.unwrap_or(false)
                 && matches!(
                     self.route.target,
-                    Target::Hls(
-                        HlsTarget::Master
-                            | HlsTarget::Playlist {
-                                kind: HlsPlaylist::Media,
-                                fmp4: true,
-                                ..
-                            }
-                            | HlsTarget::Init { .. }
-                            | HlsTarget::Part { .. }
-                            | HlsTarget::Segment {
-                                format: crate::url::HlsSegmentFormat::Fmp4,
-                                ..
-                            }
-                    )
+                    Target::Dash(_)
+                        | Target::Hls(
+                            HlsTarget::Master
+                                | HlsTarget::Playlist {
+                                    kind: HlsPlaylist::Media,
+                                    fmp4: true,
+                                    ..
+                                }
+                                | HlsTarget::Init { .. }
+                                | HlsTarget::Part { .. }
+                                | HlsTarget::Segment {
+                                    format: crate::url::HlsSegmentFormat::Fmp4,
+                                    ..
+                                }
+                        )
                 ),
         })
     }
@@ -205,16 +211,137 @@ impl Request {
                 what: format!("{what}: not ingested within {limit_ms} ms"),
                 token: "LL_HOLD_EXPIRED",
             }),
-            until => Stop::Need(super::Need::Wait(super::Wait {
+            until => Stop::Need(super::Need::Wait(Wait {
                 until_ms: until.unwrap_or(live.now_ms.saturating_add(limit_ms as i64)),
-                watch: live
-                    .snapshot
-                    .tracks
-                    .iter()
-                    .map(|t| live.snapshot.archive_dir.join(&t.dir_name))
-                    .collect(),
+                watch: self.watched_tracks(),
             })),
         }
+    }
+
+    /// An LL-DASH media segment: whole once complete; while it grows, the chunks it has,
+    /// then each chunk as it lands (see [`Body::Growing`]) until the segment completes, or
+    /// until no chunk came for `limit_ms` (the encoder stopped: the answer ends with what
+    /// there is). The segment after the newest is waited for.
+    pub(super) fn chunked_segment_answer(
+        &self,
+        loaded: &Loaded,
+        segment: ChunkedSegment<'_>,
+        cenc: Option<&Cenc>,
+    ) -> Result<Answer, Stop> {
+        let (track, chunks, growing, limit_ms) = match segment {
+            ChunkedSegment::Next { limit_ms } => {
+                return Err(self.wait_for_chunk(limit_ms, "the segment after the newest"))
+            }
+            ChunkedSegment::Chunks {
+                track,
+                chunks,
+                growing,
+                limit_ms,
+            } => (track, chunks, growing, limit_ms),
+        };
+        let cipher = match cenc {
+            Some(c) => self.cenc_cipher(c, track)?,
+            None => None,
+        };
+        let mut bytes =
+            crate::buffers::take(chunks.iter().map(|c| c.total_len() as usize).sum::<usize>());
+        for plan in &chunks {
+            let (path, source) = self.payload_source(track, plan)?;
+            match &cipher {
+                Some(cipher) => bytes.extend_from_slice(
+                    &cipher
+                        .encrypt_fragment(plan, track.index(), &*source, false)
+                        .map_err(|e| match e {
+                            EncryptError::Source(e) => Error::from_source(e),
+                            EncryptError::Drm(error) => Error::Drm { path, error },
+                            EncryptError::NoTraf => Error::Internal("fragment header without traf"),
+                        })?,
+                ),
+                None => {
+                    bytes.extend_from_slice(&plan.header);
+                    for r in &plan.payload {
+                        let len = usize::try_from(r.len)
+                            .map_err(|_| Error::Internal("payload too large"))?;
+                        bytes.extend_from_slice(
+                            &source.bytes(r.offset, len).map_err(Error::from_source)?,
+                        );
+                    }
+                }
+            }
+            source.intact().map_err(Error::from_source)?;
+        }
+        let (first, last) = match (chunks.first(), chunks.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Err(Stop::Fail(Error::Internal("a segment without chunks"))),
+        };
+        let media = MediaSpan {
+            start: first.start_time,
+            duration: last.start_time + last.duration - first.start_time,
+            timescale: first.timescale,
+            payload: Payload::InMemory,
+        };
+        let answer = |body: Body, etag: String| Answer {
+            etag,
+            content_type: mime::of_track(track.kind),
+            modified: loaded.modified,
+            media: Some(media),
+            body,
+            expiry: None,
+        };
+        let Some(sent) = self.streamed else {
+            if !growing {
+                let headers: Vec<&[u8]> = chunks.iter().map(|c| c.header.as_slice()).collect();
+                let key = cipher.as_ref().map(|c| c.fingerprint()).unwrap_or_default();
+                let tag = etag(&[&headers.concat(), &key, &loaded.versions]);
+                return Ok(answer(Body::Bytes(bytes), tag));
+            }
+            let next = self.next_chunk_wait(limit_ms, true);
+            return Ok(answer(Body::Growing { bytes, next }, String::new()));
+        };
+        let sent = usize::try_from(sent).unwrap_or(usize::MAX);
+        let Some(rest) = bytes.get(sent..) else {
+            return Err(Stop::Fail(Error::Internal(
+                "a growing segment shrank while it was sent",
+            )));
+        };
+        let next = if growing {
+            self.next_chunk_wait(limit_ms, !rest.is_empty())
+        } else {
+            None
+        };
+        Ok(answer(
+            Body::Growing {
+                bytes: rest.to_vec(),
+                next,
+            },
+            String::new(),
+        ))
+    }
+
+    /// The wait for the next chunk of a growing answer: `limit_ms` from now when a chunk
+    /// just came, else the deadline set before; `None` once that has passed.
+    fn next_chunk_wait(&self, limit_ms: u64, chunk_came: bool) -> Option<Wait> {
+        let live = self.live.as_ref()?;
+        let until_ms = match self.wait_until {
+            Some(until) if !chunk_came => until,
+            _ => live.now_ms.saturating_add(limit_ms as i64),
+        };
+        (live.now_ms < until_ms).then(|| Wait {
+            until_ms,
+            watch: self.watched_tracks(),
+        })
+    }
+
+    /// The directories of the channel's tracks: a chunk written to any of them changes what
+    /// a held request may answer.
+    fn watched_tracks(&self) -> Vec<std::path::PathBuf> {
+        self.live.as_ref().map_or_else(Vec::new, |live| {
+            live.snapshot
+                .tracks
+                .iter()
+                .map(|t| live.snapshot.archive_dir.join(&t.dir_name))
+                .collect()
+        })
     }
 
     /// A live answer's expiry, and a fragment's Last-Modified: when it was ingested.

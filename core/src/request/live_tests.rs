@@ -78,6 +78,17 @@ fn drive_held_until(
     refuse: impl Fn(&str) -> bool,
     wait_until: Option<i64>,
 ) -> Drive {
+    drive_streamed(channel, url, refuse, wait_until, None)
+}
+
+/// [`drive_held_until`] for a growing answer that sent `streamed` bytes before.
+fn drive_streamed(
+    channel: &Channel,
+    url: &str,
+    refuse: impl Fn(&str) -> bool,
+    wait_until: Option<i64>,
+    streamed: Option<u64>,
+) -> Drive {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let route = Route::parse(path.as_bytes(), query.as_bytes(), RouteOptions::default()).unwrap();
     let snapshot = ChannelReader::new()
@@ -85,7 +96,8 @@ fn drive_held_until(
         .unwrap();
     let mut req = Request::new(route, channel.isml(), query)
         .with_live(Arc::new(snapshot), NOW_MS, false)
-        .with_wait_until(wait_until);
+        .with_wait_until(wait_until)
+        .with_streamed(streamed);
     let mut caches = Caches::default();
     let mut opened = Vec::new();
     let mut held = None;
@@ -280,19 +292,23 @@ fn text_of(answer: Answer) -> String {
     }
 }
 
-#[test]
-fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloads() {
-    // Segments of 4 s from the fixture's 2-second fragments: each fragment is a chunk, and
-    // the fixture's two make one segment that is still growing (no stream end).
-    let channel = Channel::pushed(
-        "ll",
+/// Segments of 4 s from the fixture's 2-second fragments: each fragment is a chunk, and the
+/// fixture's two make one segment that is still growing (no stream end).
+fn low_latency_channel(name: &str) -> Channel {
+    Channel::pushed(
+        name,
         Some(
             br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
         <meta name="low_latency" content="true"/>
         <meta name="iss_minimum_fragment_length" content="4"/></head><body/></smil>"#,
         ),
         &[INGESTED_MS],
-    );
+    )
+}
+
+#[test]
+fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloads() {
+    let channel = low_latency_channel("ll");
     let master = text_of(
         drive(&channel, "/ch.isml/.m3u8?hls_fmp4", |_| false)
             .result
@@ -378,4 +394,123 @@ fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloa
     // Without low latency the growing segment is not listed at all (ts playlist).
     let ts = drive(&channel, "/ch.isml/.m3u8", |_| false).result.unwrap();
     assert!(!text_of(ts).contains("EXT-X-PART"));
+}
+
+/// The top-level boxes of `bytes`, by type.
+fn box_types(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push(String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned());
+        assert!(size >= 8, "a box of {size} bytes");
+        at += size;
+    }
+    assert_eq!(at, bytes.len());
+    out
+}
+
+#[test]
+fn a_low_latency_mpd_streams_the_segment_being_produced_chunk_by_chunk() {
+    let channel = low_latency_channel("lldash");
+    let mpd = text_of(drive(&channel, "/ch.isml/.mpd", |_| false).result.unwrap());
+    // The segment being produced is listed (4 s expected, 2 s chunks): available a chunk
+    // after it starts, read as it grows.
+    assert!(
+        mpd.contains(r#"availabilityTimeOffset="2" availabilityTimeComplete="false""#),
+        "{mpd}"
+    );
+    // Read again every chunk (the longest, the audio's); three of them behind the live edge.
+    assert!(mpd.contains(r#"minimumUpdatePeriod="PT2.102S""#), "{mpd}");
+    assert!(
+        mpd.contains(r#"<Latency referenceId="0" target="6306" min="2102""#),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains(r#"<PlaybackRate min="0.96" max="1.04"/>"#),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains(r#"<ProducerReferenceTime id="0" type="encoder" inband="true""#),
+        "{mpd}"
+    );
+    let video = mpd.split("contentType=\"video\"").nth(1).expect(&mpd);
+    let t: u64 = video
+        .split("<S t=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .expect(&mpd);
+    assert!(video.contains(r#" d="40000000"/>"#), "{mpd}");
+    let id = video
+        .split("<Representation id=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let url = format!("/ch.isml/dash/ch-{id}-{t}.dash");
+    // Asked for while it grows: its two chunks so far, then held for the next one.
+    let first = drive(&channel, &url, |_| false);
+    let Ok(Answer {
+        body: Body::Growing { bytes, next },
+        ..
+    }) = first.result
+    else {
+        panic!("not a growing answer")
+    };
+    assert_eq!(
+        box_types(&bytes),
+        ["styp", "prft", "moof", "mdat", "prft", "moof", "mdat"]
+    );
+    let next = next.expect("held for the next chunk");
+    assert_eq!(next.until_ms, NOW_MS + 3 * 4000);
+    // Woken with nothing new: held on to the same deadline, and nothing sent again.
+    let again = drive_streamed(
+        &channel,
+        &url,
+        |_| false,
+        Some(next.until_ms),
+        Some(bytes.len() as u64),
+    );
+    let Ok(Answer {
+        body: Body::Growing { bytes: rest, next },
+        ..
+    }) = again.result
+    else {
+        panic!("not a growing answer")
+    };
+    assert!(rest.is_empty());
+    assert_eq!(next.map(|n| n.until_ms), Some(NOW_MS + 3 * 4000));
+    // Sent up to its first chunk: the rest follows, byte for byte what the first answer had.
+    let prft = bytes.windows(4).rposition(|w| w == b"prft").unwrap() - 4;
+    let resumed = drive_streamed(&channel, &url, |_| false, None, Some(prft as u64));
+    let Ok(Answer {
+        body: Body::Growing { bytes: rest, .. },
+        ..
+    }) = resumed.result
+    else {
+        panic!("not a growing answer")
+    };
+    assert_eq!(rest, bytes[prft..]);
+    // At its deadline with no new chunk (the encoder stopped), the answer ends.
+    let ended = drive_streamed(
+        &channel,
+        &url,
+        |_| false,
+        Some(NOW_MS),
+        Some(bytes.len() as u64),
+    );
+    let Ok(Answer {
+        body: Body::Growing { bytes: rest, next },
+        ..
+    }) = ended.result
+    else {
+        panic!("not a growing answer")
+    };
+    assert!(rest.is_empty() && next.is_none());
+    // Without low latency, the same channel's MPD says nothing of it.
+    let plain = Channel::pushed("plaindash", None, &[INGESTED_MS]);
+    let mpd = text_of(drive(&plain, "/ch.isml/.mpd", |_| false).result.unwrap());
+    assert!(!mpd.contains("availabilityTime"), "{mpd}");
+    assert!(!mpd.contains("ServiceDescription"), "{mpd}");
 }

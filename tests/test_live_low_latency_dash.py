@@ -1,0 +1,190 @@
+"""Low-latency live (LL-DASH): the MPD of a low-latency channel lists the segment being
+produced (`availabilityTimeOffset`, `availabilityTimeComplete="false"`) with a service
+description and a producer reference time; a request for that segment is answered at once with
+chunked transfer and each chunk follows as it lands, from an ingest in another nginx; the
+streamed segment and the segment asked for whole afterwards are the same bytes."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import requests
+
+from test_live_low_latency import (LIVE_LOCATION, Encoder, chunked_cmaf, ll_channel, ok_text,
+                                   wait_for)
+
+NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+
+
+def boxes(data: bytes) -> list[str]:
+    out, at = [], 0
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        assert size >= 8, data[at:at + 8]
+        out.append(data[at + 4:at + 8].decode("latin-1"))
+        at += size
+    assert at == len(data), "the body ends inside a box"
+    return out
+
+
+def video_timeline(mpd_text: str):
+    """The video adaptation set's SegmentTemplate, Representation id and segment starts."""
+    mpd = ET.fromstring(mpd_text)
+    video = next(a for a in mpd.iterfind(".//d:AdaptationSet", NS)
+                 if a.get("contentType") == "video")
+    template = video.find("d:SegmentTemplate", NS)
+    starts, t = [], 0
+    for s in template.iterfind("d:SegmentTimeline/d:S", NS):
+        t = int(s.get("t", t))
+        for _ in range(int(s.get("r", 0)) + 1):
+            starts.append(t)
+            t += int(s.get("d"))
+    rep = video.find("d:Representation", NS).get("id")
+    return mpd, video, template, rep, starts
+
+
+class StreamedGet:
+    """A GET read as it arrives, in a thread of its own: `pieces` holds (time, bytes) of every
+    piece the client received (monotonic clock)."""
+
+    def __init__(self, url: str):
+        self.pieces: list[tuple[float, bytes]] = []
+        self.response = None
+        self.ended_at = None
+        self.thread = threading.Thread(target=self._get, args=(url,), daemon=True)
+        self.thread.start()
+
+    def _get(self, url):
+        r = requests.get(url, stream=True, timeout=60)
+        self.response = r
+        for piece in r.iter_content(chunk_size=None):
+            self.pieces.append((time.monotonic(), piece))
+        self.ended_at = time.monotonic()
+
+    def received(self) -> int:
+        return sum(len(p) for _, p in self.pieces)
+
+    def body(self) -> bytes:
+        self.thread.join(60)
+        assert self.ended_at is not None, "the response never ended"
+        return b"".join(p for _, p in self.pieces)
+
+
+def origins(make_nginx):
+    """An ingest nginx and a second one (two workers) serving the same archive: the chunk's
+    write and the streamed request are in different processes."""
+    ingest = make_nginx(workers=1)
+    ll_channel(ingest.root)
+    ingest.start(LIVE_LOCATION)
+    player = make_nginx(workers=2)
+    player.start(f"""
+        location /live/ {{
+            root {ingest.root};
+            usp_handle_ism;
+        }}""")
+    return ingest, player
+
+
+def next_segment_started(player, encoder, chunks, k, known):
+    """Sends chunks from `k` until one starts a new video segment; returns (its index in
+    `chunks`, the MPD listing it)."""
+    while True:
+        encoder.send(chunks[k])
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            text = ok_text(player.url("/live/ll.isml/.mpd"))
+            if text and video_timeline(text)[4][-1] not in known:
+                return k, text
+            time.sleep(0.05)
+        k += 1
+
+
+def test_the_segment_being_produced_is_streamed_chunk_by_chunk(make_nginx):
+    init, chunks = chunked_cmaf()
+    ingest, player = origins(make_nginx)
+    encoder = Encoder(ingest.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    text = wait_for(lambda: ok_text(player.url("/live/ll.isml/.mpd")))
+    mpd, video, template, rep, starts = video_timeline(text)
+    # A low-latency MPD, as an independent XML parser reads it.
+    assert mpd.get("type") == "dynamic"
+    assert template.get("availabilityTimeComplete") == "false"
+    assert 0 < float(template.get("availabilityTimeOffset")) < 2.0
+    latency = mpd.find("d:ServiceDescription/d:Latency", NS)
+    assert latency is not None and int(latency.get("target")) >= 1000, text
+    assert int(latency.get("min")) <= int(latency.get("target")) <= int(latency.get("max"))
+    rate = mpd.find("d:ServiceDescription/d:PlaybackRate", NS)
+    assert float(rate.get("min")) < 1 < float(rate.get("max"))
+    prt = video.find("d:ProducerReferenceTime", NS)
+    assert prt.get("id") == latency.get("referenceId") and prt.get("inband") == "true"
+    assert mpd.find("d:UTCTiming", NS) is not None
+    # Catch a segment as it starts, and ask for it at once.
+    k, text = next_segment_started(player, encoder, chunks, 1, starts)
+    _, _, template, rep, starts = video_timeline(text)
+    url = player.url(f"/live/ll.isml/dash/ll-{rep}-{starts[-1]}.dash")
+    streamed = StreamedGet(url)
+    wait_for(lambda: streamed.received() > 0)
+    assert streamed.response.status_code == 200
+    assert "Content-Length" not in streamed.response.headers
+    assert streamed.response.headers.get("Transfer-Encoding") == "chunked"
+    assert streamed.pieces[0][1][4:8] == b"styp"
+    # Each chunk the encoder sends reaches the client while the segment grows.
+    waits = []
+    for chunk in chunks[k + 1:]:
+        before = streamed.received()
+        sent = encoder.send(chunk)
+        # The chunk that starts the next GOP ends this segment: its response ends.
+        wait_for(lambda: streamed.received() > before or streamed.ended_at)
+        if streamed.ended_at:
+            break
+        waits.append(streamed.pieces[-1][0] - sent)
+        time.sleep(0.1)
+    body = streamed.body()
+    assert waits, "the segment ended before a second chunk"
+    kinds = boxes(body)
+    assert kinds[:4] == ["styp", "prft", "moof", "mdat"], kinds
+    assert kinds.count("moof") == len(waits) + 1, kinds
+    assert kinds.count("styp") == 1 and kinds.count("prft") == kinds.count("moof")
+    # Asked for again, complete: the same bytes, with a length and a validator.
+    whole = requests.get(url, timeout=10)
+    assert whole.status_code == 200 and whole.content == body
+    assert int(whole.headers["Content-Length"]) == len(body) and "ETag" in whole.headers
+    encoder.close()
+    waits.sort()
+    print(f"streamed chunk reached the client after it was sent: p50 "
+          f"{statistics.median(waits) * 1000:.1f} ms, max {waits[-1] * 1000:.1f} ms over "
+          f"{len(waits)} chunks")
+
+
+def test_a_streamed_segment_ends_when_the_encoder_stops_or_goes(make_nginx):
+    init, chunks = chunked_cmaf()
+    ingest, player = origins(make_nginx)
+    encoder = Encoder(ingest.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    text = wait_for(lambda: ok_text(player.url("/live/ll.isml/.mpd")))
+    k, text = next_segment_started(player, encoder, chunks, 1, video_timeline(text)[4])
+    _, _, _, rep, starts = video_timeline(text)
+    url = player.url(f"/live/ll.isml/dash/ll-{rep}-{starts[-1]}.dash")
+    # The encoder stalls mid-segment (its POST still open): the answer ends by its deadline
+    # (three segment lengths) with the chunks there are, whole boxes.
+    started = time.monotonic()
+    stalled = StreamedGet(url)
+    body = stalled.body()
+    assert stalled.response.status_code == 200
+    assert boxes(body)[:4] == ["styp", "prft", "moof", "mdat"]
+    assert 2.0 < stalled.ended_at - started < 20
+    # The encoder ends its stream mid-segment (`mfra`): the segment is complete, and a
+    # request held on it ends at once rather than at its deadline.
+    encoder.send(chunks[k + 1])
+    held = StreamedGet(url)
+    wait_for(lambda: held.received() > 0)
+    time.sleep(0.3)
+    closed_at = time.monotonic()
+    encoder.send(len(b"mfra" + bytes(12)).to_bytes(4, "big") + b"mfra" + bytes(8))
+    encoder.close()
+    assert encoder.status == 200
+    body = held.body()
+    assert held.ended_at - closed_at < 2.0
+    assert boxes(body).count("moof") == 2
+    assert requests.get(url, timeout=10).content == body
