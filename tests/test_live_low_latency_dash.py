@@ -108,6 +108,9 @@ def test_the_segment_being_produced_is_streamed_chunk_by_chunk(make_nginx):
     encoder = Encoder(ingest.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
     text = wait_for(lambda: ok_text(player.url("/live/ll.isml/.mpd")))
     mpd, video, template, rep, starts = video_timeline(text)
+    # Read anew every time: it changes with every chunk, and its UTCTiming is now.
+    mpd_headers = requests.get(player.url("/live/ll.isml/.mpd"), timeout=10).headers
+    assert mpd_headers["Cache-Control"] == "max-age=0"
     # A low-latency MPD, as an independent XML parser reads it.
     assert mpd.get("type") == "dynamic"
     assert template.get("availabilityTimeComplete") == "false"

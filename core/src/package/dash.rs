@@ -285,23 +285,27 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
             let target = opts.target.as_secs_f64();
             let dvr = live.dvr_window_secs as f64;
             // A low-latency MPD is read again every chunk: it lists the segment being produced,
-            // and the next one only once that one started.
+            // and the next one only once that one started. Its latency is the service
+            // description's alone: players that know one (dash.js, shaka) would add a
+            // suggestedPresentationDelay to it (shaka does), the others keep their default.
             let (update, delay) = match low_latency {
-                Some(ll) => (ll.chunk_secs, ll.target_latency_secs),
+                Some(ll) => (ll.chunk_secs, None),
                 None => (
                     target,
-                    opts.presentation_delay.unwrap_or((3.0 * target).min(dvr)),
+                    Some(opts.presentation_delay.unwrap_or((3.0 * target).min(dvr))),
                 ),
             };
             format!(
                 "type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
-                 minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" \
-                 suggestedPresentationDelay=\"{}\"",
+                 minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\"{}",
                 iso8601_utc(live.anchor_ms),
                 iso8601_utc(live.updated_ms),
                 iso8601_duration(update),
                 iso8601_duration(dvr),
-                iso8601_duration(delay)
+                delay.map_or(String::new(), |d| format!(
+                    " suggestedPresentationDelay=\"{}\"",
+                    iso8601_duration(d)
+                ))
             )
         }
         _ => format!(
@@ -455,10 +459,12 @@ fn write_period(
             if let Some(&(t, _)) = spans[set_id].first().and_then(|s| s.first()) {
                 let ts = first.index().timescale.max(1);
                 let wall_ms = live.anchor_ms + (u128::from(t) * 1000 / u128::from(ts)) as i64;
+                // The UTCTiming inside says how `wallClockTime` is written (an xs:dateTime;
+                // without one, players read it as an NTP timestamp).
+                let wall = iso8601_utc(wall_ms);
                 let _ = writeln!(
                     x,
-                    "      <ProducerReferenceTime id=\"0\" type=\"encoder\" inband=\"true\" wallClockTime=\"{}\" presentationTime=\"{t}\"/>",
-                    iso8601_utc(wall_ms)
+                    "      <ProducerReferenceTime id=\"0\" type=\"encoder\" inband=\"true\" wallClockTime=\"{wall}\" presentationTime=\"{t}\">\n        <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{wall}\"/>\n      </ProducerReferenceTime>"
                 );
             }
         }

@@ -416,12 +416,17 @@ impl Request {
 }
 
 /// How long a live answer may be cached: a manifest until the next fragment may come (it
-/// changes with every one), a segment until the archive drops it (it never changes before).
+/// changes with every one; a low-latency one with every chunk, well within a second, and its
+/// clock must be now's), a segment until the archive drops it (it never changes before).
 fn live_expiry(live: &LiveInfo, media: Option<MediaSpan>) -> Expiry {
     const DAY: u64 = 86_400;
     match media {
         None if live.ended => Expiry {
             max_age_secs: 60,
+            sunset: None,
+        },
+        None if live.low_latency => Expiry {
+            max_age_secs: 0,
             sunset: None,
         },
         None => Expiry {
