@@ -7,13 +7,19 @@
    manifests; the worker's CPU share, the fragments acknowledged, the slowest acknowledgement.
 3. Live manifest CPU: worker CPU per request of a live channel's MPD / HLS playlist with a
    30-second window, against a VOD manifest of the same length, in the same run (wrk).
+5. Low latency under load: a low-latency channel's chunks pushed on one chunked POST (one
+   every 0.1 s, timestamps in order) to a 2-worker nginx that also ingests C channels of
+   6 Mbit/s in real time; for each chunk, `--held` blocking reloads for its part wait, and an
+   LL-DASH request streams the segment being produced: from the chunk's send to each held
+   reload's answer and to the streamed chunk's arrival (p50, p99, max).
 4. Stalls: one worker (CPU 0) ingesting C channels of 6 Mbit/s in real time while a client
    asks it for an unrelated VOD segment every 20 ms: the p50, p99 and max latency of those
    requests without ingest, with it, and with it on slow storage (every sync made
    `--sync-ms` longer by tests/support/slow_sync.c, preloaded). `--module` measures another
    build of the module (the one before a change) in the same nginx.
 
-    python scripts/bench_live.py [--channels 50] [--seconds 20] [--skip …] [--module PATH]
+    python scripts/bench_live.py [--channels 50] [--seconds 20] [--held 20] [--skip …]
+                                 [--module PATH]
 """
 
 from __future__ import annotations
@@ -313,12 +319,164 @@ def _bitrate(n: Nginx, master: str) -> str:
     return line.rsplit("=", 1)[1].removesuffix(".m3u8")
 
 
+def low_latency(build, channels: int, parts: int, held: int) -> dict:
+    """See 5. in the module's text."""
+    import asyncio
+    import re
+
+    from helpers.archive import timescale_of
+    from test_live_low_latency import LL_CHANNEL, Encoder, chunked_cmaf, hint_of
+
+    n = origin(build, workers=2)
+    try:
+        (n.root / "live" / "ll.isml").write_text(LL_CHANNEL)
+        (n.root / "live" / "ll.isml").chmod(0o666)
+        init, chunks = chunked_cmaf()
+        # As many chunks as asked: the source's chunks again and again, each pass later by
+        # the length of the ones before.
+        ticks = timescale_of(init)
+        first = _tfdt(chunks[0])
+        length = _tfdt(chunks[-1]) + round(0.52 * ticks) - first
+        stream = [shift_fragment(c, (k // len(chunks)) * length)
+                  for k, c in ((k, chunks[k % len(chunks)]) for k in range(parts + 1))]
+        load_init, load_fragments = six_megabit_stream()
+        failures: list[str] = []
+        start = time.monotonic() + 1.0
+        rounds = max(2, int(parts * 0.1 / 2) + 3)
+        loaders = [threading.Thread(target=real_time_encoder, daemon=True, args=(
+            n, f"c{c}", c, load_init, load_fragments, rounds, start, failures))
+            for c in range(channels)]
+        for t in loaders:
+            t.start()
+        encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, stream[0])
+        playlist = None
+        for _ in range(200):
+            master = http.client.HTTPConnection("127.0.0.1", n.port, timeout=10)
+            master.request("GET", "/live/ll.isml/.m3u8?hls_fmp4")
+            r = master.getresponse()
+            text = r.read().decode()
+            if r.status == 200:
+                uri = next(line for line in text.splitlines() if line and line[0] != "#")
+                playlist = "/live/ll.isml/" + uri.split("?")[0]
+                break
+            time.sleep(0.05)
+        assert playlist, "no master playlist"
+
+        def get(path: str) -> str:
+            c = http.client.HTTPConnection("127.0.0.1", n.port, timeout=10)
+            c.request("GET", path)
+            return c.getresponse().read().decode()
+
+        text = get(playlist)
+        wakes: list[float] = []
+        streamed: list[float] = []
+
+        async def one_part(chunk: bytes, msn: int, part: int):
+            path = f"{playlist}?_HLS_msn={msn}&_HLS_part={part}"
+            conns = []
+            for _ in range(held):
+                reader, writer = await asyncio.open_connection("127.0.0.1", n.port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                             .encode())
+                conns.append((reader, writer))
+            await asyncio.sleep(0.05)
+            sent = time.perf_counter()
+            encoder.send(chunk)
+
+            async def answered(reader):
+                data = await reader.read()
+                return time.perf_counter() - sent, data
+
+            results = await asyncio.gather(*(answered(r) for r, _ in conns))
+            for _, w in conns:
+                w.close()
+            return sent, results
+
+        async def stream_reader(url_path: str, arrivals: list[float]):
+            reader, writer = await asyncio.open_connection("127.0.0.1", n.port)
+            writer.write(f"GET {url_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                         .encode())
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                arrivals.append(time.perf_counter())
+            writer.close()
+
+        async def run():
+            nonlocal text
+            arrivals: list[float] = []
+            streaming = None
+            for chunk in stream[1:]:
+                msn, part = hint_of(text)
+                if streaming is None or streaming.done():
+                    mpd = get("/live/ll.isml/.mpd")
+                    rep = re.search(r'Representation id="([^"]+)"', mpd).group(1)
+                    t = _last_start(mpd)
+                    arrivals.clear()
+                    streaming = asyncio.ensure_future(
+                        stream_reader(f"/live/ll.isml/dash/ll-{rep}-{t}.dash", arrivals))
+                    await asyncio.sleep(0.02)
+                before = len(arrivals)
+                sent, results = await one_part(chunk, msn, part)
+                for waited, data in results:
+                    if b" 200 " not in data[:16]:
+                        failures.append(data[:40].decode(errors="replace"))
+                    wakes.append(waited)
+                text = results[-1][1].split(b"\r\n\r\n", 1)[1].decode()
+                if len(arrivals) > before:
+                    streamed.append(arrivals[before] - sent)
+                await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+            if streaming is not None:
+                streaming.cancel()
+
+        asyncio.run(run())
+        encoder.close()
+        for t in loaders:
+            t.join(timeout=1)
+
+        def quantiles(xs: list[float]) -> tuple[float, float, float]:
+            xs = sorted(x * 1000 for x in xs)
+            return (statistics.median(xs), xs[min(len(xs) - 1, int(len(xs) * 0.99))], xs[-1])
+
+        return {"parts": parts, "held": held, "wake": quantiles(wakes),
+                "streamed": quantiles(streamed) if streamed else (0, 0, 0),
+                "streamed_chunks": len(streamed), "failures": failures[:5]}
+    finally:
+        n.cleanup()
+
+
+def _tfdt(fragment: bytes) -> int:
+    at = fragment.find(b"tfdt")
+    size = 8 if fragment[at + 4] == 1 else 4
+    return int.from_bytes(fragment[at + 8:at + 8 + size], "big")
+
+
+def _last_start(mpd: str) -> int:
+    """The start of the video's last segment in an MPD ($Time$ SegmentTimeline)."""
+    import re
+    video = mpd.split('contentType="video"', 1)[1].split("</AdaptationSet>", 1)[0]
+    t = 0
+    for m in re.finditer(r'<S (?:t="(\d+)" )?d="(\d+)"(?: r="(\d+)")?/>', video):
+        if m.group(1):
+            t = int(m.group(1))
+        last = t
+        t += int(m.group(2)) * (int(m.group(3) or 0) + 1)
+        if m.group(3):
+            last = t - int(m.group(2))
+    return last
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--channels", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--skip", default="",
-                    help="comma-separated: latency,capacity,manifests,stalls")
+                    help="comma-separated: latency,capacity,manifests,stalls,lowlatency")
+    ap.add_argument("--held", type=int, default=20,
+                    help="blocking reloads held for each part (low-latency rows)")
+    ap.add_argument("--parts", type=int, default=200,
+                    help="chunks pushed for the low-latency rows")
     ap.add_argument("--sync-ms", type=int, default=100,
                     help="added time of each sync for the slow-storage stall rows")
     ap.add_argument("--module", type=Path, help="the module to measure (default: build/'s)")
@@ -347,6 +505,14 @@ def main() -> None:
             print(f"VOD segment latency on the ingesting worker, {name:32s}: "
                   f"p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, max {r['max']:.2f} ms "
                   f"({r['requests']} requests) failures: {r['failures']}")
+    if "lowlatency" not in skip:
+        r = low_latency(build, a.channels, a.parts, a.held)
+        w, st = r["wake"], r["streamed"]
+        print(f"low latency, {r['parts']} chunks, {r['held']} held reloads each, "
+              f"{a.channels} channels ingesting: chunk sent -> held reload answered p50 "
+              f"{w[0]:.1f} ms, p99 {w[1]:.1f} ms, max {w[2]:.1f} ms; -> streamed LL-DASH "
+              f"bytes p50 {st[0]:.1f} ms, p99 {st[1]:.1f} ms, max {st[2]:.1f} ms "
+              f"({r['streamed_chunks']} chunks); failures: {r['failures']}")
     if "manifests" not in skip:
         for name, (us, rps) in manifests(build, 10).items():
             print(f"{name:20s} {us:8.1f} us worker CPU per request ({rps:.0f} req/s)")
