@@ -6,6 +6,8 @@ streamed segment and the segment asked for whole afterwards are the same bytes."
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import threading
 import time
@@ -191,3 +193,31 @@ def test_a_streamed_segment_ends_when_the_encoder_stops_or_goes(make_nginx):
     assert held.ended_at - closed_at < 2.0
     assert boxes(body).count("moof") == 2
     assert requests.get(url, timeout=10).content == body
+
+
+def test_a_reload_of_nginx_while_a_segment_streams(make_nginx):
+    """nginx reloads (SIGHUP) while a segment streams: the old worker finishes the answer as the
+    chunks keep coming, and the segment is complete and whole."""
+    init, chunks = chunked_cmaf()
+    n = make_nginx(workers=1)
+    ll_channel(n.root)
+    n.start(LIVE_LOCATION)
+    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    text = wait_for(lambda: ok_text(n.url("/live/ll.isml/.mpd")))
+    k, text = next_segment_started(n, encoder, chunks, 1, video_timeline(text)[4])
+    _, _, _, rep, starts = video_timeline(text)
+    url = n.url(f"/live/ll.isml/dash/ll-{rep}-{starts[-1]}.dash")
+    streamed = StreamedGet(url)
+    wait_for(lambda: streamed.received() > 0)
+    os.kill(n.master_pid(), signal.SIGHUP)
+    time.sleep(0.5)
+    for chunk in chunks[k + 1:]:
+        before = streamed.received()
+        encoder.send(chunk)
+        wait_for(lambda: streamed.received() > before or streamed.ended_at)
+        if streamed.ended_at:
+            break
+    body = streamed.body()
+    assert boxes(body).count("moof") >= 2
+    assert requests.get(url, timeout=10).content == body
+    encoder.close()
