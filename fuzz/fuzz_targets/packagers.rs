@@ -7,19 +7,20 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use origin_core::index::{build_index, TrackKind};
+use origin_core::live::window::{LiveInfo, TrackCuts};
 use origin_core::package::dash::{self, DashOptions};
 use origin_core::package::hls::{self, HlsOptions};
 use origin_core::package::{hds, mss, ts};
 use origin_core::presentation::Presentation;
 use origin_core::source::MemorySource;
-use origin_core::url::{MpdSegmentTemplate, TrackRef, Variant};
+use origin_core::url::{MpdSegmentTemplate, SegmentIndex, TrackRef, Variant};
 
 fuzz_target!(|data: &[u8]| {
     let src = MemorySource::new("fuzz.mp4", data.to_vec());
     let Ok(index) = build_index(&src) else {
         return;
     };
-    let Ok(p) = Presentation::from_mp4(Arc::new(index)) else {
+    let Ok(mut p) = Presentation::from_mp4(Arc::new(index)) else {
         return;
     };
     if p.empty_track().is_some() {
@@ -160,7 +161,108 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    low_latency(&mut p, data);
 });
+
+/// The same presentation as a low-latency live window whose last segment still grows: its
+/// segments start at the sync samples, its chunks every few samples (as the input says), and
+/// the LL-DASH MPD, every segment by its chunks, the LL-HLS playlists and parts are made.
+fn low_latency(p: &mut Presentation, data: &[u8]) {
+    let every = 1 + data.first().copied().unwrap_or(3) as u32 % 16;
+    let cuts = p
+        .tracks
+        .iter()
+        .map(|t| {
+            let idx = t.index();
+            let all = 0..idx.sample_count();
+            TrackCuts {
+                src: t.source.clone(),
+                starts: all
+                    .clone()
+                    .filter(|&i| idx.is_sync(i) || i == 0)
+                    .map(|i| idx.dts(i))
+                    .collect(),
+                ingested_ms: Vec::new(),
+                first_number: 7,
+                chunk_starts: all.filter(|i| i % every == 0).map(|i| idx.dts(i)).collect(),
+                growing: data.len() % 2 == 0,
+            }
+        })
+        .collect();
+    p.live = Some(Arc::new(LiveInfo {
+        anchor_ms: 1_700_000_000_000,
+        updated_ms: 1_700_000_060_000,
+        now_ms: 1_700_000_060_000,
+        ended: false,
+        dvr_window_secs: 30,
+        retain_secs: None,
+        cuts,
+        window: (0.0, p.duration_secs()),
+        first_timeline: 0,
+        timeline_breaks: Vec::new(),
+        low_latency: true,
+    }));
+    let p = &*p;
+    for template in [MpdSegmentTemplate::Time, MpdSegmentTemplate::Number] {
+        let opts = DashOptions {
+            template,
+            target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
+            name: "f".into(),
+            query: String::new(),
+            min_buffer_time: None,
+            presentation_delay: None,
+            protection: None,
+        };
+        let mpd = dash::mpd(p, &opts);
+        assert!(mpd.contains("availabilityTimeComplete") || !mpd.contains("<S "));
+        for t in &p.tracks {
+            let r = TrackRef {
+                name: t.name.clone(),
+                bitrate: t.bitrate,
+            };
+            let idx = t.index();
+            let indexes = (0..idx.sample_count().min(64))
+                .map(|i| SegmentIndex::Time(idx.dts(i)))
+                .chain((6..12).map(SegmentIndex::Number));
+            for index in indexes {
+                if let Ok(Some(dash::ChunkedSegment::Chunks { chunks, .. })) =
+                    dash::low_latency_segment(p, &r, index, &opts)
+                {
+                    // One styp, then a prft before every moof.
+                    assert!(!chunks.is_empty());
+                    for (k, c) in chunks.iter().enumerate() {
+                        let at = if k == 0 { 28 } else { 0 };
+                        assert_eq!(&c.header[4..8], if k == 0 { b"styp" } else { b"prft" });
+                        assert_eq!(&c.header[at + 4..at + 8], b"prft");
+                    }
+                }
+            }
+        }
+    }
+    let opts = HlsOptions {
+        target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
+        name: "f".into(),
+        fmp4: true,
+        version: 9,
+        query: String::new(),
+        key: None,
+        skip: data.len() % 3 == 0,
+    };
+    for t in &p.tracks {
+        let v = Variant {
+            tracks: vec![TrackRef {
+                name: t.name.clone(),
+                bitrate: t.bitrate,
+            }],
+        };
+        let _ = hls::media_playlist(p, &v, &opts);
+        for n in 6..10 {
+            for part in 0..4 {
+                let _ = hls::fmp4_part(p, &v, n, part, &opts);
+            }
+        }
+    }
+}
 
 /// Writes a segment with `TsWriter` in pieces of at most `limit` bytes (plus one packet).
 fn in_pieces(inputs: &[ts::TsInput<'_>], format: ts::TsFormat, limit: usize) -> Vec<u8> {
