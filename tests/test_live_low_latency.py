@@ -149,12 +149,9 @@ def pushed_origin(make_nginx, **start):
     return n, chunks, encoder, url, wait_for(lambda: ok_text(url))
 
 
-def test_chunks_are_parts_and_held_reloads_wake_in_another_nginx(make_nginx):
-    """Ingest goes to one nginx; playlists are asked of a second one sharing the archive (so
-    the held request and the chunk's write are in different processes). Each blocking reload
-    for the hinted part is answered once that chunk is acknowledged, with the part listed."""
-    init, chunks = chunked_cmaf()
-    assert len(chunks) >= 16
+def ingest_and_player(make_nginx):
+    """An nginx taking ingest into an LL channel and a second one (two workers) serving the
+    same archive: a chunk's write and the requests it wakes are in different processes."""
     ingest = make_nginx(workers=1)
     ll_channel(ingest.root)
     ingest.start(LIVE_LOCATION)
@@ -164,6 +161,16 @@ def test_chunks_are_parts_and_held_reloads_wake_in_another_nginx(make_nginx):
             root {ingest.root};
             usp_handle_ism;
         }}""")
+    return ingest, player
+
+
+def test_chunks_are_parts_and_held_reloads_wake_in_another_nginx(make_nginx):
+    """Ingest goes to one nginx; playlists are asked of a second one sharing the archive (so
+    the held request and the chunk's write are in different processes). Each blocking reload
+    for the hinted part is answered once that chunk is acknowledged, with the part listed."""
+    init, chunks = chunked_cmaf()
+    assert len(chunks) >= 16
+    ingest, player = ingest_and_player(make_nginx)
     encoder = Encoder(ingest.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
     url = wait_for(lambda: ok_text(player.url("/live/ll.isml/.m3u8?hls_fmp4")) and
                    media_playlist_url(player))

@@ -15,8 +15,9 @@ import xml.etree.ElementTree as ET
 
 import requests
 
-from test_live_low_latency import (LIVE_LOCATION, Encoder, chunked_cmaf, ll_channel, ok_text,
-                                   wait_for)
+from helpers.live import timeline
+from test_live_low_latency import (LIVE_LOCATION, Encoder, chunked_cmaf, ingest_and_player,
+                                   ll_channel, ok_text, wait_for)
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
@@ -38,14 +39,8 @@ def video_timeline(mpd_text: str):
     video = next(a for a in mpd.iterfind(".//d:AdaptationSet", NS)
                  if a.get("contentType") == "video")
     template = video.find("d:SegmentTemplate", NS)
-    starts, t = [], 0
-    for s in template.iterfind("d:SegmentTimeline/d:S", NS):
-        t = int(s.get("t", t))
-        for _ in range(int(s.get("r", 0)) + 1):
-            starts.append(t)
-            t += int(s.get("d"))
     rep = video.find("d:Representation", NS).get("id")
-    return mpd, video, template, rep, starts
+    return mpd, video, template, rep, [t for t, _ in timeline(mpd_text)]
 
 
 class StreamedGet:
@@ -75,21 +70,6 @@ class StreamedGet:
         return b"".join(p for _, p in self.pieces)
 
 
-def origins(make_nginx):
-    """An ingest nginx and a second one (two workers) serving the same archive: the chunk's
-    write and the streamed request are in different processes."""
-    ingest = make_nginx(workers=1)
-    ll_channel(ingest.root)
-    ingest.start(LIVE_LOCATION)
-    player = make_nginx(workers=2)
-    player.start(f"""
-        location /live/ {{
-            root {ingest.root};
-            usp_handle_ism;
-        }}""")
-    return ingest, player
-
-
 def next_segment_started(player, encoder, chunks, k, known):
     """Sends chunks from `k` until one starts a new video segment; returns (its index in
     `chunks`, the MPD listing it)."""
@@ -106,7 +86,7 @@ def next_segment_started(player, encoder, chunks, k, known):
 
 def test_the_segment_being_produced_is_streamed_chunk_by_chunk(make_nginx):
     init, chunks = chunked_cmaf()
-    ingest, player = origins(make_nginx)
+    ingest, player = ingest_and_player(make_nginx)
     encoder = Encoder(ingest.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
     text = wait_for(lambda: ok_text(player.url("/live/ll.isml/.mpd")))
     mpd, video, template, rep, starts = video_timeline(text)
@@ -165,7 +145,7 @@ def test_the_segment_being_produced_is_streamed_chunk_by_chunk(make_nginx):
 
 def test_a_streamed_segment_ends_when_the_encoder_stops_or_goes(make_nginx):
     init, chunks = chunked_cmaf()
-    ingest, player = origins(make_nginx)
+    ingest, player = ingest_and_player(make_nginx)
     encoder = Encoder(ingest.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
     text = wait_for(lambda: ok_text(player.url("/live/ll.isml/.mpd")))
     k, text = next_segment_started(player, encoder, chunks, 1, video_timeline(text)[4])

@@ -28,15 +28,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let bytes =
         |offset: u64, size: u32| data.get(offset as usize..(offset + u64::from(size)) as usize);
-    let dash_opts = DashOptions {
-        template: MpdSegmentTemplate::Time,
-        target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
-        name: "f".into(),
-        query: String::new(),
-        min_buffer_time: None,
-        presentation_delay: None,
-        protection: None,
-    };
+    let dash_opts = dash_options(MpdSegmentTemplate::Time);
     let _ = dash::mpd(&p, &dash_opts);
     let _ = mss::manifest(
         &p,
@@ -164,6 +156,18 @@ fuzz_target!(|data: &[u8]| {
     low_latency(&mut p, data);
 });
 
+fn dash_options(template: MpdSegmentTemplate) -> DashOptions {
+    DashOptions {
+        template,
+        target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
+        name: "f".into(),
+        query: String::new(),
+        min_buffer_time: None,
+        presentation_delay: None,
+        protection: None,
+    }
+}
+
 /// The same presentation as a low-latency live window whose last segment still grows: its
 /// segments start at the sync samples, its chunks every few samples (as the input says), and
 /// the LL-DASH MPD, every segment by its chunks, the LL-HLS playlists and parts are made.
@@ -204,15 +208,7 @@ fn low_latency(p: &mut Presentation, data: &[u8]) {
     }));
     let p = &*p;
     for template in [MpdSegmentTemplate::Time, MpdSegmentTemplate::Number] {
-        let opts = DashOptions {
-            template,
-            target: origin_core::package::DEFAULT_SEGMENT_LENGTH,
-            name: "f".into(),
-            query: String::new(),
-            min_buffer_time: None,
-            presentation_delay: None,
-            protection: None,
-        };
+        let opts = dash_options(template);
         let mpd = dash::mpd(p, &opts);
         assert!(mpd.contains("availabilityTimeComplete") || !mpd.contains("<S "));
         for t in &p.tracks {

@@ -8,14 +8,15 @@
 
 use ngx::ffi::{
     ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_OK, NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_INFO, NGX_OK,
+    NGX_ERROR, NGX_HTTP_OK, NGX_OK,
 };
 use origin_core::request::{Answer, Body};
 
 use super::answer::expiry_headers;
 use super::headers::set_content_type;
-use super::stream::arm_write_event;
-use crate::ffi::pool::{chain_link, finish_last, own_by_request, pool_buf};
+use super::send::owned_buf;
+use super::stream::{arm_write_event, end_if_timed_out};
+use crate::ffi::pool::{chain_link, finish_last};
 use crate::ffi::watch::{self, Resume};
 use crate::ffi::OriginError;
 
@@ -65,24 +66,13 @@ pub fn send(
     let sent = bytes.len() as u64;
     let mut rc = NGX_OK as ngx_int_t;
     if !bytes.is_empty() {
-        let owned = own_by_request(r, bytes)?;
-        let b = pool_buf(r)?;
-        // SAFETY: `owned` lives in the request pool until the request is freed, after nginx
-        // sent or dropped this buffer; the memory is only read.
-        unsafe {
-            let data = &mut *owned;
-            let start = data.as_mut_ptr();
-            (*b).start = start;
-            (*b).pos = start;
-            (*b).last = start.add(data.len());
-            (*b).end = (*b).last;
-            (*b).set_memory(1);
-            if next.is_none() {
-                finish_last(r, b);
-            } else {
-                // Out to the client now, not when nginx's buffers fill.
-                (*b).set_flush(1);
-            }
+        let b = owned_buf(r, bytes)?;
+        if next.is_none() {
+            finish_last(r, b);
+        } else {
+            // Out to the client now, not when nginx's buffers fill.
+            // SAFETY: a buffer of this request, not handed to nginx yet.
+            unsafe { (*b).set_flush(1) };
         }
         let cl = chain_link(r, b)?;
         // SAFETY: the chain and buffer live in the request pool.
@@ -116,19 +106,8 @@ unsafe extern "C" fn flush_on_write(r: *mut ngx_http_request_t) {
         let r = unsafe { &mut *r };
         // SAFETY: the connection and its write event live as long as the request.
         let wev = unsafe { (*r.connection).write };
-        // SAFETY: as above.
-        if unsafe { (*wev).timedout() } != 0 {
-            // SAFETY: as above; the request ends (its hold released by its cleanup).
-            unsafe {
-                ngx::log::log_error(
-                    NGX_LOG_INFO as _,
-                    (*r.connection).log,
-                    libc::ETIMEDOUT,
-                    b"client timed out",
-                );
-                (*r.connection).set_timedout(1);
-                ngx::ffi::ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t);
-            }
+        // The request ends (its hold released by its cleanup).
+        if end_if_timed_out(r) {
             return NGX_OK as ngx_int_t;
         }
         // SAFETY: flushing what nginx already holds for this request.

@@ -61,6 +61,19 @@ pub fn send_owned_bytes(
     if let Some(rc) = send_headers(r, bytes.len() as u64, content_type, mtime, tag)? {
         return Ok(rc);
     }
+    let b = owned_buf(r, bytes)?;
+    finish_last(r, b);
+    let cl = chain_link(r, b)?;
+    // SAFETY: the chain and buffer live in the request pool.
+    Ok(unsafe { ngx_http_output_filter(r, cl) })
+}
+
+/// A buffer nginx sends `bytes` from without a copy: the request's pool owns them until the
+/// request ends (then they go back to the core's spares).
+pub fn owned_buf(
+    r: &mut ngx_http_request_t,
+    bytes: Vec<u8>,
+) -> Result<*mut ngx_buf_t, OriginError> {
     let owned = own_by_request(r, Recycled(bytes))?;
     let b = pool_buf(r)?;
     // SAFETY: `owned` lives in the request pool's cleanup until the request is freed, after
@@ -74,10 +87,7 @@ pub fn send_owned_bytes(
         (*b).end = (*b).last;
         (*b).set_memory(1);
     }
-    finish_last(r, b);
-    let cl = chain_link(r, b)?;
-    // SAFETY: the chain and buffer live in the request pool.
-    Ok(unsafe { ngx_http_output_filter(r, cl) })
+    Ok(b)
 }
 
 /// Above this many payload ranges a fragment is not sent range by range with sendfile: an

@@ -192,18 +192,10 @@ unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
         let r = unsafe { &mut *r };
         // SAFETY: the connection and its write event live as long as the request.
         let wev = unsafe { (*r.connection).write };
+        if end_if_timed_out(r) {
+            return NGX_OK as ngx_int_t;
+        }
         unsafe {
-            if (*wev).timedout() != 0 {
-                ngx::log::log_error(
-                    NGX_LOG_INFO as _,
-                    (*r.connection).log,
-                    libc::ETIMEDOUT,
-                    b"client timed out",
-                );
-                (*r.connection).set_timedout(1);
-                ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t);
-                return NGX_OK as ngx_int_t;
-            }
             if (*wev).delayed() != 0 || r.aio() != 0 {
                 if arm_write_event(r).is_err() {
                     ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
@@ -238,6 +230,26 @@ unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
         }
         NGX_OK as ngx_int_t
     });
+}
+
+/// A write event that timed out (the client took nothing for `send_timeout`): the request
+/// ends with 408, as nginx's own writer ends it. Whether it did.
+pub(super) fn end_if_timed_out(r: &mut ngx_http_request_t) -> bool {
+    // SAFETY: the request's connection and its write event are valid while the request is.
+    unsafe {
+        if (*(*r.connection).write).timedout() == 0 {
+            return false;
+        }
+        ngx::log::log_error(
+            NGX_LOG_INFO as _,
+            (*r.connection).log,
+            libc::ETIMEDOUT,
+            b"client timed out",
+        );
+        (*r.connection).set_timedout(1);
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t);
+    }
+    true
 }
 
 /// Waits for the socket to take more, within `send_timeout`, as nginx's own writer does.
