@@ -64,7 +64,7 @@ rm -rf "$demo/html/live"
 mkdir -p "$demo/html/live"
 "$root/target/release/ismtool" create -o "$demo/html/live/channel1.isml" \
   --dvr_window_length=60 --archiving=1 --archive_length=600
-# The low-latency channel: LL-HLS parts as the encoder's chunks land.
+# The low-latency channel: LL-HLS parts and LL-DASH chunks as the encoder's chunks land.
 "$root/target/release/ismtool" create -o "$demo/html/live/lowlatency.isml" \
   --low_latency=true --dvr_window_length=30
 chmod 0777 "$demo/html/live"
@@ -158,8 +158,9 @@ ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/
   live DASH / HLS    $base/live/channel1.isml/.mpd   $base/live/channel1.isml/.m3u8
   live Smooth        $base/live/channel1.isml/Manifest
   channel state      $base/live/channel1.isml/state   (and /archive, /statistics?format=json)
-  low-latency live   $base/?p=/live/lowlatency.isml    (LL-HLS: pick "LL-HLS (hls.js)")
+  low-latency live   $base/?p=/live/lowlatency.isml    (buttons "LL-HLS (hls.js, …)", "LL-DASH (dash.js, …)")
   LL-HLS playlist    $base/live/lowlatency.isml/.m3u8?hls_fmp4
+  LL-DASH MPD        $base/live/lowlatency.isml/.mpd
   push your own      ffmpeg -re -i in.mp4 -c copy -movflags +isml -f ismv '$base/live/mine.isml/Streams(enc)'
   the server manifest   build/media/demo.ism   (ismtool inspect / create / route / package)
   the module's counters $base/origin-status   (?format=prometheus)
