@@ -205,6 +205,7 @@ fn low_latency(p: &mut Presentation, data: &[u8]) {
         first_timeline: 0,
         timeline_breaks: Vec::new(),
         low_latency: true,
+        declared_segment_secs: None,
     }));
     let p = &*p;
     for template in [MpdSegmentTemplate::Time, MpdSegmentTemplate::Number] {

@@ -45,6 +45,9 @@ pub struct LiveInfo {
     /// Low-latency playout: each track's chunks are in [`TrackCuts::chunk_starts`] and its
     /// growing segment is in the window.
     pub low_latency: bool,
+    /// The channel's declared segment length in seconds (`*_minimum_fragment_length`), which
+    /// no segment of a stream cut on its grid is shorter than.
+    pub declared_segment_secs: Option<f64>,
 }
 
 /// Where one track's segments start.
@@ -370,6 +373,9 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
                 timeline_breaks
             },
             low_latency: asked.growing,
+            declared_segment_secs: asked
+                .segment_length
+                .map(|(n, d)| n as f64 / d.max(1) as f64),
         },
     })
 }

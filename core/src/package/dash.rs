@@ -142,6 +142,7 @@ fn segment_spans(p: &Presentation, t: &Track, target: super::SegmentLength) -> V
 struct LowLatency {
     /// The longest chunk of the newest segments, seconds (at least 1 ms).
     chunk_secs: f64,
+
     /// `Latency@target`: `mpd_suggested_presentation_delay`, else three chunks (as LL-HLS's
     /// `PART-HOLD-BACK`), at least a second.
     target_latency_secs: f64,
@@ -229,6 +230,7 @@ fn periods(p: &Presentation, opts: &DashOptions) -> Vec<Period> {
 pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     let mut x = String::with_capacity(4096);
     let max_segment = opts.target.as_secs_f64() * 2.0;
+    let low_latency = low_latency_of(p, opts);
     // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
     let name = xml_escape(&encode_name(&opts.name));
     let sets = adaptation_sets(p);
@@ -279,7 +281,6 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         Some(&(from, to)) if periods.len() > 1 => starts[starts.len() - 1] + (to - from).max(0.0),
         _ => p.duration_secs(),
     };
-    let low_latency = low_latency_of(p, opts);
     let kind = match p.live.as_deref() {
         Some(live) if !live.ended => {
             let target = opts.target.as_secs_f64();

@@ -2011,6 +2011,7 @@ mod tests {
             first_timeline: 0,
             timeline_breaks: Vec::new(),
             low_latency: false,
+            declared_segment_secs: None,
         }));
         p
     }

@@ -405,7 +405,7 @@ pub fn fmp4_part<'p>(
         .ok_or_else(missing)?;
     let table = segments(p, t, opts.target);
     let growing = track_growing(t, live);
-    let limit_ms = hold_limit_ms(target_duration(t.index(), &table));
+    let limit_ms = hold_limit_ms(target_duration(p, t.index(), &table));
     let last = table.first_number() + table.len() as u64;
     let Some(k) = table.by_number(n) else {
         // The first part of the segment after the newest one (whole, or growing: its next
@@ -451,12 +451,27 @@ fn target_of(durations: impl IntoIterator<Item = f64>) -> u64 {
 }
 
 /// [`target_of`] a track's segments.
-fn target_duration(idx: &TrackIndex, table: &crate::segment::SegmentTable) -> u64 {
+fn target_duration(
+    p: &Presentation,
+    idx: &TrackIndex,
+    table: &crate::segment::SegmentTable,
+) -> u64 {
     target_of(
         (0..table.len())
             .filter_map(|k| table.samples(k))
             .map(|r| range_secs(idx, &r)),
     )
+    .max(declared_target(p))
+}
+
+/// The least `EXT-X-TARGETDURATION` of a live window: the channel's declared segment length,
+/// rounded. A playlist's target must not change while the stream runs, and a stream's first
+/// segment (growing, in a low-latency window) is shorter than the ones after it.
+fn declared_target(p: &Presentation) -> u64 {
+    p.live
+        .as_deref()
+        .and_then(|l| l.declared_segment_secs)
+        .map_or(0, |secs| secs.round().max(1.0) as u64)
 }
 
 /// Where a low-latency live playlist of a track ends, as blocking reloads and rendition
@@ -488,7 +503,7 @@ fn live_edge(
         last: table.number(k),
         parts: part_ranges(t, range, chunk_starts(live, t)).len(),
         growing: track_growing(t, live),
-        target: target_duration(t.index(), &table),
+        target: target_duration(p, t.index(), &table),
     }))
 }
 
@@ -866,7 +881,7 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
     let ts = f64::from(idx.timescale.max(1));
     let ranges: Vec<_> = (0..table.len()).filter_map(|k| table.samples(k)).collect();
     let durations: Vec<f64> = ranges.iter().map(|r| range_secs(idx, r)).collect();
-    let target = target_of(durations.iter().copied());
+    let target = target_of(durations.iter().copied()).max(declared_target(p));
     let wall_clock_ms = match p.live.as_deref() {
         Some(live) => ranges
             .iter()

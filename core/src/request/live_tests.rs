@@ -514,3 +514,45 @@ fn a_low_latency_mpd_streams_the_segment_being_produced_chunk_by_chunk() {
     assert!(!mpd.contains("availabilityTime"), "{mpd}");
     assert!(!mpd.contains("ServiceDescription"), "{mpd}");
 }
+
+#[test]
+fn a_declared_segment_length_is_the_least_target_duration() {
+    // The stream so far is one growing segment of 4 s; the channel declares 6 s segments.
+    // The target is the declared length from the start, so it does not grow later (RFC 8216
+    // forbids a changing EXT-X-TARGETDURATION).
+    let channel = Channel::pushed(
+        "target",
+        Some(
+            br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+        <meta name="low_latency" content="true"/>
+        <meta name="iss_minimum_fragment_length" content="6"/></head><body/></smil>"#,
+        ),
+        &[INGESTED_MS],
+    );
+    let master = text_of(
+        drive(&channel, "/ch.isml/.m3u8?hls_fmp4", |_| false)
+            .result
+            .unwrap(),
+    );
+    let uri = master
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains("video"))
+        .expect(&master)
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let text = text_of(
+        drive(&channel, &format!("/ch.isml/{uri}"), |_| false)
+            .result
+            .unwrap(),
+    );
+    assert!(text.contains("#EXT-X-TARGETDURATION:6\n"), "{text}");
+    // Held requests wait three of them.
+    let held = drive(
+        &channel,
+        &format!("/ch.isml/{uri}?_HLS_msn=1&_HLS_part=2"),
+        |_| false,
+    );
+    assert_eq!(held.held.expect("held").until_ms, NOW_MS + 3 * 6000);
+}
