@@ -31,7 +31,7 @@ LAYERS = {
         ["lib"],
     ],
     "core/src": [
-        ["base64", "buffers", "filter", "markup", "mp4", "s3", "source"],
+        ["base64", "buffers", "filter", "markup", "mp4", "s3", "scte35", "source"],
         ["crypto", "index", "url"],
         ["cache", "format", "fragment", "ism", "mime", "segment", "text"],
         ["drm", "live", "stored"],

@@ -10,7 +10,7 @@ cd "$root/fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream live_timeline ism_parser url_route text_parsers packagers remote_inputs request_engine content_protection)
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream live_timeline ism_parser url_route text_parsers packagers remote_inputs request_engine content_protection timed_metadata)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
@@ -29,6 +29,7 @@ seed content_protection "${media[@]}"
 seed ingest_stream "${media[@]}"
 seed ism_parser "$root"/fuzz/seeds/*.ism*
 seed url_route "$root"/fuzz/seeds/*.url
+seed timed_metadata "$root"/fuzz/seeds/*.scte35
 # Remote inputs: source URLs, Content-Range values and sparse-source runs.
 mkdir -p corpus/remote_inputs
 printf 'http://storage/media/a/b.mp4' > corpus/remote_inputs/seed-url

@@ -65,6 +65,7 @@ pub mod presentation;
 pub mod remote;
 pub mod request;
 pub mod s3;
+pub mod scte35;
 pub mod segment;
 pub mod source;
 pub mod stored;

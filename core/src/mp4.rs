@@ -4,6 +4,7 @@
 //! descriptions (avcC, hvcC, esds, dac3/dec3, …) and codec strings.
 
 pub mod codec;
+pub mod emsg;
 pub mod fragment;
 pub mod moov;
 pub mod reader;
