@@ -464,6 +464,55 @@ fn read_segmentation(body: &[u8]) -> Result<Segmentation, Scte35Error> {
     Ok(s)
 }
 
+/// The XML namespace of SCTE-35 signals (the 2016 schema), which SCTE 214-1's `xml+bin`
+/// messages (`urn:scte:scte35:2014:xml+bin`) and DASH `EventStream`s use.
+pub const XML_NAMESPACE: &str = "http://www.scte.org/schemas/35/2016";
+
+/// The section an `xml+bin` message carries: the base64 text of its `Binary` element
+/// (whatever the namespace prefix), checked as [`parse`] checks a section.
+pub fn section_of_xml_bin(message: &[u8]) -> Result<Vec<u8>, Scte35Error> {
+    use quick_xml::events::Event;
+    let text = std::str::from_utf8(message)
+        .map_err(|_| Scte35Error::Invalid("an xml+bin message that is not UTF-8"))?;
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut in_binary = false;
+    let mut binary = String::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) if e.local_name().as_ref() == b"Binary" => in_binary = true,
+            Ok(Event::End(e)) if in_binary && e.local_name().as_ref() == b"Binary" => break,
+            Ok(Event::Text(t)) if in_binary => {
+                binary.push_str(&t.unescape().map_err(|_| {
+                    Scte35Error::Invalid("an xml+bin Binary that does not unescape")
+                })?)
+            }
+            Ok(Event::CData(t)) if in_binary => {
+                binary.push_str(&String::from_utf8_lossy(t.as_ref()));
+            }
+            Ok(Event::Eof) => {
+                return Err(Scte35Error::Invalid(
+                    "an xml+bin message without a Binary element",
+                ))
+            }
+            Ok(_) => {}
+            Err(_) => return Err(Scte35Error::Invalid("an xml+bin message that is not XML")),
+        }
+    }
+    let compact: String = binary.split_whitespace().collect();
+    let section = crate::base64::decode(&compact)
+        .ok_or(Scte35Error::Invalid("an xml+bin Binary that is not base64"))?;
+    parse(&section)?;
+    Ok(section)
+}
+
+/// The `xml+bin` form of a section: a `Signal` holding it in base64.
+pub fn xml_bin_of(section: &[u8]) -> String {
+    format!(
+        "<Signal xmlns=\"{XML_NAMESPACE}\"><Binary>{}</Binary></Signal>",
+        crate::base64::encode(section)
+    )
+}
+
 impl SpliceInfo {
     /// The splice time in 90 kHz ticks, `pts_adjustment` applied (33-bit wrap); `None` for an
     /// immediate splice or a command without a time.
@@ -657,6 +706,34 @@ mod tests {
         // Content identification is neither.
         let id = parse(&time_signal_with(900_000, 0x01)).unwrap();
         assert!(!id.starts_break() && !id.ends_break());
+    }
+
+    #[test]
+    fn an_xml_bin_message_carries_the_section_in_base64() {
+        let s = time_signal_with(900_000, 0x34);
+        assert_eq!(section_of_xml_bin(xml_bin_of(&s).as_bytes()).unwrap(), s);
+        // Another prefix, line breaks in the base64, a CDATA section: the same section.
+        let b64 = crate::base64::encode(&s);
+        let (head, tail) = b64.split_at(10);
+        let prefixed = format!(
+            "<scte35:Signal xmlns:scte35=\"{XML_NAMESPACE}\">\n <scte35:Binary>{head}\n  {tail}</scte35:Binary></scte35:Signal>"
+        );
+        assert_eq!(section_of_xml_bin(prefixed.as_bytes()).unwrap(), s);
+        let cdata = format!("<Signal><Binary><![CDATA[{b64}]]></Binary></Signal>");
+        assert_eq!(section_of_xml_bin(cdata.as_bytes()).unwrap(), s);
+        // Refused: no Binary, not base64, a section that does not check, not XML.
+        for bad in [
+            "<Signal/>".to_string(),
+            "<Signal><Binary>!!</Binary></Signal>".to_string(),
+            format!(
+                "<Signal><Binary>{}</Binary></Signal>",
+                crate::base64::encode(&s[..s.len() - 1])
+            ),
+            "<Signal><Binary>".to_string(),
+        ] {
+            assert!(section_of_xml_bin(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(section_of_xml_bin(&[0xFF, 0xFE]).is_err());
     }
 
     #[test]

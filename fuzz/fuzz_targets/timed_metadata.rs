@@ -1,6 +1,7 @@
-//! Reads arbitrary bytes as an SCTE-35 section, an `emsg` box body and an event message
-//! track's sample: refused or read, never a panic; what reads as an event sample or an `emsg`
-//! writes and reads back equal, and a section that parses keeps its descriptors' bytes.
+//! Reads arbitrary bytes as an SCTE-35 section (binary and xml+bin), an `emsg` box body and
+//! an event message track's sample: refused or read, never a panic. What reads as an event
+//! sample, an `emsg` or an xml+bin message writes and reads back; a section that parses keeps
+//! its descriptors' bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use origin_core::mp4::emsg::{read_emsg, read_event_sample, write_emsg, write_event_sample};
@@ -13,6 +14,11 @@ fuzz_target!(|data: &[u8]| {
         for d in &info.descriptors {
             assert!(data.windows(d.bytes.len()).any(|w| w == d.bytes.as_slice()));
         }
+    }
+    if let Ok(section) = scte35::section_of_xml_bin(data) {
+        // What an xml+bin message carries is a section that checks, and writes back.
+        let again = scte35::section_of_xml_bin(scte35::xml_bin_of(&section).as_bytes());
+        assert_eq!(again.as_deref(), Ok(section.as_slice()));
     }
     if let Ok(e) = read_emsg(Reader::new(data, 8)) {
         // Strings read lossily or without their NUL do not write back byte for byte; what
