@@ -295,32 +295,41 @@ fn text_of(answer: Answer) -> String {
 /// Segments of 4 s from the fixture's 2-second fragments: each fragment is a chunk, and the
 /// fixture's two make one segment that is still growing (no stream end).
 fn low_latency_channel(name: &str) -> Channel {
-    Channel::pushed(
-        name,
-        Some(
-            br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
+    low_latency_channel_of(name, 4)
+}
+
+/// A low-latency channel declaring segments of `secs` seconds, pushed the fixture.
+fn low_latency_channel_of(name: &str, secs: u32) -> Channel {
+    let isml = format!(
+        r#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
         <meta name="low_latency" content="true"/>
-        <meta name="iss_minimum_fragment_length" content="4"/></head><body/></smil>"#,
-        ),
-        &[INGESTED_MS],
-    )
+        <meta name="iss_minimum_fragment_length" content="{secs}"/></head><body/></smil>"#
+    );
+    Channel::pushed(name, Some(isml.as_bytes()), &[INGESTED_MS])
+}
+
+/// The URI (without query) of the video's fMP4 media playlist, from the channel's master.
+fn video_playlist_uri(channel: &Channel) -> String {
+    let master = text_of(
+        drive(channel, "/ch.isml/.m3u8?hls_fmp4", |_| false)
+            .result
+            .unwrap(),
+    );
+    master
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains("video"))
+        .expect(&master)
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
 fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloads() {
     let channel = low_latency_channel("ll");
-    let master = text_of(
-        drive(&channel, "/ch.isml/.m3u8?hls_fmp4", |_| false)
-            .result
-            .unwrap(),
-    );
-    let uri = master
-        .lines()
-        .find(|l| !l.starts_with('#') && l.contains("video"))
-        .expect(&master)
-        .to_string();
-    assert!(uri.starts_with("hls/"), "{master}");
-    let uri = uri.split('?').next().unwrap().to_string();
+    let uri = video_playlist_uri(&channel);
+    assert!(uri.starts_with("hls/"), "{uri}");
     let playlist = |query: &str| drive(&channel, &format!("/ch.isml/{uri}{query}"), |_| false);
     let text = text_of(playlist("").result.unwrap());
     assert!(text.contains("#EXT-X-VERSION:9\n"), "{text}");
@@ -520,28 +529,8 @@ fn a_declared_segment_length_is_the_least_target_duration() {
     // The stream so far is one growing segment of 4 s; the channel declares 6 s segments.
     // The target is the declared length from the start, so it does not grow later (RFC 8216
     // forbids a changing EXT-X-TARGETDURATION).
-    let channel = Channel::pushed(
-        "target",
-        Some(
-            br#"<smil xmlns="http://www.w3.org/2001/SMIL20/Language"><head>
-        <meta name="low_latency" content="true"/>
-        <meta name="iss_minimum_fragment_length" content="6"/></head><body/></smil>"#,
-        ),
-        &[INGESTED_MS],
-    );
-    let master = text_of(
-        drive(&channel, "/ch.isml/.m3u8?hls_fmp4", |_| false)
-            .result
-            .unwrap(),
-    );
-    let uri = master
-        .lines()
-        .find(|l| !l.starts_with('#') && l.contains("video"))
-        .expect(&master)
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let channel = low_latency_channel_of("target", 6);
+    let uri = video_playlist_uri(&channel);
     let text = text_of(
         drive(&channel, &format!("/ch.isml/{uri}"), |_| false)
             .result
