@@ -411,6 +411,28 @@ mod tests {
         })
     }
 
+    /// Record `k` of a test channel's one data file: 100 bytes at `k * 100`.
+    fn chunk_record(
+        k: u64,
+        start: u64,
+        duration: u64,
+        ingest_ms: i64,
+        flags: u32,
+        seq: u64,
+    ) -> Record {
+        Record {
+            start,
+            duration,
+            vpos: 4096 + k * 100,
+            file_no: 1,
+            file_offset: k * 100,
+            size: 100,
+            ingest_ms,
+            flags,
+            seq,
+        }
+    }
+
     /// A channel ingested from the Smooth fixture, whose tracks' records are then replaced by
     /// those `records_of(timescale)` makes.
     fn channel_with(name: &str, records_of: impl Fn(u64) -> Vec<Record>) -> (PathBuf, PathBuf) {
@@ -553,19 +575,20 @@ mod tests {
         // Half-second chunks, four to a 2-second segment; the fourth segment has two so far.
         let (d, isml) = channel_with("growing", |ts| {
             (0..14u64)
-                .map(|k| Record {
-                    start: k * ts / 2,
-                    duration: ts / 2,
-                    vpos: 4096 + k * 100,
-                    file_no: 1,
-                    file_offset: k * 100,
-                    size: 100,
-                    ingest_ms: 1_000_000 + k as i64 * 500,
-                    flags: match k % 4 {
-                        0 => FLAG_SYNC,
-                        _ => FLAG_CONTINUES,
-                    },
-                    seq: k / 4,
+                .map(|k| {
+                    let flags = if k % 4 == 0 {
+                        FLAG_SYNC
+                    } else {
+                        FLAG_CONTINUES
+                    };
+                    chunk_record(
+                        k,
+                        k * ts / 2,
+                        ts / 2,
+                        1_000_000 + k as i64 * 500,
+                        flags,
+                        k / 4,
+                    )
                 })
                 .collect()
         });
@@ -597,20 +620,13 @@ mod tests {
         // A chunk that closes its segment completes it without waiting for the next.
         let (d, isml) = channel_with("closed", |ts| {
             (0..2u64)
-                .map(|k| Record {
-                    start: k * ts,
-                    duration: ts,
-                    vpos: 4096 + k * 100,
-                    file_no: 1,
-                    file_offset: k * 100,
-                    size: 100,
-                    ingest_ms: 1_000_000,
-                    flags: if k == 0 {
+                .map(|k| {
+                    let flags = if k == 0 {
                         FLAG_SYNC
                     } else {
                         FLAG_CONTINUES | FLAG_CLOSES
-                    },
-                    seq: 0,
+                    };
+                    chunk_record(k, k * ts, ts, 1_000_000, flags, 0)
                 })
                 .collect()
         });
@@ -626,16 +642,9 @@ mod tests {
         // An origin that joined mid-GOP: its first chunk starts a segment without a key frame.
         let (d, isml) = channel_with("joined", |ts| {
             (0..6u64)
-                .map(|k| Record {
-                    start: k * ts,
-                    duration: ts,
-                    vpos: 4096 + k * 100,
-                    file_no: 1,
-                    file_offset: k * 100,
-                    size: 100,
-                    ingest_ms: 1_000_000,
-                    flags: if k == 0 { 0 } else { FLAG_SYNC },
-                    seq: k,
+                .map(|k| {
+                    let flags = if k == 0 { 0 } else { FLAG_SYNC };
+                    chunk_record(k, k * ts, ts, 1_000_000, flags, k)
                 })
                 .collect()
         });

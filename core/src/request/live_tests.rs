@@ -545,3 +545,39 @@ fn a_declared_segment_length_is_the_least_target_duration() {
     );
     assert_eq!(held.held.expect("held").until_ms, NOW_MS + 3 * 6000);
 }
+
+#[test]
+fn with_number_addressing_the_segment_after_the_newest_is_held_until_it_starts() {
+    let channel = low_latency_channel("llnumber");
+    let query = "?mpd_segment_template=number";
+    let mpd = text_of(
+        drive(&channel, &format!("/ch.isml/.mpd{query}"), |_| false)
+            .result
+            .unwrap(),
+    );
+    let video = mpd.split("contentType=\"video\"").nth(1).expect(&mpd);
+    let first: u64 = video
+        .split("startNumber=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .expect(&mpd);
+    let id = video
+        .split("<Representation id=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let url = |n: u64| format!("/ch.isml/dash/ch-{id}-{n}.dash{query}");
+    // The newest segment (growing) streams; the one after it is waited for; two after, not.
+    assert!(matches!(
+        drive(&channel, &url(first), |_| false).result,
+        Ok(Answer {
+            body: Body::Growing { .. },
+            ..
+        })
+    ));
+    let held = drive(&channel, &url(first + 1), |_| false);
+    assert_eq!(held.held.expect("held").until_ms, NOW_MS + 3 * 4000);
+    assert!(drive(&channel, &url(first + 2), |_| false).held.is_none());
+}
