@@ -6,11 +6,13 @@ streamed segment and the segment asked for whole afterwards are the same bytes."
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import statistics
 import threading
 import time
+import urllib.parse
 import xml.etree.ElementTree as ET
 
 import requests
@@ -96,7 +98,14 @@ def test_the_segment_being_produced_is_streamed_chunk_by_chunk(make_nginx):
     # A low-latency MPD, as an independent XML parser reads it.
     assert mpd.get("type") == "dynamic"
     assert template.get("availabilityTimeComplete") == "false"
-    assert 0 < float(template.get("availabilityTimeOffset")) < 2.0
+    # Each segment can be asked for from its start: the offset is the longest segment
+    # listed, which is also maxSegmentDuration (a player's live edge is then the wall clock's
+    # media time).
+    longest = float(mpd.get("maxSegmentDuration").removeprefix("PT").removesuffix("S"))
+    assert float(template.get("availabilityTimeOffset")) == longest
+    timescale = int(template.get("timescale"))
+    durations = [int(s.get("d")) / timescale for s in template.iterfind(".//d:S", NS)]
+    assert durations and max(durations) <= longest < max(durations) + 0.002, (durations, text)
     latency = mpd.find("d:ServiceDescription/d:Latency", NS)
     assert latency is not None and int(latency.get("target")) >= 1000, text
     assert int(latency.get("min")) <= int(latency.get("target")) <= int(latency.get("max"))
@@ -104,7 +113,18 @@ def test_the_segment_being_produced_is_streamed_chunk_by_chunk(make_nginx):
     assert float(rate.get("min")) < 1 < float(rate.get("max"))
     prt = video.find("d:ProducerReferenceTime", NS)
     assert prt.get("id") == latency.get("referenceId") and prt.get("inband") == "true"
-    assert mpd.find("d:UTCTiming", NS) is not None
+    # Clocks: the origin's, beside the MPD and timed by the player, then the MPD's own time.
+    timings = mpd.findall("d:UTCTiming", NS)
+    assert [t.get("schemeIdUri") for t in timings] == [
+        "urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:direct:2014"], text
+    clock = requests.get(urllib.parse.urljoin(player.url("/live/ll.isml/.mpd"),
+                                                 timings[0].get("value")), timeout=10)
+    assert clock.status_code == 200 and clock.headers["Content-Type"] == "text/plain"
+    assert clock.headers["Cache-Control"] == "no-store"
+    assert not {"ETag", "Last-Modified", "Accept-Ranges"} & set(clock.headers), clock.headers
+    told = datetime.datetime.fromisoformat(clock.text.replace("Z", "+00:00"))
+    assert clock.text.endswith("Z") and len(clock.text) == len("2026-12-07T08:58:36.069Z")
+    assert abs(told.timestamp() - time.time()) < 5, clock.text
     # Catch a segment as it starts, and ask for it at once.
     k, text = next_segment_started(player, encoder, chunks, 1, starts)
     _, _, template, rep, starts = video_timeline(text)

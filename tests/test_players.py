@@ -356,13 +356,15 @@ def ll_site(request):
 @pytest.mark.quiet
 # hls.js follows LL-HLS at its PART-HOLD-BACK (1.6 s measured) and catches up by playing
 # faster; dash.js and shaka follow LL-DASH at the MPD's ServiceDescription latency, reading the
-# segment being produced as it streams. Bounds on the median and on p95: dash.js keeps 1.6 s
-# but its latency jumps for a moment when it re-syncs its clock (p95 2.25 s in one CI run);
-# shaka settles where it enters its live-sync band: 1.5-1.6 s in runs of its own, 1.98-2.17 s
-# in some CI runs after the other players (docs/BENCHMARKS.md). shaka 5.2 plays the LL-HLS
-# playlists with holes (a bug of that release): not tested there.
+# segment being produced as it streams (dash.js 1.83 s, p95 1.87 s; shaka 1.63 s, the low edge
+# of its tolerance band). Both need the MPD to say where the live edge is exactly: the
+# availability offset equal to maxSegmentDuration (shaka's edge is the wall clock less the one,
+# plus the other) and a clock they time themselves (dash.js re-syncs every 30 s; with the MPD's
+# own time it jumped by up to an update period; with an exact clock at three chunks behind the
+# edge it stalled in 3 of 8 runs, hence the half chunk of update period in the target). shaka 5.2 plays the LL-HLS playlists with holes
+# (a bug of that release): not tested there.
 @pytest.mark.parametrize("kind,median,p95", [
-    ("hls-ll", 2.0, 2.0), ("dash-ll", 2.0, 2.5), ("shaka-dash-ll", 2.5, 2.5)])
+    ("hls-ll", 2.0, 2.0), ("dash-ll", 2.0, 2.0), ("shaka-dash-ll", 2.0, 2.0)])
 def test_plays_low_latency_live(ll_site, kind, median, p95):
     """A player in low-latency mode follows the channel for 30 s after a 10 s warm-up, without
     a stall, at a live latency (as the player reports it) whose median and 95th percentile stay
@@ -372,7 +374,8 @@ def test_plays_low_latency_live(ll_site, kind, median, p95):
                           "latency=10:30"],
                          capture_output=True, text=True, timeout=180)
     result = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
-    print(f"{kind}: live latency {result.get('latency')}, stalls {result.get('stalls')}")
+    print(f"{kind}: live latency {result.get('latency')}, stalls {result.get('stalls')}, "
+          f"failed requests {result.get('failed')}")
     assert out.returncode == 0, (result or out.stderr)
     assert result["stalls"] == 0, result
     assert result["latency"]["p50"] < median, result

@@ -34,6 +34,8 @@ pub const JSON: &str = "application/json";
 pub const PROMETHEUS: &str = "text/plain; version=0.0.4";
 /// Server manifests and other XML files.
 pub const XML: &str = "application/xml";
+/// Plain text (the clock at `<ch>.isml/time`).
+pub const TEXT: &str = "text/plain";
 /// Anything else.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 

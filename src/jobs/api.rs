@@ -7,7 +7,7 @@ use origin_core::live::confined::OpenRules;
 
 use crate::ffi::OriginError;
 
-/// Answers `GET <ch>.isml/state | archive | statistics`.
+/// Answers `GET <ch>.isml/state | archive | statistics | time`.
 pub fn report(
     r: &mut ngx::ffi::ngx_http_request_t,
     isml: &str,
@@ -31,7 +31,12 @@ pub fn report(
             path: isml.to_string(),
         });
     }
-    let channel = crate::settings::caches::channel(isml, crate::ffi::time::now_ms())?;
+    let now = crate::ffi::time::now_ms();
+    if *target == LiveTarget::Clock {
+        let text = api::clock(now);
+        return crate::respond::send::send_volatile_bytes(r, text.as_bytes(), mime::TEXT);
+    }
+    let channel = crate::settings::caches::channel(isml, now)?;
     origin_core::live::limits::check_archive_files(rules, &channel)?;
     let args = crate::ffi::strings::bytes(&r.args);
     let json = args
@@ -49,6 +54,7 @@ pub fn report(
         LiveTarget::Statistics if json => (api::statistics(&channel, true), mime::JSON),
         LiveTarget::Statistics => (api::statistics(&channel, false), mime::SMIL),
         LiveTarget::Ingest { .. } => return Err(OriginError::MethodNotAllowed),
+        LiveTarget::Clock => return Err(OriginError::Internal("the clock answered above")),
     };
     crate::respond::headers::add_header(r, "Cache-Control", "no-cache")?;
     let etag = origin_core::request::etag(&[text.as_bytes()]);

@@ -37,6 +37,35 @@ pub fn send_bytes(
     Ok(unsafe { ngx_http_output_filter(r, cl) })
 }
 
+/// Sends bytes that differ on every request (the clock): no validators, no ranges, and
+/// `Cache-Control: no-store`, so that neither a cache nor a conditional request answers
+/// with an old copy.
+pub fn send_volatile_bytes(
+    r: &mut ngx_http_request_t,
+    bytes: &[u8],
+    content_type: &'static str,
+) -> Result<ngx_int_t, OriginError> {
+    super::headers::add_header(r, "Cache-Control", "no-store")?;
+    r.headers_out.status = ngx::ffi::NGX_HTTP_OK as _;
+    r.headers_out.content_length_n = bytes.len() as i64;
+    r.headers_out.last_modified_time = -1;
+    set_content_type(r, content_type);
+    r.set_allow_ranges(0);
+    // SAFETY: r is the request being handled; its headers are set.
+    let rc = unsafe { ngx::ffi::ngx_http_send_header(r) };
+    if rc == ngx::ffi::NGX_ERROR as ngx_int_t
+        || rc > ngx::ffi::NGX_OK as ngx_int_t
+        || r.header_only() != 0
+    {
+        return Ok(rc);
+    }
+    let b = memory_buf(r, bytes)?;
+    finish_last(r, b);
+    let cl = chain_link(r, b)?;
+    // SAFETY: the chain and buffer live in the request pool.
+    Ok(unsafe { ngx_http_output_filter(r, cl) })
+}
+
 /// A response buffer nginx sends from; given back to the core's spares when the request ends.
 struct Recycled(Vec<u8>);
 

@@ -19,6 +19,14 @@ pub fn state(channel: &ChannelSnapshot) -> String {
     )
 }
 
+/// `<ch>.isml/time`: the time `now_ms` as an xs:dateTime with milliseconds, the answer
+/// `urn:mpeg:dash:utc:http-xsdate:2014` asks for. Players measure the request's round trip
+/// around it, so their clocks agree with the origin's within a few milliseconds (the MPD's
+/// own `direct` time is as old as the MPD when a player reads it, up to an update period).
+pub fn clock(now_ms: i64) -> String {
+    iso8601_utc(now_ms)
+}
+
 fn element(t: &TrackArchive) -> &'static str {
     match t.info.kind {
         crate::index::TrackKind::Video => "video",

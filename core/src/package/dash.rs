@@ -143,25 +143,53 @@ struct LowLatency {
     /// The longest chunk of the newest segments, seconds (at least 1 ms).
     chunk_secs: f64,
 
+    /// `minimumUpdatePeriod`: half a chunk (at least 0.1 s). A segment appears in the MPD
+    /// once its first chunk has landed, and players see it at their next reload: half a chunk
+    /// later at worst.
+    update_secs: f64,
+
     /// `Latency@target`: `mpd_suggested_presentation_delay`, else three chunks (as LL-HLS's
-    /// `PART-HOLD-BACK`), at least a second.
+    /// `PART-HOLD-BACK`) and the update period a new segment can wait before players see it,
+    /// at least a second.
     target_latency_secs: f64,
+
+    /// The longest segment the MPD lists, seconds rounded up to the millisecond: its
+    /// `maxSegmentDuration` and every template's `availabilityTimeOffset`.
+    longest_segment_secs: f64,
 }
 
-/// A low-latency live presentation's [`LowLatency`]; `None` for every other one.
-fn low_latency_of(p: &Presentation, opts: &DashOptions) -> Option<LowLatency> {
+/// A low-latency live presentation's [`LowLatency`], from its adaptation sets and the
+/// segments each track lists; `None` for every other presentation.
+fn low_latency_of(
+    p: &Presentation,
+    opts: &DashOptions,
+    sets: &[Vec<&Track>],
+    spans: &[Vec<Vec<(u64, u64)>>],
+) -> Option<LowLatency> {
     let live = p.live.as_deref().filter(|l| l.low_latency && !l.ended)?;
-    let chunk_secs = adaptation_sets(p)
+    let chunk_secs = sets
         .iter()
         .flatten()
         .map(|t| longest_chunk_secs(t, &segments(p, t, opts.target), live, 4))
         .fold(0.001, f64::max);
     let chunk_secs = (chunk_secs * 1000.0).ceil() / 1000.0;
+    let longest_segment_secs = sets
+        .iter()
+        .flatten()
+        .zip(spans.iter().flatten())
+        .flat_map(|(t, spans)| {
+            let ts = f64::from(t.index().timescale.max(1));
+            spans.iter().map(move |&(_, d)| d as f64 / ts)
+        })
+        .fold(0.001, f64::max);
+    let update_secs = ((chunk_secs * 500.0).ceil() / 1000.0).max(0.1);
     Some(LowLatency {
         chunk_secs,
+        update_secs,
         target_latency_secs: opts
             .presentation_delay
-            .unwrap_or((3.0 * chunk_secs).max(1.0)),
+            .unwrap_or((3.0 * chunk_secs + update_secs).max(1.0)),
+        longest_segment_secs: (longest_segment_secs * 1000.0).ceil() / 1000.0,
     })
 }
 
@@ -229,8 +257,6 @@ fn periods(p: &Presentation, opts: &DashOptions) -> Vec<Period> {
 /// The MPD: static for VOD and for a live channel whose stream ended, dynamic while it is live.
 pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     let mut x = String::with_capacity(4096);
-    let max_segment = opts.target.as_secs_f64() * 2.0;
-    let low_latency = low_latency_of(p, opts);
     // URL text (names encoded, see `crate::url::name`), then XML-escaped for the attribute.
     let name = xml_escape(&encode_name(&opts.name));
     let sets = adaptation_sets(p);
@@ -242,6 +268,15 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
                 .collect()
         })
         .collect();
+    let low_latency = low_latency_of(p, opts, &sets, &spans);
+    // A low-latency MPD names the longest segment it lists: players place their live edge
+    // that far before the wall clock's media time (plus the availability offset), so a
+    // bound looser than the segments are would hold them back by the difference. Any other
+    // MPD keeps a bound of twice the target, which segments cut at key frames stay under.
+    let max_segment = match low_latency {
+        Some(ll) => ll.longest_segment_secs,
+        None => opts.target.as_secs_f64() * 2.0,
+    };
     // An archive played after its stream ended starts at its first fragment.
     let ended = p.live.as_deref().is_some_and(|l| l.ended);
     let periods = periods(p, opts);
@@ -285,12 +320,12 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         Some(live) if !live.ended => {
             let target = opts.target.as_secs_f64();
             let dvr = live.dvr_window_secs as f64;
-            // A low-latency MPD is read again every chunk: it lists the segment being produced,
+            // A low-latency MPD is read again every half chunk: it lists the segment being produced,
             // and the next one only once that one started. Its latency is the service
             // description's alone: players that know one (dash.js, shaka) would add a
             // suggestedPresentationDelay to it (shaka does), the others keep their default.
             let (update, delay) = match low_latency {
-                Some(ll) => (ll.chunk_secs, None),
+                Some(ll) => (ll.update_secs, None),
                 None => (
                     target,
                     Some(opts.presentation_delay.unwrap_or((3.0 * target).min(dvr))),
@@ -377,6 +412,15 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         x.push_str("  </Period>\n");
     }
     if let Some(live) = p.live.as_deref().filter(|l| !l.ended) {
+        // A low-latency channel's players set their clocks by the origin's (`<ch>.isml/time`,
+        // beside the MPD), timing the request: the MPD's own time below is as old as the MPD
+        // when they read it, and a player that re-syncs with it (dash.js every 30 s) moves
+        // its latency by up to an update period.
+        if low_latency.is_some() {
+            x.push_str(
+                "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-xsdate:2014\" value=\"time\"/>\n",
+            );
+        }
         // The time the manifest was made, for players to set their clocks by.
         let _ = writeln!(
             x,
@@ -498,17 +542,13 @@ fn write_period(
             })
             .collect();
         let shared = timelines.windows(2).all(|w| w[0] == w[1]);
-        // Each chunk of the segment being produced is available as soon as it lands: the
-        // segment is, its expected length less one chunk before its end.
-        let availability = |i: usize| {
-            let live = p.live.as_deref().filter(|_| low_latency.is_some())?;
-            let (ts, timeline) = &timelines[i];
-            let expected = timeline
-                .last()
-                .map_or(0.0, |&(_, d, _)| d as f64 / f64::from((*ts).max(1)));
-            let chunk = longest_chunk_secs(set[i], &segments(p, set[i], opts.target), live, 4);
-            Some(((expected - chunk).max(0.0) * 1000.0).floor() / 1000.0)
-        };
+        // The segment being produced can be asked for from its start: the answer streams
+        // each chunk as it lands. So every segment is available a whole segment length
+        // (the longest listed, the same for every track) before its end, and a player's live
+        // edge (the wall clock's media time less `maxSegmentDuration`, plus this offset) is
+        // the wall clock's media time, where the MPD's latency target counts from. One value
+        // for the channel keeps that edge still: shaka keeps the smallest it ever read.
+        let availability = |_: usize| low_latency.map(|ll| ll.longest_segment_secs);
         if shared {
             write_template(
                 x,

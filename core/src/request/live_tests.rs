@@ -423,16 +423,33 @@ fn box_types(bytes: &[u8]) -> Vec<String> {
 fn a_low_latency_mpd_streams_the_segment_being_produced_chunk_by_chunk() {
     let channel = low_latency_channel("lldash");
     let mpd = text_of(drive(&channel, "/ch.isml/.mpd", |_| false).result.unwrap());
-    // The segment being produced is listed (4 s expected, 2 s chunks): available a chunk
-    // after it starts, read as it grows.
+    // The segment being produced is listed (4 s expected, 2 s chunks), available from its
+    // start and read as it grows: every template's offset is the longest segment listed
+    // (the audio's), which is also the MPD's maxSegmentDuration, so a player's live edge
+    // is the wall clock's media time.
     assert!(
-        mpd.contains(r#"availabilityTimeOffset="2" availabilityTimeComplete="false""#),
+        mpd.contains(r#"availabilityTimeOffset="4.022" availabilityTimeComplete="false""#),
         "{mpd}"
     );
-    // Read again every chunk (the longest, the audio's); three of them behind the live edge.
-    assert!(mpd.contains(r#"minimumUpdatePeriod="PT2.102S""#), "{mpd}");
+    assert_eq!(
+        mpd.matches(r#"availabilityTimeOffset="4.022""#).count(),
+        2,
+        "{mpd}"
+    );
+    assert!(mpd.contains(r#"maxSegmentDuration="PT4.022S""#), "{mpd}");
+    // Clocks are set by the origin's, timed (the MPD's own time second).
+    let http = mpd
+        .find(r#"<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-xsdate:2014" value="time"/>"#)
+        .expect("the origin's clock");
+    let direct = mpd
+        .rfind("urn:mpeg:dash:utc:direct:2014")
+        .expect("the MPD's time");
+    assert!(http < direct, "{mpd}");
+    // Read again every half chunk (of the longest, the audio's); three chunks and that
+    // update period behind the live edge.
+    assert!(mpd.contains(r#"minimumUpdatePeriod="PT1.051S""#), "{mpd}");
     assert!(
-        mpd.contains(r#"<Latency referenceId="0" target="6306" min="2102""#),
+        mpd.contains(r#"<Latency referenceId="0" target="7357" min="2102""#),
         "{mpd}"
     );
     assert!(

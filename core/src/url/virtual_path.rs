@@ -175,6 +175,9 @@ pub enum LiveTarget {
     Statistics,
     /// `archive`: per-track archived ranges.
     Archive,
+    /// `time`: the origin's clock (xs:dateTime with milliseconds), which a low-latency MPD's
+    /// `UTCTiming` points players at.
+    Clock,
 }
 
 impl Target {
@@ -267,6 +270,7 @@ fn parse_live(path: &str) -> Result<Option<LiveTarget>, RouteError> {
         "state" => Some(LiveTarget::State),
         "statistics" => Some(LiveTarget::Statistics),
         "archive" => Some(LiveTarget::Archive),
+        "time" => Some(LiveTarget::Clock),
         _ => None,
     })
 }
@@ -1100,6 +1104,7 @@ mod tests {
             target("/c.isml/archive"),
             Ok(Target::Live(LiveTarget::Archive))
         );
+        assert_eq!(target("/c.isml/time"), Ok(Target::Live(LiveTarget::Clock)));
         // Live manifests work on .isml like on .ism.
         assert_eq!(
             target("/c.isml/.mpd"),
