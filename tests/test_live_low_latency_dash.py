@@ -221,3 +221,34 @@ def test_a_reload_of_nginx_while_a_segment_streams(make_nginx):
     assert boxes(body).count("moof") >= 2
     assert requests.get(url, timeout=10).content == body
     encoder.close()
+
+
+def test_a_worker_streams_at_most_origin_live_max_held_segments(make_nginx):
+    """Streamed segments count among a worker's held requests: past `origin_live_max_held`
+    the next one is 503 before anything is sent, and those streaming carry on to the end."""
+    init, chunks = chunked_cmaf()
+    n = make_nginx(workers=1)
+    ll_channel(n.root)
+    n.start(LIVE_LOCATION, http_extra="origin_live_max_held 2;")
+    encoder = Encoder(n.url("/live/ll.isml/Streams(video.cmfv)"), init, chunks[0])
+    text = wait_for(lambda: ok_text(n.url("/live/ll.isml/.mpd")))
+    k, text = next_segment_started(n, encoder, chunks, 1, video_timeline(text)[4])
+    _, _, _, rep, starts = video_timeline(text)
+    url = n.url(f"/live/ll.isml/dash/ll-{rep}-{starts[-1]}.dash")
+    streaming = [StreamedGet(url) for _ in range(2)]
+    wait_for(lambda: all(s.received() > 0 for s in streaming))
+    third = requests.get(url, timeout=5)
+    assert third.status_code == 503, third.status_code
+    assert "Transfer-Encoding" not in third.headers
+    assert "already holds 2 requests (origin_live_max_held)" in n.log_text(), \
+        n.log_text()[-2000:]
+    for chunk in chunks[k + 1:]:
+        encoder.send(chunk)
+        if all(s.ended_at for s in streaming):
+            break
+        time.sleep(0.1)
+    bodies = [s.body() for s in streaming]
+    assert all(s.response.status_code == 200 for s in streaming)
+    assert bodies[0] == bodies[1] == requests.get(url, timeout=10).content
+    encoder.close()
+    assert n.crashes() == []
