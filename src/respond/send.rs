@@ -30,11 +30,7 @@ pub fn send_bytes(
     if let Some(rc) = send_headers(r, bytes.len() as u64, content_type, mtime, tag)? {
         return Ok(rc);
     }
-    let b = memory_buf(r, bytes)?;
-    finish_last(r, b);
-    let cl = chain_link(r, b)?;
-    // SAFETY: the chain and buffer live in the request pool.
-    Ok(unsafe { ngx_http_output_filter(r, cl) })
+    send_last_copy(r, bytes)
 }
 
 /// Sends bytes that differ on every request (the clock): no validators, no ranges, and
@@ -59,6 +55,11 @@ pub fn send_volatile_bytes(
     {
         return Ok(rc);
     }
+    send_last_copy(r, bytes)
+}
+
+/// Sends a copy of `bytes` in the request's pool as the whole body, once the headers are out.
+fn send_last_copy(r: &mut ngx_http_request_t, bytes: &[u8]) -> Result<ngx_int_t, OriginError> {
     let b = memory_buf(r, bytes)?;
     finish_last(r, b);
     let cl = chain_link(r, b)?;

@@ -320,8 +320,8 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         Some(live) if !live.ended => {
             let target = opts.target.as_secs_f64();
             let dvr = live.dvr_window_secs as f64;
-            // A low-latency MPD is read again every half chunk: it lists the segment being produced,
-            // and the next one only once that one started. Its latency is the service
+            // A low-latency MPD is read again every half chunk: it lists the segment being
+            // produced, and the next one only once that one started. Its latency is the service
             // description's alone: players that know one (dash.js, shaka) would add a
             // suggestedPresentationDelay to it (shaka does), the others keep their default.
             let (update, delay) = match low_latency {
@@ -548,7 +548,7 @@ fn write_period(
         // edge (the wall clock's media time less `maxSegmentDuration`, plus this offset) is
         // the wall clock's media time, where the MPD's latency target counts from. One value
         // for the channel keeps that edge still: shaka keeps the smallest it ever read.
-        let availability = |_: usize| low_latency.map(|ll| ll.longest_segment_secs);
+        let availability = low_latency.map(|ll| ll.longest_segment_secs);
         if shared {
             write_template(
                 x,
@@ -558,7 +558,7 @@ fn write_period(
                 opts,
                 numbers,
                 offset,
-                availability(0),
+                availability,
             );
         }
         for (i, t) in set.iter().enumerate() {
@@ -588,7 +588,7 @@ fn write_period(
                     opts,
                     numbers,
                     offset,
-                    availability(i),
+                    availability,
                 );
                 x.push_str("      </Representation>\n");
             }

@@ -405,6 +405,17 @@ fn a_low_latency_playlist_lists_the_growing_segment_by_its_parts_and_holds_reloa
     assert!(!text_of(ts).contains("EXT-X-PART"));
 }
 
+/// The value of the first `<name>="…"` (`name` may start with its element, `<S t`) in the
+/// MPD's video adaptation set.
+fn video_attribute(mpd: &str, name: &str) -> String {
+    mpd.split("contentType=\"video\"")
+        .nth(1)
+        .and_then(|video| video.split(&format!("{name}=\"")).nth(1))
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} in the video set: {mpd}"))
+        .to_string()
+}
+
 /// The top-level boxes of `bytes`, by type.
 fn box_types(bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
@@ -460,20 +471,14 @@ fn a_low_latency_mpd_streams_the_segment_being_produced_chunk_by_chunk() {
         mpd.contains(r#"<ProducerReferenceTime id="0" type="encoder" inband="true""#),
         "{mpd}"
     );
-    let video = mpd.split("contentType=\"video\"").nth(1).expect(&mpd);
-    let t: u64 = video
-        .split("<S t=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|s| s.parse().ok())
-        .expect(&mpd);
-    assert!(video.contains(r#" d="40000000"/>"#), "{mpd}");
-    let id = video
-        .split("<Representation id=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
+    let t: u64 = video_attribute(&mpd, "<S t").parse().expect(&mpd);
+    assert!(
+        mpd.split("contentType=\"video\"")
+            .nth(1)
+            .is_some_and(|video| video.contains(r#" d="40000000"/>"#)),
+        "{mpd}"
+    );
+    let id = video_attribute(&mpd, "<Representation id");
     let url = format!("/ch.isml/dash/ch-{id}-{t}.dash");
     // Asked for while it grows: its two chunks so far, then held for the next one.
     let first = drive(&channel, &url, |_| false);
@@ -572,19 +577,8 @@ fn with_number_addressing_the_segment_after_the_newest_is_held_until_it_starts()
             .result
             .unwrap(),
     );
-    let video = mpd.split("contentType=\"video\"").nth(1).expect(&mpd);
-    let first: u64 = video
-        .split("startNumber=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|s| s.parse().ok())
-        .expect(&mpd);
-    let id = video
-        .split("<Representation id=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
+    let first: u64 = video_attribute(&mpd, "startNumber").parse().expect(&mpd);
+    let id = video_attribute(&mpd, "<Representation id");
     let url = |n: u64| format!("/ch.isml/dash/ch-{id}-{n}.dash{query}");
     // The newest segment (growing) streams; the one after it is waited for; two after, not.
     assert!(matches!(
