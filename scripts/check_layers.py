@@ -32,7 +32,7 @@ LAYERS = {
     ],
     "core/src": [
         ["base64", "buffers", "filter", "markup", "mp4", "s3", "scte35", "source"],
-        ["crypto", "index", "url"],
+        ["crypto", "events", "index", "url"],
         ["cache", "format", "fragment", "ism", "mime", "segment", "text"],
         ["drm", "live", "stored"],
         ["presentation"],

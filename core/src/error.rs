@@ -217,6 +217,7 @@ impl Error {
             Error::Presentation { .. } => "BAD_PRESENTATION",
             Error::Ingest(IngestError::Malformed(_) | IngestError::Mp4(_)) => "INGEST_MALFORMED",
             Error::Ingest(IngestError::Truncated { .. }) => "INGEST_TRUNCATED",
+            Error::Ingest(IngestError::BadCue(_)) => "INGEST_BAD_CUE",
             Error::Ingest(IngestError::Unsupported(_)) => "INGEST_UNSUPPORTED",
             Error::Ingest(IngestError::NoInit(_)) => "INGEST_NO_INIT",
             Error::Ingest(IngestError::Conflict(_)) => "INGEST_CONFLICT",
@@ -298,6 +299,7 @@ impl Error {
                 IngestError::Malformed(_) | IngestError::Mp4(_) | IngestError::Truncated { .. } => {
                     400
                 }
+                IngestError::BadCue(_) => 400,
                 IngestError::Unsupported(_) => 415,
                 IngestError::NoInit(_) => 412,
                 IngestError::Conflict(_) => 409,

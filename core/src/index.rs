@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 
+use crate::events::{self, TimedEvent, MAX_EVENTS_PER_TRACK, MAX_EVENT_MESSAGE};
 use crate::mp4::fragment::{
     Moof, Traf, SAMPLE_FLAG_NON_SYNC, TFHD_DEFAULT_BASE_IS_MOOF, TRUN_DATA_OFFSET,
 };
@@ -53,6 +54,7 @@ pub fn default_track_name(kind: TrackKind, language: Option<&str>) -> String {
         TrackKind::Video => return "video".to_string(),
         TrackKind::Audio => "audio",
         TrackKind::Text => "textstream",
+        TrackKind::Metadata => "meta",
         TrackKind::Other => "data",
     };
     match language {
@@ -261,6 +263,9 @@ pub struct TrackIndex {
     sync: Option<Vec<u32>>,
     pub fragments: Vec<FragmentRef>,
     total_bytes: u64,
+    /// Timed events the track carries (a metadata track's, or the `emsg` boxes before its
+    /// fragments), on its media timeline, in time order, one copy of each.
+    pub events: Vec<TimedEvent>,
 }
 
 /// The index of one file.
@@ -345,6 +350,11 @@ impl TrackIndex {
             }
             + self.chunks.heap_size()
             + self.sync.as_ref().map_or(0, |s| s.capacity() * 4)
+            + self
+                .events
+                .iter()
+                .map(|e| size_of::<TimedEvent>() + e.message.capacity() + e.scheme_id_uri.len())
+                .sum::<usize>()
             + self.fragments.capacity() * size_of::<FragmentRef>()
             + self.language.capacity()
             + self.handler_name.capacity()
@@ -576,6 +586,8 @@ pub fn build_index(source: &dyn Source) -> Result<MediaIndex, IndexError> {
     let mut offset = 0u64;
     let mut moov_bytes: Option<(Cow<'_, [u8]>, u64)> = None;
     let mut moof_boxes: Vec<(u64, u64, u64)> = Vec::new();
+    // (body offset, body size, index of the moof that follows in `moof_boxes`)
+    let mut emsg_boxes: Vec<(u64, u64, usize)> = Vec::new();
     let mut brands: (Option<FourCC>, Vec<FourCC>) = (None, Vec::new());
     let mut count = 0usize;
     while offset < file_len {
@@ -652,6 +664,14 @@ pub fn build_index(source: &dyn Source) -> Result<MediaIndex, IndexError> {
                 }
                 moof_boxes.push((offset, header.size, header.header_size));
             }
+            // Events for the fragment that follows; a box too large to be a cue, or past
+            // the count any track may carry, is not one this origin passes on.
+            b"emsg"
+                if header.body_size() <= (MAX_EVENT_MESSAGE + 4096) as u64
+                    && emsg_boxes.len() < MAX_EVENTS_PER_TRACK =>
+            {
+                emsg_boxes.push((header.body_offset(), header.body_size(), moof_boxes.len()));
+            }
             _ => {}
         }
         offset = header.end();
@@ -685,8 +705,12 @@ pub fn build_index(source: &dyn Source) -> Result<MediaIndex, IndexError> {
             }
             builder.finish();
         }
+        if t.kind == TrackKind::Metadata {
+            t.events = metadata_events(&t, source)?;
+        }
         tracks.push(t);
     }
+    attach_emsg_events(&mut tracks, source, &emsg_boxes, &moof_boxes)?;
     Ok(MediaIndex {
         identity: source.identity().clone(),
         major_brand: brands.0,
@@ -696,6 +720,96 @@ pub fn build_index(source: &dyn Source) -> Result<MediaIndex, IndexError> {
         tracks,
         file_size: file_len,
     })
+}
+
+/// The events of a metadata track's samples. A sample that does not read as events (a bad
+/// cue) is left out: it never reaches a manifest. Live ingest refuses such samples before
+/// they are archived; a file on disk is served without them.
+fn metadata_events(t: &TrackIndex, source: &dyn Source) -> Result<Vec<TimedEvent>, IndexError> {
+    let mut out: Vec<TimedEvent> = sample_events(t, source)?
+        .into_iter()
+        .filter_map(Result::ok)
+        .flatten()
+        .collect();
+    out.truncate(MAX_EVENTS_PER_TRACK);
+    events::merge(&mut out);
+    Ok(out)
+}
+
+/// The events of each sample of a metadata track, in sample order (empty for a track whose
+/// samples carry none this origin reads): what each sample holds, or why it does not read.
+/// Reading stops past [`MAX_EVENTS_PER_TRACK`] events; a sample larger than
+/// [`events::MAX_METADATA_SAMPLE`] is an error of its own.
+pub fn sample_events(
+    t: &TrackIndex,
+    source: &dyn Source,
+) -> Result<Vec<Result<Vec<TimedEvent>, events::EventError>>, IndexError> {
+    let Some(carriage) = events::carriage_of(&t.sample_entry) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut count = 0;
+    for s in t.samples(0..t.sample_count) {
+        if count >= MAX_EVENTS_PER_TRACK {
+            break;
+        }
+        if s.size > events::MAX_METADATA_SAMPLE {
+            out.push(Err(events::EventError::TooLarge(s.size as usize)));
+            continue;
+        }
+        let bytes = source.bytes(s.offset, s.size as usize)?;
+        let pts = (s.dts as i64 + i64::from(s.cto)).max(0) as u64;
+        let found = events::events_of_sample(&carriage, pts, t.timescale, &bytes);
+        count += found.as_ref().map_or(0, Vec::len);
+        out.push(found);
+    }
+    Ok(out)
+}
+
+/// Gives each `emsg` box to the first track of the fragment after it, timed from that
+/// fragment's first sample (a version 0 box counts from there). A box with no fragment after
+/// it, or that does not read (a bad cue), is left out.
+fn attach_emsg_events(
+    tracks: &mut [TrackIndex],
+    source: &dyn Source,
+    emsg_boxes: &[(u64, u64, usize)],
+    moof_boxes: &[(u64, u64, u64)],
+) -> Result<(), IndexError> {
+    let mut touched = vec![false; tracks.len()];
+    for &(body_offset, body_size, next_moof) in emsg_boxes {
+        let Some(&(moof_offset, _, _)) = moof_boxes.get(next_moof) else {
+            continue;
+        };
+        let Some((k, fragment)) = tracks.iter().enumerate().find_map(|(k, t)| {
+            let at = t.fragments.partition_point(|f| f.moof_offset < moof_offset);
+            t.fragments
+                .get(at)
+                .filter(|f| f.moof_offset == moof_offset)
+                .map(|f| (k, *f))
+        }) else {
+            continue;
+        };
+        let t = &tracks[k];
+        if fragment.first_sample >= t.sample_count || t.events.len() >= MAX_EVENTS_PER_TRACK {
+            continue;
+        }
+        let i = fragment.first_sample;
+        let start = (t.dts(i) as i64 + i64::from(t.cto(i))).max(0) as u64;
+        let body = source.bytes(body_offset, body_size as usize)?;
+        let event = crate::mp4::emsg::read_emsg(Reader::new(&body, body_offset))
+            .map_err(events::EventError::from)
+            .and_then(|e| events::event_of_emsg(e, start, t.timescale));
+        if let Ok(event) = event {
+            tracks[k].events.push(event);
+            touched[k] = true;
+        }
+    }
+    for (t, touched) in tracks.iter_mut().zip(touched) {
+        if touched {
+            events::merge(&mut t.events);
+        }
+    }
+    Ok(())
 }
 
 fn track_error(name: &str, trak: &Trak<'_>, what: impl Into<String>) -> IndexError {
@@ -938,6 +1052,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
         sync,
         fragments: Vec::new(),
         total_bytes,
+        events: Vec::new(),
     })
 }
 
@@ -1223,7 +1338,7 @@ impl TrackIndex {
         let mut ctos: Vec<CtoRun> = Vec::new();
         let mut sync = Vec::new();
         let mut chunk: Option<(u32, u64, u64)> = None; // (count, offset, next offset)
-        for s in self.samples(range) {
+        for s in self.samples(range.clone()) {
             let i = out.sample_count;
             push_time(&mut out.times, i, s.duration, s.dts - rebase);
             if s.cto != 0 || !ctos.is_empty() {
@@ -1258,6 +1373,40 @@ impl TrackIndex {
         };
         out.sizes = Sizes::PerSample(sizes);
         out.ctos = compact_ctos(ctos, out.sample_count, "").unwrap_or(Ctos::Zero);
+        // Events that start within the slice, on its timeline.
+        let end = if range.end >= self.sample_count {
+            u64::MAX
+        } else {
+            self.dts(range.end)
+        };
+        let ts = self.timescale;
+        out.events = self
+            .events
+            .iter()
+            .filter(|e| {
+                let at = u128::from(e.time) * u128::from(ts);
+                at >= u128::from(rebase) * u128::from(e.timescale)
+                    && (end == u64::MAX || at < u128::from(end) * u128::from(e.timescale))
+            })
+            .filter_map(|e| e.rebased(rebase, ts))
+            .collect();
+        out
+    }
+
+    /// The track's header with its events from `begin_us` (included) to `end_us` (excluded;
+    /// `None`: to the end), timed from `begin_us`.
+    fn events_between(&self, begin_us: u128, end_us: Option<u128>) -> TrackIndex {
+        let mut out = self.clone_header();
+        out.events = self
+            .events
+            .iter()
+            .filter(|e| {
+                let at = u128::from(e.time) * 1_000_000;
+                let ts = u128::from(e.timescale);
+                at >= begin_us * ts && end_us.is_none_or(|end| at < end * ts)
+            })
+            .filter_map(|e| e.rebased(begin_us as u64, 1_000_000))
+            .collect();
         out
     }
 
@@ -1282,6 +1431,7 @@ impl TrackIndex {
             sync: None,
             fragments: Vec::new(),
             total_bytes: 0,
+            events: Vec::new(),
         }
     }
 }
@@ -1292,16 +1442,43 @@ impl MediaIndex {
     /// sample at or before `begin` and at the first sync sample at or after `end`, so the clip
     /// decodes; the other tracks are cut at the same instants. `None` when nothing is left.
     pub fn subclip(&self, begin_us: u64, end_us: Option<u64>) -> Option<MediaIndex> {
-        let (reference, first, last) = self.clip_samples(begin_us, end_us)?;
+        let Some((reference, first, last)) = self.clip_samples(begin_us, end_us) else {
+            // A file of timed metadata alone: its events in the span (the other files of the
+            // presentation were cut to it already).
+            if !self.tracks.iter().all(|t| t.kind == TrackKind::Metadata) {
+                return None;
+            }
+            return Some(MediaIndex {
+                identity: SourceIdentity::Subclip {
+                    base: Box::new(self.identity.clone()),
+                    begin_us,
+                    end_us,
+                },
+                tracks: self
+                    .tracks
+                    .iter()
+                    .map(|t| t.events_between(u128::from(begin_us), end_us.map(u128::from)))
+                    .collect(),
+                ..self.clone_without_tracks()
+            });
+        };
         let r = &self.tracks[reference];
         let origin = r.dts(0);
         // The clip's time span in microseconds, relative to the reference's start.
         let span_begin = u128::from(r.dts(first) - origin) * 1_000_000 / u128::from(r.timescale);
         let span_end = u128::from(r.dts(last) - origin) * 1_000_000 / u128::from(r.timescale);
+        let origin_us = u128::from(origin) * 1_000_000 / u128::from(r.timescale);
         let tracks = self
             .tracks
             .iter()
             .map(|t| {
+                if t.kind == TrackKind::Metadata {
+                    // Events, not samples: cut at the clip's exact instants.
+                    return t.events_between(
+                        origin_us + span_begin,
+                        (last < r.sample_count()).then_some(origin_us + span_end),
+                    );
+                }
                 if t.sample_count() == 0 {
                     return t.clone_header();
                 }
@@ -1340,7 +1517,11 @@ impl MediaIndex {
             .tracks
             .iter()
             .position(|t| t.kind == TrackKind::Video && t.sample_count() > 0)
-            .or_else(|| self.tracks.iter().position(|t| t.sample_count() > 0))?;
+            .or_else(|| {
+                self.tracks
+                    .iter()
+                    .position(|t| t.kind != TrackKind::Metadata && t.sample_count() > 0)
+            })?;
         let r = &self.tracks[reference];
         let to_ticks = |us: u64, ts: u32| (u128::from(us) * u128::from(ts) / 1_000_000) as u64;
         let origin = r.dts(0);

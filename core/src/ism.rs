@@ -34,7 +34,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use options::{FragmentLength, PresentationOptions};
+pub use options::{FragmentLength, HlsAdMarkers, PresentationOptions, HLS_AD_MARKERS_VALUES};
 pub use source::{climbs, is_within, join_relative, resolve_src, SourceRef};
 
 use crate::url::{excerpt, NameError};

@@ -49,6 +49,7 @@ pub mod config;
 pub mod crypto;
 pub mod drm;
 pub mod error;
+pub mod events;
 pub mod filter;
 pub mod format;
 pub mod fragment;

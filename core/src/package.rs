@@ -1,6 +1,7 @@
 //! Packagers: pure functions from a [`Presentation`] and the request's options to manifest text
 //! or fragment plans. One module per protocol; the segmentation they share is here.
 
+pub mod ad_markers;
 pub mod chunks;
 pub mod dash;
 pub mod hds;

@@ -11,6 +11,7 @@ use crate::cache::{LruCache, Weighted};
 use crate::segment::SegmentTable;
 use crate::source::SourceIdentity;
 
+use crate::events::TimedEvent;
 use crate::index::{default_track_name, MediaIndex, TrackIndex, TrackKind};
 use crate::ism::{resolve_src, ServerManifest, SourceRef, TrackKind as IsmKind};
 use crate::mp4::codec::{parse_sample_entry, SampleEntry};
@@ -60,6 +61,8 @@ impl Track {
 #[derive(Debug, Clone)]
 pub struct Presentation {
     pub tracks: Vec<Track>,
+    /// Timed-metadata tracks (ad cues): never played, their events go into the manifests.
+    pub metadata: Vec<Track>,
     pub manifest: ServerManifest,
     /// Where segment tables are kept between requests (the glue's per-worker cache); without
     /// one they are computed per call.
@@ -181,6 +184,7 @@ impl Presentation {
     /// mp4split would.
     pub fn from_mp4(media: Arc<MediaIndex>) -> Result<Presentation, PresentationError> {
         let mut tracks = Vec::new();
+        let mut metadata = Vec::new();
         let mut taken = HashSet::new();
         for (track_no, t) in media.tracks.iter().enumerate() {
             if t.kind == TrackKind::Other {
@@ -202,7 +206,7 @@ impl Presentation {
             while !taken.insert((name.clone(), bitrate)) {
                 bitrate += 1;
             }
-            tracks.push(Track {
+            let track = Track {
                 name,
                 bitrate,
                 kind: t.kind,
@@ -211,7 +215,12 @@ impl Presentation {
                 media: media.clone(),
                 track_no,
                 entry,
-            });
+            };
+            if t.kind == TrackKind::Metadata {
+                metadata.push(track);
+            } else {
+                tracks.push(track);
+            }
         }
         if tracks.is_empty() {
             return Err(PresentationError::NoTracks);
@@ -219,6 +228,7 @@ impl Presentation {
         Ok(Presentation {
             live: None,
             tracks,
+            metadata,
             manifest: ServerManifest::default(),
             segment_cache: None,
         })
@@ -230,7 +240,8 @@ impl Presentation {
         loader: &mut dyn SourceLoader,
     ) -> Result<Presentation, PresentationError> {
         manifest.options()?;
-        let mut tracks = Vec::new();
+        let mut tracks: Vec<Track> = Vec::new();
+        let mut metadata = Vec::new();
         for entry in &manifest.tracks {
             // The loader decides where a src is read from (and which URLs it refuses).
             let rel = match resolve_src(&entry.src)? {
@@ -244,7 +255,21 @@ impl Presentation {
             };
             let track_no = match entry.track_id() {
                 Some(id) => media.tracks.iter().position(|t| t.track_id == id),
-                None => media.tracks.iter().position(|t| t.kind == want),
+                // A `<textstream>` names a metadata track too (ad cues kept with a title).
+                None => media
+                    .tracks
+                    .iter()
+                    .position(|t| t.kind == want)
+                    .or_else(|| {
+                        (want == TrackKind::Text)
+                            .then(|| {
+                                media
+                                    .tracks
+                                    .iter()
+                                    .position(|t| t.kind == TrackKind::Metadata)
+                            })
+                            .flatten()
+                    }),
             }
             .ok_or_else(|| PresentationError::Source {
                 src: entry.src.clone(),
@@ -286,7 +311,7 @@ impl Presentation {
             {
                 bitrate += 1;
             }
-            tracks.push(Track {
+            let track = Track {
                 name,
                 bitrate,
                 kind: t.kind,
@@ -295,7 +320,12 @@ impl Presentation {
                 media: media.clone(),
                 track_no,
                 entry: sample_entry,
-            });
+            };
+            if t.kind == TrackKind::Metadata {
+                metadata.push(track);
+            } else {
+                tracks.push(track);
+            }
         }
         if tracks.is_empty() {
             return Err(PresentationError::NoTracks);
@@ -303,6 +333,7 @@ impl Presentation {
         Ok(Presentation {
             live: None,
             tracks,
+            metadata,
             manifest,
             segment_cache: None,
         })
@@ -333,7 +364,7 @@ impl Presentation {
     /// Replaces every source's index by `f`'s (a subclip), dropping tracks left empty.
     pub fn map_media(&mut self, mut f: impl FnMut(&Arc<MediaIndex>) -> Option<Arc<MediaIndex>>) {
         let mut done: Vec<(*const MediaIndex, Option<Arc<MediaIndex>>)> = Vec::new();
-        for t in &mut self.tracks {
+        for t in self.tracks.iter_mut().chain(self.metadata.iter_mut()) {
             let key = Arc::as_ptr(&t.media);
             let mapped = match done.iter().find(|(k, _)| *k == key) {
                 Some((_, m)) => m.clone(),
@@ -347,11 +378,30 @@ impl Presentation {
                 t.media = m;
             }
         }
-        self.tracks.retain(|t| {
+        let mapped = |t: &Track| {
             done.iter()
                 .any(|(_, m)| m.as_ref().is_some_and(|m| Arc::ptr_eq(m, &t.media)))
-                && t.index().sample_count() > 0
-        });
+        };
+        self.tracks
+            .retain(|t| mapped(t) && t.index().sample_count() > 0);
+        self.metadata.retain(mapped);
+    }
+
+    /// The timed events (ad cues) the manifests carry: those of the metadata tracks and the
+    /// `emsg` boxes of the tracks played, in time order, one of each; none when the server
+    /// manifest turns `timed_metadata` off.
+    pub fn events(&self) -> Vec<TimedEvent> {
+        if self.manifest.options().ok().and_then(|o| o.timed_metadata) == Some(false) {
+            return Vec::new();
+        }
+        let mut out: Vec<TimedEvent> = self
+            .metadata
+            .iter()
+            .chain(&self.tracks)
+            .flat_map(|t| t.index().events.iter().cloned())
+            .collect();
+        crate::events::merge(&mut out);
+        out
     }
 
     /// Keeps the tracks an expression selects.

@@ -193,6 +193,7 @@ fn hls_opts(fmp4: bool, version: u32, name: &str) -> HlsOptions {
         query: String::new(),
         key: None,
         skip: false,
+        ad_markers: Default::default(),
     }
 }
 

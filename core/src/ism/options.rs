@@ -34,9 +34,51 @@ pub struct PresentationOptions {
     /// `low_latency`: a live channel's playout shows each segment's chunks as they land
     /// (LL-HLS parts and blocking reloads, LL-DASH chunked segments).
     pub low_latency: Option<bool>,
+    /// `timed_metadata`: pass the presentation's timed events (ad cues) on to the manifests;
+    /// on unless set to false.
+    pub timed_metadata: Option<bool>,
+    /// `hls_ad_markers`: how HLS media playlists mark ad cues.
+    pub hls_ad_markers: Option<HlsAdMarkers>,
     /// Every `<fmt>_minimum_fragment_length` meta, as (`<fmt>`, length), in document order;
     /// `<fmt>` is written as in the meta name (`hls`, `mpd`, `iss`, `hds`).
     pub minimum_fragment_lengths: Vec<(String, FragmentLength)>,
+}
+
+/// How an HLS media playlist marks SCTE-35 cues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HlsAdMarkers {
+    /// `EXT-X-DATERANGE` with the cue's bytes (`SCTE35-OUT`/`-IN`/`-CMD`, RFC 8216 §4.4.5.1).
+    #[default]
+    DateRange,
+    /// `EXT-X-CUE-OUT`, `EXT-X-CUE-OUT-CONT` on each segment of the break, `EXT-X-CUE-IN`:
+    /// the form many ad stitchers and older players read.
+    CueOut,
+    /// Both.
+    Both,
+}
+
+/// The values `hls_ad_markers` takes, as errors list them.
+pub const HLS_AD_MARKERS_VALUES: &str = "it must be daterange, cue_out or both";
+
+impl HlsAdMarkers {
+    pub fn parse(s: &str) -> Option<HlsAdMarkers> {
+        match s.to_ascii_lowercase().as_str() {
+            "daterange" => Some(HlsAdMarkers::DateRange),
+            "cue_out" | "cue-out" => Some(HlsAdMarkers::CueOut),
+            "both" => Some(HlsAdMarkers::Both),
+            _ => None,
+        }
+    }
+
+    /// Writes `EXT-X-DATERANGE` tags.
+    pub fn date_ranges(self) -> bool {
+        self != HlsAdMarkers::CueOut
+    }
+
+    /// Writes `EXT-X-CUE-OUT` / `-CONT` / `-IN` tags.
+    pub fn cue_out(self) -> bool {
+        self != HlsAdMarkers::DateRange
+    }
 }
 
 /// A duration in seconds written as an integer (`4`) or a fraction (`48/25`, so that fragment
@@ -109,6 +151,10 @@ pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError
             .map(seconds)
             .transpose()?,
         low_latency: find("low_latency").map(boolean).transpose()?,
+        timed_metadata: find("timed_metadata").map(boolean).transpose()?,
+        hls_ad_markers: find("hls_ad_markers")
+            .map(|m| typed(m, HlsAdMarkers::parse, HLS_AD_MARKERS_VALUES))
+            .transpose()?,
         minimum_fragment_lengths: Vec::new(),
     };
     for meta in metas {

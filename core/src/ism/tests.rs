@@ -793,6 +793,8 @@ fn options_are_typed() {
         ("archive_segment_length", "60"),
         ("restart_on_encoder_reconnect", "0"),
         ("low_latency", "true"),
+        ("timed_metadata", "false"),
+        ("hls_ad_markers", "CUE_OUT"),
         ("hls_minimum_fragment_length", "48/25"),
         ("mpd_minimum_fragment_length", "4"),
         ("_minimum_fragment_length", "bogus but unnamed"),
@@ -814,6 +816,8 @@ fn options_are_typed() {
             mpd_min_buffer_time: None,
             mpd_suggested_presentation_delay: None,
             low_latency: Some(true),
+            timed_metadata: Some(false),
+            hls_ad_markers: Some(crate::ism::HlsAdMarkers::CueOut),
             minimum_fragment_lengths: vec![
                 (
                     "hls".into(),

@@ -44,6 +44,7 @@ impl TrackInfo {
                 "video" => TrackKind::Video,
                 "audio" => TrackKind::Audio,
                 "textstream" => TrackKind::Text,
+                "meta" => TrackKind::Metadata,
                 _ => TrackKind::Other,
             },
             name: field("name")?,
@@ -192,9 +193,15 @@ pub struct ChannelSnapshot {
 impl ChannelSnapshot {
     /// `idle` (nothing ingested), `started`, or `stopped` (every track ended its stream).
     pub fn state(&self) -> &'static str {
-        if self.tracks.iter().all(|t| !t.has_media()) {
+        // Timed metadata neither starts nor ends a channel: its media does.
+        let media = || {
+            self.tracks
+                .iter()
+                .filter(|t| t.info.kind != TrackKind::Metadata)
+        };
+        if media().all(|t| !t.has_media()) {
             "idle"
-        } else if self.tracks.iter().all(TrackArchive::ended) {
+        } else if media().all(TrackArchive::ended) {
             "stopped"
         } else {
             "started"

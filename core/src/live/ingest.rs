@@ -28,6 +28,10 @@ pub enum IngestError {
     Malformed(String),
     #[error("malformed ingest stream: {0}")]
     Mp4(#[from] Mp4Error),
+    /// A timed-metadata sample whose cue does not read (a SCTE-35 section with a bad length
+    /// or CRC, an event message that breaks its format): 400, the fragment is not archived.
+    #[error("bad cue: {0}")]
+    BadCue(String),
     /// Media this origin does not take (415).
     #[error("unsupported media: {0}")]
     Unsupported(String),

@@ -254,6 +254,8 @@ struct Checked {
     sync: bool,
     /// The last fragment of its stream (`lmsg`).
     last: bool,
+    /// A timed-metadata fragment: its cues are checked once its payload is whole.
+    metadata: bool,
 }
 
 /// A checked fragment whose payload is arriving.
@@ -464,6 +466,9 @@ impl IngestSession {
                         return Err(IngestError::Malformed("payload without a fragment".into()));
                     };
                     let fragment = self.end_payload(r)?;
+                    if fragment.metadata {
+                        self.check_cues(&fragment)?;
+                    }
                     let (last, track_id) = (fragment.last, fragment.track_id);
                     self.add(fragment, now_ms)?;
                     if last {
@@ -558,11 +563,31 @@ impl IngestSession {
         };
         if !matches!(
             track.kind,
-            TrackKind::Video | TrackKind::Audio | TrackKind::Text
+            TrackKind::Video | TrackKind::Audio | TrackKind::Text | TrackKind::Metadata
         ) {
             return Err(IngestError::Unsupported(format!(
-                "track {track_id} is neither video, audio nor text"
+                "track {track_id} is neither video, audio, text nor timed metadata"
             )));
+        }
+        let metadata = track.kind == TrackKind::Metadata;
+        if metadata {
+            if crate::events::carriage_of(&track.sample_entry).is_none() {
+                return Err(IngestError::Unsupported(format!(
+                    "timed-metadata track {track_id} has a {} sample entry: this origin takes \
+                     event message tracks (evte) and urim tracks of SCTE-35 or DASH events",
+                    track.sample_entry_fourcc
+                )));
+            }
+            // Cues are small, and checked whole before anything is kept.
+            let limit = u64::from(crate::events::MAX_METADATA_SAMPLE);
+            if payload_len > limit {
+                return Err(IngestError::TooLarge {
+                    what: "timed-metadata fragment",
+                    offset: stream_offset,
+                    size: payload_len,
+                    limit,
+                });
+            }
         }
         // Absolute data offsets count from the stream's start: from here on they count from
         // the moof, and the archive moves them to where the fragment is kept.
@@ -598,6 +623,7 @@ impl IngestSession {
             duration: t.end_time().saturating_sub(t.dts(0)),
             sync: t.is_sync(0),
             last,
+            metadata,
             bytes: FragmentBytes {
                 moof,
                 mdat_header,
@@ -607,19 +633,63 @@ impl IngestSession {
         })
     }
 
+    /// Refuses a timed-metadata fragment any of whose samples does not read as events (a
+    /// SCTE-35 cue with a bad length or CRC, a broken event box): none of it is archived, and
+    /// no manifest ever carries it.
+    fn check_cues(&self, fragment: &Checked) -> Result<(), IngestError> {
+        let (Some(init), Payload::Memory(payload)) = (&self.init, &fragment.bytes.payload) else {
+            return Err(IngestError::Malformed(
+                "a timed-metadata fragment without its init segment or payload".into(),
+            ));
+        };
+        let mut moof = fragment.bytes.moof.clone();
+        shift_base_offsets(&mut moof, init.bytes.len() as i64)?;
+        let mut source = PiecesSource::new(
+            format!("{} fragment", self.stream),
+            SourceIdentity::Memory {
+                name: self.stream.clone(),
+                size: 0,
+            },
+        );
+        source.push_bytes(init.bytes.clone());
+        source.push_bytes(Arc::new(moof));
+        source.push_bytes(Arc::new(fragment.bytes.mdat_header.clone()));
+        source.push_bytes(Arc::new(payload.clone()));
+        let indexed = build_index(&source).map_err(|e| IngestError::Malformed(e.to_string()))?;
+        let Some(t) = indexed.track(fragment.track_id) else {
+            return Ok(());
+        };
+        let samples = crate::index::sample_events(t, &source)
+            .map_err(|e| IngestError::Malformed(e.to_string()))?;
+        for (i, events) in samples.into_iter().enumerate() {
+            if let Err(e) = events {
+                return Err(IngestError::BadCue(format!(
+                    "stream {}: sample {} of the fragment at {} ({} Hz): {e}; the fragment \
+                     is not archived",
+                    self.stream,
+                    i + 1,
+                    fragment.start,
+                    t.timescale
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// A checked fragment's payload is to come: kept in memory when it is small, else
     /// spooled.
     fn receive(&mut self, mut fragment: Checked, payload_len: u64) {
-        fragment.bytes.payload = if payload_len <= self.limits.in_memory_payload {
-            Payload::Memory(Vec::with_capacity(payload_len as usize))
-        } else {
-            let offset = self.spool_len;
-            self.spool_len += payload_len;
-            Payload::Spooled {
-                offset,
-                len: payload_len,
-            }
-        };
+        fragment.bytes.payload =
+            if payload_len <= self.limits.in_memory_payload || fragment.metadata {
+                Payload::Memory(Vec::with_capacity(payload_len as usize))
+            } else {
+                let offset = self.spool_len;
+                self.spool_len += payload_len;
+                Payload::Spooled {
+                    offset,
+                    len: payload_len,
+                }
+            };
         self.receiving = Some(Receiving {
             fragment,
             expected: payload_len,

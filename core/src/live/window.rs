@@ -185,6 +185,11 @@ fn shown_records(t: &TrackArchive, growing: bool) -> io::Result<u64> {
     }
 }
 
+/// A timed-metadata track: its records carry events, not media to segment.
+fn is_metadata(t: &TrackArchive) -> bool {
+    t.info.kind == crate::index::TrackKind::Metadata
+}
+
 /// The window of `snapshot` a request plays. Each track's newest records are in memory; a
 /// window that reaches further back (`vbegin`, a long `time_shift`, the whole archive of a
 /// stopped channel) reads the older ones from the records file: the error is that read's.
@@ -201,7 +206,13 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
         } else {
             shown
         });
-        if let Some(r) = t.records.last_media_before(shown)? {
+        // A metadata track's samples may run ahead of the media (a cue's long sample): the
+        // edge is the media's.
+        if let Some(r) = t
+            .records
+            .last_media_before(shown)?
+            .filter(|_| !is_metadata(t))
+        {
             live_edge = live_edge.max(secs(r.end(), t.timescale));
         }
         showable.push(shown);
@@ -235,6 +246,9 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
     if asked.begin.is_none() && !ended {
         let mut third_last = f64::MAX;
         for (k, t) in snapshot.tracks.iter().enumerate() {
+            if is_metadata(t) {
+                continue;
+            }
             let mut shown = 0;
             t.records.visit_back(shown_end(k, t)?, |r| {
                 if r.is_end_marker()
@@ -273,9 +287,16 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
         let mut at = from;
         // Position in the file of the newest segment's first record.
         let mut newest_segment_at = 0;
+        let metadata = is_metadata(t);
         t.records.visit(from, shown_end(k, t)?, |r| {
             at += 1;
             if r.is_end_marker() {
+                return true;
+            }
+            if metadata {
+                // Events, not segments: every sample that starts in the window counts,
+                // whatever its length (a cue is shown from its start).
+                records.push(*r);
                 return true;
             }
             if records.is_empty() && (!r.starts_segment() || r.flags & FLAG_SYNC == 0) {
@@ -304,6 +325,18 @@ pub fn window(snapshot: &ChannelSnapshot, asked: WindowRequest) -> io::Result<Wi
         let Some(head) = records.first() else {
             continue;
         };
+        if metadata {
+            cuts.push(TrackCuts {
+                src: format!("{}/{}", snapshot.archive_name, t.dir_name),
+                starts: records.iter().map(|r| r.start).collect(),
+                ingested_ms: records.iter().map(|r| r.ingest_ms).collect(),
+                first_number: head.seq + 1,
+                chunk_starts: Vec::new(),
+                growing: false,
+            });
+            tracks.push((t, records));
+            continue;
+        }
         window_start = window_start.min(secs(head.start, t.timescale));
         first_timeline = first_timeline.max(Some(timeline_of(head.flags)));
         for r in records.iter().skip(1) {

@@ -11,6 +11,8 @@ pub enum TrackKind {
     Video,
     Audio,
     Text,
+    /// Timed metadata (`meta` handler): event message tracks carrying ad cues, among others.
+    Metadata,
     Other,
 }
 
@@ -21,6 +23,7 @@ impl TrackKind {
             b"vide" => TrackKind::Video,
             b"soun" => TrackKind::Audio,
             b"subt" | b"text" | b"sbtl" => TrackKind::Text,
+            b"meta" => TrackKind::Metadata,
             _ => TrackKind::Other,
         }
     }
@@ -31,6 +34,7 @@ impl TrackKind {
             TrackKind::Video => "video",
             TrackKind::Audio => "audio",
             TrackKind::Text => "textstream",
+            TrackKind::Metadata => "meta",
             TrackKind::Other => "data",
         }
     }

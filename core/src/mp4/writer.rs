@@ -200,7 +200,7 @@ pub fn init_segment_of(track: &TrackHeader<'_>, track_id: u32, media_time: Optio
             (b"text", "TextHandler")
         }
         TrackKind::Text => (b"subt", "SubtitleHandler"),
-        TrackKind::Other => (b"meta", "MetaHandler"),
+        TrackKind::Metadata | TrackKind::Other => (b"meta", "MetaHandler"),
     };
     w.begin_full(b"hdlr", 0, 0);
     w.u32(0);

@@ -376,6 +376,19 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
             ms(2.0 * ll.target_latency_secs + opts.target.as_secs_f64()),
         );
     }
+    // Ad cues, in each period they fall in (SCTE 214-1 xml+bin event streams).
+    let events = p.events();
+    let cues = super::ad_markers::cues(&events);
+    // Where an ended archive's media starts (its period's offset).
+    let first_media_secs = sets
+        .iter()
+        .flatten()
+        .zip(spans.iter().flatten())
+        .filter_map(|(t, spans)| {
+            let &(s, _) = spans.first()?;
+            Some(s as f64 / f64::from(t.index().timescale.max(1)))
+        })
+        .fold(f64::MAX, f64::min);
     for (k, period) in periods.iter().enumerate() {
         let _ = write!(
             x,
@@ -398,6 +411,17 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
         } else {
             TimeOffset::None
         };
+        let offset_secs = match offset {
+            TimeOffset::None => 0.0,
+            TimeOffset::At(secs) => secs,
+            TimeOffset::FirstSegment => first_media_secs,
+        };
+        x.push_str(&super::ad_markers::dash_event_stream(
+            &cues,
+            period.from,
+            period.to,
+            offset_secs,
+        ));
         write_period(
             &mut x,
             p,

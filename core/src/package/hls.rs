@@ -29,6 +29,8 @@ pub struct HlsOptions {
     /// LL-HLS delta update (`_HLS_skip=YES`): segments older than `CAN-SKIP-UNTIL` are left
     /// out of a low-latency playlist.
     pub skip: bool,
+    /// How media playlists mark ad cues (`hls_ad_markers`).
+    pub ad_markers: crate::ism::HlsAdMarkers,
 }
 
 /// `EXT-X-SESSION-KEY` when segments are encrypted.
@@ -301,7 +303,8 @@ pub fn media_playlist(
     if t.kind == TrackKind::Text {
         return subtitle_playlist(p, t, opts);
     }
-    let clock = segment_clock(p, t, opts)?;
+    let mut clock = segment_clock(p, t, opts)?;
+    add_ad_markers(&mut clock, p, opts);
     let name = variant_name(opts, &[t]);
     let mut map = format!(
         "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}.m4s{}\"\n",
@@ -661,7 +664,8 @@ pub fn ts_playlist(
         }
     }
     let reference = variant_reference(&tracks);
-    let clock = segment_clock(p, reference, opts)?;
+    let mut clock = segment_clock(p, reference, opts)?;
+    add_ad_markers(&mut clock, p, opts);
     let name = variant_name(opts, &tracks);
     let mut tags = String::from("#EXT-X-INDEPENDENT-SEGMENTS\n");
     if let Some(key) = &opts.key {
@@ -696,7 +700,7 @@ fn write_playlist(
     } else {
         version
     };
-    playlist_header(&mut x, version, clock, !clock.wall_clock_ms.is_empty());
+    playlist_header(&mut x, version, clock, clock.live);
     let mut skipped = 0;
     if let Some(ll) = ll {
         let target = clock.target as f64;
@@ -732,6 +736,9 @@ fn write_playlist(
     for (k, d) in clock.durations.iter().enumerate().skip(skipped) {
         write_discontinuity(&mut x, clock, k);
         write_date_time(&mut x, clock, k);
+        if let Some(tags) = clock.ad_markers.get(k) {
+            x.push_str(tags);
+        }
         let n = clock.first_number + k as u64;
         if let Some(parts) = ll.and_then(|ll| ll.parts.get(k)) {
             for (p, (duration, independent)) in parts.iter().enumerate() {
@@ -747,6 +754,10 @@ fn write_playlist(
             break;
         }
         let _ = writeln!(x, "#EXTINF:{d:.6},\n{name}-{n}.{ext}{query}");
+    }
+    if let Some(tags) = clock.ad_markers.get(count) {
+        // Cues past the media listed so far (announced ahead of their splice).
+        x.push_str(tags);
     }
     if let Some(ll) = ll {
         let (n, p) = match ll.parts.last() {
@@ -855,6 +866,13 @@ struct Clock {
     low_latency: Option<LowLatency>,
     /// A delta update was asked (`_HLS_skip=YES`).
     skip: bool,
+    /// A live channel's playlist (no playlist type).
+    live: bool,
+    /// Start of each segment, seconds of media time, and the end of the last.
+    starts_secs: Vec<f64>,
+    end_secs: f64,
+    /// Ad-marker tags before each segment, then after the last (empty: none).
+    ad_markers: Vec<String>,
 }
 
 /// The parts of a low-latency playlist.
@@ -939,6 +957,13 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
         }
         _ => None,
     };
+    let starts_secs: Vec<f64> = ranges
+        .iter()
+        .map(|r| idx.dts(r.start) as f64 / ts)
+        .collect();
+    let end_secs = ranges
+        .last()
+        .map_or(0.0, |r| idx.sample_end(r.end.saturating_sub(1)) as f64 / ts);
     Ok(Clock {
         durations,
         target,
@@ -948,7 +973,37 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
         complete: p.live.as_deref().is_none_or(|l| l.ended),
         low_latency,
         skip: opts.skip,
+        live: p.live.is_some(),
+        starts_secs,
+        end_secs,
+        ad_markers: Vec::new(),
     })
+}
+
+/// Puts the presentation's SCTE-35 cues into a media playlist's clock (see
+/// [`super::ad_markers::hls_tags`]). Date ranges need program date-times (RFC 8216
+/// §4.4.5.1): a VOD playlist with cues dates its segments from the Unix epoch, as media time.
+fn add_ad_markers(clock: &mut Clock, p: &Presentation, opts: &HlsOptions) {
+    let events = p.events();
+    let cues = super::ad_markers::cues(&events);
+    if cues.is_empty() {
+        return;
+    }
+    let anchor_ms = p.live.as_deref().map_or(0, |l| l.anchor_ms);
+    if clock.wall_clock_ms.is_empty() && opts.ad_markers.date_ranges() {
+        clock.wall_clock_ms = clock
+            .starts_secs
+            .iter()
+            .map(|s| anchor_ms + (s * 1000.0).round() as i64)
+            .collect();
+    }
+    clock.ad_markers = super::ad_markers::hls_tags(
+        &cues,
+        &clock.starts_secs,
+        clock.end_secs,
+        anchor_ms,
+        opts.ad_markers,
+    );
 }
 
 /// The header of a media playlist, through `EXT-X-MEDIA-SEQUENCE` (and the playlist type of
@@ -1243,6 +1298,7 @@ mod tests {
             query: String::new(),
             key: None,
             skip: false,
+            ad_markers: Default::default(),
         }
     }
 
@@ -1530,6 +1586,10 @@ mod tests {
             wall_clock_ms: Vec::new(),
             timelines: Vec::new(),
             complete: false,
+            live: false,
+            starts_secs: (0..20).map(|k| f64::from(k) * 2.0).collect(),
+            end_secs: 40.0,
+            ad_markers: Vec::new(),
             low_latency: Some(LowLatency {
                 parts: (0..20)
                     .map(|k| {

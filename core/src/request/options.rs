@@ -35,6 +35,8 @@ pub struct Options {
     pub drm: Drm,
     /// LL-HLS delta update asked (`_HLS_skip=YES`).
     pub hls_skip: bool,
+    /// How HLS media playlists mark ad cues.
+    pub hls_ad_markers: crate::ism::HlsAdMarkers,
 }
 
 impl Options {
@@ -75,6 +77,7 @@ impl Options {
             presentation_delay: metas.mpd_suggested_presentation_delay,
             drm: Drm::default(),
             hls_skip: q.hls_skip,
+            hls_ad_markers: metas.hls_ad_markers.unwrap_or_default(),
         })
     }
 
@@ -112,6 +115,7 @@ impl Options {
             version: self.hls_version,
             query: self.query.clone(),
             skip: self.hls_skip,
+            ad_markers: self.hls_ad_markers,
             key: match self.drm.for_format(Format::Hls) {
                 Ok(Protection::Hls(_)) => self.drm.hls.clone(),
                 _ => None,

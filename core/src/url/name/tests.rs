@@ -191,6 +191,7 @@ fn hls_opts(fmp4: bool, version: u32) -> hls::HlsOptions {
         query: String::new(),
         key: None,
         skip: false,
+        ad_markers: Default::default(),
     }
 }
 
