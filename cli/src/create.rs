@@ -153,6 +153,12 @@ pub fn run(raw: &[String]) -> Result<(), String> {
                 MediaKind::Video => TrackKind::Video,
                 MediaKind::Audio => TrackKind::Audio,
                 MediaKind::Text => TrackKind::Text,
+                // Timed metadata (ad cues) is listed as a text stream, as the origin reads it;
+                // a cue that does not read is the operator's to fix, not to lose quietly.
+                MediaKind::Metadata => {
+                    media::check_cues(input, track)?;
+                    TrackKind::Text
+                }
                 MediaKind::Other => continue,
             };
             let entry =
@@ -162,6 +168,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
                 (TrackKind::Video, _) => "video".to_string(),
                 (TrackKind::Audio, Some(l)) => format!("audio_{l}"),
                 (TrackKind::Audio, None) => "audio".to_string(),
+                (TrackKind::Text, _) if track.kind == MediaKind::Metadata => "meta".to_string(),
                 (TrackKind::Text, Some(l)) => format!("textstream_{l}"),
                 (TrackKind::Text, None) => "textstream".to_string(),
             };

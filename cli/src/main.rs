@@ -5,9 +5,11 @@
 //! - `ismtool inspect FILE [--json]` shows boxes, tracks, codecs, durations and counts;
 //! - `ismtool route URL` shows how the origin reads a request URL;
 //! - `ismtool package IN.ism -o DIR [--formats …]` writes the static tree of a presentation;
-//! - `ismtool text IN.vtt|IN.ttml [-o OUT.cmft]` packages subtitles as a CMAF text track.
+//! - `ismtool text IN.vtt|IN.ttml [-o OUT.cmft]` packages subtitles as a CMAF text track;
+//! - `ismtool cues CUES.json|CUES.txt [-o OUT.mp4]` makes a cue list a timed-metadata track.
 
 mod create;
+mod cues;
 mod inspect;
 mod media;
 mod package;
@@ -92,6 +94,27 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         fragment: f64,
     },
+    /// Make a cue list into a timed-metadata track (SCTE-35 in an event message track) to
+    /// list in a server manifest beside the title's media.
+    ///
+    /// ismtool cues breaks.json --duration 600 -o movie-scte35.mp4
+    ///
+    /// The list is a JSON array of {"time": s, "scte35": "<base64 or 0x hex>"} or
+    /// {"time": s, "out": true|false, "id": n, "duration": s} (a splice_insert is made), or
+    /// lines "<seconds> <section>".
+    Cues {
+        /// The cue list (JSON, or lines of time and section).
+        input: std::path::PathBuf,
+        /// Output file (default: the input with the extension .mp4).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        /// Seconds the track lasts at least: the title's duration.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Fragment duration in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        fragment: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -124,6 +147,17 @@ fn main() -> ExitCode {
             output: output.as_deref(),
             format: format.as_deref(),
             language: &language,
+            fragment_secs: fragment,
+        }),
+        Command::Cues {
+            input,
+            output,
+            duration,
+            fragment,
+        } => cues::run(&cues::CuesArgs {
+            input: &input,
+            output: output.as_deref(),
+            duration,
             fragment_secs: fragment,
         }),
     };

@@ -17,6 +17,27 @@ pub fn open(path: &Path) -> Result<Media, String> {
     Ok(Media { index })
 }
 
+/// Refuses a timed-metadata track with a cue that does not read (or events this origin does
+/// not read at all): the origin would serve the title without them.
+pub fn check_cues(path: &Path, track: &TrackIndex) -> Result<(), String> {
+    let fail = |what: String| format!("{}: track {}: {what}", path.display(), track.track_id);
+    if origin_core::events::carriage_of(&track.sample_entry).is_none() {
+        return Err(fail(format!(
+            "a timed-metadata track with a {} sample entry: the origin reads event message \
+             tracks (evte) and urim tracks of SCTE-35 or DASH events",
+            track.sample_entry_fourcc
+        )));
+    }
+    let src = MmapSource::open(path).map_err(|e| e.to_string())?;
+    let samples = origin_core::index::sample_events(track, &src).map_err(|e| e.to_string())?;
+    for (k, events) in samples.iter().enumerate() {
+        if let Err(e) = events {
+            return Err(fail(format!("sample {}: {e}", k + 1)));
+        }
+    }
+    Ok(())
+}
+
 /// The parsed sample entry of a track.
 pub fn sample_entry(track: &TrackIndex) -> Result<SampleEntry, String> {
     let raw = &track.sample_entry;

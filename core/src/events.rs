@@ -267,6 +267,44 @@ pub fn cue_id(cue: &SpliceInfo) -> u32 {
     }
 }
 
+/// An event message track file (ISO/IEC 23001-18): an init segment with one `evte` track
+/// (`meta` handler, `timescale` ticks per second) and its fragments, every `fragment` ticks
+/// from 0 to `end` (or the last event), samples cut at each event's start. What `ismtool
+/// cues` writes for a title's cue list.
+pub fn event_track_file(
+    events: &[crate::mp4::emsg::TrackEvent],
+    timescale: u32,
+    fragment: u64,
+    end: u64,
+) -> Vec<u8> {
+    use crate::mp4::emsg::{event_sample_entry, event_track_samples};
+    use crate::mp4::writer::{init_segment_of, write_fragment, TrackHeader};
+    let mut schemes: Vec<(&str, &str)> = Vec::new();
+    for e in events {
+        let scheme = (e.scheme_id_uri.as_str(), e.value.as_str());
+        if !schemes.contains(&scheme) {
+            schemes.push(scheme);
+        }
+    }
+    let entry = event_sample_entry(&schemes);
+    let header = TrackHeader {
+        kind: crate::mp4::TrackKind::Metadata,
+        timescale,
+        language: "und",
+        width: 0,
+        height: 0,
+        sample_entry: &entry,
+    };
+    let mut out = init_segment_of(&header, 1, None);
+    for (k, samples) in event_track_samples(events, fragment, end)
+        .iter()
+        .enumerate()
+    {
+        write_fragment(&mut out, 1, k as u32 + 1, samples);
+    }
+    out
+}
+
 /// Sorts events by time and keeps one of each (see [`TimedEvent::same_as`]).
 pub fn merge(events: &mut Vec<TimedEvent>) {
     events.sort_by(|a, b| {
@@ -426,5 +464,38 @@ mod tests {
         assert_eq!(got, [(1000, 2), (1000, 3), (2000, 1)]);
         assert_eq!(e(2000, 1000, 1).rebased(500, 1000).unwrap().time, 1500);
         assert!(e(2000, 1000, 1).rebased(3, 1).is_none());
+    }
+
+    #[test]
+    fn an_event_track_file_indexes_back_to_its_events() {
+        use crate::mp4::emsg::TrackEvent;
+        let cue = |start, out| TrackEvent {
+            start,
+            duration: None,
+            id: 0,
+            scheme_id_uri: SCTE35_BIN.into(),
+            value: String::new(),
+            message_data: scte35::splice_insert_section(7, out, None, out.then_some(90_000 * 8)),
+        };
+        let file = event_track_file(
+            &[cue(90_000 * 3, true), cue(90_000 * 11, false)],
+            90_000,
+            180_000,
+            90_000 * 20,
+        );
+        let idx =
+            crate::index::build_index(&crate::source::MemorySource::new("e.mp4", file)).unwrap();
+        let t = &idx.tracks[0];
+        assert_eq!(t.kind, crate::mp4::TrackKind::Metadata);
+        assert_eq!(t.events.len(), 2);
+        assert_eq!(
+            (t.events[0].start_ms(), t.events[0].duration),
+            (3000, Some(720_000))
+        );
+        assert_eq!((t.events[1].start_ms(), t.events[1].id), (11_000, 7));
+        // A subclip keeps the events in it, timed from its start.
+        let clip = idx.subclip(10_000_000, None).unwrap();
+        assert_eq!(clip.tracks[0].events.len(), 1);
+        assert_eq!(clip.tracks[0].events[0].start_ms(), 1000);
     }
 }

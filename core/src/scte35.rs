@@ -464,6 +464,52 @@ fn read_segmentation(body: &[u8]) -> Result<Segmentation, Scte35Error> {
     Ok(s)
 }
 
+/// A `splice_insert` section (no descriptors, PTS adjustment 0, no tier): leaving the network
+/// (`out`) or returning to it, at `pts` (90 kHz; `None`: immediately), with a break of
+/// `duration` (90 kHz, auto-return) when given. What an operator's cue list asks for when it
+/// has no encoder-made cue to carry.
+pub fn splice_insert_section(
+    event_id: u32,
+    out: bool,
+    pts: Option<u64>,
+    duration: Option<u64>,
+) -> Vec<u8> {
+    let mut command = Vec::with_capacity(20);
+    command.extend(event_id.to_be_bytes());
+    command.push(0x7F); // not cancelled, reserved bits
+    let flags = (u8::from(out) << 7)
+        | 0x40 // program splice
+        | (u8::from(duration.is_some()) << 5)
+        | (u8::from(pts.is_none()) << 4)
+        | 0x0F;
+    command.push(flags);
+    if let Some(pts) = pts {
+        let pts = pts % PTS_MODULO;
+        command.push(0xFE | (pts >> 32) as u8);
+        command.extend((pts as u32).to_be_bytes());
+    }
+    if let Some(d) = duration {
+        let d = d & ((1 << 33) - 1);
+        command.push(0x80 | 0x7E | (d >> 32) as u8); // auto_return, reserved
+        command.extend((d as u32).to_be_bytes());
+    }
+    command.extend([0x00, 0x01, 0x00, 0x00]); // unique_program_id 1, avail 0 of 0
+    let mut s = vec![0xFC, 0, 0, 0x00, 0, 0, 0, 0, 0, 0x00, 0xFF];
+    // tier 0xFFF, then the 12-bit command length.
+    let length = command.len();
+    s.push(0xF0 | (length >> 8) as u8);
+    s.push(length as u8);
+    s.push(0x05);
+    s.extend(command);
+    s.extend([0x00, 0x00]); // descriptor_loop_length
+    let section_length = s.len() - 3 + 4;
+    s[1] = 0x30 | (section_length >> 8) as u8 & 0x0F;
+    s[2] = section_length as u8;
+    let crc = crc32_mpeg2(&s);
+    s.extend(crc.to_be_bytes());
+    s
+}
+
 /// The XML namespace of SCTE-35 signals (the 2016 schema), which SCTE 214-1's `xml+bin`
 /// messages (`urn:scte:scte35:2014:xml+bin`) and DASH `EventStream`s use.
 pub const XML_NAMESPACE: &str = "http://www.scte.org/schemas/35/2016";
@@ -748,5 +794,27 @@ mod tests {
             descriptors: Vec::new(),
         };
         assert_eq!(info.splice_pts(), Some(90));
+    }
+
+    #[test]
+    fn a_written_splice_insert_reads_back() {
+        for (out, pts, duration) in [
+            (true, Some(945_000), Some(2_700_000)),
+            (false, None, None),
+            (true, Some((1 << 33) + 5), None),
+        ] {
+            let section = splice_insert_section(42, out, pts, duration);
+            let cue = parse(&section).unwrap();
+            let SpliceCommand::Insert(i) = &cue.command else {
+                panic!("{cue:?}");
+            };
+            assert_eq!(i.event_id, 42);
+            assert_eq!(i.out_of_network, out);
+            assert_eq!(i.immediate, pts.is_none());
+            assert_eq!(cue.splice_pts(), pts.map(|p| p % (1 << 33)));
+            assert_eq!(cue.duration(), duration);
+            assert_eq!(cue.starts_break(), out);
+            assert_eq!(cue.ends_break(), !out);
+        }
     }
 }

@@ -90,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
             query: String::new(),
             key: None,
             skip: false,
+            ad_markers: origin_core::ism::HlsAdMarkers::Both,
         };
         let _ = hls::master(&p, &opts);
         for t in &p.tracks {
@@ -244,6 +245,7 @@ fn low_latency(p: &mut Presentation, data: &[u8]) {
         query: String::new(),
         key: None,
         skip: data.len() % 3 == 0,
+        ad_markers: origin_core::ism::HlsAdMarkers::Both,
     };
     for t in &p.tracks {
         let v = Variant {

@@ -183,6 +183,93 @@ pub fn write_event_sample(events: &[EventInstance]) -> Vec<u8> {
     w.finish()
 }
 
+/// One event to carry in an event message track, in the track's timescale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackEvent {
+    pub start: u64,
+    /// `None`: not known (the event is carried in the sample it starts in only).
+    pub duration: Option<u64>,
+    pub id: u32,
+    pub scheme_id_uri: String,
+    pub value: String,
+    pub message_data: Vec<u8>,
+}
+
+/// An `evte` sample entry (ISO/IEC 23001-18 §7.2) announcing `schemes` in its `silb` box.
+pub fn event_sample_entry(schemes: &[(&str, &str)]) -> Vec<u8> {
+    let mut w = BoxWriter::new();
+    w.begin(b"evte");
+    w.zeros(6);
+    w.u16(1); // data_reference_index
+    w.begin_full(b"silb", 0, 0);
+    w.u32(schemes.len() as u32);
+    for (scheme, value) in schemes {
+        string(&mut w, scheme);
+        string(&mut w, value);
+        w.u8(1); // atleast_one_flag: every scheme listed has events
+    }
+    w.u8(0); // other_schemes_flag
+    w.end();
+    w.end();
+    w.finish()
+}
+
+/// The samples of an event message track from 0 to `end` (ticks): contiguous, cut at every
+/// multiple of `fragment` and at each event's start (so an event starts at a sample's start),
+/// each holding the events active in it (an event of known duration is repeated in every
+/// sample it overlaps, with a negative delta, as ISO/IEC 23001-18 asks; one of unknown
+/// duration is in its first sample only). Returned as (start, end, bytes), grouped by
+/// fragment.
+pub fn event_track_samples(
+    events: &[TrackEvent],
+    fragment: u64,
+    end: u64,
+) -> Vec<Vec<(u64, u64, Vec<u8>)>> {
+    let fragment = fragment.max(1);
+    let end = events
+        .iter()
+        .map(|e| e.start + 1)
+        .max()
+        .unwrap_or(0)
+        .max(end)
+        .max(1);
+    let mut bounds: Vec<u64> = (0..end / fragment + 1)
+        .map(|k| k * fragment)
+        .filter(|&b| b < end)
+        .chain(events.iter().map(|e| e.start))
+        .chain([end])
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut fragments = Vec::new();
+    let mut samples = Vec::new();
+    for w in bounds.windows(2) {
+        let (start, stop) = (w[0], w[1]);
+        let active: Vec<EventInstance> = events
+            .iter()
+            .filter(|e| match e.duration {
+                Some(d) => e.start < stop && e.start.saturating_add(d.max(1)) > start,
+                None => e.start >= start && e.start < stop,
+            })
+            .map(|e| EventInstance {
+                presentation_time_delta: e.start as i64 - start as i64,
+                duration: e.duration.map_or(UNKNOWN_DURATION, |d| {
+                    d.min(u64::from(UNKNOWN_DURATION - 1)) as u32
+                }),
+                id: e.id,
+                scheme_id_uri: e.scheme_id_uri.clone(),
+                value: e.value.clone(),
+                message_data: e.message_data.clone(),
+            })
+            .collect();
+        samples.push((start, stop, write_event_sample(&active)));
+        if stop % fragment == 0 || stop == end {
+            fragments.push(std::mem::take(&mut samples));
+        }
+    }
+    fragments
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +303,49 @@ mod tests {
             );
             assert_eq!(read_emsg(body_of(&boxed)).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn an_event_track_cuts_samples_at_event_starts_and_repeats_running_events() {
+        let e = |start, duration, id| TrackEvent {
+            start,
+            duration,
+            id,
+            scheme_id_uri: SCTE35_BIN.into(),
+            value: String::new(),
+            message_data: vec![id as u8],
+        };
+        let fragments =
+            event_track_samples(&[e(2500, Some(3000), 1), e(7000, None, 2)], 2000, 8000);
+        let samples: Vec<_> = fragments.iter().flatten().collect();
+        let bounds: Vec<(u64, u64)> = samples.iter().map(|(a, b, _)| (*a, *b)).collect();
+        assert_eq!(
+            bounds,
+            [
+                (0, 2000),
+                (2000, 2500),
+                (2500, 4000),
+                (4000, 6000),
+                (6000, 7000),
+                (7000, 8000)
+            ]
+        );
+        assert_eq!(fragments.len(), 4);
+        let ids = |k: usize| -> Vec<(u32, i64)> {
+            read_event_sample(&samples[k].2)
+                .unwrap()
+                .iter()
+                .map(|i| (i.id, i.presentation_time_delta))
+                .collect()
+        };
+        assert_eq!(ids(0), []);
+        assert_eq!(ids(2), [(1, 0)]);
+        assert_eq!(ids(3), [(1, -1500)]);
+        assert_eq!(ids(4), []);
+        assert_eq!(ids(5), [(2, 0)]);
+        let entry = event_sample_entry(&[(SCTE35_BIN, "")]);
+        assert_eq!(&entry[4..8], b"evte");
+        assert_eq!(&entry[20..24], b"silb");
     }
 
     #[test]
@@ -265,6 +395,7 @@ mod tests {
         );
         let empty = write_event_sample(&[]);
         assert_eq!(&empty[4..8], b"emeb");
+        assert_eq!(empty.len(), 8);
         assert!(read_event_sample(&empty).unwrap().is_empty());
         // Another box in a sample: refused.
         let mut wrong = write_event_sample(&events);

@@ -5,7 +5,7 @@
 use super::{clip, ttml, wvtt, Cue, TextError};
 use crate::index::TrackKind;
 use crate::mp4::codec::{write_sample_entry, CodecConfig, MediaInfo, SampleEntry, TTML_NAMESPACE};
-use crate::mp4::writer::{init_segment_of, BoxWriter, TrackHeader};
+use crate::mp4::writer::{init_segment_of, write_fragment, TrackHeader};
 use crate::mp4::FourCC;
 
 /// Track timescale: cue times are milliseconds.
@@ -91,7 +91,7 @@ pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Result<Vec<u8>, Text
         };
         samples.push((start, stop, sample));
         if stop % fragment == 0 || stop == end {
-            write_fragment(&mut out, sequence, &samples);
+            write_fragment(&mut out, 1, sequence, &samples);
             sequence += 1;
             samples.clear();
         }
@@ -128,46 +128,6 @@ fn sample_entry(format: TextFormat) -> Vec<u8> {
         &mut out,
     );
     out
-}
-
-/// `moof` (mfhd, traf with tfhd, tfdt and a trun of durations and sizes) and its `mdat`.
-fn write_fragment(out: &mut Vec<u8>, sequence: u32, samples: &[(u64, u64, Vec<u8>)]) {
-    let Some(&(first, _, _)) = samples.first() else {
-        return;
-    };
-    let mut w = BoxWriter::with_capacity(128 + samples.len() * 8);
-    w.begin(b"moof");
-    w.begin_full(b"mfhd", 0, 0);
-    w.u32(sequence);
-    w.end();
-    w.begin(b"traf");
-    w.begin_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
-    w.u32(1);
-    w.end();
-    w.begin_full(b"tfdt", 1, 0);
-    w.u64(first);
-    w.end();
-    w.begin_full(b"trun", 0, 0x0301); // data offset, sample durations, sample sizes
-    w.u32(samples.len() as u32);
-    let data_offset_at = w.buf.len();
-    w.u32(0);
-    for (start, stop, data) in samples {
-        w.u32((stop - start) as u32);
-        w.u32(data.len() as u32);
-    }
-    w.end();
-    w.end(); // traf
-    w.end(); // moof
-    let mut moof = w.finish();
-    let data_offset = (moof.len() + 8) as u32;
-    moof[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
-    out.extend_from_slice(&moof);
-    let payload: usize = samples.iter().map(|s| s.2.len()).sum();
-    out.extend_from_slice(&((payload + 8) as u32).to_be_bytes());
-    out.extend_from_slice(b"mdat");
-    for (_, _, data) in samples {
-        out.extend_from_slice(data);
-    }
 }
 
 #[cfg(test)]
