@@ -33,6 +33,7 @@ pub const ERROR_TOKENS: &[&str] = &[
     "BAD_PRESENTATION",
     "INGEST_MALFORMED",
     "INGEST_TRUNCATED",
+    "INGEST_BAD_CUE",
     "INGEST_UNSUPPORTED",
     "INGEST_NO_INIT",
     "INGEST_CONFLICT",
@@ -559,6 +560,11 @@ mod tests {
                 ingest(IngestError::Unsupported("x".into())),
                 "INGEST_UNSUPPORTED",
                 415,
+            ),
+            (
+                ingest(IngestError::BadCue("x".into())),
+                "INGEST_BAD_CUE",
+                400,
             ),
             (
                 ingest(IngestError::NoInit("x".into())),

@@ -69,24 +69,50 @@ struct Break {
 }
 
 fn breaks(cues: &[Cue<'_>]) -> Vec<Break> {
-    cues.iter()
-        .enumerate()
-        .filter(|(_, c)| c.role == CueRole::Out)
-        .map(|(k, c)| {
-            let next_out = cues[k + 1..]
-                .iter()
-                .position(|o| o.role == CueRole::Out)
-                .map_or(cues.len(), |i| k + 1 + i);
-            let in_cue = (k + 1..next_out)
-                .find(|&i| cues[i].role == CueRole::In && cues[i].event.id == c.event.id)
-                .or_else(|| (k + 1..next_out).find(|&i| cues[i].role == CueRole::In));
-            Break {
-                out: k,
-                end: in_cue
-                    .map(|i| cues[i].start)
-                    .or(c.planned.map(|d| c.start + d)),
-                in_cue,
+    let outs: Vec<usize> = (0..cues.len())
+        .filter(|&k| cues[k].role == CueRole::Out)
+        .collect();
+    let mut paired: Vec<Option<usize>> = vec![None; outs.len()];
+    let mut taken = vec![false; cues.len()];
+    // A return names its break by the splice event's ID: the first later in cue with the ID,
+    // before the ID leaves again.
+    for (b, &k) in outs.iter().enumerate() {
+        let id = cues[k].event.id;
+        for i in k + 1..cues.len() {
+            let c = &cues[i];
+            if c.event.id != id {
+                continue;
             }
+            if c.role == CueRole::Out {
+                break;
+            }
+            if c.role == CueRole::In && !taken[i] {
+                paired[b] = Some(i);
+                taken[i] = true;
+                break;
+            }
+        }
+    }
+    // Otherwise (a return under another ID, as some encoders send), the first free in cue
+    // before the next break.
+    for (b, &k) in outs.iter().enumerate() {
+        if paired[b].is_some() {
+            continue;
+        }
+        let next_out = outs.get(b + 1).copied().unwrap_or(cues.len());
+        if let Some(i) = (k + 1..next_out).find(|&i| cues[i].role == CueRole::In && !taken[i]) {
+            paired[b] = Some(i);
+            taken[i] = true;
+        }
+    }
+    outs.iter()
+        .zip(paired)
+        .map(|(&k, in_cue)| Break {
+            out: k,
+            end: in_cue
+                .map(|i| cues[i].start)
+                .or(cues[k].planned.map(|d| cues[k].start + d)),
+            in_cue,
         })
         .collect()
 }

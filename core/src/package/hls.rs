@@ -985,7 +985,11 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
 /// §4.4.5.1): a VOD playlist with cues dates its segments from the Unix epoch, as media time.
 fn add_ad_markers(clock: &mut Clock, p: &Presentation, opts: &HlsOptions) {
     let events = p.events();
-    let cues = super::ad_markers::cues(&events);
+    let mut cues = super::ad_markers::cues(&events);
+    if clock.complete {
+        // A complete playlist has no media after its end: no break can start there.
+        cues.retain(|c| c.start < clock.end_secs);
+    }
     if cues.is_empty() {
         return;
     }

@@ -1,0 +1,322 @@
+"""Ad cues (SCTE-35 timed metadata) from a title's cue track or an encoder's push to HLS and
+DASH. Cues are made and decoded with threefive (an independent SCTE-35 library); the event
+message tracks that carry them are written by tests/helpers/events.py, not by the origin's
+code. What comes out must decode back to the same sections at the same times (±1 ms)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import re
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+
+from harness import wait_for
+from helpers.events import (decoded, emsg_v1, event_fragment, event_track, event_track_init,
+                            emib, splice_insert, time_signal)
+from helpers.live import SOURCE, live_dir
+from helpers.media import FIXTURES, ISMTOOL, MPD_NS, boxes, media_dir
+
+OUT = splice_insert(42, True, 1.0, 2.0)
+IN = splice_insert(42, False, 3.0)
+PLACEMENT = time_signal(3.5, 0x34, 1234, "ADID0000001", 0.5)  # placement opportunity start
+
+
+def attributes(line: str) -> dict[str, str]:
+    """The attribute list of an HLS tag (RFC 8216 §4.2)."""
+    body = line.split(":", 1)[1]
+    return {k: v.strip('"') for k, v in
+            re.findall(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', body)}
+
+
+def date_ranges(playlist: str) -> list[dict[str, str]]:
+    return [attributes(line) for line in playlist.splitlines()
+            if line.startswith("#EXT-X-DATERANGE:")]
+
+
+def seconds_of(date: str) -> float:
+    t = datetime.datetime.fromisoformat(date.replace("Z", "+00:00"))
+    return t.timestamp()
+
+
+def section_of(attrs: dict[str, str], role: str) -> bytes:
+    return bytes.fromhex(attrs[f"SCTE35-{role}"][2:])
+
+
+def mpd_events(mpd_text: str) -> list[tuple[float, bytes, ET.Element]]:
+    """Every SCTE-35 event of the MPD: (presentation time in seconds, section, element)."""
+    mpd = ET.fromstring(mpd_text)
+    out = []
+    for stream in mpd.iterfind(".//d:EventStream", MPD_NS):
+        assert stream.get("schemeIdUri") == "urn:scte:scte35:2014:xml+bin"
+        scale = int(stream.get("timescale"))
+        offset = int(stream.get("presentationTimeOffset", "0"))
+        for e in stream.iterfind("d:Event", MPD_NS):
+            binary = e.find("{http://www.scte.org/schemas/35/2016}Signal/"
+                            "{http://www.scte.org/schemas/35/2016}Binary")
+            out.append(((int(e.get("presentationTime")) - offset) / scale,
+                        base64.b64decode(binary.text), e))
+    return out
+
+
+def media_playlist(n, manifest: str, query: str = "") -> str:
+    master = n.get(f"/v/{manifest}/.m3u8{query}")
+    assert master.status_code == 200, master.text
+    uri = next(line for line in master.text.splitlines() if line and not line.startswith("#"))
+    r = n.get(f"/v/{manifest}/{uri}")
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def same_cue(section: bytes, made: bytes):
+    """The section is the one made, byte for byte, and threefive reads the same cue in it."""
+    assert section == made
+    a, b = decoded(section), decoded(made)
+    assert a.command.get() == b.command.get()
+    assert [d.get() for d in a.descriptors] == [d.get() for d in b.descriptors]
+
+
+@pytest.fixture
+def vod(make_nginx):
+    n = make_nginx()
+    media = media_dir(n, ["progressive.mp4"], {})
+    cues = [{"time": 1.0, "scte35": base64.b64encode(OUT).decode()},
+            {"time": 3.0, "scte35": "0x" + IN.hex()},
+            {"time": 3.5, "scte35": base64.b64encode(PLACEMENT).decode()}]
+    (media / "breaks.json").write_text(json.dumps(cues))
+    subprocess.run([str(ISMTOOL), "cues", str(media / "breaks.json"), "--duration", "4",
+                    "-o", str(media / "scte35.mp4")], check=True, capture_output=True)
+    for name, options in [("title.ism", []), ("cueout.ism", ["--hls.ad_markers=both"]),
+                          ("off.ism", ["--timed_metadata=false"])]:
+        subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
+                        str(media / "progressive.mp4"), str(media / "scte35.mp4"), *options],
+                       check=True, capture_output=True)
+    for p in media.iterdir():
+        p.chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+    return n
+
+
+@pytest.mark.parametrize("query", ["", "?hls_fmp4"])
+def test_a_titles_cue_track_gives_hls_date_ranges(vod, query):
+    playlist = media_playlist(vod, "title.ism", query)
+    ranges = date_ranges(playlist)
+    assert len(ranges) == 3, playlist
+    out, back, placement = ranges
+    # The break: out at 1 s planned for 2 s, and its return at 3 s closing the same range.
+    assert out["ID"] == back["ID"]
+    assert out["START-DATE"] == back["START-DATE"]
+    assert abs(seconds_of(out["START-DATE"]) - 1.0) < 0.001
+    assert float(out["PLANNED-DURATION"]) == pytest.approx(2.0, abs=0.001)
+    assert float(back["DURATION"]) == pytest.approx(2.0, abs=0.001)
+    same_cue(section_of(out, "OUT"), OUT)
+    same_cue(section_of(back, "IN"), IN)
+    # A time_signal starting a placement opportunity: its descriptor kept byte for byte.
+    assert abs(seconds_of(placement["START-DATE"]) - 3.5) < 0.001
+    same_cue(section_of(placement, "OUT"), PLACEMENT)
+    assert decoded(section_of(placement, "OUT")).descriptors[0].segmentation_upid \
+        == "ADID0000001"
+    # Date ranges need program date-times (RFC 8216 §4.4.5.1), VOD too.
+    assert "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z" in playlist
+    assert "#EXT-X-CUE-OUT" not in playlist
+
+
+def test_the_cue_out_form_marks_the_breaks_segments(vod):
+    playlist = media_playlist(vod, "cueout.ism")
+    lines = playlist.splitlines()
+    # The break starts at 1 s: the first segment starting at or after it (2 s, the second)
+    # opens it.
+    segments = [k for k, line in enumerate(lines) if line and not line.startswith("#")]
+    cue_out = next(k for k, line in enumerate(lines) if line.startswith("#EXT-X-CUE-OUT:"))
+    assert segments[0] < cue_out < segments[1], playlist
+    assert lines[cue_out] == "#EXT-X-CUE-OUT:DURATION=2.000"
+    assert len(date_ranges(playlist)) == 3
+
+
+def test_a_titles_cue_track_gives_a_dash_event_stream(vod):
+    r = vod.get("/v/title.ism/.mpd")
+    assert r.status_code == 200
+    events = mpd_events(r.text)
+    assert [round(t, 3) for t, _, _ in events] == [1.0, 3.0, 3.5]
+    for (_, section, _), made in zip(events, [OUT, IN, PLACEMENT]):
+        same_cue(section, made)
+    # The break's planned duration, and IDs that tell the out and in cues of event 42 apart.
+    assert int(events[0][2].get("duration")) == 2 * 90_000
+    assert len({e.get("id") for _, _, e in events}) == 3
+
+
+def test_a_subclip_keeps_the_cues_inside_it_on_its_timeline(vod):
+    # vbegin=2 cuts at the key frame at 2 s: the out cue at 1 s is before it.
+    playlist = media_playlist(vod, "title.ism", "?vbegin=2")
+    ranges = date_ranges(playlist)
+    assert [round(seconds_of(r["START-DATE"]), 3) for r in ranges] == [1.0, 1.5]
+    same_cue(section_of(ranges[0], "IN"), IN)
+    mpd = vod.get("/v/title.ism/.mpd?vbegin=2").text
+    assert [round(t, 3) for t, _, _ in mpd_events(mpd)] == [1.0, 1.5]
+    # And none past vend.
+    mpd = vod.get("/v/title.ism/.mpd?vend=2").text
+    assert [round(t, 3) for t, _, _ in mpd_events(mpd)] == [1.0]
+
+
+def test_timed_metadata_off_leaves_the_manifests_without_cues(vod):
+    assert not date_ranges(media_playlist(vod, "off.ism"))
+    assert mpd_events(vod.get("/v/off.ism/.mpd").text) == []
+    assert "PROGRAM-DATE-TIME" not in media_playlist(vod, "off.ism")
+
+
+def test_emsg_boxes_in_a_cmaf_file_are_cues(make_nginx):
+    """A CMAF video file with an `emsg` before one of its fragments (as a packager that
+    carries in-band events writes it)."""
+    n = make_nginx()
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    data = (FIXTURES / "cmaf-video.cmfv").read_bytes()
+    moofs, at = [], 0
+    for fourcc, body in boxes(data):
+        if fourcc == b"moof":
+            moofs.append(at)
+        at += 8 + len(body)
+    assert len(moofs) >= 2
+    # A version 1 box gives its time on the media timeline: 2.5 s, before the second fragment.
+    emsg = emsg_v1(1000, 2500, 2000, 7, OUT)
+    (media / "video.cmfv").write_bytes(data[:moofs[1]] + emsg + data[moofs[1]:])
+    subprocess.run([str(ISMTOOL), "create", "-o", str(media / "v.ism"),
+                    str(media / "video.cmfv")], check=True, capture_output=True)
+    for p in media.iterdir():
+        p.chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+    ranges = date_ranges(media_playlist(n, "v.ism", "?hls_fmp4"))
+    assert len(ranges) == 1
+    assert abs(seconds_of(ranges[0]["START-DATE"]) - 2.5) < 0.001
+    assert float(ranges[0]["PLANNED-DURATION"]) == pytest.approx(2.0, abs=0.001)
+    same_cue(section_of(ranges[0], "OUT"), OUT)
+    events = mpd_events(n.get("/v/v.ism/.mpd").text)
+    assert [round(t, 3) for t, _, _ in events] == [2.5]
+
+
+def test_ismtool_refuses_a_cue_list_or_track_with_a_bad_cue(tmp_path):
+    broken = bytearray(OUT)
+    broken[-1] ^= 0xFF  # the CRC no longer matches
+    (tmp_path / "bad.json").write_text(json.dumps(
+        [{"time": 1, "scte35": base64.b64encode(broken).decode()}]))
+    r = subprocess.run([str(ISMTOOL), "cues", str(tmp_path / "bad.json"), "-o",
+                        str(tmp_path / "bad.mp4")], capture_output=True, text=True)
+    assert r.returncode != 0 and "cue 1: bad SCTE-35 cue" in r.stderr, r.stderr
+    init, fragments = event_track(1000, 4000, 2000, [(2000, None, 1, bytes(broken))])
+    (tmp_path / "bad-track.mp4").write_bytes(init + b"".join(fragments))
+    r = subprocess.run([str(ISMTOOL), "create", "-o", str(tmp_path / "t.ism"),
+                        str(tmp_path / "bad-track.mp4")], capture_output=True, text=True)
+    assert r.returncode != 0 and "sample 2" in r.stderr and "CRC" in r.stderr, r.stderr
+
+
+# --- live --------------------------------------------------------------------------------
+
+LIVE_LOCATION = """
+        location /live/ {
+            usp_handle_ism;
+            client_max_body_size 0;
+        }"""
+
+TIMESCALE = 1000
+LIVE_OUT = splice_insert(77, True, 6.0, 4.0)
+LIVE_IN = splice_insert(77, False, 10.0)
+LIVE_PLACEMENT = time_signal(14.0, 0x34, 4321, "ADID0000002", 2.0)
+LIVE_CUES = [(6000, 4000, 77, LIVE_OUT), (10000, None, 77, LIVE_IN),
+             (14000, 2000, 4321, LIVE_PLACEMENT)]
+
+
+def push_cmaf(n, channel, loops):
+    url = n.url(f"/live/{channel}.isml/Streams")
+    video = ["-map", "0:v", "-c", "copy", "-movflags",
+             "empty_moov+separate_moof+default_base_moof+cmaf+frag_keyframe", "-f", "mp4"]
+    audio = ["-map", "0:a", "-c", "copy", "-frag_duration", "2000000", "-movflags",
+             "empty_moov+separate_moof+default_base_moof+cmaf", "-f", "mp4"]
+    return subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-re", "-stream_loop", str(loops), "-i", str(SOURCE),
+         *video, f"{url}(video.cmfv)", *audio, f"{url}(audio.cmfa)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def channel_media_time(n, channel) -> float:
+    """Seconds of media the channel's live edge is at (the MPD's newest video segment end)."""
+    r = n.get(f"/live/{channel}.isml/.mpd")
+    if r.status_code != 200:
+        return -1.0
+    mpd = ET.fromstring(r.text)
+    video = next((a for a in mpd.iterfind(".//d:AdaptationSet", MPD_NS)
+                  if a.get("contentType") == "video"), None)
+    if video is None:
+        return -1.0
+    template = video.find("d:SegmentTemplate", MPD_NS)
+    scale = int(template.get("timescale"))
+    end = 0
+    for s in template.iterfind("d:SegmentTimeline/d:S", MPD_NS):
+        t = int(s.get("t", end))
+        end = t + int(s.get("d")) * (int(s.get("r", "0")) + 1)
+    return end / scale
+
+
+def test_cues_pushed_beside_a_live_stream_reach_hls_and_dash(make_nginx):
+    n = make_nginx(workers=2)
+    live = live_dir(n, cues=60)
+    n.start(LIVE_LOCATION)
+    encoder = push_cmaf(n, "cues", loops=5)  # 24 s
+    try:
+        init, fragments = event_track(TIMESCALE, 24000, 2000, LIVE_CUES)
+        url = n.url("/live/cues.isml/Streams(scte35.cmfm)")
+        statuses = []
+        # Each fragment goes once the media reached its end, as an encoder sends it (one
+        # POST per segment, each with the init segment).
+        for k, fragment in enumerate(fragments[:9]):
+            wait_for(lambda: channel_media_time(n, "cues") >= 2.0 * k + 2.0, timeout=30,
+                     what=f"media past {2 * k + 2} s")
+            statuses.append(requests.post(url, data=init + fragment, timeout=30).status_code)
+        assert all(s in (200, 201, 204) for s in statuses), statuses
+        # A cue whose section is broken: refused, nothing of it kept.
+        broken = bytearray(time_signal(18.0, 0x34, 99, "ADID0000003"))
+        broken[5] ^= 0x01
+        bad = event_fragment(10, 18000, [(2000, emib(0, 0xFFFFFFFF, 99, bytes(broken)))])
+        r = requests.post(url, data=init + bad, timeout=30)
+        assert r.status_code == 400, (r.status_code, r.text)
+        assert r.headers.get("X-Origin-Error") == "INGEST_BAD_CUE"
+        # A second stream that brings only a bad cue leaves no track behind.
+        r = requests.post(n.url("/live/cues.isml/Streams(other.cmfm)"), data=init + bad,
+                          timeout=30)
+        assert r.status_code == 400
+        tracks = [p.name for p in (live / "cues.isml.archive").iterdir() if "=" in p.name]
+        assert sorted(t.split("=")[0] for t in tracks) == ["audio", "scte35", "video"], tracks
+
+        mpd_text = n.get("/live/cues.isml/.mpd").text
+        anchor = seconds_of(ET.fromstring(mpd_text).get("availabilityStartTime"))
+        events = mpd_events(mpd_text)
+        assert [round(t, 3) for t, _, _ in events] == [6.0, 10.0, 14.0], mpd_text
+        for (_, section, _), made in zip(events, [LIVE_OUT, LIVE_IN, LIVE_PLACEMENT]):
+            same_cue(section, made)
+
+        master = n.get("/live/cues.isml/.m3u8").text
+        uri = next(line for line in master.splitlines() if line and not line.startswith("#"))
+        playlist = n.get(f"/live/cues.isml/{uri}").text
+        ranges = date_ranges(playlist)
+        assert len(ranges) == 3, playlist
+        starts = [seconds_of(r["START-DATE"]) - anchor for r in ranges]
+        assert starts[0] == pytest.approx(6.0, abs=0.001)
+        assert starts[1] == pytest.approx(6.0, abs=0.001)  # the return closes the break
+        assert float(ranges[1]["DURATION"]) == pytest.approx(4.0, abs=0.001)
+        assert starts[2] == pytest.approx(14.0, abs=0.001)
+        same_cue(section_of(ranges[0], "OUT"), LIVE_OUT)
+        same_cue(section_of(ranges[1], "IN"), LIVE_IN)
+        same_cue(section_of(ranges[2], "OUT"), LIVE_PLACEMENT)
+        # The program date-times agree with the MPD's anchor.
+        first_date = next(line for line in playlist.splitlines()
+                          if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"))
+        assert (seconds_of(first_date.split(":", 1)[1]) - anchor) % 2.0 == pytest.approx(
+            0.0, abs=0.01)
+    finally:
+        encoder.kill()
+        encoder.wait()
