@@ -20,7 +20,7 @@ import requests
 from harness import wait_for
 from helpers.events import (decoded, emsg_v1, event_fragment, event_track, event_track_init,
                             emib, splice_insert, time_signal)
-from helpers.live import SOURCE, live_dir
+from helpers.live import SOURCE, cmaf_pieces, live_dir
 from helpers.media import FIXTURES, ISMTOOL, MPD_NS, boxes, media_dir
 
 OUT = splice_insert(42, True, 1.0, 2.0)
@@ -320,3 +320,43 @@ def test_cues_pushed_beside_a_live_stream_reach_hls_and_dash(make_nginx):
     finally:
         encoder.kill()
         encoder.wait()
+
+
+def test_emsg_boxes_pushed_with_video_fragments_are_cues(make_nginx):
+    """In-band events as an encoder sends them: `emsg` boxes before a fragment's `moof`, in
+    the video stream itself. They are archived with the fragment; a bad cue refuses the
+    fragment it came with."""
+    n = make_nginx()
+    live_dir(n, em=60)
+    n.start(LIVE_LOCATION)
+    init, fragments = cmaf_pieces()
+    url = n.url("/live/em.isml/Streams(video.cmfv)")
+    assert requests.post(url, data=init, timeout=30).status_code == 200
+    cue = emsg_v1(90_000, 225_000, 90_000 * 4, 77, LIVE_OUT)  # 2.5 s, 4 s long
+    broken = bytearray(LIVE_IN)
+    broken[-2] ^= 0x10
+    for k, fragment in enumerate(fragments):
+        if k == len(fragments) - 1:
+            # The last fragment comes with a bad cue first: refused, then sent clean.
+            bad = emsg_v1(90_000, 90_000 * 7, 0, 78, bytes(broken))
+            r = requests.post(url, data=bad + fragment, timeout=30)
+            assert r.status_code == 400 and r.headers.get("X-Origin-Error") == "INGEST_BAD_CUE"
+            mpd = ET.fromstring(n.get("/live/em.isml/.mpd").text)
+            listed = mpd.findall(".//d:AdaptationSet/d:SegmentTemplate/d:SegmentTimeline/d:S",
+                                 MPD_NS)
+            assert sum(int(s.get("r", "0")) + 1 for s in listed) == len(fragments) - 1
+        data = (cue if k == 1 else b"") + fragment
+        assert requests.post(url, data=data, timeout=30).status_code == 200
+    mpd_text = n.get("/live/em.isml/.mpd").text
+    events = mpd_events(mpd_text)
+    assert [round(t, 3) for t, _, _ in events] == [2.5], mpd_text
+    same_cue(events[0][1], LIVE_OUT)
+    master = n.get("/live/em.isml/.m3u8?hls_fmp4").text
+    uri = next(line for line in master.splitlines() if line and not line.startswith("#"))
+    playlist = n.get(f"/live/em.isml/{uri}").text
+    anchor = seconds_of(ET.fromstring(mpd_text).get("availabilityStartTime"))
+    ranges = date_ranges(playlist)
+    assert len(ranges) == 1, playlist
+    assert seconds_of(ranges[0]["START-DATE"]) - anchor == pytest.approx(2.5, abs=0.001)
+    assert float(ranges[0]["PLANNED-DURATION"]) == pytest.approx(4.0, abs=0.001)
+    same_cue(section_of(ranges[0], "OUT"), LIVE_OUT)

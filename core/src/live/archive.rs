@@ -889,6 +889,7 @@ mod tests {
     fn rec(bytes: Vec<u8>) -> RecordBytes {
         RecordBytes {
             fragments: vec![crate::live::record_bytes::FragmentBytes {
+                events: Vec::new(),
                 moof: bytes,
                 mdat_header: Vec::new(),
                 payload: crate::live::record_bytes::Payload::Memory(Vec::new()),

@@ -15,6 +15,9 @@ pub const MAX_HEADER_BOX: u64 = 16 << 20;
 /// 100 Mbit/s is 25 MB).
 pub const MAX_FRAGMENT: u64 = 256 << 20;
 
+/// Most bytes of `emsg` boxes one fragment may bring (a SCTE-35 cue is at most 4 KiB).
+pub const MAX_FRAGMENT_EVENTS: usize = 256 << 10;
+
 /// `uuid` of the Smooth live server manifest box (MS-SSTR ingest).
 pub const UUID_LIVE_MANIFEST: [u8; 16] = [
     0xa5, 0xd4, 0x0b, 0x30, 0xe8, 0x14, 0x11, 0xdd, 0xba, 0x2f, 0x08, 0x00, 0x20, 0x0c, 0x9a, 0x66,
@@ -99,6 +102,9 @@ pub struct FragmentHead {
     pub stream_offset: u64,
     /// The segment's `styp` carried `lmsg`: the last fragment of the stream.
     pub last: bool,
+    /// The `emsg` boxes that came before the `moof` (in-band events, ad cues), whole and in
+    /// order: archived with the fragment, before its `moof`.
+    pub events: Vec<u8>,
 }
 
 impl FragmentHead {
@@ -146,6 +152,8 @@ pub struct IngestParser {
     moof: Option<(Vec<u8>, u64)>,
     /// The last `styp` carried `lmsg`.
     lmsg: bool,
+    /// `emsg` boxes waiting for the fragment they come with.
+    emsg: Vec<u8>,
     /// Boxes completed so far (the session dates the box in progress from it).
     completed: u64,
     failed: bool,
@@ -172,6 +180,7 @@ impl IngestParser {
             ftyp: Vec::new(),
             moof: None,
             lmsg: false,
+            emsg: Vec::new(),
             completed: 0,
             failed: false,
         }
@@ -180,7 +189,7 @@ impl IngestParser {
     /// Bytes received so far and held here: the box in progress, a `moof` waiting for its
     /// `mdat`.
     pub fn pending(&self) -> usize {
-        self.buf.len() + self.moof.as_ref().map_or(0, |(m, _)| m.len())
+        self.buf.len() + self.moof.as_ref().map_or(0, |(m, _)| m.len()) + self.emsg.len()
     }
 
     /// Whether a box (or a fragment) is in progress: some of it came, not all.
@@ -329,6 +338,7 @@ impl IngestParser {
             payload_len: header.body_size(),
             stream_offset,
             last: std::mem::take(&mut self.lmsg),
+            events: std::mem::take(&mut self.emsg),
         }));
         if self.payload_left == 0 {
             self.completed += 1;
@@ -391,9 +401,22 @@ impl IngestParser {
                 Some(Event::Manifest(body.get(4..).unwrap_or_default().to_vec()))
             }
             b"mfra" => Some(Event::End),
+            b"emsg" => {
+                // Events for the next fragment: kept with it, within a cue-sized bound.
+                if self.emsg.len() + data.len() > MAX_FRAGMENT_EVENTS {
+                    return Err(IngestError::TooLarge {
+                        what: "emsg boxes of one fragment",
+                        offset: h.offset,
+                        size: (self.emsg.len() + data.len()) as u64,
+                        limit: MAX_FRAGMENT_EVENTS as u64,
+                    });
+                }
+                self.emsg.extend_from_slice(&data);
+                None
+            }
             // Boxes an encoder may send between fragments: kept out of the archive.
-            b"free" | b"skip" | b"uuid" | b"prft" | b"emsg" | b"sidx" | b"ssix" | b"meta"
-            | b"udta" | b"pdin" | b"mfro" => None,
+            b"free" | b"skip" | b"uuid" | b"prft" | b"sidx" | b"ssix" | b"meta" | b"udta"
+            | b"pdin" | b"mfro" => None,
             _ => {
                 return Err(IngestError::Malformed(format!(
                     "unexpected {} box at offset {}",

@@ -42,6 +42,8 @@ impl Payload {
 /// One fragment as the encoder sent it: `moof`, `mdat` header, payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FragmentBytes {
+    /// `emsg` boxes that came with the fragment, kept before its `moof`.
+    pub events: Vec<u8>,
     pub moof: Vec<u8>,
     pub mdat_header: Vec<u8>,
     pub payload: Payload,
@@ -49,7 +51,10 @@ pub struct FragmentBytes {
 
 impl FragmentBytes {
     pub fn len(&self) -> u64 {
-        self.moof.len() as u64 + self.mdat_header.len() as u64 + self.payload.len()
+        self.events.len() as u64
+            + self.moof.len() as u64
+            + self.mdat_header.len() as u64
+            + self.payload.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -58,7 +63,41 @@ impl FragmentBytes {
 
     /// Bytes of it held in memory.
     pub fn in_memory(&self) -> u64 {
-        self.moof.len() as u64 + self.mdat_header.len() as u64 + self.payload.in_memory()
+        self.events.len() as u64
+            + self.moof.len() as u64
+            + self.mdat_header.len() as u64
+            + self.payload.in_memory()
+    }
+
+    /// Moves the times of its version 1 `emsg` boxes (on the media timeline, in their own
+    /// timescale) by `delta` ticks of the track's `timescale`, as a timeline moves the
+    /// fragment's decode times; version 0 boxes count from the fragment and move with it.
+    pub fn shift_event_times(&mut self, delta: u64, timescale: u32) {
+        if delta == 0 {
+            return;
+        }
+        let mut at = 0usize;
+        while at + 8 <= self.events.len() {
+            let size = u32::from_be_bytes([
+                self.events[at],
+                self.events[at + 1],
+                self.events[at + 2],
+                self.events[at + 3],
+            ]) as usize;
+            if size < 8 || at + size > self.events.len() {
+                return;
+            }
+            let body = &mut self.events[at + 8..at + size];
+            // version 1: version and flags, timescale, presentation_time (u64).
+            if body.len() >= 16 && body[0] == 1 {
+                let scale = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                let time = u64::from_be_bytes(body[8..16].try_into().unwrap_or_default());
+                let shift =
+                    (u128::from(delta) * u128::from(scale) / u128::from(timescale.max(1))) as u64;
+                body[8..16].copy_from_slice(&time.saturating_add(shift).to_be_bytes());
+            }
+            at += size;
+        }
     }
 
     /// Whether its payload waits in the spool file.
@@ -92,7 +131,7 @@ impl RecordBytes {
     pub fn moofs_mut(&mut self) -> impl Iterator<Item = (u64, &mut Vec<u8>)> {
         let mut at = 0u64;
         self.fragments.iter_mut().map(move |f| {
-            let here = at;
+            let here = at + f.events.len() as u64;
             at += f.len();
             (here, &mut f.moof)
         })
@@ -102,6 +141,8 @@ impl RecordBytes {
     /// the kernel where it can: `copy_file_range`).
     pub fn write_at(&self, data: &File, mut at: u64, spool: Option<&File>) -> io::Result<()> {
         for f in &self.fragments {
+            data.write_all_at(&f.events, at)?;
+            at += f.events.len() as u64;
             data.write_all_at(&f.moof, at)?;
             at += f.moof.len() as u64;
             data.write_all_at(&f.mdat_header, at)?;
@@ -159,11 +200,13 @@ mod tests {
             fragments: vec![
                 FragmentBytes {
                     moof: b"M1".to_vec(),
+                    events: Vec::new(),
                     mdat_header: b"H1".to_vec(),
                     payload: Payload::Memory(b"payload1".to_vec()),
                 },
                 FragmentBytes {
                     moof: b"M2".to_vec(),
+                    events: Vec::new(),
                     mdat_header: b"H2".to_vec(),
                     payload: Payload::Spooled { offset: 2, len: 8 },
                 },
@@ -191,5 +234,42 @@ mod tests {
         assert!(record.write_at(&data, 4, Some(&spool)).is_err());
         assert!(record.write_at(&data, 4, None).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_timeline_moves_version_1_event_times_in_their_timescale() {
+        use crate::mp4::emsg::{read_emsg, write_emsg, EventMessage, EventTime};
+        let message = |time| EventMessage {
+            scheme_id_uri: "urn:x".into(),
+            value: String::new(),
+            timescale: 90_000,
+            time,
+            duration: 0,
+            id: 1,
+            message_data: vec![1, 2],
+        };
+        let mut f = FragmentBytes {
+            events: [
+                write_emsg(&message(EventTime::Absolute(90_000))),
+                write_emsg(&message(EventTime::Delta(5))),
+            ]
+            .concat(),
+            moof: Vec::new(),
+            mdat_header: Vec::new(),
+            payload: Payload::Memory(Vec::new()),
+        };
+        // Two seconds of a 1000 Hz track.
+        f.shift_event_times(2000, 1000);
+        let first_len = write_emsg(&message(EventTime::Absolute(0))).len();
+        let read = |bytes: &[u8]| {
+            read_emsg(crate::mp4::Reader::new(&bytes[8..], 8))
+                .unwrap()
+                .time
+        };
+        assert_eq!(
+            read(&f.events[..first_len]),
+            EventTime::Absolute(3 * 90_000)
+        );
+        assert_eq!(read(&f.events[first_len..]), EventTime::Delta(5));
     }
 }

@@ -554,6 +554,7 @@ impl IngestSession {
             payload_len,
             stream_offset,
             last,
+            events,
         } = head;
         let track_id = single_track_id(&moof, stream_offset)?;
         let Some(track) = init.index.track(track_id) else {
@@ -617,6 +618,7 @@ impl IngestSession {
             .filter(|t| t.sample_count() > 0)
             .ok_or_else(|| IngestError::Malformed("a fragment without samples".into()))?;
         let start = declared_start(t);
+        self.check_emsg(&events, start, t.timescale)?;
         Ok(Checked {
             track_id,
             start,
@@ -625,12 +627,32 @@ impl IngestSession {
             last,
             metadata,
             bytes: FragmentBytes {
+                events,
                 moof,
                 mdat_header,
                 // Placed by `receive`.
                 payload: Payload::Memory(Vec::new()),
             },
         })
+    }
+
+    /// Refuses a fragment whose `emsg` boxes do not read, or carry a SCTE-35 cue that does not
+    /// (see [`crate::events::checked`]): before any of its payload is taken.
+    fn check_emsg(&self, events: &[u8], start: u64, timescale: u32) -> Result<(), IngestError> {
+        let mut r = Reader::new(events, 0);
+        let bad = |what: String| {
+            IngestError::BadCue(format!(
+                "stream {}: an emsg before the fragment at {start} ({timescale} Hz): {what}; \
+                 the fragment is not archived",
+                self.stream
+            ))
+        };
+        while let Some((_, body)) = r.next_box_body().map_err(|e| bad(e.to_string()))? {
+            let message = crate::mp4::emsg::read_emsg(body).map_err(|e| bad(e.to_string()))?;
+            crate::events::event_of_emsg(message, start, timescale)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Refuses a timed-metadata fragment any of whose samples does not read as events (a

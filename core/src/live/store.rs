@@ -328,6 +328,9 @@ impl ArchiveStore {
             for (_, moof) in b.moofs_mut() {
                 shift_decode_times(moof, delta)?;
             }
+            for f in &mut b.fragments {
+                f.shift_event_times(delta, timescale);
+            }
             Ok(())
         };
         let spool = self.spool.as_ref().map(|s| s.file());
