@@ -65,6 +65,33 @@ def mpd_events(mpd_text: str) -> list[tuple[float, bytes, ET.Element]]:
     return out
 
 
+def smooth_cues(n, manifest_path: str) -> list[tuple[float, bytes]]:
+    """The cue stream of a Smooth client manifest: (time in seconds, section) of each chunk,
+    checked against the fragment the chunk names (its `tfxd` time and its `mdat`)."""
+    r = n.get(f"{manifest_path}/Manifest")
+    assert r.status_code == 200, r.text
+    index = ET.fromstring(r.content).find("StreamIndex[@Name='scte35']")
+    assert index is not None, r.text
+    assert (index.get("Type"), index.get("Subtype"), index.get("ManifestOutput")) == (
+        "text", "DATA", "TRUE")
+    scale = int(index.get("TimeScale"))
+    bitrate = index.find("QualityLevel").get("Bitrate")
+    out = []
+    for c in index.iterfind("c"):
+        t = int(c.get("t"))
+        section = base64.b64decode(c.find("f").text)
+        url = index.get("Url").replace("{bitrate}", bitrate).replace("{start time}", str(t))
+        fragment = n.get(f"{manifest_path}/{url}")
+        assert fragment.status_code == 200, (url, fragment.status_code)
+        parts = dict(boxes(fragment.content))
+        assert parts[b"mdat"] == section
+        tfxd = bytes.fromhex("6d1d9b0542d544e680e2141daff757b2")
+        at = fragment.content.index(tfxd) + 16
+        assert int.from_bytes(fragment.content[at + 4:at + 12], "big") == t
+        out.append((t / scale, section))
+    return out
+
+
 def media_playlist(n, manifest: str, query: str = "") -> str:
     master = n.get(f"/v/{manifest}/.m3u8{query}")
     assert master.status_code == 200, master.text
@@ -149,6 +176,14 @@ def test_a_titles_cue_track_gives_a_dash_event_stream(vod):
     # The break's planned duration, and IDs that tell the out and in cues of event 42 apart.
     assert int(events[0][2].get("duration")) == 2 * 90_000
     assert len({e.get("id") for _, _, e in events}) == 3
+
+
+def test_a_titles_cue_track_gives_a_smooth_sparse_stream(vod):
+    cues = smooth_cues(vod, "/v/title.ism")
+    assert [round(t, 3) for t, _ in cues] == [1.0, 3.0, 3.5]
+    for (_, section), made in zip(cues, [OUT, IN, PLACEMENT]):
+        same_cue(section, made)
+    assert vod.get("/v/title.ism/QualityLevels(1000)/Fragments(scte35=123)").status_code == 404
 
 
 def test_a_subclip_keeps_the_cues_inside_it_on_its_timeline(vod):
@@ -312,6 +347,10 @@ def test_cues_pushed_beside_a_live_stream_reach_hls_and_dash(make_nginx):
         same_cue(section_of(ranges[0], "OUT"), LIVE_OUT)
         same_cue(section_of(ranges[1], "IN"), LIVE_IN)
         same_cue(section_of(ranges[2], "OUT"), LIVE_PLACEMENT)
+        cues = smooth_cues(n, "/live/cues.isml")
+        assert [round(t, 3) for t, _ in cues] == [6.0, 10.0, 14.0]
+        for (_, section), made in zip(cues, [LIVE_OUT, LIVE_IN, LIVE_PLACEMENT]):
+            same_cue(section, made)
         # The program date-times agree with the MPD's anchor.
         first_date = next(line for line in playlist.splitlines()
                           if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"))

@@ -183,11 +183,120 @@ pub fn manifest(
         }
         x.push_str("  </StreamIndex>\n");
     }
+    write_cue_stream(&mut x, p);
     if let Some(c) = protection {
         x.push_str(&c.smooth_protection());
     }
     x.push_str("</SmoothStreamingMedia>\n");
     Ok(x)
+}
+
+/// The name and bitrate of the sparse stream that carries ad cues.
+pub const CUE_STREAM: &str = "scte35";
+const CUE_BITRATE: u64 = 1000;
+
+/// The presentation's SCTE-35 cues in 10 MHz ticks (the sparse stream's timescale), with
+/// each one's duration (at least a tick).
+fn cue_chunks(p: &Presentation) -> Vec<(u64, u64, Vec<u8>)> {
+    let events = p.events();
+    let media_end = (p.duration_secs() * TIMESCALE as f64).round() as u64;
+    let complete = p.live.as_deref().is_none_or(|l| l.ended);
+    super::ad_markers::cues(&events)
+        .iter()
+        .map(|c| {
+            let ticks = |t: u64| {
+                (u128::from(t) * u128::from(TIMESCALE) / u128::from(c.event.timescale.max(1)))
+                    as u64
+            };
+            (
+                ticks(c.event.time),
+                c.event.duration.map_or(1, ticks).max(1),
+                c.event.message.clone(),
+            )
+        })
+        // A complete presentation has no media after its end: no break can start there.
+        .filter(|(t, _, _)| !complete || *t < media_end)
+        .collect()
+}
+
+/// A sparse text stream (MS-SSTR §2.2.2.6, `ManifestOutput`) holding the cues, each chunk's
+/// sample (the SCTE-35 section) in the manifest too, tied to the video stream.
+fn write_cue_stream(x: &mut String, p: &Presentation) {
+    let chunks = cue_chunks(p);
+    if chunks.is_empty() {
+        return;
+    }
+    let parent = p
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Video)
+        .map(|t| format!(" ParentStreamIndex=\"{}\"", xml_escape(&t.name)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        x,
+        "  <StreamIndex Type=\"text\" Name=\"{CUE_STREAM}\" Subtype=\"DATA\" QualityLevels=\"1\" Chunks=\"{}\" TimeScale=\"{TIMESCALE}\"{parent} ManifestOutput=\"TRUE\" Url=\"QualityLevels({{bitrate}})/Fragments({CUE_STREAM}={{start time}})\">\n    <QualityLevel Index=\"0\" Bitrate=\"{CUE_BITRATE}\" FourCC=\"\" CodecPrivateData=\"\"/>",
+        chunks.len()
+    );
+    for (t, d, section) in &chunks {
+        let _ = writeln!(
+            x,
+            "    <c t=\"{t}\" d=\"{d}\"><f>{}</f></c>",
+            crate::base64::encode(section)
+        );
+    }
+    x.push_str("  </StreamIndex>\n");
+}
+
+/// The fragment of the cue stream at `time` (10 MHz): a `moof` with `tfxd` and `tfdt` and an
+/// `mdat` holding the cue's section; `None` when the request is not for the cue stream.
+pub fn cue_fragment(
+    p: &Presentation,
+    bitrate: u64,
+    name: &str,
+    time: u64,
+) -> Result<Option<Vec<u8>>, PackageError> {
+    if name != CUE_STREAM || bitrate != CUE_BITRATE || p.find_smooth(name, bitrate).is_some() {
+        return Ok(None);
+    }
+    let chunks = cue_chunks(p);
+    let Some(k) = chunks.iter().position(|(t, _, _)| *t == time) else {
+        return Err(PackageError::NoSuchSegment(format!("{CUE_STREAM}={time}")));
+    };
+    let (t, d, section) = &chunks[k];
+    let mut w = crate::mp4::writer::BoxWriter::with_capacity(160 + section.len());
+    w.begin(b"moof");
+    w.begin_full(b"mfhd", 0, 0);
+    w.u32(k as u32 + 1);
+    w.end();
+    w.begin(b"traf");
+    w.begin_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
+    w.u32(1);
+    w.end();
+    w.begin(b"uuid");
+    w.bytes(&crate::mp4::fragment::UUID_TFXD);
+    w.u32(1 << 24); // version 1
+    w.u64(*t);
+    w.u64(*d);
+    w.end();
+    w.begin_full(b"tfdt", 1, 0);
+    w.u64(*t);
+    w.end();
+    w.begin_full(b"trun", 0, 0x0301); // data offset, sample duration, sample size
+    w.u32(1);
+    let data_offset_at = w.buf.len();
+    w.u32(0);
+    w.u32((*d).min(u64::from(u32::MAX)) as u32);
+    w.u32(section.len() as u32);
+    w.end();
+    w.end(); // traf
+    w.end(); // moof
+    let mut out = w.finish();
+    let data_offset = (out.len() + 8) as u32;
+    out[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    out.extend_from_slice(&((section.len() + 8) as u32).to_be_bytes());
+    out.extend_from_slice(b"mdat");
+    out.extend_from_slice(section);
+    Ok(Some(out))
 }
 
 /// The fragment `QualityLevels(bitrate)/Fragments(name=time)` (`name` decoded, as the router

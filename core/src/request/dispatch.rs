@@ -173,6 +173,13 @@ impl Request {
                 track,
                 time,
             }) => {
+                if let Some(bytes) = mss::cue_fragment(p, *bitrate, track, *time)? {
+                    return Ok(bytes_answer(
+                        loaded,
+                        bytes,
+                        mime::of_track(crate::index::TrackKind::Text),
+                    ));
+                }
                 if protect.pass_through && p.live.is_none() {
                     let (t, samples) = mss::fragment_samples(p, *bitrate, track, *time)?;
                     if let Some(stored) = self.stored_fragment_answer(loaded, t, samples)? {
