@@ -21,7 +21,7 @@ from harness import wait_for
 from helpers.events import (decoded, emsg_v1, event_fragment, event_track, event_track_init,
                             emib, splice_insert, time_signal)
 from helpers.live import SOURCE, cmaf_pieces, live_dir
-from helpers.media import FIXTURES, ISMTOOL, MPD_NS, boxes, media_dir
+from helpers.media import FIXTURES, ISMTOOL, MPD_NS, boxes, ffmpeg_made, media_dir
 
 OUT = splice_insert(42, True, 1.0, 2.0)
 IN = splice_insert(42, False, 3.0)
@@ -248,6 +248,99 @@ def test_ismtool_refuses_a_cue_list_or_track_with_a_bad_cue(tmp_path):
     r = subprocess.run([str(ISMTOOL), "create", "-o", str(tmp_path / "t.ism"),
                         str(tmp_path / "bad-track.mp4")], capture_output=True, text=True)
     assert r.returncode != 0 and "sample 2" in r.stderr and "CRC" in r.stderr, r.stderr
+
+
+# --- splice-accurate segments -------------------------------------------------------------
+
+
+def segment_starts_hls(playlist: str) -> list[float]:
+    starts, t = [], 0.0
+    for line in playlist.splitlines():
+        if line.startswith("#EXTINF:"):
+            starts.append(round(t, 3))
+            t += float(line.split(":", 1)[1].rstrip(","))
+    return starts
+
+
+def segment_starts_dash(mpd_text: str) -> list[float]:
+    mpd = ET.fromstring(mpd_text)
+    video = next(a for a in mpd.iterfind(".//d:AdaptationSet", MPD_NS)
+                 if a.get("contentType") == "video")
+    template = video.find("d:SegmentTemplate", MPD_NS)
+    scale = int(template.get("timescale"))
+    starts, t = [], 0
+    for s in template.iterfind("d:SegmentTimeline/d:S", MPD_NS):
+        t = int(s.get("t", t))
+        for _ in range(int(s.get("r", "0")) + 1):
+            starts.append(round(t / scale, 3))
+            t += int(s.get("d"))
+    return starts
+
+
+def segment_starts_smooth(manifest: str) -> list[float]:
+    index = ET.fromstring(manifest).find("StreamIndex[@Type='video']")
+    scale = int(index.get("TimeScale"))
+    starts, t = [], 0
+    for c in index.iterfind("c"):
+        t = int(c.get("t", t))
+        for _ in range(int(c.get("r", "1"))):
+            starts.append(round(t / scale, 3))
+            t += int(c.get("d"))
+    return starts
+
+
+def test_splice_media_starts_a_segment_at_each_splice_point(make_nginx):
+    """Key frames every second; a break from 3 s to 5 s and another at 6.5 s, where the encoder
+    put no key frame. With `splice_media` every format starts a segment at 3 s and 5 s (and
+    at the key frame after 6.5 s, logged); without it, segments are the regular 2 s."""
+    source = ffmpeg_made("gop1s.mp4", [
+        "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25:duration=10",
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=10",
+        "-c:v", "libx264", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+        "-c:a", "aac", "-movflags", "+faststart"])
+    n = make_nginx()
+    media = n.root / "v"
+    media.mkdir(mode=0o755)
+    (media / "gop1s.mp4").write_bytes(source.read_bytes())
+    cues = [{"time": 3.0, "out": True, "id": 5, "duration": 2.0},
+            {"time": 5.0, "out": False, "id": 5},
+            {"time": 6.5, "out": True, "id": 6, "duration": 1.0}]
+    (media / "breaks.json").write_text(json.dumps(cues))
+    subprocess.run([str(ISMTOOL), "cues", str(media / "breaks.json"), "--duration", "10",
+                    "-o", str(media / "breaks.mp4")], check=True, capture_output=True)
+    for name, options in [("spliced.ism", ["--splice_media=true"]), ("plain.ism", [])]:
+        subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
+                        str(media / "gop1s.mp4"), str(media / "breaks.mp4"), *options],
+                       check=True, capture_output=True)
+    for p in media.iterdir():
+        p.chmod(0o644)
+    n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
+
+    def starts(name):
+        return {
+            "hls": segment_starts_hls(media_playlist(n, name)),
+            "hls_fmp4": segment_starts_hls(media_playlist(n, name, "?hls_fmp4")),
+            "dash": segment_starts_dash(n.get(f"/v/{name}/.mpd").text),
+            "smooth": segment_starts_smooth(n.get(f"/v/{name}/Manifest").text),
+        }
+
+    for form, got in starts("spliced.ism").items():
+        assert {3.0, 5.0, 7.0} <= set(got), (form, got)
+    for form, got in starts("plain.ism").items():
+        assert got == [0.0, 2.0, 4.0, 6.0, 8.0], (form, got)
+    assert n.log_lines("splice_media: no key frame"), n.log_text()[-2000:]
+    # The audio follows the video's boundaries (DASH lists it on its own timeline).
+    mpd = ET.fromstring(n.get("/v/spliced.ism/.mpd").text)
+    audio = next(a for a in mpd.iterfind(".//d:AdaptationSet", MPD_NS)
+                 if a.get("contentType") == "audio")
+    template = audio.find("d:SegmentTemplate", MPD_NS)
+    scale, t, audio_starts = int(template.get("timescale")), 0, []
+    for s in template.iterfind("d:SegmentTimeline/d:S", MPD_NS):
+        t = int(s.get("t", t))
+        for _ in range(int(s.get("r", "0")) + 1):
+            audio_starts.append(t / scale)
+            t += int(s.get("d"))
+    assert any(abs(a - 3.0) < 0.025 for a in audio_starts), audio_starts
 
 
 # --- live --------------------------------------------------------------------------------

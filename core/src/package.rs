@@ -56,6 +56,7 @@ pub enum PackageError {
 /// cut, so every format's segment N covers the same time in every track.
 pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<SegmentTable> {
     let reference = p.reference();
+    let splices = splice_points_us(p);
     let build = || {
         if let Some(live) = &p.live {
             // Live: segments are the archived fragments, so they keep their boundaries and
@@ -89,9 +90,9 @@ pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<S
             }
         }
         if track.kind == TrackKind::Video || std::ptr::eq(track, reference) {
-            return reference_segments(track.index(), target.numerator, target.denominator);
+            return spliced(track, target, &splices);
         }
-        let ref_table = reference_segments(reference.index(), target.numerator, target.denominator);
+        let ref_table = spliced(reference, target, &splices);
         aligned_segments(track.index(), reference.index(), &ref_table)
     };
     match &p.segment_cache {
@@ -100,11 +101,61 @@ pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<S
                 reference: (reference.media.identity.clone(), reference.track_no),
                 track: (track.media.identity.clone(), track.track_no),
                 target,
+                splices: splices.clone(),
             },
             build,
         ),
         None => Arc::new(build()),
     }
+}
+
+/// Where a VOD presentation with `splice_media` on must start segments: each ad cue's
+/// splice point (the start of a break, its return), µs of media time, ascending. A live
+/// channel's segments are its encoder's fragments (an encoder that splices starts one at the
+/// splice point), so none there.
+fn splice_points_us(p: &Presentation) -> Vec<u64> {
+    if p.live.is_some() || p.manifest.options().ok().and_then(|o| o.splice_media) != Some(true) {
+        return Vec::new();
+    }
+    let events = p.events();
+    let mut out: Vec<u64> = ad_markers::cues(&events)
+        .iter()
+        .filter(|c| c.role != ad_markers::CueRole::Command)
+        .map(|c| {
+            (u128::from(c.event.time) * 1_000_000 / u128::from(c.event.timescale.max(1))) as u64
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A track's own segments, started at the splice points (`splices`, µs) too; a splice point
+/// without a key frame is logged, with where its boundary went.
+fn spliced(track: &Track, target: SegmentLength, splices: &[u64]) -> SegmentTable {
+    let idx = track.index();
+    let table = reference_segments(idx, target.numerator, target.denominator);
+    if splices.is_empty() {
+        return table;
+    }
+    // Cue times and decode times share the media timeline (manifests place cues by it).
+    let ts = u128::from(idx.timescale);
+    let ticks: Vec<u64> = splices
+        .iter()
+        .map(|&us| (u128::from(us) * ts / 1_000_000) as u64)
+        .collect();
+    let (table, missed) =
+        crate::segment::with_splices(idx, table, &ticks, target.ticks(idx.timescale));
+    for m in missed {
+        tracing::warn!(
+            "splice_media: no key frame in track {} at the splice point {:.3} s; its segment \
+             starts at the next key frame, {:.3} s",
+            track.id(),
+            m.wanted as f64 / ts as f64,
+            m.cut_at as f64 / ts as f64
+        );
+    }
+    table
 }
 
 /// Seconds as ISO 8601 (`PT1H2M3.500S`), for MPD durations.

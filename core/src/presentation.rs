@@ -77,6 +77,8 @@ pub struct SegmentKey {
     pub reference: (SourceIdentity, usize),
     pub track: (SourceIdentity, usize),
     pub target: crate::ism::FragmentLength,
+    /// Splice points segments start at (`splice_media`), µs of media time.
+    pub splices: Vec<u64>,
 }
 
 impl Weighted for SegmentTable {

@@ -152,6 +152,87 @@ pub fn reference_segments(track: &TrackIndex, target_num: u64, target_den: u64) 
     }
 }
 
+/// A splice point that fell between key frames: the segment boundary went to the first key
+/// frame after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissedSplice {
+    /// The splice time and the boundary made for it, in track ticks.
+    pub wanted: u64,
+    pub cut_at: u64,
+}
+
+/// `table` (the reference track's segments) with a segment starting at each splice point
+/// (`splices`: decode times in track ticks, ascending): at the key frame there, within half a
+/// sample, else at the first key frame after it (reported, so the operator hears that the
+/// encoder put none there). A regular boundary less than half the target after a splice is
+/// dropped, so no sliver follows it.
+pub fn with_splices(
+    track: &TrackIndex,
+    table: SegmentTable,
+    splices: &[u64],
+    target_ticks: u64,
+) -> (SegmentTable, Vec<MissedSplice>) {
+    let count = track.sample_count();
+    if splices.is_empty() || count == 0 {
+        return (table, Vec::new());
+    }
+    let mut forced: Vec<u32> = Vec::new();
+    let mut missed = Vec::new();
+    for &t in splices {
+        let near = track.sample_at_or_after(t);
+        let half = if near < count {
+            u64::from(
+                track
+                    .samples(near..near + 1)
+                    .next()
+                    .map_or(0, |x| x.duration),
+            ) / 2
+        } else {
+            0
+        };
+        let mut s = track.sample_at_or_after(t.saturating_sub(half));
+        while s < count && !track.is_sync(s) {
+            s += 1;
+        }
+        if s >= count || s == 0 {
+            continue;
+        }
+        let at = track.dts(s);
+        if at > t + half {
+            missed.push(MissedSplice {
+                wanted: t,
+                cut_at: at,
+            });
+        }
+        forced.push(s);
+    }
+    forced.sort_unstable();
+    forced.dedup();
+    let mut starts: Vec<u32> = table
+        .starts
+        .iter()
+        .copied()
+        .filter(|&s| {
+            // A regular boundary just after a splice would leave a sliver.
+            let k = forced.partition_point(|&f| f <= s);
+            k == 0
+                || forced[k - 1] == s
+                || track.dts(s) - track.dts(forced[k - 1]) >= target_ticks / 2
+        })
+        .chain(forced.iter().copied())
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    (
+        SegmentTable {
+            starts,
+            end: table.end,
+            first_number: table.first_number,
+        },
+        missed,
+    )
+}
+
 /// A live track cut where its archived fragments start (`starts`, decode times of the
 /// fragments in the window, in order), so a segment keeps its boundaries and its number while
 /// the window moves. `first_number` is the number of the first fragment.
@@ -262,6 +343,36 @@ mod tests {
             .join("../tests/fixtures")
             .join(name);
         build_index(&MmapSource::open(&p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn splice_points_start_segments_at_their_key_frames() {
+        let idx = fixture("progressive.mp4");
+        let (video, audio) = (&idx.tracks[0], &idx.tracks[1]);
+        let ts = u64::from(video.timescale);
+        // Key frames every 2 s: a splice at 2 s is a boundary already; one at 1 s has no key
+        // frame, so its boundary is the next key frame, reported.
+        let (table, missed) = with_splices(video, reference_segments(video, 2, 1), &[2 * ts], ts);
+        assert_eq!(table.starts(), reference_segments(video, 2, 1).starts());
+        assert!(missed.is_empty());
+        let (_, missed) = with_splices(video, reference_segments(video, 4, 1), &[ts], ts);
+        assert_eq!(
+            missed,
+            [MissedSplice {
+                wanted: ts,
+                cut_at: 2 * ts
+            }]
+        );
+        // Audio (every sample a sync sample): cut at the splice, within half a sample, and
+        // the regular boundary just after it dropped.
+        let ats = u64::from(audio.timescale);
+        let regular = reference_segments(audio, 2, 1);
+        let splice = ats * 19 / 10;
+        let (table, missed) = with_splices(audio, regular, &[splice], 2 * ats);
+        assert!(missed.is_empty());
+        let starts: Vec<u64> = table.starts().iter().map(|&s| audio.dts(s)).collect();
+        assert_eq!(starts.len(), 2, "{starts:?}");
+        assert!(starts[1].abs_diff(splice) <= 512, "{starts:?}");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct PresentationOptions {
     pub timed_metadata: Option<bool>,
     /// `hls_ad_markers`: how HLS media playlists mark ad cues.
     pub hls_ad_markers: Option<HlsAdMarkers>,
+    /// `splice_media`: a VOD presentation's segments start at each ad cue's splice point.
+    pub splice_media: Option<bool>,
     /// Every `<fmt>_minimum_fragment_length` meta, as (`<fmt>`, length), in document order;
     /// `<fmt>` is written as in the meta name (`hls`, `mpd`, `iss`, `hds`).
     pub minimum_fragment_lengths: Vec<(String, FragmentLength)>,
@@ -152,6 +154,7 @@ pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError
             .transpose()?,
         low_latency: find("low_latency").map(boolean).transpose()?,
         timed_metadata: find("timed_metadata").map(boolean).transpose()?,
+        splice_media: find("splice_media").map(boolean).transpose()?,
         hls_ad_markers: find("hls_ad_markers")
             .map(|m| typed(m, HlsAdMarkers::parse, HLS_AD_MARKERS_VALUES))
             .transpose()?,

@@ -794,6 +794,7 @@ fn options_are_typed() {
         ("restart_on_encoder_reconnect", "0"),
         ("low_latency", "true"),
         ("timed_metadata", "false"),
+        ("splice_media", "1"),
         ("hls_ad_markers", "CUE_OUT"),
         ("hls_minimum_fragment_length", "48/25"),
         ("mpd_minimum_fragment_length", "4"),
@@ -817,6 +818,7 @@ fn options_are_typed() {
             mpd_suggested_presentation_delay: None,
             low_latency: Some(true),
             timed_metadata: Some(false),
+            splice_media: Some(true),
             hls_ad_markers: Some(crate::ism::HlsAdMarkers::CueOut),
             minimum_fragment_lengths: vec![
                 (
