@@ -38,6 +38,16 @@ media="$root/build/media"
 (cd "$media" && "$root/target/release/ismtool" create -o demo.ism \
   ladder-video-360.ismv ladder-video-480.ismv ladder-video-720.ismv \
   ladder-audio-eng.isma ladder-audio-fra.isma subtitles-eng.mp4)
+# The same ladder with ad cues (SCTE-35 splice_insert): a 2-second break at 2 s, and another
+# at 6 s, in a cue track made from a list (ismtool cues) and listed beside the media.
+cat >"$media/demo-ads.json" <<'CUES'
+[{"time": 2, "out": true, "id": 1, "duration": 2}, {"time": 4, "out": false, "id": 1},
+ {"time": 6, "out": true, "id": 2, "duration": 2}, {"time": 8, "out": false, "id": 2}]
+CUES
+"$root/target/release/ismtool" cues "$media/demo-ads.json" --duration 10 -o "$media/demo-ads.mp4" >/dev/null
+(cd "$media" && "$root/target/release/ismtool" create -o demo-ads.ism \
+  ladder-video-360.ismv ladder-video-480.ismv ladder-video-720.ismv \
+  ladder-audio-eng.isma ladder-audio-fra.isma subtitles-eng.mp4 demo-ads.mp4 --splice_media=true)
 # The same ladder encrypted on request: CENC for DASH (ClearKey license at /clearkey), AES-128
 # for HLS (the key at /keys/demo.key). Demo keys: never use these for real content.
 drm_kid=10f2b3c4d5e6f708192a3b4c5d6e7f80
@@ -153,6 +163,7 @@ ngx-origin demo is running ($("$root/build/current/sbin/nginx" -v 2>&1 | sed 's/
   progressive MP4    $base/media/progressive.mp4
   bare MP4 as DASH   $base/media/progressive.mp4/.mpd
   encrypted          $base/?p=/media/demo-drm.ism   (DASH with ClearKey, HLS with AES-128; demo keys)
+  ad cues (SCTE-35)  $base/?p=/media/demo-ads.ism   (HLS date ranges, DASH events, a Smooth sparse stream)
 
   live channel       $base/?p=/live/channel1.isml      (the player page, playing the live channel)
   live DASH / HLS    $base/live/channel1.isml/.mpd   $base/live/channel1.isml/.m3u8

@@ -16,12 +16,15 @@ import requests
 
 from harness import ROOT, Nginx, builds, system_nginx_lock, wait_for
 from helpers.drm import KEY, KID, b64url
+from helpers.events import splice_insert
 from helpers.live import cmaf_stream, timeline
 from helpers.media import ISMTOOL, LADDER, cached, ffmpeg_made
 from helpers.remote import ACCESS_KEY, SECRET_KEY, s3s_fs
 
 WEB = ROOT / "tests" / "web"
 BUILDS = builds()
+AD_OUT = splice_insert(1, True, 2.0, 2.0)
+AD_IN = splice_insert(1, False, 4.0)
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +77,16 @@ def site(make_nginx, media, request, tmp_path):
     subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / "demo.ism"),
                     *[str(root / "media" / f) for f in LADDER + [subtitles]]],
                    check=True, capture_output=True)
+    if param == "ads":
+        # The ladder with a cue track: a break from 2 s to 4 s (threefive-made sections).
+        (root / "media" / "ads.json").write_text(json.dumps([
+            {"time": 2, "scte35": "0x" + AD_OUT.hex()}, {"time": 4, "scte35": "0x" + AD_IN.hex()}]))
+        subprocess.run([str(ISMTOOL), "cues", str(root / "media" / "ads.json"), "--duration",
+                        "10", "-o", str(root / "media" / "ads.mp4")],
+                       check=True, capture_output=True)
+        subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / "demo-ads.ism"),
+                        *[str(root / "media" / f) for f in LADDER + [subtitles, "ads.mp4"]],
+                        "--splice_media=true"], check=True, capture_output=True)
     install_page(root)
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
@@ -185,6 +198,28 @@ def test_plays_encrypted_in_chromium(site, presentation, kind, fetched):
     assert fetched in access
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("site", ["ads"], indirect=True)
+@pytest.mark.parametrize("kind", ["hls", "hls-ts", "dash", "smooth", "shaka-dash", "shaka-hls"])
+def test_ad_cues_reach_the_players_in_chromium(site, kind):
+    """A title with a break (SCTE-35 out at 2 s, back at 4 s) plays in every player; hls.js
+    exposes the break as a date range carrying both cues (LevelDetails.dateRanges), dash.js
+    fires its event callback for the scheme at each cue's time."""
+    result = play_in_chromium(site, kind, with_subtitles=kind.startswith(("hls", "dash")),
+                              page="/index.html?p=/media/demo-ads.ism")
+    ads = result["ads"]
+    if kind in ("hls", "hls-ts"):
+        assert len(ads) == 1, ads
+        assert ads[0]["start"] == pytest.approx(2.0, abs=0.001)
+        assert ads[0]["out"].upper() == "0X" + AD_OUT.hex().upper()
+        assert ads[0]["in"].upper() == "0X" + AD_IN.hex().upper()
+        assert ads[0]["duration"] == pytest.approx(2.0, abs=0.001)
+    elif kind == "dash":
+        assert [round(a["start"], 3) for a in ads] == [2.0, 4.0], ads
+        for a, section in zip(ads, [AD_OUT, AD_IN]):
+            assert a["scte35"] == "0x" + section.hex(), a
+
+
 def play_in_chromium(site, kind, with_subtitles, page="/index.html"):
     out = subprocess.run(["node", str(WEB / "play.mjs"), site.url(page), kind, "5",
                           "cues" if with_subtitles else "-"],
@@ -196,6 +231,7 @@ def play_in_chromium(site, kind, with_subtitles, page="/index.html"):
         # The fixture's cues read "Cue <n>: seconds <a> to <b>".
         assert any(c.startswith("Cue ") for c in result["cues"]), result["cues"]
     assert site.crashes() == []
+    return result
 
 
 @pytest.fixture

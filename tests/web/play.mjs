@@ -43,12 +43,14 @@ try {
       status: document.getElementById("status").textContent,
       error: document.getElementById("video").error && document.getElementById("video").error.message,
       cues: window.cuesSeen || [],
+      ads: window.adCues || [],
     }));
     result.currentTime = state.t;
     // VOD starts at 0; a live stream wherever its player joined it.
     if (startedAt === null && state.t > 0) startedAt = state.t <= 0.5 ? 0 : state.t;
     result.played = startedAt === null ? 0 : state.t - startedAt;
     result.cues = state.cues;
+    result.ads = state.ads;
     result.status = state.status;
     if (state.error) result.errors.push("media error: " + state.error);
     if (/error/i.test(state.status)) result.errors.push(state.status);

@@ -220,7 +220,9 @@ fn cue_chunks(p: &Presentation) -> Vec<(u64, u64, Vec<u8>)> {
 }
 
 /// A sparse text stream (MS-SSTR §2.2.2.6, `ManifestOutput`) holding the cues, each chunk's
-/// sample (the SCTE-35 section) in the manifest too, tied to the video stream.
+/// sample (the SCTE-35 section) in the manifest too, tied to the video stream. Its FourCC is
+/// `SCTE`, not empty: dash.js's Smooth parser fails the whole manifest on a text stream
+/// without one, and skips one whose codec it does not know.
 fn write_cue_stream(x: &mut String, p: &Presentation) {
     let chunks = cue_chunks(p);
     if chunks.is_empty() {
@@ -234,7 +236,7 @@ fn write_cue_stream(x: &mut String, p: &Presentation) {
         .unwrap_or_default();
     let _ = writeln!(
         x,
-        "  <StreamIndex Type=\"text\" Name=\"{CUE_STREAM}\" Subtype=\"DATA\" QualityLevels=\"1\" Chunks=\"{}\" TimeScale=\"{TIMESCALE}\"{parent} ManifestOutput=\"TRUE\" Url=\"QualityLevels({{bitrate}})/Fragments({CUE_STREAM}={{start time}})\">\n    <QualityLevel Index=\"0\" Bitrate=\"{CUE_BITRATE}\" FourCC=\"\" CodecPrivateData=\"\"/>",
+        "  <StreamIndex Type=\"text\" Name=\"{CUE_STREAM}\" Subtype=\"DATA\" QualityLevels=\"1\" Chunks=\"{}\" TimeScale=\"{TIMESCALE}\"{parent} ManifestOutput=\"TRUE\" Url=\"QualityLevels({{bitrate}})/Fragments({CUE_STREAM}={{start time}})\">\n    <QualityLevel Index=\"0\" Bitrate=\"{CUE_BITRATE}\" FourCC=\"SCTE\" CodecPrivateData=\"\"/>",
         chunks.len()
     );
     for (t, d, section) in &chunks {
