@@ -84,9 +84,11 @@ def site(make_nginx, media, request, tmp_path):
         subprocess.run([str(ISMTOOL), "cues", str(root / "media" / "ads.json"), "--duration",
                         "10", "-o", str(root / "media" / "ads.mp4")],
                        check=True, capture_output=True)
-        subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / "demo-ads.ism"),
-                        *[str(root / "media" / f) for f in LADDER + [subtitles, "ads.mp4"]],
-                        "--splice_media=true"], check=True, capture_output=True)
+        for name, options in [("demo-ads.ism", ["--splice_media=true"]),
+                              ("demo-ads-inband.ism", ["--mpd.events=inband"])]:
+            subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / name),
+                            *[str(root / "media" / f) for f in LADDER + [subtitles, "ads.mp4"]],
+                            *options], check=True, capture_output=True)
     install_page(root)
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
@@ -200,13 +202,16 @@ def test_plays_encrypted_in_chromium(site, presentation, kind, fetched):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("site", ["ads"], indirect=True)
-@pytest.mark.parametrize("kind", ["hls", "hls-ts", "dash", "smooth", "shaka-dash", "shaka-hls"])
-def test_ad_cues_reach_the_players_in_chromium(site, kind):
+@pytest.mark.parametrize("kind,presentation", [
+    ("hls", "demo-ads"), ("hls-ts", "demo-ads"), ("dash", "demo-ads"), ("smooth", "demo-ads"),
+    ("shaka-dash", "demo-ads"), ("shaka-hls", "demo-ads"), ("dash", "demo-ads-inband")])
+def test_ad_cues_reach_the_players_in_chromium(site, kind, presentation):
     """A title with a break (SCTE-35 out at 2 s, back at 4 s) plays in every player; hls.js
     exposes the break as a date range carrying both cues (LevelDetails.dateRanges), dash.js
-    fires its event callback for the scheme at each cue's time."""
+    fires its event callback for the scheme at each cue's time, from the MPD's event stream
+    or from the segments' `emsg` boxes."""
     result = play_in_chromium(site, kind, with_subtitles=kind.startswith(("hls", "dash")),
-                              page="/index.html?p=/media/demo-ads.ism")
+                              page=f"/index.html?p=/media/{presentation}.ism")
     ads = result["ads"]
     if kind in ("hls", "hls-ts"):
         assert len(ads) == 1, ads

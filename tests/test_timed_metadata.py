@@ -9,6 +9,7 @@ import base64
 import datetime
 import json
 import re
+import struct
 import subprocess
 import threading
 import time
@@ -120,7 +121,8 @@ def vod(make_nginx):
     subprocess.run([str(ISMTOOL), "cues", str(media / "breaks.json"), "--duration", "4",
                     "-o", str(media / "scte35.mp4")], check=True, capture_output=True)
     for name, options in [("title.ism", []), ("cueout.ism", ["--hls.ad_markers=both"]),
-                          ("off.ism", ["--timed_metadata=false"])]:
+                          ("off.ism", ["--timed_metadata=false"]),
+                          ("inband.ism", ["--mpd.events=inband"])]:
         subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
                         str(media / "progressive.mp4"), str(media / "scte35.mp4"), *options],
                        check=True, capture_output=True)
@@ -176,6 +178,62 @@ def test_a_titles_cue_track_gives_a_dash_event_stream(vod):
     # The break's planned duration, and IDs that tell the out and in cues of event 42 apart.
     assert int(events[0][2].get("duration")) == 2 * 90_000
     assert len({e.get("id") for _, _, e in events}) == 3
+
+
+def test_in_band_events_put_the_cues_in_the_dash_segments(vod):
+    """`mpd_events=inband`: no event stream in the MPD; each audio and video segment carries
+    the cues that start in it as `emsg` boxes (version 1, on the media timeline), announced
+    by an InbandEventStream."""
+    mpd_text = vod.get("/v/inband.ism/.mpd").text
+    assert mpd_events(mpd_text) == []
+    mpd = ET.fromstring(mpd_text)
+    found = {}
+    for adaptation in mpd.iterfind(".//d:AdaptationSet", MPD_NS):
+        inband = adaptation.find("d:InbandEventStream", MPD_NS)
+        assert inband is not None and inband.get("schemeIdUri") == "urn:scte:scte35:2013:bin"
+        template = adaptation.find("d:SegmentTemplate", MPD_NS)
+        rep = adaptation.find("d:Representation", MPD_NS).get("id")
+        t = 0
+        for s in template.iterfind("d:SegmentTimeline/d:S", MPD_NS):
+            t = int(s.get("t", t))
+            for _ in range(int(s.get("r", "0")) + 1):
+                url = template.get("media").replace("$RepresentationID$", rep) \
+                    .replace("$Time$", str(t))
+                segment = vod.get(f"/v/inband.ism/dash/{url}")
+                assert segment.status_code == 200
+                kinds = [fourcc for fourcc, _ in boxes(segment.content)]
+                assert kinds[0] == b"styp" and b"moof" in kinds
+                for fourcc, body in boxes(segment.content):
+                    if fourcc != b"emsg":
+                        continue
+                    assert kinds.index(b"emsg") < kinds.index(b"moof")
+                    version = body[0]
+                    assert version == 1
+                    scale, time_, duration, event_id = struct.unpack(">IQII", body[4:24])
+                    rest = body[24:]
+                    scheme, rest = rest.split(b"\0", 1)
+                    value, message = rest.split(b"\0", 1)
+                    assert scheme == b"urn:scte:scte35:2013:bin"
+                    # The segment that carries a cue is the one it starts in.
+                    assert t / int(template.get("timescale")) <= time_ / scale
+                    found.setdefault(adaptation.get("contentType"), []).append(
+                        (round(time_ / scale, 3), message))
+                t += int(s.get("d"))
+    for content in ("video", "audio"):
+        cues = found[content]
+        assert [t for t, _ in cues] == [1.0, 3.0, 3.5], cues
+        for (_, section), made in zip(cues, [OUT, IN, PLACEMENT]):
+            same_cue(section, made)
+    # A segment with events still decodes as it did (ffmpeg skips the emsg boxes).
+    init = vod.get("/v/inband.ism/dash/inband-video=195000.dash").content
+    first = vod.get("/v/inband.ism/dash/inband-video=195000-0.dash").content
+    assert b"emsg" in first
+    path = vod.prefix / "with-events.mp4"
+    path.write_bytes(init + first)
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v",
+                          "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0",
+                          str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and int(out.stdout.strip()) == 50, out
 
 
 def test_a_titles_cue_track_gives_a_smooth_sparse_stream(vod):

@@ -1043,8 +1043,8 @@ fn add_to_traf(header: &[u8], extra: impl FnOnce(usize) -> Vec<u8>) -> Option<Ve
     // The boxes before the mdat's header: the mdat's payload is not in `header`.
     let mut r = Reader::new(header, 0);
     let (mut moof, mut moof_body) = r.next_box_body().ok()??;
-    // A segment type and a producer reference time may come first.
-    while moof.fourcc == FourCC::new(b"styp") || moof.fourcc == FourCC::new(b"prft") {
+    // A segment type, a producer reference time and event messages may come first.
+    while [b"styp", b"prft", b"emsg"].contains(&&moof.fourcc.0) {
         (moof, moof_body) = r.next_box_body().ok()??;
     }
     if moof.fourcc != FourCC::new(b"moof") || moof.header_size != 8 {

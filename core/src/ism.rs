@@ -34,7 +34,10 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use options::{FragmentLength, HlsAdMarkers, PresentationOptions, HLS_AD_MARKERS_VALUES};
+pub use options::{
+    FragmentLength, HlsAdMarkers, MpdEvents, PresentationOptions, HLS_AD_MARKERS_VALUES,
+    MPD_EVENTS_VALUES,
+};
 pub use source::{climbs, is_within, join_relative, resolve_src, SourceRef};
 
 use crate::url::{excerpt, NameError};

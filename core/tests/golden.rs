@@ -181,6 +181,7 @@ fn dash_opts(template: MpdSegmentTemplate, name: &str) -> DashOptions {
         min_buffer_time: None,
         presentation_delay: None,
         protection: None,
+        events: Default::default(),
     }
 }
 

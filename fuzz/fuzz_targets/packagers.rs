@@ -166,6 +166,7 @@ fn dash_options(template: MpdSegmentTemplate) -> DashOptions {
         min_buffer_time: None,
         presentation_delay: None,
         protection: None,
+        events: origin_core::ism::MpdEvents::Both,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct PresentationOptions {
     pub hls_ad_markers: Option<HlsAdMarkers>,
     /// `splice_media`: a VOD presentation's segments start at each ad cue's splice point.
     pub splice_media: Option<bool>,
+    /// `mpd_events`: where DASH carries ad cues.
+    pub mpd_events: Option<MpdEvents>,
     /// Every `<fmt>_minimum_fragment_length` meta, as (`<fmt>`, length), in document order;
     /// `<fmt>` is written as in the meta name (`hls`, `mpd`, `iss`, `hds`).
     pub minimum_fragment_lengths: Vec<(String, FragmentLength)>,
@@ -80,6 +82,40 @@ impl HlsAdMarkers {
     /// Writes `EXT-X-CUE-OUT` / `-CONT` / `-IN` tags.
     pub fn cue_out(self) -> bool {
         self != HlsAdMarkers::DateRange
+    }
+}
+
+/// Where DASH carries SCTE-35 cues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MpdEvents {
+    /// An `EventStream` in the MPD (SCTE 214-1 `xml+bin`).
+    #[default]
+    Inline,
+    /// `emsg` boxes in the media segments, announced by an `InbandEventStream`.
+    Inband,
+    /// Both.
+    Both,
+}
+
+/// The values `mpd_events` takes, as errors list them.
+pub const MPD_EVENTS_VALUES: &str = "it must be inline, inband or both";
+
+impl MpdEvents {
+    pub fn parse(s: &str) -> Option<MpdEvents> {
+        match s.to_ascii_lowercase().as_str() {
+            "inline" => Some(MpdEvents::Inline),
+            "inband" => Some(MpdEvents::Inband),
+            "both" => Some(MpdEvents::Both),
+            _ => None,
+        }
+    }
+
+    pub fn inline(self) -> bool {
+        self != MpdEvents::Inband
+    }
+
+    pub fn inband(self) -> bool {
+        self != MpdEvents::Inline
     }
 }
 
@@ -155,6 +191,9 @@ pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError
         low_latency: find("low_latency").map(boolean).transpose()?,
         timed_metadata: find("timed_metadata").map(boolean).transpose()?,
         splice_media: find("splice_media").map(boolean).transpose()?,
+        mpd_events: find("mpd_events")
+            .map(|m| typed(m, MpdEvents::parse, MPD_EVENTS_VALUES))
+            .transpose()?,
         hls_ad_markers: find("hls_ad_markers")
             .map(|m| typed(m, HlsAdMarkers::parse, HLS_AD_MARKERS_VALUES))
             .transpose()?,

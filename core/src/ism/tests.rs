@@ -795,6 +795,7 @@ fn options_are_typed() {
         ("low_latency", "true"),
         ("timed_metadata", "false"),
         ("splice_media", "1"),
+        ("mpd_events", "Both"),
         ("hls_ad_markers", "CUE_OUT"),
         ("hls_minimum_fragment_length", "48/25"),
         ("mpd_minimum_fragment_length", "4"),
@@ -819,6 +820,7 @@ fn options_are_typed() {
             low_latency: Some(true),
             timed_metadata: Some(false),
             splice_media: Some(true),
+            mpd_events: Some(crate::ism::MpdEvents::Both),
             hls_ad_markers: Some(crate::ism::HlsAdMarkers::CueOut),
             minimum_fragment_lengths: vec![
                 (

@@ -278,6 +278,35 @@ pub fn dash_event_stream(cues: &[Cue<'_>], from: f64, to: f64, offset_secs: f64)
     )
 }
 
+/// The `emsg` boxes (version 1, on the media timeline in `timescale` ticks) of the SCTE-35
+/// cues that start in `[from, to)`: what a DASH media segment of that span carries in band,
+/// with the same IDs as the MPD's event stream.
+pub fn inband_events(events: &[TimedEvent], timescale: u32, from: u64, to: u64) -> Vec<u8> {
+    use crate::mp4::emsg::{write_emsg, EventMessage, EventTime, SCTE35_BIN, UNKNOWN_DURATION};
+    let ticks = |t: u64, scale: u32| {
+        (u128::from(t) * u128::from(timescale) / u128::from(scale.max(1))) as u64
+    };
+    let mut out = Vec::new();
+    for c in cues(events) {
+        let at = ticks(c.event.time, c.event.timescale);
+        if at < from || at >= to {
+            continue;
+        }
+        out.extend(write_emsg(&EventMessage {
+            scheme_id_uri: SCTE35_BIN.into(),
+            value: String::new(),
+            timescale,
+            time: EventTime::Absolute(at),
+            duration: c.event.duration.map_or(UNKNOWN_DURATION, |d| {
+                ticks(d, c.event.timescale).min(u64::from(UNKNOWN_DURATION - 1)) as u32
+            }),
+            id: event_id(&c) as u32,
+            message_data: c.event.message.clone(),
+        }));
+    }
+    out
+}
+
 /// An `Event@id`: unique among the stream's events and the same on every MPD that lists the
 /// event (players drop a second event with an ID they saw): the cue's time in milliseconds,
 /// which tells apart the out and in cues of one splice event.

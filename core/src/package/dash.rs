@@ -28,6 +28,8 @@ pub struct DashOptions {
     pub presentation_delay: Option<f64>,
     /// Common Encryption to signal in every audio and video adaptation set.
     pub protection: Option<std::sync::Arc<crate::drm::Cenc>>,
+    /// Where ad cues go (`mpd_events`).
+    pub events: crate::ism::MpdEvents,
 }
 
 /// The composition-offset shift that applies a track's edit list inside the fragments, so that
@@ -429,12 +431,14 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
             TimeOffset::At(secs) => secs,
             TimeOffset::FirstSegment => first_media_secs,
         };
-        x.push_str(&super::ad_markers::dash_event_stream(
-            &cues,
-            period.from,
-            period.to,
-            offset_secs,
-        ));
+        if opts.events.inline() {
+            x.push_str(&super::ad_markers::dash_event_stream(
+                &cues,
+                period.from,
+                period.to,
+                offset_secs,
+            ));
+        }
         write_period(
             &mut x,
             p,
@@ -534,6 +538,14 @@ fn write_period(
         }
         if let (Some(c), TrackKind::Video | TrackKind::Audio) = (&opts.protection, kind) {
             c.dash_content_protection(x, kind, "      ");
+        }
+        if opts.events.inband() && matches!(kind, TrackKind::Video | TrackKind::Audio) {
+            // Its segments carry the cues that start in them as `emsg` boxes.
+            let _ = writeln!(
+                x,
+                "      <InbandEventStream schemeIdUri=\"{}\" value=\"\"/>",
+                crate::mp4::emsg::SCTE35_BIN
+            );
         }
         if let (Some(live), Some(_)) = (p.live.as_deref(), low_latency) {
             // The wall-clock time of the set's first segment, as the anchor maps media time (and
@@ -749,7 +761,27 @@ pub fn media_segment<'p>(
         (SegmentIndex::Number(n), _) | (SegmentIndex::Templated(n), _) => table.by_number(n),
     }
     .ok_or_else(|| PackageError::NoSuchSegment(format!("{index:?} of {}", t.id())))?;
-    Ok((t, cmaf_fragment(t, &table, k)?))
+    let mut plan = cmaf_fragment(t, &table, k)?;
+    if opts.events.inband() && matches!(t.kind, TrackKind::Video | TrackKind::Audio) {
+        let end = table.samples(k + 1).map_or(u64::MAX, |r| idx.dts(r.start));
+        let boxes =
+            super::ad_markers::inband_events(&p.events(), idx.timescale, plan.start_time, end);
+        insert_after_styp(&mut plan.header, &boxes);
+    }
+    Ok((t, plan))
+}
+
+/// Puts `boxes` into a fragment header after its `styp` (or first, without one): `emsg`
+/// boxes go before the `moof`, whose data offsets count from itself.
+fn insert_after_styp(header: &mut Vec<u8>, boxes: &[u8]) {
+    if boxes.is_empty() {
+        return;
+    }
+    let at = match header.get(4..8) {
+        Some(b"styp") => u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize,
+        _ => 0,
+    };
+    header.splice(at..at, boxes.iter().copied());
 }
 
 /// A DASH media segment of a low-latency live window.
@@ -914,6 +946,7 @@ mod tests {
                 min_buffer_time: None,
                 presentation_delay: None,
                 protection: None,
+                events: Default::default(),
             }
         )
         .contains("id=\"video=165000\""));

@@ -37,6 +37,8 @@ pub struct Options {
     pub hls_skip: bool,
     /// How HLS media playlists mark ad cues.
     pub hls_ad_markers: crate::ism::HlsAdMarkers,
+    /// Where DASH carries ad cues.
+    pub mpd_events: crate::ism::MpdEvents,
 }
 
 impl Options {
@@ -78,6 +80,7 @@ impl Options {
             drm: Drm::default(),
             hls_skip: q.hls_skip,
             hls_ad_markers: metas.hls_ad_markers.unwrap_or_default(),
+            mpd_events: metas.mpd_events.unwrap_or_default(),
         })
     }
 
@@ -94,6 +97,7 @@ impl Options {
                 Ok(Protection::Cenc(_)) => self.drm.cenc.clone(),
                 _ => None,
             },
+            events: self.mpd_events,
         }
     }
 

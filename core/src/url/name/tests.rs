@@ -290,6 +290,7 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
                 min_buffer_time: None,
                 presentation_delay: None,
                 protection: None,
+                events: Default::default(),
             },
         );
         let ids = attributes(&mpd, "id");
