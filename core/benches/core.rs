@@ -74,6 +74,7 @@ fn bench_index(c: &mut Criterion) {
                             min_buffer_time: None,
                             presentation_delay: None,
                             protection: None,
+                            events: Default::default(),
                         },
                     ))
                 })
