@@ -19,8 +19,9 @@ import pytest
 import requests
 
 from harness import wait_for
-from helpers.events import (decoded, emsg_v1, event_fragment, event_track, event_track_init,
-                            emib, splice_insert, time_signal)
+from helpers.events import (SCTE35_BIN, decoded, emib, emsg_v1, event_fragment, event_track,
+                            event_track_init, sparse_fragment, splice_insert, time_signal,
+                            urim_entry)
 from helpers.live import SOURCE, cmaf_pieces, live_dir
 from helpers.media import FIXTURES, ISMTOOL, MPD_NS, boxes, ffmpeg_made, media_dir
 
@@ -550,3 +551,40 @@ def test_emsg_boxes_pushed_with_video_fragments_are_cues(make_nginx):
     assert seconds_of(ranges[0]["START-DATE"]) - anchor == pytest.approx(2.5, abs=0.001)
     assert float(ranges[0]["PLANNED-DURATION"]) == pytest.approx(4.0, abs=0.001)
     same_cue(section_of(ranges[0], "OUT"), LIVE_OUT)
+
+
+def test_a_smooth_sparse_cue_track_beside_a_smooth_push(make_nginx):
+    """A Smooth encoder's SCTE-35 track: `urim` samples holding bare sections, one fragment
+    per cue (`tfxd` times, gaps between), pushed beside ffmpeg's Smooth push."""
+    n = make_nginx(workers=2)
+    live_dir(n, sparse=60)
+    n.start(LIVE_LOCATION)
+    smooth = ["-c", "copy", "-movflags", "+isml+delay_moov", "-f", "ismv"]
+    encoder = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "4", "-i", str(SOURCE), *smooth,
+         n.url("/live/sparse.isml/Streams(enc)")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        scale = 10_000_000
+        init = event_track_init(scale, entry=urim_entry(SCTE35_BIN))
+        url = n.url("/live/sparse.isml/Streams(scte35)")
+        for k, (at, section) in enumerate([(6.0, LIVE_OUT), (10.0, LIVE_IN)]):
+            wait_for(lambda: channel_media_time(n, "sparse") >= at + 1.0, timeout=30,
+                     what=f"media past {at + 1} s")
+            fragment = sparse_fragment(k + 1, int(at * scale), scale // 10, section)
+            r = requests.post(url, data=init + fragment, timeout=30)
+            assert r.status_code == 200, (r.status_code, r.text)
+        mpd_text = n.get("/live/sparse.isml/.mpd").text
+        events = mpd_events(mpd_text)
+        assert [round(t, 3) for t, _, _ in events] == [6.0, 10.0], mpd_text
+        for (_, section, _), made in zip(events, [LIVE_OUT, LIVE_IN]):
+            same_cue(section, made)
+        master = n.get("/live/sparse.isml/.m3u8").text
+        uri = next(line for line in master.splitlines() if line and not line.startswith("#"))
+        ranges = date_ranges(n.get(f"/live/sparse.isml/{uri}").text)
+        assert [r.get("SCTE35-OUT", r.get("SCTE35-IN"))[2:].lower() for r in ranges] == [
+            LIVE_OUT.hex(), LIVE_IN.hex()]
+        assert [round(t, 3) for t, _ in smooth_cues(n, "/live/sparse.isml")] == [6.0, 10.0]
+    finally:
+        encoder.kill()
+        encoder.wait()

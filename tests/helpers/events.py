@@ -101,8 +101,14 @@ def emeb() -> bytes:
     return box(b"emeb", b"")
 
 
-def event_track_init(timescale: int, track_id: int = 1) -> bytes:
-    """`ftyp` and `moov` of a fragmented event message track."""
+def urim_entry(uri: str) -> bytes:
+    """A `urim` sample entry (ISO/IEC 14496-12 §12.3.3.2) naming the scheme of its samples."""
+    return box(b"urim", bytes(6) + struct.pack(">H", 1) + full_box(b"uri ", 0, 0, cstring(uri)))
+
+
+def event_track_init(timescale: int, track_id: int = 1, entry: bytes | None = None) -> bytes:
+    """`ftyp` and `moov` of a fragmented timed-metadata track: an event message track
+    (`evte`), or a track of another sample entry (`urim_entry`)."""
     ftyp = box(b"ftyp", b"iso6" + struct.pack(">I", 0) + b"iso6cmfc")
     matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
     mvhd = full_box(b"mvhd", 0, 0, struct.pack(">IIII", 0, 0, 1000, 0)
@@ -112,7 +118,7 @@ def event_track_init(timescale: int, track_id: int = 1) -> bytes:
                     + struct.pack(">hhhH", 0, 0, 0, 0) + matrix + struct.pack(">II", 0, 0))
     mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, timescale, 0, 0x55C4, 0))
     hdlr = full_box(b"hdlr", 0, 0, struct.pack(">I", 0) + b"meta" + bytes(12) + b"\0")
-    evte = box(b"evte", bytes(6) + struct.pack(">H", 1))
+    evte = entry or box(b"evte", bytes(6) + struct.pack(">H", 1))
     stbl = box(b"stbl", full_box(b"stsd", 0, 0, struct.pack(">I", 1) + evte)
                + full_box(b"stts", 0, 0, struct.pack(">I", 0))
                + full_box(b"stsc", 0, 0, struct.pack(">I", 0))
@@ -160,3 +166,21 @@ def emsg_v1(timescale: int, time: int, duration: int, event_id: int, message: by
             scheme: str = SCTE35_BIN, value: str = "") -> bytes:
     return full_box(b"emsg", 1, 0, struct.pack(">IQII", timescale, time, duration, event_id)
                     + cstring(scheme) + cstring(value) + message)
+
+
+TFXD = bytes.fromhex("6d1d9b0542d544e680e2141daff757b2")
+
+
+def sparse_fragment(sequence: int, start: int, duration: int, sample: bytes,
+                    track_id: int = 1) -> bytes:
+    """A Smooth sparse-track fragment: one sample, its time in `tfxd` (no `tfdt`), as Smooth
+    encoders push a SCTE-35 track (a fragment per cue, gaps between)."""
+    def moof(data_offset: int) -> bytes:
+        trun = full_box(b"trun", 0, 0x301, struct.pack(">IiII", 1, data_offset, duration,
+                                                        len(sample)))
+        tfxd = box(b"uuid", TFXD + struct.pack(">IQQ", 1 << 24, start, duration))
+        traf = box(b"traf", full_box(b"tfhd", 0, 0x020000, struct.pack(">I", track_id))
+                   + tfxd + trun)
+        return box(b"moof", full_box(b"mfhd", 0, 0, struct.pack(">I", sequence)) + traf)
+    size = len(moof(0))
+    return moof(size + 8) + box(b"mdat", sample)

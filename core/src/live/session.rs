@@ -809,7 +809,11 @@ impl IngestSession {
         }
         t.segment.chunks += 1;
         t.segment.bytes += size;
-        t.segment.closed = if video {
+        t.segment.closed = if t.kind == TrackKind::Metadata {
+            // Events, not media: each fragment is whole when it lands (a sparse track's next
+            // fragment may be minutes away), so readers show it at once.
+            true
+        } else if video {
             // The next video chunk starts a segment only if it starts a GOP: known ahead only
             // of an encoder that sends a whole GOP per fragment.
             starts && fragment.sync && fragment.duration >= target
