@@ -508,6 +508,15 @@ def test_cues_pushed_beside_a_live_stream_reach_hls_and_dash(make_nginx):
                           if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"))
         assert (seconds_of(first_date.split(":", 1)[1]) - anchor) % 2.0 == pytest.approx(
             0.0, abs=0.01)
+        # The cues are archived with the channel: an nginx restarted reads them back.
+        encoder.kill()
+        encoder.wait()
+        conf = (n.prefix / "conf" / "nginx.conf").read_text()
+        n.stop()
+        n.start_config(conf)
+        after = mpd_events(n.get("/live/cues.isml/.mpd").text)
+        assert [(round(t, 3), section) for t, section, _ in after] == [
+            (round(t, 3), section) for t, section, _ in events]
     finally:
         encoder.kill()
         encoder.wait()
