@@ -22,7 +22,7 @@ from harness import wait_for
 from helpers.events import (SCTE35_BIN, decoded, emib, emsg_v1, event_fragment, event_track,
                             event_track_init, sparse_fragment, splice_insert, time_signal,
                             urim_entry)
-from helpers.live import SOURCE, cmaf_pieces, live_dir
+from helpers.live import SOURCE, cmaf_pieces, live_dir, split_cmaf
 from helpers.media import FIXTURES, ISMTOOL, MPD_NS, boxes, ffmpeg_made, media_dir
 
 OUT = splice_insert(42, True, 1.0, 2.0)
@@ -597,3 +597,28 @@ def test_a_smooth_sparse_cue_track_beside_a_smooth_push(make_nginx):
     finally:
         encoder.kill()
         encoder.wait()
+
+
+def test_an_in_band_splice_point_starts_a_live_segment(make_nginx):
+    """Key frames every 0.4 s, a fragment each: ingest groups them into segments of a second
+    or more. A cue in band at the start of the fragment at 0.8 s starts a segment there."""
+    stream = ffmpeg_made("gop04.cmfv", [
+        "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25:duration=6",
+        "-c:v", "libx264", "-g", "10", "-keyint_min", "10", "-sc_threshold", "0",
+        "-movflags", "empty_moov+separate_moof+default_base_moof+cmaf+frag_keyframe",
+        "-f", "mp4"])
+    init, fragments = split_cmaf(stream.read_bytes())
+    n = make_nginx()
+    live_dir(n, plain=60, spliced=60)
+    n.start(LIVE_LOCATION)
+    cue = emsg_v1(90_000, 72_000, 90_000 * 2, 9, LIVE_OUT)  # 0.8 s
+    for channel in ("plain", "spliced"):
+        # One long POST, as an encoder keeps it open: its fragments are assembled.
+        body = init + b"".join((cue if channel == "spliced" and k == 2 else b"") + f
+                               for k, f in enumerate(fragments))
+        url = n.url(f"/live/{channel}.isml/Streams(video.cmfv)")
+        assert requests.post(url, data=body, timeout=30).status_code == 200
+    plain = segment_starts_dash(n.get("/live/plain.isml/.mpd").text)
+    spliced = segment_starts_dash(n.get("/live/spliced.isml/.mpd").text)
+    assert 0.8 not in plain and 0.8 in spliced, (plain, spliced)
+    assert [round(t, 3) for t, _, _ in mpd_events(n.get("/live/spliced.isml/.mpd").text)] == [0.8]

@@ -256,6 +256,8 @@ struct Checked {
     last: bool,
     /// A timed-metadata fragment: its cues are checked once its payload is whole.
     metadata: bool,
+    /// An `emsg` it came with splices at its first sample (a SCTE-35 cue's start).
+    splice: bool,
 }
 
 /// A checked fragment whose payload is arriving.
@@ -618,7 +620,8 @@ impl IngestSession {
             .filter(|t| t.sample_count() > 0)
             .ok_or_else(|| IngestError::Malformed("a fragment without samples".into()))?;
         let start = declared_start(t);
-        self.check_emsg(&events, start, t.timescale)?;
+        let first_sample = t.sample_end(0).saturating_sub(t.dts(0)).max(1);
+        let splice = self.check_emsg(&events, start, first_sample, t.timescale)?;
         Ok(Checked {
             track_id,
             start,
@@ -626,6 +629,7 @@ impl IngestSession {
             sync: t.is_sync(0),
             last,
             metadata,
+            splice,
             bytes: FragmentBytes {
                 events,
                 moof,
@@ -637,8 +641,16 @@ impl IngestSession {
     }
 
     /// Refuses a fragment whose `emsg` boxes do not read, or carry a SCTE-35 cue that does not
-    /// (see [`crate::events::checked`]): before any of its payload is taken.
-    fn check_emsg(&self, events: &[u8], start: u64, timescale: u32) -> Result<(), IngestError> {
+    /// (see [`crate::events::checked`]): before any of its payload is taken. Says whether a
+    /// cue starts within the fragment's first sample (`first_sample` ticks from `start`): a
+    /// splice point the encoder put at the fragment's start.
+    fn check_emsg(
+        &self,
+        events: &[u8],
+        start: u64,
+        first_sample: u64,
+        timescale: u32,
+    ) -> Result<bool, IngestError> {
         let mut r = Reader::new(events, 0);
         let bad = |what: String| {
             IngestError::BadCue(format!(
@@ -647,12 +659,16 @@ impl IngestSession {
                 self.stream
             ))
         };
+        let mut splice = false;
         while let Some((_, body)) = r.next_box_body().map_err(|e| bad(e.to_string()))? {
             let message = crate::mp4::emsg::read_emsg(body).map_err(|e| bad(e.to_string()))?;
-            crate::events::event_of_emsg(message, start, timescale)
+            let event = crate::events::event_of_emsg(message, start, timescale)
                 .map_err(|e| bad(e.to_string()))?;
+            let at = (u128::from(event.time) * u128::from(timescale)
+                / u128::from(event.timescale.max(1))) as u64;
+            splice |= event.is_scte35() && at >= start && at - start < first_sample;
         }
-        Ok(())
+        Ok(splice)
     }
 
     /// Refuses a timed-metadata fragment any of whose samples does not read as events (a
@@ -787,6 +803,11 @@ impl IngestSession {
         };
         let target = self.assembly_ticks(&self.tracks[k]);
         let max_bytes = self.limits.max_fragment;
+        // A splice point an encoder marks in band starts a segment, so an ad can replace
+        // whole segments from there; not on a declared segment grid, whose numbers count its
+        // cells (a second segment in a cell would take the first's number).
+        let spliced =
+            fragment.splice && fragment.sync && self.options.minimum_fragment.is_none();
         let t = &mut self.tracks[k];
         let video = t.kind == TrackKind::Video;
         let boundary = fragment.sync || !video;
@@ -797,6 +818,7 @@ impl IngestSession {
         // it joined.
         let starts = !segment.begun
             || segment.closed
+            || spliced
             || (boundary && grid_cell(fragment.start, target) > grid_cell(segment.start, target))
             || segment.chunks >= MAX_SEGMENT_CHUNKS
             || segment.bytes + size > max_bytes;
