@@ -1,11 +1,15 @@
-//! Reads arbitrary bytes as an SCTE-35 section (binary and xml+bin), an `emsg` box body and
-//! an event message track's sample: refused or read, never a panic. What reads as an event
-//! sample, an `emsg` or an xml+bin message writes and reads back; a section that parses keeps
-//! its descriptors' bytes.
+//! Reads arbitrary bytes as an SCTE-35 section (binary and xml+bin), an `emsg` box body, an
+//! event message track's sample, a metadata sample entry and a sample of each carriage, and
+//! as a cue list (`ismtool cues`' event track made of what reads): refused or read, never a
+//! panic. What reads as an event sample, an `emsg` or an xml+bin message writes and reads
+//! back; a section that parses keeps its descriptors' bytes; the HLS and DASH forms of what
+//! reads as cues are made.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use origin_core::mp4::emsg::{read_emsg, read_event_sample, write_emsg, write_event_sample};
 use origin_core::mp4::Reader;
+use origin_core::events::{self, Carriage};
+use origin_core::package::ad_markers;
 use origin_core::scte35;
 
 fuzz_target!(|data: &[u8]| {
@@ -37,5 +41,43 @@ fuzz_target!(|data: &[u8]| {
         let written = write_event_sample(&events);
         let again = read_event_sample(&written).expect("a written sample reads");
         assert_eq!(again.len(), events.len());
+    }
+    let _ = events::carriage_of(data);
+    let mut found = Vec::new();
+    for carriage in [
+        Carriage::EventMessageTrack,
+        Carriage::EmsgSamples,
+        Carriage::Scte35 { xml: false },
+        Carriage::Scte35 { xml: true },
+    ] {
+        let time = data.first().map_or(0, |&b| u64::from(b) * 1000);
+        if let Ok(e) = events::events_of_sample(&carriage, time, 1000, data) {
+            found.extend(e);
+        }
+    }
+    events::merge(&mut found);
+    // What reads as cues makes manifests, and an event track that indexes back to them.
+    let cues = ad_markers::cues(&found);
+    let starts = [0.0, 2.0, 4.0, 6.0];
+    let _ = ad_markers::hls_tags(&cues, &starts, 8.0, 0, origin_core::ism::HlsAdMarkers::Both);
+    let _ = ad_markers::dash_event_stream(&cues, f64::MIN, f64::MAX, 0.0);
+    let _ = ad_markers::inband_events(&found, 1000, 0, u64::MAX);
+    if !found.is_empty() {
+        let track: Vec<_> = found
+            .iter()
+            .take(8)
+            .map(|e| origin_core::mp4::emsg::TrackEvent {
+                start: e.time.min(60_000),
+                duration: e.duration.map(|d| d.min(10_000)),
+                id: e.id,
+                scheme_id_uri: e.scheme_id_uri.clone(),
+                value: e.value.clone(),
+                message_data: e.message.clone(),
+            })
+            .collect();
+        let file = events::event_track_file(&track, 1000, 2000, 0);
+        let source = origin_core::source::MemorySource::new("cues.mp4", file);
+        let index = origin_core::index::build_index(&source).expect("a written event track reads");
+        assert!(!index.tracks[0].events.is_empty());
     }
 });
