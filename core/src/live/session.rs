@@ -806,8 +806,7 @@ impl IngestSession {
         // A splice point an encoder marks in band starts a segment, so an ad can replace
         // whole segments from there; not on a declared segment grid, whose numbers count its
         // cells (a second segment in a cell would take the first's number).
-        let spliced =
-            fragment.splice && fragment.sync && self.options.minimum_fragment.is_none();
+        let spliced = fragment.splice && fragment.sync && self.options.minimum_fragment.is_none();
         let t = &mut self.tracks[k];
         let video = t.kind == TrackKind::Video;
         let boundary = fragment.sync || !video;
