@@ -14,6 +14,7 @@ a worktree) in the same nginx, for before-and-after tables from one sitting.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -288,6 +289,50 @@ def main() -> None:
             rows.append((name, f"{us:.0f} µs",
                          f"{rps:.0f} req/s, {us / baseline[kind]:.2f}x (rounds: {spread} µs), "
                          f"{calls:.1f} syscalls/request"))
+        # The title with ad cues (a 30-second break every 5 minutes: 48 cues in a cue track)
+        # against the same title without, both as server manifests.
+        cue_list = [{"time": t, "out": True, "id": k, "duration": 30} for k, t in
+                    enumerate(range(60, 7200, 300))]
+        cue_list += [{"time": c["time"] + 30, "out": False, "id": c["id"]} for c in cue_list]
+        (n.root / "v" / "breaks.json").write_text(json.dumps(cue_list))
+        ismtool = str(ROOT / "target" / "release" / "ismtool")
+        v = n.root / "v"
+        subprocess.run([ismtool, "cues", str(v / "breaks.json"), "--duration", "7200", "-o",
+                        str(v / "breaks.mp4")], check=True, capture_output=True)
+        for name, extra in [("plain.ism", []), ("ads.ism", [str(v / "breaks.mp4")]),
+                            ("inband.ism", [str(v / "breaks.mp4"), "--mpd.events=both"])]:
+            subprocess.run([ismtool, "create", "-o", str(v / name), str(v / "long.mp4"), *extra],
+                           check=True, capture_output=True)
+        for f in v.iterdir():
+            f.chmod(0o644)
+        # A build from before ad cues (`--module`) has no cue rows.
+        with_cues = b"SCTE35-OUT" in subprocess.run(
+            ["curl", "-s", n.url(f"/v/ads.ism/ads-{rep}.m3u8")], capture_output=True).stdout
+        cue_rows = [] if not with_cues else [
+                    ("warm MPD", "plain", "/.mpd"), ("warm MPD", "ads", "/.mpd"),
+                    ("warm HLS media playlist", "plain", f"/plain-{rep}.m3u8"),
+                    ("warm HLS media playlist", "ads", f"/ads-{rep}.m3u8")]
+        for what, name, path in cue_rows:
+            url = f"/v/{name}.ism{path}"
+            body = subprocess.run(["curl", "-s", n.url(url)], capture_output=True).stdout
+            us, rps, _ = measure(n, [url], max(3, args.seconds // 2))
+            label = "with 48 cues" if name == "ads" else "without cues"
+            rows.append((f"{what} (2-hour .ism, {label})", f"{us:.0f} µs",
+                         f"{rps:.0f} req/s, {len(body) // 1024} KB"))
+        seg_rows = [("plain", "without cues"),
+                    ("inband", "with cues in band (mpd_events=both)")] if with_cues else []
+        seg_samples: dict[str, list[float]] = {name: [] for name, _ in seg_rows}
+        for _ in range(3):
+            for name, _ in seg_rows:
+                urls = [u.replace("/v/long.mp4/dash/long-", f"/v/{name}.ism/dash/{name}-")
+                        for u in dash_urls]
+                us, _, _ = measure(n, urls, args.seconds)
+                seg_samples[name].append(us)
+        for name, label in seg_rows:
+            us = sorted(seg_samples[name])[1]
+            spread = ", ".join(f"{u:.0f}" for u in seg_samples[name])
+            rows.append((f"DASH 2 s video segment (2-hour .ism, {label})", f"{us:.0f} µs",
+                         f"{us / baseline['fmp4']:.2f}x (rounds: {spread} µs)"))
         for name, path in [("warm MPD (2-hour title)", "/v/long.mp4/.mpd"),
                            ("warm HLS media playlist (2-hour title)", f"/v/long.mp4/long-{rep}.m3u8"),
                            ("warm Smooth manifest (2-hour title)", "/v/long.mp4/Manifest")]:

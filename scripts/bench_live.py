@@ -288,6 +288,18 @@ def manifests(build, seconds: int) -> dict:
         ingest = http.client.HTTPConnection("127.0.0.1", n.port)
         for body in [init, *fragments]:
             assert post(ingest, "/live/m.isml/Streams(video.cmfv)", body)[0] == 200
+        # The same channel with ad cues: a 4-second break every 8 s, in an event message
+        # track pushed beside it (one fragment per 2 s, as the DASH-IF ingest sends it).
+        from helpers.events import event_track, splice_insert
+        for body in [init, *fragments]:
+            assert post(ingest, "/live/mc.isml/Streams(video.cmfv)", body)[0] == 200
+        cues = []
+        for k, at in enumerate(range(2000, 32000, 8000)):
+            cues.append((at, 4000, k + 1, splice_insert(k + 1, True, at / 1000, 4.0)))
+            cues.append((at + 4000, None, k + 1, splice_insert(k + 1, False, at / 1000 + 4)))
+        meta_init, meta_fragments = event_track(1000, 32000, 2000, cues)
+        for body in [meta_init, *meta_fragments]:
+            assert post(ingest, "/live/mc.isml/Streams(scte35.cmfm)", body)[0] == 200
         # The same media as VOD: the stream as one file, in a server manifest.
         vod = n.root / "vod"
         vod.mkdir()
@@ -302,10 +314,17 @@ def manifests(build, seconds: int) -> dict:
             location /live/ {{ usp_handle_ism; origin_live_auto_create on; client_max_body_size 0; }}
             location /vod/ {{ usp_handle_ism; }}""")
         live_variant = "/live/m.isml/m-video=" + _bitrate(n, "/live/m.isml/.m3u8") + ".m3u8"
+        cues_variant = "/live/mc.isml/mc-video=" + _bitrate(n, "/live/mc.isml/.m3u8") + ".m3u8"
         vod_variant = "/vod/m.ism/m-video=" + _bitrate(n, "/vod/m.ism/.m3u8") + ".m3u8"
+        assert "SCTE35-OUT" in n.get(cues_variant).text
+        assert "<EventStream" in n.get("/live/mc.isml/.mpd").text
         out = {}
-        for name, urls in [("live MPD", ["/live/m.isml/.mpd"]), ("VOD MPD", ["/vod/m.ism/.mpd"]),
-                           ("live HLS playlist", [live_variant]), ("VOD HLS playlist", [vod_variant])]:
+        for name, urls in [("live MPD", ["/live/m.isml/.mpd"]),
+                           ("live MPD, cues", ["/live/mc.isml/.mpd"]),
+                           ("VOD MPD", ["/vod/m.ism/.mpd"]),
+                           ("live HLS playlist", [live_variant]),
+                           ("live HLS, cues", [cues_variant]),
+                           ("VOD HLS playlist", [vod_variant])]:
             us, rps, _ = measure(n, urls, seconds)
             out[name] = (us, rps)
         return out

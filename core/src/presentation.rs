@@ -393,15 +393,30 @@ impl Presentation {
     /// `emsg` boxes of the tracks played, in time order, one of each; none when the server
     /// manifest turns `timed_metadata` off.
     pub fn events(&self) -> Vec<TimedEvent> {
-        if self.manifest.options().ok().and_then(|o| o.timed_metadata) == Some(false) {
+        self.events_between(0.0, f64::INFINITY)
+    }
+
+    /// The events of [`Presentation::events`] that start in `[from, to)` (seconds of media
+    /// time): what a segment of that span carries, found without copying the others.
+    pub fn events_between(&self, from: f64, to: f64) -> Vec<TimedEvent> {
+        let carried = || self.metadata.iter().chain(&self.tracks);
+        if carried().all(|t| t.index().events.is_empty())
+            || self.manifest.options().ok().and_then(|o| o.timed_metadata) == Some(false)
+        {
             return Vec::new();
         }
-        let mut out: Vec<TimedEvent> = self
-            .metadata
-            .iter()
-            .chain(&self.tracks)
-            .flat_map(|t| t.index().events.iter().cloned())
-            .collect();
+        let mut out: Vec<TimedEvent> = Vec::new();
+        for t in carried() {
+            let events = &t.index().events;
+            // Each track's events are in time order.
+            let first = events.partition_point(|e| e.start_secs() < from);
+            out.extend(
+                events[first..]
+                    .iter()
+                    .take_while(|e| e.start_secs() < to)
+                    .cloned(),
+            );
+        }
         crate::events::merge(&mut out);
         out
     }

@@ -764,8 +764,10 @@ pub fn media_segment<'p>(
     let mut plan = cmaf_fragment(t, &table, k)?;
     if opts.events.inband() && matches!(t.kind, TrackKind::Video | TrackKind::Audio) {
         let end = table.samples(k + 1).map_or(u64::MAX, |r| idx.dts(r.start));
-        let boxes =
-            super::ad_markers::inband_events(&p.events(), idx.timescale, plan.start_time, end);
+        // Only the cues of this segment's span are looked at (a long title has many).
+        let ts = f64::from(idx.timescale.max(1));
+        let events = p.events_between(plan.start_time as f64 / ts - 0.001, end as f64 / ts);
+        let boxes = super::ad_markers::inband_events(&events, idx.timescale, plan.start_time, end);
         insert_after_styp(&mut plan.header, &boxes);
     }
     Ok((t, plan))

@@ -982,7 +982,8 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
 
 /// Puts the presentation's SCTE-35 cues into a media playlist's clock (see
 /// [`super::ad_markers::hls_tags`]). Date ranges need program date-times (RFC 8216
-/// §4.4.5.1): a VOD playlist with cues dates its segments from the Unix epoch, as media time.
+/// §4.4.5.1): a VOD playlist with cues dates its first segment from the Unix epoch, as media
+/// time.
 fn add_ad_markers(clock: &mut Clock, p: &Presentation, opts: &HlsOptions) {
     let events = p.events();
     let mut cues = super::ad_markers::cues(&events);
@@ -995,10 +996,13 @@ fn add_ad_markers(clock: &mut Clock, p: &Presentation, opts: &HlsOptions) {
     }
     let anchor_ms = p.live.as_deref().map_or(0, |l| l.anchor_ms);
     if clock.wall_clock_ms.is_empty() && opts.ad_markers.date_ranges() {
+        // One date-time, on the first segment, dates the whole VOD playlist (its segments
+        // follow one another): a tag per segment would double a long title's playlist.
         clock.wall_clock_ms = clock
             .starts_secs
-            .iter()
+            .first()
             .map(|s| anchor_ms + (s * 1000.0).round() as i64)
+            .into_iter()
             .collect();
     }
     clock.ad_markers = super::ad_markers::hls_tags(
