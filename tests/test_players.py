@@ -85,7 +85,9 @@ def site(make_nginx, media, request, tmp_path):
                         "10", "-o", str(root / "media" / "ads.mp4")],
                        check=True, capture_output=True)
         for name, options in [("demo-ads.ism", ["--splice_media=true"]),
-                              ("demo-ads-inband.ism", ["--mpd.events=inband"])]:
+                              ("demo-ads-inband.ism", ["--mpd.events=inband"]),
+                              ("demo-ads-periods.ism",
+                               ["--splice_media=true", "--mpd.splice_periods=true"])]:
             subprocess.run([str(ISMTOOL), "create", "-o", str(root / "media" / name),
                             *[str(root / "media" / f) for f in LADDER + [subtitles, "ads.mp4"]],
                             *options], check=True, capture_output=True)
@@ -204,12 +206,15 @@ def test_plays_encrypted_in_chromium(site, presentation, kind, fetched):
 @pytest.mark.parametrize("site", ["ads"], indirect=True)
 @pytest.mark.parametrize("kind,presentation", [
     ("hls", "demo-ads"), ("hls-ts", "demo-ads"), ("dash", "demo-ads"), ("smooth", "demo-ads"),
-    ("shaka-dash", "demo-ads"), ("shaka-hls", "demo-ads"), ("dash", "demo-ads-inband")])
+    ("shaka-dash", "demo-ads"), ("shaka-hls", "demo-ads"), ("dash", "demo-ads-inband"),
+    ("shaka-dash", "demo-ads-periods")])
 def test_ad_cues_reach_the_players_in_chromium(site, kind, presentation):
     """A title with a break (SCTE-35 out at 2 s, back at 4 s) plays in every player; hls.js
     exposes the break as a date range carrying both cues (LevelDetails.dateRanges), dash.js
     fires its event callback for the scheme at each cue's time, from the MPD's event stream
-    or from the segments' `emsg` boxes."""
+    or from the segments' `emsg` boxes; shaka plays on across a period per splice point.
+    (dash.js plays that MPD too, but in some runs fires no event at a period's first instant
+    and shows no subtitle: not held to it.)"""
     result = play_in_chromium(site, kind, with_subtitles=kind.startswith(("hls", "dash")),
                               page=f"/index.html?p=/media/{presentation}.ism")
     ads = result["ads"]

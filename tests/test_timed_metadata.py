@@ -367,7 +367,8 @@ def test_splice_media_starts_a_segment_at_each_splice_point(make_nginx):
     (media / "breaks.json").write_text(json.dumps(cues))
     subprocess.run([str(ISMTOOL), "cues", str(media / "breaks.json"), "--duration", "10",
                     "-o", str(media / "breaks.mp4")], check=True, capture_output=True)
-    for name, options in [("spliced.ism", ["--splice_media=true"]), ("plain.ism", [])]:
+    for name, options in [("spliced.ism", ["--splice_media=true"]), ("plain.ism", []),
+                          ("periods.ism", ["--splice_media=true", "--mpd.splice_periods=true"])]:
         subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
                         str(media / "gop1s.mp4"), str(media / "breaks.mp4"), *options],
                        check=True, capture_output=True)
@@ -400,6 +401,36 @@ def test_splice_media_starts_a_segment_at_each_splice_point(make_nginx):
             audio_starts.append(t / scale)
             t += int(s.get("d"))
     assert any(abs(a - 3.0) < 0.025 for a in audio_starts), audio_starts
+
+    # mpd_splice_periods: a period starts at each splice point (7 s for the one at 6.5 s,
+    # where its segment starts); each period's media and cues are on its own timeline.
+    mpd = ET.fromstring(n.get("/v/periods.ism/.mpd").text)
+    periods = mpd.findall("d:Period", MPD_NS)
+    assert [p.get("start") for p in periods] == ["PT0S", "PT3.000S", "PT5.000S", "PT7.000S"]
+    assert mpd.get("mediaPresentationDuration") == ET.fromstring(
+        n.get("/v/spliced.ism/.mpd").text).get("mediaPresentationDuration")
+    covered = []
+    for period, start in zip(periods, [0.0, 3.0, 5.0, 7.0]):
+        video = next(a for a in period.iterfind("d:AdaptationSet", MPD_NS)
+                     if a.get("contentType") == "video")
+        template = video.find("d:SegmentTemplate", MPD_NS)
+        scale = int(template.get("timescale"))
+        assert int(template.get("presentationTimeOffset", "0")) == round(start * scale)
+        first = template.find("d:SegmentTimeline/d:S", MPD_NS)
+        assert int(first.get("t")) == round(start * scale)
+        events = [(int(e.get("presentationTime")) - int(es.get("presentationTimeOffset", "0")))
+                  / int(es.get("timescale"))
+                  for es in period.iterfind("d:EventStream", MPD_NS)
+                  for e in es.iterfind("d:Event", MPD_NS)]
+        covered.append([round(start + t, 3) for t in events])
+        # The period's first segment answers.
+        rep = video.find("d:Representation", MPD_NS).get("id")
+        url = template.get("media").replace("$RepresentationID$", rep).replace(
+            "$Time$", first.get("t"))
+        assert n.get(f"/v/periods.ism/dash/{url}").status_code == 200
+    # Each cue in the period its time falls in (the one at 6.5 s before its period, which
+    # starts where its segment does).
+    assert covered == [[], [3.0], [5.0, 6.5], []]
 
 
 # --- live --------------------------------------------------------------------------------

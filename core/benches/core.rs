@@ -75,6 +75,7 @@ fn bench_index(c: &mut Criterion) {
                             presentation_delay: None,
                             protection: None,
                             events: Default::default(),
+                            splice_periods: false,
                         },
                     ))
                 })

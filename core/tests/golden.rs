@@ -182,6 +182,7 @@ fn dash_opts(template: MpdSegmentTemplate, name: &str) -> DashOptions {
         presentation_delay: None,
         protection: None,
         events: Default::default(),
+        splice_periods: false,
     }
 }
 

@@ -167,6 +167,7 @@ fn dash_options(template: MpdSegmentTemplate) -> DashOptions {
         presentation_delay: None,
         protection: None,
         events: origin_core::ism::MpdEvents::Both,
+        splice_periods: true,
     }
 }
 

@@ -43,6 +43,8 @@ pub struct PresentationOptions {
     pub splice_media: Option<bool>,
     /// `mpd_events`: where DASH carries ad cues.
     pub mpd_events: Option<MpdEvents>,
+    /// `mpd_splice_periods`: a VOD MPD starts a period at each ad cue's splice point.
+    pub mpd_splice_periods: Option<bool>,
     /// Every `<fmt>_minimum_fragment_length` meta, as (`<fmt>`, length), in document order;
     /// `<fmt>` is written as in the meta name (`hls`, `mpd`, `iss`, `hds`).
     pub minimum_fragment_lengths: Vec<(String, FragmentLength)>,
@@ -191,6 +193,7 @@ pub(super) fn from_metas(metas: &[Meta]) -> Result<PresentationOptions, IsmError
         low_latency: find("low_latency").map(boolean).transpose()?,
         timed_metadata: find("timed_metadata").map(boolean).transpose()?,
         splice_media: find("splice_media").map(boolean).transpose()?,
+        mpd_splice_periods: find("mpd_splice_periods").map(boolean).transpose()?,
         mpd_events: find("mpd_events")
             .map(|m| typed(m, MpdEvents::parse, MPD_EVENTS_VALUES))
             .transpose()?,

@@ -796,6 +796,7 @@ fn options_are_typed() {
         ("timed_metadata", "false"),
         ("splice_media", "1"),
         ("mpd_events", "Both"),
+        ("mpd_splice_periods", "true"),
         ("hls_ad_markers", "CUE_OUT"),
         ("hls_minimum_fragment_length", "48/25"),
         ("mpd_minimum_fragment_length", "4"),
@@ -821,6 +822,7 @@ fn options_are_typed() {
             timed_metadata: Some(false),
             splice_media: Some(true),
             mpd_events: Some(crate::ism::MpdEvents::Both),
+            mpd_splice_periods: Some(true),
             hls_ad_markers: Some(crate::ism::HlsAdMarkers::CueOut),
             minimum_fragment_lengths: vec![
                 (

@@ -30,6 +30,8 @@ pub struct DashOptions {
     pub protection: Option<std::sync::Arc<crate::drm::Cenc>>,
     /// Where ad cues go (`mpd_events`).
     pub events: crate::ism::MpdEvents,
+    /// A VOD MPD starts a period at each splice point (`mpd_splice_periods`).
+    pub splice_periods: bool,
 }
 
 /// The composition-offset shift that applies a track's edit list inside the fragments, so that
@@ -214,6 +216,8 @@ struct Period {
     id: u32,
     from: f64,
     to: f64,
+    /// Where a VOD period that a splice point opens starts (its first segment's start).
+    start: Option<f64>,
 }
 
 /// The MPD's periods: one, unless a live window holds an encoder restart (a new timeline,
@@ -221,11 +225,15 @@ struct Period {
 /// while the window slides. A `$Number$` template with a nominal duration cannot say where a
 /// period's media starts, so it keeps one.
 fn periods(p: &Presentation, opts: &DashOptions) -> Vec<Period> {
+    if let Some(periods) = splice_periods(p, opts) {
+        return periods;
+    }
     let Some(live) = p.live.as_deref() else {
         return vec![Period {
             id: 1,
             from: f64::MIN,
             to: f64::MAX,
+            start: None,
         }];
     };
     if opts.template == MpdSegmentTemplate::Number || live.timeline_breaks.is_empty() {
@@ -233,12 +241,14 @@ fn periods(p: &Presentation, opts: &DashOptions) -> Vec<Period> {
             id: live.first_timeline + 1,
             from: f64::MIN,
             to: f64::MAX,
+            start: None,
         }];
     }
     let mut out = vec![Period {
         id: live.first_timeline + 1,
         from: f64::MIN,
         to: f64::MAX,
+        start: None,
     }];
     for &(at, number) in &live.timeline_breaks {
         // A break a little before a segment's start (audio priming) still starts the period
@@ -251,9 +261,61 @@ fn periods(p: &Presentation, opts: &DashOptions) -> Vec<Period> {
             id: number + 1,
             from,
             to: f64::MAX,
+            start: None,
         });
     }
     out
+}
+
+/// A VOD MPD's periods with `mpd_splice_periods`: a new one at each ad cue's splice point (a
+/// break's start and its return), where the reference track's first segment at or after it
+/// starts (with `splice_media`, the splice point itself), so an ad can be put in as a period
+/// of its own. `None` without splice points, or with a `$Number$` template of a nominal
+/// duration, which cannot say where a period's media starts.
+fn splice_periods(p: &Presentation, opts: &DashOptions) -> Option<Vec<Period>> {
+    if p.live.is_some() || !opts.splice_periods || opts.template == MpdSegmentTemplate::Number {
+        return None;
+    }
+    let events = p.events();
+    let points: Vec<f64> = super::ad_markers::cues(&events)
+        .iter()
+        .filter(|c| c.role != super::ad_markers::CueRole::Command)
+        .map(|c| c.start)
+        .collect();
+    let r = p.reference();
+    let idx = r.index();
+    let table = segments(p, r, opts.target);
+    let ts = f64::from(idx.timescale.max(1));
+    let starts: Vec<f64> = (0..table.len())
+        .filter_map(|k| table.samples(k))
+        .map(|s| idx.dts(s.start) as f64 / ts)
+        .collect();
+    let first = *starts.first()?;
+    let mut bounds: Vec<f64> = points
+        .iter()
+        .filter_map(|&t| starts.iter().copied().find(|&s| s >= t - 0.0005))
+        .filter(|&s| s > first + 0.0005)
+        .collect();
+    bounds.dedup();
+    if bounds.is_empty() {
+        return None;
+    }
+    // Half a millisecond early: a segment that starts at the boundary is in the new period.
+    let mut out = vec![Period {
+        id: 1,
+        from: f64::MIN,
+        to: bounds[0] - 0.0005,
+        start: None,
+    }];
+    for (k, &b) in bounds.iter().enumerate() {
+        out.push(Period {
+            id: k as u32 + 2,
+            from: b - 0.0005,
+            to: bounds.get(k + 1).map_or(f64::MAX, |n| n - 0.0005),
+            start: Some(b),
+        });
+    }
+    Some(out)
 }
 
 /// The MPD: static for VOD and for a live channel whose stream ended, dynamic while it is live.
@@ -307,7 +369,9 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     // time the encoder was away.
     let mut starts = vec![0.0f64; periods.len()];
     for k in 1..periods.len() {
-        starts[k] = if ended {
+        starts[k] = if let Some(start) = periods[k].start {
+            start
+        } else if ended {
             let (from, to) = extents[k - 1];
             starts[k - 1] + (to - from).max(0.0)
         } else {
@@ -488,6 +552,18 @@ fn write_period(
 ) {
     for (set_id, set) in sets.iter().enumerate() {
         let first = set[0];
+        // A set with no segment starting in this period (a sparse text track, a track that
+        // ended) is left out of it: an empty SegmentTimeline breaks players.
+        let in_period = |t: &Track, spans: &Vec<(u64, u64)>| {
+            let ts = f64::from(t.index().timescale.max(1));
+            spans.iter().any(|&(s, _)| {
+                let at = s as f64 / ts;
+                at >= period.from && at < period.to
+            })
+        };
+        if !in_period(first, &spans[set_id][0]) {
+            continue;
+        }
         let kind = first.kind;
         let content = match kind {
             TrackKind::Video => "video",
@@ -949,6 +1025,7 @@ mod tests {
                 presentation_delay: None,
                 protection: None,
                 events: Default::default(),
+                splice_periods: false,
             }
         )
         .contains("id=\"video=165000\""));

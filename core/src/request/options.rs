@@ -39,6 +39,8 @@ pub struct Options {
     pub hls_ad_markers: crate::ism::HlsAdMarkers,
     /// Where DASH carries ad cues.
     pub mpd_events: crate::ism::MpdEvents,
+    /// A VOD MPD starts a period at each splice point.
+    pub mpd_splice_periods: bool,
 }
 
 impl Options {
@@ -81,6 +83,7 @@ impl Options {
             hls_skip: q.hls_skip,
             hls_ad_markers: metas.hls_ad_markers.unwrap_or_default(),
             mpd_events: metas.mpd_events.unwrap_or_default(),
+            mpd_splice_periods: metas.mpd_splice_periods.unwrap_or(false),
         })
     }
 
@@ -98,6 +101,7 @@ impl Options {
                 _ => None,
             },
             events: self.mpd_events,
+            splice_periods: self.mpd_splice_periods,
         }
     }
 

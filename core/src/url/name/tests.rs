@@ -291,6 +291,7 @@ fn dash_urls_with_hostile_names_resolve_to_their_tracks() {
                 presentation_delay: None,
                 protection: None,
                 events: Default::default(),
+                splice_periods: false,
             },
         );
         let ids = attributes(&mpd, "id");
