@@ -298,8 +298,9 @@ def manifests(build, seconds: int) -> dict:
             cues.append((at, 4000, k + 1, splice_insert(k + 1, True, at / 1000, 4.0)))
             cues.append((at + 4000, None, k + 1, splice_insert(k + 1, False, at / 1000 + 4)))
         meta_init, meta_fragments = event_track(1000, 32000, 2000, cues)
-        for body in [meta_init, *meta_fragments]:
-            assert post(ingest, "/live/mc.isml/Streams(scte35.cmfm)", body)[0] == 200
+        # A build from before ad cues (`--module`) refuses the track: no cue rows then.
+        with_cues = all(post(ingest, "/live/mc.isml/Streams(scte35.cmfm)", body)[0] == 200
+                        for body in [meta_init, *meta_fragments])
         # The same media as VOD: the stream as one file, in a server manifest.
         vod = n.root / "vod"
         vod.mkdir()
@@ -316,8 +317,8 @@ def manifests(build, seconds: int) -> dict:
         live_variant = "/live/m.isml/m-video=" + _bitrate(n, "/live/m.isml/.m3u8") + ".m3u8"
         cues_variant = "/live/mc.isml/mc-video=" + _bitrate(n, "/live/mc.isml/.m3u8") + ".m3u8"
         vod_variant = "/vod/m.ism/m-video=" + _bitrate(n, "/vod/m.ism/.m3u8") + ".m3u8"
-        assert "SCTE35-OUT" in n.get(cues_variant).text
-        assert "<EventStream" in n.get("/live/mc.isml/.mpd").text
+        assert not with_cues or "SCTE35-OUT" in n.get(cues_variant).text
+        assert not with_cues or "<EventStream" in n.get("/live/mc.isml/.mpd").text
         out = {}
         for name, urls in [("live MPD", ["/live/m.isml/.mpd"]),
                            ("live MPD, cues", ["/live/mc.isml/.mpd"]),
@@ -325,6 +326,8 @@ def manifests(build, seconds: int) -> dict:
                            ("live HLS playlist", [live_variant]),
                            ("live HLS, cues", [cues_variant]),
                            ("VOD HLS playlist", [vod_variant])]:
+            if "cues" in name and not with_cues:
+                continue
             us, rps, _ = measure(n, urls, seconds)
             out[name] = (us, rps)
         return out
