@@ -530,6 +530,12 @@ def test_cues_pushed_beside_a_live_stream_reach_hls_and_dash(make_nginx):
         same_cue(section_of(ranges[0], "OUT"), LIVE_OUT)
         same_cue(section_of(ranges[1], "IN"), LIVE_IN)
         same_cue(section_of(ranges[2], "OUT"), LIVE_PLACEMENT)
+        # A wall-clock subclip of the archive keeps the cues inside it (the return at 10 s).
+        def utc(secs):
+            return datetime.datetime.fromtimestamp(anchor + secs, datetime.timezone.utc) \
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+        clip = n.get(f"/live/cues.isml/.mpd?vbegin={utc(8)}&vend={utc(12)}").text
+        assert [round(t, 3) for t, _, _ in mpd_events(clip)] == [10.0], clip
         cues = smooth_cues(n, "/live/cues.isml")
         assert [round(t, 3) for t, _ in cues] == [6.0, 10.0, 14.0]
         for (_, section), made in zip(cues, [LIVE_OUT, LIVE_IN, LIVE_PLACEMENT]):
