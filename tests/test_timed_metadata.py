@@ -535,7 +535,10 @@ def test_cues_pushed_beside_a_live_stream_reach_hls_and_dash(make_nginx):
             return datetime.datetime.fromtimestamp(anchor + secs, datetime.timezone.utc) \
                 .strftime("%Y-%m-%dT%H:%M:%SZ")
         clip = n.get(f"/live/cues.isml/.mpd?vbegin={utc(8)}&vend={utc(12)}").text
-        assert [round(t, 3) for t, _, _ in mpd_events(clip)] == [10.0], clip
+        # (The clip's period starts at its first media: presentation times stay media times,
+        # and the stream's offset is that media's start.)
+        assert [round(int(e.get("presentationTime")) / 90_000, 3)
+                for _, _, e in mpd_events(clip)] == [10.0], clip
         cues = smooth_cues(n, "/live/cues.isml")
         assert [round(t, 3) for t, _ in cues] == [6.0, 10.0, 14.0]
         for (_, section), made in zip(cues, [LIVE_OUT, LIVE_IN, LIVE_PLACEMENT]):

@@ -59,6 +59,25 @@ pub fn cues(events: &[TimedEvent]) -> Vec<Cue<'_>> {
         .collect()
 }
 
+/// The cues a complete presentation (VOD, an archive that ended or a clip of one) shows: those
+/// that start within its media, from its first sample to the end of its last. A live window
+/// keeps every cue it holds (a break that began before the window is still on).
+pub fn within_media<'e>(p: &crate::presentation::Presentation, cues: Vec<Cue<'e>>) -> Vec<Cue<'e>> {
+    if p.live.as_deref().is_some_and(|l| !l.ended) {
+        return cues;
+    }
+    let (mut from, mut to) = (f64::MAX, 0.0f64);
+    for t in p.tracks.iter().filter(|t| t.index().sample_count() > 0) {
+        let idx = t.index();
+        let ts = f64::from(idx.timescale.max(1));
+        from = from.min(idx.dts(0) as f64 / ts);
+        to = to.max(idx.end_time() as f64 / ts);
+    }
+    cues.into_iter()
+        .filter(|c| c.start >= from - EPSILON && c.start < to)
+        .collect()
+}
+
 /// One break: from an out cue to its return (the in cue with the same event ID, else the
 /// planned end; `None`: open).
 #[derive(Debug, Clone, Copy)]

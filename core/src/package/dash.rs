@@ -444,20 +444,8 @@ pub fn mpd(p: &Presentation, opts: &DashOptions) -> String {
     }
     // Ad cues, in each period they fall in (SCTE 214-1 xml+bin event streams).
     let events = p.events();
-    let mut cues = super::ad_markers::cues(&events);
-    if p.live.as_deref().is_none_or(|l| l.ended) {
-        // A static MPD has no media after its end: no break can start there.
-        let media_end = sets
-            .iter()
-            .flatten()
-            .zip(spans.iter().flatten())
-            .filter_map(|(t, spans)| {
-                let &(s, d) = spans.last()?;
-                Some((s + d) as f64 / f64::from(t.index().timescale.max(1)))
-            })
-            .fold(0.0, f64::max);
-        cues.retain(|c| c.start < media_end);
-    }
+    // A static MPD shows the cues within its media.
+    let cues = super::ad_markers::within_media(p, super::ad_markers::cues(&events));
     // Where an ended archive's media starts (its period's offset).
     let first_media_secs = sets
         .iter()

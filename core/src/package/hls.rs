@@ -986,11 +986,8 @@ fn segment_clock(p: &Presentation, t: &Track, opts: &HlsOptions) -> Result<Clock
 /// time.
 fn add_ad_markers(clock: &mut Clock, p: &Presentation, opts: &HlsOptions) {
     let events = p.events();
-    let mut cues = super::ad_markers::cues(&events);
-    if clock.complete {
-        // A complete playlist has no media after its end: no break can start there.
-        cues.retain(|c| c.start < clock.end_secs);
-    }
+    // A complete playlist shows the cues within its media.
+    let cues = super::ad_markers::within_media(p, super::ad_markers::cues(&events));
     if cues.is_empty() {
         return;
     }

@@ -199,9 +199,8 @@ const CUE_BITRATE: u64 = 1000;
 /// each one's duration (at least a tick).
 fn cue_chunks(p: &Presentation) -> Vec<(u64, u64, Vec<u8>)> {
     let events = p.events();
-    let media_end = (p.duration_secs() * TIMESCALE as f64).round() as u64;
-    let complete = p.live.as_deref().is_none_or(|l| l.ended);
-    super::ad_markers::cues(&events)
+    // A complete presentation shows the cues within its media.
+    super::ad_markers::within_media(p, super::ad_markers::cues(&events))
         .iter()
         .map(|c| {
             let ticks = |t: u64| {
@@ -214,8 +213,6 @@ fn cue_chunks(p: &Presentation) -> Vec<(u64, u64, Vec<u8>)> {
                 c.event.message.clone(),
             )
         })
-        // A complete presentation has no media after its end: no break can start there.
-        .filter(|(t, _, _)| !complete || *t < media_end)
         .collect()
 }
 
