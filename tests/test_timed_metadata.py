@@ -118,19 +118,25 @@ def vod(make_nginx):
     cues = [{"time": 1.0, "scte35": base64.b64encode(OUT).decode()},
             {"time": 3.0, "scte35": "0x" + IN.hex()},
             {"time": 3.5, "scte35": base64.b64encode(PLACEMENT).decode()}]
-    (media / "breaks.json").write_text(json.dumps(cues))
-    subprocess.run([str(ISMTOOL), "cues", str(media / "breaks.json"), "--duration", "4",
-                    "-o", str(media / "scte35.mp4")], check=True, capture_output=True)
-    for name, options in [("title.ism", []), ("cueout.ism", ["--hls.ad_markers=both"]),
-                          ("off.ism", ["--timed_metadata=false"]),
-                          ("inband.ism", ["--mpd.events=inband"])]:
-        subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
-                        str(media / "progressive.mp4"), str(media / "scte35.mp4"), *options],
-                       check=True, capture_output=True)
-    for p in media.iterdir():
-        p.chmod(0o644)
+    titles(media, "progressive.mp4", cues, 4, {
+        "title.ism": [], "cueout.ism": ["--hls.ad_markers=both"],
+        "off.ism": ["--timed_metadata=false"], "inband.ism": ["--mpd.events=inband"]})
     n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
     return n
+
+
+def titles(media, source: str, cues: list, duration: int, manifests: dict[str, list[str]]):
+    """A cue track made of `cues` by `ismtool cues`, and a server manifest over `source` and
+    it for each of `manifests` (name: ismtool create options), all readable by the workers."""
+    (media / "breaks.json").write_text(json.dumps(cues))
+    subprocess.run([str(ISMTOOL), "cues", str(media / "breaks.json"), "--duration",
+                    str(duration), "-o", str(media / "breaks.mp4")],
+                   check=True, capture_output=True)
+    for name, options in manifests.items():
+        subprocess.run([str(ISMTOOL), "create", "-o", str(media / name), str(media / source),
+                        str(media / "breaks.mp4"), *options], check=True, capture_output=True)
+    for p in media.iterdir():
+        p.chmod(0o644)
 
 
 @pytest.mark.parametrize("query", ["", "?hls_fmp4"])
@@ -364,16 +370,9 @@ def test_splice_media_starts_a_segment_at_each_splice_point(make_nginx):
     cues = [{"time": 3.0, "out": True, "id": 5, "duration": 2.0},
             {"time": 5.0, "out": False, "id": 5},
             {"time": 6.5, "out": True, "id": 6, "duration": 1.0}]
-    (media / "breaks.json").write_text(json.dumps(cues))
-    subprocess.run([str(ISMTOOL), "cues", str(media / "breaks.json"), "--duration", "10",
-                    "-o", str(media / "breaks.mp4")], check=True, capture_output=True)
-    for name, options in [("spliced.ism", ["--splice_media=true"]), ("plain.ism", []),
-                          ("periods.ism", ["--splice_media=true", "--mpd.splice_periods=true"])]:
-        subprocess.run([str(ISMTOOL), "create", "-o", str(media / name),
-                        str(media / "gop1s.mp4"), str(media / "breaks.mp4"), *options],
-                       check=True, capture_output=True)
-    for p in media.iterdir():
-        p.chmod(0o644)
+    titles(media, "gop1s.mp4", cues, 10, {
+        "spliced.ism": ["--splice_media=true"], "plain.ism": [],
+        "periods.ism": ["--splice_media=true", "--mpd.splice_periods=true"]})
     n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }")
 
     def starts(name):

@@ -600,16 +600,7 @@ impl IngestSession {
         // The index needs the moof and where the mdat ends: the payload stands as zeros that
         // nobody reads (its samples must lie within it).
         let moof = Arc::new(moof);
-        let mut source = PiecesSource::new(
-            format!("{} fragment", self.stream),
-            SourceIdentity::Memory {
-                name: self.stream.clone(),
-                size: 0,
-            },
-        );
-        source.push_bytes(init.bytes.clone());
-        source.push_bytes(moof.clone());
-        source.push_bytes(Arc::new(mdat_header.clone()));
+        let mut source = self.fragment_source(init, moof.clone(), mdat_header.clone());
         source.push(payload_len, Backing::Zero);
         let indexed = build_index(&source).map_err(|e| IngestError::Malformed(e.to_string()))?;
         drop(source);
@@ -638,6 +629,28 @@ impl IngestSession {
                 payload: Payload::Memory(Vec::new()),
             },
         })
+    }
+
+    /// A fragment as the index reads it: the stream's init segment, the `moof` (its absolute
+    /// data offsets counting from the init's start) and the `mdat` header; the payload is
+    /// the caller's to add.
+    fn fragment_source(
+        &self,
+        init: &Init,
+        moof: Arc<Vec<u8>>,
+        mdat_header: Vec<u8>,
+    ) -> PiecesSource {
+        let mut source = PiecesSource::new(
+            format!("{} fragment", self.stream),
+            SourceIdentity::Memory {
+                name: self.stream.clone(),
+                size: 0,
+            },
+        );
+        source.push_bytes(init.bytes.clone());
+        source.push_bytes(moof);
+        source.push_bytes(Arc::new(mdat_header));
+        source
     }
 
     /// Refuses a fragment whose `emsg` boxes do not read, or carry a SCTE-35 cue that does not
@@ -682,16 +695,8 @@ impl IngestSession {
         };
         let mut moof = fragment.bytes.moof.clone();
         shift_base_offsets(&mut moof, init.bytes.len() as i64)?;
-        let mut source = PiecesSource::new(
-            format!("{} fragment", self.stream),
-            SourceIdentity::Memory {
-                name: self.stream.clone(),
-                size: 0,
-            },
-        );
-        source.push_bytes(init.bytes.clone());
-        source.push_bytes(Arc::new(moof));
-        source.push_bytes(Arc::new(fragment.bytes.mdat_header.clone()));
+        let mut source =
+            self.fragment_source(init, Arc::new(moof), fragment.bytes.mdat_header.clone());
         source.push_bytes(Arc::new(payload.clone()));
         let indexed = build_index(&source).map_err(|e| IngestError::Malformed(e.to_string()))?;
         let Some(t) = indexed.track(fragment.track_id) else {
