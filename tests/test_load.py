@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, wait_for
 
 WRK_SCRIPT = r"""
 local paths = {
@@ -51,7 +51,10 @@ def test_load_two_workers(make_nginx):
     shutil.copy(ROOT / "tests" / "fixtures" / "progressive.mp4", n.root / "v" / "a.mp4")
     (n.root / "v" / "a.mp4").chmod(0o644)
     n.start(r"location ~ \.(ism|mp4)(/|$) { usp_handle_ism; }")
-    workers = n.worker_pids()
+    # The master listens before its workers are all forked (under CI's load the list was once
+    # read empty): the two of them, once there, must be the ones left after the load.
+    workers = wait_for(lambda: len(n.worker_pids()) == 2 and n.worker_pids(),
+                       what="both workers")
     script = n.prefix / "load.lua"
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
