@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from harness import wait_for
-from helpers.events import (SCTE35_BIN, decoded, emib, emsg_v1, event_fragment, event_track,
+from helpers.events import (SCTE35_BIN, box, decoded, emib, emsg_v1, event_fragment, event_track,
                             event_track_init, sparse_fragment, splice_insert, time_signal,
                             urim_entry)
 from helpers.live import SOURCE, cmaf_pieces, live_dir, split_cmaf
@@ -661,3 +661,22 @@ def test_an_in_band_splice_point_starts_a_live_segment(make_nginx):
     spliced = segment_starts_dash(n.get("/live/spliced.isml/.mpd").text)
     assert 0.8 not in plain and 0.8 in spliced, (plain, spliced)
     assert [round(t, 3) for t, _, _ in mpd_events(n.get("/live/spliced.isml/.mpd").text)] == [0.8]
+
+
+def test_metadata_tracks_the_origin_cannot_read_are_refused(make_nginx):
+    """A `meta` track of another kind (here `mett`, text metadata) is 415; a metadata fragment
+    over 1 MiB is 413 at its header. Nothing of either is kept."""
+    n = make_nginx()
+    live = live_dir(n, odd=60)
+    n.start(LIVE_LOCATION)
+    url = n.url("/live/odd.isml/Streams(other.cmfm)")
+    mett = box(b"mett", bytes(6) + b"\0\1" + b"\0" + b"text/plain\0")
+    init = event_track_init(1000, entry=mett)
+    r = requests.post(url, data=init + event_fragment(1, 0, [(2000, b"hello")]), timeout=30)
+    assert (r.status_code, r.headers.get("X-Origin-Error")) == (415, "INGEST_UNSUPPORTED")
+    big = event_fragment(1, 0, [(2000, emib(0, 0xFFFFFFFF, 1, bytes(2 << 20)))])
+    r = requests.post(n.url("/live/odd.isml/Streams(big.cmfm)"),
+                      data=event_track_init(1000) + big, timeout=30)
+    assert (r.status_code, r.headers.get("X-Origin-Error")) == (413, "INGEST_TOO_LARGE")
+    archive = live / "odd.isml.archive"
+    assert not archive.exists() or not [p for p in archive.iterdir() if "=" in p.name]
