@@ -22,7 +22,7 @@ from harness import wait_for
 from helpers.events import (SCTE35_BIN, box, decoded, emib, emsg_v1, event_fragment, event_track,
                             event_track_init, sparse_fragment, splice_insert, time_signal,
                             urim_entry)
-from helpers.live import SOURCE, cmaf_pieces, live_dir, split_cmaf
+from helpers.live import SOURCE, cmaf_pieces, live_dir, split_cmaf, timeline
 from helpers.media import FIXTURES, ISMTOOL, MPD_NS, boxes, ffmpeg_made, media_dir
 
 OUT = splice_insert(42, True, 1.0, 2.0)
@@ -327,19 +327,12 @@ def segment_starts_hls(playlist: str) -> list[float]:
     return starts
 
 
-def segment_starts_dash(mpd_text: str) -> list[float]:
-    mpd = ET.fromstring(mpd_text)
-    video = next(a for a in mpd.iterfind(".//d:AdaptationSet", MPD_NS)
-                 if a.get("contentType") == "video")
-    template = video.find("d:SegmentTemplate", MPD_NS)
-    scale = int(template.get("timescale"))
-    starts, t = [], 0
-    for s in template.iterfind("d:SegmentTimeline/d:S", MPD_NS):
-        t = int(s.get("t", t))
-        for _ in range(int(s.get("r", "0")) + 1):
-            starts.append(round(t / scale, 3))
-            t += int(s.get("d"))
-    return starts
+def segment_starts_dash(mpd_text: str, content: str = "video") -> list[float]:
+    """Segment starts (seconds) of the first adaptation set of `content` (one period)."""
+    scale = int(ET.fromstring(mpd_text).find(
+        f".//d:AdaptationSet[@contentType='{content}']/d:SegmentTemplate", MPD_NS)
+        .get("timescale"))
+    return [round(t / scale, 3) for t, _ in timeline(mpd_text, content)]
 
 
 def segment_starts_smooth(manifest: str) -> list[float]:
@@ -389,16 +382,7 @@ def test_splice_media_starts_a_segment_at_each_splice_point(make_nginx):
         assert got == [0.0, 2.0, 4.0, 6.0, 8.0], (form, got)
     assert n.log_lines("splice_media: no key frame"), n.log_text()[-2000:]
     # The audio follows the video's boundaries (DASH lists it on its own timeline).
-    mpd = ET.fromstring(n.get("/v/spliced.ism/.mpd").text)
-    audio = next(a for a in mpd.iterfind(".//d:AdaptationSet", MPD_NS)
-                 if a.get("contentType") == "audio")
-    template = audio.find("d:SegmentTemplate", MPD_NS)
-    scale, t, audio_starts = int(template.get("timescale")), 0, []
-    for s in template.iterfind("d:SegmentTimeline/d:S", MPD_NS):
-        t = int(s.get("t", t))
-        for _ in range(int(s.get("r", "0")) + 1):
-            audio_starts.append(t / scale)
-            t += int(s.get("d"))
+    audio_starts = segment_starts_dash(n.get("/v/spliced.ism/.mpd").text, "audio")
     assert any(abs(a - 3.0) < 0.025 for a in audio_starts), audio_starts
 
     # mpd_splice_periods: a period starts at each splice point (7 s for the one at 6.5 s,
@@ -463,20 +447,13 @@ def push_cmaf(n, channel, loops):
 def channel_media_time(n, channel) -> float:
     """Seconds of media the channel's live edge is at (the MPD's newest video segment end)."""
     r = n.get(f"/live/{channel}.isml/.mpd")
-    if r.status_code != 200:
+    segments = timeline(r.text) if r.status_code == 200 else []
+    if not segments:
         return -1.0
-    mpd = ET.fromstring(r.text)
-    video = next((a for a in mpd.iterfind(".//d:AdaptationSet", MPD_NS)
-                  if a.get("contentType") == "video"), None)
-    if video is None:
-        return -1.0
-    template = video.find("d:SegmentTemplate", MPD_NS)
-    scale = int(template.get("timescale"))
-    end = 0
-    for s in template.iterfind("d:SegmentTimeline/d:S", MPD_NS):
-        t = int(s.get("t", end))
-        end = t + int(s.get("d")) * (int(s.get("r", "0")) + 1)
-    return end / scale
+    scale = int(ET.fromstring(r.text).find(
+        ".//d:AdaptationSet[@contentType='video']/d:SegmentTemplate", MPD_NS).get("timescale"))
+    t, d = segments[-1]
+    return (t + d) / scale
 
 
 def test_cues_pushed_beside_a_live_stream_reach_hls_and_dash(make_nginx):

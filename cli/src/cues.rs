@@ -134,14 +134,9 @@ fn seconds(s: &str) -> Result<f64, String> {
 /// A section written as `0x` hex or base64.
 fn section_bytes(s: &str) -> Result<Vec<u8>, String> {
     let bytes = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|b| u8::from_str_radix(b, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(|| format!("{s:?}: not hex"))?,
+        Some(hex) => {
+            origin_core::crypto::parse_hex(hex).ok_or_else(|| format!("{s:?}: not hex"))?
+        }
         None => origin_core::base64::decode(s).ok_or_else(|| format!("{s:?}: not base64"))?,
     };
     Ok(bytes)

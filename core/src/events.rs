@@ -300,7 +300,7 @@ pub fn event_track_file(
         .iter()
         .enumerate()
     {
-        write_fragment(&mut out, 1, k as u32 + 1, samples);
+        write_fragment(&mut out, 1, k as u32 + 1, samples, &[]);
     }
     out
 }

@@ -114,7 +114,11 @@ pub fn segments(p: &Presentation, track: &Track, target: SegmentLength) -> Arc<S
 /// channel's segments are its encoder's fragments (an encoder that splices starts one at the
 /// splice point), so none there.
 fn splice_points_us(p: &Presentation) -> Vec<u64> {
-    if p.live.is_some() || p.manifest.options().ok().and_then(|o| o.splice_media) != Some(true) {
+    // Every segment request asks: a presentation without cues answers at once.
+    if p.live.is_some() || !p.has_events() {
+        return Vec::new();
+    }
+    if p.manifest.options().ok().and_then(|o| o.splice_media) != Some(true) {
         return Vec::new();
     }
     let events = p.events();

@@ -389,6 +389,14 @@ impl Presentation {
         self.metadata.retain(mapped);
     }
 
+    /// Whether any track carries timed events (before `timed_metadata` is asked).
+    pub fn has_events(&self) -> bool {
+        self.metadata
+            .iter()
+            .chain(&self.tracks)
+            .any(|t| !t.index().events.is_empty())
+    }
+
     /// The timed events (ad cues) the manifests carry: those of the metadata tracks and the
     /// `emsg` boxes of the tracks played, in time order, one of each; none when the server
     /// manifest turns `timed_metadata` off.
@@ -399,14 +407,13 @@ impl Presentation {
     /// The events of [`Presentation::events`] that start in `[from, to)` (seconds of media
     /// time): what a segment of that span carries, found without copying the others.
     pub fn events_between(&self, from: f64, to: f64) -> Vec<TimedEvent> {
-        let carried = || self.metadata.iter().chain(&self.tracks);
-        if carried().all(|t| t.index().events.is_empty())
+        if !self.has_events()
             || self.manifest.options().ok().and_then(|o| o.timed_metadata) == Some(false)
         {
             return Vec::new();
         }
         let mut out: Vec<TimedEvent> = Vec::new();
-        for t in carried() {
+        for t in self.metadata.iter().chain(&self.tracks) {
             let events = &t.index().events;
             // Each track's events are in time order.
             let first = events.partition_point(|e| e.start_secs() < from);

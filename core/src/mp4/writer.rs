@@ -271,13 +271,15 @@ pub fn init_segment_of(track: &TrackHeader<'_>, track_id: u32, media_time: Optio
 }
 
 /// A fragment of track `track_id` holding `samples` (start, end, bytes; contiguous, all sync
-/// samples): `moof` (mfhd, traf with tfhd, tfdt and a trun of durations and sizes) and its
-/// `mdat`, appended to `out`. Tools write text and event tracks with it.
+/// samples): `moof` (mfhd, traf with tfhd, `traf_extra` boxes whole, tfdt and a trun of
+/// durations and sizes) and its `mdat`, appended to `out`. Tools write text and event tracks
+/// with it, and the Smooth cue stream its fragments (with a `tfxd`).
 pub fn write_fragment(
     out: &mut Vec<u8>,
     track_id: u32,
     sequence: u32,
     samples: &[(u64, u64, Vec<u8>)],
+    traf_extra: &[u8],
 ) {
     let Some(&(first, _, _)) = samples.first() else {
         return;
@@ -291,6 +293,7 @@ pub fn write_fragment(
     w.begin_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
     w.u32(track_id);
     w.end();
+    w.bytes(traf_extra);
     w.begin_full(b"tfdt", 1, 0);
     w.u64(first);
     w.end();

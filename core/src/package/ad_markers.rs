@@ -144,13 +144,9 @@ fn segment_holding(starts: &[f64], time: f64) -> usize {
         .saturating_sub(1)
 }
 
+/// An HLS hexadecimal-sequence (RFC 8216 §4.2: `0x` and upper-case digits).
 fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(2 + bytes.len() * 2);
-    s.push_str("0x");
-    for b in bytes {
-        let _ = write!(s, "{b:02X}");
-    }
-    s
+    format!("0x{}", crate::crypto::hex(bytes).to_ascii_uppercase())
 }
 
 /// The ID of a date range: the cue's event ID and its time (an event ID comes back with

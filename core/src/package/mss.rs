@@ -262,39 +262,20 @@ pub fn cue_fragment(
         return Err(PackageError::NoSuchSegment(format!("{CUE_STREAM}={time}")));
     };
     let (t, d, section) = &chunks[k];
-    let mut w = crate::mp4::writer::BoxWriter::with_capacity(160 + section.len());
-    w.begin(b"moof");
-    w.begin_full(b"mfhd", 0, 0);
-    w.u32(k as u32 + 1);
-    w.end();
-    w.begin(b"traf");
-    w.begin_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
-    w.u32(1);
-    w.end();
-    w.begin(b"uuid");
-    w.bytes(&crate::mp4::fragment::UUID_TFXD);
-    w.u32(1 << 24); // version 1
-    w.u64(*t);
-    w.u64(*d);
-    w.end();
-    w.begin_full(b"tfdt", 1, 0);
-    w.u64(*t);
-    w.end();
-    w.begin_full(b"trun", 0, 0x0301); // data offset, sample duration, sample size
-    w.u32(1);
-    let data_offset_at = w.buf.len();
-    w.u32(0);
-    w.u32((*d).min(u64::from(u32::MAX)) as u32);
-    w.u32(section.len() as u32);
-    w.end();
-    w.end(); // traf
-    w.end(); // moof
-    let mut out = w.finish();
-    let data_offset = (out.len() + 8) as u32;
-    out[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
-    out.extend_from_slice(&((section.len() + 8) as u32).to_be_bytes());
-    out.extend_from_slice(b"mdat");
-    out.extend_from_slice(section);
+    let mut tfxd = crate::mp4::writer::BoxWriter::new();
+    tfxd.begin(b"uuid");
+    tfxd.bytes(&crate::mp4::fragment::UUID_TFXD);
+    tfxd.u32(1 << 24); // version 1
+    tfxd.u64(*t);
+    tfxd.u64(*d);
+    tfxd.end();
+    let mut out = Vec::with_capacity(200 + section.len());
+    let sample = (
+        *t,
+        t.saturating_add((*d).min(u64::from(u32::MAX))),
+        section.clone(),
+    );
+    crate::mp4::writer::write_fragment(&mut out, 1, k as u32 + 1, &[sample], &tfxd.finish());
     Ok(Some(out))
 }
 

@@ -91,7 +91,7 @@ pub fn text_track(cues: &[Cue], opts: &TextTrackOptions) -> Result<Vec<u8>, Text
         };
         samples.push((start, stop, sample));
         if stop % fragment == 0 || stop == end {
-            write_fragment(&mut out, 1, sequence, &samples);
+            write_fragment(&mut out, 1, sequence, &samples, &[]);
             sequence += 1;
             samples.clear();
         }
