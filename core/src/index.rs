@@ -10,6 +10,13 @@
 
 use std::borrow::Cow;
 
+use bytemuck::{Pod, Zeroable};
+
+pub mod entry;
+pub mod store;
+mod table;
+pub use table::{EntryBytes, Table};
+
 use crate::events::{self, TimedEvent, MAX_EVENTS_PER_TRACK, MAX_EVENT_MESSAGE};
 use crate::mp4::fragment::{
     Moof, Traf, SAMPLE_FLAG_NON_SYNC, TFHD_DEFAULT_BASE_IS_MOOF, TRUN_DATA_OFFSET,
@@ -63,18 +70,24 @@ pub fn default_track_name(kind: TrackKind, language: Option<&str>) -> String {
     }
 }
 
+// The run types are plain values laid out without padding (`repr(C)`, `Pod`): a stored index
+// entry holds their tables as they are in memory, and reads them in place.
+
 /// A run of samples with equal duration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 struct TimeRun {
+    /// Decode time of the run's first sample.
+    start: u64,
     first_sample: u32,
     count: u32,
     delta: u32,
-    /// Decode time of the run's first sample.
-    start: u64,
+    reserved: u32,
 }
 
 /// A run of samples with equal composition offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 struct CtoRun {
     first_sample: u32,
     count: u32,
@@ -84,19 +97,20 @@ struct CtoRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ctos {
     Zero,
-    Runs(Vec<CtoRun>),
-    PerSample(Vec<i32>),
+    Runs(Table<CtoRun>),
+    PerSample(Table<i32>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sizes {
     Constant(u32),
-    PerSample(Vec<u32>),
+    PerSample(Table<u32>),
 }
 
 /// A run of chunks holding the same number of samples (an `stsc` entry, or consecutive
 /// `trun`s of equal length).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 struct ChunkRun {
     first_chunk: u32,
     first_sample: u32,
@@ -106,8 +120,8 @@ struct ChunkRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ChunkOffsets {
     /// Files under 4 GiB: 4 bytes per chunk.
-    Narrow(Vec<u32>),
-    Wide(Vec<u64>),
+    Narrow(Table<u32>),
+    Wide(Table<u64>),
 }
 
 /// Where each sample's bytes are: chunks (runs of contiguous samples) described by runs of
@@ -115,7 +129,7 @@ enum ChunkOffsets {
 /// chunk, so the offsets are kept at 4 bytes where the file allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ChunkMap {
-    runs: Vec<ChunkRun>,
+    runs: Table<ChunkRun>,
     offsets: ChunkOffsets,
     /// Samples covered so far.
     samples: u32,
@@ -124,8 +138,8 @@ struct ChunkMap {
 impl ChunkMap {
     fn new() -> ChunkMap {
         ChunkMap {
-            runs: Vec::new(),
-            offsets: ChunkOffsets::Narrow(Vec::new()),
+            runs: Table::default(),
+            offsets: ChunkOffsets::Narrow(Table::default()),
             samples: 0,
         }
     }
@@ -142,8 +156,8 @@ impl ChunkMap {
             name: name.to_string(),
         };
         match &mut self.offsets {
-            ChunkOffsets::Narrow(v) => v.try_reserve_exact(n).map_err(oom),
-            ChunkOffsets::Wide(v) => v.try_reserve_exact(n).map_err(oom),
+            ChunkOffsets::Narrow(v) => v.make_mut().try_reserve_exact(n).map_err(oom),
+            ChunkOffsets::Wide(v) => v.make_mut().try_reserve_exact(n).map_err(oom),
         }
     }
 
@@ -152,7 +166,7 @@ impl ChunkMap {
         let chunk = self.len() as u32;
         match self.runs.last() {
             Some(r) if r.samples_per_chunk == count => {}
-            _ => self.runs.push(ChunkRun {
+            _ => self.runs.make_mut().push(ChunkRun {
                 first_chunk: chunk,
                 first_sample: self.samples,
                 samples_per_chunk: count,
@@ -161,14 +175,14 @@ impl ChunkMap {
         self.samples += count;
         match &mut self.offsets {
             ChunkOffsets::Narrow(v) => match u32::try_from(offset) {
-                Ok(o) => v.push(o),
+                Ok(o) => v.make_mut().push(o),
                 Err(_) => {
                     let mut wide: Vec<u64> = v.iter().map(|&o| u64::from(o)).collect();
                     wide.push(offset);
-                    self.offsets = ChunkOffsets::Wide(wide);
+                    self.offsets = ChunkOffsets::Wide(wide.into());
                 }
             },
-            ChunkOffsets::Wide(v) => v.push(offset),
+            ChunkOffsets::Wide(v) => v.make_mut().push(offset),
         }
     }
 
@@ -200,21 +214,23 @@ impl ChunkMap {
     }
 
     fn heap_size(&self) -> usize {
-        self.runs.capacity() * std::mem::size_of::<ChunkRun>()
+        self.runs.heap_bytes()
             + match &self.offsets {
-                ChunkOffsets::Narrow(v) => v.capacity() * 4,
-                ChunkOffsets::Wide(v) => v.capacity() * 8,
+                ChunkOffsets::Narrow(v) => v.heap_bytes(),
+                ChunkOffsets::Wide(v) => v.heap_bytes(),
             }
     }
 }
 
 /// Where a fragment of an fMP4 source starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub struct FragmentRef {
-    pub first_sample: u32,
     pub moof_offset: u64,
     /// Decode time of the fragment's first sample.
     pub start: u64,
+    pub first_sample: u32,
+    reserved: u32,
 }
 
 /// The first edit of `elst`, when it shifts or trims the media.
@@ -256,12 +272,12 @@ pub struct TrackIndex {
     pub edit: Option<Edit>,
     sample_count: u32,
     sizes: Sizes,
-    times: Vec<TimeRun>,
+    times: Table<TimeRun>,
     ctos: Ctos,
     chunks: ChunkMap,
     /// 0-based sync samples; `None` when every sample is a sync sample.
-    sync: Option<Vec<u32>>,
-    pub fragments: Vec<FragmentRef>,
+    sync: Option<Table<u32>>,
+    pub fragments: Table<FragmentRef>,
     total_bytes: u64,
     /// Timed events the track carries (a metadata track's, or the `emsg` boxes before its
     /// fragments), on its media timeline, in time order, one copy of each.
@@ -334,30 +350,52 @@ impl TrackIndex {
         self.end_time() - self.times.first().map_or(0, |r| r.start)
     }
 
-    /// Heap bytes held.
+    /// Heap bytes held (tables read in place from a stored entry are the mapping's, not
+    /// counted here: see [`TrackIndex::stored_bytes`]).
     pub fn heap_size(&self) -> usize {
         use std::mem::size_of;
         self.sample_entry.capacity()
-            + self.times.capacity() * size_of::<TimeRun>()
+            + self.times.heap_bytes()
             + match &self.ctos {
                 Ctos::Zero => 0,
-                Ctos::Runs(r) => r.capacity() * size_of::<CtoRun>(),
-                Ctos::PerSample(v) => v.capacity() * 4,
+                Ctos::Runs(r) => r.heap_bytes(),
+                Ctos::PerSample(v) => v.heap_bytes(),
             }
             + match &self.sizes {
                 Sizes::Constant(_) => 0,
-                Sizes::PerSample(v) => v.capacity() * 4,
+                Sizes::PerSample(v) => v.heap_bytes(),
             }
             + self.chunks.heap_size()
-            + self.sync.as_ref().map_or(0, |s| s.capacity() * 4)
+            + self.sync.as_ref().map_or(0, Table::heap_bytes)
             + self
                 .events
                 .iter()
                 .map(|e| size_of::<TimedEvent>() + e.message.capacity() + e.scheme_id_uri.len())
                 .sum::<usize>()
-            + self.fragments.capacity() * size_of::<FragmentRef>()
+            + self.fragments.heap_bytes()
             + self.language.capacity()
             + self.handler_name.capacity()
+    }
+
+    /// Bytes of a stored entry's mapping the tables read in place.
+    pub fn stored_bytes(&self) -> usize {
+        self.times.stored_bytes()
+            + match &self.ctos {
+                Ctos::Zero => 0,
+                Ctos::Runs(r) => r.stored_bytes(),
+                Ctos::PerSample(v) => v.stored_bytes(),
+            }
+            + match &self.sizes {
+                Sizes::Constant(_) => 0,
+                Sizes::PerSample(v) => v.stored_bytes(),
+            }
+            + self.chunks.runs.stored_bytes()
+            + match &self.chunks.offsets {
+                ChunkOffsets::Narrow(v) => v.stored_bytes(),
+                ChunkOffsets::Wide(v) => v.stored_bytes(),
+            }
+            + self.sync.as_ref().map_or(0, Table::stored_bytes)
+            + self.fragments.stored_bytes()
     }
 
     /// Table sizes, for diagnostics: (time runs, cto entries, chunks, sync samples).
@@ -371,7 +409,7 @@ impl TrackIndex {
             self.times.len(),
             ctos,
             self.chunks.len(),
-            self.sync.as_ref().map_or(0, Vec::len),
+            self.sync.as_ref().map_or(0, |s| s.len()),
         )
     }
 
@@ -852,6 +890,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             count,
             delta,
             start,
+            reserved: 0,
         });
         covered += u64::from(count);
         start = start
@@ -883,7 +922,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             if v.iter().all(|&o| o == 0) {
                 Ctos::Zero
             } else {
-                Ctos::PerSample(v)
+                Ctos::PerSample(v.into())
             }
         }
         Some((_, table)) => {
@@ -921,7 +960,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
                 total_bytes += u64::from(s);
                 s
             }));
-            Sizes::PerSample(v)
+            Sizes::PerSample(v.into())
         }
         compact => {
             let mut v = try_vec::<u32>(sample_count as usize, name)?;
@@ -930,7 +969,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
                 total_bytes += u64::from(s);
                 v.push(s);
             }
-            Sizes::PerSample(v)
+            Sizes::PerSample(v.into())
         }
     };
 
@@ -1046,11 +1085,11 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
         edit,
         sample_count,
         sizes,
-        times,
+        times: times.into(),
         ctos,
         chunks,
-        sync,
-        fragments: Vec::new(),
+        sync: sync.map(Table::from),
+        fragments: Table::default(),
         total_bytes,
         events: Vec::new(),
     })
@@ -1084,7 +1123,7 @@ fn compact_ctos(runs: Vec<CtoRun>, sample_count: u32, name: &str) -> Result<Ctos
         return Ok(Ctos::Zero);
     }
     if runs.len() * std::mem::size_of::<CtoRun>() <= sample_count as usize * 4 {
-        return Ok(Ctos::Runs(runs));
+        return Ok(Ctos::Runs(runs.into()));
     }
     let mut v = try_vec::<i32>(sample_count as usize, name)?;
     for r in &runs {
@@ -1092,7 +1131,7 @@ fn compact_ctos(runs: Vec<CtoRun>, sample_count: u32, name: &str) -> Result<Ctos
         v.extend(std::iter::repeat_n(r.offset, r.count as usize));
     }
     v.resize(sample_count as usize, 0);
-    Ok(Ctos::PerSample(v))
+    Ok(Ctos::PerSample(v.into()))
 }
 
 /// Appends the samples of fragments to a track's index.
@@ -1111,11 +1150,11 @@ impl<'t> FragmentTrackBuilder<'t> {
         let next_dts = track.end_time();
         let sizes = match &track.sizes {
             Sizes::Constant(s) => vec![*s; track.sample_count as usize],
-            Sizes::PerSample(v) => v.clone(),
+            Sizes::PerSample(v) => v.to_vec(),
         };
         let ctos = match &track.ctos {
             Ctos::Zero => Vec::new(),
-            Ctos::Runs(r) => r.clone(),
+            Ctos::Runs(r) => r.to_vec(),
             Ctos::PerSample(v) => v
                 .iter()
                 .enumerate()
@@ -1128,7 +1167,7 @@ impl<'t> FragmentTrackBuilder<'t> {
         };
         let (sync, all_sync) = match &track.sync {
             None => ((0..track.sample_count).collect(), true),
-            Some(s) => (s.clone(), false),
+            Some(s) => (s.to_vec(), false),
         };
         FragmentTrackBuilder {
             track,
@@ -1195,10 +1234,11 @@ impl<'t> FragmentTrackBuilder<'t> {
                 }
             }
             let frag_start = self.next_dts;
-            t.fragments.push(FragmentRef {
+            t.fragments.make_mut().push(FragmentRef {
                 first_sample: t.sample_count,
                 moof_offset: moof.offset,
                 start: frag_start,
+                reserved: 0,
             });
         }
         let mut cursor = base;
@@ -1237,7 +1277,7 @@ impl<'t> FragmentTrackBuilder<'t> {
                     .or(tfhd.default_sample_flags)
                     .unwrap_or(self.trex.default_sample_flags);
                 let index = t.sample_count;
-                push_time(&mut t.times, index, duration, self.next_dts);
+                push_time(t.times.make_mut(), index, duration, self.next_dts);
                 self.next_dts = self
                     .next_dts
                     .checked_add(u64::from(duration))
@@ -1277,12 +1317,16 @@ impl<'t> FragmentTrackBuilder<'t> {
         t.sizes = match self.sizes.first() {
             Some(&first) if self.sizes.iter().all(|&s| s == first) => Sizes::Constant(first),
             None => Sizes::Constant(0),
-            _ => Sizes::PerSample(self.sizes),
+            _ => Sizes::PerSample(self.sizes.into()),
         };
-        t.sync = if self.all_sync { None } else { Some(self.sync) };
+        t.sync = if self.all_sync {
+            None
+        } else {
+            Some(self.sync.into())
+        };
         // The run tables cannot fail here: they were built within the sample limit.
         t.ctos = compact_ctos(self.ctos, count, "").unwrap_or(Ctos::Zero);
-        if t.sizes == Sizes::PerSample(Vec::new()) {
+        if t.sizes == Sizes::PerSample(Table::default()) {
             t.sizes = Sizes::Constant(0);
         }
     }
@@ -1301,6 +1345,7 @@ fn push_time(times: &mut Vec<TimeRun>, index: u32, delta: u32, dts: u64) {
         count: 1,
         delta,
         start: dts,
+        reserved: 0,
     });
 }
 
@@ -1324,12 +1369,12 @@ impl TrackIndex {
     fn slice(&self, range: std::ops::Range<u32>, rebase: u64) -> TrackIndex {
         let mut out = TrackIndex {
             sample_count: 0,
-            sizes: Sizes::PerSample(Vec::with_capacity((range.end - range.start) as usize)),
-            times: Vec::new(),
+            sizes: Sizes::PerSample(Table::default()),
+            times: Table::default(),
             ctos: Ctos::Zero,
             chunks: ChunkMap::new(),
-            sync: Some(Vec::new()),
-            fragments: Vec::new(),
+            sync: Some(Table::default()),
+            fragments: Table::default(),
             total_bytes: 0,
             edit: None,
             ..self.clone_header()
@@ -1340,7 +1385,7 @@ impl TrackIndex {
         let mut chunk: Option<(u32, u64, u64)> = None; // (count, offset, next offset)
         for s in self.samples(range.clone()) {
             let i = out.sample_count;
-            push_time(&mut out.times, i, s.duration, s.dts - rebase);
+            push_time(out.times.make_mut(), i, s.duration, s.dts - rebase);
             if s.cto != 0 || !ctos.is_empty() {
                 push_cto(&mut ctos, i, s.cto);
             }
@@ -1369,9 +1414,9 @@ impl TrackIndex {
         out.sync = if sync.len() == out.sample_count as usize {
             None
         } else {
-            Some(sync)
+            Some(sync.into())
         };
-        out.sizes = Sizes::PerSample(sizes);
+        out.sizes = Sizes::PerSample(sizes.into());
         out.ctos = compact_ctos(ctos, out.sample_count, "").unwrap_or(Ctos::Zero);
         // Events that start within the slice, on its timeline.
         let end = if range.end >= self.sample_count {
@@ -1425,11 +1470,11 @@ impl TrackIndex {
             edit: self.edit,
             sample_count: 0,
             sizes: Sizes::Constant(0),
-            times: Vec::new(),
+            times: Table::default(),
             ctos: Ctos::Zero,
             chunks: ChunkMap::new(),
             sync: None,
-            fragments: Vec::new(),
+            fragments: Table::default(),
             total_bytes: 0,
             events: Vec::new(),
         }

@@ -411,9 +411,10 @@ mod sparse;
 pub use pieces::{Backing, PiecesSource};
 pub use sparse::SparseSource;
 
-/// The one place the core uses `unsafe` (see its documentation).
+/// The one place the core maps files (see its documentation); the index store maps its
+/// entries with it too.
 #[allow(unsafe_code)]
-mod mmap;
+pub(crate) mod mmap;
 
 #[cfg(test)]
 mod tests {

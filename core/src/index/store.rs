@@ -1,0 +1,638 @@
+//! The index store: media indexes kept on disk, one entry per source version, shared by
+//! every worker and every nginx that names the same directory, and kept across restarts.
+//!
+//! An entry is found by a hash of its source's identity (device, inode, size, times of a
+//! local file; URL, ETag or Last-Modified and size of a remote object), so a source replaced
+//! in place gets a new entry and the old one ages out. Entries are written to a temporary
+//! file and renamed into place, so a reader sees a whole entry or none, whatever happens to
+//! the writer (a worker killed mid-write leaves only a temporary file, removed later). A
+//! large entry is mapped read-only and its tables are used in place: every worker maps the
+//! same pages of the page cache, and nothing is parsed. A small one is read into memory (one
+//! read costs less than a mapping). Every entry is checked whole when it is read
+//! ([`super::entry::read`]); one that does not pass is counted, logged and replaced by the
+//! index built again from the source.
+//!
+//! The store holds about `max_bytes`: each worker adds up what it writes, and after writing
+//! a sixteenth of the limit (and after its first write) sweeps the directory in a thread of
+//! its own: it removes temporary files left by writers that died, and the least recently
+//! used entries until the store is under nine tenths of its limit. An entry's modification
+//! time is its last use (refreshed at most hourly when read), so the sweep needs no index of
+//! its own and two nginx sharing the directory sweep the same way.
+//!
+//! A write that fails (a full disk, a read-only directory) is logged once and writes pause
+//! for a minute: the worker keeps the index in memory, as it does without a store.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::entry::{self, HEADER_LEN, MAX_ENTRY_BYTES};
+use super::table::EntryBytes;
+use super::MediaIndex;
+use crate::source::SourceIdentity;
+
+/// Entries at least this large are mapped; smaller ones are read.
+const MAP_AT_LEAST: u64 = 64 << 10;
+/// How stale an entry's use time may be before a read refreshes it.
+const TOUCH_AFTER: Duration = Duration::from_secs(3600);
+/// How long writes stop after one failed.
+const WRITE_PAUSE: Duration = Duration::from_secs(60);
+/// Temporary files older than this belong to a writer that died.
+const STALE_TEMP: Duration = Duration::from_secs(600);
+/// The name every temporary file starts with.
+const TEMP_PREFIX: &str = ".tmp-";
+/// The first bytes of a remote object's record.
+const REMOTE_MAGIC: [u8; 8] = *b"NGXOURL\0";
+
+/// What a store did, for the status endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Indexes read from an entry.
+    pub hits: u64,
+    /// Lookups that found no entry.
+    pub misses: u64,
+    /// Entries found and refused (corrupt, truncated, of another format or source).
+    pub refused: u64,
+    /// Entries written.
+    pub writes: u64,
+    /// Writes that failed.
+    pub write_failures: u64,
+    /// Entries this worker's sweeps removed to stay within the limit.
+    pub evictions: u64,
+}
+
+/// One worker's handle on an index store directory.
+pub struct IndexStore {
+    dir: PathBuf,
+    max_bytes: u64,
+    written_since_sweep: u64,
+    swept: bool,
+    sweeping: Arc<AtomicBool>,
+    evicted: Arc<AtomicU64>,
+    writes_paused_until: Option<Instant>,
+    failure_logged: bool,
+    temp_count: u64,
+    /// Tests only: a pause halfway through writing an entry (to kill a writer mid-write).
+    write_stall: Option<Duration>,
+    stats: StoreStats,
+}
+
+impl IndexStore {
+    /// A store in `dir` (made on first write) holding about `max_bytes`.
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> IndexStore {
+        IndexStore {
+            dir: dir.into(),
+            max_bytes,
+            written_since_sweep: 0,
+            swept: false,
+            sweeping: Arc::new(AtomicBool::new(false)),
+            evicted: Arc::new(AtomicU64::new(0)),
+            writes_paused_until: None,
+            failure_logged: false,
+            temp_count: 0,
+            write_stall: None,
+            stats: StoreStats::default(),
+        }
+    }
+
+    /// Makes every entry write pause for `stall` halfway (the fault tests kill a worker then).
+    pub fn stall_writes(&mut self, stall: Duration) {
+        self.write_stall = Some(stall);
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            evictions: self.evicted.load(Ordering::Relaxed),
+            ..self.stats
+        }
+    }
+
+    /// Where the entry of the identity whose key is `key` lives: 256 folders by the hash's
+    /// first byte, so no folder grows past a few hundred entries per 100,000.
+    fn path_of(&self, key: &[u8], extension: &str) -> PathBuf {
+        let hex = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key));
+        self.dir
+            .join(&hex[..2])
+            .join(format!("{}.{extension}", &hex[2..]))
+    }
+
+    /// The stored index of `identity`, if the store holds a sound one.
+    pub fn load(&mut self, identity: &SourceIdentity) -> Option<MediaIndex> {
+        let key = entry::identity_key(identity)?;
+        let path = self.path_of(&key, "idx");
+        let file = match open_entry(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.stats.misses += 1;
+                return None;
+            }
+            Err(e) => return self.refuse(&path, &e.to_string()),
+        };
+        let read = read_bytes(&file).and_then(|bytes| {
+            entry::read(&Arc::new(bytes), identity, &key)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        });
+        match read {
+            Ok(index) => {
+                self.stats.hits += 1;
+                touch(&file);
+                Some(index)
+            }
+            Err(e) => self.refuse(&path, &e.to_string()),
+        }
+    }
+
+    fn refuse(&mut self, path: &Path, why: &str) -> Option<MediaIndex> {
+        self.stats.refused += 1;
+        tracing::warn!(
+            "index store: refused {} ({why}); indexing the source again",
+            path.display()
+        );
+        None
+    }
+
+    /// Keeps `index` in the store (nothing for sources the store does not keep).
+    pub fn save(&mut self, index: &MediaIndex) {
+        let Some(key) = entry::identity_key(&index.identity) else {
+            return;
+        };
+        let bytes = entry::write(index, &key);
+        let path = self.path_of(&key, "idx");
+        self.put(&path, &bytes);
+    }
+
+    /// What this store last learned of the remote object at `url`: its identity and
+    /// modification time (so that a worker that never fetched it revalidates it with one
+    /// byte instead of reading its head again).
+    pub fn remote_object(&mut self, url: &str) -> Option<(SourceIdentity, i64)> {
+        let path = self.path_of(url.as_bytes(), "url");
+        let file = open_entry(&path).ok()?;
+        let mut bytes = Vec::new();
+        file.take(64 << 10).read_to_end(&mut bytes).ok()?;
+        let record = read_remote_record(&bytes, url);
+        if record.is_none() {
+            self.refuse(&path, "not a remote object record");
+        }
+        record
+    }
+
+    /// Records what a fetch told of the remote object `identity` (a [`SourceIdentity::Remote`]
+    /// with a version; others are not kept).
+    pub fn remember_remote_object(&mut self, identity: &SourceIdentity, modified: i64) {
+        let SourceIdentity::Remote { url, version, size } = identity else {
+            return;
+        };
+        if version.is_empty() {
+            return;
+        }
+        let mut body = Vec::new();
+        for field in [url.as_bytes(), version.as_bytes()] {
+            body.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            body.extend_from_slice(field);
+        }
+        body.extend_from_slice(&size.to_le_bytes());
+        body.extend_from_slice(&modified.to_le_bytes());
+        let mut record = REMOTE_MAGIC.to_vec();
+        record.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+        record.extend_from_slice(&body);
+        let path = self.path_of(url.as_bytes(), "url");
+        self.put(&path, &record);
+    }
+
+    /// Writes `bytes` as the file `path`, atomically.
+    fn put(&mut self, path: &Path, bytes: &[u8]) {
+        if let Some(until) = self.writes_paused_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.writes_paused_until = None;
+        }
+        self.temp_count += 1;
+        let temp_name = format!(
+            "{TEMP_PREFIX}{}-{}-{}",
+            std::process::id(),
+            self.temp_count,
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        match write_atomically(path, &temp_name, bytes, self.write_stall) {
+            Ok(()) => {
+                self.stats.writes += 1;
+                self.written_since_sweep += bytes.len() as u64;
+                self.maybe_sweep();
+            }
+            Err(e) => {
+                self.stats.write_failures += 1;
+                self.writes_paused_until = Some(Instant::now() + WRITE_PAUSE);
+                if !self.failure_logged {
+                    self.failure_logged = true;
+                    tracing::error!(
+                        "index store: cannot write {} ({e}); indexes stay in memory only, \
+                         writes pause for {} s at each failure (logged once)",
+                        path.display(),
+                        WRITE_PAUSE.as_secs()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts a sweep after this worker's first write and after each sixteenth of the limit
+    /// it writes, unless one is running.
+    fn maybe_sweep(&mut self) {
+        if self.swept && self.written_since_sweep < self.max_bytes / 16 {
+            return;
+        }
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.swept = true;
+        self.written_since_sweep = 0;
+        let (dir, max, running, evicted) = (
+            self.dir.clone(),
+            self.max_bytes,
+            self.sweeping.clone(),
+            self.evicted.clone(),
+        );
+        let started = spawn_without_signals(move || {
+            let removed = sweep(&dir, max, SystemTime::now());
+            evicted.fetch_add(removed, Ordering::Relaxed);
+            running.store(false, Ordering::Release);
+        });
+        if !started {
+            self.sweeping.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Opens a store file for reading, never through a symbolic link.
+fn open_entry(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// The bytes of an entry: mapped when large, read when small.
+fn read_bytes(file: &File) -> io::Result<EntryBytes> {
+    let meta = file.metadata()?;
+    let len = meta.len();
+    if !meta.is_file() || len < HEADER_LEN as u64 || len > MAX_ENTRY_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not an index entry: {len} bytes"),
+        ));
+    }
+    if len >= MAP_AT_LEAST {
+        if let Ok(map) = crate::source::mmap::Mapping::new(file) {
+            return Ok(EntryBytes::Mapped(map));
+        }
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(EntryBytes::copied(&bytes))
+}
+
+/// Refreshes the use time of an entry last used over an hour ago (the sweep keeps the most
+/// recently used). Failing is harmless: the entry may be evicted a little early.
+fn touch(file: &File) {
+    let Ok(modified) = file.metadata().and_then(|m| m.modified()) else {
+        return;
+    };
+    let now = SystemTime::now();
+    if now
+        .duration_since(modified)
+        .is_ok_and(|age| age > TOUCH_AFTER)
+    {
+        let _ = file.set_modified(now);
+    }
+}
+
+/// Reads a remote object's record, checked: magic, checksum and URL.
+fn read_remote_record(bytes: &[u8], url: &str) -> Option<(SourceIdentity, i64)> {
+    let body = bytes.strip_prefix(&REMOTE_MAGIC)?;
+    let (sum, body) = body.split_at_checked(8)?;
+    if u64::from_le_bytes(sum.try_into().ok()?) != xxhash_rust::xxh3::xxh3_64(body) {
+        return None;
+    }
+    let mut at = 0usize;
+    let mut field = || -> Option<&[u8]> {
+        let len = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize;
+        let value = body.get(at + 4..at.checked_add(4 + len)?)?;
+        at += 4 + len;
+        Some(value)
+    };
+    let stored_url = std::str::from_utf8(field()?).ok()?.to_string();
+    let version = std::str::from_utf8(field()?).ok()?.to_string();
+    let tail = body.get(at..at + 16)?;
+    let size = u64::from_le_bytes(tail[..8].try_into().ok()?);
+    let modified = i64::from_le_bytes(tail[8..].try_into().ok()?);
+    if stored_url != url || version.is_empty() || at + 16 != body.len() {
+        return None;
+    }
+    Some((
+        SourceIdentity::Remote {
+            url: stored_url,
+            version,
+            size,
+        },
+        modified,
+    ))
+}
+
+/// Writes `bytes` to a new temporary file beside `path` and renames it over `path`.
+fn write_atomically(
+    path: &Path,
+    temp_name: &str,
+    bytes: &[u8],
+    stall: Option<Duration>,
+) -> io::Result<()> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(folder)?;
+    let temp = folder.join(temp_name);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&temp)?;
+        match stall {
+            Some(pause) => {
+                let half = bytes.len() / 2;
+                file.write_all(&bytes[..half])?;
+                std::thread::sleep(pause);
+                file.write_all(&bytes[half..])?;
+            }
+            None => file.write_all(bytes)?,
+        }
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+/// Removes temporary files older than [`STALE_TEMP`] and, while the store holds more than
+/// `max_bytes`, the least recently used entries until it holds nine tenths of it. Returns how
+/// many entries went. Files it cannot read or remove are left (another sweep may have taken
+/// them).
+pub fn sweep(dir: &Path, max_bytes: u64, now: SystemTime) -> u64 {
+    let mut entries: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+    let mut total = 0u64;
+    let Ok(folders) = fs::read_dir(dir) else {
+        return 0;
+    };
+    for folder in folders.flatten() {
+        let name = folder.file_name();
+        let name = name.to_string_lossy();
+        if name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let Ok(files) = fs::read_dir(folder.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let Ok(meta) = file.metadata() else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            let file_name = file.file_name();
+            let file_name = file_name.to_string_lossy();
+            if file_name.starts_with(TEMP_PREFIX) {
+                if now
+                    .duration_since(modified)
+                    .is_ok_and(|age| age > STALE_TEMP)
+                {
+                    let _ = fs::remove_file(file.path());
+                }
+                continue;
+            }
+            if file_name.ends_with(".idx") || file_name.ends_with(".url") {
+                total += meta.len();
+                entries.push((modified, meta.len(), file.path()));
+            }
+        }
+    }
+    if total <= max_bytes {
+        return 0;
+    }
+    entries.sort_unstable();
+    let target = max_bytes / 10 * 9;
+    let mut removed = 0;
+    for (_, len, path) in entries {
+        if total <= target {
+            break;
+        }
+        if fs::remove_file(&path).is_ok() {
+            total -= len;
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Runs `work` on a thread of its own that takes no signals: nginx's handlers must run on
+/// the worker's own thread, whose event loop they wake. Returns whether it started.
+#[allow(unsafe_code)]
+fn spawn_without_signals(work: impl FnOnce() + Send + 'static) -> bool {
+    // SAFETY: plain libc calls on local, initialised signal sets; the thread's mask is
+    // restored before returning, whatever the spawn did. A new thread inherits the mask in
+    // force when it is created, so it starts with every signal blocked.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous) != 0 {
+            return false;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("index-store-sweep".into())
+            .spawn(work)
+            .is_ok();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        spawned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::build_index;
+    use crate::source::{MmapSource, Source};
+
+    fn fixture() -> (PathBuf, MediaIndex) {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smooth.ismv");
+        let source = MmapSource::open(&p).unwrap();
+        assert!(matches!(source.identity(), SourceIdentity::File { .. }));
+        (p.clone(), build_index(&source).unwrap())
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("origin-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for folder in fs::read_dir(dir).into_iter().flatten().flatten() {
+            for f in fs::read_dir(folder.path()).into_iter().flatten().flatten() {
+                out.push(f.path());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_index_saved_by_one_worker_is_loaded_by_another() {
+        let dir = temp_dir("share");
+        let (_, index) = fixture();
+        let mut writer = IndexStore::new(&dir, 1 << 30);
+        assert!(writer.load(&index.identity).is_none());
+        writer.save(&index);
+        let mut reader = IndexStore::new(&dir, 1 << 30);
+        assert_eq!(reader.load(&index.identity).as_ref(), Some(&index));
+        let stats = (writer.stats(), reader.stats());
+        assert_eq!((stats.0.misses, stats.0.writes, stats.1.hits), (1, 1, 1));
+        // No temporary file stays behind.
+        let files = files_in(&dir);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].extension().is_some_and(|e| e == "idx"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_or_planted_entry_is_refused_and_replaced() {
+        let dir = temp_dir("damaged");
+        let (_, index) = fixture();
+        let mut store = IndexStore::new(&dir, 1 << 30);
+        store.save(&index);
+        let path = files_in(&dir).remove(0);
+        let good = fs::read(&path).unwrap();
+        // Truncated, flipped, and another source's entry in its place.
+        let mut other = index.clone();
+        if let SourceIdentity::File { ino, .. } = &mut other.identity {
+            *ino += 1;
+        }
+        let key = entry::identity_key(&other.identity).unwrap();
+        for bad in [
+            good[..good.len() / 2].to_vec(),
+            good.iter().map(|b| b ^ 0x55).collect(),
+            entry::write(&other, &key),
+            b"hello".to_vec(),
+        ] {
+            fs::write(&path, &bad).unwrap();
+            assert!(store.load(&index.identity).is_none());
+        }
+        // A symbolic link is not followed.
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
+        assert!(store.load(&index.identity).is_none());
+        assert_eq!(store.stats().refused, 5);
+        // Writing it again replaces what was planted.
+        store.save(&index);
+        assert_eq!(store.load(&index.identity).as_ref(), Some(&index));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_written_keeps_serving_from_memory() {
+        let dir = temp_dir("unwritable");
+        fs::write(&dir, b"a file where the folder should be").unwrap();
+        let (_, index) = fixture();
+        let mut store = IndexStore::new(&dir, 1 << 30);
+        store.save(&index);
+        store.save(&index);
+        // The second write waited out the pause: one failure, counted once.
+        assert_eq!((store.stats().writes, store.stats().write_failures), (0, 1));
+        assert!(store.load(&index.identity).is_none());
+        fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_sweep_removes_the_least_recently_used_and_dead_writers_files() {
+        let dir = temp_dir("sweep");
+        let folder = dir.join("ab");
+        fs::create_dir_all(&folder).unwrap();
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        for (k, age) in [5u64, 1, 3, 2, 4].iter().enumerate() {
+            let p = folder.join(format!("{k}.idx"));
+            fs::write(&p, vec![0u8; 1000]).unwrap();
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(now - hour * *age as u32)
+                .unwrap();
+        }
+        let dead = folder.join(format!("{TEMP_PREFIX}1-1-1"));
+        let live = folder.join(format!("{TEMP_PREFIX}2-2-2"));
+        fs::write(&dead, b"x").unwrap();
+        fs::write(&live, b"x").unwrap();
+        File::options()
+            .write(true)
+            .open(&dead)
+            .unwrap()
+            .set_modified(now - hour)
+            .unwrap();
+        // 5,000 bytes against a limit of 3,000: down to 2,700, the oldest first.
+        assert_eq!(sweep(&dir, 3000, now), 3);
+        let mut left: Vec<String> = files_in(&dir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                format!("{TEMP_PREFIX}2-2-2"),
+                "1.idx".into(),
+                "3.idx".into()
+            ]
+        );
+        assert_eq!(sweep(&dir, 3000, now), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_remote_object_is_remembered_by_url() {
+        let dir = temp_dir("remote");
+        let mut store = IndexStore::new(&dir, 1 << 30);
+        let identity = SourceIdentity::Remote {
+            url: "http://backend/a.mp4".into(),
+            version: "\"v1\"".into(),
+            size: 1234,
+        };
+        assert!(store.remote_object("http://backend/a.mp4").is_none());
+        store.remember_remote_object(&identity, 99);
+        let mut other = IndexStore::new(&dir, 1 << 30);
+        assert_eq!(
+            other.remote_object("http://backend/a.mp4"),
+            Some((identity, 99))
+        );
+        assert!(other.remote_object("http://backend/b.mp4").is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
