@@ -13,8 +13,12 @@ pub trait Weighted {
 }
 
 impl Weighted for crate::index::MediaIndex {
+    /// Its heap, plus a quarter of the stored entry it reads in place: those pages are shared
+    /// with every worker (and dropped by the kernel under pressure), yet each mapping costs a
+    /// slot of the truncation guard, so a cache of mapped entries stays bounded too.
     fn weight(&self) -> usize {
-        self.heap_size()
+        let stored = self.stored_bytes();
+        self.heap_size() + if stored > 0 { stored / 4 + 4096 } else { 0 }
     }
 }
 

@@ -491,6 +491,30 @@ pub fn parse_cache_size(value: &str) -> Result<usize, ConfigError> {
     parse_size(value, (min as u64, max as u64)).map(|s| s as usize)
 }
 
+/// The index store's size limit unless `max_size=` says otherwise.
+pub const DEFAULT_INDEX_STORE_BYTES: u64 = 1 << 30;
+/// What `max_size=` of `origin_index_store` may be.
+pub const INDEX_STORE_SIZE_RANGE: (u64, u64) = (1 << 20, 1 << 50);
+
+/// The options of `origin_index_store PATH [max_size=SIZE]` after the path: the size limit.
+pub fn parse_index_store_options(options: &[&str]) -> Result<u64, ConfigError> {
+    let mut max = None;
+    for option in options {
+        match option.split_once('=') {
+            Some(("max_size", value)) if max.is_none() => {
+                max = Some(parse_size(value, INDEX_STORE_SIZE_RANGE)?);
+            }
+            Some(("max_size", _)) => return Err(ConfigError("max_size given twice".into())),
+            _ => {
+                return Err(ConfigError(format!(
+                    "unknown option \"{option}\" (expected max_size=SIZE)"
+                )))
+            }
+        }
+    }
+    Ok(max.unwrap_or(DEFAULT_INDEX_STORE_BYTES))
+}
+
 /// An nginx size (`512k`, `64m`, `2g`, or bytes) within `min..=max` bytes.
 pub fn parse_size(value: &str, (min, max): (u64, u64)) -> Result<u64, ConfigError> {
     let (digits, unit) = match value.as_bytes().last() {
@@ -515,6 +539,18 @@ pub fn parse_size(value: &str, (min, max): (u64, u64)) -> Result<u64, ConfigErro
 #[cfg(test)]
 mod cache_size_tests {
     use super::*;
+
+    #[test]
+    fn index_store_options_take_a_size_limit() {
+        assert_eq!(
+            parse_index_store_options(&[]),
+            Ok(DEFAULT_INDEX_STORE_BYTES)
+        );
+        assert_eq!(parse_index_store_options(&["max_size=64m"]), Ok(64 << 20));
+        assert!(parse_index_store_options(&["max_size=1k"]).is_err());
+        assert!(parse_index_store_options(&["max_size=1g", "max_size=2g"]).is_err());
+        assert!(parse_index_store_options(&["inactive=1d"]).is_err());
+    }
 
     #[test]
     fn sizes() {

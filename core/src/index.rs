@@ -303,6 +303,11 @@ impl MediaIndex {
             + std::mem::size_of::<MediaIndex>()
     }
 
+    /// Bytes of a stored entry the tables read in place (0 for an index built here).
+    pub fn stored_bytes(&self) -> usize {
+        self.tracks.iter().map(TrackIndex::stored_bytes).sum()
+    }
+
     /// Total samples over all tracks.
     pub fn sample_count(&self) -> u64 {
         self.tracks.iter().map(|t| u64::from(t.sample_count)).sum()

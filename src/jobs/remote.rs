@@ -452,6 +452,11 @@ fn pump_step(
                     Some((meta, true)) => remote.supply_known(&path, &meta),
                     // Known but due for revalidation: one byte tells its version.
                     Some((_, false)) => start_fetch(r, remote, path, 0, 1, true, 0)?,
+                    // Known to the index store (another worker, an earlier nginx): one byte
+                    // tells whether it is still that version, whose index the store holds.
+                    None if recall_stored(&key, remote.ttl) => {
+                        start_fetch(r, remote, path, 0, 1, true, 0)?
+                    }
                     None => {
                         let len = origin_core::request::READ_AHEAD.min(remote.fetch_max);
                         start_fetch(r, remote, path, 0, len, true, 0)?
@@ -848,6 +853,32 @@ fn remember(key: String, meta: Meta) {
     KNOWN.with(|k| k.borrow_mut().insert(key, Arc::new(meta)));
 }
 
+/// Whether the index store knows the object `key` (then remembered as due for revalidation,
+/// since nobody knows how old the store's record is).
+fn recall_stored(key: &str, ttl: std::time::Duration) -> bool {
+    let Some((identity, modified)) = crate::settings::caches::with(|c| {
+        c.index_store().and_then(|store| store.remote_object(key))
+    }) else {
+        return false;
+    };
+    let Some(checked) = std::time::Instant::now().checked_sub(ttl) else {
+        return false;
+    };
+    let SourceIdentity::Remote { size, .. } = identity else {
+        return false;
+    };
+    remember(
+        key.to_string(),
+        Meta {
+            identity,
+            size,
+            modified,
+            checked,
+        },
+    );
+    true
+}
+
 fn forget(key: &str) {
     KNOWN.with(|k| k.borrow_mut().retain(|other| other != key));
 }
@@ -914,6 +945,14 @@ impl Remote {
                 version: fetched.version.clone(),
                 size: fetched.total,
             };
+            let known_before = known(&self.key(path), self.ttl).map(|(m, _)| m.identity);
+            if known_before.as_ref() != Some(&identity) {
+                crate::settings::caches::with(|c| {
+                    if let Some(store) = c.index_store() {
+                        store.remember_remote_object(&identity, fetched.modified);
+                    }
+                });
+            }
             remember(
                 self.key(path),
                 Meta {

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::sync::Arc;
 
+use origin_core::index::store::IndexStore;
 use origin_core::live::channel::{ChannelReader, ChannelSnapshot};
 use origin_core::request::{Caches, DEFAULT_CACHE_BYTES};
 
@@ -18,25 +19,38 @@ thread_local! {
     static SIZED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Sizes this worker's caches from `origin_cache_size`, once (the configuration a worker runs
-/// under does not change during its life).
-pub fn size(total: usize) {
+/// Sizes this worker's caches from `origin_cache_size` and puts the `origin_index_store`
+/// below them, once (the configuration a worker runs under does not change during its life).
+pub fn size(total: usize, store: Option<&(String, u64)>) {
     if SIZED.with(|s| s.replace(true)) {
         return;
     }
     CACHES.with(|c| {
         let mut caches = c.borrow_mut();
         caches.set_budget(total);
+        caches.set_index_store(store.map(|(dir, max)| {
+            #[allow(unused_mut)]
+            let mut store = IndexStore::new(dir, *max);
+            #[cfg(feature = "test-hooks")]
+            if let Some(ms) = std::env::var("ORIGIN_TEST_INDEX_STORE_STALL_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                store.stall_writes(std::time::Duration::from_millis(ms));
+            }
+            store
+        }));
         crate::settings::metrics::publish_caches(&caches);
     });
 }
 
-/// Sizes this worker's caches from the configuration `r` runs under (once, see [`size`]).
+/// Sets this worker's caches up from the configuration `r` runs under (once, see [`size`]).
 pub fn size_for(r: &ngx::ffi::ngx_http_request_t) {
+    let main = super::conf::main_conf(r);
     size(
-        super::conf::main_conf(r)
-            .and_then(|c| c.cache_size)
+        main.and_then(|c| c.cache_size)
             .unwrap_or(DEFAULT_CACHE_BYTES),
+        main.and_then(|c| c.index_store.as_ref()),
     );
 }
 

@@ -13,7 +13,7 @@ use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
     ngx_int_t, ngx_log_error_core, ngx_str_t, ngx_uint_t, NGX_CONF_2MORE, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::HttpModuleConfExt;
@@ -40,6 +40,9 @@ pub struct MainConf {
     /// `origin_ingest_memory`, `origin_ingest_max_fragment`, `origin_ingest_fragment_timeout`:
     /// what live ingest may hold (ours).
     pub ingest: IngestSettings,
+    /// `origin_index_store PATH [max_size=SIZE]`: the folder media indexes are kept in for
+    /// every worker and the next nginx, and its size limit (ours; off unless set).
+    pub index_store: Option<(String, u64)>,
 }
 
 impl Default for MainConf {
@@ -51,6 +54,7 @@ impl Default for MainConf {
             #[cfg(ngx_feature = "threads")]
             thread_pool: ptr::null_mut(),
             ingest: IngestSettings::default(),
+            index_store: None,
         }
     }
 }
@@ -86,7 +90,7 @@ fn invalid(name: &str, value: &str, why: &str) -> String {
 }
 
 /// Every directive of the module, terminated by nginx's empty command.
-pub static mut COMMANDS: [ngx_command_t; 29] = [
+pub static mut COMMANDS: [ngx_command_t; 30] = [
     loc_switch(ngx_string!("usp_handle_ism")),
     loc_switch(ngx_string!("usp_iss_pass_through")),
     loc_switch(ngx_string!("usp_prefer_static")),
@@ -124,6 +128,14 @@ pub static mut COMMANDS: [ngx_command_t; 29] = [
     main_value(ngx_string!("origin_ingest_max_fragment"), set_ingest),
     main_value(ngx_string!("origin_ingest_fragment_timeout"), set_ingest),
     main_value(ngx_string!("origin_live_max_held"), set_ingest),
+    ngx_command_t {
+        name: ngx_string!("origin_index_store"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
+        set: Some(set_index_store),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -416,6 +428,45 @@ unsafe extern "C" fn set_cache_size(
             }
             Err(e) => conf_error(cf, &invalid(NAME, value, &e.0)),
         }
+    })
+}
+
+/// `origin_index_store PATH [max_size=SIZE]`: a relative path is relative to the prefix, as
+/// for nginx's own paths. The folder is made by the workers on their first write (as the
+/// user they run as); a path that names something other than a folder is refused here.
+unsafe extern "C" fn set_index_store(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    entry::guard_conf(cf, || {
+        // SAFETY: nginx passes the configuration being parsed and our main conf.
+        let (cfr, conf) = unsafe { (&mut *cf, &mut *(conf as *mut MainConf)) };
+        const NAME: &str = "origin_index_store";
+        if conf.index_store.is_some() {
+            return conf_error(cf, &duplicate(NAME));
+        }
+        let args = match conf_args(cfr) {
+            Ok(a) => a,
+            Err(e) => return conf_error(cf, &e),
+        };
+        let options: Vec<&str> = args.iter().skip(2).copied().collect();
+        let max = match origin_core::config::parse_index_store_options(&options) {
+            Ok(max) => max,
+            Err(e) => return conf_error(cf, &invalid(NAME, &options.join(" "), &e.0)),
+        };
+        // SAFETY: cf->args holds the name and at least one argument (NGX_CONF_TAKE12).
+        let mut name: ngx_str_t = unsafe { (*cfr.args).as_slice::<ngx_str_t>()[1] };
+        // SAFETY: cycle is valid during configuration; name lives in the conf pool.
+        if name.len == 0 || unsafe { ngx_conf_full_name(cfr.cycle, &mut name, 0) } != 0 {
+            return conf_error(cf, &invalid(NAME, "", "expected the path of a folder"));
+        }
+        let path = String::from_utf8_lossy(name.as_bytes()).into_owned();
+        if fs::metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            return conf_error(cf, &invalid(NAME, &path, "it is not a folder"));
+        }
+        conf.index_store = Some((path, max));
+        ngx::core::NGX_CONF_OK
     })
 }
 

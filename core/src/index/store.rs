@@ -72,6 +72,7 @@ pub struct IndexStore {
     written_since_sweep: u64,
     swept: bool,
     sweeping: Arc<AtomicBool>,
+    sweep_again: Arc<AtomicBool>,
     evicted: Arc<AtomicU64>,
     writes_paused_until: Option<Instant>,
     failure_logged: bool,
@@ -90,6 +91,7 @@ impl IndexStore {
             written_since_sweep: 0,
             swept: false,
             sweeping: Arc::new(AtomicBool::new(false)),
+            sweep_again: Arc::new(AtomicBool::new(false)),
             evicted: Arc::new(AtomicU64::new(0)),
             writes_paused_until: None,
             failure_logged: false,
@@ -163,14 +165,33 @@ impl IndexStore {
         None
     }
 
-    /// Keeps `index` in the store (nothing for sources the store does not keep).
-    pub fn save(&mut self, index: &MediaIndex) {
+    /// Keeps `index` in the store (nothing for sources the store does not keep); true once
+    /// its entry is written.
+    pub fn save(&mut self, index: &MediaIndex) -> bool {
         let Some(key) = entry::identity_key(&index.identity) else {
-            return;
+            return false;
         };
         let bytes = entry::write(index, &key);
         let path = self.path_of(&key, "idx");
-        self.put(&path, &bytes);
+        self.put(&path, &bytes)
+    }
+
+    /// Keeps `index` in the store and gives it back as read from its entry (the tables of a
+    /// large one then live in the shared mapping, not in this worker's heap); `index` itself
+    /// when it could not be stored.
+    pub fn save_and_map(&mut self, index: MediaIndex) -> MediaIndex {
+        if !self.save(&index) {
+            return index;
+        }
+        let Some(key) = entry::identity_key(&index.identity) else {
+            return index;
+        };
+        let path = self.path_of(&key, "idx");
+        let read = open_entry(&path)
+            .and_then(|file| read_bytes(&file))
+            .ok()
+            .and_then(|bytes| entry::read(&Arc::new(bytes), &index.identity, &key).ok());
+        read.unwrap_or(index)
     }
 
     /// What this store last learned of the remote object at `url`: its identity and
@@ -211,11 +232,11 @@ impl IndexStore {
         self.put(&path, &record);
     }
 
-    /// Writes `bytes` as the file `path`, atomically.
-    fn put(&mut self, path: &Path, bytes: &[u8]) {
+    /// Writes `bytes` as the file `path`, atomically; true once written.
+    fn put(&mut self, path: &Path, bytes: &[u8]) -> bool {
         if let Some(until) = self.writes_paused_until {
             if Instant::now() < until {
-                return;
+                return false;
             }
             self.writes_paused_until = None;
         }
@@ -233,6 +254,7 @@ impl IndexStore {
                 self.stats.writes += 1;
                 self.written_since_sweep += bytes.len() as u64;
                 self.maybe_sweep();
+                true
             }
             Err(e) => {
                 self.stats.write_failures += 1;
@@ -246,6 +268,7 @@ impl IndexStore {
                         WRITE_PAUSE.as_secs()
                     );
                 }
+                false
             }
         }
     }
@@ -256,21 +279,30 @@ impl IndexStore {
         if self.swept && self.written_since_sweep < self.max_bytes / 16 {
             return;
         }
-        if self.sweeping.swap(true, Ordering::AcqRel) {
-            return;
-        }
         self.swept = true;
         self.written_since_sweep = 0;
-        let (dir, max, running, evicted) = (
+        if self.sweeping.swap(true, Ordering::SeqCst) {
+            // The running sweep may have listed the folder before this write: it goes again.
+            self.sweep_again.store(true, Ordering::SeqCst);
+            return;
+        }
+        let (dir, max, running, again, evicted) = (
             self.dir.clone(),
             self.max_bytes,
             self.sweeping.clone(),
+            self.sweep_again.clone(),
             self.evicted.clone(),
         );
-        let started = spawn_without_signals(move || {
+        let started = spawn_without_signals(move || loop {
+            again.store(false, Ordering::SeqCst);
             let removed = sweep(&dir, max, SystemTime::now());
             evicted.fetch_add(removed, Ordering::Relaxed);
-            running.store(false, Ordering::Release);
+            running.store(false, Ordering::SeqCst);
+            // A write that found this sweep running asked for another pass (unless a new
+            // sweep has started since).
+            if !again.load(Ordering::SeqCst) || running.swap(true, Ordering::SeqCst) {
+                break;
+            }
         });
         if !started {
             self.sweeping.store(false, Ordering::Release);
@@ -510,7 +542,9 @@ mod tests {
         let (_, index) = fixture();
         let mut writer = IndexStore::new(&dir, 1 << 30);
         assert!(writer.load(&index.identity).is_none());
-        writer.save(&index);
+        let mapped = writer.save_and_map(index.clone());
+        assert_eq!(mapped, index);
+        assert!(mapped.stored_bytes() > 0 && mapped.heap_size() < index.heap_size());
         let mut reader = IndexStore::new(&dir, 1 << 30);
         assert_eq!(reader.load(&index.identity).as_ref(), Some(&index));
         let stats = (writer.stats(), reader.stats());

@@ -3,9 +3,11 @@
 //! The glue owns one per worker; the engine decides what goes in and under which key.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cache::{CacheStats, LruCache, Weighted};
+use crate::index::store::{IndexStore, StoreStats};
 use crate::index::{IndexError, MediaIndex};
 use crate::ism::ServerManifest;
 use crate::metrics::{CacheKind, IndexBuilds};
@@ -45,6 +47,8 @@ pub struct Caches {
     pub(super) segments: Rc<SegmentCache>,
     pub(super) manifests: LruCache<SourceIdentity, ServerManifest>,
     index_builds: IndexBuilds,
+    /// The index store below the index cache (`origin_index_store`), when configured.
+    store: Option<IndexStore>,
 }
 
 /// Share `which` of a `total` budget.
@@ -61,6 +65,7 @@ impl Caches {
             segments: Rc::new(SegmentCache::new(share(total, 2))),
             manifests: LruCache::new(share(total, 3)),
             index_builds: IndexBuilds::default(),
+            store: None,
         }
     }
 
@@ -80,6 +85,43 @@ impl Caches {
             CacheKind::GeneratedManifests => self.generated.stats(),
             CacheKind::SegmentTables => self.segments.stats(),
         })
+    }
+
+    /// Puts `store` below the index cache: indexes missing from the cache are looked up there
+    /// before they are built, and those built are kept there.
+    pub fn set_index_store(&mut self, store: Option<IndexStore>) {
+        self.store = store;
+    }
+
+    /// The index store, when there is one.
+    pub fn index_store(&mut self) -> Option<&mut IndexStore> {
+        self.store.as_mut()
+    }
+
+    /// What the index store did, when there is one.
+    pub fn index_store_stats(&self) -> Option<StoreStats> {
+        self.store.as_ref().map(IndexStore::stats)
+    }
+
+    /// The index of `identity` from the cache, or else from the store (then cached).
+    pub(super) fn cached_index(&mut self, identity: &SourceIdentity) -> Option<Arc<MediaIndex>> {
+        if let Some(index) = self.indexes.get(identity) {
+            return Some(index);
+        }
+        let index = Arc::new(self.store.as_mut()?.load(identity)?);
+        self.indexes.insert(identity.clone(), index.clone());
+        Some(index)
+    }
+
+    /// Caches an index just built, and keeps it in the store.
+    pub(super) fn keep_index(&mut self, index: MediaIndex) -> Arc<MediaIndex> {
+        let index = match self.store.as_mut() {
+            Some(store) => store.save_and_map(index),
+            None => index,
+        };
+        let index = Arc::new(index);
+        self.indexes.insert(index.identity.clone(), index.clone());
+        index
     }
 
     /// The media indexes built so far and the time that took.

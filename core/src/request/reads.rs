@@ -84,7 +84,7 @@ impl Request {
         caches: &mut Caches,
     ) -> Result<Arc<MediaIndex>, Stop> {
         let opened = self.opened(path)?;
-        if let Some(index) = caches.indexes.get(&opened.identity) {
+        if let Some(index) = caches.cached_index(&opened.identity) {
             return Ok(index);
         }
         let size = opened.size;
@@ -92,9 +92,7 @@ impl Request {
         match caches.timed_index_build(|| build_index(&*src)) {
             Ok(index) => {
                 src.intact().map_err(Error::from_source)?;
-                let index = Arc::new(index);
-                caches.indexes.insert(src.identity().clone(), index.clone());
-                Ok(index)
+                Ok(caches.keep_index(index))
             }
             Err(IndexError::Source(SourceError::Missing { offset, len, .. })) => {
                 let (at, n) = src.missing(offset, len).unwrap_or((offset, len));
