@@ -86,6 +86,9 @@ def test_a_restarted_nginx_answers_from_the_store_without_indexing(make_nginx):
     restart(n, store)
     assert every_url(n) == first
     assert builds(n) == 0
+    counted = status(n)["index_store"]
+    assert counted["hits"] >= len(LADDER) and counted["refused"] == 0, counted
+    assert counted["writes"] == 0, counted
     # Without the store the same nginx indexes again: the store is what saved the work.
     n.stop()
     n.start(SERVER)
@@ -117,6 +120,7 @@ def test_damaged_foreign_and_planted_entries_are_refused_and_rebuilt(make_nginx)
     start(n, store)
     assert every_url(n) == first
     assert builds(n) == 4
+    assert status(n)["index_store"]["refused"] == 4
     log = n.log_text()
     assert log.count("index store: refused") == 4, log[-3000:]
     for why in ("truncated entry", "checksum does not match", "another source"):
@@ -206,6 +210,7 @@ def test_a_full_disk_keeps_serving_and_logs_once(make_nginx):
         assert log.count("index store: cannot write") == 1, log[-3000:]
         assert "No space left on device" in log
         assert builds(n) >= len(LADDER) + 1
+        assert status(n)["index_store"]["write_failures"] == 1
         n.stop()
         # Room again: the store fills as indexes are built.
         (store / "filler").unlink()

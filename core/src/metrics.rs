@@ -118,6 +118,8 @@ pub struct Snapshot {
     /// In [`CacheKind::ALL`] order.
     pub caches: [CacheStats; CacheKind::COUNT],
     pub index_builds: IndexBuilds,
+    /// What the workers' index stores did (`origin_index_store`; zeros without one).
+    pub index_store: crate::index::store::StoreStats,
     /// Workers whose caches' contents are in `caches` (entries and bytes are theirs).
     pub workers: u64,
 }
@@ -129,6 +131,7 @@ impl Default for Snapshot {
             errors: vec![0; ERROR_TOKENS.len()],
             caches: [CacheStats::default(); CacheKind::COUNT],
             index_builds: IndexBuilds::default(),
+            index_store: Default::default(),
             workers: 0,
         }
     }
@@ -243,11 +246,15 @@ impl Snapshot {
         }
         let _ = write!(
             j,
-            "\n  }},\n  \"index_builds\": {{\"count\": {}, \"seconds\": {}}},\n  \"workers\": {}\n}}\n",
+            "\n  }},\n  \"index_builds\": {{\"count\": {}, \"seconds\": {}}},\n  \"index_store\": {{",
             self.index_builds.count,
             float(self.index_builds.seconds()),
-            self.workers
         );
+        let labels = crate::index::store::StoreStats::LABELS;
+        for (i, (label, n)) in labels.iter().zip(self.index_store.values()).enumerate() {
+            let _ = write!(j, "{}\"{label}\": {n}", if i == 0 { "" } else { ", " });
+        }
+        let _ = write!(j, "}},\n  \"workers\": {}\n}}\n", self.workers);
         j
     }
 
@@ -356,6 +363,16 @@ impl Snapshot {
             "ngx_origin_index_build_seconds_total {}",
             float(self.index_builds.seconds())
         );
+        family(
+            &mut p,
+            "index_store_total",
+            "counter",
+            "What the index stores did: entries read, missing, refused, written, failed writes, evicted.",
+        );
+        let labels = crate::index::store::StoreStats::LABELS;
+        for (label, n) in labels.iter().zip(self.index_store.values()) {
+            let _ = writeln!(p, "ngx_origin_index_store_total{{event=\"{label}\"}} {n}");
+        }
         family(
             &mut p,
             "workers",
@@ -532,6 +549,7 @@ mod tests {
             count: 2,
             nanos: 1_500_000,
         };
+        s.index_store = crate::index::store::StoreStats::from_values([3, 1, 0, 1, 0, 0]);
         s.workers = 2;
         s
     }
@@ -597,7 +615,7 @@ mod tests {
         assert!(j.contains("\"INTERNAL\": 0\n  }"));
         assert!(j.contains("\"media_indexes\": {\"entries\": 2, \"bytes\": 2048, \"hits\": 5, \"misses\": 2, \"evictions\": 0},"));
         assert!(j.ends_with(
-            "\"index_builds\": {\"count\": 2, \"seconds\": 0.001500000},\n  \"workers\": 2\n}\n"
+            "\"index_builds\": {\"count\": 2, \"seconds\": 0.001500000},\n  \"index_store\": {\"hits\": 3, \"misses\": 1, \"refused\": 0, \"writes\": 1, \"write_failures\": 0, \"evictions\": 0},\n  \"workers\": 2\n}\n"
         ));
         // Every token is listed, each once.
         for token in ERROR_TOKENS {
@@ -640,6 +658,8 @@ mod tests {
             "ngx_origin_cache_evictions_total{cache=\"generated_manifests\"} 0",
             "ngx_origin_index_builds_total 2",
             "ngx_origin_index_build_seconds_total 0.001500000",
+            "ngx_origin_index_store_total{event=\"hits\"} 3",
+            "ngx_origin_index_store_total{event=\"write_failures\"} 0",
             "ngx_origin_workers 2",
             "# TYPE ngx_origin_cache_bytes gauge",
             "# TYPE ngx_origin_requests_total counter",

@@ -72,6 +72,7 @@ struct Shared {
     caches: [CacheCounters; CacheKind::COUNT],
     index_builds: AtomicU64,
     index_build_nanos: AtomicU64,
+    index_store: [AtomicU64; 6],
     workers: [WorkerSlot; WORKER_SLOTS],
 }
 
@@ -308,7 +309,7 @@ pub fn count_error(token: &str) {
 
 thread_local! {
     /// What this worker's caches had gained when it last published.
-    static PUBLISHED: Cell<([CacheStats; CacheKind::COUNT], IndexBuilds)> =
+    static PUBLISHED: Cell<([CacheStats; CacheKind::COUNT], IndexBuilds, [u64; 6])> =
         Cell::new(Default::default());
 }
 
@@ -316,7 +317,11 @@ thread_local! {
 /// stores what they hold now in the worker's slot.
 pub fn publish_caches(caches: &Caches) {
     let Some(shared) = shared() else { return };
-    let now = (caches.stats(), caches.index_builds());
+    let now = (
+        caches.stats(),
+        caches.index_builds(),
+        caches.index_store_stats().unwrap_or_default().values(),
+    );
     let before = PUBLISHED.with(|p| p.replace(now));
     let slot = my_slot();
     for (i, (stats, earlier)) in now.0.iter().zip(&before.0).enumerate() {
@@ -340,6 +345,11 @@ pub fn publish_caches(caches: &Caches) {
     if builds.count > 0 || builds.nanos > 0 {
         shared.index_builds.fetch_add(builds.count, Relaxed);
         shared.index_build_nanos.fetch_add(builds.nanos, Relaxed);
+    }
+    for ((counter, now), earlier) in shared.index_store.iter().zip(now.2).zip(before.2) {
+        if now > earlier {
+            counter.fetch_add(now - earlier, Relaxed);
+        }
     }
 }
 
@@ -391,5 +401,8 @@ pub fn snapshot() -> Option<Snapshot> {
         count: shared.index_builds.load(Relaxed),
         nanos: shared.index_build_nanos.load(Relaxed),
     };
+    s.index_store = origin_core::index::store::StoreStats::from_values(
+        shared.index_store.each_ref().map(|c| c.load(Relaxed)),
+    );
     Some(s)
 }

@@ -65,6 +65,41 @@ pub struct StoreStats {
     pub evictions: u64,
 }
 
+impl StoreStats {
+    /// The counters' names, in [`StoreStats::values`] order (the status endpoint's labels).
+    pub const LABELS: [&'static str; 6] = [
+        "hits",
+        "misses",
+        "refused",
+        "writes",
+        "write_failures",
+        "evictions",
+    ];
+
+    pub fn values(&self) -> [u64; 6] {
+        [
+            self.hits,
+            self.misses,
+            self.refused,
+            self.writes,
+            self.write_failures,
+            self.evictions,
+        ]
+    }
+
+    pub fn from_values(v: [u64; 6]) -> StoreStats {
+        let [hits, misses, refused, writes, write_failures, evictions] = v;
+        StoreStats {
+            hits,
+            misses,
+            refused,
+            writes,
+            write_failures,
+            evictions,
+        }
+    }
+}
+
 /// One worker's handle on an index store directory.
 pub struct IndexStore {
     dir: PathBuf,
