@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,10 +121,15 @@ def first_request_ms(n: Nginx, path: str) -> float:
     return float(r[1]) * 1000
 
 
-def place_media(n: Nginx, media: Path) -> None:
-    """The title as v/long.mp4 under the server root (a hard link when the disk allows)."""
+def place_media(n: Nginx, media: Path, symlink: bool = False) -> None:
+    """The title as v/long.mp4 under the server root (a hard link when the disk allows; with
+    `symlink`, a symbolic link: a new hard link changes the file's ctime, so its identity,
+    which the index store's runs must keep)."""
     (n.root / "v").mkdir(mode=0o755)
     target = n.root / "v" / "long.mp4"
+    if symlink:
+        target.symlink_to(media)
+        return
     if media.stat().st_dev == n.root.stat().st_dev:
         os.link(media, target)
     else:
@@ -131,14 +137,83 @@ def place_media(n: Nginx, media: Path) -> None:
     target.chmod(0o644)
 
 
-def cold_start_ms(build, media: Path, module: Path) -> float:
-    """Wall time of the first MPD from a freshly started nginx (its worker has no index)."""
+def cold_start_ms(build, media: Path, module: Path, path: str = "/v/long.mp4/.mpd",
+                  store: Path | None = None) -> float:
+    """Wall time of the first request of `path` from a freshly started nginx (its worker has
+    no index in memory; with `store`, an `origin_index_store` there)."""
     n = Nginx(build, workers=1, module=module, wrapper=["taskset", "-c", "0"])
     try:
-        place_media(n, media)
+        place_media(n, media, symlink=store is not None)
+        extra = f"origin_index_store {store};" if store else ""
         n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; }",
-                http_extra="sendfile on; access_log off;")
-        return first_request_ms(n, "/v/long.mp4/.mpd")
+                http_extra=f"sendfile on; access_log off; {extra}")
+        return first_request_ms(n, path)
+    finally:
+        n.cleanup()
+
+
+def store_rows(build, media: Path, module: Path) -> list[tuple[str, str, str]]:
+    """First manifests after a restart with an index store: warm (the entry written by an
+    earlier nginx of the same title: same inode) and empty; medians of 5 fresh starts."""
+    rows = []
+    root = Path(tempfile.mkdtemp(prefix="origin-bench-store-"))
+    root.chmod(0o777)
+    try:
+        for label, path in (("MPD", "/v/long.mp4/.mpd"), ("HLS playlist", "/v/long.mp4/.m3u8"),
+                            ("Smooth manifest", "/v/long.mp4/Manifest")):
+            warm, empty = [], []
+            for k in range(5):
+                fresh = root / f"empty-{label[0]}{k}"
+                fresh.mkdir()
+                fresh.chmod(0o777)
+                empty.append(cold_start_ms(build, media, module, path, fresh))
+                # The next start finds what this one wrote.
+                warm.append(cold_start_ms(build, media, module, path, fresh))
+            warm.sort()
+            empty.sort()
+            rows.append((f"first {label} after start, index store warm (median of 5)",
+                         f"{warm[2]:.2f} ms", f"range {warm[0]:.2f}–{warm[-1]:.2f} ms"))
+            rows.append((f"first {label} after start, index store empty (median of 5)",
+                         f"{empty[2]:.2f} ms", f"range {empty[0]:.2f}–{empty[-1]:.2f} ms"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def smaps_kb(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        out[name] = int(value.split()[0])
+    return out
+
+
+def four_worker_memory(build, media: Path, module: Path, store: Path | None) -> tuple[int, int]:
+    """(private KB, PSS KB) summed over 4 workers once each has served the title's MPD and
+    playlist (its index in every worker), with or without an index store."""
+    n = Nginx(build, workers=4, module=module)
+    try:
+        place_media(n, media, symlink=True)
+        extra = f"origin_index_store {store};" if store else ""
+        n.start(r"location ~ \.(ism|isml|mp4)(/|$) { usp_handle_ism; add_header X-Worker $pid; }",
+                http_extra=f"access_log off; {extra}")
+        seen: set[str] = set()
+        for _ in range(400):
+            for path in ("/v/long.mp4/.mpd", "/v/long.mp4/.m3u8"):
+                out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", "-H",
+                                      "Connection: close", n.url(path)],
+                                     capture_output=True, text=True).stdout
+                m = re.search(r"(?i)x-worker: (\d+)", out)
+                if m:
+                    seen.add(m.group(1))
+            if len(seen) == 4:
+                break
+        private = pss = 0
+        for pid in n.worker_pids():
+            m = smaps_kb(pid)
+            private += m["Private_Clean"] + m["Private_Dirty"]
+            pss += m["Pss"]
+        return private, pss
     finally:
         n.cleanup()
 
@@ -230,6 +305,18 @@ def main() -> None:
         colds.sort()
         rows.append(("first MPD after start (2-hour title), median of 5 fresh starts",
                      f"{colds[2]:.2f} ms", f"range {colds[0]:.2f}–{colds[-1]:.2f} ms, curl wall time"))
+        rows += store_rows(build, media, module)
+        store = Path(tempfile.mkdtemp(prefix="origin-bench-mem-"))
+        store.chmod(0o777)
+        try:
+            without = four_worker_memory(build, media, module, None)
+            four_worker_memory(build, media, module, store)
+            with_store = four_worker_memory(build, media, module, store)
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
+        rows.append(("4 workers after serving the title: private memory, no store / store",
+                     f"{without[0] / 1024:.1f} / {with_store[0] / 1024:.1f} MB",
+                     f"PSS {without[1] / 1024:.1f} / {with_store[1] / 1024:.1f} MB, summed over workers"))
         mpd = subprocess.run(["curl", "-s", n.url("/v/long.mp4/.mpd")], capture_output=True, text=True).stdout
         times = video_segment_times(mpd)
         step = max(1, len(times) // args.segments)

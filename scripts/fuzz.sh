@@ -10,7 +10,7 @@ cd "$root/fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream live_timeline ism_parser url_route text_parsers packagers remote_inputs request_engine content_protection timed_metadata)
+[ ${#targets[@]} -gt 0 ] || targets=(box_reader index_builder ingest_stream live_timeline ism_parser url_route text_parsers packagers remote_inputs request_engine content_protection timed_metadata index_entry)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
@@ -30,6 +30,8 @@ seed ingest_stream "${media[@]}"
 seed ism_parser "$root"/fuzz/seeds/*.ism*
 seed url_route "$root"/fuzz/seeds/*.url
 seed timed_metadata "$root"/fuzz/seeds/*.scte35
+# Index store entries of three fixtures (written for the identity the target reads them as).
+seed index_entry "$root"/fuzz/seeds/*.entry
 # Remote inputs: source URLs, Content-Range values and sparse-source runs.
 mkdir -p corpus/remote_inputs
 printf 'http://storage/media/a/b.mp4' > corpus/remote_inputs/seed-url

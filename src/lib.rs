@@ -86,7 +86,7 @@ pub static mut ngx_http_origin_module: ngx_module_t = ngx_module_t {
     commands: addr_of!(conf::COMMANDS) as *mut _,
     type_: NGX_HTTP_MODULE as _,
     init_process: Some(settings::metrics::init_process),
-    exit_process: Some(settings::metrics::exit_process),
+    exit_process: Some(settings::caches::exit_process),
     ..ngx_module_t::default()
 };
 

@@ -56,6 +56,13 @@ def entries(store: Path, suffix: str = ".idx") -> list[Path]:
     return sorted(p for p in store.glob("*/*") if p.name.endswith(suffix))
 
 
+def settled(store: Path, count: int) -> list[Path]:
+    """The entries, once there are `count` (workers write them in a thread of their own, after
+    the response that built the index)."""
+    return wait_for(lambda: len(found := entries(store)) == count and found,
+                    what=f"{count} entries in the store")
+
+
 def every_url(n, title: str = TITLE) -> dict[str, bytes]:
     """Every URL players fetch of `title` (DASH, HLS, Smooth), with its bytes."""
     def get(url):
@@ -80,7 +87,7 @@ def test_a_restarted_nginx_answers_from_the_store_without_indexing(make_nginx):
     start(n, store)
     first = every_url(n)
     assert builds(n) >= len(LADDER)
-    assert len(entries(store)) == len(LADDER)
+    settled(store, len(LADDER))
     assert not list(store.glob("*/.tmp-*"))
 
     restart(n, store)
@@ -102,8 +109,8 @@ def test_damaged_foreign_and_planted_entries_are_refused_and_rebuilt(make_nginx)
     store = store_dir(n)
     start(n, store)
     first = every_url(n)
-    paths = entries(store)
-    assert len(paths) == len(LADDER) >= 4
+    paths = settled(store, len(LADDER))
+    assert len(paths) >= 4
     good = {p: p.read_bytes() for p in paths}
     n.stop()
     # Truncated; bytes flipped in a table; another file's entry under this one's name; a
@@ -126,7 +133,7 @@ def test_damaged_foreign_and_planted_entries_are_refused_and_rebuilt(make_nginx)
     for why in ("truncated entry", "checksum does not match", "another source"):
         assert why in log, why
     # Each was written again, whole: the next nginx builds nothing.
-    assert all(p.read_bytes() == good[p] for p in paths)
+    wait_for(lambda: all(p.read_bytes() == good[p] for p in paths), what="entries rewritten")
     restart(n, store)
     assert every_url(n) == first
     assert builds(n) == 0
@@ -142,13 +149,13 @@ def test_a_source_replaced_in_place_gets_a_new_entry(make_nginx):
     (media / "title.mp4").write_bytes((FIXTURES / "progressive.mp4").read_bytes())
     (media / "title.mp4").chmod(0o644)
     a = every_url(n, "/v/title.mp4")
-    assert len(entries(store)) == 1
+    settled(store, 1)
     # Rewritten in place (same inode), with other media.
     with open(media / "title.mp4", "r+b") as f:
         f.truncate(0)
         f.write((FIXTURES / "ladder-video-360.mp4").read_bytes())
     b = every_url(n, "/v/title.mp4")
-    assert len(entries(store)) == 2
+    settled(store, 2)
     assert a != b
     assert "BANDWIDTH=165000" in b["/v/title.mp4/.m3u8"].decode()
     restart(n, store)
@@ -179,7 +186,7 @@ def test_a_worker_killed_in_the_middle_of_a_write_leaves_no_entry(make_nginx):
     # The new worker answers (pausing in its own writes) and writes every entry whole.
     r = requests.get(n.url(TITLE + "/.mpd"), timeout=60)
     assert r.status_code == 200
-    assert len(entries(store)) == len(LADDER)
+    wait_for(lambda: len(entries(store)) == len(LADDER), timeout=60, what="every entry")
     n.stop()
     start(n, store)
     assert requests.get(n.url(TITLE + "/.mpd"), timeout=30).content == r.content
@@ -216,7 +223,7 @@ def test_a_full_disk_keeps_serving_and_logs_once(make_nginx):
         (store / "filler").unlink()
         start(n, store)
         assert every_url(n) == first
-        assert len(entries(store)) == len(LADDER)
+        settled(store, len(LADDER))
     finally:
         n.stop()
         subprocess.run(["umount", str(store)], check=False)
@@ -238,7 +245,7 @@ def test_two_nginx_share_one_store(make_nginx):
         t.join(timeout=120)
     assert results["a"] == results["b"] == results["a2"] == results["b2"]
     # The two nginx serve different copies of the media (other inodes): an entry each.
-    assert len(entries(store)) == 2 * len(LADDER)
+    settled(store, 2 * len(LADDER))
     assert not list(store.glob("*/.tmp-*"))
     for n in (a, b):
         restart(n, store)
@@ -272,16 +279,22 @@ def test_every_worker_maps_the_same_entry(make_nginx, long_title):
         assert r.status_code == 200
         seen.add(int(r.headers["X-Worker"]))
     assert seen == set(n.worker_pids())
-    [entry] = entries(store)
+    [entry] = settled(store, 1)
     assert entry.stat().st_size > 256 << 10
+
+    def mapping(pid: int) -> list[str] | None:
+        lines = Path(f"/proc/{pid}/smaps").read_text().split("\n")
+        at = [i for i, line in enumerate(lines) if line.endswith(str(entry))]
+        return lines[at[0] + 1: at[0] + 20] if at else None
+
+    def all_map() -> bool:
+        # The worker that built the index swaps its copy for the entry at its next request.
+        requests.get(n.url("/v/long.mp4/.m3u8"), headers={"Connection": "close"}, timeout=30)
+        return all(mapping(pid) for pid in seen)
+
+    wait_for(all_map, what="every worker mapping the entry")
     for pid in seen:
-        smaps = Path(f"/proc/{pid}/smaps").read_text()
-        blocks = smaps.split("\n")
-        at = [i for i, line in enumerate(blocks) if line.endswith(str(entry))]
-        # The one worker that built it may have mapped it after writing; every worker that
-        # read it maps it.
-        assert at, f"worker {pid} does not map {entry}"
-        block = blocks[at[0] + 1: at[0] + 20]
+        block = mapping(pid)
         fields = dict(line.split(":", 1) for line in block if ":" in line)
         assert fields["Private_Dirty"].strip() == "0 kB", block
     # The cache's own heap for the title is small: the tables are the mapping's.
@@ -311,7 +324,7 @@ def test_a_remote_title_is_not_read_again_after_a_restart(make_nginx):
     assert mpd.status_code == 200
     first = wait_for(lambda: len(reads()) > len(LADDER) and reads(), what="the backend's log")
     assert builds(origin) == len(LADDER)
-    assert len(entries(store)) == len(LADDER)
+    settled(store, len(LADDER))
     assert len(entries(store, ".url")) == len(LADDER) + 1
     origin.stop()
     count = len(first)
@@ -338,7 +351,8 @@ def test_the_store_keeps_to_its_size_limit(make_nginx, long_title):
     start(n, store, max_size="1m")
     for name in names:
         assert requests.get(n.url(f"/v/{name}/.mpd"), timeout=30).status_code == 200
-    entry_size = entries(store)[-1].stat().st_size
+    wait_for(lambda: status(n)["index_store"]["writes"] == len(names), what="every write")
+    entry_size = max(p.stat().st_size for p in entries(store))
     assert entry_size > 256 << 10
     # Sweeps run in the background after writes: wait until the store is within its limit.
     wait_for(lambda: sum(p.stat().st_size for p in entries(store)) <= (1 << 20),

@@ -128,6 +128,17 @@ impl<K: Hash + Eq + Clone, V: Weighted> LruCache<K, V> {
         self.evict_over_budget();
     }
 
+    /// Replaces the value of `key` if it is cached (its use time kept; no hit counted).
+    pub fn replace(&mut self, key: &K, value: Arc<V>) {
+        let weight = value.weight();
+        if let Some(entry) = self.entries.get_mut(key) {
+            self.used = self.used - entry.weight + weight;
+            entry.value = value;
+            entry.weight = weight;
+            self.evict_over_budget();
+        }
+    }
+
     /// Changes the byte budget, evicting what no longer fits.
     pub fn set_budget(&mut self, budget: usize) {
         self.budget = budget;

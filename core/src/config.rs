@@ -494,7 +494,7 @@ pub fn parse_cache_size(value: &str) -> Result<usize, ConfigError> {
 /// The index store's size limit unless `max_size=` says otherwise.
 pub const DEFAULT_INDEX_STORE_BYTES: u64 = 1 << 30;
 /// What `max_size=` of `origin_index_store` may be.
-pub const INDEX_STORE_SIZE_RANGE: (u64, u64) = (1 << 20, 1 << 50);
+pub const INDEX_STORE_SIZE_RANGE: (u64, u64) = (1 << 20, 1 << 40);
 
 /// The options of `origin_index_store PATH [max_size=SIZE]` after the path: the size limit.
 pub fn parse_index_store_options(options: &[&str]) -> Result<u64, ConfigError> {

@@ -462,6 +462,14 @@ impl TrackIndex {
         self.dts(i) + u64::from(self.time_run(i).delta)
     }
 
+    /// The duration of sample `i` (0 past the last sample).
+    pub fn sample_duration(&self, i: u32) -> u32 {
+        if i >= self.sample_count {
+            return 0;
+        }
+        self.time_run(i).delta
+    }
+
     /// Decode time span of samples `range` (first decode time to where its last sample ends).
     pub fn span(&self, range: std::ops::Range<u32>) -> u64 {
         if range.is_empty() {

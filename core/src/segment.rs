@@ -109,7 +109,7 @@ pub fn reference_segments(track: &TrackIndex, target_num: u64, target_den: u64) 
                     continue;
                 }
                 let dts = track.dts(s);
-                let half = u64::from(track.samples(s..s + 1).next().map_or(0, |x| x.duration)) / 2;
+                let half = u64::from(track.sample_duration(s)) / 2;
                 if cut(dts, seg_start, half) {
                     starts.push(s);
                     seg_start = dts;
@@ -180,16 +180,7 @@ pub fn with_splices(
     let mut missed = Vec::new();
     for &t in splices {
         let near = track.sample_at_or_after(t);
-        let half = if near < count {
-            u64::from(
-                track
-                    .samples(near..near + 1)
-                    .next()
-                    .map_or(0, |x| x.duration),
-            ) / 2
-        } else {
-            0
-        };
+        let half = u64::from(track.sample_duration(near)) / 2;
         let mut s = track.sample_at_or_after(t.saturating_sub(half));
         while s < count && !track.is_sync(s) {
             s += 1;

@@ -79,3 +79,18 @@ pub fn channel(isml: &str, now_ms: i64) -> Result<Arc<ChannelSnapshot>, OriginEr
         Ok(Arc::new(snapshot))
     })
 }
+
+/// Worker exit: index store entries still being written are finished, not cut short; then the
+/// status slot is freed.
+pub unsafe extern "C" fn exit_process(cycle: *mut ngx::ffi::ngx_cycle_t) {
+    // SAFETY: nginx passes its current cycle.
+    let log = unsafe { (*cycle).log };
+    crate::ffi::fence::guard_log(log, "while finishing index store writes", (), || {
+        CACHES.with(|c| {
+            c.borrow_mut()
+                .flush_index_store(std::time::Duration::from_secs(10))
+        });
+    });
+    // SAFETY: as nginx called us.
+    unsafe { crate::settings::metrics::exit_process(cycle) }
+}

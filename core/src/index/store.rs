@@ -26,8 +26,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::entry::{self, HEADER_LEN, MAX_ENTRY_BYTES};
@@ -104,6 +104,23 @@ impl StoreStats {
 pub struct IndexStore {
     dir: PathBuf,
     max_bytes: u64,
+    /// What writes entries: the worker's own calls and its writer thread share it.
+    writer: Arc<Mutex<Writer>>,
+    /// The writer thread's queue, once started.
+    queue: Option<mpsc::SyncSender<Arc<MediaIndex>>>,
+    /// Entries queued or being written.
+    pending: Arc<AtomicUsize>,
+    /// Identities whose entries the writer thread has written since the worker last looked.
+    written: Arc<Mutex<Vec<SourceIdentity>>>,
+    hits: u64,
+    misses: u64,
+    refused: u64,
+}
+
+/// What writes entries and sweeps: shared by a worker and its writer thread.
+struct Writer {
+    dir: PathBuf,
+    max_bytes: u64,
     written_since_sweep: u64,
     swept: bool,
     sweeping: Arc<AtomicBool>,
@@ -111,34 +128,58 @@ pub struct IndexStore {
     evicted: Arc<AtomicU64>,
     writes_paused_until: Option<Instant>,
     failure_logged: bool,
+    /// A failure to log, by the worker's own thread (nginx's log is not for other threads).
+    unlogged: Option<String>,
     temp_count: u64,
     /// Tests only: a pause halfway through writing an entry (to kill a writer mid-write).
     write_stall: Option<Duration>,
-    stats: StoreStats,
+    writes: u64,
+    write_failures: u64,
 }
+
+/// Entries waiting for the writer thread at most; past it a built index is not stored (the
+/// next worker or nginx that needs it builds and stores it).
+const QUEUE: usize = 64;
 
 impl IndexStore {
     /// A store in `dir` (made on first write) holding about `max_bytes`.
     pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> IndexStore {
+        let dir = dir.into();
         IndexStore {
-            dir: dir.into(),
+            writer: Arc::new(Mutex::new(Writer {
+                dir: dir.clone(),
+                max_bytes,
+                written_since_sweep: 0,
+                swept: false,
+                sweeping: Arc::new(AtomicBool::new(false)),
+                sweep_again: Arc::new(AtomicBool::new(false)),
+                evicted: Arc::new(AtomicU64::new(0)),
+                writes_paused_until: None,
+                failure_logged: false,
+                unlogged: None,
+                temp_count: 0,
+                write_stall: None,
+                writes: 0,
+                write_failures: 0,
+            })),
+            dir,
             max_bytes,
-            written_since_sweep: 0,
-            swept: false,
-            sweeping: Arc::new(AtomicBool::new(false)),
-            sweep_again: Arc::new(AtomicBool::new(false)),
-            evicted: Arc::new(AtomicU64::new(0)),
-            writes_paused_until: None,
-            failure_logged: false,
-            temp_count: 0,
-            write_stall: None,
-            stats: StoreStats::default(),
+            queue: None,
+            pending: Arc::new(AtomicUsize::new(0)),
+            written: Arc::new(Mutex::new(Vec::new())),
+            hits: 0,
+            misses: 0,
+            refused: 0,
         }
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes every entry write pause for `stall` halfway (the fault tests kill a worker then).
     pub fn stall_writes(&mut self, stall: Duration) {
-        self.write_stall = Some(stall);
+        self.writer().write_stall = Some(stall);
     }
 
     pub fn dir(&self) -> &Path {
@@ -150,40 +191,32 @@ impl IndexStore {
     }
 
     pub fn stats(&self) -> StoreStats {
+        let w = self.writer();
         StoreStats {
-            evictions: self.evicted.load(Ordering::Relaxed),
-            ..self.stats
+            hits: self.hits,
+            misses: self.misses,
+            refused: self.refused,
+            writes: w.writes,
+            write_failures: w.write_failures,
+            evictions: w.evicted.load(Ordering::Relaxed),
         }
-    }
-
-    /// Where the entry of the identity whose key is `key` lives: 256 folders by the hash's
-    /// first byte, so no folder grows past a few hundred entries per 100,000.
-    fn path_of(&self, key: &[u8], extension: &str) -> PathBuf {
-        let hex = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key));
-        self.dir
-            .join(&hex[..2])
-            .join(format!("{}.{extension}", &hex[2..]))
     }
 
     /// The stored index of `identity`, if the store holds a sound one.
     pub fn load(&mut self, identity: &SourceIdentity) -> Option<MediaIndex> {
         let key = entry::identity_key(identity)?;
-        let path = self.path_of(&key, "idx");
+        let path = path_of(&self.dir, &key, "idx");
         let file = match open_entry(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.stats.misses += 1;
+                self.misses += 1;
                 return None;
             }
             Err(e) => return self.refuse(&path, &e.to_string()),
         };
-        let read = read_bytes(&file).and_then(|bytes| {
-            entry::read(&Arc::new(bytes), identity, &key)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-        });
-        match read {
+        match read_entry(&file, identity, &key) {
             Ok(index) => {
-                self.stats.hits += 1;
+                self.hits += 1;
                 touch(&file);
                 Some(index)
             }
@@ -192,7 +225,7 @@ impl IndexStore {
     }
 
     fn refuse(&mut self, path: &Path, why: &str) -> Option<MediaIndex> {
-        self.stats.refused += 1;
+        self.refused += 1;
         tracing::warn!(
             "index store: refused {} ({why}); indexing the source again",
             path.display()
@@ -200,15 +233,81 @@ impl IndexStore {
         None
     }
 
-    /// Keeps `index` in the store (nothing for sources the store does not keep); true once
-    /// its entry is written.
+    /// Keeps `index` in the store now (nothing for sources the store does not keep); true
+    /// once its entry is written.
     pub fn save(&mut self, index: &MediaIndex) -> bool {
-        let Some(key) = entry::identity_key(&index.identity) else {
-            return false;
-        };
-        let bytes = entry::write(index, &key);
-        let path = self.path_of(&key, "idx");
-        self.put(&path, &bytes)
+        let saved = self.writer().save(index);
+        self.log_failures();
+        saved
+    }
+
+    /// Hands `index` to this worker's writer thread (started on first use, taking no signals),
+    /// so the request that built it does not wait for the write. Once written, the worker
+    /// swaps its copy for the stored one ([`IndexStore::take_written`]).
+    pub fn save_later(&mut self, index: Arc<MediaIndex>) {
+        if entry::identity_key(&index.identity).is_none() {
+            return;
+        }
+        if self.queue.is_none() {
+            let (tx, rx) = mpsc::sync_channel::<Arc<MediaIndex>>(QUEUE);
+            let (writer, pending, written) = (
+                self.writer.clone(),
+                self.pending.clone(),
+                self.written.clone(),
+            );
+            let started = spawn_without_signals("index-store-write", move || {
+                for index in rx {
+                    let saved = writer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .save(&index);
+                    if saved {
+                        written
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(index.identity.clone());
+                    }
+                    pending.fetch_sub(1, Ordering::AcqRel);
+                }
+            });
+            if !started {
+                // No thread: write in the request, as the store would without one.
+                self.save(&index);
+                return;
+            }
+            self.queue = Some(tx);
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let sent = self.queue.as_ref().map(|q| q.try_send(index));
+        if !matches!(sent, Some(Ok(()))) {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The identities whose entries the writer thread wrote since the last call; also logs
+    /// what it failed at (the worker's thread is the one that may log).
+    pub fn take_written(&mut self) -> Vec<SourceIdentity> {
+        self.log_failures();
+        if self.pending.load(Ordering::Acquire) == 0 && self.queue.is_none() {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits up to `limit` for the writer thread to finish what it was given (a worker that
+    /// exits would otherwise cut a write short: harmless, but the entry would be lost).
+    pub fn flush(&mut self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while self.pending.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.log_failures();
+    }
+
+    fn log_failures(&mut self) {
+        if let Some(message) = self.writer().unlogged.take() {
+            tracing::error!("{message}");
+        }
     }
 
     /// Keeps `index` in the store and gives it back as read from its entry (the tables of a
@@ -218,22 +317,21 @@ impl IndexStore {
         if !self.save(&index) {
             return index;
         }
-        let Some(key) = entry::identity_key(&index.identity) else {
-            return index;
-        };
-        let path = self.path_of(&key, "idx");
-        let read = open_entry(&path)
-            .and_then(|file| read_bytes(&file))
-            .ok()
-            .and_then(|bytes| entry::read(&Arc::new(bytes), &index.identity, &key).ok());
-        read.unwrap_or(index)
+        self.map_stored(&index.identity).unwrap_or(index)
+    }
+
+    /// The entry of `identity` just written by this worker, mapped (not counted as a hit).
+    pub fn map_stored(&self, identity: &SourceIdentity) -> Option<MediaIndex> {
+        let key = entry::identity_key(identity)?;
+        let file = open_entry(&path_of(&self.dir, &key, "idx")).ok()?;
+        read_entry(&file, identity, &key).ok()
     }
 
     /// What this store last learned of the remote object at `url`: its identity and
     /// modification time (so that a worker that never fetched it revalidates it with one
     /// byte instead of reading its head again).
     pub fn remote_object(&mut self, url: &str) -> Option<(SourceIdentity, i64)> {
-        let path = self.path_of(url.as_bytes(), "url");
+        let path = path_of(&self.dir, url.as_bytes(), "url");
         let file = open_entry(&path).ok()?;
         let mut bytes = Vec::new();
         file.take(64 << 10).read_to_end(&mut bytes).ok()?;
@@ -245,7 +343,7 @@ impl IndexStore {
     }
 
     /// Records what a fetch told of the remote object `identity` (a [`SourceIdentity::Remote`]
-    /// with a version; others are not kept).
+    /// with a version; others are not kept). A small file, written at once.
     pub fn remember_remote_object(&mut self, identity: &SourceIdentity, modified: i64) {
         let SourceIdentity::Remote { url, version, size } = identity else {
             return;
@@ -263,8 +361,37 @@ impl IndexStore {
         let mut record = REMOTE_MAGIC.to_vec();
         record.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
         record.extend_from_slice(&body);
-        let path = self.path_of(url.as_bytes(), "url");
-        self.put(&path, &record);
+        let path = path_of(&self.dir, url.as_bytes(), "url");
+        self.writer().put(&path, &record);
+        self.log_failures();
+    }
+}
+
+/// Where the entry of the identity whose key is `key` lives: 256 folders by the hash's first
+/// byte, so no folder grows past a few hundred entries per 100,000.
+fn path_of(dir: &Path, key: &[u8], extension: &str) -> PathBuf {
+    let hex = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key));
+    dir.join(&hex[..2])
+        .join(format!("{}.{extension}", &hex[2..]))
+}
+
+/// The checked index of an opened entry.
+fn read_entry(file: &File, identity: &SourceIdentity, key: &[u8]) -> io::Result<MediaIndex> {
+    let bytes = read_bytes(file)?;
+    entry::read(&Arc::new(bytes), identity, key)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+impl Writer {
+    /// Writes the entry of `index` (nothing for sources the store does not keep); true once
+    /// written.
+    fn save(&mut self, index: &MediaIndex) -> bool {
+        let Some(key) = entry::identity_key(&index.identity) else {
+            return false;
+        };
+        let bytes = entry::write(index, &key);
+        let path = path_of(&self.dir, &key, "idx");
+        self.put(&path, &bytes)
     }
 
     /// Writes `bytes` as the file `path`, atomically; true once written.
@@ -286,22 +413,22 @@ impl IndexStore {
         );
         match write_atomically(path, &temp_name, bytes, self.write_stall) {
             Ok(()) => {
-                self.stats.writes += 1;
+                self.writes += 1;
                 self.written_since_sweep += bytes.len() as u64;
                 self.maybe_sweep();
                 true
             }
             Err(e) => {
-                self.stats.write_failures += 1;
+                self.write_failures += 1;
                 self.writes_paused_until = Some(Instant::now() + WRITE_PAUSE);
                 if !self.failure_logged {
                     self.failure_logged = true;
-                    tracing::error!(
+                    self.unlogged = Some(format!(
                         "index store: cannot write {} ({e}); indexes stay in memory only, \
                          writes pause for {} s at each failure (logged once)",
                         path.display(),
                         WRITE_PAUSE.as_secs()
-                    );
+                    ));
                 }
                 false
             }
@@ -328,7 +455,7 @@ impl IndexStore {
             self.sweep_again.clone(),
             self.evicted.clone(),
         );
-        let started = spawn_without_signals(move || loop {
+        let started = spawn_without_signals("index-store-sweep", move || loop {
             again.store(false, Ordering::SeqCst);
             let removed = sweep(&dir, max, SystemTime::now());
             evicted.fetch_add(removed, Ordering::Relaxed);
@@ -522,7 +649,7 @@ pub fn sweep(dir: &Path, max_bytes: u64, now: SystemTime) -> u64 {
 /// Runs `work` on a thread of its own that takes no signals: nginx's handlers must run on
 /// the worker's own thread, whose event loop they wake. Returns whether it started.
 #[allow(unsafe_code)]
-fn spawn_without_signals(work: impl FnOnce() + Send + 'static) -> bool {
+fn spawn_without_signals(name: &str, work: impl FnOnce() + Send + 'static) -> bool {
     // SAFETY: plain libc calls on local, initialised signal sets; the thread's mask is
     // restored before returning, whatever the spawn did. A new thread inherits the mask in
     // force when it is created, so it starts with every signal blocked.
@@ -534,7 +661,7 @@ fn spawn_without_signals(work: impl FnOnce() + Send + 'static) -> bool {
             return false;
         }
         let spawned = std::thread::Builder::new()
-            .name("index-store-sweep".into())
+            .name(name.into())
             .spawn(work)
             .is_ok();
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
@@ -588,6 +715,21 @@ mod tests {
         let files = files_in(&dir);
         assert_eq!(files.len(), 1, "{files:?}");
         assert!(files[0].extension().is_some_and(|e| e == "idx"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_writer_thread_writes_and_the_worker_maps_what_it_wrote() {
+        let dir = temp_dir("later");
+        let (_, index) = fixture();
+        let mut store = IndexStore::new(&dir, 1 << 30);
+        store.save_later(Arc::new(index.clone()));
+        store.flush(Duration::from_secs(10));
+        assert_eq!(store.take_written(), vec![index.identity.clone()]);
+        assert!(store.take_written().is_empty());
+        let mapped = store.map_stored(&index.identity).unwrap();
+        assert_eq!(mapped, index);
+        assert_eq!((store.stats().writes, store.stats().hits), (1, 0));
         fs::remove_dir_all(&dir).unwrap();
     }
 

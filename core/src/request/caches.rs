@@ -105,6 +105,7 @@ impl Caches {
 
     /// The index of `identity` from the cache, or else from the store (then cached).
     pub(super) fn cached_index(&mut self, identity: &SourceIdentity) -> Option<Arc<MediaIndex>> {
+        self.map_written_indexes();
         if let Some(index) = self.indexes.get(identity) {
             return Some(index);
         }
@@ -113,15 +114,35 @@ impl Caches {
         Some(index)
     }
 
-    /// Caches an index just built, and keeps it in the store.
+    /// Caches an index just built, and has the store's writer thread keep it (the request
+    /// does not wait for the write).
     pub(super) fn keep_index(&mut self, index: MediaIndex) -> Arc<MediaIndex> {
-        let index = match self.store.as_mut() {
-            Some(store) => store.save_and_map(index),
-            None => index,
-        };
         let index = Arc::new(index);
+        if let Some(store) = self.store.as_mut() {
+            store.save_later(index.clone());
+        }
         self.indexes.insert(index.identity.clone(), index.clone());
         index
+    }
+
+    /// Swaps the indexes this worker built, once their entries are written, for the stored
+    /// ones: their tables then live in the mapping every worker shares, not in this heap.
+    fn map_written_indexes(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        for identity in store.take_written() {
+            if let Some(mapped) = store.map_stored(&identity) {
+                self.indexes.replace(&identity, Arc::new(mapped));
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the store's writes in progress (a worker about to exit).
+    pub fn flush_index_store(&mut self, limit: std::time::Duration) {
+        if let Some(store) = self.store.as_mut() {
+            store.flush(limit);
+        }
     }
 
     /// The media indexes built so far and the time that took.
