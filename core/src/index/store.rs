@@ -107,14 +107,28 @@ pub struct IndexStore {
     /// What writes entries: the worker's own calls and its writer thread share it.
     writer: Arc<Mutex<Writer>>,
     /// The writer thread's queue, once started.
-    queue: Option<mpsc::SyncSender<Arc<MediaIndex>>>,
+    queue: Option<mpsc::SyncSender<Job>>,
     /// Entries queued or being written.
     pending: Arc<AtomicUsize>,
     /// Identities whose entries the writer thread has written since the worker last looked.
     written: Arc<Mutex<Vec<SourceIdentity>>>,
+    outcomes: Arc<Outcomes>,
     hits: u64,
     misses: u64,
     refused: u64,
+}
+
+/// What a worker and its writer thread both see, without the writer's lock (which a write
+/// holds for its whole duration: the worker's thread never waits for it).
+#[derive(Default)]
+struct Outcomes {
+    writes: AtomicU64,
+    write_failures: AtomicU64,
+    evicted: AtomicU64,
+    /// A failure to log, by the worker's own thread (nginx's log is not for other threads).
+    unlogged: Mutex<Option<String>>,
+    /// Set with `unlogged`, so the worker looks at it only when there is something.
+    has_unlogged: AtomicBool,
 }
 
 /// What writes entries and sweeps: shared by a worker and its writer thread.
@@ -125,16 +139,20 @@ struct Writer {
     swept: bool,
     sweeping: Arc<AtomicBool>,
     sweep_again: Arc<AtomicBool>,
-    evicted: Arc<AtomicU64>,
+    outcomes: Arc<Outcomes>,
     writes_paused_until: Option<Instant>,
     failure_logged: bool,
-    /// A failure to log, by the worker's own thread (nginx's log is not for other threads).
-    unlogged: Option<String>,
     temp_count: u64,
     /// Tests only: a pause halfway through writing an entry (to kill a writer mid-write).
     write_stall: Option<Duration>,
-    writes: u64,
-    write_failures: u64,
+}
+
+/// What the writer thread is given to write.
+enum Job {
+    /// The entry of an index.
+    Index(Arc<MediaIndex>),
+    /// A small file (a remote object's record).
+    Put(PathBuf, Vec<u8>),
 }
 
 /// Entries waiting for the writer thread at most; past it a built index is not stored (the
@@ -145,6 +163,7 @@ impl IndexStore {
     /// A store in `dir` (made on first write) holding about `max_bytes`.
     pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> IndexStore {
         let dir = dir.into();
+        let outcomes = Arc::new(Outcomes::default());
         IndexStore {
             writer: Arc::new(Mutex::new(Writer {
                 dir: dir.clone(),
@@ -153,15 +172,13 @@ impl IndexStore {
                 swept: false,
                 sweeping: Arc::new(AtomicBool::new(false)),
                 sweep_again: Arc::new(AtomicBool::new(false)),
-                evicted: Arc::new(AtomicU64::new(0)),
+                outcomes: outcomes.clone(),
                 writes_paused_until: None,
                 failure_logged: false,
-                unlogged: None,
                 temp_count: 0,
                 write_stall: None,
-                writes: 0,
-                write_failures: 0,
             })),
+            outcomes,
             dir,
             max_bytes,
             queue: None,
@@ -191,14 +208,14 @@ impl IndexStore {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let w = self.writer();
+        let o = &self.outcomes;
         StoreStats {
             hits: self.hits,
             misses: self.misses,
             refused: self.refused,
-            writes: w.writes,
-            write_failures: w.write_failures,
-            evictions: w.evicted.load(Ordering::Relaxed),
+            writes: o.writes.load(Ordering::Relaxed),
+            write_failures: o.write_failures.load(Ordering::Relaxed),
+            evictions: o.evicted.load(Ordering::Relaxed),
         }
     }
 
@@ -238,47 +255,67 @@ impl IndexStore {
     pub fn save(&mut self, index: &MediaIndex) -> bool {
         let saved = self.writer().save(index);
         self.log_failures();
-        saved
+        saved.is_some()
     }
 
     /// Hands `index` to this worker's writer thread (started on first use, taking no signals),
     /// so the request that built it does not wait for the write. Once written, the worker
     /// swaps its copy for the stored one ([`IndexStore::take_written`]).
     pub fn save_later(&mut self, index: Arc<MediaIndex>) {
-        if entry::identity_key(&index.identity).is_none() {
-            return;
+        if entry::identity_key(&index.identity).is_some() {
+            self.queue_job(Job::Index(index));
         }
+    }
+
+    /// Hands `job` to the writer thread (started on first use, taking no signals); does it
+    /// here when the thread cannot start. A full queue drops it: what is not stored now is
+    /// stored by the next worker or nginx that needs it.
+    fn queue_job(&mut self, job: Job) {
         if self.queue.is_none() {
-            let (tx, rx) = mpsc::sync_channel::<Arc<MediaIndex>>(QUEUE);
+            let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
             let (writer, pending, written) = (
                 self.writer.clone(),
                 self.pending.clone(),
                 self.written.clone(),
             );
             let started = spawn_without_signals("index-store-write", move || {
-                for index in rx {
-                    let saved = writer
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .save(&index);
-                    if saved {
-                        written
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(index.identity.clone());
+                for job in rx {
+                    let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+                    match job {
+                        Job::Index(index) => {
+                            let saved = writer.save(&index);
+                            drop(writer);
+                            // Only a mapped entry is worth reading back: a small one would
+                            // be read into this worker's heap again, for nothing.
+                            if saved.is_some_and(|len| len >= MAP_AT_LEAST) {
+                                written
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(index.identity.clone());
+                            }
+                        }
+                        Job::Put(path, bytes) => {
+                            writer.put(&path, &bytes);
+                        }
                     }
                     pending.fetch_sub(1, Ordering::AcqRel);
                 }
             });
             if !started {
-                // No thread: write in the request, as the store would without one.
-                self.save(&index);
+                match job {
+                    Job::Index(index) => {
+                        self.save(&index);
+                    }
+                    Job::Put(path, bytes) => {
+                        self.writer().put(&path, &bytes);
+                    }
+                }
                 return;
             }
             self.queue = Some(tx);
         }
         self.pending.fetch_add(1, Ordering::AcqRel);
-        let sent = self.queue.as_ref().map(|q| q.try_send(index));
+        let sent = self.queue.as_ref().map(|q| q.try_send(job));
         if !matches!(sent, Some(Ok(()))) {
             self.pending.fetch_sub(1, Ordering::AcqRel);
         }
@@ -288,7 +325,7 @@ impl IndexStore {
     /// what it failed at (the worker's thread is the one that may log).
     pub fn take_written(&mut self) -> Vec<SourceIdentity> {
         self.log_failures();
-        if self.pending.load(Ordering::Acquire) == 0 && self.queue.is_none() {
+        if self.queue.is_none() {
             return Vec::new();
         }
         std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()))
@@ -305,7 +342,16 @@ impl IndexStore {
     }
 
     fn log_failures(&mut self) {
-        if let Some(message) = self.writer().unlogged.take() {
+        if !self.outcomes.has_unlogged.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let message = self
+            .outcomes
+            .unlogged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(message) = message {
             tracing::error!("{message}");
         }
     }
@@ -362,8 +408,7 @@ impl IndexStore {
         record.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
         record.extend_from_slice(&body);
         let path = path_of(&self.dir, url.as_bytes(), "url");
-        self.writer().put(&path, &record);
-        self.log_failures();
+        self.queue_job(Job::Put(path, record));
     }
 }
 
@@ -383,15 +428,13 @@ fn read_entry(file: &File, identity: &SourceIdentity, key: &[u8]) -> io::Result<
 }
 
 impl Writer {
-    /// Writes the entry of `index` (nothing for sources the store does not keep); true once
-    /// written.
-    fn save(&mut self, index: &MediaIndex) -> bool {
-        let Some(key) = entry::identity_key(&index.identity) else {
-            return false;
-        };
+    /// Writes the entry of `index` (nothing for sources the store does not keep); its size
+    /// once written.
+    fn save(&mut self, index: &MediaIndex) -> Option<u64> {
+        let key = entry::identity_key(&index.identity)?;
         let bytes = entry::write(index, &key);
         let path = path_of(&self.dir, &key, "idx");
-        self.put(&path, &bytes)
+        self.put(&path, &bytes).then_some(bytes.len() as u64)
     }
 
     /// Writes `bytes` as the file `path`, atomically; true once written.
@@ -413,22 +456,28 @@ impl Writer {
         );
         match write_atomically(path, &temp_name, bytes, self.write_stall) {
             Ok(()) => {
-                self.writes += 1;
+                self.outcomes.writes.fetch_add(1, Ordering::Relaxed);
                 self.written_since_sweep += bytes.len() as u64;
                 self.maybe_sweep();
                 true
             }
             Err(e) => {
-                self.write_failures += 1;
+                self.outcomes.write_failures.fetch_add(1, Ordering::Relaxed);
                 self.writes_paused_until = Some(Instant::now() + WRITE_PAUSE);
                 if !self.failure_logged {
                     self.failure_logged = true;
-                    self.unlogged = Some(format!(
+                    let message = format!(
                         "index store: cannot write {} ({e}); indexes stay in memory only, \
                          writes pause for {} s at each failure (logged once)",
                         path.display(),
                         WRITE_PAUSE.as_secs()
-                    ));
+                    );
+                    *self
+                        .outcomes
+                        .unlogged
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(message);
+                    self.outcomes.has_unlogged.store(true, Ordering::Release);
                 }
                 false
             }
@@ -448,17 +497,17 @@ impl Writer {
             self.sweep_again.store(true, Ordering::SeqCst);
             return;
         }
-        let (dir, max, running, again, evicted) = (
+        let (dir, max, running, again, outcomes) = (
             self.dir.clone(),
             self.max_bytes,
             self.sweeping.clone(),
             self.sweep_again.clone(),
-            self.evicted.clone(),
+            self.outcomes.clone(),
         );
         let started = spawn_without_signals("index-store-sweep", move || loop {
             again.store(false, Ordering::SeqCst);
             let removed = sweep(&dir, max, SystemTime::now());
-            evicted.fetch_add(removed, Ordering::Relaxed);
+            outcomes.evicted.fetch_add(removed, Ordering::Relaxed);
             running.store(false, Ordering::SeqCst);
             // A write that found this sweep running asked for another pass (unless a new
             // sweep has started since).
@@ -725,7 +774,7 @@ mod tests {
         let mut store = IndexStore::new(&dir, 1 << 30);
         store.save_later(Arc::new(index.clone()));
         store.flush(Duration::from_secs(10));
-        assert_eq!(store.take_written(), vec![index.identity.clone()]);
+        // A small entry is read, not mapped: the worker keeps the copy it has.
         assert!(store.take_written().is_empty());
         let mapped = store.map_stored(&index.identity).unwrap();
         assert_eq!(mapped, index);
@@ -838,6 +887,7 @@ mod tests {
         };
         assert!(store.remote_object("http://backend/a.mp4").is_none());
         store.remember_remote_object(&identity, 99);
+        store.flush(Duration::from_secs(10));
         let mut other = IndexStore::new(&dir, 1 << 30);
         assert_eq!(
             other.remote_object("http://backend/a.mp4"),
