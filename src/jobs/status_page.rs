@@ -51,6 +51,9 @@ fn respond(r: &mut ngx_http_request_t) -> Result<ngx_int_t, OriginError> {
     let Some(exposition) = Exposition::from_query(query) else {
         return Ok(NGX_HTTP_BAD_REQUEST as ngx_int_t);
     };
+    // This worker's own counters are published first: its index store's writer thread may
+    // have written since its last packaging request.
+    crate::settings::caches::with(|_| ());
     let snapshot = crate::settings::metrics::snapshot()
         .ok_or(OriginError::Internal("the status zone is not mapped"))?;
     let body = exposition.render(&snapshot);
