@@ -76,12 +76,19 @@ impl RepackagedPieces {
         self
     }
 
-    /// The length of the whole segment, reading each access unit once to size it (the
-    /// response's Content-Length, known before the first byte).
+    /// The length of the whole segment (the response's Content-Length, known before the first
+    /// byte): video from its sizes, other access units read to size them.
     pub fn measure(&mut self) -> Result<u64, BodyError> {
         let mut total = self.writer.header_len() as u64;
         for i in 0..self.writer.access_units() {
             let (t, sample) = self.writer.access_unit(i);
+            // Most video is sized without reading it (its source and range checked); the rest
+            // from its bytes.
+            if let Some(len) = self.writer.measure_from_size(i) {
+                sample_in_source(&self.sources, &self.writer.tracks()[t], sample)?;
+                total += len as u64;
+                continue;
+            }
             let data = sample_bytes(&self.sources, &self.writer.tracks()[t], sample)?;
             total += self.writer.measure(i, &data)? as u64;
         }
@@ -140,6 +147,23 @@ impl RepackagedPieces {
 
 /// The bytes of `sample` of `track`; a source the track does not have, or a sample past the
 /// end of its file, means the file changed under the index.
+/// Checks that a sample's bytes lie inside its source, without reading them.
+fn sample_in_source(
+    sources: &[(SharedSource, String)],
+    track: &TsTrack,
+    sample: &Sample,
+) -> Result<(), SourceError> {
+    let Some((source, path)) = sources.get(track.source) else {
+        return Err(SourceError::Changed {
+            name: format!("source {} of a segment", track.source),
+        });
+    };
+    if sample.offset.saturating_add(u64::from(sample.size)) > source.len() {
+        return Err(SourceError::Changed { name: path.clone() });
+    }
+    Ok(())
+}
+
 fn sample_bytes<'s>(
     sources: &'s [(SharedSource, String)],
     track: &TsTrack,
