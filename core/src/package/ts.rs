@@ -1127,7 +1127,7 @@ mod tests {
             30,
             |_, b| b,
             |input| {
-                let mut writer = TsWriter::new(vec![input.track()], TsFormat::Transport).unwrap();
+                let writer = TsWriter::new(vec![input.track()], TsFormat::Transport).unwrap();
                 let quick: Vec<Option<usize>> =
                     (0..30).map(|i| writer.quick_payload_len(i)).collect();
                 assert!(
