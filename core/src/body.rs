@@ -27,6 +27,9 @@ pub enum BodyError {
     /// The output could not be written.
     #[error("writing the body: {0}")]
     Write(#[from] std::io::Error),
+    /// The segment's cipher failed.
+    #[error("{0}")]
+    Cipher(#[from] crate::crypto::CryptoError),
 }
 
 impl From<BodyError> for crate::Error {
@@ -37,6 +40,10 @@ impl From<BodyError> for crate::Error {
             BodyError::Write(source) => crate::Error::Io {
                 path: "the response body".into(),
                 source,
+            },
+            BodyError::Cipher(e) => crate::Error::Drm {
+                path: "the segment".into(),
+                error: e.into(),
             },
         }
     }
@@ -119,7 +126,7 @@ impl RepackagedPieces {
             self.writer.write(piece, &data, self.piece)?;
         }
         if let Some(c) = &mut self.encryption {
-            c.seal_piece(piece, self.writer.is_done());
+            c.seal_piece(piece, self.writer.is_done())?;
         }
         Ok(self.check_sources()?)
     }

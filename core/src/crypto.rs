@@ -4,21 +4,25 @@
 //! on across its subsamples) and `cbcs` (AES-128 CBC over a 1:9 pattern of 16-byte blocks of
 //! each subsample's protected range, the constant IV restarting at each subsample). Video
 //! samples are split into subsamples by NAL unit ([`nal_subsamples`]): length prefix and NAL
-//! header in the clear, the slice data protected. The ciphers are RustCrypto's (`aes` uses
-//! AES-NI when the CPU has it).
+//! header in the clear, the slice data protected. CTR is RustCrypto's (`aes` uses AES-NI when
+//! the CPU has it); CBC is OpenSSL's EVP ([`Cbc`]), the faster of the two here
+//! (docs/BENCHMARKS.md).
 //!
 //! Keys never reach a log or an error message: [`ContentKey`]'s `Debug` shows the key ID only.
 
 use std::fmt;
 
+use std::cell::RefCell;
+
 use aes::Aes128;
-use cbc::cipher::{BlockEncryptMut, KeyIvInit, StreamCipher};
+use ctr::cipher::{KeyIvInit, StreamCipher};
+use openssl::cipher::Cipher;
+use openssl::cipher_ctx::CipherCtx;
 
 use crate::mp4::codec::{write_full_box, write_sinf, Tenc};
 use crate::mp4::FourCC;
 
 type Aes128Ctr = ctr::Ctr128BE<Aes128>;
-type Aes128CbcEnc = cbc::Encryptor<Aes128>;
 
 /// AES block (and key, and key ID) length.
 pub const BLOCK: usize = 16;
@@ -36,6 +40,83 @@ pub enum CryptoError {
     /// Subsamples that do not add up to the sample.
     #[error("subsamples cover {covered} bytes of a {size}-byte sample")]
     SubsampleMismatch { covered: u64, size: usize },
+    /// The cipher library refused (no key material in the message).
+    #[error("AES-CBC: {0}")]
+    Cipher(String),
+}
+
+/// AES-128-CBC encryption, no padding, through OpenSSL's EVP interface (the libcrypto nginx
+/// itself links): its AES-NI code chains blocks a quarter faster than RustCrypto's behind
+/// runtime CPU detection, and CBC is serial, so that is the cost of an AES-128 HLS segment.
+pub struct Cbc {
+    ctx: CipherCtx,
+}
+
+impl Cbc {
+    pub fn new(key: &ContentKey, iv: &[u8; BLOCK]) -> Result<Cbc, CryptoError> {
+        let failed = |e: openssl::error::ErrorStack| CryptoError::Cipher(e.to_string());
+        let mut ctx = CipherCtx::new().map_err(failed)?;
+        ctx.encrypt_init(Some(Cipher::aes_128_cbc()), Some(&key.key), Some(iv))
+            .map_err(failed)?;
+        ctx.set_padding(false);
+        Ok(Cbc { ctx })
+    }
+
+    /// Starts a new chain from `iv`, with the same key.
+    pub fn restart(&mut self, iv: &[u8; BLOCK]) -> Result<(), CryptoError> {
+        self.ctx
+            .encrypt_init(None, None, Some(iv))
+            .map_err(|e| CryptoError::Cipher(e.to_string()))
+    }
+
+    /// Encrypts the first `len` bytes of `buf` (whole blocks) in place, continuing the chain.
+    /// `buf` holds at least a block more than `len` (OpenSSL's room for output).
+    pub fn encrypt_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<(), CryptoError> {
+        if len % BLOCK != 0 || buf.len() < len + BLOCK || i32::try_from(len).is_err() {
+            return Err(CryptoError::Cipher(format!(
+                "{len} bytes in a buffer of {} are not whole blocks with room",
+                buf.len()
+            )));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let written = self
+            .ctx
+            .cipher_update_inplace(buf, len)
+            .map_err(|e| CryptoError::Cipher(e.to_string()))?;
+        if written != len {
+            return Err(CryptoError::Cipher(format!(
+                "{written} bytes out for {len} in"
+            )));
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The last key's CBC context and a scratch buffer, reused sample after sample (a key
+    /// schedule per sample would cost more than a sample's few encrypted blocks).
+    static CBC: RefCell<Option<([u8; BLOCK], Cbc, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with a CBC context of `key` started at `iv`, and a scratch buffer.
+fn with_cbc<R>(
+    key: &ContentKey,
+    iv: &[u8; BLOCK],
+    f: impl FnOnce(&mut Cbc, &mut Vec<u8>) -> Result<R, CryptoError>,
+) -> Result<R, CryptoError> {
+    CBC.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        match slot.as_mut() {
+            Some((k, cbc, _)) if *k == key.key => cbc.restart(iv)?,
+            _ => *slot = Some((key.key, Cbc::new(key, iv)?, Vec::new())),
+        }
+        let Some((_, cbc, scratch)) = slot.as_mut() else {
+            return Err(CryptoError::Cipher("no context".into()));
+        };
+        f(cbc, scratch)
+    })
 }
 
 /// A content key and its ID.
@@ -238,7 +319,7 @@ pub fn encrypt_sample(
             for s in subsamples {
                 at += usize::from(s.clear);
                 let end = at + s.protected as usize;
-                cbc_pattern(key, iv, pattern, &mut data[at..end]);
+                cbc_pattern(key, iv, pattern, &mut data[at..end])?;
                 at = end;
             }
         }
@@ -285,19 +366,43 @@ pub fn encrypt_sample_into(
 }
 
 /// CBC over the pattern's encrypted blocks of one protected range, chained through them only;
-/// a trailing partial block stays clear.
-fn cbc_pattern(key: &ContentKey, iv: &[u8; BLOCK], pattern: Pattern, range: &mut [u8]) {
-    let mut cipher = Aes128CbcEnc::new(key.key().into(), iv.into());
+/// a trailing partial block stays clear. The encrypted blocks are gathered into one run,
+/// encrypted with one call, and put back: one pass over the range's few blocks, none over its
+/// clear bytes.
+fn cbc_pattern(
+    key: &ContentKey,
+    iv: &[u8; BLOCK],
+    pattern: Pattern,
+    range: &mut [u8],
+) -> Result<(), CryptoError> {
     let (crypt, skip) = if pattern.crypt == 0 {
         (1usize, 0usize)
     } else {
         (usize::from(pattern.crypt), usize::from(pattern.skip))
     };
-    for (n, block) in range.chunks_exact_mut(BLOCK).enumerate() {
-        if n % (crypt + skip) < crypt {
-            cipher.encrypt_block_mut(block.into());
-        }
+    let group = BLOCK * (crypt + skip);
+    let whole = range.len() - range.len() % BLOCK;
+    let range = &mut range[..whole];
+    if range.is_empty() {
+        return Ok(());
     }
+    with_cbc(key, iv, |cbc, scratch| {
+        scratch.clear();
+        for g in range.chunks(group) {
+            scratch.extend_from_slice(&g[..g.len().min(BLOCK * crypt)]);
+        }
+        let len = scratch.len();
+        scratch.resize(len + BLOCK, 0);
+        cbc.encrypt_in_place(scratch, len)?;
+        let mut done = scratch.chunks(BLOCK * crypt);
+        for g in range.chunks_mut(group) {
+            let n = g.len().min(BLOCK * crypt);
+            if let Some(encrypted) = done.next() {
+                g[..n].copy_from_slice(&encrypted[..n]);
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Which NAL units carry coded slices, by codec.
@@ -553,6 +658,48 @@ pub mod system {
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// The pattern CBC, block by block with RustCrypto's CBC: the reference.
+    fn pattern_reference(key: &ContentKey, iv: &[u8; BLOCK], pattern: Pattern, range: &mut [u8]) {
+        use cbc::cipher::BlockEncryptMut;
+        let mut c = cbc::Encryptor::<Aes128>::new(key.key().into(), iv.into());
+        let (crypt, skip) = if pattern.crypt == 0 {
+            (1, 0)
+        } else {
+            (usize::from(pattern.crypt), usize::from(pattern.skip))
+        };
+        for (n, block) in range.chunks_exact_mut(BLOCK).enumerate() {
+            if n % (crypt + skip) < crypt {
+                c.encrypt_block_mut(block.into());
+            }
+        }
+    }
+
+    #[test]
+    fn gathered_pattern_cbc_matches_block_by_block() {
+        let key = ContentKey::new([1; 16], [0x5a; 16]);
+        let iv = [7u8; 16];
+        for pattern in [
+            Pattern { crypt: 1, skip: 9 },
+            Pattern { crypt: 2, skip: 3 },
+            Pattern { crypt: 0, skip: 0 },
+        ] {
+            for len in [0usize, 5, 16, 17, 159, 160, 161, 176, 1000, 4099] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+                let mut ours = data.clone();
+                cbc_pattern(&key, &iv, pattern, &mut ours).unwrap();
+                let mut reference = data.clone();
+                pattern_reference(&key, &iv, pattern, &mut reference);
+                assert_eq!(ours, reference, "{pattern:?} over {len} bytes");
+            }
+        }
+        // Another key between uses: the reused context takes the new one.
+        let other = ContentKey::new([2; 16], [0x33; 16]);
+        let mut ours = vec![9u8; 320];
+        let mut reference = ours.clone();
+        cbc_pattern(&other, &iv, Pattern { crypt: 1, skip: 9 }, &mut ours).unwrap();
+        pattern_reference(&other, &iv, Pattern { crypt: 1, skip: 9 }, &mut reference);
+        assert_eq!(ours, reference);
+    }
     use cbc::cipher::BlockDecryptMut;
 
     fn bytes(h: &str) -> Vec<u8> {

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::Aes128;
-use cbc::cipher::{BlockEncryptMut, KeyIvInit};
 
 use crate::crypto::{
     self, encrypt_sample_into, nal_subsamples, parse_16, parse_hex, system, write_pssh, write_saio,
@@ -1099,12 +1098,28 @@ fn key_check_value(key: &ContentKey) -> [u8; 8] {
 
 /// AES-128-CBC over a whole segment with PKCS#7 padding (HLS `METHOD=AES-128`), fed in
 /// pieces: each piece is encrypted in place but for a tail shorter than a block, which
-/// starts the next piece.
-#[derive(Clone)]
+/// starts the next piece. The chain's state is the key and the last ciphertext block, so a
+/// copy (a clone) continues where the original is.
 pub struct SegmentCipher {
-    cipher: cbc::Encryptor<Aes128>,
+    key: ContentKey,
+    /// The block the next piece chains from: the IV, then each piece's last ciphertext block.
+    chain: [u8; BLOCK],
+    /// OpenSSL's context, made on first use (a clone makes its own).
+    cipher: Option<crypto::Cbc>,
     carry: Vec<u8>,
     fingerprint: Vec<u8>,
+}
+
+impl Clone for SegmentCipher {
+    fn clone(&self) -> SegmentCipher {
+        SegmentCipher {
+            key: self.key.clone(),
+            chain: self.chain,
+            cipher: None,
+            carry: self.carry.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SegmentCipher {
@@ -1118,7 +1133,9 @@ impl SegmentCipher {
         let mut fingerprint = key_check_value(key).to_vec();
         fingerprint.extend_from_slice(iv);
         SegmentCipher {
-            cipher: cbc::Encryptor::new(key.key().into(), iv.into()),
+            key: key.clone(),
+            chain: *iv,
+            cipher: None,
             carry: Vec::with_capacity(BLOCK),
             fingerprint,
         }
@@ -1142,7 +1159,7 @@ impl SegmentCipher {
 
     /// Encrypts a filled piece in place; with `last`, pads and encrypts everything, else keeps
     /// the tail that is not a whole block for the next piece.
-    pub fn seal_piece(&mut self, piece: &mut Vec<u8>, last: bool) {
+    pub fn seal_piece(&mut self, piece: &mut Vec<u8>, last: bool) -> Result<(), CryptoError> {
         if last {
             let pad = BLOCK - piece.len() % BLOCK;
             piece.resize(piece.len() + pad, pad as u8);
@@ -1151,22 +1168,37 @@ impl SegmentCipher {
             self.carry.extend_from_slice(&piece[whole..]);
             piece.truncate(whole);
         }
-        for block in piece.chunks_exact_mut(BLOCK) {
-            self.cipher.encrypt_block_mut(block.into());
+        let len = piece.len();
+        if len == 0 {
+            return Ok(());
         }
+        if self.cipher.is_none() {
+            self.cipher = Some(crypto::Cbc::new(&self.key, &self.chain)?);
+        }
+        let Some(cipher) = self.cipher.as_mut() else {
+            return Err(CryptoError::Cipher("no context".into()));
+        };
+        // OpenSSL writes in place given a block of room (the piece has it: its capacity is a
+        // piece and a packet).
+        piece.resize(len + BLOCK, 0);
+        let sealed = cipher.encrypt_in_place(piece, len);
+        piece.truncate(len);
+        sealed?;
+        self.chain.copy_from_slice(&piece[len - BLOCK..]);
+        Ok(())
     }
 
     /// A whole buffer (a segment made in memory).
-    pub fn encrypt_all(mut self, mut data: Vec<u8>) -> Vec<u8> {
-        self.seal_piece(&mut data, true);
-        data
+    pub fn encrypt_all(mut self, mut data: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        self.seal_piece(&mut data, true)?;
+        Ok(data)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cbc::cipher::BlockDecryptMut;
+    use cbc::cipher::{BlockDecryptMut, KeyIvInit};
 
     fn metas(pairs: &[(&str, &str)]) -> Vec<Meta> {
         pairs
@@ -1368,7 +1400,9 @@ mod tests {
     fn segment_cipher_in_pieces_equals_in_one() {
         let key = ContentKey::new([1; 16], [2; 16]);
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
-        let whole = SegmentCipher::new(&key, &[3; 16]).encrypt_all(data.clone());
+        let whole = SegmentCipher::new(&key, &[3; 16])
+            .encrypt_all(data.clone())
+            .unwrap();
         assert_eq!(whole.len() as u64, SegmentCipher::padded_len(1000));
         let mut c = SegmentCipher::new(&key, &[3; 16]);
         let mut out = Vec::new();
@@ -1377,7 +1411,7 @@ mod tests {
             let mut piece = Vec::new();
             c.begin_piece(&mut piece);
             piece.extend_from_slice(p);
-            c.seal_piece(&mut piece, n == pieces.len() - 1);
+            c.seal_piece(&mut piece, n == pieces.len() - 1).unwrap();
             assert_eq!(piece.len() % 16, 0);
             out.extend_from_slice(&piece);
         }

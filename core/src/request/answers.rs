@@ -126,7 +126,10 @@ impl Request {
         }
         source.intact().map_err(Error::from_source)?;
         let fingerprint = cipher.fingerprint();
-        let bytes = cipher.encrypt_all(clear);
+        let bytes = cipher.encrypt_all(clear).map_err(|e| Error::Drm {
+            path: track.source.clone(),
+            error: e.into(),
+        })?;
         Ok(Answer {
             etag: etag(&[&plan.header, &fingerprint, &loaded.versions]),
             content_type: mime::of_track(track.kind),
