@@ -5,14 +5,14 @@
 //! each subsample's protected range, the constant IV restarting at each subsample). Video
 //! samples are split into subsamples by NAL unit ([`nal_subsamples`]): length prefix and NAL
 //! header in the clear, the slice data protected. CTR is RustCrypto's (`aes` uses AES-NI when
-//! the CPU has it); CBC is OpenSSL's EVP ([`Cbc`]), the faster of the two here
-//! (docs/BENCHMARKS.md).
+//! the CPU has it). `cbcs` restarts its chain at every subsample, so the chains of a fragment
+//! are independent and [`cbc_pattern_chains`] runs eight of them at once through RustCrypto's
+//! parallel blocks; one long chain (HLS AES-128) is OpenSSL's EVP ([`Cbc`]), whose serial CBC
+//! is the faster here (docs/BENCHMARKS.md).
 //!
 //! Keys never reach a log or an error message: [`ContentKey`]'s `Debug` shows the key ID only.
 
 use std::fmt;
-
-use std::cell::RefCell;
 
 use aes::Aes128;
 use ctr::cipher::{KeyIvInit, StreamCipher};
@@ -92,31 +92,6 @@ impl Cbc {
         }
         Ok(())
     }
-}
-
-thread_local! {
-    /// The last key's CBC context and a scratch buffer, reused sample after sample (a key
-    /// schedule per sample would cost more than a sample's few encrypted blocks).
-    static CBC: RefCell<Option<([u8; BLOCK], Cbc, Vec<u8>)>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with a CBC context of `key` started at `iv`, and a scratch buffer.
-fn with_cbc<R>(
-    key: &ContentKey,
-    iv: &[u8; BLOCK],
-    f: impl FnOnce(&mut Cbc, &mut Vec<u8>) -> Result<R, CryptoError>,
-) -> Result<R, CryptoError> {
-    CBC.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        match slot.as_mut() {
-            Some((k, cbc, _)) if *k == key.key => cbc.restart(iv)?,
-            _ => *slot = Some((key.key, Cbc::new(key, iv)?, Vec::new())),
-        }
-        let Some((_, cbc, scratch)) = slot.as_mut() else {
-            return Err(CryptoError::Cipher("no context".into()));
-        };
-        f(cbc, scratch)
-    })
 }
 
 /// A content key and its ID.
@@ -315,13 +290,8 @@ pub fn encrypt_sample(
             }
         }
         Scheme::Cbcs => {
-            let mut at = 0usize;
-            for s in subsamples {
-                at += usize::from(s.clear);
-                let end = at + s.protected as usize;
-                cbc_pattern(key, iv, pattern, &mut data[at..end])?;
-                at = end;
-            }
+            let ranges = protected_ranges(subsamples, 0);
+            cbc_pattern_chains(key, iv, pattern, data, &ranges)?;
         }
     }
     Ok(())
@@ -365,44 +335,107 @@ pub fn encrypt_sample_into(
     Ok(())
 }
 
-/// CBC over the pattern's encrypted blocks of one protected range, chained through them only;
-/// a trailing partial block stays clear. The encrypted blocks are gathered into one run,
-/// encrypted with one call, and put back: one pass over the range's few blocks, none over its
-/// clear bytes.
-fn cbc_pattern(
+/// The protected ranges of a sample of `len` bytes at `base` of a buffer: its subsamples'
+/// (checked to cover it), or the whole sample when there are none.
+pub fn sample_protected_ranges(
+    subsamples: &[Subsample],
+    len: usize,
+    base: usize,
+) -> Result<Vec<std::ops::Range<usize>>, CryptoError> {
+    let whole = whole_sample(len);
+    Ok(protected_ranges(covering(subsamples, &whole, len)?, base))
+}
+
+/// The protected ranges of a sample's subsamples, the sample starting at `base`.
+pub fn protected_ranges(subsamples: &[Subsample], base: usize) -> Vec<std::ops::Range<usize>> {
+    let mut at = base;
+    subsamples
+        .iter()
+        .map(|s| {
+            at += usize::from(s.clear);
+            let range = at..at + s.protected as usize;
+            at = range.end;
+            range
+        })
+        .collect()
+}
+
+/// Parallel AES blocks per step of [`cbc_pattern_chains`] (what AES-NI pipelines).
+const LANES: usize = 8;
+
+/// `cbcs` over `ranges` of `data`: in each range, CBC from `iv` over the pattern's encrypted
+/// blocks (chained through them only; a trailing partial block stays clear). Each range is a
+/// chain of its own, so eight chains advance together, one block each per step, in one call
+/// of the block cipher: CBC's serial dependency is within a chain, not across them.
+pub fn cbc_pattern_chains(
     key: &ContentKey,
     iv: &[u8; BLOCK],
     pattern: Pattern,
-    range: &mut [u8],
+    data: &mut [u8],
+    ranges: &[std::ops::Range<usize>],
 ) -> Result<(), CryptoError> {
+    use aes::cipher::{BlockEncrypt, KeyInit};
     let (crypt, skip) = if pattern.crypt == 0 {
         (1usize, 0usize)
     } else {
         (usize::from(pattern.crypt), usize::from(pattern.skip))
     };
-    let group = BLOCK * (crypt + skip);
-    let whole = range.len() - range.len() % BLOCK;
-    let range = &mut range[..whole];
-    if range.is_empty() {
-        return Ok(());
+    let group = crypt + skip;
+    let cipher = Aes128::new(key.key().into());
+    /// A chain in progress: its range's start, whole blocks, next block to encrypt, and the
+    /// ciphertext it chains from.
+    struct Lane {
+        start: usize,
+        blocks: usize,
+        next: usize,
+        prev: aes::Block,
     }
-    with_cbc(key, iv, |cbc, scratch| {
-        scratch.clear();
-        for g in range.chunks(group) {
-            scratch.extend_from_slice(&g[..g.len().min(BLOCK * crypt)]);
-        }
-        let len = scratch.len();
-        scratch.resize(len + BLOCK, 0);
-        cbc.encrypt_in_place(scratch, len)?;
-        let mut done = scratch.chunks(BLOCK * crypt);
-        for g in range.chunks_mut(group) {
-            let n = g.len().min(BLOCK * crypt);
-            if let Some(encrypted) = done.next() {
-                g[..n].copy_from_slice(&encrypted[..n]);
+    let mut lanes: Vec<Lane> = Vec::with_capacity(LANES);
+    let mut pending = ranges.iter();
+    let mut batch = [aes::Block::default(); LANES];
+    loop {
+        while lanes.len() < LANES {
+            let Some(r) = pending.next() else { break };
+            if r.start > r.end || r.end > data.len() {
+                return Err(CryptoError::SubsampleMismatch {
+                    covered: r.end as u64,
+                    size: data.len(),
+                });
+            }
+            let blocks = (r.end - r.start) / BLOCK;
+            if blocks > 0 {
+                lanes.push(Lane {
+                    start: r.start,
+                    blocks,
+                    next: 0,
+                    prev: aes::Block::from(*iv),
+                });
             }
         }
-        Ok(())
-    })
+        if lanes.is_empty() {
+            return Ok(());
+        }
+        for (lane, block) in lanes.iter().zip(batch.iter_mut()) {
+            let at = lane.start + lane.next * BLOCK;
+            for ((b, d), p) in block.iter_mut().zip(&data[at..at + BLOCK]).zip(&lane.prev) {
+                *b = d ^ p;
+            }
+        }
+        let n = lanes.len();
+        cipher.encrypt_blocks(&mut batch[..n]);
+        for (lane, block) in lanes.iter_mut().zip(&batch[..n]) {
+            let at = lane.start + lane.next * BLOCK;
+            data[at..at + BLOCK].copy_from_slice(block);
+            lane.prev = *block;
+            // The next block of the pattern: the next one, or the first of the next group.
+            let mut next = lane.next + 1;
+            if next % group >= crypt {
+                next += group - next % group;
+            }
+            lane.next = next;
+        }
+        lanes.retain(|l| l.next < l.blocks);
+    }
 }
 
 /// Which NAL units carry coded slices, by codec.
@@ -675,6 +708,40 @@ mod tests {
     }
 
     #[test]
+    fn chains_side_by_side_match_each_chain_alone() {
+        let key = ContentKey::new([1; 16], [0x5a; 16]);
+        let iv = [7u8; 16];
+        // Nineteen ranges of assorted lengths (more than the lanes, some shorter than a
+        // block), with clear bytes between.
+        let mut ranges = Vec::new();
+        let mut at = 3usize;
+        for k in 0..19usize {
+            let len = [0usize, 15, 16, 40, 160, 333, 1600, 4099][k % 8] + k;
+            ranges.push(at..at + len);
+            at += len + 7;
+        }
+        let data: Vec<u8> = (0..at).map(|i| (i * 13) as u8).collect();
+        for pattern in [Pattern { crypt: 1, skip: 9 }, Pattern { crypt: 0, skip: 0 }] {
+            let mut together = data.clone();
+            cbc_pattern_chains(&key, &iv, pattern, &mut together, &ranges).unwrap();
+            let mut alone = data.clone();
+            for r in &ranges {
+                pattern_reference(&key, &iv, pattern, &mut alone[r.clone()]);
+            }
+            assert_eq!(together, alone, "{pattern:?}");
+        }
+        let mut short = vec![0u8; 10];
+        assert!(cbc_pattern_chains(
+            &key,
+            &iv,
+            Pattern::VIDEO,
+            &mut short,
+            std::slice::from_ref(&(0..11))
+        )
+        .is_err());
+    }
+
+    #[test]
     fn gathered_pattern_cbc_matches_block_by_block() {
         let key = ContentKey::new([1; 16], [0x5a; 16]);
         let iv = [7u8; 16];
@@ -686,7 +753,14 @@ mod tests {
             for len in [0usize, 5, 16, 17, 159, 160, 161, 176, 1000, 4099] {
                 let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
                 let mut ours = data.clone();
-                cbc_pattern(&key, &iv, pattern, &mut ours).unwrap();
+                cbc_pattern_chains(
+                    &key,
+                    &iv,
+                    pattern,
+                    &mut ours,
+                    std::slice::from_ref(&(0..len)),
+                )
+                .unwrap();
                 let mut reference = data.clone();
                 pattern_reference(&key, &iv, pattern, &mut reference);
                 assert_eq!(ours, reference, "{pattern:?} over {len} bytes");
@@ -696,7 +770,14 @@ mod tests {
         let other = ContentKey::new([2; 16], [0x33; 16]);
         let mut ours = vec![9u8; 320];
         let mut reference = ours.clone();
-        cbc_pattern(&other, &iv, Pattern { crypt: 1, skip: 9 }, &mut ours).unwrap();
+        cbc_pattern_chains(
+            &other,
+            &iv,
+            Pattern { crypt: 1, skip: 9 },
+            &mut ours,
+            std::slice::from_ref(&(0..320)),
+        )
+        .unwrap();
         pattern_reference(&other, &iv, Pattern { crypt: 1, skip: 9 }, &mut reference);
         assert_eq!(ours, reference);
     }

@@ -953,6 +953,24 @@ impl TrackCipher {
         };
         let mut out = crate::buffers::take(header.len() + plan.payload_len as usize);
         out.extend_from_slice(&header);
+        if self.scheme == Scheme::Cbcs {
+            // Each subsample is a chain of its own (the constant IV restarts it): the samples
+            // are copied in large runs, then every chain of the fragment is encrypted, eight
+            // side by side.
+            let mut ranges = Vec::new();
+            for (s, a) in listed.iter().zip(&aux) {
+                let data = source.bytes(s.offset, s.size as usize)?;
+                let base = out.len();
+                out.extend_from_slice(&data);
+                ranges.extend(
+                    crypto::sample_protected_ranges(&a.subsamples, data.len(), base)
+                        .map_err(failed)?,
+                );
+            }
+            crypto::cbc_pattern_chains(&self.key, &self.iv, self.pattern, &mut out, &ranges)
+                .map_err(failed)?;
+            return Ok(out);
+        }
         for (s, a) in listed.iter().zip(&aux) {
             let data = source.bytes(s.offset, s.size as usize)?;
             encrypt_sample_into(
