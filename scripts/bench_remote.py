@@ -86,11 +86,13 @@ def main() -> None:
     ap.add_argument("--media", default=str(ROOT / "build" / "media" / "long-2h.mp4"))
     ap.add_argument("--segments", type=int, default=200)
     ap.add_argument("--concurrent", type=int, default=1000)
+    ap.add_argument("--module", type=Path, help="the origin's module (default: build/'s)")
     args = ap.parse_args()
     media = Path(args.media)
     build = next(b for b in builds() if b.version.startswith("1.28"))
     backend = Nginx(build, workers=1, module=build.module, wrapper=["taskset", "-c", "1"])
-    origin = Nginx(build, workers=1, module=build.module, wrapper=["taskset", "-c", "0"])
+    origin = Nginx(build, workers=1, module=args.module or build.module,
+                   wrapper=["taskset", "-c", "0"])
     rows = []
     with contextlib.ExitStack() as stack:
         stack.callback(backend.cleanup)
@@ -159,6 +161,16 @@ def main() -> None:
         rows.append(("storage requests, warm MPD / HLS playlist / Smooth manifest",
                      "/".join(str(len(reads(f"/remote/v/long.mp4/{e}")))
                               for e in [".mpd", ".m3u8", "Manifest"]), "within origin_remote_ttl"))
+        # The TS I-frame playlist: one byte range per segment's key frame.
+        master = curl(origin.url("/remote/v/long.mp4/.m3u8"))[1].decode()
+        iframes = "/remote/v/long.mp4/" + re.search(r'URI="(keyframes/[^"]+)"', master).group(1)
+        before = len(log_lines(backend_log))
+        status, body, took = curl(origin.url(iframes))
+        assert status == 200, iframes
+        iframe_reads = log_lines(backend_log)[before:]
+        rows.append(("storage requests, first TS I-frame playlist of the 2-hour title "
+                     "(indexes cached)", str(len(iframe_reads)),
+                     f"{took * 1000:.1f} ms, {body.count(b'BYTERANGE')} key frames"))
         mpd = curl(origin.url("/v/long.mp4/.mpd"))[1].decode()
         times = video_segment_times(mpd)
         step = max(1, len(times) // args.segments)

@@ -264,6 +264,22 @@ def test_storage_requests_per_manifest_and_segment(make_nginx):
     rep = mpd.split('<Representation id="')[1].split('"')[0]
     seg = count(f"/p/tail.mp4/dash/tail-{rep}-0.dash")
     assert len(seg) == 1 and seg[0][1].startswith("bytes="), seg
+    # A TS I-frame playlist sizes each key frame from the index (4-byte NAL lengths): no
+    # read at all, where it once read every key frame. Its byte ranges are the segments'.
+    master = origin.get("/p/tail.mp4/.m3u8").text
+    iframes = "/p/tail.mp4/" + re.search(r'URI="(keyframes/[^"]+)"', master).group(1)
+    assert count(iframes) == []
+    playlist = origin.get(iframes).text
+    ranges = re.findall(r"#EXT-X-BYTERANGE:(\d+)@0\n\.\./(\S+)", playlist)
+    assert len(ranges) >= 2
+    for length, segment in ranges:
+        ts = origin.get(f"/p/tail.mp4/{segment}").content
+        key_frame = ts[:int(length)]
+        # PAT, PMT, then the key frame's PES: whole packets, the video PID's last one the end
+        # of that PES (the next packet starts another PES or the segment ends).
+        assert len(key_frame) % 188 == 0 and key_frame[188 * 2 + 1] & 0x40, segment
+        rest = ts[int(length):]
+        assert not rest or rest[1] & 0x40 or rest[1] & 0x1f == 0x1f, segment
 
 
 def test_the_proxy_cache_example_reads_the_storage_once(make_nginx):

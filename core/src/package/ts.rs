@@ -967,6 +967,30 @@ pub fn packed_audio(input: &TsInput<'_>) -> Result<Vec<u8>, TsError> {
     write_all(std::slice::from_ref(input), TsFormat::PackedAudio)
 }
 
+/// [`key_frame_bytes`] from the key frame's size alone, when its format allows (see
+/// [`TsWriter::measure_from_size`]): an I-frame playlist then reads no key frame at all,
+/// which for a remote source is a request per segment saved.
+pub fn key_frame_bytes_from_size(
+    entry: &SampleEntry,
+    kind: TrackKind,
+    timescale: u32,
+    presentation_delay: i64,
+    sample: Sample,
+) -> Result<Option<usize>, TsError> {
+    let track = TsTrack {
+        entry: entry.clone(),
+        kind,
+        timescale,
+        presentation_delay,
+        samples: vec![sample],
+        source: 0,
+    };
+    let writer = TsWriter::new(vec![track], TsFormat::Transport)?;
+    Ok(writer
+        .measure_from_size(0)
+        .map(|len| writer.header_len() + len))
+}
+
 /// Bytes from the start of a segment through its first video access unit (PAT, PMT and the
 /// key frame's PES): the `EXT-X-BYTERANGE` of an I-frame playlist entry.
 pub fn key_frame_bytes(input: &TsInput<'_>) -> Result<usize, TsError> {
@@ -1182,6 +1206,27 @@ mod tests {
             // The elementary stream is the very one written without the extra units.
             assert_eq!(pid_payload(&out, FIRST_PID), *plain.borrow());
         });
+    }
+
+    #[test]
+    fn a_key_frame_is_sized_without_its_bytes() {
+        fixture_video(
+            1,
+            |_, b| b,
+            |input| {
+                let (sample, data) = input.samples[0];
+                let sized = key_frame_bytes_from_size(
+                    input.entry,
+                    input.kind,
+                    input.timescale,
+                    input.presentation_delay,
+                    sample,
+                )
+                .unwrap();
+                assert_eq!(sized, Some(key_frame_bytes(input).unwrap()));
+                assert!(sized.unwrap() > data.len());
+            },
+        );
     }
 
     #[test]

@@ -58,14 +58,21 @@ impl Request {
         }
     }
 
-    /// Bytes of a TS segment through its key frame, when the segment starts at `sample`.
+    /// Bytes of a TS segment through its key frame, when the segment starts at `sample`: from
+    /// its size when the codec allows, else from its bytes (a read of each key frame).
     fn key_frame_bytes(&self, t: &Track, sample: u32) -> Result<usize, Stop> {
-        let (src, _) = self.samples_reader(t, sample..sample + 1)?;
         let s = t
             .index()
             .samples(sample..sample + 1)
             .next()
             .ok_or_else(|| PackageError::Media(format!("track {}: no sample {sample}", t.id())))?;
+        let delay = dash::presentation_delay(t);
+        if let Some(len) =
+            ts::key_frame_bytes_from_size(&t.entry, t.kind, t.index().timescale, delay, s)?
+        {
+            return Ok(len);
+        }
+        let (src, _) = self.samples_reader(t, sample..sample + 1)?;
         let data = src
             .bytes(s.offset, s.size as usize)
             .map_err(Error::from_source)?;
@@ -73,7 +80,7 @@ impl Request {
             entry: &t.entry,
             kind: t.kind,
             timescale: t.index().timescale,
-            presentation_delay: dash::presentation_delay(t),
+            presentation_delay: delay,
             samples: vec![(s, &data[..])],
         })?;
         src.intact().map_err(Error::from_source)?;
