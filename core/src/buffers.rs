@@ -5,8 +5,11 @@
 
 use std::cell::RefCell;
 
-/// Buffers kept per thread (a worker serves from one thread).
-const SPARE: usize = 4;
+/// Buffers kept per thread (a worker serves from one thread): enough for the responses and
+/// remote reads of a few requests in flight.
+const SPARE: usize = 8;
+/// Sizes are rounded up to this, so buffers of similar requests fit each other.
+const GRAIN: usize = 64 << 10;
 /// Larger buffers are freed rather than kept.
 const MAX_KEPT: usize = 32 << 20;
 
@@ -29,7 +32,7 @@ pub fn take(capacity: usize) -> Vec<u8> {
             b.clear();
             b
         }
-        None => Vec::with_capacity(capacity),
+        None => Vec::with_capacity(capacity.next_multiple_of(GRAIN)),
     }
 }
 

@@ -409,7 +409,7 @@ impl Source for MemorySource {
 mod pieces;
 mod sparse;
 pub use pieces::{Backing, PiecesSource};
-pub use sparse::SparseSource;
+pub use sparse::{recycle, SparseSource};
 
 /// The one place the core maps files (see its documentation); the index store maps its
 /// entries with it too.

@@ -542,7 +542,9 @@ fn start_fetch(
     let mut fetch = Box::new(Fetch {
         remote,
         range: range.clone(),
-        body: Vec::with_capacity(capacity),
+        // A spare buffer when the worker has one: a fresh one of hundreds of kilobytes per
+        // read would be faulted in page by page as nginx fills it.
+        body: origin_core::buffers::take(capacity),
         capacity,
         over_limit: false,
         connection_error_before: false,
@@ -595,7 +597,7 @@ fn start_fetch(
         (*b).start = start;
         (*b).pos = start;
         (*b).last = start;
-        (*b).end = start.add(fetch.body.capacity());
+        (*b).end = start.add(fetch.capacity.min(fetch.body.capacity()));
         (*b).set_temporary(1);
         (*b).set_last_buf(1);
         (*sr).out = crate::ffi::pool::chain_link(r, b)?;

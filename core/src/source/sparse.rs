@@ -16,6 +16,24 @@ pub struct SparseSource {
     runs: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
 }
 
+/// Gives a run's buffer back to the worker's spares when `run` was its last holder (the
+/// source, or the response that sent from it, whichever goes last): the next fetch reuses it
+/// instead of faulting in fresh pages.
+pub fn recycle(run: Arc<Vec<u8>>) {
+    if let Ok(bytes) = Arc::try_unwrap(run) {
+        crate::buffers::give(bytes);
+    }
+}
+
+impl Drop for SparseSource {
+    fn drop(&mut self) {
+        let runs = std::mem::take(self.runs.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (_, run) in runs {
+            recycle(run);
+        }
+    }
+}
+
 impl SparseSource {
     /// A source of `len` bytes of which nothing is held yet.
     pub fn new(name: &str, identity: SourceIdentity, len: u64) -> SparseSource {
