@@ -305,18 +305,21 @@ def main() -> None:
         colds.sort()
         rows.append(("first MPD after start (2-hour title), median of 5 fresh starts",
                      f"{colds[2]:.2f} ms", f"range {colds[0]:.2f}–{colds[-1]:.2f} ms, curl wall time"))
-        rows += store_rows(build, media, module)
-        store = Path(tempfile.mkdtemp(prefix="origin-bench-mem-"))
-        store.chmod(0o777)
-        try:
-            without = four_worker_memory(build, media, module, None)
-            four_worker_memory(build, media, module, store)
-            with_store = four_worker_memory(build, media, module, store)
-        finally:
-            shutil.rmtree(store, ignore_errors=True)
-        rows.append(("4 workers after serving the title: private memory, no store / store",
-                     f"{without[0] / 1024:.1f} / {with_store[0] / 1024:.1f} MB",
-                     f"PSS {without[1] / 1024:.1f} / {with_store[1] / 1024:.1f} MB, summed over workers"))
+        # A build from before the index store (`--module`) has no store rows.
+        if b"origin_index_store" in Path(module).read_bytes():
+            rows += store_rows(build, media, module)
+            store = Path(tempfile.mkdtemp(prefix="origin-bench-mem-"))
+            store.chmod(0o777)
+            try:
+                without = four_worker_memory(build, media, module, None)
+                four_worker_memory(build, media, module, store)
+                with_store = four_worker_memory(build, media, module, store)
+            finally:
+                shutil.rmtree(store, ignore_errors=True)
+            rows.append(("4 workers after serving the title: private memory, no store / store",
+                         f"{without[0] / 1024:.1f} / {with_store[0] / 1024:.1f} MB",
+                         f"PSS {without[1] / 1024:.1f} / {with_store[1] / 1024:.1f} MB, "
+                         "summed over workers"))
         mpd = subprocess.run(["curl", "-s", n.url("/v/long.mp4/.mpd")], capture_output=True, text=True).stdout
         times = video_segment_times(mpd)
         step = max(1, len(times) // args.segments)
