@@ -135,6 +135,74 @@ struct ChunkMap {
     samples: u32,
 }
 
+/// A [`ChunkMap`] being built, in plain vectors (a chunk is appended per `stco` entry: the
+/// table's owned-or-stored switch stays out of that loop).
+struct ChunkMapBuilder {
+    runs: Vec<ChunkRun>,
+    narrow: Vec<u32>,
+    /// Once an offset does not fit 32 bits, every offset, wide.
+    wide: Option<Vec<u64>>,
+    samples: u32,
+}
+
+impl ChunkMapBuilder {
+    fn new() -> ChunkMapBuilder {
+        ChunkMapBuilder {
+            runs: Vec::new(),
+            narrow: Vec::new(),
+            wide: None,
+            samples: 0,
+        }
+    }
+
+    fn reserve(&mut self, n: usize, name: &str) -> Result<(), IndexError> {
+        self.narrow
+            .try_reserve_exact(n)
+            .map_err(|_| IndexError::OutOfMemory {
+                name: name.to_string(),
+            })
+    }
+
+    /// Appends a chunk of `count` samples (count > 0) at `offset`.
+    #[inline]
+    fn push(&mut self, count: u32, offset: u64) {
+        let chunk = match &self.wide {
+            Some(w) => w.len(),
+            None => self.narrow.len(),
+        } as u32;
+        match self.runs.last() {
+            Some(r) if r.samples_per_chunk == count => {}
+            _ => self.runs.push(ChunkRun {
+                first_chunk: chunk,
+                first_sample: self.samples,
+                samples_per_chunk: count,
+            }),
+        }
+        self.samples += count;
+        match (&mut self.wide, u32::try_from(offset)) {
+            (None, Ok(o)) => self.narrow.push(o),
+            (None, Err(_)) => {
+                let mut wide: Vec<u64> = self.narrow.iter().map(|&o| u64::from(o)).collect();
+                wide.push(offset);
+                self.narrow = Vec::new();
+                self.wide = Some(wide);
+            }
+            (Some(w), _) => w.push(offset),
+        }
+    }
+
+    fn build(self) -> ChunkMap {
+        ChunkMap {
+            runs: self.runs.into(),
+            offsets: match self.wide {
+                Some(w) => ChunkOffsets::Wide(w.into()),
+                None => ChunkOffsets::Narrow(self.narrow.into()),
+            },
+            samples: self.samples,
+        }
+    }
+}
+
 impl ChunkMap {
     fn new() -> ChunkMap {
         ChunkMap {
@@ -148,16 +216,6 @@ impl ChunkMap {
         match &self.offsets {
             ChunkOffsets::Narrow(v) => v.len(),
             ChunkOffsets::Wide(v) => v.len(),
-        }
-    }
-
-    fn reserve(&mut self, n: usize, name: &str) -> Result<(), IndexError> {
-        let oom = |_| IndexError::OutOfMemory {
-            name: name.to_string(),
-        };
-        match &mut self.offsets {
-            ChunkOffsets::Narrow(v) => v.make_mut().try_reserve_exact(n).map_err(oom),
-            ChunkOffsets::Wide(v) => v.make_mut().try_reserve_exact(n).map_err(oom),
         }
     }
 
@@ -961,10 +1019,11 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
 
     // Sizes.
     let mut total_bytes = 0u64;
-    let sizes = match sizes_table {
+    // A constant size, or one per sample (a plain vector while the chunks are checked).
+    let sizes: Result<u32, Vec<u32>> = match sizes_table {
         TableSizes::Constant { size, count } => {
             total_bytes = u64::from(size) * u64::from(count);
-            Sizes::Constant(size)
+            Ok(size)
         }
         TableSizes::Table(table) => {
             let mut v = try_vec::<u32>(sample_count as usize, name)?;
@@ -973,7 +1032,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
                 total_bytes += u64::from(s);
                 s
             }));
-            Sizes::PerSample(v.into())
+            Err(v)
         }
         compact => {
             let mut v = try_vec::<u32>(sample_count as usize, name)?;
@@ -982,7 +1041,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
                 total_bytes += u64::from(s);
                 v.push(s);
             }
-            Sizes::PerSample(v.into())
+            Err(v)
         }
     };
 
@@ -997,7 +1056,7 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             u64::from(stbl.chunk_offsets.u32_at(c, 0))
         }
     };
-    let mut chunks = ChunkMap::new();
+    let mut chunks = ChunkMapBuilder::new();
     chunks.reserve(chunk_count.min(sample_count as usize), name)?;
     let mut next_sample = 0u32;
     let stsc = &stbl.stsc;
@@ -1027,8 +1086,8 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
             let n = per_chunk.min(sample_count - next_sample);
             let offset = chunk_offset(c);
             let bytes: u64 = match &sizes {
-                Sizes::Constant(s) => u64::from(*s) * u64::from(n),
-                Sizes::PerSample(v) => v[next_sample as usize..(next_sample + n) as usize]
+                Ok(s) => u64::from(*s) * u64::from(n),
+                Err(v) => v[next_sample as usize..(next_sample + n) as usize]
                     .iter()
                     .map(|&s| u64::from(s))
                     .sum(),
@@ -1097,10 +1156,13 @@ fn track_from_moov(trak: &Trak<'_>, name: &str, file_len: u64) -> Result<TrackIn
         sample_entry_fourcc: fourcc,
         edit,
         sample_count,
-        sizes,
+        sizes: match sizes {
+            Ok(size) => Sizes::Constant(size),
+            Err(per_sample) => Sizes::PerSample(per_sample.into()),
+        },
         times: times.into(),
         ctos,
-        chunks,
+        chunks: chunks.build(),
         sync: sync.map(Table::from),
         fragments: Table::default(),
         total_bytes,
@@ -1395,10 +1457,12 @@ impl TrackIndex {
         let mut sizes = Vec::with_capacity((range.end - range.start) as usize);
         let mut ctos: Vec<CtoRun> = Vec::new();
         let mut sync = Vec::new();
+        let mut times = Vec::new();
+        let mut chunks = ChunkMapBuilder::new();
         let mut chunk: Option<(u32, u64, u64)> = None; // (count, offset, next offset)
         for s in self.samples(range.clone()) {
             let i = out.sample_count;
-            push_time(out.times.make_mut(), i, s.duration, s.dts - rebase);
+            push_time(&mut times, i, s.duration, s.dts - rebase);
             if s.cto != 0 || !ctos.is_empty() {
                 push_cto(&mut ctos, i, s.cto);
             }
@@ -1412,7 +1476,7 @@ impl TrackIndex {
                 }
                 _ => {
                     if let Some((count, offset, _)) = chunk {
-                        out.chunks.push(count, offset);
+                        chunks.push(count, offset);
                     }
                     chunk = Some((1, s.offset, s.offset + u64::from(s.size)));
                 }
@@ -1422,7 +1486,7 @@ impl TrackIndex {
             out.sample_count += 1;
         }
         if let Some((count, offset, _)) = chunk {
-            out.chunks.push(count, offset);
+            chunks.push(count, offset);
         }
         out.sync = if sync.len() == out.sample_count as usize {
             None
@@ -1430,6 +1494,8 @@ impl TrackIndex {
             Some(sync.into())
         };
         out.sizes = Sizes::PerSample(sizes.into());
+        out.times = times.into();
+        out.chunks = chunks.build();
         out.ctos = compact_ctos(ctos, out.sample_count, "").unwrap_or(Ctos::Zero);
         // Events that start within the slice, on its timeline.
         let end = if range.end >= self.sample_count {
