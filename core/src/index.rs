@@ -622,6 +622,68 @@ impl TrackIndex {
     }
 }
 
+/// Decode times of samples asked for in increasing order (a segment table's starts and ends):
+/// the run of the previous answer is tried first, so a walk over a track costs a step per
+/// sample asked, not a search.
+pub struct TimeCursor<'a> {
+    times: &'a [TimeRun],
+    end: u64,
+    count: u32,
+    run: usize,
+}
+
+impl TimeCursor<'_> {
+    fn run(&mut self, i: u32) -> &TimeRun {
+        let within = |r: &TimeRun| r.first_sample <= i && i - r.first_sample < r.count;
+        if !self.times.get(self.run).is_some_and(within) {
+            self.run = if self.times.get(self.run + 1).is_some_and(within) {
+                self.run + 1
+            } else {
+                self.times.partition_point(|r| r.first_sample <= i) - 1
+            };
+        }
+        &self.times[self.run]
+    }
+
+    /// [`TrackIndex::dts`].
+    pub fn dts(&mut self, i: u32) -> u64 {
+        if i >= self.count {
+            return self.end;
+        }
+        let r = self.run(i);
+        r.start + u64::from(i - r.first_sample) * u64::from(r.delta)
+    }
+
+    /// [`TrackIndex::span`].
+    pub fn span(&mut self, range: std::ops::Range<u32>) -> u64 {
+        if range.is_empty() {
+            return 0;
+        }
+        // The start first: the cursor then moves forward only.
+        let start = self.dts(range.start);
+        let last = range.end - 1;
+        let end = if last >= self.count {
+            self.end
+        } else {
+            let r = self.run(last);
+            r.start + u64::from(last - r.first_sample + 1) * u64::from(r.delta)
+        };
+        end - start
+    }
+}
+
+impl TrackIndex {
+    /// A [`TimeCursor`] over the track's decode times.
+    pub fn time_cursor(&self) -> TimeCursor<'_> {
+        TimeCursor {
+            times: &self.times,
+            end: self.end_time(),
+            count: self.sample_count,
+            run: 0,
+        }
+    }
+}
+
 /// Iterates samples sequentially in O(1) per sample.
 pub struct SampleIter<'a> {
     track: &'a TrackIndex,
@@ -1718,6 +1780,25 @@ impl TrackIndex {
 mod subclip_tests {
     use super::*;
     use crate::source::MmapSource;
+
+    #[test]
+    fn the_time_cursor_answers_as_the_lookups_do() {
+        for name in ["progressive.mp4", "smooth.ismv", "cmaf-video.cmfv"] {
+            let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures")
+                .join(name);
+            let idx = build_index(&MmapSource::open(&p).unwrap()).unwrap();
+            for t in &idx.tracks {
+                let n = t.sample_count();
+                let mut c = t.time_cursor();
+                for i in (0..=n + 1).chain([3, 1, n / 2, 0]) {
+                    assert_eq!(c.dts(i), t.dts(i), "{name} {i}");
+                    let r = i.min(n)..(i + 7).min(n);
+                    assert_eq!(c.span(r.clone()), t.span(r), "{name} {i}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn subclip_cuts_at_sync_samples_and_rebases() {

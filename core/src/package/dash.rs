@@ -115,11 +115,12 @@ type TimelineEntry = (u64, u64, u32);
 fn segment_spans(p: &Presentation, t: &Track, target: super::SegmentLength) -> Vec<(u64, u64)> {
     let idx = t.index();
     let table = segments(p, t, target);
+    let mut times = idx.time_cursor();
     let mut spans: Vec<(u64, u64)> = (0..table.len())
         .map_while(|k| table.samples(k))
         // A segment lasts as long as its samples: a gap after it (an encoder restart, lost
         // fragments) is left as a gap, the next entry says where media resumes.
-        .map(|r| (idx.dts(r.start), idx.span(r)))
+        .map(|r| (times.dts(r.start), times.span(r)))
         .collect();
     // A low-latency window lists the segment being produced with the length it will most
     // likely have (the one before it's, or the target), so that players ask for it as soon
