@@ -426,6 +426,9 @@ impl Request {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
+        // Indexes this worker built and its writer thread has since stored are swapped for the
+        // stored ones at any request, a manifest answered from the cache included.
+        caches.map_written_indexes();
         match self.run(caches) {
             Ok(answer) => Ok(Step::Done(self.live_headers(answer))),
             Err(Stop::Need(need)) => Ok(Step::Need(need)),

@@ -247,6 +247,10 @@ impl IndexStore {
             "index store: refused {} ({why}); indexing the source again",
             path.display()
         );
+        // Out of the way, so the index built again is written (a write finds an entry with
+        // its own header already there and leaves it). A good entry another worker put there
+        // meanwhile is lost too, and written again by the next miss: harmless.
+        let _ = fs::remove_file(path);
         None
     }
 
@@ -434,6 +438,11 @@ impl Writer {
         let key = entry::identity_key(&index.identity)?;
         let bytes = entry::write(index, &key);
         let path = path_of(&self.dir, &key, "idx");
+        // Another worker (or nginx) wrote the same entry already: keep that file, which the
+        // workers that read it map (a new one would give them a copy each).
+        if same_header(&path, &bytes[..HEADER_LEN]) {
+            return Some(bytes.len() as u64);
+        }
         self.put(&path, &bytes).then_some(bytes.len() as u64)
     }
 
@@ -519,6 +528,16 @@ impl Writer {
             self.sweeping.store(false, Ordering::Release);
         }
     }
+}
+
+/// Whether the file at `path` starts with `header` (an entry's header holds its length and
+/// checksum: the same header is the same entry, checked whole by whoever reads it).
+fn same_header(path: &Path, header: &[u8]) -> bool {
+    let Ok(mut file) = open_entry(path) else {
+        return false;
+    };
+    let mut found = vec![0u8; header.len()];
+    file.read_exact(&mut found).is_ok() && found == header
 }
 
 /// Opens a store file for reading, never through a symbolic link.
@@ -804,15 +823,23 @@ mod tests {
         ] {
             fs::write(&path, &bad).unwrap();
             assert!(store.load(&index.identity).is_none());
+            // Refused and taken out of the way.
+            assert!(!path.exists());
         }
         // A symbolic link is not followed.
-        fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
         assert!(store.load(&index.identity).is_none());
+        assert!(fs::symlink_metadata(&path).is_err());
+        assert!(fs::metadata("/etc/passwd").is_ok());
         assert_eq!(store.stats().refused, 5);
-        // Writing it again replaces what was planted.
+        // Writing it again puts the entry back.
         store.save(&index);
         assert_eq!(store.load(&index.identity).as_ref(), Some(&index));
+        // A second write of the same entry leaves the file there (the one others map).
+        use std::os::unix::fs::MetadataExt;
+        let inode = fs::metadata(&path).unwrap().ino();
+        assert!(store.save(&index));
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -105,7 +105,6 @@ impl Caches {
 
     /// The index of `identity` from the cache, or else from the store (then cached).
     pub(super) fn cached_index(&mut self, identity: &SourceIdentity) -> Option<Arc<MediaIndex>> {
-        self.map_written_indexes();
         if let Some(index) = self.indexes.get(identity) {
             return Some(index);
         }
@@ -127,7 +126,7 @@ impl Caches {
 
     /// Swaps the indexes this worker built, once their entries are written, for the stored
     /// ones: their tables then live in the mapping every worker shares, not in this heap.
-    fn map_written_indexes(&mut self) {
+    pub(super) fn map_written_indexes(&mut self) {
         let Some(store) = self.store.as_mut() else {
             return;
         };
