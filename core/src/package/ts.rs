@@ -668,15 +668,22 @@ impl TsWriter {
                     self.unit_packets.1 += 1;
                 }
                 if payload.left == 0 {
-                    let (measured, written) = self.unit_packets;
+                    let (measured, mut written) = self.unit_packets;
                     if written > measured {
                         return Err(TsError::Sample(
                             index,
                             "NAL units larger than the sample measured",
                         ));
                     }
-                    for _ in written..measured {
+                    // Padding to the length announced, within the piece's limit like any
+                    // packet: what does not fit goes in the next piece.
+                    while written < measured && out.len() < limit {
                         null_packet(out);
+                        written += 1;
+                    }
+                    self.unit_packets.1 = written;
+                    if written < measured {
+                        return Ok(false);
                     }
                     self.unit_packets = (0, 0);
                 }
@@ -1227,6 +1234,38 @@ mod tests {
                 assert!(sized.unwrap() > data.len());
             },
         );
+    }
+
+    #[test]
+    fn padding_keeps_to_the_piece_limit() {
+        // Every sample grows by a long delimiter the stream leaves out: several null packets
+        // per access unit, written one piece of at most two packets at a time.
+        let extra = |_: u32, mut b: Vec<u8>| {
+            let mut aud = vec![0, 0, 3, 0xe8, 0x09];
+            aud.resize(aud.len() + 999, 0xf0);
+            aud.extend_from_slice(&b);
+            b = aud;
+            b
+        };
+        fixture_video(6, extra, |input| {
+            let whole = mux(std::slice::from_ref(input)).unwrap();
+            let mut writer = TsWriter::new(vec![input.track()], TsFormat::Transport).unwrap();
+            let mut out = Vec::new();
+            while !writer.is_done() {
+                let mut piece = Vec::new();
+                while piece.len() < 2 * PACKET && !writer.is_done() {
+                    let data = match writer.next() {
+                        Some(_) => input.samples[writer.unit].1,
+                        None => &[],
+                    };
+                    writer.write(&mut piece, data, 2 * PACKET).unwrap();
+                }
+                assert!(piece.len() < 3 * PACKET, "{}", piece.len());
+                out.extend_from_slice(&piece);
+            }
+            assert_eq!(out, whole);
+            assert!(whole.chunks(PACKET).filter(|p| p[1] & 0x1f == 0x1f).count() >= 6);
+        });
     }
 
     #[test]
