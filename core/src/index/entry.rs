@@ -76,31 +76,15 @@ pub enum EntryError {
 /// store does not keep (live windows, subclips, bytes in memory, remote objects whose server
 /// gives no ETag or Last-Modified, which could change unseen).
 pub fn identity_key(identity: &SourceIdentity) -> Option<Vec<u8>> {
-    let mut out = Out::default();
     match identity {
-        SourceIdentity::File {
-            dev,
-            ino,
-            size,
-            mtime_ns,
-            ctime_ns,
-        } => {
-            out.u8(1);
-            out.u64(*dev);
-            out.u64(*ino);
-            out.u64(*size);
-            out.bytes(&mtime_ns.to_le_bytes());
-            out.bytes(&ctime_ns.to_le_bytes());
-        }
-        SourceIdentity::Remote { url, version, size } if !version.is_empty() => {
-            out.u8(2);
-            out.bytes(url.as_bytes());
-            out.bytes(version.as_bytes());
-            out.u64(*size);
-        }
+        SourceIdentity::File { .. } => {}
+        SourceIdentity::Remote { version, .. } if !version.is_empty() => {}
         _ => return None,
     }
-    Some(out.buf)
+    // The identity's stable encoding (the one ETags are made of).
+    let mut key = Vec::new();
+    identity.write_fingerprint(&mut key);
+    Some(key)
 }
 
 /// The entry of `index`, whose source identity's key is `key` ([`identity_key`]).

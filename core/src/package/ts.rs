@@ -1092,10 +1092,12 @@ mod tests {
         }
     }
 
-    /// The first `n` video samples of the progressive fixture (H.264, 4-byte NAL lengths),
-    /// each passed through `alter`, as a TS input.
-    fn fixture_video(
+    /// The first `n` samples of the progressive fixture's track of `kind` (its video is H.264
+    /// with 4-byte NAL lengths), each passed through `alter`, as a TS input.
+    fn fixture_track(
+        kind: TrackKind,
         n: u32,
+        presentation_delay: i64,
         alter: impl Fn(u32, Vec<u8>) -> Vec<u8>,
         f: impl FnOnce(&TsInput<'_>),
     ) {
@@ -1105,13 +1107,9 @@ mod tests {
             .join("../tests/fixtures/progressive.mp4");
         let src = MmapSource::open(&path).unwrap();
         let index = build_index(&src).unwrap();
-        let video = index
-            .tracks
-            .iter()
-            .find(|t| t.kind == TrackKind::Video)
-            .unwrap();
-        let entry = crate::presentation::sample_entry_of(video).unwrap();
-        let data: Vec<(Sample, Vec<u8>)> = video
+        let track = index.tracks.iter().find(|t| t.kind == kind).unwrap();
+        let entry = crate::presentation::sample_entry_of(track).unwrap();
+        let data: Vec<(Sample, Vec<u8>)> = track
             .samples(0..n)
             .map(|s| {
                 let bytes = alter(
@@ -1129,11 +1127,19 @@ mod tests {
             .collect();
         f(&TsInput {
             entry: &entry,
-            kind: TrackKind::Video,
-            timescale: video.timescale,
-            presentation_delay: 0,
+            kind,
+            timescale: track.timescale,
+            presentation_delay,
             samples: data.iter().map(|(s, d)| (*s, &d[..])).collect(),
         });
+    }
+
+    fn fixture_video(
+        n: u32,
+        alter: impl Fn(u32, Vec<u8>) -> Vec<u8>,
+        f: impl FnOnce(&TsInput<'_>),
+    ) {
+        fixture_track(TrackKind::Video, n, 0, alter, f);
     }
 
     /// The payload of every packet of `pid`, concatenated.
@@ -1289,34 +1295,7 @@ mod tests {
 
     /// The first `n` audio samples of the progressive fixture, as a TS input.
     fn fixture_audio(n: u32, f: impl FnOnce(&TsInput<'_>)) {
-        use crate::index::build_index;
-        use crate::source::{MmapSource, Source};
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/progressive.mp4");
-        let src = MmapSource::open(&path).unwrap();
-        let index = build_index(&src).unwrap();
-        let audio = index
-            .tracks
-            .iter()
-            .find(|t| t.kind == TrackKind::Audio)
-            .unwrap();
-        let entry = crate::presentation::sample_entry_of(audio).unwrap();
-        let data: Vec<(Sample, Vec<u8>)> = audio
-            .samples(0..n)
-            .map(|s| {
-                (
-                    s,
-                    src.bytes(s.offset, s.size as usize).unwrap().into_owned(),
-                )
-            })
-            .collect();
-        f(&TsInput {
-            entry: &entry,
-            kind: TrackKind::Audio,
-            timescale: audio.timescale,
-            presentation_delay: 1024,
-            samples: data.iter().map(|(s, d)| (*s, &d[..])).collect(),
-        });
+        fixture_track(TrackKind::Audio, n, 1024, |_, b| b, f);
     }
 
     #[test]
