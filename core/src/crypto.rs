@@ -62,13 +62,6 @@ impl Cbc {
         Ok(Cbc { ctx })
     }
 
-    /// Starts a new chain from `iv`, with the same key.
-    pub fn restart(&mut self, iv: &[u8; BLOCK]) -> Result<(), CryptoError> {
-        self.ctx
-            .encrypt_init(None, None, Some(iv))
-            .map_err(|e| CryptoError::Cipher(e.to_string()))
-    }
-
     /// Encrypts the first `len` bytes of `buf` (whole blocks) in place, continuing the chain.
     /// `buf` holds at least a block more than `len` (OpenSSL's room for output).
     pub fn encrypt_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<(), CryptoError> {

@@ -135,6 +135,108 @@ struct ChunkMap {
     samples: u32,
 }
 
+// Views: the tables as slices, so that a walk over many samples dereferences each table once
+// (a stored table's window is checked at every dereference) and every lookup is written once.
+
+/// A [`ChunkMap`]'s tables as slices.
+#[derive(Clone, Copy)]
+struct ChunkView<'a> {
+    runs: &'a [ChunkRun],
+    /// Wide offsets, or narrow ones.
+    offsets: Result<&'a [u64], &'a [u32]>,
+}
+
+impl ChunkView<'_> {
+    fn offset(self, chunk: usize) -> u64 {
+        match self.offsets {
+            Err(v) => u64::from(v[chunk]),
+            Ok(v) => v[chunk],
+        }
+    }
+
+    /// The chunk holding sample `i` and that chunk's first sample.
+    fn chunk_of(self, i: u32) -> (usize, u32) {
+        let k = self.runs.partition_point(|r| r.first_sample <= i) - 1;
+        let r = &self.runs[k];
+        let n = (i - r.first_sample) / r.samples_per_chunk;
+        (
+            (r.first_chunk + n) as usize,
+            r.first_sample + n * r.samples_per_chunk,
+        )
+    }
+
+    /// Samples in chunk `chunk`.
+    fn chunk_len(self, chunk: usize) -> u32 {
+        let k = self
+            .runs
+            .partition_point(|r| r.first_chunk as usize <= chunk)
+            - 1;
+        self.runs[k].samples_per_chunk
+    }
+}
+
+/// A track's sample sizes, composition offsets and sync samples as slices.
+#[derive(Clone, Copy)]
+struct SampleView<'a> {
+    /// A constant size, or one per sample.
+    sizes: Result<u32, &'a [u32]>,
+    ctos: CtosView<'a>,
+    sync: Option<&'a [u32]>,
+}
+
+#[derive(Clone, Copy)]
+enum CtosView<'a> {
+    Zero,
+    Runs(&'a [CtoRun]),
+    PerSample(&'a [i32]),
+}
+
+impl SampleView<'_> {
+    fn size(self, i: u32) -> u32 {
+        match self.sizes {
+            Ok(s) => s,
+            Err(v) => v[i as usize],
+        }
+    }
+
+    fn cto(self, i: u32) -> i32 {
+        match self.ctos {
+            CtosView::Zero => 0,
+            CtosView::PerSample(v) => v[i as usize],
+            CtosView::Runs(runs) => {
+                let k = runs.partition_point(|r| r.first_sample <= i);
+                match k.checked_sub(1).map(|k| &runs[k]) {
+                    Some(r) if i < r.first_sample + r.count => r.offset,
+                    _ => 0,
+                }
+            }
+        }
+    }
+
+    fn is_sync(self, i: u32) -> bool {
+        self.sync.is_none_or(|s| s.binary_search(&i).is_ok())
+    }
+}
+
+impl Sizes {
+    fn view(&self) -> Result<u32, &[u32]> {
+        match self {
+            Sizes::Constant(s) => Ok(*s),
+            Sizes::PerSample(v) => Err(v),
+        }
+    }
+}
+
+impl Ctos {
+    fn view(&self) -> CtosView<'_> {
+        match self {
+            Ctos::Zero => CtosView::Zero,
+            Ctos::Runs(r) => CtosView::Runs(r),
+            Ctos::PerSample(v) => CtosView::PerSample(v),
+        }
+    }
+}
+
 /// A [`ChunkMap`] being built, in plain vectors (a chunk is appended per `stco` entry: the
 /// table's owned-or-stored switch stays out of that loop).
 struct ChunkMapBuilder {
@@ -244,31 +346,14 @@ impl ChunkMap {
         }
     }
 
-    fn offset(&self, chunk: usize) -> u64 {
-        match &self.offsets {
-            ChunkOffsets::Narrow(v) => u64::from(v[chunk]),
-            ChunkOffsets::Wide(v) => v[chunk],
+    fn view(&self) -> ChunkView<'_> {
+        ChunkView {
+            runs: &self.runs,
+            offsets: match &self.offsets {
+                ChunkOffsets::Narrow(v) => Err(v),
+                ChunkOffsets::Wide(v) => Ok(v),
+            },
         }
-    }
-
-    /// The chunk holding sample `i` and that chunk's first sample.
-    fn chunk_of(&self, i: u32) -> (usize, u32) {
-        let k = self.runs.partition_point(|r| r.first_sample <= i) - 1;
-        let r = &self.runs[k];
-        let n = (i - r.first_sample) / r.samples_per_chunk;
-        (
-            (r.first_chunk + n) as usize,
-            r.first_sample + n * r.samples_per_chunk,
-        )
-    }
-
-    /// Samples in chunk `chunk`.
-    fn chunk_len(&self, chunk: usize) -> u32 {
-        let k = self
-            .runs
-            .partition_point(|r| r.first_chunk as usize <= chunk)
-            - 1;
-        self.runs[k].samples_per_chunk
     }
 
     fn heap_size(&self) -> usize {
@@ -478,9 +563,17 @@ impl TrackIndex {
 
     /// True when sample `i` is a sync (random-access) sample.
     pub fn is_sync(&self, i: u32) -> bool {
-        match &self.sync {
-            None => true,
-            Some(s) => s.binary_search(&i).is_ok(),
+        self.sync
+            .as_ref()
+            .is_none_or(|s| s.binary_search(&i).is_ok())
+    }
+
+    /// Sizes, composition offsets and sync samples, each table dereferenced once.
+    fn sample_view(&self) -> SampleView<'_> {
+        SampleView {
+            sizes: self.sizes.view(),
+            ctos: self.ctos.view(),
+            sync: self.sync.as_deref(),
         }
     }
 
@@ -491,9 +584,9 @@ impl TrackIndex {
 
     /// Size of sample `i`.
     pub fn size(&self, i: u32) -> u32 {
-        match &self.sizes {
-            Sizes::Constant(s) => *s,
-            Sizes::PerSample(v) => v[i as usize],
+        match self.sizes.view() {
+            Ok(s) => s,
+            Err(v) => v[i as usize],
         }
     }
 
@@ -538,33 +631,17 @@ impl TrackIndex {
 
     /// Composition offset of sample `i`.
     pub fn cto(&self, i: u32) -> i32 {
-        match &self.ctos {
-            Ctos::Zero => 0,
-            Ctos::PerSample(v) => v[i as usize],
-            Ctos::Runs(runs) => {
-                let k = runs.partition_point(|r| r.first_sample <= i);
-                if k == 0 {
-                    0
-                } else {
-                    let r = &runs[k - 1];
-                    if i < r.first_sample + r.count {
-                        r.offset
-                    } else {
-                        0
-                    }
-                }
-            }
+        SampleView {
+            sizes: Ok(0),
+            ctos: self.ctos.view(),
+            sync: None,
         }
+        .cto(i)
     }
 
     /// File offset of sample `i`.
     pub fn offset(&self, i: u32) -> u64 {
-        let (chunk, first) = self.chunks.chunk_of(i);
-        let mut off = self.chunks.offset(chunk);
-        for s in first..i {
-            off += u64::from(self.size(s));
-        }
-        off
+        offset_of(self.chunks.view(), self.sizes.view(), i)
     }
 
     /// The first sample whose decode time is at or after `t`.
@@ -602,16 +679,21 @@ impl TrackIndex {
     pub fn samples(&self, range: std::ops::Range<u32>) -> SampleIter<'_> {
         let start = range.start.min(self.sample_count);
         let end = range.end.min(self.sample_count);
+        let times: &[TimeRun] = &self.times;
+        let chunks = self.chunks.view();
+        let view = self.sample_view();
         let (time_run, chunk, chunk_left, offset) = if start < end {
-            let tr = self.times.partition_point(|r| r.first_sample <= start) - 1;
-            let (ch, first) = self.chunks.chunk_of(start);
-            let left = self.chunks.chunk_len(ch) - (start - first);
-            (tr, ch, left, self.offset(start))
+            let tr = times.partition_point(|r| r.first_sample <= start) - 1;
+            let (ch, first) = chunks.chunk_of(start);
+            let left = chunks.chunk_len(ch) - (start - first);
+            (tr, ch, left, offset_of(chunks, view.sizes, start))
         } else {
             (0, 0, 0, 0)
         };
         SampleIter {
-            track: self,
+            times,
+            chunks,
+            view,
             next: start,
             end,
             time_run,
@@ -684,9 +766,24 @@ impl TrackIndex {
     }
 }
 
-/// Iterates samples sequentially in O(1) per sample.
+/// File offset of sample `i`: its chunk's, plus the sizes of the samples before it there.
+fn offset_of(chunks: ChunkView<'_>, sizes: Result<u32, &[u32]>, i: u32) -> u64 {
+    let (chunk, first) = chunks.chunk_of(i);
+    let before = match sizes {
+        Ok(s) => u64::from(s) * u64::from(i - first),
+        Err(v) => v[first as usize..i as usize]
+            .iter()
+            .map(|&s| u64::from(s))
+            .sum(),
+    };
+    chunks.offset(chunk) + before
+}
+
+/// Iterates samples sequentially in O(1) per sample, over the track's tables dereferenced once.
 pub struct SampleIter<'a> {
-    track: &'a TrackIndex,
+    times: &'a [TimeRun],
+    chunks: ChunkView<'a>,
+    view: SampleView<'a>,
     next: u32,
     end: u32,
     time_run: usize,
@@ -703,27 +800,27 @@ impl Iterator for SampleIter<'_> {
         if self.next >= self.end {
             return None;
         }
-        let t = self.track;
+        let (times, view) = (self.times, self.view);
         let i = self.next;
-        while self.time_run + 1 < t.times.len() && t.times[self.time_run + 1].first_sample <= i {
+        while self.time_run + 1 < times.len() && times[self.time_run + 1].first_sample <= i {
             self.time_run += 1;
         }
         if self.chunk_left == 0 {
             self.chunk += 1;
-            self.offset = t.chunks.offset(self.chunk);
-            self.chunk_left = t.chunks.chunk_len(self.chunk);
+            self.offset = self.chunks.offset(self.chunk);
+            self.chunk_left = self.chunks.chunk_len(self.chunk);
         }
         self.chunk_left -= 1;
-        let r = &t.times[self.time_run];
-        let size = t.size(i);
+        let r = &times[self.time_run];
+        let size = view.size(i);
         let sample = Sample {
             index: i,
             dts: r.start + u64::from(i - r.first_sample) * u64::from(r.delta),
             duration: r.delta,
-            cto: t.cto(i),
+            cto: view.cto(i),
             size,
             offset: self.offset,
-            sync: t.is_sync(i),
+            sync: view.is_sync(i),
         };
         self.offset += u64::from(size);
         self.next += 1;

@@ -103,7 +103,6 @@ impl StoreStats {
 /// One worker's handle on an index store directory.
 pub struct IndexStore {
     dir: PathBuf,
-    max_bytes: u64,
     /// What writes entries: the worker's own calls and its writer thread share it.
     writer: Arc<Mutex<Writer>>,
     /// The writer thread's queue, once started.
@@ -180,7 +179,6 @@ impl IndexStore {
             })),
             outcomes,
             dir,
-            max_bytes,
             queue: None,
             pending: Arc::new(AtomicUsize::new(0)),
             written: Arc::new(Mutex::new(Vec::new())),
@@ -197,14 +195,6 @@ impl IndexStore {
     /// Makes every entry write pause for `stall` halfway (the fault tests kill a worker then).
     pub fn stall_writes(&mut self, stall: Duration) {
         self.writer().write_stall = Some(stall);
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -358,16 +348,6 @@ impl IndexStore {
         if let Some(message) = message {
             tracing::error!("{message}");
         }
-    }
-
-    /// Keeps `index` in the store and gives it back as read from its entry (the tables of a
-    /// large one then live in the shared mapping, not in this worker's heap); `index` itself
-    /// when it could not be stored.
-    pub fn save_and_map(&mut self, index: MediaIndex) -> MediaIndex {
-        if !self.save(&index) {
-            return index;
-        }
-        self.map_stored(&index.identity).unwrap_or(index)
     }
 
     /// The entry of `identity` just written by this worker, mapped (not counted as a hit).
@@ -772,7 +752,8 @@ mod tests {
         let (_, index) = fixture();
         let mut writer = IndexStore::new(&dir, 1 << 30);
         assert!(writer.load(&index.identity).is_none());
-        let mapped = writer.save_and_map(index.clone());
+        assert!(writer.save(&index));
+        let mapped = writer.map_stored(&index.identity).unwrap();
         assert_eq!(mapped, index);
         assert!(mapped.stored_bytes() > 0 && mapped.heap_size() < index.heap_size());
         let mut reader = IndexStore::new(&dir, 1 << 30);
